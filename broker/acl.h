@@ -1,0 +1,48 @@
+/* acl: the operator's ACL file (mosquitto syntax) and its evaluation.
+ *
+ * Parsing turns the file into rules grouped by user, plus patterns that apply to everyone.
+ * acl_compile() builds one client's rule list at CONNECT (the user's rules plus patterns with
+ * %u = certificate identity and %c = client id substituted), so a check never scans the file.
+ * Evaluation is pure: deny rules win, then any matching allow rule with the access bit,
+ * otherwise deny. Never touches the filesystem except in acl_load(). */
+#ifndef CERTMQ_ACL_H
+#define CERTMQ_ACL_H
+
+#include "diag.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum acl_access {
+    ACL_READ = 1,  /* receive messages published on a topic */
+    ACL_WRITE = 2, /* publish on a topic */
+};
+
+struct acl;
+struct acl_client;
+
+/* Parse text (fname is used in diagnostics). Returns NULL if any line is invalid, with every
+ * problem added to d as file:line: reason. Warnings (valid but suspicious lines, e.g. topic
+ * rules before any `user`, which in mosquitto apply only to anonymous clients) are added to
+ * warn and do not fail the parse; warn may be NULL. */
+struct acl *acl_parse(const char *text, size_t len, const char *fname, struct diag *d,
+                      struct diag *warn);
+/* Read and parse a file; unreadable file is an error in d. */
+struct acl *acl_load(const char *path, struct diag *d, struct diag *warn);
+void acl_free(struct acl *a);
+size_t acl_rule_count(const struct acl *a);
+
+/* Compile the rules for one client. identity is the validated certificate identity (never
+ * contains + # /). Patterns using %c are skipped when client_id contains '+', '#' or '/', since
+ * substituting it could widen the rule. The result does not reference a or its strings. */
+struct acl_client *acl_compile(const struct acl *a, const char *identity, const char *client_id);
+void acl_client_free(struct acl_client *c);
+
+/* May this client publish to (ACL_WRITE) or receive from (ACL_READ) the topic name? */
+bool acl_check(const struct acl_client *c, const char *topic, size_t len, enum acl_access access);
+/* May this client subscribe to the filter? True when some topic the filter matches could be
+ * readable (each delivery is still checked with acl_check(ACL_READ)); false when the filter is
+ * never readable: no read rule intersects it, or a deny rule covers all of it. */
+bool acl_check_subscribe(const struct acl_client *c, const char *filter, size_t len);
+
+#endif

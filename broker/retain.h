@@ -1,0 +1,26 @@
+/* retain: the retained-message store, keyed by topic name.
+ *
+ * Holds one reference to each retained msg. Lookup by subscription filter walks only the
+ * branches the filter can match (a level tree like topic's), not every retained message. */
+#ifndef CERTMQ_RETAIN_H
+#define CERTMQ_RETAIN_H
+
+#include "msg.h"
+
+#include <stddef.h>
+
+struct retain;
+
+struct retain *retain_new(void);
+void retain_free(struct retain *r);
+/* Store m under m->topic, replacing any previous message (takes its own reference). A message
+ * with an empty payload clears the topic instead. */
+void retain_set(struct retain *r, struct msg *m);
+/* Call cb for each retained message whose topic matches filter (the `$` rule applies). */
+void retain_match(const struct retain *r, const char *filter, size_t flen,
+                  void (*cb)(void *ctx, struct msg *m), void *ctx);
+/* Every retained message, for persistence and $SYS counts. */
+void retain_foreach(const struct retain *r, void (*cb)(void *ctx, struct msg *m), void *ctx);
+size_t retain_count(const struct retain *r);
+
+#endif

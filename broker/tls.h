@@ -1,0 +1,118 @@
+/* tls: the Mbed TLS 2.28 engine over memory buffers, and the certificate policy it enforces.
+ *
+ * Bytes in, bytes out: ciphertext from the network is handed to tls_conn_input(), ciphertext to
+ * send accumulates in tls_conn_output() for the transport to flush. Knows no loop and no socket,
+ * so two engines can be wired back to back in a test. Knows nothing of MQTT.
+ *
+ * Policy (enforced in every path, there is no switch to turn it off): a client certificate is
+ * required and must chain to the listener's CA set within verify_depth; it must be within its
+ * validity period; if it has an extended key usage, that must include clientAuth; CRLs loaded for
+ * its issuers are checked; its identity (CN by default) must pass tls_identity_valid().
+ * Session tickets are on by default; a presented ticket is re-checked against the current CRLs
+ * and the certificate's validity period, and rejected (falling back to a full handshake) if the
+ * certificate is no longer acceptable. */
+#ifndef CERTMQ_TLS_H
+#define CERTMQ_TLS_H
+
+#include "buf.h"
+#include "diag.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TLS_AGAIN 1 /* need more input; not an error */
+#define TLS_EOF 2   /* peer sent close_notify */
+/* Identities are at most this many bytes (plus NUL). */
+#define TLS_IDENTITY_MAX 256
+
+enum tls_identity_mode {
+    TLS_ID_CN = 0,
+    TLS_ID_SAN_DNS,
+    TLS_ID_SAN_URI,
+    TLS_ID_SAN_EMAIL,
+    TLS_ID_SUBJECT
+};
+
+/* Why a certificate was refused; one counter per value in $SYS and metrics. */
+enum tls_reject {
+    TLS_REJECT_NONE = 0,
+    TLS_REJECT_NO_CERT,
+    TLS_REJECT_UNKNOWN_CA,
+    TLS_REJECT_REVOKED,
+    TLS_REJECT_EXPIRED,
+    TLS_REJECT_NOT_YET_VALID,
+    TLS_REJECT_BAD_EKU,
+    TLS_REJECT_BAD_IDENTITY,
+    TLS_REJECT_CRL_MISSING,
+    TLS_REJECT_CRL_EXPIRED,
+    TLS_REJECT_CHAIN_TOO_LONG,
+    TLS_REJECT_HANDSHAKE, /* protocol failure: no common cipher, bad record, not TLS, ... */
+    TLS_REJECT_COUNT
+};
+const char *tls_reject_str(enum tls_reject r);
+
+/* Process-wide TLS state: entropy, DRBG, session-ticket keys. Shared by every listener and kept
+ * across reloads so that tickets stay valid when certificates are rotated. */
+struct tls_lib;
+struct tls_lib *tls_lib_new(bool tickets, uint32_t ticket_lifetime_s);
+void tls_lib_free(struct tls_lib *lib);
+
+struct tls_server_opts {
+    const char *cafile, *capath, *certfile, *keyfile;
+    const char *const *crlfiles;
+    size_t crlfile_count;
+    const char *crlpath;
+    const char *tls_version; /* NULL or "tlsv1.2" */
+    const char *ciphers;     /* NULL = default set; else OpenSSL-style names joined by ':' */
+    unsigned verify_depth;
+    enum tls_identity_mode identity;
+    bool crl_strict;      /* a CA in the chain with no CRL loaded refuses the device */
+    bool crl_expired_warn; /* accept under an expired CRL (logged) instead of refusing */
+};
+
+/* One listener's certificate set and Mbed TLS configuration. Refcounted: each tls_conn holds a
+ * reference, so a reload can build a new ctx for new connections while old ones finish. */
+struct tls_ctx;
+/* Loads and checks every file; returns NULL with every problem in d (file: reason). */
+struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o, struct diag *d);
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
+void tls_ctx_unref(struct tls_ctx *c);
+
+/* What the broker learns about a verified peer. */
+struct tls_peer {
+    char identity[TLS_IDENTITY_MAX + 1];
+    char subject[256]; /* RFC 4514-ish, for logs */
+    char issuer[256];
+    char serial[80]; /* hex, colon separated as mbedtls prints it */
+    int64_t not_after;  /* unix seconds: earliest notAfter of the leaf (chain in a later issue) */
+    bool resumed;       /* session ticket used */
+};
+
+struct tls_conn;
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx);
+void tls_conn_free(struct tls_conn *c);
+/* Ciphertext received from the peer (copied). */
+void tls_conn_input(struct tls_conn *c, const uint8_t *p, size_t n);
+/* Ciphertext waiting to be sent; the transport consumes from it. */
+struct buf *tls_conn_output(struct tls_conn *c);
+/* Drive the handshake. 0 = done (peer filled), TLS_AGAIN = needs input, < 0 = failed:
+ * tls_conn_reject() and tls_conn_error() say why. */
+int tls_conn_handshake(struct tls_conn *c);
+/* Plaintext: > 0 bytes read, TLS_AGAIN, TLS_EOF, < 0 error. Call until TLS_AGAIN. */
+int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap);
+/* Encrypt all of p (split into records of at most 16 KiB) into the output. 0 or < 0. */
+int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n);
+/* Queue a close_notify alert. */
+void tls_conn_close_notify(struct tls_conn *c);
+const struct tls_peer *tls_conn_peer(const struct tls_conn *c);
+enum tls_reject tls_conn_reject(const struct tls_conn *c);
+/* Human-readable detail of the last failure (e.g. "certificate revoked (serial 1A:2B, issuer
+ * CN=Fleet CA)"); never NULL. */
+const char *tls_conn_error(const struct tls_conn *c);
+
+/* Identity rules (design.md §6): non-empty, valid UTF-8, at most TLS_IDENTITY_MAX bytes, no NUL,
+ * no control characters, no '+', '#' or '/'. Sets *why on failure. */
+bool tls_identity_valid(const uint8_t *p, size_t len, const char **why);
+
+#endif
