@@ -1,0 +1,433 @@
+/* broker: the session registry and message routing.
+ *
+ * A publish is matched once against the subscription tree; matches are collected in a scratch
+ * array (reused, so no allocation per message) where overlapping subscriptions of one session
+ * merge into one delivery at the highest granted QoS, then each delivery is checked against the
+ * receiver's compiled ACL and queued on its session. Never touches sockets, TLS or the clock. */
+#include "broker.h"
+
+#include "acl.h"
+#include "retain.h"
+#include "topic.h"
+#include "xmalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+struct entry {
+    struct session *s;
+    UT_hash_handle hh;
+};
+
+struct match {
+    struct session *s;
+    uint32_t sub_id;
+    uint8_t qos;
+    bool retain;
+};
+
+struct broker {
+    struct broker_limits lim;
+    struct broker_hooks hooks;
+    struct broker_stats stats;
+    struct topic_tree *subs;
+    struct retain *retained;
+    struct acl *acl;
+    struct entry *sessions;
+    uint64_t gen;
+    uint64_t msg_id;
+    /* per-publish scratch */
+    struct match *m;
+    size_t m_count, m_cap;
+    const struct msg *cur;
+    const struct session *cur_from;
+};
+
+struct broker *broker_new(const struct broker_limits *l, const struct broker_hooks *h)
+{
+    struct broker *b = xcalloc(1, sizeof(*b));
+    b->lim = *l;
+    b->hooks = *h;
+    b->subs = topic_tree_new();
+    b->retained = retain_new();
+    return b;
+}
+
+static void destroy_session(struct broker *b, struct session *s);
+
+void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        destroy_session(b, e->s);
+    }
+    topic_tree_free(b->subs);
+    retain_free(b->retained);
+    acl_free(b->acl);
+    free(b->m);
+    free(b);
+}
+
+struct broker_stats *broker_stats(struct broker *b)
+{
+    return &b->stats;
+}
+
+const struct broker_limits *broker_limits(const struct broker *b)
+{
+    return &b->lim;
+}
+
+size_t broker_retained_count(const struct broker *b)
+{
+    return retain_count(b->retained);
+}
+
+size_t broker_subscription_count(const struct broker *b)
+{
+    return topic_tree_count(b->subs);
+}
+
+uint64_t broker_next_msg_id(struct broker *b)
+{
+    return ++b->msg_id;
+}
+
+static bool acl_ok(const struct session *s, const char *t, size_t len, enum acl_access a)
+{
+    const struct acl_client *c = session_acl(s);
+    return c && acl_check(c, t, len, a);
+}
+
+static void compile_acl(struct broker *b, struct session *s)
+{
+    session_set_acl(s, b->acl ? acl_compile(b->acl, session_identity(s), session_client_id(s))
+                              : NULL);
+}
+
+void broker_set_acl(struct broker *b, struct acl *a)
+{
+    acl_free(b->acl);
+    b->acl = a;
+    struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        compile_acl(b, e->s);
+    }
+}
+
+bool broker_topic_ok(const struct broker *b, const char *t, size_t len)
+{
+    if (!topic_name_valid(t, len) || len > b->lim.max_topic_length)
+        return false;
+    return !b->lim.max_topic_levels || topic_levels(t, len) <= b->lim.max_topic_levels;
+}
+
+bool broker_may_publish(const struct broker *b, const struct session *s, const char *topic,
+                        size_t len)
+{
+    return acl_ok(s, topic, len, ACL_WRITE);
+}
+
+/* ---- sessions ------------------------------------------------------------------------------- */
+
+static void untrack_subs(struct broker *b, struct session *s)
+{
+    for (size_t i = 0; i < session_sub_count(s); i++) {
+        const struct session_sub *sub = session_sub_at(s, i);
+        size_t len = strlen(sub->filter), glen = 0, flen = len;
+        const char *g = NULL, *f = sub->filter;
+        topic_share_split(sub->filter, len, &g, &glen, &f, &flen);
+        topic_tree_unsubscribe(b->subs, f, flen, g, glen, s);
+    }
+}
+
+static void destroy_session(struct broker *b, struct session *s)
+{
+    struct entry *e;
+    size_t klen;
+    const char *key = session_key(s, &klen);
+    HASH_FIND(hh, b->sessions, key, klen, e);
+    if (e) {
+        HASH_DEL(b->sessions, e);
+        free(e);
+    }
+    untrack_subs(b, s);
+    session_free(s);
+    b->stats.sessions--;
+}
+
+void broker_discard(struct broker *b, struct session *s)
+{
+    destroy_session(b, s);
+}
+
+static void publish_will(struct broker *b, struct session *s, int64_t now)
+{
+    struct msg *will = session_take_will(s);
+    if (will) {
+        broker_publish(b, s, will, now);
+        msg_unref(will);
+    }
+}
+
+struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
+                              void *client, bool clean, bool persistent, uint32_t expiry_s,
+                              uint8_t version, bool *present, int64_t now)
+{
+    size_t il = strlen(identity), cl = strlen(client_id);
+    char *key = xmalloc(il + cl + 2);
+    memcpy(key, identity, il + 1);
+    memcpy(key + il + 1, client_id, cl + 1);
+    struct entry *e;
+    HASH_FIND(hh, b->sessions, key, il + 1 + cl, e);
+    free(key);
+    struct session *s = NULL;
+    *present = false;
+    if (e) {
+        s = e->s;
+        void *old = session_client(s);
+        if (old) {
+            session_set_client(s, NULL);
+            b->stats.clients_online--;
+            b->hooks.kick(b->hooks.ctx, old, 0x8E);
+            /* The old connection did not say DISCONNECT: its will goes out. */
+            publish_will(b, s, now);
+        }
+        if (clean) {
+            destroy_session(b, s);
+            s = NULL;
+        } else {
+            *present = true;
+        }
+    }
+    if (!s) {
+        s = session_new(identity, client_id, &b->lim.session);
+        e = xmalloc(sizeof(*e));
+        e->s = s;
+        size_t klen;
+        const char *k = session_key(s, &klen);
+        HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
+        b->stats.sessions++;
+    }
+    session_set_client(s, client);
+    session_set_version(s, version);
+    session_set_persistent(s, persistent, expiry_s);
+    compile_acl(b, s);
+    if (*present)
+        session_resend_all(s);
+    b->stats.clients_online++;
+    return s;
+}
+
+void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
+{
+    if (session_client(s))
+        b->stats.clients_online--;
+    session_set_client(s, NULL);
+    if (will)
+        publish_will(b, s, now);
+    else
+        msg_unref(session_take_will(s));
+    if (!session_persistent(s) || session_expiry_s(s) == 0)
+        destroy_session(b, s);
+    else
+        session_set_offline_since(s, now);
+}
+
+void broker_tick(struct broker *b, int64_t now)
+{
+    struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        struct session *s = e->s;
+        uint32_t exp = session_expiry_s(s);
+        if (session_client(s) || exp == UINT32_MAX)
+            continue;
+        if (now - session_offline_since(s) >= (int64_t)exp * 1000)
+            destroy_session(b, s);
+    }
+}
+
+void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct session *s), void *ctx)
+{
+    struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        cb(ctx, e->s);
+    }
+}
+
+/* ---- routing -------------------------------------------------------------------------------- */
+
+static void add_match(struct broker *b, struct session *s, uint8_t sub_qos, uint8_t options,
+                      uint32_t sub_id)
+{
+    const struct msg *m = b->cur;
+    if ((options & MQTT_SUBOPT_NO_LOCAL) && s == b->cur_from)
+        return;
+    uint8_t qos = b->lim.upgrade_outgoing_qos ? sub_qos : (m->qos < sub_qos ? m->qos : sub_qos);
+    bool retain = (options & MQTT_SUBOPT_RETAIN_AS_PUBLISHED) && m->retain;
+    uint64_t *gen = session_match_gen(s);
+    if (*gen == b->gen) {
+        /* Overlapping subscriptions: one delivery at the highest QoS. */
+        for (size_t i = 0; i < b->m_count; i++) {
+            if (b->m[i].s == s) {
+                if (qos > b->m[i].qos)
+                    b->m[i].qos = qos;
+                b->m[i].retain |= retain;
+                if (!b->m[i].sub_id)
+                    b->m[i].sub_id = sub_id;
+                return;
+            }
+        }
+    }
+    *gen = b->gen;
+    if (b->m_count == b->m_cap) {
+        b->m_cap = b->m_cap ? b->m_cap * 2 : 64;
+        b->m = xrealloc(b->m, b->m_cap * sizeof(*b->m));
+    }
+    b->m[b->m_count++] = (struct match){s, sub_id, qos, retain};
+}
+
+static void on_match(void *ctx, const struct topic_sub *sub)
+{
+    add_match(ctx, sub->subscriber, sub->options & MQTT_SUBOPT_QOS_MASK, sub->options,
+              sub->sub_id);
+}
+
+/* A shared group gets the message once: the next member in turn that is online and may read
+ * the topic; an offline member only if no member is online. */
+static void on_group(void *ctx, struct topic_group *g)
+{
+    struct broker *b = ctx;
+    size_t n = topic_group_size(g);
+    uint32_t *cur = topic_group_cursor(g);
+    const struct topic_sub *fallback = NULL;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*cur + k) % n;
+        const struct topic_sub *sub = topic_group_member(g, i);
+        struct session *s = sub->subscriber;
+        if (!acl_ok(s, b->cur->topic, b->cur->topic_len, ACL_READ))
+            continue;
+        if (session_client(s)) {
+            *cur = (uint32_t)((i + 1) % n);
+            on_match(b, sub);
+            return;
+        }
+        if (!fallback)
+            fallback = sub;
+    }
+    if (fallback) {
+        *cur = (*cur + 1) % (uint32_t)n;
+        on_match(b, fallback);
+    }
+}
+
+static void deliver(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain,
+                    uint32_t sub_id)
+{
+    void *client = session_client(s);
+    if (session_enqueue(s, m, qos, retain, sub_id, client != NULL) != 0) {
+        b->stats.msgs_dropped++;
+        return;
+    }
+    if (client)
+        b->hooks.wakeup(b->hooks.ctx, client);
+}
+
+enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
+                                      int64_t now)
+{
+    if (from && !acl_ok(from, m->topic, m->topic_len, ACL_WRITE)) {
+        b->stats.publish_denied++;
+        return BROKER_PUB_DENIED;
+    }
+    if (m->retain && b->lim.retain_available)
+        retain_set(b->retained, m);
+    b->gen++;
+    b->m_count = 0;
+    b->cur = m;
+    b->cur_from = from;
+    topic_tree_match(b->subs, m->topic, m->topic_len, on_match, on_group, b);
+    size_t delivered = 0;
+    for (size_t i = 0; i < b->m_count; i++) {
+        struct match *x = &b->m[i];
+        if (!acl_ok(x->s, m->topic, m->topic_len, ACL_READ))
+            continue;
+        deliver(b, x->s, m, x->qos, x->retain, x->sub_id);
+        delivered++;
+    }
+    b->cur = NULL;
+    b->cur_from = NULL;
+    return delivered ? BROKER_PUB_OK : BROKER_PUB_NO_MATCH;
+}
+
+struct retained_ctx {
+    struct broker *b;
+    struct session *s;
+    uint8_t qos;
+    uint32_t sub_id;
+};
+
+static void on_retained(void *ctx, struct msg *m)
+{
+    struct retained_ctx *r = ctx;
+    if (!acl_ok(r->s, m->topic, m->topic_len, ACL_READ))
+        return;
+    uint8_t qos = r->b->lim.upgrade_outgoing_qos ? r->qos : (m->qos < r->qos ? m->qos : r->qos);
+    deliver(r->b, r->s, m, qos, true, r->sub_id);
+}
+
+uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
+                         uint8_t options, uint32_t sub_id, int64_t now)
+{
+    const char *group = NULL, *f = filter;
+    size_t glen = 0, flen = len;
+    if (topic_share_split(filter, len, &group, &glen, &f, &flen) < 0)
+        return 0x8F;
+    if (len > b->lim.max_topic_length || !topic_filter_valid(f, flen) ||
+        (b->lim.max_topic_levels && topic_levels(f, flen) > b->lim.max_topic_levels))
+        return 0x8F;
+    const struct acl_client *acl = session_acl(s);
+    if (!acl || !acl_check_subscribe(acl, f, flen)) {
+        b->stats.subscribe_denied++;
+        return 0x87;
+    }
+    if (b->lim.max_subscriptions_per_client &&
+        session_sub_count(s) >= b->lim.max_subscriptions_per_client) {
+        bool exists = false;
+        for (size_t i = 0; i < session_sub_count(s) && !exists; i++) {
+            const char *have = session_sub_at(s, i)->filter;
+            exists = strlen(have) == len && memcmp(have, filter, len) == 0;
+        }
+        if (!exists)
+            return 0x97;
+    }
+    bool replaced;
+    topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);
+    bool is_new = session_sub_add(s, filter, len, options, sub_id);
+    uint8_t qos = options & MQTT_SUBOPT_QOS_MASK;
+    unsigned rh = (options & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> MQTT_SUBOPT_RETAIN_HANDLING_SHIFT;
+    if (!group && (rh == 0 || (rh == 1 && is_new))) {
+        struct retained_ctx r = {b, s, qos, sub_id};
+        retain_match(b->retained, f, flen, on_retained, &r);
+    }
+    return qos;
+}
+
+int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, size_t len)
+{
+    if (!session_sub_del(s, filter, len))
+        return -1;
+    const char *group = NULL, *f = filter;
+    size_t glen = 0, flen = len;
+    if (topic_share_split(filter, len, &group, &glen, &f, &flen) < 0)
+        return -1;
+    topic_tree_unsubscribe(b->subs, f, flen, group, glen, s);
+    return 0;
+}

@@ -1,0 +1,98 @@
+/* broker: sessions, routing and retained messages; the MQTT domain without any I/O.
+ *
+ * publish -> ACL write check -> retained store -> topic tree match -> per-subscriber ACL read
+ * check -> session queue. Connections are opaque `client` pointers that the broker only hands
+ * back through hooks (wake up to send, kick on takeover). Time is passed in as `now` (ms). */
+#ifndef CERTMQ_BROKER_H
+#define CERTMQ_BROKER_H
+
+#include "msg.h"
+#include "session.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct acl;
+
+struct broker_limits {
+    struct session_limits session;
+    uint32_t max_topic_length;             /* bytes */
+    uint32_t max_topic_levels;             /* 0 = unlimited */
+    uint32_t max_subscriptions_per_client; /* 0 = unlimited */
+    uint32_t persistent_client_expiration; /* s; 0 = never (3.1.1 sessions) */
+    bool retain_available;
+    bool upgrade_outgoing_qos;
+};
+
+struct broker_hooks {
+    void *ctx;
+    /* The online client of a session has something to send. */
+    void (*wakeup)(void *ctx, void *client);
+    /* Another connection took the session over: the client must detach from its session
+     * (broker_detach is not to be called for it) and close with the given MQTT 5 reason. */
+    void (*kick)(void *ctx, void *client, uint8_t reason);
+};
+
+struct broker_stats {
+    uint64_t msgs_received, msgs_sent, msgs_dropped;
+    uint64_t bytes_received, bytes_sent;
+    uint64_t publish_denied, subscribe_denied;
+    uint64_t sessions;
+    uint64_t clients_online;
+};
+
+struct broker;
+
+struct broker *broker_new(const struct broker_limits *l, const struct broker_hooks *h);
+void broker_free(struct broker *b);
+struct broker_stats *broker_stats(struct broker *b);
+const struct broker_limits *broker_limits(const struct broker *b);
+size_t broker_retained_count(const struct broker *b);
+size_t broker_subscription_count(const struct broker *b);
+
+/* Replace the ACL (takes ownership; NULL = deny everything) and recompile it for every session,
+ * so new rules apply at once to existing clients and deliveries. */
+void broker_set_acl(struct broker *b, struct acl *a);
+
+/* Validate a topic name against MQTT and the configured limits. */
+bool broker_topic_ok(const struct broker *b, const char *t, size_t len);
+/* May the session publish the will it asks for? (checked at CONNECT) */
+bool broker_may_publish(const struct broker *b, const struct session *s, const char *topic,
+                        size_t len);
+
+/* CONNECT: find or create the session (identity, client_id) and attach client to it. A client
+ * attached to that session before is kicked. clean = clean session / clean start. persistent =
+ * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
+ * session; *present tells whether state was resumed. */
+struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
+                              void *client, bool clean, bool persistent, uint32_t expiry_s,
+                              uint8_t version, bool *present, int64_t now);
+/* The connection ended. publish_will: the will is published (abnormal close). A session that is
+ * not persistent is destroyed. */
+void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);
+/* Destroy a session now (whether online or not), without its will. */
+void broker_discard(struct broker *b, struct session *s);
+
+enum broker_pub_result { BROKER_PUB_OK = 0, BROKER_PUB_DENIED = 1, BROKER_PUB_NO_MATCH = 2 };
+/* Route m (the caller keeps its reference). from = publishing session or NULL for the broker's
+ * own messages ($SYS). */
+enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
+                                      int64_t now);
+
+/* SUBSCRIBE one filter: returns the granted QoS, or 0x80 (invalid filter, never readable, or
+ * over the subscription limit). Matching retained messages are queued per retain handling. */
+uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
+                         uint8_t options, uint32_t sub_id, int64_t now);
+/* Returns 0 when the subscription existed, -1 otherwise. */
+int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, size_t len);
+
+/* Housekeeping: expire offline sessions whose expiry has passed. */
+void broker_tick(struct broker *b, int64_t now);
+
+/* Visit every session (online or offline). */
+void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct session *s),
+                            void *ctx);
+uint64_t broker_next_msg_id(struct broker *b);
+
+#endif

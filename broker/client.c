@@ -1,0 +1,802 @@
+/* client: the MQTT protocol for one connection.
+ *
+ * Input: bytes are decoded straight from the read buffer when they hold whole packets; only a
+ * trailing partial packet is copied (bounded by max_packet_size, which the codec enforces as
+ * soon as the length is known). Handlers get validated structs from codec_decode.
+ * Output: control packets go to a small per-client buffer; publishes stay in the session until
+ * the write slot, where they are encoded into the environment's scratch buffer. A client is
+ * freed only in on_close, after conn has unwound. */
+#include "client.h"
+
+#include "codec.h"
+#include "log.h"
+#include "topic.h"
+#include "xmalloc.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCRATCH_SIZE (16 * 1024)
+#define OUT_CTRL_MAX (64 * 1024)
+
+enum cstate { CS_WAIT_CONNECT, CS_CONNECTED, CS_CLOSING };
+
+struct client {
+    struct client_env *env;
+    struct conn *conn;
+    struct session *session;
+    struct client *prev, *next;
+    struct buf in;  /* partial packet carried over between reads */
+    struct buf out; /* control packets for this turn */
+    enum cstate state;
+    uint8_t version;
+    uint16_t keepalive;
+    uint32_t peer_max_packet; /* MQTT 5 maximum packet size of the client, 0 = none */
+    uint64_t last_rx;
+    char *client_id;
+};
+
+struct client_env {
+    uv_loop_t *loop;
+    struct broker *broker;
+    struct client_opts o;
+    struct client *head;
+    size_t count;
+    uint64_t next_auto_id;
+    uint8_t scratch[SCRATCH_SIZE];
+    size_t scratch_len;
+};
+
+struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struct client_opts *o)
+{
+    struct client_env *e = xcalloc(1, sizeof(*e));
+    e->loop = loop;
+    e->broker = b;
+    e->o = *o;
+    e->next_auto_id = (uint64_t)uv_hrtime();
+    return e;
+}
+
+void client_env_free(struct client_env *e)
+{
+    free(e);
+}
+
+void client_env_set_opts(struct client_env *e, const struct client_opts *o)
+{
+    e->o = *o;
+}
+
+size_t client_count(const struct client_env *e)
+{
+    return e->count;
+}
+
+static int64_t now_ms(const struct client *c)
+{
+    return (int64_t)uv_now(c->env->loop);
+}
+
+static const char *cid(const struct client *c)
+{
+    return c->client_id ? c->client_id : "(no client id)";
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+static void send_packet(struct client *c, const struct mqtt_packet *p)
+{
+    if (c->state == CS_CLOSING)
+        return;
+    size_t n = codec_encode(p, c->version, NULL, 0);
+    if (!n)
+        return;
+    codec_encode(p, c->version, buf_reserve(&c->out, n), n);
+    buf_commit(&c->out, n);
+    conn_want_write(c->conn);
+}
+
+static void send_ack(struct client *c, uint8_t type, uint16_t id, uint8_t rc)
+{
+    struct mqtt_packet p = {0};
+    p.type = type;
+    p.flags = type == MQTT_PUBREL ? 0x2 : 0;
+    p.u.ack.id = id;
+    p.u.ack.rc = rc;
+    send_packet(c, &p);
+}
+
+static void scratch_flush(struct client *c)
+{
+    struct client_env *e = c->env;
+    if (e->scratch_len) {
+        conn_write(c->conn, e->scratch, e->scratch_len);
+        e->scratch_len = 0;
+    }
+}
+
+static void scratch_put(struct client *c, const uint8_t *p, size_t n)
+{
+    struct client_env *e = c->env;
+    if (e->scratch_len + n > SCRATCH_SIZE)
+        scratch_flush(c);
+    if (n > SCRATCH_SIZE) {
+        conn_write(c->conn, p, n);
+        return;
+    }
+    memcpy(e->scratch + e->scratch_len, p, n);
+    e->scratch_len += n;
+}
+
+/* Encode one outgoing PUBLISH: head into scratch, payload after it (or straight to the
+ * transport when it is large), so the payload is never copied twice. */
+static void emit_publish(struct client *c, const struct session_out *o)
+{
+    struct client_env *e = c->env;
+    const struct msg *m = o->msg;
+    struct mqtt_publish pub = {0};
+    pub.qos = o->qos;
+    pub.dup = o->dup && o->qos > 0;
+    pub.retain = o->retain;
+    pub.topic.p = (const uint8_t *)m->topic;
+    pub.topic.len = m->topic_len;
+    pub.id = o->id;
+    pub.payload = m->payload;
+    pub.payload_len = m->payload_len;
+    if (c->version == MQTT_V5) {
+        struct mqtt_props *pr = &pub.props;
+        if (m->has_payload_format) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT);
+            pr->payload_format = m->payload_format;
+        }
+        if (m->expiry_at) {
+            int64_t left = (m->expiry_at - now_ms(c) + 999) / 1000;
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+            pr->message_expiry = left > 0 ? (uint32_t)left : 1;
+        }
+        if (m->content_type.len) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE);
+            pr->content_type = m->content_type;
+        }
+        if (m->response_topic.len) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC);
+            pr->response_topic = m->response_topic;
+        }
+        if (m->correlation_data.len) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA);
+            pr->correlation_data = m->correlation_data;
+        }
+        pr->user_props = m->user_props;
+        pr->user_props_len = m->user_props_len;
+        if (o->sub_id) {
+            pr->sub_ids = &o->sub_id;
+            pr->sub_id_count = 1;
+        }
+    }
+    uint8_t head[1024];
+    size_t hn = codec_encode_publish_head(&pub, c->version, head, sizeof(head));
+    uint8_t *big = NULL;
+    if (hn > sizeof(head)) {
+        big = xmalloc(hn);
+        codec_encode_publish_head(&pub, c->version, big, hn);
+    }
+    if (!hn || (c->peer_max_packet && hn + m->payload_len > c->peer_max_packet)) {
+        free(big); /* too large for this subscriber: dropped for it alone */
+        broker_stats(e->broker)->msgs_dropped++;
+        if (o->qos > 0) {
+            if (o->qos == 1)
+                session_puback(c->session, o->id);
+            else {
+                session_pubrec(c->session, o->id);
+                session_pubcomp(c->session, o->id);
+            }
+        }
+        return;
+    }
+    scratch_put(c, big ? big : head, hn);
+    free(big);
+    scratch_put(c, m->payload, m->payload_len);
+    struct broker_stats *st = broker_stats(e->broker);
+    st->msgs_sent++;
+    st->bytes_sent += hn + m->payload_len;
+}
+
+static void on_writable(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+    struct client_env *e = c->env;
+    e->scratch_len = 0;
+    if (buf_size(&c->out)) {
+        scratch_put(c, buf_head(&c->out), buf_size(&c->out));
+        buf_consume(&c->out, buf_size(&c->out));
+        buf_shrink(&c->out, 1024);
+    }
+    if (c->session && c->state == CS_CONNECTED) {
+        struct session_out o;
+        int64_t now = now_ms(c);
+        while (!conn_output_full(conn) && session_next_out(c->session, now, &o)) {
+            if (o.kind == SESSION_OUT_PUBREL) {
+                uint8_t tmp[64];
+                struct mqtt_packet p = {0};
+                p.type = MQTT_PUBREL;
+                p.flags = 0x2;
+                p.u.ack.id = o.id;
+                size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
+                scratch_put(c, tmp, n);
+            } else {
+                emit_publish(c, &o);
+            }
+        }
+    }
+    scratch_flush(c);
+    /* Resumes from conn's write_cb when the backlog drains (conn_want_write there). */
+}
+
+/* ---- closing ------------------------------------------------------------------------------ */
+
+static void send_disconnect(struct client *c, uint8_t rc)
+{
+    if (c->version != MQTT_V5 || c->state != CS_CONNECTED)
+        return;
+    struct mqtt_packet p = {0};
+    p.type = MQTT_DISCONNECT;
+    p.u.disconnect.rc = rc;
+    uint8_t tmp[16];
+    size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
+    if (buf_size(&c->out)) {
+        conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
+        buf_consume(&c->out, buf_size(&c->out));
+    }
+    conn_write(c->conn, tmp, n);
+}
+
+/* End the connection from our side. will: publish the will (anything but a DISCONNECT). */
+static void client_end(struct client *c, uint8_t v5_reason, bool will, const char *why)
+{
+    if (c->state == CS_CLOSING)
+        return;
+    if (why && c->env->o.connection_messages)
+        log_notice("client %s [%s] (%s) disconnected: %s", cid(c), conn_addr(c->conn),
+                   conn_peer(c->conn)->identity, why);
+    send_disconnect(c, v5_reason);
+    if (c->session) {
+        broker_detach(c->env->broker, c->session, will, now_ms(c));
+        c->session = NULL;
+    }
+    c->state = CS_CLOSING;
+    conn_close(c->conn, true);
+}
+
+void client_kick(void *env, void *client, uint8_t reason)
+{
+    struct client *c = client;
+    c->session = NULL; /* the broker has moved the session on */
+    client_end(c, reason, false, "session taken over by another connection");
+}
+
+void client_wakeup(void *env, void *client)
+{
+    struct client *c = client;
+    if (c->state == CS_CONNECTED)
+        conn_want_write(c->conn);
+}
+
+void client_close_all(struct client_env *e)
+{
+    for (struct client *c = e->head; c; c = c->next)
+        client_end(c, 0x8B, false, NULL);
+}
+
+static void protocol_error(struct client *c, int err, const char *what)
+{
+    uint8_t rc = err < 0 ? codec_err_reason(err) : (uint8_t)err;
+    char why[160];
+    snprintf(why, sizeof(why), "%s (reason 0x%02X)", what, rc);
+    if (c->state == CS_WAIT_CONNECT) {
+        log_notice("connection %s (%s) closed before CONNECT: %s", conn_addr(c->conn),
+                   conn_peer(c->conn)->identity, why);
+        c->state = CS_CLOSING;
+        conn_close(c->conn, false);
+        return;
+    }
+    client_end(c, rc, true, why);
+}
+
+/* ---- CONNECT ------------------------------------------------------------------------------ */
+
+static void connack(struct client *c, bool present, uint8_t rc, const struct mqtt_props *pr)
+{
+    struct mqtt_packet p = {0};
+    p.type = MQTT_CONNACK;
+    p.u.connack.session_present = present;
+    p.u.connack.rc = rc;
+    if (pr)
+        p.u.connack.props = *pr;
+    send_packet(c, &p);
+}
+
+/* Refuse a CONNECT: v3 and v5 codes differ. */
+static void refuse(struct client *c, uint8_t v3_rc, uint8_t v5_rc, const char *why)
+{
+    log_notice("client %s [%s] (%s) refused: %s", cid(c), conn_addr(c->conn),
+               conn_peer(c->conn)->identity, why);
+    connack(c, false, c->version == MQTT_V5 ? v5_rc : v3_rc, NULL);
+    if (buf_size(&c->out)) {
+        conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
+        buf_consume(&c->out, buf_size(&c->out));
+    }
+    c->state = CS_CLOSING;
+    conn_close(c->conn, true);
+}
+
+static void keepalive_check(void *ud, struct conn *conn);
+
+static void arm_keepalive(struct client *c)
+{
+    if (c->keepalive)
+        conn_timer(c->conn, (uint64_t)c->keepalive * 1500, keepalive_check);
+}
+
+static void keepalive_check(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+    uint64_t limit = (uint64_t)c->keepalive * 1500, idle = uv_now(c->env->loop) - c->last_rx;
+    if (idle >= limit) {
+        client_end(c, 0x8D, true, "keep-alive timeout");
+        return;
+    }
+    conn_timer(conn, limit - idle, keepalive_check);
+}
+
+static struct msg *make_will(struct client *c, const struct mqtt_connect *k)
+{
+    struct mqtt_publish w = {0};
+    w.qos = k->will_qos;
+    w.retain = k->will_retain;
+    w.topic = k->will_topic;
+    w.payload = k->will_payload;
+    w.payload_len = k->will_payload_len;
+    w.props = k->will_props;
+    int64_t exp = 0;
+    if (k->will_props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+        exp = now_ms(c) + (int64_t)k->will_props.message_expiry * 1000;
+    return msg_new((const char *)k->will_topic.p, k->will_topic.len, &w, exp,
+                   broker_next_msg_id(c->env->broker));
+}
+
+static void handle_connect(struct client *c, const struct mqtt_packet *p)
+{
+    const struct mqtt_connect *k = &p->u.connect;
+    struct client_env *e = c->env;
+    const char *identity = conn_peer(c->conn)->identity;
+    c->version = k->version;
+    if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)) {
+        refuse(c, 0x05, 0x8C, "enhanced authentication requested; identity comes from the "
+                              "client certificate");
+        return;
+    }
+    bool assigned = false;
+    if (k->client_id.len == 0) {
+        bool ok = e->o.allow_zero_length_clientid && (k->clean || k->version == MQTT_V5) &&
+                  k->version != MQTT_V31;
+        if (!ok) {
+            refuse(c, 0x02, 0x85, "empty client id not allowed");
+            return;
+        }
+        char id[40];
+        snprintf(id, sizeof(id), "auto-%016" PRIx64, e->next_auto_id++);
+        c->client_id = xstrdup(id);
+        assigned = true;
+    } else {
+        c->client_id = xstrndup((const char *)k->client_id.p, k->client_id.len);
+        if (strlen(c->client_id) != k->client_id.len) {
+            refuse(c, 0x02, 0x85, "client id contains NUL");
+            return;
+        }
+    }
+    if (e->o.clientid_match && strcmp(c->client_id, identity) != 0) {
+        refuse(c, 0x02, 0x85, "client id differs from the certificate identity "
+                              "(clientid_policy match)");
+        return;
+    }
+    uint16_t ka = k->keepalive;
+    bool server_ka = false;
+    if (e->o.max_keepalive < 65535 && (ka == 0 || ka > e->o.max_keepalive)) {
+        if (c->version != MQTT_V5) {
+            refuse(c, 0x02, 0x85, "keep-alive over max_keepalive");
+            return;
+        }
+        ka = e->o.max_keepalive;
+        server_ka = true;
+    }
+    if (k->will && !broker_topic_ok(e->broker, (const char *)k->will_topic.p, k->will_topic.len)) {
+        protocol_error(c, 0x8F, "invalid will topic");
+        return;
+    }
+    c->keepalive = ka;
+    if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE))
+        c->peer_max_packet = k->props.maximum_packet_size;
+
+    bool persistent;
+    uint32_t expiry;
+    if (c->version == MQTT_V5) {
+        expiry = (k->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
+                     ? k->props.session_expiry
+                     : 0;
+        persistent = expiry > 0;
+    } else {
+        persistent = !k->clean;
+        expiry = e->o.persistent_client_expiration ? e->o.persistent_client_expiration
+                                                   : UINT32_MAX;
+    }
+    bool present;
+    struct session *s = broker_attach(e->broker, identity, c->client_id, c, k->clean, persistent,
+                                      expiry, c->version, &present, now_ms(c));
+    c->session = s;
+    if (k->will) {
+        if (!broker_may_publish(e->broker, s, (const char *)k->will_topic.p, k->will_topic.len)) {
+            broker_detach(e->broker, s, false, now_ms(c));
+            c->session = NULL;
+            refuse(c, 0x05, 0x87, "will topic not allowed by the ACL");
+            return;
+        }
+        struct msg *w = make_will(c, k);
+        session_set_will(s, w);
+        msg_unref(w);
+    }
+    c->state = CS_CONNECTED;
+    struct mqtt_props pr = {0};
+    if (c->version == MQTT_V5) {
+        pr.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM) |
+                      MQTT_PROP_BIT(MQTT_PROP_RETAIN_AVAILABLE) |
+                      MQTT_PROP_BIT(MQTT_PROP_SUB_ID_AVAILABLE) |
+                      MQTT_PROP_BIT(MQTT_PROP_WILDCARD_SUB_AVAILABLE) |
+                      MQTT_PROP_BIT(MQTT_PROP_SHARED_SUB_AVAILABLE);
+        pr.receive_maximum = e->o.receive_maximum;
+        pr.retain_available = e->o.retain_available;
+        pr.sub_id_available = 1;
+        pr.wildcard_sub_available = 1;
+        pr.shared_sub_available = 1;
+        if (e->o.max_packet_size) {
+            pr.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE);
+            pr.maximum_packet_size = e->o.max_packet_size;
+        }
+        if (server_ka) {
+            pr.present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEPALIVE);
+            pr.server_keepalive = ka;
+        }
+        if (assigned) {
+            pr.present |= MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID);
+            pr.assigned_client_id.p = (const uint8_t *)c->client_id;
+            pr.assigned_client_id.len = (uint16_t)strlen(c->client_id);
+        }
+    }
+    connack(c, present && !k->clean, 0, &pr);
+    if (e->o.connection_messages)
+        log_notice("client %s connected from %s as %s (p%u, c%d, k%u%s)", c->client_id,
+                   conn_addr(c->conn), identity, c->version, k->clean, ka,
+                   present ? ", session resumed" : "");
+    arm_keepalive(c);
+    conn_want_write(c->conn);
+}
+
+/* ---- PUBLISH and acknowledgements --------------------------------------------------------- */
+
+static void handle_publish(struct client *c, const struct mqtt_packet *p)
+{
+    const struct mqtt_publish *pub = &p->u.publish;
+    struct client_env *e = c->env;
+    if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
+        protocol_error(c, 0x94, "topic alias not allowed (topic alias maximum is 0)");
+        return;
+    }
+    if (!broker_topic_ok(e->broker, (const char *)pub->topic.p, pub->topic.len)) {
+        protocol_error(c, 0x90, "invalid topic name in PUBLISH");
+        return;
+    }
+    if (pub->qos == 2 && session_qos2_in_has(c->session, pub->id)) {
+        send_ack(c, MQTT_PUBREC, pub->id, 0); /* duplicate: already routed once */
+        return;
+    }
+    if (pub->qos > 0 && c->version == MQTT_V5 &&
+        pub->qos == 2 && session_qos2_in_count(c->session) >= e->o.receive_maximum) {
+        protocol_error(c, 0x93, "receive maximum exceeded");
+        return;
+    }
+    struct broker_stats *st = broker_stats(e->broker);
+    st->bytes_received += pub->payload_len + pub->topic.len;
+    uint8_t rc = 0;
+    if (pub->retain && !e->o.retain_available) {
+        protocol_error(c, 0x9A, "retain not supported");
+        return;
+    }
+    if (e->o.message_size_limit && pub->payload_len > e->o.message_size_limit) {
+        rc = 0x97;
+        st->msgs_dropped++;
+        log_info("client %s: message on %.*s dropped: payload %u bytes over message_size_limit",
+                 c->client_id, pub->topic.len, (const char *)pub->topic.p, pub->payload_len);
+    } else {
+        st->msgs_received++;
+        int64_t now = now_ms(c), exp = 0;
+        if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+            exp = now + (int64_t)pub->props.message_expiry * 1000;
+        struct msg *m = msg_new((const char *)pub->topic.p, pub->topic.len, pub, exp,
+                                broker_next_msg_id(e->broker));
+        enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
+        if (r == BROKER_PUB_DENIED) {
+            rc = 0x87;
+            log_debug("client %s: publish to %s denied by the ACL", c->client_id, m->topic);
+        } else if (r == BROKER_PUB_NO_MATCH) {
+            rc = 0x10;
+        }
+        msg_unref(m);
+    }
+    if (pub->qos == 1) {
+        send_ack(c, MQTT_PUBACK, pub->id, rc);
+    } else if (pub->qos == 2) {
+        if (rc < 0x80)
+            session_qos2_in_add(c->session, pub->id);
+        send_ack(c, MQTT_PUBREC, pub->id, rc);
+    }
+}
+
+static void handle_ack(struct client *c, const struct mqtt_packet *p)
+{
+    uint16_t id = p->u.ack.id;
+    struct session *s = c->session;
+    switch (p->type) {
+    case MQTT_PUBACK:
+        if (session_puback(s, id) == 0)
+            conn_want_write(c->conn); /* the window has room again */
+        break;
+    case MQTT_PUBREC:
+        if (session_pubrec(s, id) == 0) {
+            if (p->u.ack.rc >= 0x80) /* v5: the receiver refused; the flow ends here */
+                session_pubcomp(s, id);
+            conn_want_write(c->conn);
+        } else {
+            send_ack(c, MQTT_PUBREL, id, 0x92);
+        }
+        break;
+    case MQTT_PUBREL: {
+        bool had = session_qos2_in_has(s, id);
+        session_qos2_in_del(s, id);
+        send_ack(c, MQTT_PUBCOMP, id, had ? 0 : 0x92);
+        break;
+    }
+    case MQTT_PUBCOMP:
+        if (session_pubcomp(s, id) == 0)
+            conn_want_write(c->conn);
+        break;
+    }
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE / PING / DISCONNECT ------------------------------------------ */
+
+static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
+{
+    const struct mqtt_subscribe *sb = &p->u.subscribe;
+    uint8_t rcs[512];
+    uint8_t *r = sb->count <= sizeof(rcs) ? rcs : xmalloc(sb->count);
+    struct mqtt_sub_iter it;
+    struct mqtt_bin f;
+    uint8_t opts;
+    uint32_t sub_id = (sb->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID))
+                          ? sb->props.subscription_id
+                          : 0;
+    size_t i = 0;
+    /* SUBACK goes out before any retained message this subscription queues: control packets
+     * are written ahead of the session queue in the write slot. */
+    codec_sub_iter(sb, true, &it);
+    while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
+        if (c->version != MQTT_V5)
+            opts &= MQTT_SUBOPT_QOS_MASK;
+        uint8_t rc = broker_subscribe(c->env->broker, c->session, (const char *)f.p, f.len, opts,
+                                      sub_id, now_ms(c));
+        if (c->version != MQTT_V5 && rc >= 0x80)
+            rc = 0x80;
+        log_msg(LOGL_SUBSCRIBE, "%s %u %.*s -> 0x%02X", c->client_id, opts & 3, f.len,
+                (const char *)f.p, rc);
+        r[i++] = rc;
+    }
+    struct mqtt_packet a = {0};
+    a.type = MQTT_SUBACK;
+    a.u.suback.id = sb->id;
+    a.u.suback.rcs = r;
+    a.u.suback.count = (uint16_t)i;
+    send_packet(c, &a);
+    if (r != rcs)
+        free(r);
+}
+
+static void handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
+{
+    const struct mqtt_subscribe *sb = &p->u.subscribe;
+    uint8_t rcs[512];
+    uint8_t *r = sb->count <= sizeof(rcs) ? rcs : xmalloc(sb->count);
+    struct mqtt_sub_iter it;
+    struct mqtt_bin f;
+    uint8_t opts;
+    size_t i = 0;
+    codec_sub_iter(sb, false, &it);
+    while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
+        int x = broker_unsubscribe(c->env->broker, c->session, (const char *)f.p, f.len);
+        log_msg(LOGL_UNSUBSCRIBE, "%s %.*s", c->client_id, f.len, (const char *)f.p);
+        r[i++] = x == 0 ? 0x00 : 0x11;
+    }
+    struct mqtt_packet a = {0};
+    a.type = MQTT_UNSUBACK;
+    a.u.suback.id = sb->id;
+    a.u.suback.rcs = r;
+    a.u.suback.count = (uint16_t)i;
+    send_packet(c, &a);
+    if (r != rcs)
+        free(r);
+}
+
+static void handle_pingreq(struct client *c, const struct mqtt_packet *p)
+{
+    struct mqtt_packet a = {0};
+    a.type = MQTT_PINGRESP;
+    send_packet(c, &a);
+}
+
+static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
+{
+    const struct mqtt_disconnect *d = &p->u.disconnect;
+    if (c->version == MQTT_V5 && (d->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
+        if (session_expiry_s(c->session) == 0 && d->props.session_expiry != 0) {
+            protocol_error(c, 0x82, "session expiry set in DISCONNECT after connecting with 0");
+            return;
+        }
+        session_set_persistent(c->session, d->props.session_expiry > 0, d->props.session_expiry);
+    }
+    bool will = c->version == MQTT_V5 && d->rc == 0x04;
+    if (c->env->o.connection_messages)
+        log_notice("client %s disconnected", cid(c));
+    broker_detach(c->env->broker, c->session, will, now_ms(c));
+    c->session = NULL;
+    c->state = CS_CLOSING;
+    conn_close(c->conn, true);
+}
+
+static void handle_auth(struct client *c, const struct mqtt_packet *p)
+{
+    protocol_error(c, 0x82, "AUTH without enhanced authentication");
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+typedef void (*handler_fn)(struct client *c, const struct mqtt_packet *p);
+/* Index: packet type. NULL: a client never sends it (server-to-client types, reserved). */
+static const handler_fn dispatch[16] = {
+    [MQTT_PUBLISH] = handle_publish,         [MQTT_PUBACK] = handle_ack,
+    [MQTT_PUBREC] = handle_ack,              [MQTT_PUBREL] = handle_ack,
+    [MQTT_PUBCOMP] = handle_ack,             [MQTT_SUBSCRIBE] = handle_subscribe,
+    [MQTT_UNSUBSCRIBE] = handle_unsubscribe, [MQTT_PINGREQ] = handle_pingreq,
+    [MQTT_DISCONNECT] = handle_disconnect,   [MQTT_AUTH] = handle_auth,
+};
+
+static void on_packet(struct client *c, const struct mqtt_packet *p)
+{
+    if (c->state == CS_WAIT_CONNECT) {
+        if (p->type != MQTT_CONNECT) {
+            protocol_error(c, CODEC_ERR_PROTOCOL, "first packet is not CONNECT");
+            return;
+        }
+        handle_connect(c, p);
+        return;
+    }
+    handler_fn h = dispatch[p->type & 15];
+    if (!h || (p->type == MQTT_AUTH && c->version != MQTT_V5)) {
+        protocol_error(c, CODEC_ERR_PROTOCOL, p->type == MQTT_CONNECT ? "second CONNECT"
+                                                                       : "packet type not "
+                                                                         "allowed from a client");
+        return;
+    }
+    h(c, p);
+}
+
+/* Decode every whole packet in data; returns bytes consumed or -1 after closing. */
+static long decode_all(struct client *c, const uint8_t *data, size_t len)
+{
+    size_t off = 0;
+    uint32_t max = c->env->o.max_packet_size;
+    while (off < len && c->state != CS_CLOSING) {
+        struct mqtt_packet p;
+        long r = codec_decode(data + off, len - off, c->version, max, &p);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            if (r == CODEC_ERR_BAD_VERSION && c->state == CS_WAIT_CONNECT) {
+                c->version = (len - off > 8 && data[off + 8] == 5) ? MQTT_V5 : MQTT_V311;
+                refuse(c, 0x01, 0x84, "unsupported protocol version");
+                return -1;
+            }
+            protocol_error(c, (int)r, codec_err_str((int)r));
+            return -1;
+        }
+        on_packet(c, &p);
+        off += (size_t)r;
+    }
+    return (long)off;
+}
+
+static void on_data(void *ud, struct conn *conn, const uint8_t *p, size_t n)
+{
+    struct client *c = ud;
+    if (c->state == CS_CLOSING)
+        return;
+    c->last_rx = uv_now(c->env->loop);
+    if (buf_size(&c->in) == 0) {
+        long used = decode_all(c, p, n);
+        if (used >= 0 && (size_t)used < n && c->state != CS_CLOSING)
+            buf_append(&c->in, p + used, n - (size_t)used);
+        return;
+    }
+    buf_append(&c->in, p, n);
+    long used = decode_all(c, buf_head(&c->in), buf_size(&c->in));
+    if (used > 0)
+        buf_consume(&c->in, (size_t)used);
+    buf_shrink(&c->in, 0);
+}
+
+static void connect_timeout(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+    if (c->state == CS_WAIT_CONNECT) {
+        log_notice("connection %s (%s) closed: no CONNECT within %u ms", conn_addr(conn),
+                   conn_peer(conn)->identity, c->env->o.connect_timeout_ms);
+        c->state = CS_CLOSING;
+        conn_close(conn, true);
+    }
+}
+
+static void on_ready(void *ud, struct conn *conn)
+{
+    struct client_env *e = ud;
+    struct client *c = xcalloc(1, sizeof(*c));
+    c->env = e;
+    c->conn = conn;
+    c->version = MQTT_V311;
+    c->last_rx = uv_now(e->loop);
+    c->next = e->head;
+    if (e->head)
+        e->head->prev = c;
+    e->head = c;
+    e->count++;
+    conn_set_user(conn, c);
+    conn_timer(conn, e->o.connect_timeout_ms, connect_timeout);
+}
+
+static void on_close(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+    struct client_env *e = c->env;
+    if (c->session) {
+        if (e->o.connection_messages)
+            log_notice("client %s [%s] closed its connection", cid(c), conn_addr(conn));
+        broker_detach(e->broker, c->session, true, (int64_t)uv_now(e->loop));
+        c->session = NULL;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    e->count--;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->client_id);
+    free(c);
+}
+
+const struct conn_cbs client_conn_cbs = {
+    .on_ready = on_ready,
+    .on_data = on_data,
+    .on_writable = on_writable,
+    .on_close = on_close,
+};

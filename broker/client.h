@@ -1,0 +1,46 @@
+/* client: one connection's MQTT protocol engine, between conn (bytes + identity) and broker.
+ *
+ * Decodes as many packets as each read holds, dispatches them through a static table that checks
+ * the connection state once, and produces output in the connection's write slot: control
+ * packets first, then publishes pulled from the session while the transport has room, encoded
+ * into one shared scratch buffer so a loop turn becomes few TLS records. */
+#ifndef CERTMQ_CLIENT_H
+#define CERTMQ_CLIENT_H
+
+#include "broker.h"
+#include "conn.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct client_opts {
+    uint32_t connect_timeout_ms;
+    uint32_t max_packet_size;    /* whole packet; 0 = MQTT maximum */
+    uint32_t message_size_limit; /* payload; 0 = none */
+    uint16_t max_keepalive;
+    uint16_t receive_maximum; /* MQTT 5 inbound window we announce */
+    bool allow_zero_length_clientid;
+    bool clientid_match; /* clientid_policy match */
+    bool connection_messages;
+    bool retain_available;
+    uint32_t persistent_client_expiration; /* s, 0 = never */
+};
+
+struct client_env;
+struct client;
+
+struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struct client_opts *o);
+void client_env_free(struct client_env *e);
+void client_env_set_opts(struct client_env *e, const struct client_opts *o);
+/* The callbacks every listener gives conn_accept (with the client_env as user data). */
+extern const struct conn_cbs client_conn_cbs;
+
+/* Broker hooks. */
+void client_wakeup(void *env, void *client);
+void client_kick(void *env, void *client, uint8_t reason);
+
+/* Close every client (server shutdown): MQTT 5 clients get DISCONNECT 0x8B. */
+void client_close_all(struct client_env *e);
+size_t client_count(const struct client_env *e);
+
+#endif

@@ -1,0 +1,561 @@
+/* conn: TCP + TLS transport for one peer.
+ *
+ * Life: WAITING (accepted, not read until a handshake slot is free) -> HANDSHAKE -> OPEN ->
+ * CLOSING. Every state has a deadline on the connection's single timer. Reads go into one
+ * process-wide buffer (the loop is single-threaded and read callbacks do not nest), so an idle
+ * connection holds no read memory. Writes: the TLS engine appends ciphertext to its output
+ * buffer, which is handed to the kernel with uv_try_write and, for the rest, with uv_write that
+ * takes over the buffer's storage (no copy). Never knows MQTT. */
+#include "conn.h"
+
+#include "log.h"
+#include "xmalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLOSE_GRACE_MS 3000
+
+enum conn_state { C_WAITING, C_HANDSHAKE, C_OPEN, C_CLOSING };
+
+struct conn {
+    struct conn_env *env;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shut;
+    struct tls_conn *tls;
+    struct tls_ctx *ctx;
+    const struct conn_cbs *cbs;
+    void *ud;
+    void (*timer_cb)(void *ud, struct conn *c);
+    enum conn_state state;
+    bool paused;       /* by the user */
+    bool out_full;     /* by back-pressure from the socket */
+    bool reading;      /* uv_read_start is in effect */
+    bool in_flush;     /* on the env's flush list */
+    bool want_write;   /* on_writable requested */
+    bool notify_close; /* on_close still owed to the user */
+    bool shutting;     /* uv_shutdown issued */
+    bool released;     /* uv_close issued on both handles */
+    uint8_t handles;   /* open uv handles */
+    size_t queued;     /* bytes inside uv_write requests */
+    struct conn *flush_next;
+    struct conn *wait_next;
+    char addr[64];
+    char ip[48];
+};
+
+struct conn_env {
+    uv_loop_t *loop;
+    struct conn_env_opts o;
+    uv_check_t check;
+    struct conn *flush_head;
+    struct conn *wait_head, *wait_tail;
+    struct conn_stats stats;
+    uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
+    uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
+};
+
+struct wreq {
+    uv_write_t req;
+    struct conn *c;
+    uint8_t *mem;
+    size_t len;
+};
+
+static void flush_list_run(uv_check_t *h);
+static void process(struct conn *c);
+static void start_close(struct conn *c, bool graceful);
+static void release(struct conn *c);
+
+struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
+{
+    struct conn_env *e = xcalloc(1, sizeof(*e));
+    e->loop = loop;
+    e->o = *o;
+    if (!e->o.max_handshakes)
+        e->o.max_handshakes = 1;
+    if (!e->o.max_backlog)
+        e->o.max_backlog = 256 * 1024;
+    uv_check_init(loop, &e->check);
+    e->check.data = e;
+    uv_unref((uv_handle_t *)&e->check);
+    return e;
+}
+
+static void env_check_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void conn_env_free(struct conn_env *e)
+{
+    if (e)
+        uv_close((uv_handle_t *)&e->check, env_check_closed);
+}
+
+const struct conn_stats *conn_env_stats(const struct conn_env *e)
+{
+    return &e->stats;
+}
+
+void conn_set_user(struct conn *c, void *ud)
+{
+    c->ud = ud;
+}
+
+const struct tls_peer *conn_peer(const struct conn *c)
+{
+    return tls_conn_peer(c->tls);
+}
+
+const char *conn_addr(const struct conn *c)
+{
+    return c->addr;
+}
+
+const char *conn_ip(const struct conn *c)
+{
+    return c->ip;
+}
+
+uv_loop_t *conn_loop(const struct conn *c)
+{
+    return c->env->loop;
+}
+
+bool conn_closing(const struct conn *c)
+{
+    return c->state == C_CLOSING;
+}
+
+size_t conn_backlog(const struct conn *c)
+{
+    return c->queued + buf_size(tls_conn_output(c->tls));
+}
+
+bool conn_output_full(const struct conn *c)
+{
+    return conn_backlog(c) >= c->env->o.max_backlog;
+}
+
+/* ---- the flush list: one write slot per connection per loop turn -------------------------- */
+
+static void flush_add(struct conn *c)
+{
+    if (c->in_flush)
+        return;
+    c->in_flush = true;
+    c->flush_next = c->env->flush_head;
+    c->env->flush_head = c;
+    uv_check_start(&c->env->check, flush_list_run);
+}
+
+void conn_want_write(struct conn *c)
+{
+    if (c->state == C_CLOSING)
+        return;
+    c->want_write = true;
+    flush_add(c);
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    struct conn *c = h->data;
+    b->base = (char *)c->env->rbuf;
+    b->len = sizeof(c->env->rbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct conn *c = s->data;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        if (n != UV_EOF && n != UV_ECONNRESET)
+            log_debug("read from %s: %s", c->addr, uv_strerror((int)n));
+        start_close(c, false);
+        return;
+    }
+    c->env->stats.bytes_in += (uint64_t)n;
+    tls_conn_input(c->tls, (const uint8_t *)b->base, (size_t)n);
+    process(c);
+}
+
+static void update_reading(struct conn *c)
+{
+    bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN) && !c->paused && !c->out_full;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+            c->reading = true;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+void conn_pause(struct conn *c)
+{
+    c->paused = true;
+    update_reading(c);
+}
+
+void conn_resume(struct conn *c)
+{
+    if (!c->paused)
+        return;
+    c->paused = false;
+    update_reading(c);
+    /* Bytes already inside the TLS engine will not raise another read event. */
+    if (c->state == C_OPEN)
+        process(c);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static void write_cb(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct conn *c = w->c;
+    c->queued -= w->len;
+    free(w->mem);
+    free(w);
+    if (status < 0) {
+        start_close(c, false);
+        return;
+    }
+    if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
+        c->out_full = false;
+        update_reading(c);
+        conn_want_write(c);
+    }
+}
+
+/* Hand the TLS output to the kernel: as much as it takes now, the rest in one uv_write that
+ * owns the buffer storage. */
+static void flush_out(struct conn *c)
+{
+    struct buf *o = tls_conn_output(c->tls);
+    size_t n = buf_size(o);
+    if (!n)
+        return;
+    c->env->stats.bytes_out += n;
+    if (c->queued == 0) {
+        uv_buf_t ub = uv_buf_init((char *)buf_head(o), (unsigned)n);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+        if (w > 0) {
+            buf_consume(o, (size_t)w);
+            n -= (size_t)w;
+        } else if (w != UV_EAGAIN && w != UV_ENOSYS) {
+            buf_consume(o, n);
+            start_close(c, false);
+            return;
+        }
+    }
+    if (n) {
+        struct wreq *w = xmalloc(sizeof(*w));
+        w->c = c;
+        w->len = n;
+        if (o->off == 0) {
+            w->mem = o->data; /* take the storage over */
+            buf_init(o);
+        } else {
+            w->mem = xmemdup(buf_head(o), n);
+            buf_consume(o, n);
+        }
+        uv_buf_t ub = uv_buf_init((char *)w->mem, (unsigned)n);
+        c->queued += n;
+        if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, write_cb) != 0) {
+            c->queued -= n;
+            free(w->mem);
+            free(w);
+            start_close(c, false);
+            return;
+        }
+        if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
+            c->out_full = true;
+            update_reading(c);
+        }
+    } else {
+        buf_shrink(o, 0);
+    }
+}
+
+int conn_write(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (c->state != C_OPEN)
+        return -1;
+    if (tls_conn_write(c->tls, p, n) < 0) {
+        start_close(c, false);
+        return -1;
+    }
+    if (!c->in_flush)
+        flush_out(c); /* outside the write slot: send now */
+    return 0;
+}
+
+static void flush_list_run(uv_check_t *h)
+{
+    struct conn_env *e = h->data;
+    while (e->flush_head) {
+        struct conn *list = e->flush_head;
+        e->flush_head = NULL;
+        while (list) {
+            struct conn *c = list;
+            list = c->flush_next;
+            c->in_flush = false;
+            if (c->notify_close) {
+                c->notify_close = false;
+                c->cbs->on_close(c->ud, c);
+                c->ud = NULL;
+                continue;
+            }
+            if (c->state == C_OPEN && c->want_write) {
+                c->want_write = false;
+                c->in_flush = true; /* conn_write only encrypts while we are in the slot */
+                c->cbs->on_writable(c->ud, c);
+                c->in_flush = false;
+            }
+            if (c->state != C_CLOSING || !c->shutting)
+                flush_out(c);
+        }
+    }
+    uv_check_stop(&e->check);
+}
+
+/* ---- handshake admission and processing ----------------------------------------------------- */
+
+static void timer_fire(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->state == C_CLOSING) {
+        release(c); /* the peer never drained its output: stop waiting */
+        return;
+    }
+    if (c->state == C_WAITING || c->state == C_HANDSHAKE) {
+        c->env->stats.refused++;
+        c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
+        log_notice("refused %s: handshake failed: not completed within %u ms", c->addr,
+                   c->env->o.handshake_timeout_ms);
+        start_close(c, false);
+        return;
+    }
+    if (c->timer_cb)
+        c->timer_cb(c->ud, c);
+}
+
+void conn_timer(struct conn *c, uint64_t ms, void (*cb)(void *ud, struct conn *c))
+{
+    if (c->state == C_CLOSING)
+        return;
+    c->timer_cb = cb;
+    uv_timer_start(&c->timer, timer_fire, ms, 0);
+}
+
+static void begin_handshake(struct conn *c)
+{
+    c->state = C_HANDSHAKE;
+    c->env->stats.handshaking++;
+    update_reading(c);
+}
+
+static void admit_next(struct conn_env *e)
+{
+    while (e->wait_head && e->stats.handshaking < e->o.max_handshakes) {
+        struct conn *c = e->wait_head;
+        e->wait_head = c->wait_next;
+        if (!e->wait_head)
+            e->wait_tail = NULL;
+        e->stats.waiting--;
+        begin_handshake(c);
+    }
+}
+
+static void leave_handshake(struct conn *c)
+{
+    if (c->state == C_HANDSHAKE) {
+        c->env->stats.handshaking--;
+        admit_next(c->env);
+    } else if (c->state == C_WAITING) {
+        struct conn **pp = &c->env->wait_head, *prev = NULL;
+        while (*pp && *pp != c) {
+            prev = *pp;
+            pp = &(*pp)->wait_next;
+        }
+        if (*pp) {
+            *pp = c->wait_next;
+            if (c->env->wait_tail == c)
+                c->env->wait_tail = prev;
+            c->env->stats.waiting--;
+        }
+    }
+}
+
+static void handshake_step(struct conn *c)
+{
+    int r = tls_conn_handshake(c->tls);
+    if (r == TLS_AGAIN) {
+        flush_out(c);
+        return;
+    }
+    if (r < 0) {
+        enum tls_reject why = tls_conn_reject(c->tls);
+        if (why == TLS_REJECT_NONE)
+            why = TLS_REJECT_HANDSHAKE;
+        c->env->stats.refused++;
+        c->env->stats.refused_by[why]++;
+        log_notice("refused %s: %s: %s", c->addr, tls_reject_str(why), tls_conn_error(c->tls));
+        flush_out(c); /* the alert */
+        start_close(c, false);
+        return;
+    }
+    leave_handshake(c);
+    c->state = C_OPEN;
+    c->env->stats.handshakes++;
+    if (tls_conn_peer(c->tls)->resumed)
+        c->env->stats.resumed++;
+    c->env->stats.open++;
+    uv_timer_stop(&c->timer);
+    flush_out(c);
+    c->cbs->on_ready(c->ud, c);
+}
+
+static void process(struct conn *c)
+{
+    if (c->state == C_HANDSHAKE)
+        handshake_step(c);
+    while (c->state == C_OPEN && !c->paused) {
+        int r = tls_conn_read(c->tls, c->env->plain, sizeof(c->env->plain));
+        if (r == TLS_AGAIN)
+            break;
+        if (r == TLS_EOF) {
+            start_close(c, true);
+            break;
+        }
+        if (r < 0) {
+            log_info("connection %s: TLS error: %s", c->addr, tls_conn_error(c->tls));
+            start_close(c, false);
+            break;
+        }
+        c->cbs->on_data(c->ud, c, c->env->plain, (size_t)r);
+    }
+    if (c->state != C_CLOSING)
+        flush_out(c);
+}
+
+/* ---- accept and close ----------------------------------------------------------------------- */
+
+static void format_addr(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    strcpy(c->addr, "?");
+    strcpy(c->ip, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, c->ip, sizeof(c->ip));
+        port = ntohs(a->sin_port);
+        snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, c->ip, sizeof(c->ip));
+        port = ntohs(a->sin6_port);
+        snprintf(c->addr, sizeof(c->addr), "[%s]:%d", c->ip, port);
+    }
+}
+
+struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *ctx,
+                         const struct conn_cbs *cbs, void *ud)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->env = e;
+    c->cbs = cbs;
+    c->ud = ud;
+    uv_tcp_init(e->loop, &c->tcp);
+    c->tcp.data = c;
+    c->handles = 1;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->state = C_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return NULL;
+    }
+    uv_timer_init(e->loop, &c->timer);
+    c->timer.data = c;
+    c->handles = 2;
+    uv_tcp_nodelay(&c->tcp, 1);
+    format_addr(c);
+    c->ctx = tls_ctx_ref(ctx);
+    c->tls = tls_conn_new(ctx);
+    uv_timer_start(&c->timer, timer_fire, e->o.handshake_timeout_ms, 0);
+    if (e->stats.handshaking < e->o.max_handshakes) {
+        begin_handshake(c);
+    } else {
+        c->state = C_WAITING;
+        e->stats.waiting++;
+        if (e->wait_tail)
+            e->wait_tail->wait_next = c;
+        else
+            e->wait_head = c;
+        e->wait_tail = c;
+    }
+    return c;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles)
+        return;
+    tls_conn_free(c->tls);
+    tls_ctx_unref(c->ctx);
+    free(c);
+}
+
+static void release(struct conn *c)
+{
+    if (c->released)
+        return;
+    c->released = true;
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    release(req->data);
+}
+
+static void start_close(struct conn *c, bool graceful)
+{
+    if (c->state == C_CLOSING)
+        return;
+    bool was_open = c->state == C_OPEN;
+    leave_handshake(c);
+    if (was_open)
+        c->env->stats.open--;
+    c->state = C_CLOSING;
+    update_reading(c);
+    if (graceful && was_open)
+        tls_conn_close_notify(c->tls);
+    flush_out(c);
+    c->notify_close = was_open;
+    if (c->notify_close)
+        flush_add(c);
+    /* uv_shutdown waits for queued writes (close_notify, last packets); the timer bounds it. */
+    uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
+    c->shut.data = c;
+    c->shutting = true;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
+        release(c);
+}
+
+void conn_close(struct conn *c, bool graceful)
+{
+    start_close(c, graceful);
+}

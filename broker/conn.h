@@ -1,0 +1,83 @@
+/* conn: one accepted TCP connection carrying TLS, seen from above as a plaintext byte stream
+ * with a verified identity.
+ *
+ * Owns the socket, the TLS engine and the connection's timer; enforces the handshake time limit
+ * and admits at most max_handshakes handshakes at once (the rest wait, unread, so a reconnect
+ * storm cannot starve connected clients). Knows nothing of MQTT: it carries bytes and an
+ * identity. Output is coalesced: the user asks for a write slot with conn_want_write() and
+ * produces all its bytes for this loop turn in one on_writable() call, which become as few TLS
+ * records as possible and one socket write. */
+#ifndef CERTMQ_CONN_H
+#define CERTMQ_CONN_H
+
+#include "tls.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct conn;
+
+struct conn_cbs {
+    /* Handshake and certificate checks passed; conn_peer() is valid from now on. */
+    void (*on_ready)(void *ud, struct conn *c);
+    /* Decrypted bytes; borrowed for the duration of the call. */
+    void (*on_data)(void *ud, struct conn *c, const uint8_t *p, size_t n);
+    /* The write slot for this loop turn: call conn_write() as needed. */
+    void (*on_writable)(void *ud, struct conn *c);
+    /* The connection is gone (called once, from a later loop turn than conn_close, never from
+     * inside another callback of this conn). The user frees its state here; c is freed after. */
+    void (*on_close)(void *ud, struct conn *c);
+};
+
+struct conn_stats {
+    uint64_t bytes_in, bytes_out;
+    uint64_t handshakes, resumed, refused;
+    uint64_t refused_by[TLS_REJECT_COUNT];
+    uint32_t handshaking, waiting, open;
+};
+
+/* Shared by every connection of the process: loop, limits, the flush list, counters. */
+struct conn_env;
+struct conn_env_opts {
+    uint32_t handshake_timeout_ms;
+    uint32_t max_handshakes;
+    size_t max_backlog; /* stop reading a peer whose unsent output exceeds this */
+};
+struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
+void conn_env_free(struct conn_env *e);
+const struct conn_stats *conn_env_stats(const struct conn_env *e);
+
+/* Take the pending connection from a listening stream. Returns NULL (and logs) when accept
+ * fails. ctx is referenced for the connection's life. */
+struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *ctx,
+                         const struct conn_cbs *cbs, void *ud);
+
+void conn_set_user(struct conn *c, void *ud);
+const struct tls_peer *conn_peer(const struct conn *c);
+const char *conn_addr(const struct conn *c); /* "127.0.0.1:51234" */
+const char *conn_ip(const struct conn *c);   /* "127.0.0.1" */
+uv_loop_t *conn_loop(const struct conn *c);
+
+/* Arm the connection's single timer: cb(ud) after ms. Replaces any earlier arming. Used by the
+ * user for CONNECT and keep-alive deadlines once the handshake is done. */
+void conn_timer(struct conn *c, uint64_t ms, void (*cb)(void *ud, struct conn *c));
+
+void conn_want_write(struct conn *c);
+/* Only from on_writable (or on_ready/on_data: then it is encrypted at once). */
+int conn_write(struct conn *c, const uint8_t *p, size_t n);
+/* Bytes accepted but not yet handed to the kernel. */
+size_t conn_backlog(const struct conn *c);
+bool conn_output_full(const struct conn *c);
+
+/* Stop/restart delivering on_data (back-pressure from above). */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+
+/* Close: pending output (and a close_notify when graceful) is flushed first, within a bounded
+ * time. Safe to call more than once and from inside any callback. */
+void conn_close(struct conn *c, bool graceful);
+bool conn_closing(const struct conn *c);
+
+#endif

@@ -1,0 +1,98 @@
+/* main: command line, configuration, and the loop's life. Knows every module only through
+ * server. */
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+static void usage(FILE *f)
+{
+    fputs("usage: certmq -c FILE            run the broker in the foreground\n"
+          "       certmq --test-config -c FILE  check config, certificates, keys, CRLs, ACL\n"
+          "       certmq --version | --help\n"
+          "\n"
+          "certmq accepts MQTT 3.1, 3.1.1 and 5.0 clients over mutual TLS only: every client\n"
+          "needs a certificate from a configured CA; its identity (subject CN by default) is\n"
+          "its user name for the ACL file. Config syntax: mosquitto.conf.\n",
+          f);
+}
+
+static void print_diag(const struct diag *d)
+{
+    for (size_t i = 0; i < d->count; i++)
+        fprintf(stderr, "%s\n", d->msgs[i]);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int test_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config-file")) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strcmp(argv[i], "--test-config") || !strcmp(argv[i], "-t")) {
+            test_only = 1;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("certmq %s\n", CERTMQ_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "certmq: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!path) {
+        fputs("certmq: a configuration file is required (-c FILE)\n", stderr);
+        usage(stderr);
+        return 2;
+    }
+
+    struct config cfg;
+    struct diag d;
+    diag_init(&d);
+    if (config_load(path, &cfg, &d) != 0) {
+        print_diag(&d);
+        fprintf(stderr, "certmq: %s: %zu problem(s), not starting\n", path, d.count);
+        diag_free(&d);
+        return 1;
+    }
+    if (test_only) {
+        int r = server_check(&cfg, &d);
+        print_diag(&d);
+        if (r == 0)
+            printf("%s: configuration OK\n", path);
+        diag_free(&d);
+        config_free(&cfg);
+        return r == 0 ? 0 : 1;
+    }
+    diag_free(&d);
+    if (log_configure(cfg.log_types, cfg.log_dests, cfg.log_file, cfg.log_timestamp) != 0) {
+        fprintf(stderr, "certmq: cannot open log file %s\n", cfg.log_file);
+        config_free(&cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_t *loop = uv_default_loop();
+    struct server *srv = server_start(loop, &cfg);
+    if (!srv) {
+        config_free(&cfg);
+        log_err("not starting: see the errors above");
+        log_close();
+        uv_loop_close(loop);
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    server_free(srv);
+    int busy = uv_loop_close(loop);
+    log_notice("stopped%s", busy ? " (handles still open)" : "");
+    log_close();
+    return busy ? 1 : 0;
+}

@@ -1,0 +1,423 @@
+/* server: wires config, TLS contexts, listeners, the broker and the clients onto one loop.
+ *
+ * Reloads are all-or-nothing: a new ACL is parsed completely before it replaces the old one,
+ * and a file with errors leaves the running rules in force with every error logged. */
+#include "server.h"
+
+#include "acl.h"
+#include "broker.h"
+#include "client.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "msg.h"
+#include "tls.h"
+#include "xmalloc.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_MS 1000
+#define ACL_DEBOUNCE_MS 200
+
+struct srv_listener {
+    struct server *srv;
+    struct listener *l;
+    struct tls_ctx *ctx;
+    const struct config_listener *cl;
+};
+
+struct server {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct tls_lib *tls;
+    struct srv_listener *ls;
+    size_t nls;
+    struct conn_env *cenv;
+    struct client_env *clenv;
+    struct broker *b;
+    uv_signal_t sighup, sigterm, sigint;
+    uv_timer_t tick;
+    uv_fs_event_t aclw;
+    uv_timer_t acl_debounce;
+    bool watching;
+    char *acl_dir, *acl_base;
+    uint64_t start_ms;
+    uint64_t next_sys_ms;
+    bool stopping;
+};
+
+static void tls_opts_from(const struct config *cfg, const struct config_listener *cl,
+                          struct tls_server_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->cafile = cl->cafile;
+    o->capath = cl->capath;
+    o->certfile = cl->certfile;
+    o->keyfile = cl->keyfile;
+    o->crlfiles = (const char *const *)cl->crlfiles;
+    o->crlfile_count = cl->crlfile_count;
+    o->crlpath = cl->crlpath;
+    o->tls_version = cl->tls_version;
+    o->ciphers = cl->ciphers;
+    o->verify_depth = cl->verify_depth;
+    o->identity = (enum tls_identity_mode)cl->identity;
+    o->crl_strict = cl->crl_mode == CONFIG_CRL_STRICT;
+    o->crl_expired_warn = cl->crl_expired == CONFIG_CRL_EXPIRED_WARN;
+}
+
+static void log_diag(enum log_level lvl, const struct diag *d, const char *prefix)
+{
+    for (size_t i = 0; i < d->count; i++)
+        log_msg(lvl, "%s%s", prefix, d->msgs[i]);
+}
+
+int server_check(const struct config *cfg, struct diag *d)
+{
+    size_t before = d->count;
+    struct tls_lib *lib = tls_lib_new(cfg->session_tickets, cfg->session_ticket_lifetime);
+    for (size_t i = 0; i < cfg->listener_count; i++) {
+        struct tls_server_opts o;
+        tls_opts_from(cfg, &cfg->listeners[i], &o);
+        struct tls_ctx *ctx = tls_ctx_new(lib, &o, d);
+        if (ctx)
+            tls_ctx_unref(ctx);
+    }
+    tls_lib_free(lib);
+    struct diag warn;
+    diag_init(&warn);
+    struct acl *a = acl_load(cfg->acl_file, d, &warn);
+    acl_free(a);
+    for (size_t i = 0; i < warn.count; i++)
+        diag_add(d, NULL, 0, "warning: %s", warn.msgs[i]);
+    size_t warnings = warn.count;
+    diag_free(&warn);
+    return d->count - before > warnings ? -1 : 0;
+}
+
+/* ---- ACL ---------------------------------------------------------------------------------- */
+
+static struct acl *load_acl(struct server *s)
+{
+    struct diag d, warn;
+    diag_init(&d);
+    diag_init(&warn);
+    struct acl *a = acl_load(s->cfg.acl_file, &d, &warn);
+    log_diag(LOGL_ERR, &d, "acl: ");
+    log_diag(LOGL_WARN, &warn, "acl: ");
+    if (a)
+        log_notice("acl: loaded %s (%zu rules)", s->cfg.acl_file, acl_rule_count(a));
+    diag_free(&d);
+    diag_free(&warn);
+    return a;
+}
+
+static void reload_acl(struct server *s)
+{
+    struct acl *a = load_acl(s);
+    if (!a) {
+        log_err("acl: reload of %s failed, keeping the previous rules", s->cfg.acl_file);
+        return;
+    }
+    broker_set_acl(s->b, a);
+}
+
+static void acl_debounced(uv_timer_t *t)
+{
+    reload_acl(t->data);
+}
+
+static void acl_changed(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    struct server *s = h->data;
+    if (status < 0 || !name || strcmp(name, s->acl_base) != 0)
+        return;
+    /* Editors write in several steps; reload once things settle. */
+    uv_timer_start(&s->acl_debounce, acl_debounced, ACL_DEBOUNCE_MS, 0);
+}
+
+static void watch_acl(struct server *s)
+{
+    char *a = xstrdup(s->cfg.acl_file), *b = xstrdup(s->cfg.acl_file);
+    s->acl_dir = xstrdup(dirname(a));
+    s->acl_base = xstrdup(basename(b));
+    free(a);
+    free(b);
+    uv_timer_init(s->loop, &s->acl_debounce);
+    s->acl_debounce.data = s;
+    /* Watch the directory, not the file: a file replaced by rename keeps being seen. */
+    uv_fs_event_init(s->loop, &s->aclw);
+    s->aclw.data = s;
+    int r = uv_fs_event_start(&s->aclw, acl_changed, s->acl_dir, 0);
+    if (r != 0)
+        log_warn("acl: cannot watch %s (%s); reload with SIGHUP", s->acl_dir, uv_strerror(r));
+    s->watching = r == 0;
+}
+
+/* ---- $SYS and housekeeping ---------------------------------------------------------------- */
+
+static void sys_pub(struct server *s, const char *topic, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sys_pub(struct server *s, const char *topic, const char *fmt, ...)
+{
+    char payload[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(payload, sizeof(payload), fmt, ap);
+    va_end(ap);
+    struct mqtt_publish p = {0};
+    p.retain = true;
+    p.payload = (const uint8_t *)payload;
+    p.payload_len = n > 0 ? (uint32_t)n : 0;
+    struct msg *m = msg_new(topic, strlen(topic), &p, 0, broker_next_msg_id(s->b));
+    broker_publish(s->b, NULL, m, (int64_t)uv_now(s->loop));
+    msg_unref(m);
+}
+
+static void sys_publish(struct server *s)
+{
+    const struct broker_stats *st = broker_stats(s->b);
+    const struct conn_stats *cs = conn_env_stats(s->cenv);
+    uint64_t up = (uv_now(s->loop) - s->start_ms) / 1000;
+    sys_pub(s, "$SYS/broker/version", "certmq %s", CERTMQ_VERSION);
+    sys_pub(s, "$SYS/broker/uptime", "%" PRIu64 " seconds", up);
+    sys_pub(s, "$SYS/broker/clients/connected", "%" PRIu64, st->clients_online);
+    sys_pub(s, "$SYS/broker/clients/total", "%" PRIu64, st->sessions);
+    sys_pub(s, "$SYS/broker/messages/received", "%" PRIu64, st->msgs_received);
+    sys_pub(s, "$SYS/broker/messages/sent", "%" PRIu64, st->msgs_sent);
+    sys_pub(s, "$SYS/broker/messages/dropped", "%" PRIu64, st->msgs_dropped);
+    sys_pub(s, "$SYS/broker/bytes/received", "%" PRIu64, cs->bytes_in);
+    sys_pub(s, "$SYS/broker/bytes/sent", "%" PRIu64, cs->bytes_out);
+    sys_pub(s, "$SYS/broker/subscriptions/count", "%zu", broker_subscription_count(s->b));
+    sys_pub(s, "$SYS/broker/retained messages/count", "%zu", broker_retained_count(s->b));
+    sys_pub(s, "$SYS/broker/tls/handshakes", "%" PRIu64, cs->handshakes);
+    sys_pub(s, "$SYS/broker/tls/resumed", "%" PRIu64, cs->resumed);
+    sys_pub(s, "$SYS/broker/tls/refused", "%" PRIu64, cs->refused);
+    for (int r = 1; r < TLS_REJECT_COUNT; r++) {
+        char topic[96];
+        snprintf(topic, sizeof(topic), "$SYS/broker/tls/refused/%s",
+                 tls_reject_str((enum tls_reject)r));
+        for (char *p = topic; *p; p++)
+            if (*p == ' ')
+                *p = '_';
+        sys_pub(s, topic, "%" PRIu64, cs->refused_by[r]);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    broker_tick(s->b, (int64_t)now);
+    if (s->cfg.sys_interval && now >= s->next_sys_ms) {
+        sys_publish(s);
+        s->next_sys_ms = now + (uint64_t)s->cfg.sys_interval * 1000;
+    }
+}
+
+/* ---- listeners and signals ---------------------------------------------------------------- */
+
+static void on_conn(void *ud, uv_stream_t *server)
+{
+    struct srv_listener *sl = ud;
+    struct server *s = sl->srv;
+    const struct conn_stats *cs = conn_env_stats(s->cenv);
+    struct conn *c = conn_accept(s->cenv, server, sl->ctx, &client_conn_cbs, s->clenv);
+    if (!c)
+        return;
+    if (s->cfg.max_connections >= 0 &&
+        cs->open + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
+        log_notice("refused %s: max_connections (%d) reached", conn_addr(c),
+                   s->cfg.max_connections);
+        conn_close(c, false);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *s = h->data;
+    if (signum == SIGHUP) {
+        log_notice("SIGHUP: reloading");
+        reload_acl(s);
+        return;
+    }
+    log_notice("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    server_stop(s);
+}
+
+static int open_listeners(struct server *s)
+{
+    s->nls = s->cfg.listener_count;
+    s->ls = xcalloc(s->nls, sizeof(*s->ls));
+    int bad = 0;
+    for (size_t i = 0; i < s->nls; i++) {
+        struct srv_listener *sl = &s->ls[i];
+        const struct config_listener *cl = &s->cfg.listeners[i];
+        sl->srv = s;
+        sl->cl = cl;
+        struct tls_server_opts o;
+        tls_opts_from(&s->cfg, cl, &o);
+        struct diag d;
+        diag_init(&d);
+        sl->ctx = tls_ctx_new(s->tls, &o, &d);
+        log_diag(LOGL_ERR, &d, "");
+        diag_free(&d);
+        if (!sl->ctx) {
+            bad = -1;
+            continue;
+        }
+        if (cl->protocol != CONFIG_PROTO_MQTT) {
+            log_err("%s:%d: protocol websockets is not available in this build", cl->file,
+                    cl->line);
+            bad = -1;
+            continue;
+        }
+        int err = 0;
+        sl->l = listener_open(s->loop, cl->address, cl->port, on_conn, sl, &err);
+        if (!sl->l) {
+            log_err("%s:%d: cannot listen on %s:%u: %s", cl->file, cl->line,
+                    cl->address ? cl->address : "*", cl->port, uv_strerror(err));
+            bad = -1;
+            continue;
+        }
+        const char *a = listener_address(sl->l);
+        log_notice(strchr(a, ':') ? "listening on [%s]:%u (mqtt)" : "listening on %s:%u (mqtt)",
+                   a, listener_port(sl->l));
+    }
+    return bad;
+}
+
+static void init_signal(struct server *s, uv_signal_t *h, int signum)
+{
+    uv_signal_init(s->loop, h);
+    h->data = s;
+    uv_signal_start(h, on_signal, signum);
+}
+
+struct server *server_start(uv_loop_t *loop, struct config *cfg)
+{
+    struct server *s = xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    s->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    s->start_ms = uv_now(loop);
+    const struct config *c = &s->cfg;
+
+    struct broker_limits bl = {
+        .session = {.max_inflight = c->max_inflight_messages,
+                    .max_queued = c->max_queued_messages,
+                    .max_queued_bytes = c->max_queued_bytes,
+                    .queue_qos0_offline = c->queue_qos0_messages},
+        .max_topic_length = c->max_topic_length,
+        .max_topic_levels = c->max_topic_levels,
+        .max_subscriptions_per_client = c->max_subscriptions_per_client,
+        .persistent_client_expiration = c->persistent_client_expiration,
+        .retain_available = c->retain_available,
+        .upgrade_outgoing_qos = c->upgrade_outgoing_qos,
+    };
+    /* The hooks get the client pointer itself; no context is needed. */
+    struct broker_hooks hooks = {.wakeup = client_wakeup, .kick = client_kick};
+    s->b = broker_new(&bl, &hooks);
+    struct client_opts co = {
+        .connect_timeout_ms = c->connect_timeout_ms,
+        .max_packet_size = c->max_packet_size,
+        .message_size_limit = c->message_size_limit,
+        .max_keepalive = c->max_keepalive,
+        .receive_maximum = c->max_inflight_messages ? (uint16_t)(c->max_inflight_messages > 65535
+                                                                     ? 65535
+                                                                     : c->max_inflight_messages)
+                                                    : 65535,
+        .allow_zero_length_clientid = c->allow_zero_length_clientid,
+        .clientid_match = c->clientid_policy == CONFIG_CLIENTID_MATCH,
+        .connection_messages = c->connection_messages,
+        .retain_available = c->retain_available,
+        .persistent_client_expiration = c->persistent_client_expiration,
+    };
+    s->clenv = client_env_new(loop, s->b, &co);
+    struct conn_env_opts ceo = {.handshake_timeout_ms = c->tls_handshake_timeout_ms,
+                                .max_handshakes = c->max_handshakes,
+                                .max_backlog = 256 * 1024};
+    s->cenv = conn_env_new(loop, &ceo);
+    s->tls = tls_lib_new(c->session_tickets, c->session_ticket_lifetime);
+
+    struct acl *a = load_acl(s);
+    if (!a || open_listeners(s) != 0) {
+        acl_free(a);
+        s->stopping = false;
+        server_stop(s);
+        uv_run(loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return NULL;
+    }
+    broker_set_acl(s->b, a);
+    watch_acl(s);
+    init_signal(s, &s->sighup, SIGHUP);
+    init_signal(s, &s->sigterm, SIGTERM);
+    init_signal(s, &s->sigint, SIGINT);
+    uv_timer_init(loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+    if (c->pid_file) {
+        FILE *f = fopen(c->pid_file, "w");
+        if (f) {
+            fprintf(f, "%d\n", (int)getpid());
+            fclose(f);
+        } else {
+            log_warn("cannot write pid_file %s", c->pid_file);
+        }
+    }
+    log_notice("certmq %s running", CERTMQ_VERSION);
+    return s;
+}
+
+static void close_if(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void server_stop(struct server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    for (size_t i = 0; i < s->nls; i++) {
+        listener_close(s->ls[i].l);
+        s->ls[i].l = NULL;
+    }
+    close_if((uv_handle_t *)&s->sighup);
+    close_if((uv_handle_t *)&s->sigterm);
+    close_if((uv_handle_t *)&s->sigint);
+    close_if((uv_handle_t *)&s->tick);
+    close_if((uv_handle_t *)&s->acl_debounce);
+    if (s->watching)
+        close_if((uv_handle_t *)&s->aclw);
+    client_close_all(s->clenv);
+}
+
+void server_free(struct server *s)
+{
+    if (!s)
+        return;
+    conn_env_free(s->cenv);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < s->nls; i++)
+        if (s->ls[i].ctx)
+            tls_ctx_unref(s->ls[i].ctx);
+    free(s->ls);
+    broker_free(s->b);
+    client_env_free(s->clenv);
+    tls_lib_free(s->tls);
+    if (s->cfg.pid_file)
+        unlink(s->cfg.pid_file);
+    config_free(&s->cfg);
+    free(s->acl_dir);
+    free(s->acl_base);
+    free(s);
+}

@@ -1,0 +1,482 @@
+/* session: per-client MQTT state with bounded queues.
+ *
+ * The in-flight window is a small array kept in send order (at most max_inflight entries, 20 by
+ * default), so lookups by packet id scan the window, never the queue. The queue is a ring that
+ * grows by doubling up to max_queued. Incoming QoS 2 ids live in a lazily allocated 8 KiB
+ * bitmap, which bounds them whatever the client sends. Knows no connection, clock or topic. */
+#include "session.h"
+
+#include "acl.h"
+#include "xmalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { INF_WAIT_ACK = 0, INF_WAIT_COMP = 1 };
+
+struct inflight {
+    struct msg *msg; /* NULL once PUBREC arrived */
+    uint32_t sub_id;
+    uint16_t id;
+    uint8_t qos;
+    uint8_t state;
+    bool retain;
+    bool sent; /* sent on the current connection */
+};
+
+struct qitem {
+    struct msg *msg;
+    uint32_t sub_id;
+    uint8_t qos;
+    bool retain;
+};
+
+struct session {
+    char *key; /* identity NUL client_id */
+    size_t key_len;
+    const char *client_id;
+    void *client;
+    struct acl_client *acl;
+    struct session_limits lim;
+    uint8_t version;
+    bool persistent;
+    uint32_t expiry_s;
+    int64_t offline_since;
+    struct msg *will;
+
+    struct inflight *inf;
+    uint32_t inf_count;
+    uint16_t next_id;
+
+    struct qitem *q;
+    uint32_t q_cap, q_head, q_count;
+    uint64_t q_bytes;
+    uint64_t dropped;
+
+    uint8_t *qos2_in; /* 65536-bit map */
+    uint32_t qos2_in_count;
+
+    struct session_sub *subs;
+    size_t sub_count, sub_cap;
+
+    uint64_t match_gen;
+    struct msg *out0; /* the QoS 0 message last returned by session_next_out */
+};
+
+struct session *session_new(const char *identity, const char *client_id,
+                            const struct session_limits *lim)
+{
+    struct session *s = xcalloc(1, sizeof(*s));
+    size_t il = strlen(identity), cl = strlen(client_id);
+    s->key_len = il + 1 + cl;
+    s->key = xmalloc(s->key_len + 1);
+    memcpy(s->key, identity, il + 1);
+    memcpy(s->key + il + 1, client_id, cl + 1);
+    s->client_id = s->key + il + 1;
+    s->lim = *lim;
+    if (s->lim.max_inflight == 0)
+        s->lim.max_inflight = 1;
+    if (s->lim.max_inflight > 65535)
+        s->lim.max_inflight = 65535;
+    s->inf = xcalloc(s->lim.max_inflight, sizeof(*s->inf));
+    s->next_id = 1;
+    return s;
+}
+
+void session_clear_messages(struct session *s)
+{
+    for (uint32_t i = 0; i < s->inf_count; i++)
+        msg_unref(s->inf[i].msg);
+    s->inf_count = 0;
+    msg_unref(s->out0);
+    s->out0 = NULL;
+    for (uint32_t i = 0; i < s->q_count; i++)
+        msg_unref(s->q[(s->q_head + i) % s->q_cap].msg);
+    s->q_count = 0;
+    s->q_head = 0;
+    s->q_bytes = 0;
+    free(s->qos2_in);
+    s->qos2_in = NULL;
+    s->qos2_in_count = 0;
+}
+
+void session_free(struct session *s)
+{
+    if (!s)
+        return;
+    session_clear_messages(s);
+    free(s->inf);
+    free(s->q);
+    msg_unref(s->will);
+    acl_client_free(s->acl);
+    for (size_t i = 0; i < s->sub_count; i++)
+        free(s->subs[i].filter);
+    free(s->subs);
+    free(s->key);
+    free(s);
+}
+
+const char *session_identity(const struct session *s)
+{
+    return s->key;
+}
+
+const char *session_client_id(const struct session *s)
+{
+    return s->client_id;
+}
+
+const char *session_key(const struct session *s, size_t *len)
+{
+    *len = s->key_len;
+    return s->key;
+}
+
+void session_set_client(struct session *s, void *client)
+{
+    s->client = client;
+}
+
+void *session_client(const struct session *s)
+{
+    return s->client;
+}
+
+void session_set_acl(struct session *s, struct acl_client *acl)
+{
+    acl_client_free(s->acl);
+    s->acl = acl;
+}
+
+const struct acl_client *session_acl(const struct session *s)
+{
+    return s->acl;
+}
+
+void session_set_version(struct session *s, uint8_t version)
+{
+    s->version = version;
+}
+
+uint8_t session_version(const struct session *s)
+{
+    return s->version;
+}
+
+void session_set_persistent(struct session *s, bool persistent, uint32_t expiry_s)
+{
+    s->persistent = persistent;
+    s->expiry_s = expiry_s;
+}
+
+bool session_persistent(const struct session *s)
+{
+    return s->persistent;
+}
+
+uint32_t session_expiry_s(const struct session *s)
+{
+    return s->expiry_s;
+}
+
+void session_set_offline_since(struct session *s, int64_t now_ms)
+{
+    s->offline_since = now_ms;
+}
+
+int64_t session_offline_since(const struct session *s)
+{
+    return s->offline_since;
+}
+
+void session_set_will(struct session *s, struct msg *will)
+{
+    msg_unref(s->will);
+    s->will = will ? msg_ref(will) : NULL;
+}
+
+struct msg *session_take_will(struct session *s)
+{
+    struct msg *w = s->will;
+    s->will = NULL;
+    return w;
+}
+
+/* ---- queue -------------------------------------------------------------------------------- */
+
+int session_enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, uint32_t sub_id,
+                    bool online)
+{
+    if (qos == 0 && !online && !s->lim.queue_qos0_offline)
+        return -1;
+    size_t sz = msg_size(m);
+    if (s->q_count >= s->lim.max_queued ||
+        (s->lim.max_queued_bytes && s->q_bytes + sz > s->lim.max_queued_bytes)) {
+        s->dropped++;
+        return -1;
+    }
+    if (s->q_count == s->q_cap) {
+        uint32_t cap = s->q_cap ? s->q_cap * 2 : 8;
+        if (cap > s->lim.max_queued)
+            cap = s->lim.max_queued;
+        struct qitem *q = xmalloc(cap * sizeof(*q));
+        for (uint32_t i = 0; i < s->q_count; i++)
+            q[i] = s->q[(s->q_head + i) % s->q_cap];
+        free(s->q);
+        s->q = q;
+        s->q_cap = cap;
+        s->q_head = 0;
+    }
+    struct qitem *it = &s->q[(s->q_head + s->q_count) % s->q_cap];
+    it->msg = msg_ref(m);
+    it->qos = qos;
+    it->retain = retain;
+    it->sub_id = sub_id;
+    s->q_count++;
+    s->q_bytes += sz;
+    return 0;
+}
+
+size_t session_queued(const struct session *s)
+{
+    return s->q_count;
+}
+
+size_t session_inflight(const struct session *s)
+{
+    return s->inf_count;
+}
+
+uint64_t session_dropped(const struct session *s)
+{
+    return s->dropped;
+}
+
+static struct qitem q_pop(struct session *s)
+{
+    struct qitem it = s->q[s->q_head];
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_count--;
+    s->q_bytes -= msg_size(it.msg);
+    return it;
+}
+
+static bool id_in_use(const struct session *s, uint16_t id)
+{
+    for (uint32_t i = 0; i < s->inf_count; i++)
+        if (s->inf[i].id == id)
+            return true;
+    return false;
+}
+
+static uint16_t alloc_id(struct session *s)
+{
+    /* The window is far smaller than 65535, so this terminates quickly. */
+    for (;;) {
+        uint16_t id = s->next_id++;
+        if (s->next_id == 0)
+            s->next_id = 1;
+        if (id && !id_in_use(s, id))
+            return id;
+    }
+}
+
+static void fill_from_inflight(struct session_out *o, struct inflight *f)
+{
+    o->kind = f->state == INF_WAIT_COMP ? SESSION_OUT_PUBREL : SESSION_OUT_PUBLISH;
+    o->msg = f->msg;
+    o->qos = f->qos;
+    o->retain = f->retain;
+    o->dup = f->state == INF_WAIT_ACK; /* only reached for re-sends */
+    o->id = f->id;
+    o->sub_id = f->sub_id;
+}
+
+bool session_next_out(struct session *s, int64_t now, struct session_out *o)
+{
+    memset(o, 0, sizeof(*o));
+    msg_unref(s->out0);
+    s->out0 = NULL;
+    for (uint32_t i = 0; i < s->inf_count; i++) {
+        struct inflight *f = &s->inf[i];
+        if (!f->sent) {
+            f->sent = true;
+            fill_from_inflight(o, f);
+            return true;
+        }
+    }
+    while (s->q_count) {
+        struct qitem *head = &s->q[s->q_head];
+        if (head->qos > 0 && s->inf_count >= s->lim.max_inflight)
+            return false;
+        struct qitem it = q_pop(s);
+        if (it.msg->expiry_at && it.msg->expiry_at <= now) {
+            msg_unref(it.msg);
+            continue;
+        }
+        o->kind = SESSION_OUT_PUBLISH;
+        o->qos = it.qos;
+        o->retain = it.retain;
+        o->sub_id = it.sub_id;
+        if (it.qos == 0) {
+            s->out0 = it.msg; /* keeps the message alive until the caller has encoded it */
+            o->msg = it.msg;
+            return true;
+        }
+        struct inflight *f = &s->inf[s->inf_count++];
+        f->msg = it.msg;
+        f->qos = it.qos;
+        f->retain = it.retain;
+        f->sub_id = it.sub_id;
+        f->state = INF_WAIT_ACK;
+        f->sent = true;
+        f->id = alloc_id(s);
+        o->msg = f->msg;
+        o->id = f->id;
+        return true;
+    }
+    return false;
+}
+
+void session_resend_all(struct session *s)
+{
+    for (uint32_t i = 0; i < s->inf_count; i++)
+        s->inf[i].sent = false;
+}
+
+static int inf_find(const struct session *s, uint16_t id)
+{
+    for (uint32_t i = 0; i < s->inf_count; i++)
+        if (s->inf[i].id == id)
+            return (int)i;
+    return -1;
+}
+
+static void inf_remove(struct session *s, int i)
+{
+    msg_unref(s->inf[i].msg);
+    memmove(&s->inf[i], &s->inf[i + 1], (s->inf_count - (uint32_t)i - 1) * sizeof(*s->inf));
+    s->inf_count--;
+}
+
+int session_puback(struct session *s, uint16_t id)
+{
+    int i = inf_find(s, id);
+    if (i < 0 || s->inf[i].qos != 1)
+        return -1;
+    inf_remove(s, i);
+    return 0;
+}
+
+int session_pubrec(struct session *s, uint16_t id)
+{
+    int i = inf_find(s, id);
+    if (i < 0 || s->inf[i].qos != 2)
+        return -1;
+    struct inflight *f = &s->inf[i];
+    if (f->state == INF_WAIT_ACK) {
+        msg_unref(f->msg);
+        f->msg = NULL;
+        f->state = INF_WAIT_COMP;
+    }
+    /* A duplicate PUBREC is answered with PUBREL again. */
+    f->sent = false;
+    return 0;
+}
+
+int session_pubcomp(struct session *s, uint16_t id)
+{
+    int i = inf_find(s, id);
+    if (i < 0 || s->inf[i].state != INF_WAIT_COMP)
+        return -1;
+    inf_remove(s, i);
+    return 0;
+}
+
+/* ---- incoming QoS 2 ------------------------------------------------------------------------- */
+
+bool session_qos2_in_has(const struct session *s, uint16_t id)
+{
+    return s->qos2_in && (s->qos2_in[id >> 3] & (1u << (id & 7)));
+}
+
+void session_qos2_in_add(struct session *s, uint16_t id)
+{
+    if (!s->qos2_in)
+        s->qos2_in = xcalloc(8192, 1);
+    if (!session_qos2_in_has(s, id)) {
+        s->qos2_in[id >> 3] |= (uint8_t)(1u << (id & 7));
+        s->qos2_in_count++;
+    }
+}
+
+void session_qos2_in_del(struct session *s, uint16_t id)
+{
+    if (!session_qos2_in_has(s, id))
+        return;
+    s->qos2_in[id >> 3] &= (uint8_t) ~(1u << (id & 7));
+    if (--s->qos2_in_count == 0) {
+        free(s->qos2_in);
+        s->qos2_in = NULL;
+    }
+}
+
+size_t session_qos2_in_count(const struct session *s)
+{
+    return s->qos2_in_count;
+}
+
+/* ---- subscriptions -------------------------------------------------------------------------- */
+
+static ssize_t sub_find(const struct session *s, const char *f, size_t len)
+{
+    for (size_t i = 0; i < s->sub_count; i++)
+        if (strlen(s->subs[i].filter) == len && memcmp(s->subs[i].filter, f, len) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
+                     uint32_t sub_id)
+{
+    ssize_t i = sub_find(s, filter, len);
+    if (i >= 0) {
+        s->subs[i].options = options;
+        s->subs[i].sub_id = sub_id;
+        return false;
+    }
+    if (s->sub_count == s->sub_cap) {
+        s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
+        s->subs = xrealloc(s->subs, s->sub_cap * sizeof(*s->subs));
+    }
+    struct session_sub *e = &s->subs[s->sub_count++];
+    e->filter = xstrndup(filter, len);
+    e->options = options;
+    e->sub_id = sub_id;
+    return true;
+}
+
+bool session_sub_del(struct session *s, const char *filter, size_t len)
+{
+    ssize_t i = sub_find(s, filter, len);
+    if (i < 0)
+        return false;
+    free(s->subs[i].filter);
+    s->subs[i] = s->subs[--s->sub_count];
+    return true;
+}
+
+size_t session_sub_count(const struct session *s)
+{
+    return s->sub_count;
+}
+
+const struct session_sub *session_sub_at(const struct session *s, size_t i)
+{
+    return &s->subs[i];
+}
+
+uint64_t *session_match_gen(struct session *s)
+{
+    return &s->match_gen;
+}

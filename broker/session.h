@@ -1,0 +1,114 @@
+/* session: one MQTT session's state, online or not, keyed by (identity, client id).
+ *
+ * Holds what must survive a disconnect: subscriptions, the outgoing in-flight window (QoS 1/2
+ * messages sent but not acknowledged), incoming QoS 2 packet ids awaiting PUBREL, the queue of
+ * messages not yet sent, the will. Every queue is bounded by limits fixed at creation. Pure
+ * state: no I/O, no clock (time is passed in), no knowledge of the connection that serves it
+ * beyond an opaque pointer. */
+#ifndef CERTMQ_SESSION_H
+#define CERTMQ_SESSION_H
+
+#include "msg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct acl_client;
+
+struct session_limits {
+    uint32_t max_inflight;     /* outgoing QoS 1/2 window (>= 1) */
+    uint32_t max_queued;       /* messages waiting behind the window */
+    uint64_t max_queued_bytes; /* 0 = no byte limit */
+    bool queue_qos0_offline;   /* keep QoS 0 for offline sessions */
+};
+
+struct session;
+
+struct session *session_new(const char *identity, const char *client_id,
+                            const struct session_limits *lim);
+/* Releases every message reference, the will and the compiled ACL. Subscriptions must have
+ * been removed from the topic tree by the caller (see session_sub_*). */
+void session_free(struct session *s);
+
+const char *session_identity(const struct session *s);
+const char *session_client_id(const struct session *s);
+/* Hash key: identity, NUL, client id. */
+const char *session_key(const struct session *s, size_t *len);
+
+void session_set_client(struct session *s, void *client);
+void *session_client(const struct session *s);
+void session_set_acl(struct session *s, struct acl_client *acl); /* takes ownership */
+const struct acl_client *session_acl(const struct session *s);
+
+/* Protocol details of the current (or last) connection. */
+void session_set_version(struct session *s, uint8_t version);
+uint8_t session_version(const struct session *s);
+void session_set_persistent(struct session *s, bool persistent, uint32_t expiry_s);
+bool session_persistent(const struct session *s);
+uint32_t session_expiry_s(const struct session *s);
+void session_set_offline_since(struct session *s, int64_t now_ms);
+int64_t session_offline_since(const struct session *s);
+
+/* The will: msg (reference taken) plus its QoS and retain flag; NULL clears. */
+void session_set_will(struct session *s, struct msg *will);
+struct msg *session_take_will(struct session *s); /* caller owns the returned reference */
+
+/* Queue a message for delivery. Returns 0, or -1 when dropped because a limit was reached (or
+ * QoS 0 while offline without queue_qos0_offline). */
+int session_enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, uint32_t sub_id,
+                    bool online);
+size_t session_queued(const struct session *s);
+size_t session_inflight(const struct session *s);
+uint64_t session_dropped(const struct session *s);
+
+/* The next packet the connection should send. */
+enum session_out_kind { SESSION_OUT_NONE = 0, SESSION_OUT_PUBLISH, SESSION_OUT_PUBREL };
+struct session_out {
+    enum session_out_kind kind;
+    struct msg *msg; /* borrowed; valid until the session acknowledges or drops it */
+    uint8_t qos;
+    bool retain;
+    bool dup;
+    uint16_t id;
+    uint32_t sub_id;
+};
+/* Fills *o with the next packet: first re-sends of the in-flight window after a reconnect
+ * (session_resend_all), then queued messages while the window has room. Expired messages
+ * (expiry_at <= now) are dropped on the way. QoS 0 messages leave the session when returned. */
+bool session_next_out(struct session *s, int64_t now, struct session_out *o);
+/* After a reconnect: everything in flight is sent again (PUBLISH with DUP, or PUBREL). */
+void session_resend_all(struct session *s);
+
+/* Acknowledgements from the client. Each returns 0, or -1 for an unknown packet id. */
+int session_puback(struct session *s, uint16_t id);
+int session_pubrec(struct session *s, uint16_t id); /* moves to awaiting PUBCOMP */
+int session_pubcomp(struct session *s, uint16_t id);
+
+/* Incoming QoS 2: ids for which PUBREC was sent and PUBREL not yet received. */
+bool session_qos2_in_has(const struct session *s, uint16_t id);
+void session_qos2_in_add(struct session *s, uint16_t id);
+void session_qos2_in_del(struct session *s, uint16_t id);
+size_t session_qos2_in_count(const struct session *s);
+
+/* The session's own list of its subscriptions (the topic tree holds the routing side). */
+struct session_sub {
+    char *filter; /* full filter as subscribed, "$share/g/f" included */
+    uint8_t options;
+    uint32_t sub_id;
+};
+/* Returns true when the filter was new. */
+bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
+                     uint32_t sub_id);
+bool session_sub_del(struct session *s, const char *filter, size_t len);
+size_t session_sub_count(const struct session *s);
+const struct session_sub *session_sub_at(const struct session *s, size_t i);
+
+/* Per-publish de-duplication of overlapping subscriptions: the broker stamps each session it
+ * delivers to with the publish's generation. */
+uint64_t *session_match_gen(struct session *s);
+
+/* Drop everything queued and in flight (clean start on a resumed key). */
+void session_clear_messages(struct session *s);
+
+#endif
