@@ -1,0 +1,58 @@
+# Thin wrapper over CMake: `make run` and `make test` are the README's two commands.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PKI        ?= dev-pki
+JOBS       ?= $(shell nproc)
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian 12 packages: build, run, and the real peers the tests use.
+DEPS := cmake make gcc clang libclang-rt-14-dev pkg-config openssl \
+        libmbedtls-dev libuv1-dev uthash-dev \
+        mosquitto mosquitto-clients python3 python3-paho-mqtt
+
+.PHONY: all deps build build-asan run pki test test-fast test-asan format clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DCERTMQ_SANITIZE=ON -DCERTMQ_FUZZ=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# A development PKI: CA, server certificate for localhost, a few devices, a CRL.
+pki: deps
+	certs/certmq-pki -d $(PKI) init --if-missing
+	@[ -f $(PKI)/issued/server.crt ] || certs/certmq-pki -d $(PKI) server server
+	@for d in device-001 device-002 dashboard admin; do \
+	  [ -f $(PKI)/issued/$$d.crt ] || certs/certmq-pki -d $(PKI) device $$d; done
+	certs/certmq-pki -d $(PKI) crl
+
+run: build pki
+	$(BUILD)/certmq -c config/certmq.conf
+
+# The whole suite: normal build, then ASan + UBSan build with libFuzzer targets.
+test: build build-asan
+	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j $(JOBS) --output-on-failure
+
+test-fast: build
+	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
+
+format:
+	clang-format -i broker/*.c broker/*.h test/unit/*.c test/fuzz/*.c
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
