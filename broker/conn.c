@@ -9,6 +9,7 @@
 #include "conn.h"
 
 #include "log.h"
+#include "ws.h"
 #include "xmalloc.h"
 
 #include <stdio.h>
@@ -17,7 +18,8 @@
 
 #define CLOSE_GRACE_MS 3000
 
-enum conn_state { C_WAITING, C_HANDSHAKE, C_OPEN, C_CLOSING };
+/* C_WS_CLOSING: a WebSocket close handshake is under way; TLS still carries it. */
+enum conn_state { C_WAITING, C_HANDSHAKE, C_OPEN, C_WS_CLOSING, C_CLOSING };
 
 struct conn {
     struct conn_env *env;
@@ -26,6 +28,10 @@ struct conn {
     uv_shutdown_t shut;
     struct tls_conn *tls;
     struct tls_ctx *ctx;
+    struct ws_ctx *wsctx; /* WebSocket listener: lws speaks the framing */
+    struct ws_conn *ws;
+    bool ws_ready;        /* upgrade done, MQTT may flow */
+    bool user_notified;   /* on_close scheduled or done */
     const struct conn_cbs *cbs;
     void *ud;
     void (*timer_cb)(void *ud, struct conn *c);
@@ -67,7 +73,10 @@ struct wreq {
 static void flush_list_run(uv_check_t *h);
 static void process(struct conn *c);
 static void start_close(struct conn *c, bool graceful);
+static void finish_close(struct conn *c, bool graceful);
 static void release(struct conn *c);
+static void shutdown_cb(uv_shutdown_t *req, int status);
+static const struct ws_io ws_bridge;
 
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
 {
@@ -132,7 +141,7 @@ bool conn_closing(const struct conn *c)
 
 size_t conn_backlog(const struct conn *c)
 {
-    return c->queued + buf_size(tls_conn_output(c->tls));
+    return c->queued + buf_size(tls_conn_output(c->tls)) + (c->ws ? ws_conn_backlog(c->ws) : 0);
 }
 
 bool conn_output_full(const struct conn *c)
@@ -187,7 +196,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void update_reading(struct conn *c)
 {
-    bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN) && !c->paused && !c->out_full;
+    bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN || c->state == C_WS_CLOSING) &&
+                !c->paused && !c->out_full;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
             c->reading = true;
@@ -288,6 +298,10 @@ int conn_write(struct conn *c, const uint8_t *p, size_t n)
 {
     if (c->state != C_OPEN)
         return -1;
+    if (c->ws) {
+        ws_conn_write(c->ws, p, n);
+        return 0;
+    }
     if (tls_conn_write(c->tls, p, n) < 0) {
         start_close(c, false);
         return -1;
@@ -333,6 +347,18 @@ static void timer_fire(uv_timer_t *t)
     struct conn *c = t->data;
     if (c->state == C_CLOSING) {
         release(c); /* the peer never drained its output: stop waiting */
+        return;
+    }
+    if (c->state == C_WS_CLOSING) {
+        finish_close(c, true); /* the peer never answered the close frame */
+        return;
+    }
+    if (c->state == C_OPEN && c->wsctx && !c->ws_ready) {
+        c->env->stats.refused++;
+        c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
+        log_notice("refused %s: WebSocket upgrade not completed within %u ms", c->addr,
+                   c->env->o.handshake_timeout_ms);
+        finish_close(c, false);
         return;
     }
     if (c->state == C_WAITING || c->state == C_HANDSHAKE) {
@@ -418,8 +444,16 @@ static void handshake_step(struct conn *c)
     if (tls_conn_peer(c->tls)->resumed)
         c->env->stats.resumed++;
     c->env->stats.open++;
-    uv_timer_stop(&c->timer);
     flush_out(c);
+    if (c->wsctx) {
+        /* MQTT starts after the HTTP upgrade; a fresh handshake deadline covers it. */
+        uv_timer_start(&c->timer, timer_fire, c->env->o.handshake_timeout_ms, 0);
+        c->ws = ws_conn_new(c->wsctx, &ws_bridge, c);
+        if (!c->ws)
+            start_close(c, false);
+        return;
+    }
+    uv_timer_stop(&c->timer);
     c->cbs->on_ready(c->ud, c);
 }
 
@@ -427,7 +461,7 @@ static void process(struct conn *c)
 {
     if (c->state == C_HANDSHAKE)
         handshake_step(c);
-    while (c->state == C_OPEN && !c->paused) {
+    while ((c->state == C_OPEN || c->state == C_WS_CLOSING) && !c->paused) {
         int r = tls_conn_read(c->tls, c->env->plain, sizeof(c->env->plain));
         if (r == TLS_AGAIN)
             break;
@@ -440,7 +474,10 @@ static void process(struct conn *c)
             start_close(c, false);
             break;
         }
-        c->cbs->on_data(c->ud, c, c->env->plain, (size_t)r);
+        if (c->ws)
+            ws_conn_feed(c->ws, c->env->plain, (size_t)r);
+        else
+            c->cbs->on_data(c->ud, c, c->env->plain, (size_t)r);
     }
     if (c->state != C_CLOSING)
         flush_out(c);
@@ -471,10 +508,11 @@ static void format_addr(struct conn *c)
 }
 
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *ctx,
-                         const struct conn_cbs *cbs, void *ud)
+                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
     c->env = e;
+    c->wsctx = ws;
     c->cbs = cbs;
     c->ud = ud;
     uv_tcp_init(e->loop, &c->tcp);
@@ -531,22 +569,34 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     release(req->data);
 }
 
-static void start_close(struct conn *c, bool graceful)
+static void notify_user(struct conn *c)
+{
+    if (c->user_notified)
+        return;
+    c->user_notified = true;
+    c->notify_close = true;
+    flush_add(c);
+}
+
+static void finish_close(struct conn *c, bool graceful)
 {
     if (c->state == C_CLOSING)
         return;
-    bool was_open = c->state == C_OPEN;
-    leave_handshake(c);
-    if (was_open)
+    bool was_open = c->state == C_OPEN || c->state == C_WS_CLOSING;
+    if (c->state == C_OPEN)
         c->env->stats.open--;
+    leave_handshake(c);
     c->state = C_CLOSING;
+    if (c->ws) {
+        ws_conn_release(c->ws);
+        c->ws = NULL;
+    }
     update_reading(c);
     if (graceful && was_open)
         tls_conn_close_notify(c->tls);
     flush_out(c);
-    c->notify_close = was_open;
-    if (c->notify_close)
-        flush_add(c);
+    if (was_open && (!c->wsctx || c->ws_ready))
+        notify_user(c);
     /* uv_shutdown waits for queued writes (close_notify, last packets); the timer bounds it. */
     uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
     c->shut.data = c;
@@ -554,6 +604,72 @@ static void start_close(struct conn *c, bool graceful)
     if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
         release(c);
 }
+
+static void start_close(struct conn *c, bool graceful)
+{
+    if (c->state == C_CLOSING)
+        return;
+    if (c->state == C_WS_CLOSING) {
+        if (!graceful)
+            finish_close(c, false);
+        return;
+    }
+    if (c->state == C_OPEN && c->ws && c->ws_ready && graceful) {
+        /* Send a close frame and let lws finish the WebSocket close before TLS ends. */
+        c->state = C_WS_CLOSING;
+        c->env->stats.open--;
+        notify_user(c);
+        ws_conn_close(c->ws, 1000, "");
+        uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
+        return;
+    }
+    finish_close(c, graceful);
+}
+
+/* ---- the WebSocket bridge's view of this connection ---------------------------------------- */
+
+static void ws_established(void *ud)
+{
+    struct conn *c = ud;
+    if (c->state != C_OPEN)
+        return;
+    c->ws_ready = true;
+    uv_timer_stop(&c->timer);
+    c->cbs->on_ready(c->ud, c);
+}
+
+static void ws_message(void *ud, const uint8_t *p, size_t n)
+{
+    struct conn *c = ud;
+    if (c->state == C_OPEN && c->ws_ready)
+        c->cbs->on_data(c->ud, c, p, n);
+}
+
+static void ws_send(void *ud, const uint8_t *p, size_t n)
+{
+    struct conn *c = ud;
+    if (c->state != C_OPEN && c->state != C_WS_CLOSING)
+        return;
+    if (tls_conn_write(c->tls, p, n) < 0) {
+        finish_close(c, false);
+        return;
+    }
+    flush_out(c);
+}
+
+static void ws_closed(void *ud)
+{
+    struct conn *c = ud;
+    c->ws = NULL; /* the bridge released itself */
+    finish_close(c, true);
+}
+
+static const struct ws_io ws_bridge = {
+    .established = ws_established,
+    .message = ws_message,
+    .send = ws_send,
+    .closed = ws_closed,
+};
 
 void conn_close(struct conn *c, bool graceful)
 {

@@ -49,10 +49,12 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
 void conn_env_free(struct conn_env *e);
 const struct conn_stats *conn_env_stats(const struct conn_env *e);
 
+struct ws_ctx;
 /* Take the pending connection from a listening stream. Returns NULL (and logs) when accept
- * fails. ctx is referenced for the connection's life. */
+ * fails. ctx is referenced for the connection's life. ws: NULL for MQTT over TLS, or the
+ * WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade). */
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *ctx,
-                         const struct conn_cbs *cbs, void *ud);
+                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud);
 
 void conn_set_user(struct conn *c, void *ud);
 const struct tls_peer *conn_peer(const struct conn *c);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "msg.h"
 #include "tls.h"
+#include "ws.h"
 #include "xmalloc.h"
 
 #include <inttypes.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define TICK_MS 1000
@@ -29,6 +31,7 @@ struct srv_listener {
     struct server *srv;
     struct listener *l;
     struct tls_ctx *ctx;
+    struct ws_ctx *ws; /* websockets listeners only */
     const struct config_listener *cl;
 };
 
@@ -41,8 +44,10 @@ struct server {
     struct conn_env *cenv;
     struct client_env *clenv;
     struct broker *b;
+    struct ws_ctx *ws;
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t tick;
+    uv_timer_t ws_stop;
     uv_fs_event_t aclw;
     uv_timer_t acl_debounce;
     bool watching;
@@ -228,7 +233,7 @@ static void on_conn(void *ud, uv_stream_t *server)
     struct srv_listener *sl = ud;
     struct server *s = sl->srv;
     const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c = conn_accept(s->cenv, server, sl->ctx, &client_conn_cbs, s->clenv);
+    struct conn *c = conn_accept(s->cenv, server, sl->ctx, sl->ws, &client_conn_cbs, s->clenv);
     if (!c)
         return;
     if (s->cfg.max_connections >= 0 &&
@@ -272,11 +277,20 @@ static int open_listeners(struct server *s)
             bad = -1;
             continue;
         }
-        if (cl->protocol != CONFIG_PROTO_MQTT) {
-            log_err("%s:%d: protocol websockets is not available in this build", cl->file,
-                    cl->line);
-            bad = -1;
-            continue;
+        if (cl->protocol == CONFIG_PROTO_WEBSOCKETS) {
+            if (!s->ws) {
+                struct rlimit rl = {0};
+                getrlimit(RLIMIT_NOFILE, &rl);
+                unsigned fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000
+                                   ? 1000000
+                                   : (unsigned)rl.rlim_cur;
+                s->ws = ws_ctx_new(s->loop, fds / 3 + 1);
+            }
+            if (!s->ws) {
+                bad = -1;
+                continue;
+            }
+            sl->ws = s->ws;
         }
         int err = 0;
         sl->l = listener_open(s->loop, cl->address, cl->port, on_conn, sl, &err);
@@ -287,8 +301,9 @@ static int open_listeners(struct server *s)
             continue;
         }
         const char *a = listener_address(sl->l);
-        log_notice(strchr(a, ':') ? "listening on [%s]:%u (mqtt)" : "listening on %s:%u (mqtt)",
-                   a, listener_port(sl->l));
+        const char *proto = sl->ws ? "websockets" : "mqtt";
+        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s)" : "listening on %s:%u (%s)", a,
+                   listener_port(sl->l), proto);
     }
     return bad;
 }
@@ -376,6 +391,14 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     return s;
 }
 
+static void ws_shutdown(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    ws_ctx_free(s->ws);
+    s->ws = NULL;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
 static void close_if(uv_handle_t *h)
 {
     if (h->loop && !uv_is_closing(h))
@@ -399,6 +422,13 @@ void server_stop(struct server *s)
     if (s->watching)
         close_if((uv_handle_t *)&s->aclw);
     client_close_all(s->clenv);
+    if (s->ws) {
+        /* Give WebSocket close handshakes a moment, then take lws down (its handles keep the
+         * loop alive until then). */
+        uv_timer_init(s->loop, &s->ws_stop);
+        s->ws_stop.data = s;
+        uv_timer_start(&s->ws_stop, ws_shutdown, 1000, 0);
+    }
 }
 
 void server_free(struct server *s)
