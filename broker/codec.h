@@ -44,7 +44,8 @@ enum codec_err {
     CODEC_ERR_PROTOCOL = -2,         /* 0x82 protocol error (e.g. bad flags, bad property) */
     CODEC_ERR_TOO_LARGE = -3,        /* 0x95 packet too large (over max_size) */
     CODEC_ERR_BAD_VERSION = -4,      /* 0x84 unsupported protocol version (CONNECT only) */
-    CODEC_ERR_BAD_PROTOCOL_NAME = -5 /* not MQTT at all: close without CONNACK */
+    CODEC_ERR_BAD_PROTOCOL_NAME = -5, /* not MQTT at all: close without CONNACK */
+    CODEC_ERR_PAYLOAD_FORMAT = -6     /* 0x99 payload format invalid */
 };
 uint8_t codec_err_reason(int err);
 const char *codec_err_str(int err);
@@ -121,7 +122,9 @@ struct mqtt_props {
     struct mqtt_bin response_info;
     struct mqtt_bin server_reference;
     struct mqtt_bin reason_string;
-    /* Raw encoded user property pairs; a length over 65535 is legal, hence the wider type. */
+    /* Raw property bytes from the first user property to the end of the last (identifiers
+     * included; other properties inside are skipped when walked), kept so they can be
+     * forwarded in order without copying them apart. */
     const uint8_t *user_props;
     uint32_t user_props_len;
     /* Encode only (PUBLISH to a subscriber): several subscription identifiers. */
