@@ -98,6 +98,8 @@ struct config {
     size_t plugin_count;
 
     char *path; /* the main config file */
+    char **files; /* every file read (listeners point at these for diagnostics) */
+    size_t file_count;
 };
 
 /* Parse a file into *out (zeroed first, defaults applied). Returns 0, or -1 with every problem

@@ -79,15 +79,33 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c);
 
+/* One certificate of a peer's chain, enough to re-check it against new CRLs after the
+ * certificate itself has been freed. */
+struct tls_cert_id {
+    uint8_t issuer_hash[32]; /* SHA-256 of the issuer's DER name */
+    uint8_t serial[32];
+    uint8_t serial_len;
+    int64_t not_after; /* unix seconds */
+};
+
 /* What the broker learns about a verified peer. */
 struct tls_peer {
     char identity[TLS_IDENTITY_MAX + 1];
     char subject[256]; /* RFC 4514-ish, for logs */
     char issuer[256];
     char serial[80]; /* hex, colon separated as mbedtls prints it */
-    int64_t not_after;  /* unix seconds: earliest notAfter of the leaf (chain in a later issue) */
+    int64_t not_after;  /* unix seconds: earliest notAfter in the chain */
     bool resumed;       /* session ticket used */
+    struct tls_cert_id *chain; /* leaf first, then intermediates (not the trust anchor) */
+    uint8_t chain_len;
 };
+
+/* Is any certificate of the peer's chain revoked by the CRLs of ctx? Fills why when so. */
+bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, char *why,
+                          size_t n);
+/* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */
+int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
+                          size_t cap, const char **why);
 
 struct tls_conn;
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx);

@@ -1,0 +1,452 @@
+/* tls: Mbed TLS 2.28 server sessions over memory buffers.
+ *
+ * Ciphertext in and out are plain byte buffers, so the transport decides when to read and write
+ * and many records can leave in one socket write. Certificate policy lives in tls_verify.c.
+ * Knows no loop, no socket, no MQTT. */
+#include "tls.h"
+
+#include "tls_verify.h"
+#include "xmalloc.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/platform.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
+
+struct tls_lib {
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    mbedtls_ssl_ticket_context tickets;
+    bool use_tickets;
+};
+
+struct tls_conn {
+    struct tls_ctx *ctx;
+    mbedtls_ssl_context ssl;
+    struct buf in;
+    struct buf out;
+    struct tls_verify_state vs;
+    struct tls_peer peer;
+    bool done;
+    char err[384];
+};
+
+struct tls_lib *tls_lib_new(bool tickets, uint32_t lifetime)
+{
+    struct tls_lib *l = xcalloc(1, sizeof(*l));
+    mbedtls_entropy_init(&l->entropy);
+    mbedtls_ctr_drbg_init(&l->drbg);
+    static const char pers[] = "certmq";
+    if (mbedtls_ctr_drbg_seed(&l->drbg, mbedtls_entropy_func, &l->entropy,
+                              (const unsigned char *)pers, sizeof(pers) - 1) != 0) {
+        fputs("certmq: cannot seed the random generator\n", stderr);
+        abort();
+    }
+    mbedtls_ssl_ticket_init(&l->tickets);
+    l->use_tickets = tickets;
+    if (tickets && mbedtls_ssl_ticket_setup(&l->tickets, mbedtls_ctr_drbg_random, &l->drbg,
+                                            MBEDTLS_CIPHER_AES_256_GCM, lifetime) != 0)
+        l->use_tickets = false;
+    return l;
+}
+
+void tls_lib_free(struct tls_lib *l)
+{
+    if (!l)
+        return;
+    mbedtls_ssl_ticket_free(&l->tickets);
+    mbedtls_ctr_drbg_free(&l->drbg);
+    mbedtls_entropy_free(&l->entropy);
+    free(l);
+}
+
+/* ---- contexts ----------------------------------------------------------------------------- */
+
+static const char *mbed_err(int r, char *buf, size_t n)
+{
+    mbedtls_strerror(r, buf, n);
+    return buf;
+}
+
+/* The allowed suites: ECDHE key exchange with AEAD ciphers only. */
+static const struct {
+    const char *openssl;
+    int id;
+} suites[] = {
+    {"ECDHE-ECDSA-AES128-GCM-SHA256", MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+    {"ECDHE-ECDSA-AES256-GCM-SHA384", MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+    {"ECDHE-ECDSA-CHACHA20-POLY1305", MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+    {"ECDHE-RSA-AES128-GCM-SHA256", MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+    {"ECDHE-RSA-AES256-GCM-SHA384", MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+    {"ECDHE-RSA-CHACHA20-POLY1305", MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+};
+#define NSUITES (sizeof(suites) / sizeof(suites[0]))
+
+static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
+                                              MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
+
+static const mbedtls_x509_crt_profile profile = {
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA256) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA384) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA512),
+    0xFFFFFFF, /* any public-key algorithm */
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) | MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP521R1),
+    2048,
+};
+
+static int parse_ciphers(struct tls_ctx *c, const char *list, const char *file, struct diag *d)
+{
+    size_t n = 0;
+    if (!list) {
+        for (size_t i = 0; i < NSUITES; i++)
+            c->suites[n++] = suites[i].id;
+        c->suites[n] = 0;
+        return 0;
+    }
+    char *copy = xstrdup(list), *save = NULL;
+    int bad = 0;
+    for (char *t = strtok_r(copy, ":, ", &save); t; t = strtok_r(NULL, ":, ", &save)) {
+        size_t i = 0;
+        while (i < NSUITES && strcmp(suites[i].openssl, t) != 0)
+            i++;
+        if (i == NSUITES) {
+            diag_add(d, file, 0,
+                     "cipher '%s' is not allowed: certmq accepts only ECDHE with AES-GCM or "
+                     "ChaCha20-Poly1305",
+                     t);
+            bad = -1;
+        } else if (n < NSUITES) {
+            c->suites[n++] = suites[i].id;
+        }
+    }
+    free(copy);
+    c->suites[n] = 0;
+    if (!bad && !n) {
+        diag_add(d, file, 0, "ciphers: empty list");
+        bad = -1;
+    }
+    return bad;
+}
+
+static int load_crl_file(struct tls_ctx *c, const char *path, struct diag *d)
+{
+    char eb[128];
+    int r = mbedtls_x509_crl_parse_file(&c->crl, path);
+    if (r != 0) {
+        diag_add(d, path, 0, "not a valid CRL (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
+        return -1;
+    }
+    c->crl_count++;
+    return 0;
+}
+
+static int load_crl_dir(struct tls_ctx *c, const char *dir, struct diag *d)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) {
+        diag_add(d, dir, 0, "cannot open crlpath directory");
+        return -1;
+    }
+    int bad = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        bad |= load_crl_file(c, path, d);
+    }
+    closedir(dp);
+    return bad;
+}
+
+static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *start,
+                        const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+    struct tls_ctx *c = p;
+    return mbedtls_ssl_ticket_write(&c->lib->tickets, s, start, end, tlen, lifetime);
+}
+
+/* A ticket proves a past verification only: the certificate must still be acceptable under the
+ * current CRLs and its validity period, else Mbed TLS falls back to a full handshake. */
+static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, size_t len)
+{
+    struct tls_ctx *c = p;
+    int r = mbedtls_ssl_ticket_parse(&c->lib->tickets, s, buf, len);
+    if (r != 0)
+        return r;
+    if (!tls_verify_ticket_ok(c, s->peer_cert))
+        return MBEDTLS_ERR_SSL_INVALID_MAC;
+    return 0;
+}
+
+struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o, struct diag *d)
+{
+    char eb[128];
+    size_t before = d->count;
+    struct tls_ctx *c = xcalloc(1, sizeof(*c));
+    c->refs = 1;
+    c->lib = lib;
+    c->opts = *o;
+    mbedtls_x509_crt_init(&c->ca);
+    mbedtls_x509_crl_init(&c->crl);
+    mbedtls_x509_crt_init(&c->cert);
+    mbedtls_pk_init(&c->key);
+    mbedtls_ssl_config_init(&c->conf);
+    c->verify_depth = o->verify_depth ? o->verify_depth : 4;
+
+    int r;
+    if (o->cafile && (r = mbedtls_x509_crt_parse_file(&c->ca, o->cafile)) != 0)
+        diag_add(d, o->cafile, 0, "cannot load CA certificates: %s",
+                 r < 0 ? mbed_err(r, eb, sizeof(eb)) : "some certificates failed to parse");
+    if (o->capath && (r = mbedtls_x509_crt_parse_path(&c->ca, o->capath)) < 0)
+        diag_add(d, o->capath, 0, "cannot load CA directory: %s", mbed_err(r, eb, sizeof(eb)));
+    if ((r = mbedtls_x509_crt_parse_file(&c->cert, o->certfile)) != 0)
+        diag_add(d, o->certfile, 0, "cannot load server certificate: %s",
+                 r < 0 ? mbed_err(r, eb, sizeof(eb)) : "some certificates failed to parse");
+    if ((r = mbedtls_pk_parse_keyfile(&c->key, o->keyfile, NULL)) != 0)
+        diag_add(d, o->keyfile, 0, "cannot load private key: %s", mbed_err(r, eb, sizeof(eb)));
+    else if (c->cert.raw.p && mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
+        diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s",
+                 o->certfile);
+    for (size_t i = 0; i < o->crlfile_count; i++)
+        load_crl_file(c, o->crlfiles[i], d);
+    if (o->crlpath)
+        load_crl_dir(c, o->crlpath, d);
+    if (o->tls_version && strcmp(o->tls_version, "tlsv1.2") != 0)
+        diag_add(d, NULL, 0, "tls_version %s: only tlsv1.2 is available", o->tls_version);
+    parse_ciphers(c, o->ciphers, o->certfile, d);
+    if (d->count == before)
+        tls_verify_check_crls(c, d);
+    if (d->count != before) {
+        c->refs = 0;
+        tls_ctx_unref(c);
+        return NULL;
+    }
+
+    mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                MBEDTLS_SSL_PRESET_DEFAULT);
+    mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &lib->drbg);
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, c->crl_count ? &c->crl : NULL);
+    mbedtls_ssl_conf_cert_profile(&c->conf, &profile);
+    mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
+    mbedtls_ssl_conf_curves(&c->conf, curves);
+    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    if ((r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
+        diag_add(d, o->certfile, 0, "cannot use certificate: %s", mbed_err(r, eb, sizeof(eb)));
+        c->refs = 0;
+        tls_ctx_unref(c);
+        return NULL;
+    }
+    if (lib->use_tickets)
+        mbedtls_ssl_conf_session_tickets_cb(&c->conf, ticket_write, ticket_parse, c);
+    return c;
+}
+
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
+{
+    c->refs++;
+    return c;
+}
+
+void tls_ctx_unref(struct tls_ctx *c)
+{
+    if (!c || (c->refs && --c->refs))
+        return;
+    mbedtls_ssl_config_free(&c->conf);
+    mbedtls_x509_crt_free(&c->ca);
+    mbedtls_x509_crl_free(&c->crl);
+    mbedtls_x509_crt_free(&c->cert);
+    mbedtls_pk_free(&c->key);
+    free(c->crl_issuers);
+    free(c);
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static int bio_send(void *p, const unsigned char *b, size_t n)
+{
+    struct tls_conn *c = p;
+    buf_append(&c->out, b, n);
+    return (int)n;
+}
+
+static int bio_recv(void *p, unsigned char *b, size_t n)
+{
+    struct tls_conn *c = p;
+    size_t have = buf_size(&c->in);
+    if (!have)
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    if (n > have)
+        n = have;
+    memcpy(b, buf_head(&c->in), n);
+    buf_consume(&c->in, n);
+    return (int)n;
+}
+
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx)
+{
+    struct tls_conn *c = xcalloc(1, sizeof(*c));
+    c->ctx = tls_ctx_ref(ctx);
+    mbedtls_ssl_init(&c->ssl);
+    mbedtls_ssl_setup(&c->ssl, &ctx->conf);
+    mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
+    c->vs.ctx = ctx;
+    c->vs.peer = &c->peer;
+    mbedtls_ssl_set_verify(&c->ssl, tls_verify_cb, &c->vs);
+    strcpy(c->err, "no error");
+    return c;
+}
+
+void tls_conn_free(struct tls_conn *c)
+{
+    if (!c)
+        return;
+    mbedtls_ssl_free(&c->ssl);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c->peer.chain);
+    tls_ctx_unref(c->ctx);
+    free(c);
+}
+
+void tls_conn_input(struct tls_conn *c, const uint8_t *p, size_t n)
+{
+    buf_append(&c->in, p, n);
+}
+
+struct buf *tls_conn_output(struct tls_conn *c)
+{
+    return &c->out;
+}
+
+static int fail(struct tls_conn *c, int r)
+{
+    char eb[160];
+    if (c->vs.reject == TLS_REJECT_NONE) {
+        c->vs.reject = r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ? TLS_REJECT_NO_CERT
+                                                                  : TLS_REJECT_HANDSHAKE;
+        if (r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
+            snprintf(c->err, sizeof(c->err), "the client sent no certificate");
+        else
+            snprintf(c->err, sizeof(c->err), "%s", mbed_err(r, eb, sizeof(eb)));
+    } else {
+        snprintf(c->err, sizeof(c->err), "%s", c->vs.detail);
+    }
+    return -1;
+}
+
+int tls_conn_handshake(struct tls_conn *c)
+{
+    if (c->done)
+        return 0;
+    int r = mbedtls_ssl_handshake(&c->ssl);
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return TLS_AGAIN;
+    if (r != 0)
+        return fail(c, r);
+    /* The verify callback runs on full handshakes only: without it this was a resumption. */
+    c->peer.resumed = !c->vs.verified;
+    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&c->ssl);
+    if (!crt) {
+        c->vs.reject = TLS_REJECT_NO_CERT;
+        snprintf(c->vs.detail, sizeof(c->vs.detail), "no peer certificate after handshake");
+        return fail(c, -1);
+    }
+    if (c->peer.resumed && tls_verify_resumed(&c->vs, crt) != 0)
+        return fail(c, -1);
+    /* Everything the broker needs is copied out; the certificate (~2.5 KB) is not kept. */
+    mbedtls_x509_crt_free(c->ssl.session->peer_cert);
+    mbedtls_free(c->ssl.session->peer_cert);
+    c->ssl.session->peer_cert = NULL;
+    c->done = true;
+    buf_shrink(&c->in, 0);
+    return 0;
+}
+
+int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap)
+{
+    int r = mbedtls_ssl_read(&c->ssl, out, cap);
+    if (r > 0)
+        return r;
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        buf_shrink(&c->in, 0);
+        return TLS_AGAIN;
+    }
+    if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == 0)
+        return TLS_EOF;
+    char eb[160];
+    snprintf(c->err, sizeof(c->err), "%s", mbed_err(r, eb, sizeof(eb)));
+    return -1;
+}
+
+int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n)
+{
+    while (n) {
+        int r = mbedtls_ssl_write(&c->ssl, p, n);
+        if (r < 0) {
+            char eb[160];
+            snprintf(c->err, sizeof(c->err), "%s", mbed_err(r, eb, sizeof(eb)));
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+void tls_conn_close_notify(struct tls_conn *c)
+{
+    if (c->done)
+        mbedtls_ssl_close_notify(&c->ssl);
+}
+
+const struct tls_peer *tls_conn_peer(const struct tls_conn *c)
+{
+    return &c->peer;
+}
+
+enum tls_reject tls_conn_reject(const struct tls_conn *c)
+{
+    return c->vs.reject;
+}
+
+const char *tls_conn_error(const struct tls_conn *c)
+{
+    return c->err;
+}
+
+const char *tls_reject_str(enum tls_reject r)
+{
+    static const char *const s[TLS_REJECT_COUNT] = {
+        [TLS_REJECT_NONE] = "none",
+        [TLS_REJECT_NO_CERT] = "no certificate",
+        [TLS_REJECT_UNKNOWN_CA] = "unknown CA",
+        [TLS_REJECT_REVOKED] = "revoked",
+        [TLS_REJECT_EXPIRED] = "expired",
+        [TLS_REJECT_NOT_YET_VALID] = "not yet valid",
+        [TLS_REJECT_BAD_EKU] = "bad extended key usage",
+        [TLS_REJECT_BAD_IDENTITY] = "bad identity",
+        [TLS_REJECT_CRL_MISSING] = "CRL missing",
+        [TLS_REJECT_CRL_EXPIRED] = "CRL expired",
+        [TLS_REJECT_CHAIN_TOO_LONG] = "chain too long",
+        [TLS_REJECT_HANDSHAKE] = "handshake failed",
+    };
+    return (unsigned)r < TLS_REJECT_COUNT ? s[r] : "unknown";
+}

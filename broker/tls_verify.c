@@ -1,0 +1,370 @@
+/* tls_verify: who may connect. Runs inside Mbed TLS's chain verification (once per chain
+ * element, root first), turns its flags into one refusal reason with a detailed message, adds
+ * the checks Mbed TLS does not make (EKU must exist to be checked, CRL required per CA, identity
+ * rules, chain length), and records what later re-checks need (issuer hash + serial per
+ * certificate). Knows no loop, socket or MQTT. */
+#include "tls_verify.h"
+
+#include "log.h"
+#include "xmalloc.h"
+
+#include <mbedtls/md.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/sha256.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int64_t to_unix(const mbedtls_x509_time *t)
+{
+    struct tm tm = {0};
+    tm.tm_year = t->year - 1900;
+    tm.tm_mon = t->mon - 1;
+    tm.tm_mday = t->day;
+    tm.tm_hour = t->hour;
+    tm.tm_min = t->min;
+    tm.tm_sec = t->sec;
+    return (int64_t)timegm(&tm);
+}
+
+static bool self_signed(const mbedtls_x509_crt *c)
+{
+    return c->issuer_raw.len == c->subject_raw.len &&
+           memcmp(c->issuer_raw.p, c->subject_raw.p, c->issuer_raw.len) == 0;
+}
+
+static bool same_name(const mbedtls_x509_buf *a, const mbedtls_x509_buf *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+/* ---- identity ----------------------------------------------------------------------------- */
+
+static bool utf8_ok(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint8_t c = p[i];
+        size_t n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
+                               : (c & 0xF8) == 0xF0 ? 3 : 9;
+        if (n == 9 || len - i - 1 < n)
+            return false;
+        uint32_t cp = n ? c & (0x3F >> n) : c;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+bool tls_identity_valid(const uint8_t *p, size_t len, const char **why)
+{
+    if (len == 0) {
+        *why = "empty";
+        return false;
+    }
+    if (len > TLS_IDENTITY_MAX) {
+        *why = "longer than 256 bytes";
+        return false;
+    }
+    if (!utf8_ok(p, len)) {
+        *why = "not valid UTF-8";
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == 0 || p[i] < 0x20 || p[i] == 0x7F) {
+            *why = "contains a control character";
+            return false;
+        }
+        if (p[i] == '+' || p[i] == '#' || p[i] == '/') {
+            *why = "contains '+', '#' or '/', which would widen ACL patterns";
+            return false;
+        }
+    }
+    return true;
+}
+
+static int identity_get(const mbedtls_x509_crt *crt, enum tls_identity_mode mode, char *out,
+                        size_t cap, const char **why)
+{
+    const uint8_t *v = NULL;
+    size_t vlen = 0;
+    int found = 0;
+    char dn[TLS_IDENTITY_MAX + 2];
+    if (mode == TLS_ID_CN) {
+        for (const mbedtls_x509_name *n = &crt->subject; n; n = n->next) {
+            if (n->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+                found++;
+                v = n->val.p;
+                vlen = n->val.len;
+            }
+        }
+    } else if (mode == TLS_ID_SUBJECT) {
+        int r = mbedtls_x509_dn_gets(dn, sizeof(dn), &crt->subject);
+        if (r > 0) {
+            found = 1;
+            v = (const uint8_t *)dn;
+            vlen = (size_t)r;
+        }
+    } else {
+        int tag = mode == TLS_ID_SAN_DNS ? 2 : mode == TLS_ID_SAN_URI ? 6 : 1;
+        for (const mbedtls_x509_sequence *s = &crt->subject_alt_names; s && s->buf.p; s = s->next) {
+            if ((s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK) == tag &&
+                (s->buf.tag & MBEDTLS_ASN1_CONTEXT_SPECIFIC)) {
+                found++;
+                v = s->buf.p;
+                vlen = s->buf.len;
+            }
+        }
+    }
+    if (found == 0) {
+        *why = "the certificate has no field for the configured identity";
+        return -1;
+    }
+    if (found > 1) {
+        *why = "the identity field appears more than once";
+        return -1;
+    }
+    if (!tls_identity_valid(v, vlen, why))
+        return -1;
+    if (vlen >= cap) {
+        *why = "too long";
+        return -1;
+    }
+    memcpy(out, v, vlen);
+    out[vlen] = '\0';
+    return 0;
+}
+
+int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
+                          size_t cap, const char **why)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    int r = -1;
+    if (mbedtls_x509_crt_parse_der(&crt, der, len) == 0)
+        r = identity_get(&crt, mode, out, cap, why);
+    else
+        *why = "not a certificate";
+    mbedtls_x509_crt_free(&crt);
+    return r;
+}
+
+/* ---- peer fields -------------------------------------------------------------------------- */
+
+static void add_chain(struct tls_peer *p, const mbedtls_x509_crt *c)
+{
+    p->chain = xrealloc(p->chain, (p->chain_len + 1u) * sizeof(*p->chain));
+    struct tls_cert_id *id = &p->chain[p->chain_len++];
+    memset(id, 0, sizeof(*id));
+    mbedtls_sha256_ret(c->issuer_raw.p, c->issuer_raw.len, id->issuer_hash, 0);
+    id->serial_len = (uint8_t)(c->serial.len < sizeof(id->serial) ? c->serial.len
+                                                                  : sizeof(id->serial));
+    memcpy(id->serial, c->serial.p, id->serial_len);
+    id->not_after = to_unix(&c->valid_to);
+    if (!p->not_after || id->not_after < p->not_after)
+        p->not_after = id->not_after;
+}
+
+static void describe(struct tls_verify_state *vs, const mbedtls_x509_crt *crt, const char *what)
+{
+    char subj[200] = "?", iss[200] = "?", ser[80] = "?";
+    mbedtls_x509_dn_gets(subj, sizeof(subj), &crt->subject);
+    mbedtls_x509_dn_gets(iss, sizeof(iss), &crt->issuer);
+    mbedtls_x509_serial_gets(ser, sizeof(ser), &crt->serial);
+    snprintf(vs->detail, sizeof(vs->detail), "%s (subject %s, serial %s, issuer %s)", what, subj,
+             ser, iss);
+}
+
+static void reject(struct tls_verify_state *vs, enum tls_reject r, const mbedtls_x509_crt *crt,
+                   const char *what)
+{
+    if (vs->reject != TLS_REJECT_NONE)
+        return;
+    vs->reject = r;
+    describe(vs, crt, what);
+}
+
+static bool has_crl_for(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+{
+    for (const mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next)
+        if (same_name(&l->issuer_raw, &crt->issuer_raw))
+            return true;
+    return false;
+}
+
+static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
+{
+    struct tls_peer *p = vs->peer;
+    if ((crt->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) &&
+        mbedtls_x509_crt_check_extended_key_usage(crt, MBEDTLS_OID_CLIENT_AUTH,
+                                                  MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0) {
+        reject(vs, TLS_REJECT_BAD_EKU, crt, "extended key usage without clientAuth");
+        return -1;
+    }
+    const char *why = NULL;
+    if (identity_get(crt, vs->ctx->opts.identity, p->identity, sizeof(p->identity), &why) != 0) {
+        char what[160];
+        snprintf(what, sizeof(what), "bad identity: %s", why);
+        reject(vs, TLS_REJECT_BAD_IDENTITY, crt, what);
+        return -1;
+    }
+    mbedtls_x509_dn_gets(p->subject, sizeof(p->subject), &crt->subject);
+    mbedtls_x509_dn_gets(p->issuer, sizeof(p->issuer), &crt->issuer);
+    mbedtls_x509_serial_gets(p->serial, sizeof(p->serial), &crt->serial);
+    return 0;
+}
+
+int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    struct tls_verify_state *vs = arg;
+    struct tls_ctx *c = vs->ctx;
+    vs->verified = true;
+    if (*flags & MBEDTLS_X509_BADCRL_EXPIRED && c->opts.crl_expired_warn) {
+        *flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
+        log_warn("accepting a certificate under an expired CRL (crl_expired warn)");
+    }
+    if ((unsigned)depth > c->verify_depth) {
+        reject(vs, TLS_REJECT_CHAIN_TOO_LONG, crt, "certificate chain longer than verify_depth");
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    }
+    if (*flags & MBEDTLS_X509_BADCERT_REVOKED)
+        reject(vs, TLS_REJECT_REVOKED, crt, "certificate revoked");
+    if (*flags & MBEDTLS_X509_BADCERT_EXPIRED)
+        reject(vs, TLS_REJECT_EXPIRED, crt, "certificate expired");
+    if (*flags & MBEDTLS_X509_BADCERT_FUTURE)
+        reject(vs, TLS_REJECT_NOT_YET_VALID, crt, "certificate not yet valid");
+    if (*flags & MBEDTLS_X509_BADCRL_EXPIRED)
+        reject(vs, TLS_REJECT_CRL_EXPIRED, crt, "the CRL covering this certificate has expired");
+    if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        reject(vs, TLS_REJECT_UNKNOWN_CA, crt, "certificate not issued by a trusted CA");
+    if (!self_signed(crt)) {
+        if (c->crl_count && c->opts.crl_strict && !has_crl_for(c, crt) &&
+            !(*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)) {
+            reject(vs, TLS_REJECT_CRL_MISSING, crt, "no CRL loaded for the issuing CA");
+            *flags |= MBEDTLS_X509_BADCERT_OTHER;
+        }
+        add_chain(vs->peer, crt);
+    }
+    if (depth == 0 && leaf_checks(vs, crt) != 0)
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    /* Keep the leaf first in the recorded chain (callbacks run root first). */
+    if (depth == 0 && vs->peer->chain_len > 1) {
+        struct tls_cert_id leaf = vs->peer->chain[vs->peer->chain_len - 1];
+        memmove(&vs->peer->chain[1], &vs->peer->chain[0],
+                (vs->peer->chain_len - 1u) * sizeof(leaf));
+        vs->peer->chain[0] = leaf;
+    }
+    if (*flags && vs->reject == TLS_REJECT_NONE)
+        reject(vs, TLS_REJECT_HANDSHAKE, crt, "certificate verification failed");
+    return 0;
+}
+
+static const mbedtls_x509_crt *find_issuer(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+{
+    for (const mbedtls_x509_crt *ca = &c->ca; ca && ca->raw.p; ca = ca->next)
+        if (same_name(&ca->subject_raw, &crt->issuer_raw))
+            return ca;
+    return NULL;
+}
+
+static bool revoked_now(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+{
+    if (mbedtls_x509_time_is_past(&crt->valid_to) || mbedtls_x509_time_is_future(&crt->valid_from))
+        return true;
+    for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next)
+        if (same_name(&l->issuer_raw, &crt->issuer_raw) && mbedtls_x509_crt_is_revoked(crt, l))
+            return true;
+    return false;
+}
+
+bool tls_verify_ticket_ok(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+{
+    if (!crt)
+        return false;
+    /* The leaf and every CA above it up to a trust anchor. */
+    for (int i = 0; crt && i < 10; i++) {
+        if (revoked_now(c, crt))
+            return false;
+        if (self_signed(crt))
+            return true;
+        crt = find_issuer(c, crt);
+    }
+    return crt == NULL ? false : true;
+}
+
+int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
+{
+    struct tls_peer *p = vs->peer;
+    if (leaf_checks(vs, crt) != 0)
+        return -1;
+    add_chain(p, crt);
+    const mbedtls_x509_crt *up = find_issuer(vs->ctx, crt);
+    for (int i = 0; up && !self_signed(up) && i < 10; i++) {
+        add_chain(p, up);
+        up = find_issuer(vs->ctx, up);
+    }
+    return 0;
+}
+
+void tls_verify_check_crls(struct tls_ctx *c, struct diag *d)
+{
+    if (!c->crl_count)
+        return;
+    for (const mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next) {
+        char iss[200] = "?";
+        mbedtls_x509_dn_gets(iss, sizeof(iss), &l->issuer);
+        const mbedtls_x509_crt *ca = NULL;
+        for (const mbedtls_x509_crt *x = &c->ca; x && x->raw.p; x = x->next)
+            if (same_name(&x->subject_raw, &l->issuer_raw))
+                ca = x;
+        if (!ca) {
+            diag_add(d, NULL, 0, "CRL issued by %s: no such CA is loaded", iss);
+            continue;
+        }
+        if (mbedtls_x509_crt_check_key_usage(ca, MBEDTLS_X509_KU_CRL_SIGN) != 0) {
+            diag_add(d, NULL, 0, "CRL issued by %s: that CA may not sign CRLs (no cRLSign)", iss);
+            continue;
+        }
+        const mbedtls_md_info_t *md = mbedtls_md_info_from_type(l->sig_md);
+        unsigned char hash[MBEDTLS_MD_MAX_SIZE];
+        if (!md || mbedtls_md(md, l->tbs.p, l->tbs.len, hash) != 0 ||
+            mbedtls_pk_verify_ext(l->sig_pk, l->sig_opts, (mbedtls_pk_context *)&ca->pk,
+                                  l->sig_md, hash, mbedtls_md_get_size(md), l->sig.p,
+                                  l->sig.len) != 0) {
+            diag_add(d, NULL, 0, "CRL issued by %s: signature does not verify", iss);
+            continue;
+        }
+        if (mbedtls_x509_time_is_future(&l->this_update))
+            diag_add(d, NULL, 0, "CRL issued by %s: thisUpdate is in the future", iss);
+    }
+}
+
+bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, char *why, size_t n)
+{
+    for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
+        uint8_t h[32];
+        mbedtls_sha256_ret(l->issuer_raw.p, l->issuer_raw.len, h, 0);
+        for (uint8_t i = 0; i < p->chain_len; i++) {
+            const struct tls_cert_id *id = &p->chain[i];
+            if (memcmp(h, id->issuer_hash, 32) != 0)
+                continue;
+            for (const mbedtls_x509_crl_entry *e = &l->entry; e && e->raw.p; e = e->next) {
+                if (e->serial.len == id->serial_len &&
+                    memcmp(e->serial.p, id->serial, id->serial_len) == 0) {
+                    if (why)
+                        snprintf(why, n, i == 0 ? "certificate revoked"
+                                                : "an issuing CA certificate was revoked");
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
