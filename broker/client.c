@@ -258,7 +258,7 @@ static void client_end(struct client *c, uint8_t v5_reason, bool will, const cha
     if (c->state == CS_CLOSING)
         return;
     if (why && c->env->o.connection_messages)
-        log_notice("client %s [%s] (%s) disconnected: %s", cid(c), conn_addr(c->conn),
+        log_notice("client %s from %s (%s) disconnected: %s", cid(c), conn_addr(c->conn),
                    conn_peer(c->conn)->identity, why);
     send_disconnect(c, v5_reason);
     if (c->session) {
@@ -320,7 +320,7 @@ static void connack(struct client *c, bool present, uint8_t rc, const struct mqt
 /* Refuse a CONNECT: v3 and v5 codes differ. */
 static void refuse(struct client *c, uint8_t v3_rc, uint8_t v5_rc, const char *why)
 {
-    log_notice("client %s [%s] (%s) refused: %s", cid(c), conn_addr(c->conn),
+    log_notice("client %s from %s (%s) refused: %s", cid(c), conn_addr(c->conn),
                conn_peer(c->conn)->identity, why);
     connack(c, false, c->version == MQTT_V5 ? v5_rc : v3_rc, NULL);
     if (buf_size(&c->out)) {
@@ -681,6 +681,8 @@ static const handler_fn dispatch[16] = {
 
 static void on_packet(struct client *c, const struct mqtt_packet *p)
 {
+    log_debug("client %s: packet type %u (%u bytes pending)", cid(c), p->type,
+              (unsigned)buf_size(&c->in));
     if (c->state == CS_WAIT_CONNECT) {
         if (p->type != MQTT_CONNECT) {
             protocol_error(c, CODEC_ERR_PROTOCOL, "first packet is not CONNECT");
@@ -777,7 +779,7 @@ static void on_close(void *ud, struct conn *conn)
     struct client_env *e = c->env;
     if (c->session) {
         if (e->o.connection_messages)
-            log_notice("client %s [%s] closed its connection", cid(c), conn_addr(conn));
+            log_notice("client %s from %s closed its connection", cid(c), conn_addr(conn));
         broker_detach(e->broker, c->session, true, (int64_t)uv_now(e->loop));
         c->session = NULL;
     }

@@ -503,7 +503,13 @@ static void format_addr(struct conn *c)
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         uv_ip6_name(a, c->ip, sizeof(c->ip));
         port = ntohs(a->sin6_port);
-        snprintf(c->addr, sizeof(c->addr), "[%s]:%d", c->ip, port);
+        /* Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know them as a.b.c.d. */
+        if (!strncmp(c->ip, "::ffff:", 7) && strchr(c->ip, '.')) {
+            memmove(c->ip, c->ip + 7, strlen(c->ip + 7) + 1);
+            snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
+        } else {
+            snprintf(c->addr, sizeof(c->addr), "[%s]:%d", c->ip, port);
+        }
     }
 }
 

@@ -21,8 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TLS_AGAIN 1 /* need more input; not an error */
-#define TLS_EOF 2   /* peer sent close_notify */
+/* Distinct from byte counts and from error codes (which are -1). */
+#define TLS_AGAIN (-0x10001) /* need more input; not an error */
+#define TLS_EOF (-0x10002)   /* peer sent close_notify */
 /* Identities are at most this many bytes (plus NUL). */
 #define TLS_IDENTITY_MAX 256
 
