@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 static int wakeups, kicks;
@@ -63,9 +64,11 @@ static const char *next_topic(struct session *s, uint8_t *qos, bool *retain)
         *qos = o.qos;
     if (retain)
         *retain = o.retain;
+    static char topic[256];
+    snprintf(topic, sizeof(topic), "%s", o.msg->topic);
     if (o.qos == 1)
-        session_puback(s, o.id);
-    return o.msg->topic;
+        session_puback(s, o.id); /* may free the message */
+    return topic;
 }
 
 static const char *ACL = "pattern readwrite devices/%u/#\n"
