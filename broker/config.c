@@ -50,6 +50,7 @@ enum {
     SP_IDENTITY_SUBJECT,
     SP_MAX_INFLIGHT,
     SP_TLS_VERSION,
+    SP_NOOP_FALSE,
 };
 
 static const char *const protocols[] = {"mqtt", "websockets", NULL};
@@ -87,7 +88,8 @@ static const struct directive table[] = {
      "certmq does not serve files over HTTP; WebSocket listeners carry MQTT only", 0},
     {"bind_address", T_REFUSE, S_GLOBAL, 0, 0, 0, NULL, "use 'listener PORT ADDRESS'", 0},
     {"port", T_REFUSE, S_GLOBAL, 0, 0, 0, NULL, "use 'listener PORT [ADDRESS]'", 0},
-    {"per_listener_settings", T_SPECIAL, S_GLOBAL, 0, 0, 0, NULL, NULL, 0},
+    {"per_listener_settings", T_SPECIAL, S_GLOBAL, 0, 0, 0, NULL,
+     "per-listener ACL and authentication settings are not supported", SP_NOOP_FALSE},
     {"set_tcp_nodelay", T_BOOL, S_GLOBAL, 0, 0, 0, NULL, NULL, -1},
     {"acl_file", T_PATH, G(acl_file), 0, 0, NULL, NULL, 0},
     {"max_inflight_messages", T_SPECIAL, G(max_inflight_messages), 0, 65535, NULL, NULL,
@@ -311,6 +313,10 @@ static void special(struct parser *p, const struct directive *dr, char **args, i
             err(p, "%s %s: %s", dr->name, args[0], dr->why);
         }
         return;
+    case SP_NOOP_FALSE:
+        if (strcmp(args[0], "false") != 0)
+            err(p, "%s %s: %s", dr->name, args[0], dr->why);
+        return;
     case SP_IDENTITY_SUBJECT:
         if (!strcmp(args[0], "true"))
             ((struct config_listener *)base)->identity = CONFIG_ID_SUBJECT;
@@ -417,7 +423,7 @@ static void special(struct parser *p, const struct directive *dr, char **args, i
         include_dir(p, args[0]);
         return;
     default:
-        return; /* per_listener_settings false */
+        return;
     }
 }
 
