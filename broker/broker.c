@@ -175,9 +175,7 @@ static void publish_will(struct broker *b, struct session *s, int64_t now)
     }
 }
 
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, bool clean, bool persistent, uint32_t expiry_s,
-                              uint8_t version, bool *present, int64_t now)
+struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
 {
     size_t il = strlen(identity), cl = strlen(client_id);
     char *key = xmalloc(il + cl + 2);
@@ -186,10 +184,16 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     struct entry *e;
     HASH_FIND(hh, b->sessions, key, il + 1 + cl, e);
     free(key);
-    struct session *s = NULL;
+    return e ? e->s : NULL;
+}
+
+struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
+                              void *client, bool clean, bool persistent, uint32_t expiry_s,
+                              uint8_t version, bool *present, int64_t now)
+{
+    struct session *s = broker_find(b, identity, client_id);
     *present = false;
-    if (e) {
-        s = e->s;
+    if (s) {
         void *old = session_client(s);
         if (old) {
             session_set_client(s, NULL);
@@ -207,7 +211,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     }
     if (!s) {
         s = session_new(identity, client_id, &b->lim.session);
-        e = xmalloc(sizeof(*e));
+        struct entry *e = xmalloc(sizeof(*e));
         e->s = s;
         size_t klen;
         const char *k = session_key(s, &klen);

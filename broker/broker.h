@@ -90,6 +90,9 @@ int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, 
 /* Housekeeping: expire offline sessions whose expiry has passed. */
 void broker_tick(struct broker *b, int64_t now);
 
+/* The session of (identity, client_id), or NULL. */
+struct session *broker_find(struct broker *b, const char *identity, const char *client_id);
+
 /* Visit every session (online or offline). */
 void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct session *s),
                             void *ctx);

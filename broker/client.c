@@ -45,6 +45,7 @@ struct client_env {
     struct client *head;
     size_t count;
     uint64_t next_auto_id;
+    bool discard_revoked;
     uint8_t scratch[SCRATCH_SIZE];
     size_t scratch_len;
 };
@@ -281,6 +282,49 @@ void client_wakeup(void *env, void *client)
     struct client *c = client;
     if (c->state == CS_CONNECTED)
         conn_want_write(c->conn);
+}
+
+void client_untrust(struct client *c, const char *why, bool discard_session)
+{
+    if (c->state == CS_CLOSING)
+        return;
+    const struct tls_peer *p = conn_peer(c->conn);
+    log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s",
+               cid(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, why,
+               discard_session && c->session ? "; session discarded" : "");
+    struct session *s = c->session;
+    c->session = NULL;
+    if (s) {
+        /* A device that is no longer trusted must not speak again: no will. */
+        broker_detach(c->env->broker, s, false, now_ms(c));
+    }
+    client_end(c, 0x98, false, NULL);
+    if (discard_session && c->client_id) {
+        struct session *left = broker_find(c->env->broker, p->identity, c->client_id);
+        if (left)
+            broker_discard(c->env->broker, left);
+    }
+}
+
+void client_foreach(struct client_env *e, void (*cb)(void *ctx, struct client *c, struct conn *conn),
+                    void *ctx)
+{
+    struct client *next;
+    for (struct client *c = e->head; c; c = next) {
+        next = c->next; /* cb may close c; it is freed only later, in on_close */
+        cb(ctx, c, c->conn);
+    }
+}
+
+void client_set_discard_revoked(struct client_env *e, bool discard)
+{
+    e->discard_revoked = discard;
+}
+
+static void on_cert_expired(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+    client_untrust(c, "certificate expired", c->env->discard_revoked);
 }
 
 void client_close_all(struct client_env *e)
@@ -801,4 +845,5 @@ const struct conn_cbs client_conn_cbs = {
     .on_data = on_data,
     .on_writable = on_writable,
     .on_close = on_close,
+    .on_cert_expired = on_cert_expired,
 };

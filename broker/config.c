@@ -58,6 +58,7 @@ static const char *const identities[] = {"cn", "san_dns", "san_uri", "san_email"
 static const char *const crl_modes[] = {"strict", "present", NULL};
 static const char *const crl_expired[] = {"reject", "warn", NULL};
 static const char *const clientid_policies[] = {"any", "match", NULL};
+static const char *const revoked_session[] = {"discard", "keep", NULL};
 
 static const char CERT_ONLY[] = "certmq only accepts clients that present a certificate";
 
@@ -115,6 +116,8 @@ static const struct directive table[] = {
     {"max_handshakes", T_U32, G(max_handshakes), 1, 100000, NULL, NULL, 0},
     {"connect_timeout", T_U32, G(connect_timeout_ms), 100, 600000, NULL, NULL, 0},
     {"session_tickets", T_BOOL, G(session_tickets), 0, 0, NULL, NULL, 0},
+    {"revoked_session", T_ENUM, G(revoked_session), 0, 0, revoked_session, NULL, 0},
+    {"cert_expiry_warning_days", T_U32, G(cert_expiry_warning_days), 0, 3650, NULL, NULL, 0},
     {"session_ticket_lifetime", T_U32, G(session_ticket_lifetime), 60, 604800, NULL, NULL, 0},
     {"log_dest", T_SPECIAL, S_GLOBAL, 0, 0, 0, NULL, NULL, SP_LOG_DEST},
     {"log_type", T_SPECIAL, S_GLOBAL, 0, 0, 0, NULL, NULL, SP_LOG_TYPE},
@@ -169,6 +172,7 @@ static void defaults(struct config *c)
     c->max_handshakes = 64;
     c->connect_timeout_ms = 10000;
     c->session_tickets = true;
+    c->cert_expiry_warning_days = 30;
     c->session_ticket_lifetime = 86400;
     c->log_types = LOGL_DEFAULT;
     c->log_timestamp = true;

@@ -23,6 +23,7 @@ enum config_identity {
 enum config_crl_mode { CONFIG_CRL_STRICT = 0, CONFIG_CRL_PRESENT = 1 };
 enum config_crl_expired { CONFIG_CRL_EXPIRED_REJECT = 0, CONFIG_CRL_EXPIRED_WARN = 1 };
 enum config_clientid_policy { CONFIG_CLIENTID_ANY = 0, CONFIG_CLIENTID_MATCH = 1 };
+enum config_revoked_session { CONFIG_REVOKED_DISCARD = 0, CONFIG_REVOKED_KEEP = 1 };
 
 struct config_listener {
     uint16_t port;      /* 0 = let the kernel choose (tests); the bound port is logged */
@@ -78,6 +79,9 @@ struct config {
     uint32_t tls_handshake_timeout_ms; /* default 10000 */
     uint32_t max_handshakes;           /* handshakes in progress at once, default 64 */
     uint32_t connect_timeout_ms;       /* TLS done, no CONNECT yet, default 10000 */
+
+    enum config_revoked_session revoked_session; /* default discard */
+    uint32_t cert_expiry_warning_days; /* default 30, 0 = off */
 
     bool session_tickets;           /* default true */
     uint32_t session_ticket_lifetime; /* seconds, default 86400 */

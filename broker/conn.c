@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CLOSE_GRACE_MS 3000
 
@@ -28,6 +29,9 @@ struct conn {
     uv_shutdown_t shut;
     struct tls_conn *tls;
     struct tls_ctx *ctx;
+    struct tls_ctx *const *ctx_slot;
+    void *tag;
+    uv_timer_t cert_timer; /* fires when the peer's certificate chain expires */
     struct ws_ctx *wsctx; /* WebSocket listener: lws speaks the framing */
     struct ws_conn *ws;
     bool ws_ready;        /* upgrade done, MQTT may flow */
@@ -73,6 +77,7 @@ struct wreq {
 static void flush_list_run(uv_check_t *h);
 static void process(struct conn *c);
 static void start_close(struct conn *c, bool graceful);
+static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
 static void finish_close(struct conn *c, bool graceful);
 static void release(struct conn *c);
 static void shutdown_cb(uv_shutdown_t *req, int status);
@@ -127,6 +132,11 @@ const char *conn_addr(const struct conn *c)
 const char *conn_ip(const struct conn *c)
 {
     return c->ip;
+}
+
+void *conn_tag(const struct conn *c)
+{
+    return c->tag;
 }
 
 uv_loop_t *conn_loop(const struct conn *c)
@@ -420,6 +430,39 @@ static void leave_handshake(struct conn *c)
     }
 }
 
+static void cert_expired(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    const struct tls_peer *p = tls_conn_peer(c->tls);
+    int64_t now = (int64_t)time(NULL);
+    if (p->not_after > now) {
+        /* Long timers are armed in steps; this is one of them. */
+        arm_cert_timer(c, p);
+        return;
+    }
+    c->env->stats.expired++;
+    if (c->state == C_OPEN && (!c->wsctx || c->ws_ready) && c->cbs->on_cert_expired)
+        c->cbs->on_cert_expired(c->ud, c);
+    else
+        start_close(c, false);
+}
+
+static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
+{
+    if (!p->not_after)
+        return;
+    int64_t left = p->not_after - (int64_t)time(NULL);
+    uint32_t warn = c->env->o.cert_expiry_warning_days;
+    if (warn && left < (int64_t)warn * 86400 && c->state != C_OPEN) {
+        c->env->stats.expiring_soon++;
+        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours",
+                 p->identity, p->serial, p->issuer, (long long)(left > 0 ? left / 3600 : 0));
+    }
+    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
+    int64_t ms = left <= 0 ? 0 : (left > 86400 ? 86400000 : left * 1000 + 1);
+    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
+}
+
 static void handshake_step(struct conn *c)
 {
     int r = tls_conn_handshake(c->tls);
@@ -438,6 +481,18 @@ static void handshake_step(struct conn *c)
         start_close(c, false);
         return;
     }
+    const struct tls_peer *peer = tls_conn_peer(c->tls);
+    char why[96];
+    if (*c->ctx_slot != c->ctx && tls_ctx_peer_revoked(*c->ctx_slot, peer, why, sizeof(why))) {
+        /* The CRLs were reloaded while this handshake ran. */
+        c->env->stats.refused++;
+        c->env->stats.refused_by[TLS_REJECT_REVOKED]++;
+        log_notice("refused %s: revoked: %s (identity %s, serial %s, issuer %s)", c->addr, why,
+                   peer->identity, peer->serial, peer->issuer);
+        start_close(c, false);
+        return;
+    }
+    arm_cert_timer(c, peer);
     leave_handshake(c);
     c->state = C_OPEN;
     c->env->stats.handshakes++;
@@ -513,12 +568,15 @@ static void format_addr(struct conn *c)
     }
 }
 
-struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *ctx,
-                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud)
+struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
+                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud, void *tag)
 {
+    struct tls_ctx *ctx = *ctx_slot;
     struct conn *c = xcalloc(1, sizeof(*c));
     c->env = e;
     c->wsctx = ws;
+    c->ctx_slot = ctx_slot;
+    c->tag = tag;
     c->cbs = cbs;
     c->ud = ud;
     uv_tcp_init(e->loop, &c->tcp);
@@ -531,7 +589,9 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     }
     uv_timer_init(e->loop, &c->timer);
     c->timer.data = c;
-    c->handles = 2;
+    uv_timer_init(e->loop, &c->cert_timer);
+    c->cert_timer.data = c;
+    c->handles = 3;
     uv_tcp_nodelay(&c->tcp, 1);
     format_addr(c);
     c->ctx = tls_ctx_ref(ctx);
@@ -568,6 +628,7 @@ static void release(struct conn *c)
     c->released = true;
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
+    uv_close((uv_handle_t *)&c->cert_timer, handle_closed);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
@@ -593,6 +654,7 @@ static void finish_close(struct conn *c, bool graceful)
         c->env->stats.open--;
     leave_handshake(c);
     c->state = C_CLOSING;
+    uv_timer_stop(&c->cert_timer);
     if (c->ws) {
         ws_conn_release(c->ws);
         c->ws = NULL;

@@ -29,11 +29,16 @@ struct conn_cbs {
     /* The connection is gone (called once, from a later loop turn than conn_close, never from
      * inside another callback of this conn). The user frees its state here; c is freed after. */
     void (*on_close)(void *ud, struct conn *c);
+    /* A certificate of the peer's chain passed its notAfter while connected. The user ends the
+     * session (conn_close). */
+    void (*on_cert_expired)(void *ud, struct conn *c);
 };
 
 struct conn_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t handshakes, resumed, refused;
+    uint64_t expiring_soon; /* connections whose certificate expires within the warning window */
+    uint64_t expired;       /* connections closed because a certificate expired */
     uint64_t refused_by[TLS_REJECT_COUNT];
     uint32_t handshaking, waiting, open;
 };
@@ -41,6 +46,7 @@ struct conn_stats {
 /* Shared by every connection of the process: loop, limits, the flush list, counters. */
 struct conn_env;
 struct conn_env_opts {
+    uint32_t cert_expiry_warning_days; /* 0 = no warning */
     uint32_t handshake_timeout_ms;
     uint32_t max_handshakes;
     size_t max_backlog; /* stop reading a peer whose unsent output exceeds this */
@@ -51,10 +57,14 @@ const struct conn_stats *conn_env_stats(const struct conn_env *e);
 
 struct ws_ctx;
 /* Take the pending connection from a listening stream. Returns NULL (and logs) when accept
- * fails. ctx is referenced for the connection's life. ws: NULL for MQTT over TLS, or the
- * WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade). */
-struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *ctx,
-                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud);
+ * fails. ctx_slot points at the listener's current TLS context: the handshake uses (and
+ * references) the one current at accept; if the slot has moved on by the end of the handshake
+ * (a CRL reload), the peer is re-checked against the new one. ws: NULL for MQTT over TLS, or
+ * the WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade).
+ * tag: an opaque pointer for the owner (conn_tag). */
+struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
+                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud, void *tag);
+void *conn_tag(const struct conn *c);
 
 void conn_set_user(struct conn *c, void *ud);
 const struct tls_peer *conn_peer(const struct conn *c);

@@ -27,6 +27,15 @@
 #define TICK_MS 1000
 #define ACL_DEBOUNCE_MS 200
 
+/* One watched directory: the ACL file's, a CRL file's, or a crlpath. Directories are watched
+ * rather than files, so a file replaced by rename keeps being seen. */
+struct watch {
+    uv_fs_event_t ev;
+    struct server *s;
+    char *dir;
+    bool any_file_is_crl; /* a crlpath: every change there is a CRL change */
+};
+
 struct srv_listener {
     struct server *srv;
     struct listener *l;
@@ -48,10 +57,11 @@ struct server {
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t tick;
     uv_timer_t ws_stop;
-    uv_fs_event_t aclw;
-    uv_timer_t acl_debounce;
-    bool watching;
+    struct watch *watches;
+    size_t nwatches;
+    uv_timer_t acl_debounce, tls_debounce;
     char *acl_dir, *acl_base;
+    uint64_t untrusted; /* clients disconnected because their certificate was revoked */
     uint64_t start_ms;
     uint64_t next_sys_ms;
     bool stopping;
@@ -137,31 +147,144 @@ static void acl_debounced(uv_timer_t *t)
     reload_acl(t->data);
 }
 
-static void acl_changed(uv_fs_event_t *h, const char *name, int events, int status)
+static void reload_tls(struct server *s);
+
+static void tls_debounced(uv_timer_t *t)
 {
-    struct server *s = h->data;
-    if (status < 0 || !name || strcmp(name, s->acl_base) != 0)
-        return;
-    /* Editors write in several steps; reload once things settle. */
-    uv_timer_start(&s->acl_debounce, acl_debounced, ACL_DEBOUNCE_MS, 0);
+    reload_tls(t->data);
 }
 
-static void watch_acl(struct server *s)
+static bool is_crl_file(const struct server *s, const char *dir, const char *name)
+{
+    for (size_t i = 0; i < s->cfg.listener_count; i++) {
+        const struct config_listener *cl = &s->cfg.listeners[i];
+        for (size_t k = 0; k < cl->crlfile_count; k++) {
+            const char *f = cl->crlfiles[k], *slash = strrchr(f, '/');
+            size_t dl = slash ? (size_t)(slash - f) : 0;
+            if (slash && strlen(dir) == dl && !strncmp(f, dir, dl) && !strcmp(slash + 1, name))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void dir_changed(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    struct watch *w = h->data;
+    struct server *s = w->s;
+    if (status < 0 || !name)
+        return;
+    /* Editors and tools write in several steps; reload once things settle. */
+    if (!strcmp(w->dir, s->acl_dir) && !strcmp(name, s->acl_base))
+        uv_timer_start(&s->acl_debounce, acl_debounced, ACL_DEBOUNCE_MS, 0);
+    if (w->any_file_is_crl || is_crl_file(s, w->dir, name))
+        uv_timer_start(&s->tls_debounce, tls_debounced, ACL_DEBOUNCE_MS, 0);
+}
+
+static void watch_dir(struct server *s, const char *dir, bool any_file_is_crl)
+{
+    for (size_t i = 0; i < s->nwatches; i++) {
+        if (!strcmp(s->watches[i].dir, dir)) {
+            s->watches[i].any_file_is_crl |= any_file_is_crl;
+            return;
+        }
+    }
+    s->watches = xrealloc(s->watches, (s->nwatches + 1) * sizeof(*s->watches));
+    struct watch *w = &s->watches[s->nwatches];
+    memset(w, 0, sizeof(*w)); /* handles are initialised once the array is final */
+    w->s = s;
+    w->dir = xstrdup(dir);
+    w->any_file_is_crl = any_file_is_crl;
+    s->nwatches++;
+}
+
+static void start_watches(struct server *s)
 {
     char *a = xstrdup(s->cfg.acl_file), *b = xstrdup(s->cfg.acl_file);
     s->acl_dir = xstrdup(dirname(a));
     s->acl_base = xstrdup(basename(b));
     free(a);
     free(b);
+    watch_dir(s, s->acl_dir, false);
+    for (size_t i = 0; i < s->cfg.listener_count; i++) {
+        const struct config_listener *cl = &s->cfg.listeners[i];
+        for (size_t k = 0; k < cl->crlfile_count; k++) {
+            char *d = xstrdup(cl->crlfiles[k]);
+            watch_dir(s, dirname(d), false);
+            free(d);
+        }
+        if (cl->crlpath)
+            watch_dir(s, cl->crlpath, true);
+    }
     uv_timer_init(s->loop, &s->acl_debounce);
     s->acl_debounce.data = s;
-    /* Watch the directory, not the file: a file replaced by rename keeps being seen. */
-    uv_fs_event_init(s->loop, &s->aclw);
-    s->aclw.data = s;
-    int r = uv_fs_event_start(&s->aclw, acl_changed, s->acl_dir, 0);
-    if (r != 0)
-        log_warn("acl: cannot watch %s (%s); reload with SIGHUP", s->acl_dir, uv_strerror(r));
-    s->watching = r == 0;
+    uv_timer_init(s->loop, &s->tls_debounce);
+    s->tls_debounce.data = s;
+    for (size_t i = 0; i < s->nwatches; i++) {
+        struct watch *w = &s->watches[i];
+        uv_fs_event_init(s->loop, &w->ev);
+        w->ev.data = w;
+        int r = uv_fs_event_start(&w->ev, dir_changed, w->dir, 0);
+        if (r != 0)
+            log_warn("cannot watch %s (%s); reload with SIGHUP", w->dir, uv_strerror(r));
+    }
+}
+
+/* ---- certificates and revocation ---------------------------------------------------------- */
+
+struct sweep {
+    struct server *s;
+    size_t checked, dropped;
+};
+
+static void sweep_client(void *ctx, struct client *c, struct conn *conn)
+{
+    struct sweep *sw = ctx;
+    struct srv_listener *sl = conn_tag(conn);
+    char why[96];
+    sw->checked++;
+    if (sl && sl->ctx && tls_ctx_peer_revoked(sl->ctx, conn_peer(conn), why, sizeof(why))) {
+        sw->dropped++;
+        sw->s->untrusted++;
+        client_untrust(c, why, sw->s->cfg.revoked_session == CONFIG_REVOKED_DISCARD);
+    }
+}
+
+/* Rebuild every listener's TLS context from its files (CA, certificate, key, CRLs). All or
+ * nothing: if any listener's files are bad, every listener keeps its current context. Then
+ * every connected device is checked against the new CRLs. */
+static void reload_tls(struct server *s)
+{
+    struct tls_ctx **fresh = xcalloc(s->nls, sizeof(*fresh));
+    bool ok = true;
+    for (size_t i = 0; i < s->nls; i++) {
+        struct tls_server_opts o;
+        tls_opts_from(&s->cfg, s->ls[i].cl, &o);
+        struct diag d;
+        diag_init(&d);
+        fresh[i] = tls_ctx_new(s->tls, &o, &d);
+        log_diag(LOGL_ERR, &d, "tls reload: ");
+        diag_free(&d);
+        ok &= fresh[i] != NULL;
+    }
+    if (!ok) {
+        log_err("tls reload failed: keeping the certificates and CRLs in force");
+        for (size_t i = 0; i < s->nls; i++)
+            tls_ctx_unref(fresh[i]);
+        free(fresh);
+        return;
+    }
+    for (size_t i = 0; i < s->nls; i++) {
+        /* Connections hold their own reference to the context they were made with. */
+        tls_ctx_unref(s->ls[i].ctx);
+        s->ls[i].ctx = fresh[i];
+    }
+    free(fresh);
+    struct sweep sw = {s, 0, 0};
+    client_foreach(s->clenv, sweep_client, &sw);
+    log_notice("tls: certificates and CRLs reloaded; %zu connected device(s) checked, %zu "
+               "disconnected as revoked",
+               sw.checked, sw.dropped);
 }
 
 /* ---- $SYS and housekeeping ---------------------------------------------------------------- */
@@ -204,6 +327,9 @@ static void sys_publish(struct server *s)
     sys_pub(s, "$SYS/broker/tls/handshakes", "%" PRIu64, cs->handshakes);
     sys_pub(s, "$SYS/broker/tls/resumed", "%" PRIu64, cs->resumed);
     sys_pub(s, "$SYS/broker/tls/refused", "%" PRIu64, cs->refused);
+    sys_pub(s, "$SYS/broker/tls/disconnected/revoked", "%" PRIu64, s->untrusted);
+    sys_pub(s, "$SYS/broker/tls/disconnected/expired", "%" PRIu64, cs->expired);
+    sys_pub(s, "$SYS/broker/tls/expiring_soon", "%" PRIu64, cs->expiring_soon);
     for (int r = 1; r < TLS_REJECT_COUNT; r++) {
         char topic[96];
         snprintf(topic, sizeof(topic), "$SYS/broker/tls/refused/%s",
@@ -233,7 +359,8 @@ static void on_conn(void *ud, uv_stream_t *server)
     struct srv_listener *sl = ud;
     struct server *s = sl->srv;
     const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c = conn_accept(s->cenv, server, sl->ctx, sl->ws, &client_conn_cbs, s->clenv);
+    struct conn *c =
+        conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv, sl);
     if (!c)
         return;
     if (s->cfg.max_connections >= 0 &&
@@ -248,8 +375,9 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *s = h->data;
     if (signum == SIGHUP) {
-        log_notice("SIGHUP: reloading");
+        log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
         reload_acl(s);
+        reload_tls(s);
         return;
     }
     log_notice("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -355,7 +483,9 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         .persistent_client_expiration = c->persistent_client_expiration,
     };
     s->clenv = client_env_new(loop, s->b, &co);
-    struct conn_env_opts ceo = {.handshake_timeout_ms = c->tls_handshake_timeout_ms,
+    client_set_discard_revoked(s->clenv, c->revoked_session == CONFIG_REVOKED_DISCARD);
+    struct conn_env_opts ceo = {.cert_expiry_warning_days = c->cert_expiry_warning_days,
+                                .handshake_timeout_ms = c->tls_handshake_timeout_ms,
                                 .max_handshakes = c->max_handshakes,
                                 .max_backlog = 256 * 1024};
     s->cenv = conn_env_new(loop, &ceo);
@@ -371,7 +501,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         return NULL;
     }
     broker_set_acl(s->b, a);
-    watch_acl(s);
+    start_watches(s);
     init_signal(s, &s->sighup, SIGHUP);
     init_signal(s, &s->sigterm, SIGTERM);
     init_signal(s, &s->sigint, SIGINT);
@@ -419,8 +549,9 @@ void server_stop(struct server *s)
     close_if((uv_handle_t *)&s->sigint);
     close_if((uv_handle_t *)&s->tick);
     close_if((uv_handle_t *)&s->acl_debounce);
-    if (s->watching)
-        close_if((uv_handle_t *)&s->aclw);
+    close_if((uv_handle_t *)&s->tls_debounce);
+    for (size_t i = 0; i < s->nwatches; i++)
+        close_if((uv_handle_t *)&s->watches[i].ev);
     client_close_all(s->clenv);
     if (s->ws) {
         /* Give WebSocket close handshakes a moment, then take lws down (its handles keep the
@@ -447,6 +578,9 @@ void server_free(struct server *s)
     if (s->cfg.pid_file)
         unlink(s->cfg.pid_file);
     config_free(&s->cfg);
+    for (size_t i = 0; i < s->nwatches; i++)
+        free(s->watches[i].dir);
+    free(s->watches);
     free(s->acl_dir);
     free(s->acl_base);
     free(s);

@@ -228,7 +228,13 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     vs->verified = true;
     if (*flags & MBEDTLS_X509_BADCRL_EXPIRED && c->opts.crl_expired_warn) {
         *flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
-        log_warn("accepting a certificate under an expired CRL (crl_expired warn)");
+        c->crl_expired_accepted++;
+        int64_t now = (int64_t)time(NULL);
+        if (now - c->crl_warned_at >= 60) { /* once a minute, not once a handshake */
+            c->crl_warned_at = now;
+            log_warn("accepting certificates under an expired CRL (crl_expired warn); %llu so far",
+                     (unsigned long long)c->crl_expired_accepted);
+        }
     }
     if ((unsigned)depth > c->verify_depth) {
         reject(vs, TLS_REJECT_CHAIN_TOO_LONG, crt, "certificate chain longer than verify_depth");
