@@ -251,6 +251,15 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
         reject(vs, TLS_REJECT_UNKNOWN_CA, crt, "certificate not issued by a trusted CA");
     if (!self_signed(crt)) {
+        /* An intermediate configured as trusted is a trust anchor to Mbed TLS, which then never
+         * looks it up in its issuer's CRL: do it here. */
+        for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
+            if (same_name(&l->issuer_raw, &crt->issuer_raw) && mbedtls_x509_crt_is_revoked(crt, l)) {
+                *flags |= MBEDTLS_X509_BADCERT_REVOKED;
+                reject(vs, TLS_REJECT_REVOKED, crt,
+                       depth ? "issuing CA certificate revoked" : "certificate revoked");
+            }
+        }
         if (c->crl_count && c->opts.crl_strict && !has_crl_for(c, crt) &&
             !(*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)) {
             reject(vs, TLS_REJECT_CRL_MISSING, crt, "no CRL loaded for the issuing CA");

@@ -283,16 +283,17 @@ class Harness:
     def pki(self, name="pki"):
         return PKI(self, name)
 
-    def broker(self, pki, acl="pattern readwrite devices/%u/#\n", extra="", crl=True):
+    def broker(self, pki, acl="pattern readwrite devices/%u/#\n", extra="", crl=True, cafile=None,
+               crlfiles=None):
         conf = os.path.join(self.tmp, "certmq%d.conf" % len(self.brokers))
         acl_path = os.path.join(self.tmp, "acl%d" % len(self.brokers))
         with open(acl_path, "w") as f:
             f.write(acl)
         srv, key = pki.cert("server")
         with open(conf, "w") as f:
-            f.write("listener 0 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n" % (pki.ca, srv, key))
-            if crl:
-                f.write("crlfile %s\n" % pki.crl)
+            f.write("listener 0 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n" % (cafile or pki.ca, srv, key))
+            for c in crlfiles if crlfiles is not None else ([pki.crl] if crl else []):
+                f.write("crlfile %s\n" % c)
             f.write("acl_file %s\nlog_type all\nsys_interval 1\n" % acl_path)
             f.write(extra)
         b = Broker(self, conf, acl_path)

@@ -1,0 +1,149 @@
+"""Revocation that bites: devices whose certificate (or an issuing CA) is revoked while they are
+connected are disconnected within a second of the CRL file changing, with no signal sent; they
+cannot come back, neither by full handshake nor by session-ticket resumption. Expiry
+disconnects too. A bad CRL never replaces a good one. Server certificates rotate on SIGHUP."""
+import os
+import shutil
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+from certmq_test import Harness, check
+
+h = Harness()
+pki = h.pki()
+pki.run("intermediate", "plant")
+pki.device("sub1")
+pki.device("pub1")
+pki.device("tick")
+pki.device("keep")
+pki.device("i1", "--ca", "plant")
+pki.device("i2", "--ca", "plant")
+now = datetime.now(timezone.utc)
+fmt = lambda t: t.strftime("%Y%m%d%H%M%SZ")
+pki.device("soon", "--start", fmt(now - timedelta(hours=1)), "--end", fmt(now + timedelta(seconds=6)))
+inter = os.path.join(pki.dir, "intermediates", "plant")
+cafile = os.path.join(h.tmp, "cas.pem")
+with open(cafile, "w") as f:
+    f.write(open(pki.ca).read() + open(os.path.join(inter, "ca.crt")).read())
+# The broker reads copies, replaced by rename like an operator's deployment would do.
+live_root = os.path.join(h.tmp, "crl-root.pem")
+live_inter = os.path.join(h.tmp, "crl-plant.pem")
+
+
+def publish_crls():
+    for src, dst in ((pki.crl, live_root), (os.path.join(inter, "crl.pem"), live_inter)):
+        shutil.copy(src, dst + ".tmp")
+        os.rename(dst + ".tmp", dst)
+
+
+publish_crls()
+srv, key = pki.cert("server")
+ACL = "pattern readwrite devices/%u/#\npattern read devices/#\n"
+b = h.broker(pki, ACL, cafile=cafile, crlfiles=[live_root, live_inter])
+
+
+def chain(name):
+    return (os.path.join(pki.dir, "issued", name + "-chain.pem"), pki.cert(name)[1])
+
+
+def test_revoked_subscriber_and_publisher():
+    sub = h.paho(b, pki, "sub1")
+    sub.subscribe("devices/#", 1)
+    pub = h.paho(b, pki, "pub1")
+    pub.publish("devices/pub1/x", b"before", 1)
+    sub.expect("devices/pub1/x")
+    n = b.log_count()
+    pki.revoke("sub1")
+    t0 = time.time()
+    publish_crls()
+    check(sub.disconnected.wait(3), "revoked subscriber disconnected")
+    took = time.time() - t0
+    check(took < 1.5, "disconnected within a second (took %.2fs)" % took)
+    b.log_wait(r"disconnecting client sub1 .*identity sub1.*certificate revoked", 2, n)
+    check(not pub.disconnected.is_set(), "others stay connected")
+    pki.revoke("pub1")
+    publish_crls()
+    check(pub.disconnected.wait(3), "revoked publisher disconnected")
+    check(h.tls_refused(b, pki, "sub1"), "a revoked device cannot reconnect")
+
+
+def s_client(name, *extra):
+    crt, key = pki.cert(name)
+    cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % b.port, "-cert", crt, "-key", key,
+           "-CAfile", pki.ca, "-tls1_2"] + list(extra)
+    return subprocess.run(cmd, input="", capture_output=True, text=True, timeout=15)
+
+
+def test_ticket_resumption_after_revocation():
+    sess = os.path.join(h.tmp, "tick.sess")
+    r = s_client("tick", "-sess_out", sess)
+    check(os.path.exists(sess), "session saved: " + r.stderr)
+    r = s_client("tick", "-sess_in", sess)
+    check("Reused" in r.stdout + r.stderr, "ticket resumption works before revocation: " + r.stderr)
+    pki.revoke("tick")
+    publish_crls()
+    time.sleep(0.8)
+    n = b.log_count()
+    r = s_client("tick", "-sess_in", sess)
+    check("Reused" not in r.stdout + r.stderr, "the ticket must not resume a revoked device")
+    b.log_wait(r"refused 127\.0\.0\.1:\d+: revoked", 3, n)
+
+
+def test_revoked_intermediate():
+    s1 = h.raw_tls(b, pki, cert=chain("i1"))
+    s2 = h.raw_tls(b, pki, cert=chain("i2"))
+    from certmq_test import connect_packet
+    for s, cid in ((s1, "i1"), (s2, "i2")):
+        s.sendall(connect_packet(cid))
+        check(s.recv(4)[:2] == b"\x20\x02", "CONNACK for " + cid)
+    keep = h.paho(b, pki, "keep")
+    pki.run("revoke-intermediate", "plant")
+    publish_crls()
+    for s in (s1, s2):
+        s.settimeout(3)
+        check(s.recv(10) == b"", "device under the revoked intermediate disconnected")
+    check(not keep.disconnected.wait(0.5), "root-issued device unaffected")
+    check(h.tls_refused(b, pki, cert=chain("i1")), "cannot reconnect")
+
+
+def test_garbage_crl_keeps_old():
+    keep = h.paho(b, pki, "keep", client_id="keep2")
+    n = b.log_count()
+    with open(live_root + ".tmp", "w") as f:
+        f.write("-----BEGIN X509 CRL-----\ngarbage\n-----END X509 CRL-----\n")
+    os.rename(live_root + ".tmp", live_root)
+    b.log_wait("tls reload failed: keeping", 3, n)
+    check(not keep.disconnected.wait(0.5), "connected devices stay")
+    check(h.tls_refused(b, pki, "sub1"), "revoked device still refused under the old CRLs")
+    check(not h.tls_refused(b, pki, "keep"), "good device still accepted")
+    publish_crls()
+
+
+def test_expiry_disconnects():
+    c = h.paho(b, pki, "soon")
+    check(c.connack == (0, 0), "connected before expiry")
+    check(c.disconnected.wait(12), "disconnected when the certificate expired")
+    b.log_wait("certificate expired", 2)
+
+
+def test_server_certificate_rotation():
+    keep = h.paho(b, pki, "keep", client_id="keep3")
+    pki.run("server", "server2")
+    new_crt, new_key = pki.cert("server2")
+    shutil.copy(new_crt, srv)
+    shutil.copy(new_key, key)
+    n = b.log_count()
+    b.reload()
+    b.log_wait("certificates and CRLs reloaded", 3, n)
+    check(not keep.disconnected.wait(0.5), "devices stay connected across rotation")
+    s = h.raw_tls(b, pki, "keep")
+    der = s.getpeercert(binary_form=True)
+    s.close()
+    want = subprocess.run(["openssl", "x509", "-in", new_crt, "-outform", "DER"], capture_output=True).stdout
+    check(der == want, "new connections get the new server certificate")
+
+
+h.run(test_revoked_subscriber_and_publisher, test_ticket_resumption_after_revocation,
+      test_revoked_intermediate, test_garbage_crl_keeps_old, test_expiry_disconnects,
+      test_server_certificate_rotation)
