@@ -90,6 +90,51 @@ bool tls_identity_valid(const uint8_t *p, size_t len, const char **why)
     return true;
 }
 
+/* RFC 4514 string of a DN: RDNs in reverse order, ',' between them, '+' inside a multi-valued
+ * RDN, special characters escaped. Returns the length, or -1 when it does not fit. */
+static int dn_rfc4514(const mbedtls_x509_name *dn, char *out, size_t cap)
+{
+    const mbedtls_x509_name *v[64];
+    int n = 0;
+    for (const mbedtls_x509_name *x = dn; x && x->oid.p && n < 64; x = x->next)
+        v[n++] = x;
+    size_t o = 0;
+    /* Walk RDN groups from the last to the first; each group stays in its own order. */
+    int end = n;
+    while (end > 0) {
+        int start = end - 1;
+        while (start > 0 && v[start - 1]->next_merged)
+            start--;
+        for (int i = start; i < end; i++) {
+            const char *sn = NULL;
+            char num[64];
+            if (mbedtls_oid_get_attr_short_name(&v[i]->oid, &sn) != 0) {
+                if (mbedtls_oid_get_numeric_string(num, sizeof(num), &v[i]->oid) < 0)
+                    return -1;
+                sn = num;
+            }
+            int w = snprintf(out + o, cap - o, "%s%s=", o ? (i == start ? "," : "+") : "", sn);
+            if (w < 0 || (size_t)w >= cap - o)
+                return -1;
+            o += (size_t)w;
+            for (size_t k = 0; k < v[i]->val.len; k++) {
+                unsigned char ch = v[i]->val.p[k];
+                bool esc = strchr("\"+,;<>\\", ch) || (k == 0 && (ch == '#' || ch == ' ')) ||
+                           (k + 1 == v[i]->val.len && ch == ' ');
+                if (ch < 0x20 || ch == 0x7F)
+                    w = snprintf(out + o, cap - o, "\\%02X", ch);
+                else
+                    w = snprintf(out + o, cap - o, esc ? "\\%c" : "%c", ch);
+                if (w < 0 || (size_t)w >= cap - o)
+                    return -1;
+                o += (size_t)w;
+            }
+        }
+        end = start;
+    }
+    return (int)o;
+}
+
 static int identity_get(const mbedtls_x509_crt *crt, enum tls_identity_mode mode, char *out,
                         size_t cap, const char **why)
 {
@@ -106,7 +151,7 @@ static int identity_get(const mbedtls_x509_crt *crt, enum tls_identity_mode mode
             }
         }
     } else if (mode == TLS_ID_SUBJECT) {
-        int r = mbedtls_x509_dn_gets(dn, sizeof(dn), &crt->subject);
+        int r = dn_rfc4514(&crt->subject, dn, sizeof(dn));
         if (r > 0) {
             found = 1;
             v = (const uint8_t *)dn;

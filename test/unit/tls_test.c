@@ -173,6 +173,30 @@ static void test_identity_rules(void)
     CHECK(!tls_identity_valid((const uint8_t *)big, sizeof(big), &why));
 }
 
+static void test_subject_identity(void)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+             "%s/s.key -out %s/s.der -outform DER -days 1 -subj '/C=DE/O=Acme, Inc/CN=dev9' "
+             "2>/dev/null",
+             dir, dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    FILE *f = fopen(P("s.der", ""), "rb");
+    uint8_t der[4096];
+    size_t n = f ? fread(der, 1, sizeof(der), f) : 0;
+    if (f)
+        fclose(f);
+    char out[300];
+    const char *why = NULL;
+    CHECK_EQ_INT(tls_identity_from_der(der, n, TLS_ID_SUBJECT, out, sizeof(out), &why), 0);
+    CHECK_EQ_STR(out, "CN=dev9,O=Acme\\, Inc,C=DE");
+    CHECK_EQ_INT(tls_identity_from_der(der, n, TLS_ID_CN, out, sizeof(out), &why), 0);
+    CHECK_EQ_STR(out, "dev9");
+    CHECK_EQ_INT(tls_identity_from_der(der, n, TLS_ID_SAN_URI, out, sizeof(out), &why), -1);
+    CHECK_EQ_INT(tls_identity_from_der(der, 10, TLS_ID_CN, out, sizeof(out), &why), -1);
+}
+
 static void test_load_errors(struct tls_lib *lib)
 {
     struct diag d;
@@ -308,6 +332,7 @@ int main(void)
     mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, NULL, 0);
     struct tls_lib *lib = tls_lib_new(true, 3600);
     test_identity_rules();
+    test_subject_identity();
     test_load_errors(lib);
     test_handshakes(lib);
     tls_lib_free(lib);
