@@ -10,7 +10,7 @@ DEPS := cmake make gcc clang libclang-rt-14-dev pkg-config openssl \
         libmbedtls-dev libuv1-dev uthash-dev libwebsockets-dev libwebsockets-evlib-uv \
         mosquitto mosquitto-clients python3 python3-paho-mqtt
 
-.PHONY: all deps build build-asan run pki test test-fast test-asan format clean
+.PHONY: all deps js-deps build build-asan run pki test test-fast test-asan format clean
 
 all: build
 
@@ -21,6 +21,13 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# MQTT.js and ws for the WebSocket tests, exactly as locked (no network access beyond npm's).
+js-deps: deps
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
+	cd test/integration/js && npm ci --no-audit --no-fund --loglevel=error
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -43,12 +50,12 @@ run: build pki
 	$(BUILD)/certmq -c config/certmq.conf
 
 # The whole suite: normal build, then ASan + UBSan build with libFuzzer targets.
-test: build build-asan
+test: build build-asan js-deps
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j $(JOBS) --output-on-failure
 
-test-fast: build
+test-fast: build js-deps
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
 
 format:

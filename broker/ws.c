@@ -42,6 +42,7 @@ struct ws_conn {
     int refs;
     bool pipe_open;
     bool close_pending;
+    bool text_message; /* the WebSocket message being received is a text message */
     uint16_t close_code;
     char close_reason[64];
     struct ws_conn *close_next;
@@ -104,7 +105,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_RECEIVE:
         if (!c || !c->ud)
             return -1;
-        if (!lws_frame_is_binary(wsi)) {
+        /* Continuation frames carry no type of their own: the first fragment decides. */
+        if (lws_is_first_fragment(wsi))
+            c->text_message = !lws_frame_is_binary(wsi);
+        if (c->text_message) {
             static const char why[] = "MQTT needs binary frames";
             lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)why,
                              sizeof(why) - 1);

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 SRC = os.environ.get("CERTMQ_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BIN = os.environ.get("CERTMQ_BIN", os.path.join(SRC, "build", "certmq"))
 PKI_TOOL = os.path.join(SRC, "certs", "certmq-pki")
+JS_DIR = os.path.join(SRC, "test", "integration", "js")
 TEST_TIMEOUT = int(os.environ.get("CERTMQ_TEST_TIMEOUT", "150"))
 
 
@@ -130,6 +131,9 @@ class Broker:
         self.reader.start()
         m = self.log_wait(r"listening on 127\.0\.0\.1:(\d+) \(mqtt\)", 10)
         self.port = int(m.group(1))
+        self.ws_port = None
+        if "protocol websockets" in open(conf_path).read():
+            self.ws_port = int(self.log_wait(r"listening on 127\.0\.0\.1:(\d+) \(websockets\)", 10).group(1))
         self.exit_code = None
 
     def _drain(self):
@@ -284,7 +288,7 @@ class Harness:
         return PKI(self, name)
 
     def broker(self, pki, acl="pattern readwrite devices/%u/#\n", extra="", crl=True, cafile=None,
-               crlfiles=None):
+               crlfiles=None, ws=False):
         conf = os.path.join(self.tmp, "certmq%d.conf" % len(self.brokers))
         acl_path = os.path.join(self.tmp, "acl%d" % len(self.brokers))
         with open(acl_path, "w") as f:
@@ -294,6 +298,11 @@ class Harness:
             f.write("listener 0 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n" % (cafile or pki.ca, srv, key))
             for c in crlfiles if crlfiles is not None else ([pki.crl] if crl else []):
                 f.write("crlfile %s\n" % c)
+            if ws:
+                f.write("listener 0 127.0.0.1\nprotocol websockets\ncafile %s\ncertfile %s\nkeyfile %s\n"
+                        % (cafile or pki.ca, srv, key))
+                for c in crlfiles if crlfiles is not None else ([pki.crl] if crl else []):
+                    f.write("crlfile %s\n" % c)
             f.write("acl_file %s\nlog_type all\nsys_interval 1\n" % acl_path)
             f.write(extra)
         b = Broker(self, conf, acl_path)
@@ -341,6 +350,31 @@ class Harness:
         cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(b.port), "--cafile", pki.ca, "--insecure",
                "--cert", crt, "--key", key] + list(args)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    # ---- Node.js peers (MQTT.js and ws), installed from test/integration/js/package-lock.json
+    def node_plan(self, b, pki, device, **plan):
+        plan.setdefault("url", "wss://127.0.0.1:%d" % b.ws_port)
+        plan.setdefault("ca", pki.ca)
+        if device:
+            crt, key = pki.cert(device)
+            plan.setdefault("cert", crt)
+            plan.setdefault("key", key)
+        return plan
+
+    def node(self, script, plan, timeout=20):
+        import json
+        env = dict(os.environ, NODE_PATH=os.path.join(JS_DIR, "node_modules"))
+        r = subprocess.run(["node", os.path.join(JS_DIR, script), json.dumps(plan)], capture_output=True,
+                           text=True, timeout=timeout, env=env)
+        return [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+
+    def node_bg(self, script, plan):
+        import json
+        env = dict(os.environ, NODE_PATH=os.path.join(JS_DIR, "node_modules"))
+        p = subprocess.Popen(["node", os.path.join(JS_DIR, script), json.dumps(plan)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
         self.procs.append(p)
         return p
 

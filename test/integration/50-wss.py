@@ -1,0 +1,114 @@
+"""MQTT over secure WebSockets: the same certificate policy as MQTT over TLS, one session space
+across both transports, MQTT.js as the client, and the framing cases a raw `ws` peer can make."""
+import base64
+import json
+import os
+import time
+
+from certmq_test import Harness, check, connect_packet, publish_packet, subscribe_packet
+
+h = Harness()
+pki = h.pki()
+for d in ("web", "tcp", "gone", "frag"):
+    pki.device(d)
+pki.device("revoked")
+pki.revoke("revoked")
+live_crl = os.path.join(h.tmp, "crl.pem")
+os.system("cp %s %s" % (pki.crl, live_crl))
+ACL = "pattern readwrite devices/%u/#\npattern read devices/#\n"
+b = h.broker(pki, ACL, ws=True, crlfiles=[live_crl])
+tcp = h.paho(b, pki, "tcp")
+tcp.subscribe("devices/#", 2)
+
+
+def events(evs, kind):
+    return [e for e in evs if e["event"] == kind]
+
+
+def test_mqttjs_wss_to_tcp():
+    for q in (0, 1, 2):
+        evs = h.node("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-pub%d" % q,
+                                              publish=[{"topic": "devices/web/q%d" % q, "payload": "hi%d" % q, "qos": q}]))
+        check(events(evs, "connect"), "MQTT.js connected over wss: %r" % evs)
+        t, p, qos, r = tcp.expect("devices/web/q%d" % q)
+        check(p == b"hi%d" % q and qos == q, "TCP subscriber got QoS %d from WSS" % q)
+
+
+def test_tcp_to_mqttjs_wss():
+    sub = h.node_bg("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-sub", expect=3,
+                                             subscribe=[{"topic": "devices/tcp/#", "qos": 2}]))
+    time.sleep(1.0)
+    for q in (0, 1, 2):
+        tcp.publish("devices/tcp/x%d" % q, b"p%d" % q, q)
+    out, err = sub.communicate(timeout=15)
+    evs = [json.loads(l) for l in out.splitlines()]
+    msgs = events(evs, "message")
+    check([base64.b64decode(m["payload"]) for m in msgs] == [b"p0", b"p1", b"p2"], "WSS subscriber: %r %s" % (evs, err))
+    check([m["qos"] for m in msgs] == [0, 1, 2], "QoS preserved: %r" % msgs)
+
+
+def test_retained_and_will_over_wss():
+    tcp.publish("devices/tcp/state", b"on", 1, retain=True)
+    evs = h.node("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-ret", expect=1,
+                                          subscribe=[{"topic": "devices/tcp/state", "qos": 1}]))
+    m = events(evs, "message")
+    check(m and m[0]["retain"] and base64.b64decode(m[0]["payload"]) == b"on", "retained over WSS: %r" % evs)
+    p = h.node_bg("mqttjs.js", h.node_plan(b, pki, "gone", clientId="willer", expect=99, timeout=30000,
+                                           will={"topic": "devices/gone/status", "payload": "lost", "qos": 1}))
+    time.sleep(1.0)
+    p.kill()  # abnormal end
+    t, payload, q, r = tcp.expect("devices/gone/status", 5)
+    check(payload == b"lost", "will of a WSS client")
+
+
+def test_refused_without_cert_and_revoked():
+    evs = h.node("mqttjs.js", h.node_plan(b, pki, None, clientId="anon"))
+    check(not events(evs, "connect"), "no certificate: refused %r" % evs)
+    evs = h.node("mqttjs.js", h.node_plan(b, pki, "revoked", clientId="rev"))
+    check(not events(evs, "connect"), "revoked: refused %r" % evs)
+    b.log_wait("refused .*: revoked", 3)
+
+
+def test_subprotocol_required():
+    evs = h.node("wsraw.js", h.node_plan(b, pki, "frag", protocols=[]))
+    check(not events(evs, "open"), "no subprotocol must be refused: %r" % evs)
+    evs = h.node("wsraw.js", h.node_plan(b, pki, "frag", protocols=["mqtt"], timeout=1500))
+    check(events(evs, "open") and events(evs, "open")[0]["protocol"] == "mqtt", "mqtt accepted: %r" % evs)
+    evs = h.node("wsraw.js", h.node_plan(b, pki, "frag", protocols=["mqttv3.1"], timeout=1500))
+    check(events(evs, "open"), "mqttv3.1 accepted: %r" % evs)
+
+
+def test_fragmented_and_batched_frames():
+    conn = connect_packet("frag").hex()
+    pubs = (publish_packet("devices/frag/a", b"one") + publish_packet("devices/frag/b", b"two", 1, 7)).hex()
+    evs = h.node("wsraw.js", h.node_plan(b, pki, "frag", protocols=["mqtt"], timeout=3000, send=[
+        {"hex": conn[:8], "fin": False}, {"hex": conn[8:]}, {"hex": pubs}]))
+    # MQTT bytes may come back in any framing: read them as one stream.
+    stream = "".join(e["hex"] for e in evs if e["event"] == "message")
+    check(stream.startswith("20020000"), "CONNACK: %r" % evs)
+    check("40020007" in stream, "PUBACK for the batched QoS 1: %r" % evs)
+    tcp.expect("devices/frag/a")
+    tcp.expect("devices/frag/b")
+
+
+def test_text_frame_closes_1003():
+    evs = h.node("wsraw.js", h.node_plan(b, pki, "frag", protocols=["mqtt"], send=[{"text": "hello"}]))
+    c = events(evs, "close")
+    check(c and c[0]["code"] == 1003, "text frame -> close 1003: %r" % evs)
+
+
+def test_revocation_closes_with_close_frame():
+    p = h.node_bg("wsraw.js", h.node_plan(b, pki, "web", protocols=["mqtt"], timeout=15000,
+                                          send=[{"hex": connect_packet("web-victim").hex()}]))
+    time.sleep(1.0)
+    pki.revoke("web")
+    os.system("cp %s %s.tmp && mv %s.tmp %s" % (pki.crl, live_crl, live_crl, live_crl))
+    out, err = p.communicate(timeout=15)
+    evs = [json.loads(l) for l in out.splitlines()]
+    c = events(evs, "close")
+    check(c and c[0]["code"] == 1000, "revoked WSS client gets a close frame (1000), got %r" % evs)
+
+
+h.run(test_mqttjs_wss_to_tcp, test_tcp_to_mqttjs_wss, test_retained_and_will_over_wss,
+      test_refused_without_cert_and_revoked, test_subprotocol_required, test_fragmented_and_batched_frames,
+      test_text_frame_closes_1003, test_revocation_closes_with_close_frame)
