@@ -310,6 +310,10 @@ int conn_write(struct conn *c, const uint8_t *p, size_t n)
         return -1;
     if (c->ws) {
         ws_conn_write(c->ws, p, n);
+        if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
+            c->out_full = true;
+            update_reading(c);
+        }
         return 0;
     }
     if (tls_conn_write(c->tls, p, n) < 0) {
@@ -529,9 +533,14 @@ static void process(struct conn *c)
             start_close(c, false);
             break;
         }
-        if (c->ws)
+        if (c->ws) {
             ws_conn_feed(c->ws, c->env->plain, (size_t)r);
-        else
+            if (c->ws && !c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
+                /* lws is not keeping up: stop reading the peer until it does. */
+                c->out_full = true;
+                update_reading(c);
+            }
+        } else
             c->cbs->on_data(c->ud, c, c->env->plain, (size_t)r);
     }
     if (c->state != C_CLOSING)
@@ -732,7 +741,18 @@ static void ws_closed(void *ud)
     finish_close(c, true);
 }
 
+static void ws_drained(void *ud)
+{
+    struct conn *c = ud;
+    if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
+        c->out_full = false;
+        update_reading(c);
+        conn_want_write(c);
+    }
+}
+
 static const struct ws_io ws_bridge = {
+    .drained = ws_drained,
     .established = ws_established,
     .message = ws_message,
     .send = ws_send,

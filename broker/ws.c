@@ -253,9 +253,12 @@ static void pipe_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 static void pipe_written(uv_write_t *req, int status)
 {
     struct pwrite *pw = (struct pwrite *)req;
-    pw->c->pipe_queued -= pw->len;
-    unref(pw->c);
+    struct ws_conn *c = pw->c;
+    c->pipe_queued -= pw->len;
     free(pw);
+    if (c->pipe_queued == 0 && c->ud)
+        c->io->drained(c->ud);
+    unref(c);
 }
 
 struct ws_conn *ws_conn_new(struct ws_ctx *w, const struct ws_io *io, void *ud)

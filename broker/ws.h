@@ -25,6 +25,8 @@ struct ws_io {
     void (*send)(void *ud, const uint8_t *p, size_t n);
     /* lws is finished with the connection (its end of the bridge is closed). */
     void (*closed)(void *ud);
+    /* Everything fed to lws has been handed over (back-pressure may lift). */
+    void (*drained)(void *ud);
 };
 
 /* max_clients sizes lws's fd tables (3 fds per WSS client). NULL on failure (logged). */

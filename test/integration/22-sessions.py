@@ -67,5 +67,44 @@ def test_keepalive_timeout():
     b.log_wait("keep-alive timeout", 3)
 
 
-h.run(test_offline_queue, test_takeover_same_identity, test_other_identity_cannot_take_over,
+def read_packet(s):
+    first = s.recv(1)
+    n, mult = 0, 1
+    while True:
+        b = s.recv(1)[0]
+        n += (b & 0x7F) * mult
+        mult *= 128
+        if not b & 0x80:
+            break
+    body = b""
+    while len(body) < n:
+        body += s.recv(n - len(body))
+    return first[0], body
+
+
+def test_inflight_redelivered_with_dup():
+    s = h.raw_tls(b, pki, "dev-b")
+    s.sendall(connect_packet("redeliver", clean=False))
+    check(read_packet(s)[0] == 0x20, "CONNACK")
+    s.sendall(subscribe_packet("fleet/x", 1, 5))
+    check(read_packet(s)[0] == 0x90, "SUBACK")
+    pub.publish("fleet/x", b"unacked", 1)
+    first, body = read_packet(s)
+    check(first & 0xF0 == 0x30 and not first & 0x08, "first delivery without DUP")
+    s.close()  # no PUBACK
+    time.sleep(0.3)
+    s = h.raw_tls(b, pki, "dev-b")
+    s.sendall(connect_packet("redeliver", clean=False))
+    first, body = read_packet(s)
+    check(first == 0x20 and body[0] == 1, "session present")
+    first, body = read_packet(s)
+    check(first & 0xF0 == 0x30 and first & 0x08, "redelivered with DUP (first byte %02x)" % first)
+    check(body.endswith(b"unacked"), "same message")
+    pid = body[2 + body[1]:4 + body[1]]
+    s.sendall(b"\x40\x02" + pid)
+    s.sendall(b"\xe0\x00")
+    s.close()
+
+
+h.run(test_inflight_redelivered_with_dup, test_offline_queue, test_takeover_same_identity, test_other_identity_cannot_take_over,
       test_keepalive_timeout)
