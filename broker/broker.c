@@ -22,9 +22,7 @@ struct entry {
 
 struct match {
     struct session *s;
-    uint32_t sub_id;
-    uint8_t qos;
-    bool retain;
+    struct session_delivery d;
 };
 
 struct broker {
@@ -146,8 +144,44 @@ static void untrack_subs(struct broker *b, struct session *s)
     }
 }
 
+static void deliver(struct broker *b, struct session *s, const struct session_delivery *d);
+
+struct handover {
+    struct broker *b;
+    struct session *leaving;
+};
+
+/* A message given to a shared group goes to another member of that group when the member that
+ * had it leaves before acknowledging it. The group is still valid: the leaving session is
+ * still one of its members at this point. */
+static void hand_over(void *ctx, const struct session_delivery *d)
+{
+    struct handover *h = ctx;
+    struct topic_group *g = (struct topic_group *)d->group;
+    size_t n = topic_group_size(g);
+    uint32_t *cur = topic_group_cursor(g);
+    struct session *fallback = NULL;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*cur + k) % n;
+        struct session *s = topic_group_member(g, i)->subscriber;
+        if (s == h->leaving || !acl_ok(s, d->msg->topic, d->msg->topic_len, ACL_READ))
+            continue;
+        if (session_client(s)) {
+            *cur = (uint32_t)((i + 1) % n);
+            deliver(h->b, s, d);
+            return;
+        }
+        if (!fallback)
+            fallback = s;
+    }
+    if (fallback)
+        deliver(h->b, fallback, d);
+}
+
 static void destroy_session(struct broker *b, struct session *s)
 {
+    struct handover h = {b, s};
+    session_take_shared(s, hand_over, &h);
     struct entry *e;
     size_t klen;
     const char *key = session_key(s, &klen);
@@ -269,7 +303,7 @@ void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct sessi
 /* ---- routing -------------------------------------------------------------------------------- */
 
 static void add_match(struct broker *b, struct session *s, uint8_t sub_qos, uint8_t options,
-                      uint32_t sub_id)
+                      uint32_t sub_id, const void *group)
 {
     const struct msg *m = b->cur;
     if ((options & MQTT_SUBOPT_NO_LOCAL) && s == b->cur_from)
@@ -278,16 +312,17 @@ static void add_match(struct broker *b, struct session *s, uint8_t sub_qos, uint
     bool retain = (options & MQTT_SUBOPT_RETAIN_AS_PUBLISHED) && m->retain;
     uint64_t *gen = session_match_gen(s);
     if (*gen == b->gen) {
-        /* Overlapping subscriptions: one delivery at the highest QoS. */
+        /* Overlapping subscriptions: one delivery at the highest QoS, every identifier. */
         for (size_t i = 0; i < b->m_count; i++) {
-            if (b->m[i].s == s) {
-                if (qos > b->m[i].qos)
-                    b->m[i].qos = qos;
-                b->m[i].retain |= retain;
-                if (!b->m[i].sub_id)
-                    b->m[i].sub_id = sub_id;
-                return;
-            }
+            struct session_delivery *d = &b->m[i].d;
+            if (b->m[i].s != s)
+                continue;
+            if (qos > d->qos)
+                d->qos = qos;
+            d->retain |= retain;
+            if (sub_id && d->n_sub_ids < SESSION_MAX_SUB_IDS)
+                d->sub_ids[d->n_sub_ids++] = sub_id;
+            return;
         }
     }
     *gen = b->gen;
@@ -295,13 +330,21 @@ static void add_match(struct broker *b, struct session *s, uint8_t sub_qos, uint
         b->m_cap = b->m_cap ? b->m_cap * 2 : 64;
         b->m = xrealloc(b->m, b->m_cap * sizeof(*b->m));
     }
-    b->m[b->m_count++] = (struct match){s, sub_id, qos, retain};
+    struct match *x = &b->m[b->m_count++];
+    memset(x, 0, sizeof(*x));
+    x->s = s;
+    x->d.msg = (struct msg *)m;
+    x->d.qos = qos;
+    x->d.retain = retain;
+    x->d.group = group;
+    if (sub_id)
+        x->d.sub_ids[x->d.n_sub_ids++] = sub_id;
 }
 
 static void on_match(void *ctx, const struct topic_sub *sub)
 {
     add_match(ctx, sub->subscriber, sub->options & MQTT_SUBOPT_QOS_MASK, sub->options,
-              sub->sub_id);
+              sub->sub_id, sub->group);
 }
 
 /* A shared group gets the message once: the next member in turn that is online and may read
@@ -332,11 +375,10 @@ static void on_group(void *ctx, struct topic_group *g)
     }
 }
 
-static void deliver(struct broker *b, struct session *s, struct msg *m, uint8_t qos, bool retain,
-                    uint32_t sub_id)
+static void deliver(struct broker *b, struct session *s, const struct session_delivery *d)
 {
     void *client = session_client(s);
-    if (session_enqueue(s, m, qos, retain, sub_id, client != NULL) != 0) {
+    if (session_enqueue(s, d, client != NULL) != 0) {
         b->stats.msgs_dropped++;
         return;
     }
@@ -363,7 +405,7 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
         struct match *x = &b->m[i];
         if (!acl_ok(x->s, m->topic, m->topic_len, ACL_READ))
             continue;
-        deliver(b, x->s, m, x->qos, x->retain, x->sub_id);
+        deliver(b, x->s, &x->d);
         delivered++;
     }
     b->cur = NULL;
@@ -383,8 +425,11 @@ static void on_retained(void *ctx, struct msg *m)
     struct retained_ctx *r = ctx;
     if (!acl_ok(r->s, m->topic, m->topic_len, ACL_READ))
         return;
-    uint8_t qos = r->b->lim.upgrade_outgoing_qos ? r->qos : (m->qos < r->qos ? m->qos : r->qos);
-    deliver(r->b, r->s, m, qos, true, r->sub_id);
+    struct session_delivery d = {.msg = m, .retain = true};
+    d.qos = r->b->lim.upgrade_outgoing_qos ? r->qos : (m->qos < r->qos ? m->qos : r->qos);
+    if (r->sub_id)
+        d.sub_ids[d.n_sub_ids++] = r->sub_id;
+    deliver(r->b, r->s, &d);
 }
 
 uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,

@@ -171,10 +171,8 @@ static void emit_publish(struct client *c, const struct session_out *o)
         }
         pr->user_props = m->user_props;
         pr->user_props_len = m->user_props_len;
-        if (o->sub_id) {
-            pr->sub_ids = &o->sub_id;
-            pr->sub_id_count = 1;
-        }
+        pr->sub_ids = o->sub_ids;
+        pr->sub_id_count = o->n_sub_ids;
     }
     uint8_t head[1024];
     size_t hn = codec_encode_publish_head(&pub, c->version, head, sizeof(head));

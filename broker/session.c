@@ -15,21 +15,13 @@
 enum { INF_WAIT_ACK = 0, INF_WAIT_COMP = 1 };
 
 struct inflight {
-    struct msg *msg; /* NULL once PUBREC arrived */
-    uint32_t sub_id;
+    struct session_delivery d; /* d.msg is NULL once PUBREC arrived */
     uint16_t id;
-    uint8_t qos;
     uint8_t state;
-    bool retain;
     bool sent; /* sent on the current connection */
 };
 
-struct qitem {
-    struct msg *msg;
-    uint32_t sub_id;
-    uint8_t qos;
-    bool retain;
-};
+typedef struct session_delivery qitem_t;
 
 struct session {
     char *key; /* identity NUL client_id */
@@ -46,9 +38,10 @@ struct session {
 
     struct inflight *inf;
     uint32_t inf_count;
+    uint32_t window; /* effective outgoing window */
     uint16_t next_id;
 
-    struct qitem *q;
+    qitem_t *q;
     uint32_t q_cap, q_head, q_count;
     uint64_t q_bytes;
     uint64_t dropped;
@@ -61,6 +54,7 @@ struct session {
 
     uint64_t match_gen;
     struct msg *out0; /* the QoS 0 message last returned by session_next_out */
+    qitem_t out0_d;
 };
 
 struct session *session_new(const char *identity, const char *client_id,
@@ -79,6 +73,7 @@ struct session *session_new(const char *identity, const char *client_id,
     if (s->lim.max_inflight > 65535)
         s->lim.max_inflight = 65535;
     s->inf = xcalloc(s->lim.max_inflight, sizeof(*s->inf));
+    s->window = s->lim.max_inflight;
     s->next_id = 1;
     return s;
 }
@@ -86,7 +81,7 @@ struct session *session_new(const char *identity, const char *client_id,
 void session_clear_messages(struct session *s)
 {
     for (uint32_t i = 0; i < s->inf_count; i++)
-        msg_unref(s->inf[i].msg);
+        msg_unref(s->inf[i].d.msg);
     s->inf_count = 0;
     msg_unref(s->out0);
     s->out0 = NULL;
@@ -204,12 +199,13 @@ struct msg *session_take_will(struct session *s)
 
 /* ---- queue -------------------------------------------------------------------------------- */
 
-int session_enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, uint32_t sub_id,
-                    bool online)
+static qitem_t q_pop(struct session *s);
+
+int session_enqueue(struct session *s, const struct session_delivery *d, bool online)
 {
-    if (qos == 0 && !online && !s->lim.queue_qos0_offline)
+    if (d->qos == 0 && !online && !s->lim.queue_qos0_offline)
         return -1;
-    size_t sz = msg_size(m);
+    size_t sz = msg_size(d->msg);
     if (s->q_count >= s->lim.max_queued ||
         (s->lim.max_queued_bytes && s->q_bytes + sz > s->lim.max_queued_bytes)) {
         s->dropped++;
@@ -219,7 +215,7 @@ int session_enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, 
         uint32_t cap = s->q_cap ? s->q_cap * 2 : 8;
         if (cap > s->lim.max_queued)
             cap = s->lim.max_queued;
-        struct qitem *q = xmalloc(cap * sizeof(*q));
+        qitem_t *q = xmalloc(cap * sizeof(*q));
         for (uint32_t i = 0; i < s->q_count; i++)
             q[i] = s->q[(s->q_head + i) % s->q_cap];
         free(s->q);
@@ -227,14 +223,47 @@ int session_enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, 
         s->q_cap = cap;
         s->q_head = 0;
     }
-    struct qitem *it = &s->q[(s->q_head + s->q_count) % s->q_cap];
-    it->msg = msg_ref(m);
-    it->qos = qos;
-    it->retain = retain;
-    it->sub_id = sub_id;
+    qitem_t *it = &s->q[(s->q_head + s->q_count) % s->q_cap];
+    *it = *d;
+    msg_ref(it->msg);
     s->q_count++;
     s->q_bytes += sz;
     return 0;
+}
+
+void session_set_window(struct session *s, uint16_t receive_maximum)
+{
+    s->window = receive_maximum && receive_maximum < s->lim.max_inflight ? receive_maximum
+                                                                          : s->lim.max_inflight;
+}
+
+void session_take_shared(struct session *s,
+                         void (*cb)(void *ctx, const struct session_delivery *d), void *ctx)
+{
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < s->inf_count; i++) {
+        struct inflight *f = &s->inf[i];
+        if (f->d.group && f->state == INF_WAIT_ACK) {
+            cb(ctx, &f->d);
+            msg_unref(f->d.msg);
+        } else {
+            s->inf[keep++] = *f;
+        }
+    }
+    s->inf_count = keep;
+    uint32_t n = s->q_count;
+    for (uint32_t i = 0; i < n; i++) {
+        qitem_t it = q_pop(s);
+        if (it.group) {
+            cb(ctx, &it);
+            msg_unref(it.msg);
+        } else {
+            /* Back in at the tail: after n pops and pushes the order is unchanged. */
+            s->q[(s->q_head + s->q_count) % s->q_cap] = it;
+            s->q_count++;
+            s->q_bytes += msg_size(it.msg);
+        }
+    }
 }
 
 size_t session_queued(const struct session *s)
@@ -252,9 +281,9 @@ uint64_t session_dropped(const struct session *s)
     return s->dropped;
 }
 
-static struct qitem q_pop(struct session *s)
+static qitem_t q_pop(struct session *s)
 {
-    struct qitem it = s->q[s->q_head];
+    qitem_t it = s->q[s->q_head];
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_count--;
     s->q_bytes -= msg_size(it.msg);
@@ -281,15 +310,21 @@ static uint16_t alloc_id(struct session *s)
     }
 }
 
+static void fill_out(struct session_out *o, const struct session_delivery *d)
+{
+    o->msg = d->msg;
+    o->qos = d->qos;
+    o->retain = d->retain;
+    o->sub_ids = d->sub_ids;
+    o->n_sub_ids = d->n_sub_ids;
+}
+
 static void fill_from_inflight(struct session_out *o, struct inflight *f)
 {
     o->kind = f->state == INF_WAIT_COMP ? SESSION_OUT_PUBREL : SESSION_OUT_PUBLISH;
-    o->msg = f->msg;
-    o->qos = f->qos;
-    o->retain = f->retain;
+    fill_out(o, &f->d);
     o->dup = f->state == INF_WAIT_ACK; /* only reached for re-sends */
     o->id = f->id;
-    o->sub_id = f->sub_id;
 }
 
 bool session_next_out(struct session *s, int64_t now, struct session_out *o)
@@ -306,32 +341,27 @@ bool session_next_out(struct session *s, int64_t now, struct session_out *o)
         }
     }
     while (s->q_count) {
-        struct qitem *head = &s->q[s->q_head];
-        if (head->qos > 0 && s->inf_count >= s->lim.max_inflight)
+        qitem_t *head = &s->q[s->q_head];
+        if (head->qos > 0 && s->inf_count >= s->window)
             return false;
-        struct qitem it = q_pop(s);
+        qitem_t it = q_pop(s);
         if (it.msg->expiry_at && it.msg->expiry_at <= now) {
             msg_unref(it.msg);
             continue;
         }
         o->kind = SESSION_OUT_PUBLISH;
-        o->qos = it.qos;
-        o->retain = it.retain;
-        o->sub_id = it.sub_id;
         if (it.qos == 0) {
             s->out0 = it.msg; /* keeps the message alive until the caller has encoded it */
-            o->msg = it.msg;
+            s->out0_d = it;
+            fill_out(o, &s->out0_d);
             return true;
         }
         struct inflight *f = &s->inf[s->inf_count++];
-        f->msg = it.msg;
-        f->qos = it.qos;
-        f->retain = it.retain;
-        f->sub_id = it.sub_id;
+        f->d = it;
         f->state = INF_WAIT_ACK;
         f->sent = true;
         f->id = alloc_id(s);
-        o->msg = f->msg;
+        fill_out(o, &f->d);
         o->id = f->id;
         return true;
     }
@@ -354,7 +384,7 @@ static int inf_find(const struct session *s, uint16_t id)
 
 static void inf_remove(struct session *s, int i)
 {
-    msg_unref(s->inf[i].msg);
+    msg_unref(s->inf[i].d.msg);
     memmove(&s->inf[i], &s->inf[i + 1], (s->inf_count - (uint32_t)i - 1) * sizeof(*s->inf));
     s->inf_count--;
 }
@@ -362,7 +392,7 @@ static void inf_remove(struct session *s, int i)
 int session_puback(struct session *s, uint16_t id)
 {
     int i = inf_find(s, id);
-    if (i < 0 || s->inf[i].qos != 1)
+    if (i < 0 || s->inf[i].d.qos != 1)
         return -1;
     inf_remove(s, i);
     return 0;
@@ -371,12 +401,12 @@ int session_puback(struct session *s, uint16_t id)
 int session_pubrec(struct session *s, uint16_t id)
 {
     int i = inf_find(s, id);
-    if (i < 0 || s->inf[i].qos != 2)
+    if (i < 0 || s->inf[i].d.qos != 2)
         return -1;
     struct inflight *f = &s->inf[i];
     if (f->state == INF_WAIT_ACK) {
-        msg_unref(f->msg);
-        f->msg = NULL;
+        msg_unref(f->d.msg);
+        f->d.msg = NULL;
         f->state = INF_WAIT_COMP;
     }
     /* A duplicate PUBREC is answered with PUBREL again. */

@@ -54,10 +54,29 @@ int64_t session_offline_since(const struct session *s);
 void session_set_will(struct session *s, struct msg *will);
 struct msg *session_take_will(struct session *s); /* caller owns the returned reference */
 
-/* Queue a message for delivery. Returns 0, or -1 when dropped because a limit was reached (or
- * QoS 0 while offline without queue_qos0_offline). */
-int session_enqueue(struct session *s, struct msg *m, uint8_t qos, bool retain, uint32_t sub_id,
-                    bool online);
+/* One message on its way to this session. MQTT 5 lets one delivery carry the identifiers of
+ * every matching subscription; more than SESSION_MAX_SUB_IDS are not kept. */
+#define SESSION_MAX_SUB_IDS 4
+struct session_delivery {
+    struct msg *msg;
+    const void *group; /* the shared-subscription group it was given to, or NULL */
+    uint32_t sub_ids[SESSION_MAX_SUB_IDS];
+    uint8_t n_sub_ids;
+    uint8_t qos;
+    bool retain;
+};
+
+/* Queue a delivery (a reference to d->msg is taken). Returns 0, or -1 when dropped because a
+ * limit was reached (or QoS 0 while offline without queue_qos0_offline). */
+int session_enqueue(struct session *s, const struct session_delivery *d, bool online);
+/* MQTT 5 receive maximum of the connected client: the outgoing window is the smaller of this
+ * and max_inflight. 0 restores max_inflight. */
+void session_set_window(struct session *s, uint16_t receive_maximum);
+/* Hand back every message that came through a shared subscription and is not yet acknowledged
+ * (queued, or in flight awaiting PUBACK/PUBREC), removing them from this session, so another
+ * member of the group can have them. */
+void session_take_shared(struct session *s,
+                         void (*cb)(void *ctx, const struct session_delivery *d), void *ctx);
 size_t session_queued(const struct session *s);
 size_t session_inflight(const struct session *s);
 uint64_t session_dropped(const struct session *s);
@@ -71,7 +90,8 @@ struct session_out {
     bool retain;
     bool dup;
     uint16_t id;
-    uint32_t sub_id;
+    const uint32_t *sub_ids;
+    uint8_t n_sub_ids;
 };
 /* Fills *o with the next packet: first re-sends of the in-flight window after a reconnect
  * (session_resend_all), then queued messages while the window has room. Expired messages

@@ -13,6 +13,15 @@ static struct msg *mk(const char *topic, const char *payload, uint8_t qos, int64
     return msg_new(topic, strlen(topic), &p, expiry, 1);
 }
 
+static int enq(struct session *s, struct msg *m, uint8_t qos, bool retain, uint32_t sub_id,
+               bool online)
+{
+    struct session_delivery d = {.msg = m, .qos = qos, .retain = retain};
+    if (sub_id)
+        d.sub_ids[d.n_sub_ids++] = sub_id;
+    return session_enqueue(s, &d, online);
+}
+
 static void test_window_and_acks(void)
 {
     struct session_limits lim = {.max_inflight = 2, .max_queued = 10};
@@ -21,7 +30,7 @@ static void test_window_and_acks(void)
     CHECK_EQ_STR(session_client_id(s), "c1");
     struct msg *m = mk("a/b", "x", 1, 0);
     for (int i = 0; i < 3; i++)
-        CHECK_EQ_INT(session_enqueue(s, m, 1, false, 0, true), 0);
+        CHECK_EQ_INT(enq(s, m, 1, false, 0, true), 0);
     CHECK_EQ_INT(m->refs, 4);
     struct session_out o;
     CHECK(session_next_out(s, 0, &o));
@@ -57,12 +66,12 @@ static void test_qos2_out(void)
     struct session_limits lim = {.max_inflight = 5, .max_queued = 10};
     struct session *s = session_new("d", "c", &lim);
     struct msg *m = mk("t", "p", 2, 0);
-    session_enqueue(s, m, 2, true, 7, true);
+    enq(s, m, 2, true, 7, true);
     struct session_out o;
     CHECK(session_next_out(s, 0, &o));
     CHECK_EQ_INT(o.qos, 2);
     CHECK(o.retain);
-    CHECK_EQ_INT(o.sub_id, 7);
+    CHECK(o.n_sub_ids == 1 && o.sub_ids[0] == 7);
     CHECK_EQ_INT(session_pubcomp(s, o.id), -1); /* PUBCOMP before PUBREC is wrong */
     CHECK_EQ_INT(session_pubrec(s, o.id), 0);
     CHECK_EQ_INT(m->refs, 1); /* released at PUBREC */
@@ -86,19 +95,19 @@ static void test_limits(void)
     struct session_limits lim = {.max_inflight = 1, .max_queued = 3, .max_queued_bytes = 0};
     struct session *s = session_new("d", "c", &lim);
     struct msg *m = mk("t", "payload", 1, 0);
-    CHECK_EQ_INT(session_enqueue(s, m, 0, false, 0, false), -1); /* QoS 0 offline */
+    CHECK_EQ_INT(enq(s, m, 0, false, 0, false), -1); /* QoS 0 offline */
     for (int i = 0; i < 3; i++)
-        CHECK_EQ_INT(session_enqueue(s, m, 1, false, 0, false), 0);
-    CHECK_EQ_INT(session_enqueue(s, m, 1, false, 0, false), -1);
+        CHECK_EQ_INT(enq(s, m, 1, false, 0, false), 0);
+    CHECK_EQ_INT(enq(s, m, 1, false, 0, false), -1);
     CHECK_EQ_INT(session_dropped(s), 1);
     session_free(s);
 
     lim.max_queued = 100;
     lim.max_queued_bytes = msg_size(m) * 2;
     s = session_new("d", "c", &lim);
-    CHECK_EQ_INT(session_enqueue(s, m, 1, false, 0, true), 0);
-    CHECK_EQ_INT(session_enqueue(s, m, 1, false, 0, true), 0);
-    CHECK_EQ_INT(session_enqueue(s, m, 1, false, 0, true), -1);
+    CHECK_EQ_INT(enq(s, m, 1, false, 0, true), 0);
+    CHECK_EQ_INT(enq(s, m, 1, false, 0, true), 0);
+    CHECK_EQ_INT(enq(s, m, 1, false, 0, true), -1);
     session_free(s);
     CHECK_EQ_INT(m->refs, 1);
     msg_unref(m);
@@ -110,8 +119,8 @@ static void test_expiry_and_qos0(void)
     struct session *s = session_new("d", "c", &lim);
     struct msg *old = mk("t", "old", 0, 1000);
     struct msg *fresh = mk("t", "new", 0, 0);
-    session_enqueue(s, old, 0, false, 0, false);
-    session_enqueue(s, fresh, 0, false, 0, false);
+    enq(s, old, 0, false, 0, false);
+    enq(s, fresh, 0, false, 0, false);
     struct session_out o;
     CHECK(session_next_out(s, 2000, &o)); /* the expired one is skipped */
     CHECK(o.msg == fresh);
@@ -159,8 +168,40 @@ static void test_qos2_in_and_subs(void)
     session_free(s);
 }
 
+static int handed;
+static void take(void *ctx, const struct session_delivery *d)
+{
+    handed++;
+    CHECK(d->group == ctx);
+}
+
+static void test_shared_handover_and_window(void)
+{
+    struct session_limits lim = {.max_inflight = 10, .max_queued = 10};
+    struct session *s = session_new("d", "c", &lim);
+    struct msg *m = mk("t", "p", 1, 0);
+    int g;
+    struct session_delivery shared = {.msg = m, .qos = 1, .group = &g};
+    struct session_delivery own = {.msg = m, .qos = 1};
+    session_enqueue(s, &shared, true);
+    session_enqueue(s, &own, true);
+    session_enqueue(s, &shared, true);
+    session_set_window(s, 1); /* the client's receive maximum */
+    struct session_out o;
+    CHECK(session_next_out(s, 0, &o));
+    CHECK(!session_next_out(s, 0, &o));
+    session_take_shared(s, take, &g);
+    CHECK_EQ_INT(handed, 2); /* one in flight, one queued */
+    CHECK_EQ_INT(session_inflight(s), 0);
+    CHECK_EQ_INT(session_queued(s), 1);
+    session_free(s);
+    CHECK_EQ_INT(m->refs, 1);
+    msg_unref(m);
+}
+
 int main(void)
 {
+    test_shared_handover_and_window();
     test_window_and_acks();
     test_qos2_out();
     test_limits();
