@@ -524,8 +524,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
 static void ws_shutdown(uv_timer_t *t)
 {
     struct server *s = t->data;
-    ws_ctx_free(s->ws);
-    s->ws = NULL;
+    ws_ctx_stop(s->ws);
     uv_close((uv_handle_t *)t, NULL);
 }
 
@@ -568,6 +567,10 @@ void server_free(struct server *s)
         return;
     conn_env_free(s->cenv);
     uv_run(s->loop, UV_RUN_DEFAULT);
+    if (s->ws) {
+        ws_ctx_free(s->ws);
+        uv_run(s->loop, UV_RUN_DEFAULT);
+    }
     for (size_t i = 0; i < s->nls; i++)
         if (s->ls[i].ctx)
             tls_ctx_unref(s->ls[i].ctx);

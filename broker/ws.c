@@ -27,6 +27,7 @@ struct ws_ctx {
     struct lws_vhost *vh;
     uv_loop_t *loop;
     uv_timer_t closer; /* runs deferred closes outside lws callbacks */
+    bool stopped;
     struct ws_conn *close_head;
     uint8_t frame[LWS_PRE + FRAME_MAX];
 };
@@ -206,10 +207,21 @@ static void closer_closed(uv_handle_t *h)
     free(h->data);
 }
 
+void ws_ctx_stop(struct ws_ctx *w)
+{
+    if (w && !w->stopped) {
+        w->stopped = true;
+        uv_timer_stop(&w->closer);
+        lws_context_destroy(w->ctx);
+    }
+}
+
 void ws_ctx_free(struct ws_ctx *w)
 {
     if (!w)
         return;
+    ws_ctx_stop(w);
+    /* The second call frees what lws could only free after its handles closed. */
     lws_context_destroy(w->ctx);
     uv_close((uv_handle_t *)&w->closer, closer_closed);
 }
