@@ -233,9 +233,13 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
             session_set_client(s, NULL);
             b->stats.clients_online--;
             b->hooks.kick(b->hooks.ctx, old, 0x8E);
-            /* The old connection did not say DISCONNECT: its will goes out. */
-            publish_will(b, s, now);
+            /* The old connection did not say DISCONNECT: its will goes out, unless it has a
+             * delay, which the new connection to the session cancels (MQTT 5 3.1.3.2.2). */
+            if (session_will_delay(s) == 0)
+                publish_will(b, s, now);
         }
+        /* A delayed will still pending is cancelled by the session's new connection. */
+        msg_unref(session_take_will(s));
         if (clean) {
             destroy_session(b, s);
             s = NULL;
@@ -267,11 +271,14 @@ void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
     if (session_client(s))
         b->stats.clients_online--;
     session_set_client(s, NULL);
-    if (will)
-        publish_will(b, s, now);
-    else
+    bool stays = session_persistent(s) && session_expiry_s(s) != 0;
+    if (!will)
         msg_unref(session_take_will(s));
-    if (!session_persistent(s) || session_expiry_s(s) == 0)
+    else if (stays && session_will_delay(s))
+        session_set_will_at(s, now + (int64_t)session_will_delay(s) * 1000); /* see broker_tick */
+    else
+        publish_will(b, s, now);
+    if (!stays)
         destroy_session(b, s);
     else
         session_set_offline_since(s, now);
@@ -284,9 +291,14 @@ void broker_tick(struct broker *b, int64_t now)
     {
         struct session *s = e->s;
         uint32_t exp = session_expiry_s(s);
-        if (session_client(s) || exp == UINT32_MAX)
+        if (session_client(s))
             continue;
-        if (now - session_offline_since(s) >= (int64_t)exp * 1000)
+        int64_t will_at = session_will_at(s);
+        bool expired = exp != UINT32_MAX && now - session_offline_since(s) >= (int64_t)exp * 1000;
+        /* A delayed will goes out when due, or when the session ends, whichever is first. */
+        if (will_at && (now >= will_at || expired))
+            publish_will(b, s, now);
+        if (expired)
             destroy_session(b, s);
     }
 }

@@ -13,6 +13,8 @@
 #include "topic.h"
 #include "xmalloc.h"
 
+#include <uthash.h>
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +36,17 @@ struct client {
     uint8_t version;
     uint16_t keepalive;
     uint32_t peer_max_packet; /* MQTT 5 maximum packet size of the client, 0 = none */
+    char **in_alias;          /* topic aliases the client set, index 1..topic_alias_max */
+    struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
+    uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
     char *client_id;
+};
+
+struct out_alias {
+    char *topic;
+    uint16_t alias;
+    UT_hash_handle hh;
 };
 
 struct client_env {
@@ -173,6 +184,24 @@ static void emit_publish(struct client *c, const struct session_out *o)
         pr->user_props_len = m->user_props_len;
         pr->sub_ids = o->sub_ids;
         pr->sub_id_count = o->n_sub_ids;
+        if (c->out_alias_max) {
+            /* The first topics sent get an alias while the client allows more; later sends of
+             * an aliased topic carry only the alias. */
+            struct out_alias *a;
+            HASH_FIND(hh, c->out_alias, m->topic, m->topic_len, a);
+            if (a) {
+                pub.topic.len = 0;
+            } else if (c->out_alias_count < c->out_alias_max) {
+                a = xmalloc(sizeof(*a));
+                a->topic = xstrndup(m->topic, m->topic_len);
+                a->alias = ++c->out_alias_count;
+                HASH_ADD_KEYPTR(hh, c->out_alias, a->topic, m->topic_len, a);
+            }
+            if (a) {
+                pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+                pr->topic_alias = a->alias;
+            }
+        }
     }
     uint8_t head[1024];
     size_t hn = codec_encode_publish_head(&pub, c->version, head, sizeof(head));
@@ -460,6 +489,8 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->keepalive = ka;
     if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE))
         c->peer_max_packet = k->props.maximum_packet_size;
+    if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
+        c->out_alias_max = k->props.topic_alias_maximum;
 
     bool persistent;
     uint32_t expiry;
@@ -477,6 +508,9 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     struct session *s = broker_attach(e->broker, identity, c->client_id, c, k->clean, persistent,
                                       expiry, c->version, &present, now_ms(c));
     c->session = s;
+    session_set_window(s, (k->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM))
+                              ? k->props.receive_maximum
+                              : 0);
     if (k->will) {
         if (!broker_may_publish(e->broker, s, (const char *)k->will_topic.p, k->will_topic.len)) {
             broker_detach(e->broker, s, false, now_ms(c));
@@ -487,6 +521,8 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         struct msg *w = make_will(c, k);
         session_set_will(s, w);
         msg_unref(w);
+        if (k->will_props.present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY))
+            session_set_will_delay(s, k->will_props.will_delay);
     }
     c->state = CS_CONNECTED;
     struct mqtt_props pr = {0};
@@ -501,6 +537,10 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         pr.sub_id_available = 1;
         pr.wildcard_sub_available = 1;
         pr.shared_sub_available = 1;
+        if (e->o.max_topic_alias) {
+            pr.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
+            pr.topic_alias_maximum = e->o.max_topic_alias;
+        }
         if (e->o.max_packet_size) {
             pr.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE);
             pr.maximum_packet_size = e->o.max_packet_size;
@@ -530,11 +570,31 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_publish *pub = &p->u.publish;
     struct client_env *e = c->env;
+    const char *topic = (const char *)pub->topic.p;
+    size_t topic_len = pub->topic.len;
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
-        protocol_error(c, 0x94, "topic alias not allowed (topic alias maximum is 0)");
-        return;
-    }
-    if (!broker_topic_ok(e->broker, (const char *)pub->topic.p, pub->topic.len)) {
+        uint16_t a = pub->props.topic_alias;
+        if (a == 0 || a > e->o.max_topic_alias) {
+            protocol_error(c, 0x94, "topic alias out of range");
+            return;
+        }
+        if (!c->in_alias)
+            c->in_alias = xcalloc((size_t)e->o.max_topic_alias + 1, sizeof(char *));
+        if (topic_len) {
+            if (!broker_topic_ok(e->broker, topic, topic_len)) {
+                protocol_error(c, 0x90, "invalid topic name in PUBLISH");
+                return;
+            }
+            free(c->in_alias[a]);
+            c->in_alias[a] = xstrndup(topic, topic_len);
+        } else if (!c->in_alias[a]) {
+            protocol_error(c, 0x82, "topic alias used before it was set");
+            return;
+        } else {
+            topic = c->in_alias[a];
+            topic_len = strlen(topic);
+        }
+    } else if (!broker_topic_ok(e->broker, topic, topic_len)) {
         protocol_error(c, 0x90, "invalid topic name in PUBLISH");
         return;
     }
@@ -558,14 +618,13 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         rc = 0x97;
         st->msgs_dropped++;
         log_info("client %s: message on %.*s dropped: payload %u bytes over message_size_limit",
-                 c->client_id, pub->topic.len, (const char *)pub->topic.p, pub->payload_len);
+                 c->client_id, (int)topic_len, topic, pub->payload_len);
     } else {
         st->msgs_received++;
         int64_t now = now_ms(c), exp = 0;
         if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
             exp = now + (int64_t)pub->props.message_expiry * 1000;
-        struct msg *m = msg_new((const char *)pub->topic.p, pub->topic.len, pub, exp,
-                                broker_next_msg_id(e->broker));
+        struct msg *m = msg_new(topic, topic_len, pub, exp, broker_next_msg_id(e->broker));
         enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
         if (r == BROKER_PUB_DENIED) {
             rc = 0x87;
@@ -635,6 +694,12 @@ static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
     while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
         if (c->version != MQTT_V5)
             opts &= MQTT_SUBOPT_QOS_MASK;
+        if ((opts & MQTT_SUBOPT_NO_LOCAL) && f.len > 7 && !memcmp(f.p, "$share/", 7)) {
+            if (r != rcs)
+                free(r);
+            protocol_error(c, 0x82, "no-local on a shared subscription");
+            return;
+        }
         uint8_t rc = broker_subscribe(c->env->broker, c->session, (const char *)f.p, f.len, opts,
                                       sub_id, now_ms(c));
         if (c->version != MQTT_V5 && rc >= 0x80)
@@ -834,6 +899,18 @@ static void on_close(void *ud, struct conn *conn)
     e->count--;
     buf_free(&c->in);
     buf_free(&c->out);
+    if (c->in_alias) {
+        for (size_t i = 0; i <= e->o.max_topic_alias; i++)
+            free(c->in_alias[i]);
+        free(c->in_alias);
+    }
+    struct out_alias *a, *tmp;
+    HASH_ITER(hh, c->out_alias, a, tmp)
+    {
+        HASH_DEL(c->out_alias, a);
+        free(a->topic);
+        free(a);
+    }
     free(c->client_id);
     free(c);
 }

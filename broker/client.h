@@ -19,6 +19,7 @@ struct client_opts {
     uint32_t message_size_limit; /* payload; 0 = none */
     uint16_t max_keepalive;
     uint16_t receive_maximum; /* MQTT 5 inbound window we announce */
+    uint16_t max_topic_alias; /* MQTT 5 topic aliases a client may set */
     bool allow_zero_length_clientid;
     bool clientid_match; /* clientid_policy match */
     bool connection_messages;

@@ -103,6 +103,7 @@ static const struct directive table[] = {
     {"max_connections", T_I32, G(max_connections), -1, INT32_MAX, NULL, NULL, 0},
     {"max_topic_length", T_U32, G(max_topic_length), 1, 65535, NULL, NULL, 0},
     {"max_topic_levels", T_U32, G(max_topic_levels), 0, 32768, NULL, NULL, 0},
+    {"max_topic_alias", T_U32, G(max_topic_alias), 0, 65535, NULL, NULL, 0},
     {"max_subscriptions_per_client", T_U32, G(max_subscriptions_per_client), 0, 10000000, NULL,
      NULL, 0},
     {"persistent_client_expiration", T_SPECIAL, G(persistent_client_expiration), 0, 0, NULL, NULL,
@@ -166,6 +167,7 @@ static void defaults(struct config *c)
     c->max_keepalive = 65535;
     c->max_connections = -1;
     c->max_topic_length = 65535;
+    c->max_topic_alias = 10;
     c->allow_zero_length_clientid = true;
     c->retain_available = true;
     c->tls_handshake_timeout_ms = 10000;

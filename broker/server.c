@@ -476,6 +476,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
                                                                      ? 65535
                                                                      : c->max_inflight_messages)
                                                     : 65535,
+        .max_topic_alias = (uint16_t)c->max_topic_alias,
         .allow_zero_length_clientid = c->allow_zero_length_clientid,
         .clientid_match = c->clientid_policy == CONFIG_CLIENTID_MATCH,
         .connection_messages = c->connection_messages,

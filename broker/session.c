@@ -35,6 +35,8 @@ struct session {
     uint32_t expiry_s;
     int64_t offline_since;
     struct msg *will;
+    uint32_t will_delay_s;
+    int64_t will_at;
 
     struct inflight *inf;
     uint32_t inf_count;
@@ -188,13 +190,36 @@ void session_set_will(struct session *s, struct msg *will)
 {
     msg_unref(s->will);
     s->will = will ? msg_ref(will) : NULL;
+    s->will_at = 0;
+    s->will_delay_s = 0;
 }
 
 struct msg *session_take_will(struct session *s)
 {
     struct msg *w = s->will;
     s->will = NULL;
+    s->will_at = 0;
     return w;
+}
+
+void session_set_will_delay(struct session *s, uint32_t delay_s)
+{
+    s->will_delay_s = delay_s;
+}
+
+uint32_t session_will_delay(const struct session *s)
+{
+    return s->will_delay_s;
+}
+
+void session_set_will_at(struct session *s, int64_t at_ms)
+{
+    s->will_at = at_ms;
+}
+
+int64_t session_will_at(const struct session *s)
+{
+    return s->will ? s->will_at : 0;
 }
 
 /* ---- queue -------------------------------------------------------------------------------- */

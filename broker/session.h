@@ -50,8 +50,14 @@ uint32_t session_expiry_s(const struct session *s);
 void session_set_offline_since(struct session *s, int64_t now_ms);
 int64_t session_offline_since(const struct session *s);
 
-/* The will: msg (reference taken) plus its QoS and retain flag; NULL clears. */
+/* The will: msg (reference taken) plus its QoS and retain flag; NULL clears. delay_s is the
+ * MQTT 5 will delay interval. */
 void session_set_will(struct session *s, struct msg *will);
+void session_set_will_delay(struct session *s, uint32_t delay_s);
+uint32_t session_will_delay(const struct session *s);
+/* When a delayed will is due (absolute ms), 0 when none is pending. */
+void session_set_will_at(struct session *s, int64_t at_ms);
+int64_t session_will_at(const struct session *s);
 struct msg *session_take_will(struct session *s); /* caller owns the returned reference */
 
 /* One message on its way to this session. MQTT 5 lets one delivery carry the identifiers of
