@@ -36,6 +36,7 @@ struct client {
     uint8_t version;
     uint16_t keepalive;
     uint32_t peer_max_packet; /* MQTT 5 maximum packet size of the client, 0 = none */
+    bool no_problem_info;     /* MQTT 5 request problem information = 0 */
     char **in_alias;          /* topic aliases the client set, index 1..topic_alias_max */
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
@@ -264,14 +265,25 @@ static void on_writable(void *ud, struct conn *conn)
 
 /* ---- closing ------------------------------------------------------------------------------ */
 
-static void send_disconnect(struct client *c, uint8_t rc)
+/* MQTT 5 reason string, unless the client asked for no problem information. */
+static void reason_string(const struct client *c, struct mqtt_props *pr, const char *why)
+{
+    if (why && !c->no_problem_info) {
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
+        pr->reason_string.p = (const uint8_t *)why;
+        pr->reason_string.len = (uint16_t)strnlen(why, 200);
+    }
+}
+
+static void send_disconnect(struct client *c, uint8_t rc, const char *why)
 {
     if (c->version != MQTT_V5 || c->state != CS_CONNECTED)
         return;
     struct mqtt_packet p = {0};
     p.type = MQTT_DISCONNECT;
     p.u.disconnect.rc = rc;
-    uint8_t tmp[16];
+    reason_string(c, &p.u.disconnect.props, why);
+    uint8_t tmp[256];
     size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
     if (buf_size(&c->out)) {
         conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
@@ -288,7 +300,7 @@ static void client_end(struct client *c, uint8_t v5_reason, bool will, const cha
     if (why && c->env->o.connection_messages)
         log_notice("client %s from %s (%s) disconnected: %s", cid(c), conn_addr(c->conn),
                    conn_peer(c->conn)->identity, why);
-    send_disconnect(c, v5_reason);
+    send_disconnect(c, v5_reason, why);
     if (c->session) {
         broker_detach(c->env->broker, c->session, will, now_ms(c));
         c->session = NULL;
@@ -325,7 +337,7 @@ void client_untrust(struct client *c, const char *why, bool discard_session)
         /* A device that is no longer trusted must not speak again: no will. */
         broker_detach(c->env->broker, s, false, now_ms(c));
     }
-    client_end(c, 0x98, false, NULL);
+    client_end(c, 0x98, false, why);
     if (discard_session && c->client_id) {
         struct session *left = broker_find(c->env->broker, p->identity, c->client_id);
         if (left)
@@ -393,7 +405,10 @@ static void refuse(struct client *c, uint8_t v3_rc, uint8_t v5_rc, const char *w
 {
     log_notice("client %s from %s (%s) refused: %s", cid(c), conn_addr(c->conn),
                conn_peer(c->conn)->identity, why);
-    connack(c, false, c->version == MQTT_V5 ? v5_rc : v3_rc, NULL);
+    struct mqtt_props pr = {0};
+    if (c->version == MQTT_V5)
+        reason_string(c, &pr, why);
+    connack(c, false, c->version == MQTT_V5 ? v5_rc : v3_rc, &pr);
     if (buf_size(&c->out)) {
         conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
         buf_consume(&c->out, buf_size(&c->out));
@@ -443,6 +458,8 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     struct client_env *e = c->env;
     const char *identity = conn_peer(c->conn)->identity;
     c->version = k->version;
+    c->no_problem_info = (k->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) &&
+                         !k->props.request_problem_info;
     if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)) {
         refuse(c, 0x05, 0x8C, "enhanced authentication requested; identity comes from the "
                               "client certificate");

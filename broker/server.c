@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,10 @@ static void on_conn(void *ud, uv_stream_t *server)
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *s = h->data;
+    if (s->stopping) {
+        log_notice("signal %d: already stopping", signum);
+        return;
+    }
     if (signum == SIGHUP) {
         log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
         reload_acl(s);
@@ -544,9 +549,11 @@ void server_stop(struct server *s)
         listener_close(s->ls[i].l);
         s->ls[i].l = NULL;
     }
-    close_if((uv_handle_t *)&s->sighup);
-    close_if((uv_handle_t *)&s->sigterm);
-    close_if((uv_handle_t *)&s->sigint);
+    /* Signals stay handled until exit (a second SIGTERM must not kill a clean shutdown), but
+     * no longer keep the loop alive. */
+    uv_unref((uv_handle_t *)&s->sighup);
+    uv_unref((uv_handle_t *)&s->sigterm);
+    uv_unref((uv_handle_t *)&s->sigint);
     close_if((uv_handle_t *)&s->tick);
     close_if((uv_handle_t *)&s->acl_debounce);
     close_if((uv_handle_t *)&s->tls_debounce);
@@ -567,6 +574,13 @@ void server_free(struct server *s)
     if (!s)
         return;
     conn_env_free(s->cenv);
+    close_if((uv_handle_t *)&s->sighup);
+    close_if((uv_handle_t *)&s->sigterm);
+    close_if((uv_handle_t *)&s->sigint);
+    /* Closing the last handle restores the default action; a late SIGTERM must not turn a
+     * finished clean shutdown into a kill. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (s->ws) {
         ws_ctx_free(s->ws);

@@ -109,6 +109,24 @@ def test_revocation_closes_with_close_frame():
     check(c and c[0]["code"] == 1000, "revoked WSS client gets a close frame (1000), got %r" % evs)
 
 
-h.run(test_mqttjs_wss_to_tcp, test_tcp_to_mqttjs_wss, test_retained_and_will_over_wss,
+def test_mqttjs_v5():
+    sub = h.node_bg("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-v5sub", protocolVersion=5, expect=1,
+                                             subscribe=[{"topic": "devices/frag/v5", "qos": 1}],
+                                             subscribeProperties={"subscriptionIdentifier": 42}))
+    time.sleep(1.0)
+    evs = h.node("mqttjs.js", h.node_plan(b, pki, "frag", clientId="frag-v5pub", protocolVersion=5, publish=[
+        {"topic": "devices/frag/v5", "payload": "v5", "qos": 1,
+         "properties": {"userProperties": {"site": "plant-1"}, "contentType": "text/plain"}}]))
+    check(events(evs, "published") and not events(evs, "published")[0]["error"], "v5 publish acked: %r" % evs)
+    out, err = sub.communicate(timeout=15)
+    msgs = [json.loads(l) for l in out.splitlines() if '"message"' in l]
+    check(msgs, "v5 subscriber got it: %s %s" % (out, err))
+    pr = msgs[0]["properties"]
+    check(pr.get("userProperties") == {"site": "plant-1"} and pr.get("contentType") == "text/plain",
+          "properties forwarded: %r" % pr)
+    check(pr.get("subscriptionIdentifier") in (42, [42]), "subscription identifier: %r" % pr)
+
+
+h.run(test_mqttjs_v5, test_mqttjs_wss_to_tcp, test_tcp_to_mqttjs_wss, test_retained_and_will_over_wss,
       test_refused_without_cert_and_revoked, test_subprotocol_required, test_fragmented_and_batched_frames,
       test_text_frame_closes_1003, test_revocation_closes_with_close_frame)

@@ -337,7 +337,51 @@ def test_disconnect_reasons():
     check(f == 0xE0 and body[0] == 0x8D, "keep alive timeout -> 0x8D, got %s %r" % (f, body))
 
 
-h.run(test_connack_properties, test_puback_reason_codes, test_properties_forwarded_and_sub_ids,
+def test_protocol_errors_and_packet_size():
+    r = raw5("a", "a-dupprop")
+    # PUBLISH with the payload format indicator twice
+    r.sendall(packet(0x30, mqtt_str("devices/a/x") + b"\x04\x01\x00\x01\x00" + b"x"))
+    f, body = read(r)
+    check(f == 0xE0 and body[:1] == b"\x82", "duplicate property -> DISCONNECT 0x82, got %s %r" % (f, body))
+    check(b"protocol error" in body, "with a reason string: %r" % body)
+    # A subscriber's maximum packet size: larger messages are dropped for it alone.
+    cp = Properties(PacketTypes.CONNECT)
+    cp.MaximumPacketSize = 200
+    small = V5("b", "b-small", props=cp)
+    small.sub("devices/a/size", 0)
+    big = V5("ops", "ops-size")
+    big.sub("devices/a/size", 0)
+    p = V5("a", "a-size")
+    p.pub("devices/a/size", b"y" * 500, 0)
+    p.pub("devices/a/size", b"tiny", 0)
+    check(big.expect("devices/a/size").payload == b"y" * 500, "large one delivered where it fits")
+    check(small.expect("devices/a/size").payload == b"tiny", "only the small one for the small client")
+    for c in (small, big, p):
+        c.stop()
+
+
+def test_revoked_v5_client_gets_0x98():
+    pki.device("victim")
+    r = raw5("victim", "victim")
+    pki.revoke("victim")
+    b.reload()
+    f, body = read(r)
+    check(f == 0xE0 and body[:1] == b"\x98", "revoked -> DISCONNECT 0x98, got %s %r" % (f, body))
+
+
+def test_shutdown_sends_0x8b():
+    b2 = h.broker(pki, ACL)
+    s = h.raw_tls(b2, pki, "a")
+    s.sendall(packet(0x10, mqtt_str("MQTT") + b"\x05\x02\x00\x3c\x00" + mqtt_str("bye")))
+    check(read(s)[0] == 0x20, "CONNACK")
+    b2.proc.send_signal(15)
+    f, body = read(s)
+    check(f == 0xE0 and body[:1] == b"\x8b", "shutdown -> DISCONNECT 0x8B, got %s %r" % (f, body))
+    check(b2.stop() == 0, "clean exit")
+
+
+h.run(test_protocol_errors_and_packet_size, test_revoked_v5_client_gets_0x98, test_shutdown_sends_0x8b,
+      test_connack_properties, test_puback_reason_codes, test_properties_forwarded_and_sub_ids,
       test_message_expiry, test_topic_alias_inbound_and_outbound, test_subscription_options,
       test_shared_subscription_distribution, test_shared_handover_of_unacked, test_will_delay,
       test_receive_maximum_honoured, test_disconnect_reasons)

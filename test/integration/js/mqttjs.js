@@ -29,19 +29,20 @@ c.on('connect', (ack) => {
   const subs = plan.subscribe || [];
   const next = () => {
     for (const p of plan.publish || []) {
-      c.publish(p.topic, Buffer.from(p.payload), { qos: p.qos || 0, retain: !!p.retain }, (e) =>
+      c.publish(p.topic, Buffer.from(p.payload), { qos: p.qos || 0, retain: !!p.retain, properties: p.properties }, (e) =>
         out({ event: 'published', topic: p.topic, error: e ? e.message : null }));
     }
     if (!plan.expect) setTimeout(() => c.end(), 300);
   };
   if (!subs.length) return next();
-  c.subscribe(subs.map((s) => s.topic), { qos: subs[0].qos || 0 }, (e, granted) => {
+  c.subscribe(subs.map((s) => s.topic), { qos: subs[0].qos || 0, properties: plan.subscribeProperties }, (e, granted) => {
     out({ event: 'suback', granted: (granted || []).map((g) => g.qos), error: e ? e.message : null });
     process.stdout.write('', next);
   });
 });
 c.on('message', (topic, payload, packet) => {
-  out({ event: 'message', topic, payload: payload.toString('base64'), qos: packet.qos, retain: packet.retain });
+  out({ event: 'message', topic, payload: payload.toString('base64'), qos: packet.qos, retain: packet.retain,
+        properties: packet.properties || null });
   if (plan.expect && ++got >= plan.expect) c.end();
 });
 c.on('error', (e) => out({ event: 'error', message: e.message }));
