@@ -103,8 +103,8 @@ static bool acl_ok(const struct session *s, const char *t, size_t len, enum acl_
 
 static void compile_acl(struct broker *b, struct session *s)
 {
-    session_set_acl(s, b->acl ? acl_compile(b->acl, session_identity(s), session_client_id(s))
-                              : NULL);
+    session_set_acl(s,
+                    b->acl ? acl_compile(b->acl, session_identity(s), session_client_id(s)) : NULL);
 }
 
 void broker_set_acl(struct broker *b, struct acl *a)
@@ -355,8 +355,8 @@ static void add_match(struct broker *b, struct session *s, uint8_t sub_qos, uint
 
 static void on_match(void *ctx, const struct topic_sub *sub)
 {
-    add_match(ctx, sub->subscriber, sub->options & MQTT_SUBOPT_QOS_MASK, sub->options,
-              sub->sub_id, sub->group);
+    add_match(ctx, sub->subscriber, sub->options & MQTT_SUBOPT_QOS_MASK, sub->options, sub->sub_id,
+              sub->group);
 }
 
 /* A shared group gets the message once: the next member in turn that is online and may read

@@ -94,8 +94,7 @@ void broker_tick(struct broker *b, int64_t now);
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id);
 
 /* Visit every session (online or offline). */
-void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct session *s),
-                            void *ctx);
+void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct session *s), void *ctx);
 uint64_t broker_next_msg_id(struct broker *b);
 
 #endif

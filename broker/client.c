@@ -35,9 +35,9 @@ struct client {
     enum cstate state;
     uint8_t version;
     uint16_t keepalive;
-    uint32_t peer_max_packet; /* MQTT 5 maximum packet size of the client, 0 = none */
-    bool no_problem_info;     /* MQTT 5 request problem information = 0 */
-    char **in_alias;          /* topic aliases the client set, index 1..topic_alias_max */
+    uint32_t peer_max_packet;    /* MQTT 5 maximum packet size of the client, 0 = none */
+    bool no_problem_info;        /* MQTT 5 request problem information = 0 */
+    char **in_alias;             /* topic aliases the client set, index 1..topic_alias_max */
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
@@ -328,8 +328,8 @@ void client_untrust(struct client *c, const char *why, bool discard_session)
     if (c->state == CS_CLOSING)
         return;
     const struct tls_peer *p = conn_peer(c->conn);
-    log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s",
-               cid(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, why,
+    log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s", cid(c),
+               conn_addr(c->conn), p->identity, p->serial, p->issuer, why,
                discard_session && c->session ? "; session discarded" : "");
     struct session *s = c->session;
     c->session = NULL;
@@ -345,8 +345,8 @@ void client_untrust(struct client *c, const char *why, bool discard_session)
     }
 }
 
-void client_foreach(struct client_env *e, void (*cb)(void *ctx, struct client *c, struct conn *conn),
-                    void *ctx)
+void client_foreach(struct client_env *e,
+                    void (*cb)(void *ctx, struct client *c, struct conn *conn), void *ctx)
 {
     struct client *next;
     for (struct client *c = e->head; c; c = next) {
@@ -461,8 +461,9 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->no_problem_info = (k->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) &&
                          !k->props.request_problem_info;
     if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)) {
-        refuse(c, 0x05, 0x8C, "enhanced authentication requested; identity comes from the "
-                              "client certificate");
+        refuse(c, 0x05, 0x8C,
+               "enhanced authentication requested; identity comes from the "
+               "client certificate");
         return;
     }
     bool assigned = false;
@@ -485,8 +486,9 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         }
     }
     if (e->o.clientid_match && strcmp(c->client_id, identity) != 0) {
-        refuse(c, 0x02, 0x85, "client id differs from the certificate identity "
-                              "(clientid_policy match)");
+        refuse(c, 0x02, 0x85,
+               "client id differs from the certificate identity "
+               "(clientid_policy match)");
         return;
     }
     uint16_t ka = k->keepalive;
@@ -518,8 +520,7 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         persistent = expiry > 0;
     } else {
         persistent = !k->clean;
-        expiry = e->o.persistent_client_expiration ? e->o.persistent_client_expiration
-                                                   : UINT32_MAX;
+        expiry = e->o.persistent_client_expiration ? e->o.persistent_client_expiration : UINT32_MAX;
     }
     bool present;
     struct session *s = broker_attach(e->broker, identity, c->client_id, c, k->clean, persistent,
@@ -619,8 +620,8 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         send_ack(c, MQTT_PUBREC, pub->id, 0); /* duplicate: already routed once */
         return;
     }
-    if (pub->qos > 0 && c->version == MQTT_V5 &&
-        pub->qos == 2 && session_qos2_in_count(c->session) >= e->o.receive_maximum) {
+    if (pub->qos > 0 && c->version == MQTT_V5 && pub->qos == 2 &&
+        session_qos2_in_count(c->session) >= e->o.receive_maximum) {
         protocol_error(c, 0x93, "receive maximum exceeded");
         return;
     }
@@ -693,6 +694,9 @@ static void handle_ack(struct client *c, const struct mqtt_packet *p)
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE / PING / DISCONNECT ------------------------------------------ */
 
+static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r, size_t n,
+                        const uint8_t *stack);
+
 static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_subscribe *sb = &p->u.subscribe;
@@ -725,13 +729,20 @@ static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
                 (const char *)f.p, rc);
         r[i++] = rc;
     }
+    send_suback(c, MQTT_SUBACK, sb->id, r, i, rcs);
+}
+
+/* SUBACK or UNSUBACK with the reason codes gathered in r (freed here when heap-allocated). */
+static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r, size_t n,
+                        const uint8_t *stack)
+{
     struct mqtt_packet a = {0};
-    a.type = MQTT_SUBACK;
-    a.u.suback.id = sb->id;
+    a.type = type;
+    a.u.suback.id = id;
     a.u.suback.rcs = r;
-    a.u.suback.count = (uint16_t)i;
+    a.u.suback.count = (uint16_t)n;
     send_packet(c, &a);
-    if (r != rcs)
+    if (r != stack)
         free(r);
 }
 
@@ -750,14 +761,7 @@ static void handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
         log_msg(LOGL_UNSUBSCRIBE, "%s %.*s", c->client_id, f.len, (const char *)f.p);
         r[i++] = x == 0 ? 0x00 : 0x11;
     }
-    struct mqtt_packet a = {0};
-    a.type = MQTT_UNSUBACK;
-    a.u.suback.id = sb->id;
-    a.u.suback.rcs = r;
-    a.u.suback.count = (uint16_t)i;
-    send_packet(c, &a);
-    if (r != rcs)
-        free(r);
+    send_suback(c, MQTT_UNSUBACK, sb->id, r, i, rcs);
 }
 
 static void handle_pingreq(struct client *c, const struct mqtt_packet *p)
@@ -796,11 +800,16 @@ static void handle_auth(struct client *c, const struct mqtt_packet *p)
 typedef void (*handler_fn)(struct client *c, const struct mqtt_packet *p);
 /* Index: packet type. NULL: a client never sends it (server-to-client types, reserved). */
 static const handler_fn dispatch[16] = {
-    [MQTT_PUBLISH] = handle_publish,         [MQTT_PUBACK] = handle_ack,
-    [MQTT_PUBREC] = handle_ack,              [MQTT_PUBREL] = handle_ack,
-    [MQTT_PUBCOMP] = handle_ack,             [MQTT_SUBSCRIBE] = handle_subscribe,
-    [MQTT_UNSUBSCRIBE] = handle_unsubscribe, [MQTT_PINGREQ] = handle_pingreq,
-    [MQTT_DISCONNECT] = handle_disconnect,   [MQTT_AUTH] = handle_auth,
+    [MQTT_PUBLISH] = handle_publish,
+    [MQTT_PUBACK] = handle_ack,
+    [MQTT_PUBREC] = handle_ack,
+    [MQTT_PUBREL] = handle_ack,
+    [MQTT_PUBCOMP] = handle_ack,
+    [MQTT_SUBSCRIBE] = handle_subscribe,
+    [MQTT_UNSUBSCRIBE] = handle_unsubscribe,
+    [MQTT_PINGREQ] = handle_pingreq,
+    [MQTT_DISCONNECT] = handle_disconnect,
+    [MQTT_AUTH] = handle_auth,
 };
 
 static void on_packet(struct client *c, const struct mqtt_packet *p)
@@ -817,9 +826,10 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
     }
     handler_fn h = dispatch[p->type & 15];
     if (!h || (p->type == MQTT_AUTH && c->version != MQTT_V5)) {
-        protocol_error(c, CODEC_ERR_PROTOCOL, p->type == MQTT_CONNECT ? "second CONNECT"
-                                                                       : "packet type not "
-                                                                         "allowed from a client");
+        protocol_error(c, CODEC_ERR_PROTOCOL,
+                       p->type == MQTT_CONNECT ? "second CONNECT"
+                                               : "packet type not "
+                                                 "allowed from a client");
         return;
     }
     h(c, p);

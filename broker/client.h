@@ -44,8 +44,8 @@ void client_kick(void *env, void *client, uint8_t reason);
  * DISCONNECT 0x98) without publishing its will; discard its session when asked. */
 void client_untrust(struct client *c, const char *why, bool discard_session);
 /* Visit every connected client with its transport. */
-void client_foreach(struct client_env *e, void (*cb)(void *ctx, struct client *c, struct conn *conn),
-                    void *ctx);
+void client_foreach(struct client_env *e,
+                    void (*cb)(void *ctx, struct client *c, struct conn *conn), void *ctx);
 void client_set_discard_revoked(struct client_env *e, bool discard);
 
 /* Close every client (server shutdown): MQTT 5 clients get DISCONNECT 0x8B. */

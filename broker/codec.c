@@ -324,8 +324,7 @@ static int decode_subscribe(struct codec_cur *c, uint8_t type, uint8_t version,
     return 0;
 }
 
-static int decode_suback(struct codec_cur *c, uint8_t type, uint8_t version,
-                         struct mqtt_suback *s)
+static int decode_suback(struct codec_cur *c, uint8_t type, uint8_t version, struct mqtt_suback *s)
 {
     if (!codec__u16(c, &s->id))
         return CODEC_ERR_MALFORMED;

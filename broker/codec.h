@@ -40,10 +40,10 @@ enum mqtt_version {
 
 /* Negative results of decoding. Each maps to one MQTT 5 reason code in codec_err_reason(). */
 enum codec_err {
-    CODEC_ERR_MALFORMED = -1,        /* 0x81 malformed packet */
-    CODEC_ERR_PROTOCOL = -2,         /* 0x82 protocol error (e.g. bad flags, bad property) */
-    CODEC_ERR_TOO_LARGE = -3,        /* 0x95 packet too large (over max_size) */
-    CODEC_ERR_BAD_VERSION = -4,      /* 0x84 unsupported protocol version (CONNECT only) */
+    CODEC_ERR_MALFORMED = -1,         /* 0x81 malformed packet */
+    CODEC_ERR_PROTOCOL = -2,          /* 0x82 protocol error (e.g. bad flags, bad property) */
+    CODEC_ERR_TOO_LARGE = -3,         /* 0x95 packet too large (over max_size) */
+    CODEC_ERR_BAD_VERSION = -4,       /* 0x84 unsupported protocol version (CONNECT only) */
     CODEC_ERR_BAD_PROTOCOL_NAME = -5, /* not MQTT at all: close without CONNACK */
     CODEC_ERR_PAYLOAD_FORMAT = -6     /* 0x99 payload format invalid */
 };
@@ -224,8 +224,8 @@ struct mqtt_packet {
         struct mqtt_connack connack;
         struct mqtt_publish publish;
         struct mqtt_ack ack;
-        struct mqtt_subscribe subscribe; /* SUBSCRIBE and UNSUBSCRIBE */
-        struct mqtt_suback suback;       /* SUBACK and UNSUBACK */
+        struct mqtt_subscribe subscribe;   /* SUBSCRIBE and UNSUBSCRIBE */
+        struct mqtt_suback suback;         /* SUBACK and UNSUBACK */
         struct mqtt_disconnect disconnect; /* DISCONNECT and AUTH */
     } u;
 };

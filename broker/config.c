@@ -231,8 +231,8 @@ static void add_listener(struct parser *p, char **args, int n)
     struct config *c = p->c;
     for (size_t i = 0; i < c->listener_count; i++) {
         const struct config_listener *o = &c->listeners[i];
-        bool same_addr = (!o->address && n < 2) || (o->address && n == 2 &&
-                                                      !strcmp(o->address, args[1]));
+        bool same_addr =
+            (!o->address && n < 2) || (o->address && n == 2 && !strcmp(o->address, args[1]));
         if (port && o->port == port && same_addr) {
             err(p, "duplicate listener %s %s (first at %s:%d)", args[0], n == 2 ? args[1] : "",
                 o->file, o->line);
@@ -288,8 +288,7 @@ static void include_dir(struct parser *p, const char *dir)
     free(d);
 }
 
-static void special(struct parser *p, const struct directive *dr, char **args, int n,
-                    void *base)
+static void special(struct parser *p, const struct directive *dr, char **args, int n, void *base)
 {
     struct config *c = p->c;
     switch (dr->special) {
@@ -400,8 +399,8 @@ static void special(struct parser *p, const struct directive *dr, char **args, i
         c->log_dests |= 1u << 31; /* marks "set explicitly" */
         return;
     case SP_LOG_TYPE: {
-        static const char *const names[] = {"error",     "warning",   "notice",
-                                            "information", "debug",   "subscribe",
+        static const char *const names[] = {"error",       "warning",    "notice",
+                                            "information", "debug",      "subscribe",
                                             "unsubscribe", "websockets", NULL};
         if (!(c->log_types & (1u << 31)))
             c->log_types = 1u << 31; /* the first log_type replaces the default */

@@ -26,17 +26,17 @@ enum config_clientid_policy { CONFIG_CLIENTID_ANY = 0, CONFIG_CLIENTID_MATCH = 1
 enum config_revoked_session { CONFIG_REVOKED_DISCARD = 0, CONFIG_REVOKED_KEEP = 1 };
 
 struct config_listener {
-    uint16_t port;      /* 0 = let the kernel choose (tests); the bound port is logged */
-    char *address;      /* NULL = all addresses */
+    uint16_t port; /* 0 = let the kernel choose (tests); the bound port is logged */
+    char *address; /* NULL = all addresses */
     enum config_protocol protocol;
     char *cafile, *capath, *certfile, *keyfile;
     char **crlfiles; /* crlfile may repeat */
     size_t crlfile_count;
     char *crlpath;
-    char *tls_version; /* "tlsv1.2" (only TLS 1.2 exists in Mbed TLS 2.28) */
-    char *ciphers;     /* OpenSSL-style names, colon separated; NULL = certmq's default set */
-    unsigned verify_depth;           /* max chain length below the root, default 4 */
-    enum config_identity identity;   /* cert_identity */
+    char *tls_version;     /* "tlsv1.2" (only TLS 1.2 exists in Mbed TLS 2.28) */
+    char *ciphers;         /* OpenSSL-style names, colon separated; NULL = certmq's default set */
+    unsigned verify_depth; /* max chain length below the root, default 4 */
+    enum config_identity identity; /* cert_identity */
     enum config_crl_mode crl_mode;
     enum config_crl_expired crl_expired;
     const char *file; /* where the `listener` line is, for diagnostics */
@@ -57,17 +57,17 @@ struct config {
     char *acl_file; /* required: without it every device is denied everything */
 
     /* Limits a client can push against. 0 means unlimited only where the docs say so. */
-    uint32_t max_inflight_messages;  /* default 20 */
-    uint32_t max_queued_messages;    /* default 1000 */
-    uint64_t max_queued_bytes;       /* default 0 = unlimited (bounded by messages) */
-    uint32_t message_size_limit;     /* payload bytes, default 0 = MQTT max (268435455) */
-    uint32_t max_packet_size;        /* whole packet, default 0 = MQTT max */
-    uint16_t max_keepalive;          /* default 65535 */
-    int32_t max_connections;         /* default -1 = unlimited */
-    uint32_t max_connections_per_ip; /* default 0 = unlimited */
-    uint32_t max_topic_length;       /* default 65535 */
-    uint32_t max_topic_levels;       /* default 0 = unlimited */
-    uint32_t max_topic_alias;        /* MQTT 5 inbound topic aliases, default 10 */
+    uint32_t max_inflight_messages;        /* default 20 */
+    uint32_t max_queued_messages;          /* default 1000 */
+    uint64_t max_queued_bytes;             /* default 0 = unlimited (bounded by messages) */
+    uint32_t message_size_limit;           /* payload bytes, default 0 = MQTT max (268435455) */
+    uint32_t max_packet_size;              /* whole packet, default 0 = MQTT max */
+    uint16_t max_keepalive;                /* default 65535 */
+    int32_t max_connections;               /* default -1 = unlimited */
+    uint32_t max_connections_per_ip;       /* default 0 = unlimited */
+    uint32_t max_topic_length;             /* default 65535 */
+    uint32_t max_topic_levels;             /* default 0 = unlimited */
+    uint32_t max_topic_alias;              /* MQTT 5 inbound topic aliases, default 10 */
     uint32_t max_subscriptions_per_client; /* default 0 = unlimited */
     uint32_t persistent_client_expiration; /* seconds, default 0 = never */
     bool allow_zero_length_clientid;       /* default true */
@@ -82,9 +82,9 @@ struct config {
     uint32_t connect_timeout_ms;       /* TLS done, no CONNECT yet, default 10000 */
 
     enum config_revoked_session revoked_session; /* default discard */
-    uint32_t cert_expiry_warning_days; /* default 30, 0 = off */
+    uint32_t cert_expiry_warning_days;           /* default 30, 0 = off */
 
-    bool session_tickets;           /* default true */
+    bool session_tickets;             /* default true */
     uint32_t session_ticket_lifetime; /* seconds, default 86400 */
 
     unsigned log_types; /* log.h LOGL_* mask */
@@ -102,7 +102,7 @@ struct config {
     struct config_plugin *plugins;
     size_t plugin_count;
 
-    char *path; /* the main config file */
+    char *path;   /* the main config file */
     char **files; /* every file read (listeners point at these for diagnostics) */
     size_t file_count;
 };

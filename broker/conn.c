@@ -32,10 +32,10 @@ struct conn {
     struct tls_ctx *const *ctx_slot;
     void *tag;
     uv_timer_t cert_timer; /* fires when the peer's certificate chain expires */
-    struct ws_ctx *wsctx; /* WebSocket listener: lws speaks the framing */
+    struct ws_ctx *wsctx;  /* WebSocket listener: lws speaks the framing */
     struct ws_conn *ws;
-    bool ws_ready;        /* upgrade done, MQTT may flow */
-    bool user_notified;   /* on_close scheduled or done */
+    bool ws_ready;      /* upgrade done, MQTT may flow */
+    bool user_notified; /* on_close scheduled or done */
     const struct conn_cbs *cbs;
     void *ud;
     void (*timer_cb)(void *ud, struct conn *c);
@@ -459,8 +459,8 @@ static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
     uint32_t warn = c->env->o.cert_expiry_warning_days;
     if (warn && left < (int64_t)warn * 86400 && c->state != C_OPEN) {
         c->env->stats.expiring_soon++;
-        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours",
-                 p->identity, p->serial, p->issuer, (long long)(left > 0 ? left / 3600 : 0));
+        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
+                 p->serial, p->issuer, (long long)(left > 0 ? left / 3600 : 0));
     }
     /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
     int64_t ms = left <= 0 ? 0 : (left > 86400 ? 86400000 : left * 1000 + 1);

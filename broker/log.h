@@ -29,7 +29,8 @@ enum log_dest {
     LOGD_FILE = 1 << 3,
 };
 
-/* file_path is used when dests has LOGD_FILE; returns 0 or -1 (file cannot be opened, errno set). */
+/* file_path is used when dests has LOGD_FILE; returns 0 or -1 (file cannot be opened, errno set).
+ */
 int log_configure(unsigned levels, unsigned dests, const char *file_path, bool timestamps);
 void log_close(void);
 bool log_enabled(enum log_level level);

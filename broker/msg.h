@@ -14,13 +14,13 @@ struct msg {
     uint32_t refs;
     uint8_t qos;
     bool retain;
-    uint8_t payload_format;   /* 0/1; valid if has_payload_format */
+    uint8_t payload_format; /* 0/1; valid if has_payload_format */
     bool has_payload_format;
     uint16_t topic_len;
     uint32_t payload_len;
-    int64_t expiry_at;        /* absolute ms (caller's clock) after which it is dropped; 0 = never */
-    uint64_t id;              /* broker-wide sequence number (persistence key, tracing) */
-    const char *topic;        /* NUL-terminated, in this allocation */
+    int64_t expiry_at; /* absolute ms (caller's clock) after which it is dropped; 0 = never */
+    uint64_t id;       /* broker-wide sequence number (persistence key, tracing) */
+    const char *topic; /* NUL-terminated, in this allocation */
     const uint8_t *payload;
     struct mqtt_bin content_type, response_topic, correlation_data;
     const uint8_t *user_props;

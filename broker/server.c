@@ -360,8 +360,7 @@ static void on_conn(void *ud, uv_stream_t *server)
     struct srv_listener *sl = ud;
     struct server *s = sl->srv;
     const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c =
-        conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv, sl);
+    struct conn *c = conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv, sl);
     if (!c)
         return;
     if (s->cfg.max_connections >= 0 &&
@@ -477,10 +476,10 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         .max_packet_size = c->max_packet_size,
         .message_size_limit = c->message_size_limit,
         .max_keepalive = c->max_keepalive,
-        .receive_maximum = c->max_inflight_messages ? (uint16_t)(c->max_inflight_messages > 65535
-                                                                     ? 65535
-                                                                     : c->max_inflight_messages)
-                                                    : 65535,
+        .receive_maximum =
+            c->max_inflight_messages
+                ? (uint16_t)(c->max_inflight_messages > 65535 ? 65535 : c->max_inflight_messages)
+                : 65535,
         .max_topic_alias = (uint16_t)c->max_topic_alias,
         .allow_zero_length_clientid = c->allow_zero_length_clientid,
         .clientid_match = c->clientid_policy == CONFIG_CLIENTID_MATCH,

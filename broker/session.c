@@ -259,11 +259,11 @@ int session_enqueue(struct session *s, const struct session_delivery *d, bool on
 void session_set_window(struct session *s, uint16_t receive_maximum)
 {
     s->window = receive_maximum && receive_maximum < s->lim.max_inflight ? receive_maximum
-                                                                          : s->lim.max_inflight;
+                                                                         : s->lim.max_inflight;
 }
 
-void session_take_shared(struct session *s,
-                         void (*cb)(void *ctx, const struct session_delivery *d), void *ctx)
+void session_take_shared(struct session *s, void (*cb)(void *ctx, const struct session_delivery *d),
+                         void *ctx)
 {
     uint32_t keep = 0;
     for (uint32_t i = 0; i < s->inf_count; i++) {

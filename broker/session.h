@@ -81,8 +81,8 @@ void session_set_window(struct session *s, uint16_t receive_maximum);
 /* Hand back every message that came through a shared subscription and is not yet acknowledged
  * (queued, or in flight awaiting PUBACK/PUBREC), removing them from this session, so another
  * member of the group can have them. */
-void session_take_shared(struct session *s,
-                         void (*cb)(void *ctx, const struct session_delivery *d), void *ctx);
+void session_take_shared(struct session *s, void (*cb)(void *ctx, const struct session_delivery *d),
+                         void *ctx);
 size_t session_queued(const struct session *s);
 size_t session_inflight(const struct session *s);
 uint64_t session_dropped(const struct session *s);

@@ -97,7 +97,8 @@ static const mbedtls_x509_crt_profile profile = {
     MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA256) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA384) |
         MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA512),
     0xFFFFFFF, /* any public-key algorithm */
-    MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) | MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1) |
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1) |
         MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP521R1),
     2048,
 };
@@ -218,8 +219,7 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
     if ((r = mbedtls_pk_parse_keyfile(&c->key, o->keyfile, NULL)) != 0)
         diag_add(d, o->keyfile, 0, "cannot load private key: %s", mbed_err(r, eb, sizeof(eb)));
     else if (c->cert.raw.p && mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
-        diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s",
-                 o->certfile);
+        diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s", o->certfile);
     for (size_t i = 0; i < o->crlfile_count; i++)
         load_crl_file(c, o->crlfiles[i], d);
     if (o->crlpath)
@@ -340,8 +340,8 @@ static int fail(struct tls_conn *c, int r)
 {
     char eb[160];
     if (c->vs.reject == TLS_REJECT_NONE) {
-        c->vs.reject = r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ? TLS_REJECT_NO_CERT
-                                                                  : TLS_REJECT_HANDSHAKE;
+        c->vs.reject =
+            r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE ? TLS_REJECT_NO_CERT : TLS_REJECT_HANDSHAKE;
         if (r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
             snprintf(c->err, sizeof(c->err), "the client sent no certificate");
         else

@@ -68,7 +68,7 @@ struct tls_server_opts {
     const char *ciphers;     /* NULL = default set; else OpenSSL-style names joined by ':' */
     unsigned verify_depth;
     enum tls_identity_mode identity;
-    bool crl_strict;      /* a CA in the chain with no CRL loaded refuses the device */
+    bool crl_strict;       /* a CA in the chain with no CRL loaded refuses the device */
     bool crl_expired_warn; /* accept under an expired CRL (logged) instead of refusing */
 };
 
@@ -94,16 +94,15 @@ struct tls_peer {
     char identity[TLS_IDENTITY_MAX + 1];
     char subject[256]; /* RFC 4514-ish, for logs */
     char issuer[256];
-    char serial[80]; /* hex, colon separated as mbedtls prints it */
-    int64_t not_after;  /* unix seconds: earliest notAfter in the chain */
-    bool resumed;       /* session ticket used */
+    char serial[80];           /* hex, colon separated as mbedtls prints it */
+    int64_t not_after;         /* unix seconds: earliest notAfter in the chain */
+    bool resumed;              /* session ticket used */
     struct tls_cert_id *chain; /* leaf first, then intermediates (not the trust anchor) */
     uint8_t chain_len;
 };
 
 /* Is any certificate of the peer's chain revoked by the CRLs of ctx? Fills why when so. */
-bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, char *why,
-                          size_t n);
+bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, char *why, size_t n);
 /* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */
 int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
                           size_t cap, const char **why);

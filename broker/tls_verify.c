@@ -45,8 +45,11 @@ static bool utf8_ok(const uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len;) {
         uint8_t c = p[i];
-        size_t n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
-                               : (c & 0xF8) == 0xF0 ? 3 : 9;
+        size_t n = c < 0x80             ? 0
+                   : (c & 0xE0) == 0xC0 ? 1
+                   : (c & 0xF0) == 0xE0 ? 2
+                   : (c & 0xF8) == 0xF0 ? 3
+                                        : 9;
         if (n == 9 || len - i - 1 < n)
             return false;
         uint32_t cp = n ? c & (0x3F >> n) : c;
@@ -209,8 +212,8 @@ static void add_chain(struct tls_peer *p, const mbedtls_x509_crt *c)
     struct tls_cert_id *id = &p->chain[p->chain_len++];
     memset(id, 0, sizeof(*id));
     mbedtls_sha256_ret(c->issuer_raw.p, c->issuer_raw.len, id->issuer_hash, 0);
-    id->serial_len = (uint8_t)(c->serial.len < sizeof(id->serial) ? c->serial.len
-                                                                  : sizeof(id->serial));
+    id->serial_len =
+        (uint8_t)(c->serial.len < sizeof(id->serial) ? c->serial.len : sizeof(id->serial));
     memcpy(id->serial, c->serial.p, id->serial_len);
     id->not_after = to_unix(&c->valid_to);
     if (!p->not_after || id->not_after < p->not_after)
@@ -299,7 +302,8 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
         /* An intermediate configured as trusted is a trust anchor to Mbed TLS, which then never
          * looks it up in its issuer's CRL: do it here. */
         for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
-            if (same_name(&l->issuer_raw, &crt->issuer_raw) && mbedtls_x509_crt_is_revoked(crt, l)) {
+            if (same_name(&l->issuer_raw, &crt->issuer_raw) &&
+                mbedtls_x509_crt_is_revoked(crt, l)) {
                 *flags |= MBEDTLS_X509_BADCERT_REVOKED;
                 reject(vs, TLS_REJECT_REVOKED, crt,
                        depth ? "issuing CA certificate revoked" : "certificate revoked");
@@ -395,9 +399,8 @@ void tls_verify_check_crls(struct tls_ctx *c, struct diag *d)
         const mbedtls_md_info_t *md = mbedtls_md_info_from_type(l->sig_md);
         unsigned char hash[MBEDTLS_MD_MAX_SIZE];
         if (!md || mbedtls_md(md, l->tbs.p, l->tbs.len, hash) != 0 ||
-            mbedtls_pk_verify_ext(l->sig_pk, l->sig_opts, (mbedtls_pk_context *)&ca->pk,
-                                  l->sig_md, hash, mbedtls_md_get_size(md), l->sig.p,
-                                  l->sig.len) != 0) {
+            mbedtls_pk_verify_ext(l->sig_pk, l->sig_opts, (mbedtls_pk_context *)&ca->pk, l->sig_md,
+                                  hash, mbedtls_md_get_size(md), l->sig.p, l->sig.len) != 0) {
             diag_add(d, NULL, 0, "CRL issued by %s: signature does not verify", iss);
             continue;
         }
@@ -419,8 +422,9 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, cha
                 if (e->serial.len == id->serial_len &&
                     memcmp(e->serial.p, id->serial, id->serial_len) == 0) {
                     if (why)
-                        snprintf(why, n, i == 0 ? "certificate revoked"
-                                                : "an issuing CA certificate was revoked");
+                        snprintf(why, n,
+                                 i == 0 ? "certificate revoked"
+                                        : "an issuing CA certificate was revoked");
                     return true;
                 }
             }

@@ -25,7 +25,7 @@ struct tls_ctx {
     int suites[8];
     unsigned verify_depth;
     uint8_t (*crl_issuers)[32]; /* reserved for an issuer index */
-    int64_t crl_warned_at;       /* last "expired CRL accepted" warning (unix seconds) */
+    int64_t crl_warned_at;      /* last "expired CRL accepted" warning (unix seconds) */
     uint64_t crl_expired_accepted;
 };
 

@@ -361,8 +361,8 @@ static void prune(struct node *n)
     }
 }
 
-int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen,
-                           const char *group, size_t glen, void *subscriber)
+int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen, const char *group,
+                           size_t glen, void *subscriber)
 {
     struct node *n = walk(t, filter, flen, false);
     if (!n)
@@ -444,8 +444,8 @@ static void match_from(struct node *n, const char *topic, size_t tlen, size_t po
     }
 }
 
-void topic_tree_match(const struct topic_tree *t, const char *topic, size_t tlen,
-                      topic_match_cb cb, topic_group_cb gcb, void *ctx)
+void topic_tree_match(const struct topic_tree *t, const char *topic, size_t tlen, topic_match_cb cb,
+                      topic_group_cb gcb, void *ctx)
 {
     struct match_ctx m = {cb, gcb, ctx};
     match_from((struct node *)&t->root, topic, tlen, 0, false, true, &m);

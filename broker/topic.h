@@ -38,8 +38,8 @@ struct topic_group;
 /* What the tree stores for one subscription. */
 struct topic_sub {
     void *subscriber;
-    uint8_t options;  /* MQTT_SUBOPT_* byte */
-    uint32_t sub_id;  /* 0 = none */
+    uint8_t options;                 /* MQTT_SUBOPT_* byte */
+    uint32_t sub_id;                 /* 0 = none */
     const struct topic_group *group; /* NULL unless shared */
 };
 
@@ -53,15 +53,15 @@ int topic_tree_subscribe(struct topic_tree *t, const char *filter, size_t flen, 
                          size_t glen, void *subscriber, uint8_t options, uint32_t sub_id,
                          bool *replaced);
 /* Returns 0 when removed, -1 when there was no such subscription. Empty nodes are freed. */
-int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen,
-                           const char *group, size_t glen, void *subscriber);
+int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen, const char *group,
+                           size_t glen, void *subscriber);
 
 /* Called once per matching non-shared subscription. */
 typedef void (*topic_match_cb)(void *ctx, const struct topic_sub *sub);
 /* Called once per matching shared group (the caller picks a member). */
 typedef void (*topic_group_cb)(void *ctx, struct topic_group *g);
-void topic_tree_match(const struct topic_tree *t, const char *topic, size_t tlen,
-                      topic_match_cb cb, topic_group_cb gcb, void *ctx);
+void topic_tree_match(const struct topic_tree *t, const char *topic, size_t tlen, topic_match_cb cb,
+                      topic_group_cb gcb, void *ctx);
 
 /* Members of a group, in subscription order; valid until the tree changes. */
 size_t topic_group_size(const struct topic_group *g);

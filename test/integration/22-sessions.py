@@ -4,7 +4,7 @@ import socket
 import ssl
 import time
 
-from certmq_test import Harness, check, connect_packet, subscribe_packet
+from certmq_test import Harness, check, connect_packet, read_packet, subscribe_packet
 
 h = Harness()
 pki = h.pki()
@@ -65,21 +65,6 @@ def test_keepalive_timeout():
     check(data == b"", "connection closed")
     check(1.2 < took < 3.5, "closed after ~1.5 s, took %.2f" % took)
     b.log_wait("keep-alive timeout", 3)
-
-
-def read_packet(s):
-    first = s.recv(1)
-    n, mult = 0, 1
-    while True:
-        b = s.recv(1)[0]
-        n += (b & 0x7F) * mult
-        mult *= 128
-        if not b & 0x80:
-            break
-    body = b""
-    while len(body) < n:
-        body += s.recv(n - len(body))
-    return first[0], body
 
 
 def test_inflight_redelivered_with_dup():

@@ -7,7 +7,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from certmq_test import Harness, check, mqtt_str, packet, varint, wait_for
+from certmq_test import Harness, check, mqtt_str, packet, read_packet, varint, wait_for
 
 h = Harness()
 pki = h.pki()
@@ -219,22 +219,7 @@ def raw5(device, cid, props=b"", keepalive=60):
     return s
 
 
-def read(s, timeout=5):
-    s.settimeout(timeout)
-    first = s.recv(1)
-    if not first:
-        return None, b""
-    n, mult = 0, 1
-    while True:
-        x = s.recv(1)[0]
-        n += (x & 0x7F) * mult
-        mult *= 128
-        if not x & 0x80:
-            break
-    body = b""
-    while len(body) < n:
-        body += s.recv(n - len(body))
-    return first[0], body
+read = read_packet
 
 
 def test_shared_handover_of_unacked():

@@ -81,6 +81,28 @@ def subscribe_packet(topic, qos=0, pid=1):
     return packet(0x82, pid.to_bytes(2, "big") + mqtt_str(topic) + bytes([qos]))
 
 
+def read_packet(s, timeout=5):
+    """Read one MQTT packet from a raw socket: (first byte, body), or (None, b"") at EOF."""
+    s.settimeout(timeout)
+    first = s.recv(1)
+    if not first:
+        return None, b""
+    n, mult = 0, 1
+    while True:
+        x = s.recv(1)[0]
+        n += (x & 0x7F) * mult
+        mult *= 128
+        if not x & 0x80:
+            break
+    body = b""
+    while len(body) < n:
+        chunk = s.recv(n - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return first[0], body
+
+
 # ---- PKI ----------------------------------------------------------------------------------------
 
 class PKI:

@@ -79,7 +79,7 @@ static void test_evaluation(void)
     CHECK(acl_check(dev, S("fleet/news"), ACL_READ));
     CHECK(!acl_check(dev, S("fleet/news"), ACL_WRITE));
     CHECK(!acl_check(dev, S("fleet/secret/x"), ACL_READ)); /* deny wins */
-    CHECK(acl_check_subscribe(dev, S("#")));                /* partially readable */
+    CHECK(acl_check_subscribe(dev, S("#")));               /* partially readable */
     CHECK(!acl_check_subscribe(dev, S("devices/dev-2/#")));
     CHECK(!acl_check_subscribe(dev, S("fleet/secret/#"))); /* covered by deny */
     CHECK(acl_check_subscribe(dev, S("fleet/+")));

@@ -48,8 +48,8 @@ static void test_connect(uint8_t v)
     k->username = B("ignored");
     k->password = B("secret");
     if (v == MQTT_V5) {
-        k->props.present = MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY) |
-                           MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM);
+        k->props.present =
+            MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY) | MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM);
         k->props.session_expiry = 3600;
         k->props.receive_maximum = 10;
         k->will_props.present = MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY);
@@ -92,8 +92,8 @@ static void test_publish(uint8_t v)
         pub->payload_len = sizeof(payload);
         uint32_t ids[2] = {5, 300};
         if (v == MQTT_V5) {
-            pub->props.present = MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE) |
-                                 MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+            pub->props.present =
+                MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE) | MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
             pub->props.content_type = B("text/plain");
             pub->props.message_expiry = 60;
             /* user properties as raw property bytes */
@@ -199,7 +199,8 @@ static void bad(const uint8_t *b, size_t n, uint8_t v, int want)
 static void test_malformed(void)
 {
     bad((const uint8_t *)"\x30\xff\xff\xff\xff\x01", 6, 4, CODEC_ERR_MALFORMED);
-    bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x04\x03\x00\x3c\x00\x00", 14, 0, CODEC_ERR_MALFORMED);
+    bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x04\x03\x00\x3c\x00\x00", 14, 0,
+        CODEC_ERR_MALFORMED);
     bad((const uint8_t *)"\x10\x0c\x00\x04HTTP\x04\x02\x00\x3c\x00\x00", 14, 0,
         CODEC_ERR_BAD_PROTOCOL_NAME);
     bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x07\x02\x00\x3c\x00\x00", 14, 0,
@@ -207,18 +208,18 @@ static void test_malformed(void)
     /* password without user name in 3.1.1 */
     bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x04\x42\x00\x3c\x00\x00", 14, 0,
         CODEC_ERR_MALFORMED);
-    bad((const uint8_t *)"\x36\x05\x00\x01x\x00\x01", 7, 4, CODEC_ERR_MALFORMED); /* QoS 3 */
-    bad((const uint8_t *)"\x38\x03\x00\x01x", 5, 4, CODEC_ERR_MALFORMED);         /* DUP QoS0 */
-    bad((const uint8_t *)"\x32\x05\x00\x01x\x00\x00", 7, 4, CODEC_ERR_PROTOCOL);  /* id 0 */
+    bad((const uint8_t *)"\x36\x05\x00\x01x\x00\x01", 7, 4, CODEC_ERR_MALFORMED);     /* QoS 3 */
+    bad((const uint8_t *)"\x38\x03\x00\x01x", 5, 4, CODEC_ERR_MALFORMED);             /* DUP QoS0 */
+    bad((const uint8_t *)"\x32\x05\x00\x01x\x00\x00", 7, 4, CODEC_ERR_PROTOCOL);      /* id 0 */
     bad((const uint8_t *)"\x80\x06\x00\x01\x00\x01x\x00", 8, 4, CODEC_ERR_MALFORMED); /* flags */
     bad((const uint8_t *)"\x82\x02\x00\x01", 4, 4, CODEC_ERR_PROTOCOL); /* no entries */
     bad((const uint8_t *)"\x82\x06\x00\x01\x00\x01x\x03", 8, 4, CODEC_ERR_MALFORMED); /* qos 3 */
-    bad((const uint8_t *)"\x30\x04\x00\x02\xc0\x80", 6, 4, CODEC_ERR_MALFORMED); /* overlong */
-    bad((const uint8_t *)"\x30\x03\x00\x01\x00", 5, 4, CODEC_ERR_MALFORMED);     /* U+0000 */
-    bad((const uint8_t *)"\x30\x02\x00\x05", 4, 4, CODEC_ERR_MALFORMED);         /* truncated */
-    bad((const uint8_t *)"\xc0\x01\x00", 3, 4, CODEC_ERR_MALFORMED);             /* trailing */
-    bad((const uint8_t *)"\x00\x00", 2, 4, CODEC_ERR_MALFORMED);                 /* type 0 */
-    bad((const uint8_t *)"\xf0\x00", 2, 4, CODEC_ERR_PROTOCOL);                  /* AUTH v3 */
+    bad((const uint8_t *)"\x30\x04\x00\x02\xc0\x80", 6, 4, CODEC_ERR_MALFORMED);      /* overlong */
+    bad((const uint8_t *)"\x30\x03\x00\x01\x00", 5, 4, CODEC_ERR_MALFORMED);          /* U+0000 */
+    bad((const uint8_t *)"\x30\x02\x00\x05", 4, 4, CODEC_ERR_MALFORMED); /* truncated */
+    bad((const uint8_t *)"\xc0\x01\x00", 3, 4, CODEC_ERR_MALFORMED);     /* trailing */
+    bad((const uint8_t *)"\x00\x00", 2, 4, CODEC_ERR_MALFORMED);         /* type 0 */
+    bad((const uint8_t *)"\xf0\x00", 2, 4, CODEC_ERR_PROTOCOL);          /* AUTH v3 */
     /* v5: unknown property, duplicate property, property not allowed in the packet */
     bad((const uint8_t *)"\x30\x06\x00\x01x\x02\x7f\x00", 8, 5, CODEC_ERR_PROTOCOL);
     bad((const uint8_t *)"\x30\x08\x00\x01x\x04\x01\x01\x01\x01", 10, 5, CODEC_ERR_PROTOCOL);

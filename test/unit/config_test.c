@@ -70,19 +70,19 @@ static void test_defaults_and_values(void)
 
 static void test_errors(void)
 {
-    const char *text = "cafile early.crt\n"             /* 1: before listener */
-                       "listener 8883\n"                /* 2 */
-                       "require_certificate false\n"    /* 3 */
-                       "allow_anonymous true\n"         /* 4 */
-                       "password_file /etc/pw\n"        /* 5 */
-                       "max_queued_messages -1\n"       /* 6 */
-                       "tls_version tlsv1.3\n"          /* 7 */
-                       "log_type everything\n"          /* 8 */
-                       "retain_available yes\n"         /* 9 */
-                       "no_such_thing 1\n"              /* 10 */
-                       "plugin_opt_x 1\n"               /* 11: before plugin */
-                       "listener 8883\n"                /* 12: duplicate */
-                       "cert_identity serial\n";        /* 13 */
+    const char *text = "cafile early.crt\n"          /* 1: before listener */
+                       "listener 8883\n"             /* 2 */
+                       "require_certificate false\n" /* 3 */
+                       "allow_anonymous true\n"      /* 4 */
+                       "password_file /etc/pw\n"     /* 5 */
+                       "max_queued_messages -1\n"    /* 6 */
+                       "tls_version tlsv1.3\n"       /* 7 */
+                       "log_type everything\n"       /* 8 */
+                       "retain_available yes\n"      /* 9 */
+                       "no_such_thing 1\n"           /* 10 */
+                       "plugin_opt_x 1\n"            /* 11: before plugin */
+                       "listener 8883\n"             /* 12: duplicate */
+                       "cert_identity serial\n";     /* 13 */
     struct config c;
     struct diag d;
     diag_init(&d);

@@ -278,8 +278,10 @@ static void test_handshakes(struct tls_lib *lib)
     struct {
         const char *name;
         enum tls_reject why;
-    } bad[] = {{NULL, TLS_REJECT_NO_CERT},     {"revoked", TLS_REJECT_REVOKED},
-               {"expired", TLS_REJECT_EXPIRED}, {"srvonly", TLS_REJECT_BAD_EKU},
+    } bad[] = {{NULL, TLS_REJECT_NO_CERT},
+               {"revoked", TLS_REJECT_REVOKED},
+               {"expired", TLS_REJECT_EXPIRED},
+               {"srvonly", TLS_REJECT_BAD_EKU},
                {"plus", TLS_REJECT_BAD_IDENTITY}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         client_init(&c, bad[i].name, NULL);

@@ -177,8 +177,8 @@ static void test_retain(void)
     struct {
         const char *f;
         int n;
-    } cases[] = {{"#", 4}, {"a/#", 3}, {"+/b", 2}, {"a/+/c", 1}, {"$SYS/#", 1}, {"+/up", 0},
-                 {"a", 1}, {"nope/#", 0}};
+    } cases[] = {{"#", 4},      {"a/#", 3},  {"+/b", 2}, {"a/+/c", 1},
+                 {"$SYS/#", 1}, {"+/up", 0}, {"a", 1},   {"nope/#", 0}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         seen = 0;
         retain_match(r, S(cases[i].f), count_msg, NULL);
