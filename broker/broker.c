@@ -40,7 +40,15 @@ struct broker {
     size_t m_count, m_cap;
     const struct msg *cur;
     const struct session *cur_from;
+    const struct broker_store *store;
+    bool closing;
 };
+
+#define BSTORE(b, fn, ...)                                                                         \
+    do {                                                                                           \
+        if ((b)->store && (b)->store->fn && !(b)->closing)                                         \
+            (b)->store->fn((b)->store->ctx, __VA_ARGS__);                                          \
+    } while (0)
 
 struct broker *broker_new(const struct broker_limits *l, const struct broker_hooks *h)
 {
@@ -58,7 +66,13 @@ void broker_free(struct broker *b)
 {
     if (!b)
         return;
+    /* Freeing memory is not forgetting: nothing below may reach the store. */
+    b->closing = true;
     struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        session_set_store(e->s, NULL);
+    }
     HASH_ITER(hh, b->sessions, e, tmp)
     {
         destroy_session(b, e->s);
@@ -182,6 +196,8 @@ static void destroy_session(struct broker *b, struct session *s)
 {
     struct handover h = {b, s};
     session_take_shared(s, hand_over, &h);
+    if (session_persistent(s))
+        BSTORE(b, session_deleted, s);
     struct entry *e;
     size_t klen;
     const char *key = session_key(s, &klen);
@@ -249,6 +265,8 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     }
     if (!s) {
         s = session_new(identity, client_id, &b->lim.session);
+        if (b->store)
+            session_set_store(s, b->store->session);
         struct entry *e = xmalloc(sizeof(*e));
         e->s = s;
         size_t klen;
@@ -258,7 +276,11 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     }
     session_set_client(s, client);
     session_set_version(s, version);
+    if (session_persistent(s) && !persistent)
+        BSTORE(b, session_deleted, s); /* the new connection does not keep it */
     session_set_persistent(s, persistent, expiry_s);
+    if (persistent)
+        BSTORE(b, session_saved, s, 0);
     compile_acl(b, s);
     if (*present)
         session_resend_all(s);
@@ -278,10 +300,64 @@ void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
         session_set_will_at(s, now + (int64_t)session_will_delay(s) * 1000); /* see broker_tick */
     else
         publish_will(b, s, now);
-    if (!stays)
+    if (!stays) {
         destroy_session(b, s);
-    else
+    } else {
         session_set_offline_since(s, now);
+        BSTORE(b, session_saved, s, now);
+    }
+}
+
+void broker_set_store(struct broker *b, const struct broker_store *st)
+{
+    b->store = st;
+    struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        session_set_store(e->s, st ? st->session : NULL);
+    }
+}
+
+struct session *broker_restore_session(struct broker *b, const char *identity,
+                                       const char *client_id, uint32_t expiry_s, uint8_t version,
+                                       int64_t offline_since)
+{
+    struct session *s = session_new(identity, client_id, &b->lim.session);
+    struct entry *e = xmalloc(sizeof(*e));
+    e->s = s;
+    size_t klen;
+    const char *k = session_key(s, &klen);
+    HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
+    b->stats.sessions++;
+    session_set_version(s, version);
+    session_set_persistent(s, true, expiry_s);
+    session_set_offline_since(s, offline_since);
+    compile_acl(b, s);
+    return s;
+}
+
+void broker_restore_sub(struct broker *b, struct session *s, const char *filter, uint8_t options,
+                        uint32_t sub_id)
+{
+    size_t len = strlen(filter), glen = 0, flen = len;
+    const char *g = NULL, *f = filter;
+    if (topic_share_split(filter, len, &g, &glen, &f, &flen) < 0 ||
+        !topic_filter_valid(f, flen))
+        return;
+    bool replaced;
+    topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
+    session_sub_add(s, filter, len, options, sub_id);
+}
+
+void broker_restore_retained(struct broker *b, struct msg *m)
+{
+    retain_set(b->retained, m);
+}
+
+void broker_set_next_msg_id(struct broker *b, uint64_t next)
+{
+    if (next > b->msg_id)
+        b->msg_id = next;
 }
 
 void broker_tick(struct broker *b, int64_t now)
@@ -405,8 +481,10 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
         b->stats.publish_denied++;
         return BROKER_PUB_DENIED;
     }
-    if (m->retain && b->lim.retain_available)
+    if (m->retain && b->lim.retain_available) {
         retain_set(b->retained, m);
+        BSTORE(b, retained, m);
+    }
     b->gen++;
     b->m_count = 0;
     b->cur = m;
@@ -472,6 +550,8 @@ uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);
     bool is_new = session_sub_add(s, filter, len, options, sub_id);
+    if (session_persistent(s))
+        BSTORE(b, sub, s, filter, len, options, sub_id, true);
     uint8_t qos = options & MQTT_SUBOPT_QOS_MASK;
     unsigned rh = (options & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> MQTT_SUBOPT_RETAIN_HANDLING_SHIFT;
     if (!group && (rh == 0 || (rh == 1 && is_new))) {
@@ -485,6 +565,8 @@ int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, 
 {
     if (!session_sub_del(s, filter, len))
         return -1;
+    if (session_persistent(s))
+        BSTORE(b, sub, s, filter, len, 0, 0, false);
     const char *group = NULL, *f = filter;
     size_t glen = 0, flen = len;
     if (topic_share_split(filter, len, &group, &glen, &f, &flen) < 0)

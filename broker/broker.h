@@ -42,6 +42,18 @@ struct broker_stats {
     uint64_t clients_online;
 };
 
+/* Where the broker's durable state goes (persist module): sessions, subscriptions, retained
+ * messages; session queues go through `session`. */
+struct broker_store {
+    void *ctx;
+    const struct session_store *session;
+    void (*session_saved)(void *ctx, const struct session *s, int64_t offline_since_ms);
+    void (*session_deleted)(void *ctx, const struct session *s);
+    void (*sub)(void *ctx, const struct session *s, const char *filter, size_t len,
+                uint8_t options, uint32_t sub_id, bool add);
+    void (*retained)(void *ctx, const struct msg *m); /* set, or clear when the payload is empty */
+};
+
 struct broker;
 
 struct broker *broker_new(const struct broker_limits *l, const struct broker_hooks *h);
@@ -89,6 +101,16 @@ int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, 
 
 /* Housekeeping: expire offline sessions whose expiry has passed. */
 void broker_tick(struct broker *b, int64_t now);
+
+void broker_set_store(struct broker *b, const struct broker_store *st);
+/* Restoring durable state at start-up (nothing is written back to the store). */
+struct session *broker_restore_session(struct broker *b, const char *identity,
+                                       const char *client_id, uint32_t expiry_s, uint8_t version,
+                                       int64_t offline_since);
+void broker_restore_sub(struct broker *b, struct session *s, const char *filter, uint8_t options,
+                        uint32_t sub_id);
+void broker_restore_retained(struct broker *b, struct msg *m);
+void broker_set_next_msg_id(struct broker *b, uint64_t next);
 
 /* The session of (identity, client_id), or NULL. */
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id);

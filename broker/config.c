@@ -128,12 +128,13 @@ static const struct directive table[] = {
     {"pid_file", T_PATH, G(pid_file), 0, 0, NULL, NULL, 0},
     {"plugin", T_SPECIAL, S_GLOBAL, 0, 0, 0, NULL, NULL, SP_PLUGIN},
     {"include_dir", T_SPECIAL, S_GLOBAL, 0, 0, 0, NULL, NULL, SP_INCLUDE_DIR},
-    {"persistence", T_REFUSE, S_GLOBAL, 0, 0, 0, NULL,
-     "persistence is not available yet in this version of certmq", 0},
-    {"persistence_location", T_REFUSE, S_GLOBAL, 0, 0, 0, NULL,
-     "persistence is not available yet in this version of certmq", 0},
-    {"autosave_interval", T_REFUSE, S_GLOBAL, 0, 0, 0, NULL,
-     "persistence is not available yet in this version of certmq", 0},
+    {"persistence", T_BOOL, G(persistence), 0, 0, NULL, NULL, 0},
+    {"persistence_location", T_PATH, G(persistence_location), 0, 0, NULL, NULL, 0},
+    /* certmq writes every change durably at once; mosquitto's periodic save is meaningless. */
+    {"autosave_interval", T_U32, S_GLOBAL, 0, 0, INT32_MAX, NULL, NULL, -1},
+    {"autosave_on_changes", T_BOOL, S_GLOBAL, 0, 0, 0, NULL, NULL, -1},
+    {"persistence_file", T_REFUSE, S_GLOBAL, 0, 0, 0, NULL,
+     "certmq keeps its database as certmq.db inside persistence_location", 0},
 };
 
 struct parser {
@@ -509,6 +510,8 @@ static void directive(struct parser *p, char *key, char **args, int n, const cha
                 (long long)dr->min, (long long)dr->max, args[0]);
             return;
         }
+        if (dr->special == -1)
+            return; /* accepted for compatibility, nothing to set */
         if (dr->type == T_U16)
             *(uint16_t *)field = (uint16_t)v;
         else if (dr->type == T_U32)

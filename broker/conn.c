@@ -63,6 +63,8 @@ struct conn_env {
     struct conn *flush_head;
     struct conn *wait_head, *wait_tail;
     struct conn_stats stats;
+    void (*before_flush)(void *ctx);
+    void *before_flush_ctx;
     uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
     uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
 };
@@ -107,6 +109,12 @@ void conn_env_free(struct conn_env *e)
 {
     if (e)
         uv_close((uv_handle_t *)&e->check, env_check_closed);
+}
+
+void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *ctx)
+{
+    e->before_flush = cb;
+    e->before_flush_ctx = ctx;
 }
 
 const struct conn_stats *conn_env_stats(const struct conn_env *e)
@@ -328,6 +336,8 @@ int conn_write(struct conn *c, const uint8_t *p, size_t n)
 static void flush_list_run(uv_check_t *h)
 {
     struct conn_env *e = h->data;
+    if (e->before_flush)
+        e->before_flush(e->before_flush_ctx);
     while (e->flush_head) {
         struct conn *list = e->flush_head;
         e->flush_head = NULL;

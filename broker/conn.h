@@ -53,6 +53,9 @@ struct conn_env_opts {
 };
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
 void conn_env_free(struct conn_env *e);
+/* Called once per loop turn before any connection writes (persistence commits there, so no
+ * acknowledgement leaves before what it acknowledges is durable). */
+void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *ctx);
 const struct conn_stats *conn_env_stats(const struct conn_env *e);
 
 struct ws_ctx;

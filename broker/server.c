@@ -11,6 +11,7 @@
 #include "listener.h"
 #include "log.h"
 #include "msg.h"
+#include "persist.h"
 #include "tls.h"
 #include "ws.h"
 #include "xmalloc.h"
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TICK_MS 1000
@@ -55,6 +57,8 @@ struct server {
     struct client_env *clenv;
     struct broker *b;
     struct ws_ctx *ws;
+    struct persist *persist;
+    uint64_t next_vacuum_ms;
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t tick;
     uv_timer_t ws_stop;
@@ -347,6 +351,13 @@ static void on_tick(uv_timer_t *t)
     struct server *s = t->data;
     uint64_t now = uv_now(s->loop);
     broker_tick(s->b, (int64_t)now);
+    if (s->persist) {
+        persist_commit(s->persist); /* what the tick changed (expired sessions, wills) */
+        if (now >= s->next_vacuum_ms) {
+            persist_vacuum(s->persist);
+            s->next_vacuum_ms = now + 60000;
+        }
+    }
     if (s->cfg.sys_interval && now >= s->next_sys_ms) {
         sys_publish(s);
         s->next_sys_ms = now + (uint64_t)s->cfg.sys_interval * 1000;
@@ -440,6 +451,33 @@ static int open_listeners(struct server *s)
     return bad;
 }
 
+static void commit_turn(void *ctx)
+{
+    persist_commit(ctx);
+}
+
+/* Restore the durable state, then have every change written and committed once per loop turn
+ * before acknowledgements go out. */
+static int open_persistence(struct server *s)
+{
+    const char *dir = s->cfg.persistence_location ? s->cfg.persistence_location : ".";
+    struct diag d;
+    diag_init(&d);
+    s->persist = persist_open(dir, &d);
+    if (s->persist && persist_load(s->persist, s->b, (int64_t)uv_now(s->loop), (int64_t)time(NULL),
+                                   &d) != 0) {
+        persist_close(s->persist);
+        s->persist = NULL;
+    }
+    log_diag(LOGL_ERR, &d, "");
+    diag_free(&d);
+    if (!s->persist)
+        return -1;
+    broker_set_store(s->b, persist_store(s->persist));
+    conn_env_set_before_flush(s->cenv, commit_turn, s->persist);
+    return 0;
+}
+
 static void init_signal(struct server *s, uv_signal_t *h, int signum)
 {
     uv_signal_init(s->loop, h);
@@ -506,6 +544,12 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         return NULL;
     }
     broker_set_acl(s->b, a);
+    if (c->persistence && open_persistence(s) != 0) {
+        server_stop(s);
+        uv_run(loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return NULL;
+    }
     start_watches(s);
     init_signal(s, &s->sighup, SIGHUP);
     init_signal(s, &s->sigterm, SIGTERM);
@@ -589,6 +633,11 @@ void server_free(struct server *s)
         if (s->ls[i].ctx)
             tls_ctx_unref(s->ls[i].ctx);
     free(s->ls);
+    /* Durable state is complete; detach it before the broker frees its memory. */
+    if (s->persist) {
+        broker_set_store(s->b, NULL);
+        persist_close(s->persist);
+    }
     broker_free(s->b);
     client_env_free(s->clenv);
     tls_lib_free(s->tls);

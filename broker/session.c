@@ -51,6 +51,9 @@ struct session {
     uint8_t *qos2_in; /* 65536-bit map */
     uint32_t qos2_in_count;
 
+    const struct session_store *store;
+    uint64_t next_seq;
+
     struct session_sub *subs;
     size_t sub_count, sub_cap;
 
@@ -80,8 +83,18 @@ struct session *session_new(const char *identity, const char *client_id,
     return s;
 }
 
+/* Calls a store callback when the session is persistent and the store has it. */
+#define STORE(s, fn, ...)                                                                          \
+    do {                                                                                           \
+        if ((s)->persistent && (s)->store && (s)->store->fn)                                       \
+            (s)->store->fn((s)->store->ctx, (s), __VA_ARGS__);                                     \
+    } while (0)
+
 void session_clear_messages(struct session *s)
 {
+    if ((s->inf_count || s->q_count || s->qos2_in_count) && s->persistent && s->store &&
+        s->store->cleared)
+        s->store->cleared(s->store->ctx, s);
     for (uint32_t i = 0; i < s->inf_count; i++)
         msg_unref(s->inf[i].d.msg);
     s->inf_count = 0;
@@ -127,6 +140,34 @@ const char *session_key(const struct session *s, size_t *len)
 {
     *len = s->key_len;
     return s->key;
+}
+
+void session_set_store(struct session *s, const struct session_store *store)
+{
+    s->store = store;
+}
+
+void session_restore(struct session *s, const struct session_delivery *d, uint16_t id,
+                     bool released)
+{
+    if (d->seq >= s->next_seq)
+        s->next_seq = d->seq + 1;
+    if (!id || s->inf_count >= s->lim.max_inflight) {
+        const struct session_store *keep = s->store;
+        s->store = NULL; /* already stored */
+        struct session_delivery q = *d;
+        q.seq = 0;
+        session_enqueue(s, &q, false);
+        s->q[(s->q_head + s->q_count - 1) % s->q_cap].seq = d->seq;
+        s->store = keep;
+        return;
+    }
+    struct inflight *f = &s->inf[s->inf_count++];
+    f->d = *d;
+    f->d.msg = released ? NULL : msg_ref(d->msg);
+    f->id = id;
+    f->state = released ? INF_WAIT_COMP : INF_WAIT_ACK;
+    f->sent = false; /* sent again (DUP) on the next connection */
 }
 
 void session_set_client(struct session *s, void *client)
@@ -250,9 +291,11 @@ int session_enqueue(struct session *s, const struct session_delivery *d, bool on
     }
     qitem_t *it = &s->q[(s->q_head + s->q_count) % s->q_cap];
     *it = *d;
+    it->seq = s->next_seq++;
     msg_ref(it->msg);
     s->q_count++;
     s->q_bytes += sz;
+    STORE(s, enqueued, it);
     return 0;
 }
 
@@ -270,6 +313,7 @@ void session_take_shared(struct session *s, void (*cb)(void *ctx, const struct s
         struct inflight *f = &s->inf[i];
         if (f->d.group && f->state == INF_WAIT_ACK) {
             cb(ctx, &f->d);
+            STORE(s, removed, f->d.seq);
             msg_unref(f->d.msg);
         } else {
             s->inf[keep++] = *f;
@@ -281,6 +325,7 @@ void session_take_shared(struct session *s, void (*cb)(void *ctx, const struct s
         qitem_t it = q_pop(s);
         if (it.group) {
             cb(ctx, &it);
+            STORE(s, removed, it.seq);
             msg_unref(it.msg);
         } else {
             /* Back in at the tail: after n pops and pushes the order is unchanged. */
@@ -371,11 +416,13 @@ bool session_next_out(struct session *s, int64_t now, struct session_out *o)
             return false;
         qitem_t it = q_pop(s);
         if (it.msg->expiry_at && it.msg->expiry_at <= now) {
+            STORE(s, removed, it.seq);
             msg_unref(it.msg);
             continue;
         }
         o->kind = SESSION_OUT_PUBLISH;
         if (it.qos == 0) {
+            STORE(s, removed, it.seq);
             s->out0 = it.msg; /* keeps the message alive until the caller has encoded it */
             s->out0_d = it;
             fill_out(o, &s->out0_d);
@@ -386,6 +433,7 @@ bool session_next_out(struct session *s, int64_t now, struct session_out *o)
         f->state = INF_WAIT_ACK;
         f->sent = true;
         f->id = alloc_id(s);
+        STORE(s, sent, f->d.seq, f->id);
         fill_out(o, &f->d);
         o->id = f->id;
         return true;
@@ -409,6 +457,7 @@ static int inf_find(const struct session *s, uint16_t id)
 
 static void inf_remove(struct session *s, int i)
 {
+    STORE(s, removed, s->inf[i].d.seq);
     msg_unref(s->inf[i].d.msg);
     memmove(&s->inf[i], &s->inf[i + 1], (s->inf_count - (uint32_t)i - 1) * sizeof(*s->inf));
     s->inf_count--;
@@ -433,6 +482,7 @@ int session_pubrec(struct session *s, uint16_t id)
         msg_unref(f->d.msg);
         f->d.msg = NULL;
         f->state = INF_WAIT_COMP;
+        STORE(s, released, f->d.seq);
     }
     /* A duplicate PUBREC is answered with PUBREL again. */
     f->sent = false;
@@ -462,6 +512,7 @@ void session_qos2_in_add(struct session *s, uint16_t id)
     if (!session_qos2_in_has(s, id)) {
         s->qos2_in[id >> 3] |= (uint8_t)(1u << (id & 7));
         s->qos2_in_count++;
+        STORE(s, qos2_in, id, true);
     }
 }
 
@@ -469,6 +520,7 @@ void session_qos2_in_del(struct session *s, uint16_t id)
 {
     if (!session_qos2_in_has(s, id))
         return;
+    STORE(s, qos2_in, id, false);
     s->qos2_in[id >> 3] &= (uint8_t) ~(1u << (id & 7));
     if (--s->qos2_in_count == 0) {
         free(s->qos2_in);

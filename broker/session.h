@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 struct acl_client;
+struct session_delivery;
 
 struct session_limits {
     uint32_t max_inflight;     /* outgoing QoS 1/2 window (>= 1) */
@@ -24,6 +25,18 @@ struct session_limits {
 };
 
 struct session;
+
+/* Where a persistent session's changes go to be made durable (persist module). Every callback
+ * is optional; the session only calls it while it is persistent. */
+struct session_store {
+    void *ctx;
+    void (*enqueued)(void *ctx, const struct session *s, const struct session_delivery *d);
+    void (*sent)(void *ctx, const struct session *s, uint64_t seq, uint16_t id);
+    void (*released)(void *ctx, const struct session *s, uint64_t seq); /* PUBREC received */
+    void (*removed)(void *ctx, const struct session *s, uint64_t seq);
+    void (*cleared)(void *ctx, const struct session *s);
+    void (*qos2_in)(void *ctx, const struct session *s, uint16_t id, bool add);
+};
 
 struct session *session_new(const char *identity, const char *client_id,
                             const struct session_limits *lim);
@@ -36,6 +49,10 @@ const char *session_client_id(const struct session *s);
 /* Hash key: identity, NUL, client id. */
 const char *session_key(const struct session *s, size_t *len);
 
+void session_set_store(struct session *s, const struct session_store *store);
+/* Restore one stored delivery: queued (id 0), in flight (id set, released = PUBREC seen). */
+void session_restore(struct session *s, const struct session_delivery *d, uint16_t id,
+                     bool released);
 void session_set_client(struct session *s, void *client);
 void *session_client(const struct session *s);
 void session_set_acl(struct session *s, struct acl_client *acl); /* takes ownership */
@@ -64,6 +81,7 @@ struct msg *session_take_will(struct session *s); /* caller owns the returned re
  * every matching subscription; more than SESSION_MAX_SUB_IDS are not kept. */
 #define SESSION_MAX_SUB_IDS 4
 struct session_delivery {
+    uint64_t seq;      /* order within the session, assigned at enqueue (persistence key) */
     struct msg *msg;
     const void *group; /* the shared-subscription group it was given to, or NULL */
     uint32_t sub_ids[SESSION_MAX_SUB_IDS];

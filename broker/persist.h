@@ -1,0 +1,34 @@
+/* persist: durable sessions, subscriptions, queued and in-flight messages and retained messages
+ * in an embedded SQLite database.
+ *
+ * Changes are written as they happen inside one open transaction that persist_commit() ends;
+ * the server commits once per loop turn, just before acknowledgements are written, so a PUBACK
+ * or PUBREC never leaves before what it acknowledges is on disk (WAL, synchronous=FULL).
+ * Knows the broker only through its store interfaces and restore calls. */
+#ifndef CERTMQ_PERSIST_H
+#define CERTMQ_PERSIST_H
+
+#include "broker.h"
+#include "diag.h"
+
+#include <stdint.h>
+
+struct persist;
+
+/* Open or create DIR/certmq.db. A database that is corrupt, unreadable, locked by another
+ * process or of an unknown schema version is refused with the reason in d. */
+struct persist *persist_open(const char *dir, struct diag *d);
+/* Restore everything into b (sessions with their subscriptions, queues and in-flight messages,
+ * retained messages), dropping expired sessions and messages. now_ms is the loop clock,
+ * wall_now the unix time. Returns 0, or -1 with the reason in d. */
+int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wall_now,
+                 struct diag *d);
+/* The interfaces to give to broker_set_store(). */
+const struct broker_store *persist_store(struct persist *p);
+/* Make everything written so far durable. Returns 0 or -1 (logged). */
+int persist_commit(struct persist *p);
+/* Remove message bodies nothing refers to any more. */
+void persist_vacuum(struct persist *p);
+void persist_close(struct persist *p);
+
+#endif
