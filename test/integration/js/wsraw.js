@@ -17,8 +17,10 @@ const ws = new WebSocket(plan.url, plan.protocols || [], opts);
 ws.on('open', () => {
   out({ event: 'open', protocol: ws.protocol });
   for (const step of plan.send || []) {
-    if (step.text) ws.send(step.text, { binary: false });
-    else ws.send(hex(step.hex), { binary: true, fin: step.fin !== false });
+    for (let i = 0; i < (step.repeat || 1); i++) {
+      if (step.text) ws.send(step.text, { binary: false });
+      else ws.send(hex(step.hex), { binary: true, fin: step.fin !== false });
+    }
   }
 });
 ws.on('message', (data, isBinary) => out({ event: 'message', hex: Buffer.from(data).toString('hex'), binary: isBinary }));

@@ -1,0 +1,19 @@
+/* tlsmem: lazily resident memory for Mbed TLS's record buffers.
+ *
+ * Mbed TLS 2.28 (Debian build) allocates two 16,717-byte record buffers per connection with
+ * calloc, and glibc's calloc touches every page of them, so an idle connection keeps ~33 KB
+ * resident although it only ever uses the first pages. certmq links Mbed TLS statically with
+ * `-Wl,--wrap=calloc,--wrap=free`; the wrappers here hand out those two sizes from a reserved
+ * mmap region instead, whose untouched pages never become resident, and give a slot back with
+ * madvise(MADV_DONTNEED) (which also makes it read as zeros again). Everything else goes to the
+ * real allocator. Measured in shared/notes/mbedtls-2.28.md section 3. */
+#ifndef CERTMQ_TLSMEM_H
+#define CERTMQ_TLSMEM_H
+
+#include <stddef.h>
+
+/* Slots in use and slots ever handed out (for $SYS / tests). */
+size_t tlsmem_in_use(void);
+size_t tlsmem_capacity(void);
+
+#endif
