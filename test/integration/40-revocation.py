@@ -47,6 +47,21 @@ def chain(name):
     return (os.path.join(pki.dir, "issued", name + "-chain.pem"), pki.cert(name)[1])
 
 
+def test_revoked_device_will_not_published_session_discarded():
+    pki.device("willer")
+    watcher = h.paho(b, pki, "keep", client_id="watcher")
+    watcher.subscribe("devices/#", 1)
+    w = h.paho(b, pki, "willer", clean=False, will=("devices/willer/status", b"lost", 1, False))
+    w.subscribe("devices/willer/cmd", 1)
+    n = b.log_count()
+    pki.revoke("willer")
+    publish_crls()
+    check(w.disconnected.wait(3), "revoked device disconnected")
+    b.log_wait("disconnecting client willer .*session discarded", 2, n)
+    watcher.expect_none(1.0)  # its will is never published
+    watcher.disconnect()
+
+
 def test_revoked_subscriber_and_publisher():
     sub = h.paho(b, pki, "sub1")
     sub.subscribe("devices/#", 1)
@@ -144,6 +159,6 @@ def test_server_certificate_rotation():
     check(der == want, "new connections get the new server certificate")
 
 
-h.run(test_revoked_subscriber_and_publisher, test_ticket_resumption_after_revocation,
+h.run(test_revoked_device_will_not_published_session_discarded, test_revoked_subscriber_and_publisher, test_ticket_resumption_after_revocation,
       test_revoked_intermediate, test_garbage_crl_keeps_old, test_expiry_disconnects,
       test_server_certificate_rotation)

@@ -88,5 +88,40 @@ def test_two_cns_refused():
     b.log_wait("bad identity: the identity field appears more than once", 3, n)
 
 
-h.run(test_crl_missing_strict_and_present, test_expired_crl_reject_and_warn, test_wrongly_signed_crl_refused,
+def test_crlpath_directory():
+    d = os.path.join(h.tmp, "crls")
+    os.makedirs(d)
+    pki.device("gone")
+    pki.revoke("gone")
+    import shutil
+    shutil.copy(pki.crl, os.path.join(d, "root.pem"))
+    shutil.copy(os.path.join(inter, "crl.pem"), os.path.join(d, "plant.pem"))
+    b = h.broker(pki, ACL, cafile=cafile, crlfiles=[])  # only to write a config, restarted below
+    b.stop()
+    h.brokers.remove(b)
+    # crlpath is a listener key: put it right after the listener's keyfile line
+    lines = open(b.conf).read().splitlines()
+    out = []
+    for line in lines:
+        out.append(line)
+        if line.startswith("keyfile "):
+            out.append("crlpath %s" % d)
+    with open(b.conf, "w") as f:
+        f.write("\n".join(out) + "\n")
+    from certmq_test import Broker
+    b2 = Broker(h, b.conf, b.acl)
+    h.brokers.append(b2)
+    check(h.tls_refused(b2, pki, "gone"), "revoked device refused through crlpath")
+    check(not h.tls_refused(b2, pki, cert=chain_i1), "intermediate's CRL found in crlpath (strict)")
+    n = b2.log_count()
+    pki.device("later")
+    c = h.paho(b2, pki, "later")
+    pki.revoke("later")
+    shutil.copy(pki.crl, os.path.join(d, "root.pem.tmp"))
+    os.rename(os.path.join(d, "root.pem.tmp"), os.path.join(d, "root.pem"))
+    check(c.disconnected.wait(3), "a new CRL dropped into crlpath disconnects the revoked device")
+    b2.log_wait("certificate revoked; session discarded", 3, n)
+
+
+h.run(test_crlpath_directory, test_crl_missing_strict_and_present, test_expired_crl_reject_and_warn, test_wrongly_signed_crl_refused,
       test_identity_san_uri_and_subject, test_two_cns_refused)
