@@ -208,8 +208,10 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     c->env->stats.bytes_in += (uint64_t)n;
-    tls_conn_input(c->tls, (const uint8_t *)b->base, (size_t)n);
+    /* The shared read buffer is decrypted in place of a copy; process() runs synchronously. */
+    tls_conn_input_borrow(c->tls, (const uint8_t *)b->base, (size_t)n);
     process(c);
+    tls_conn_input_release(c->tls);
 }
 
 static void update_reading(struct conn *c)

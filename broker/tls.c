@@ -31,7 +31,9 @@ struct tls_lib {
 struct tls_conn {
     struct tls_ctx *ctx;
     mbedtls_ssl_context ssl;
-    struct buf in;
+    struct buf in;         /* ciphertext kept between reads */
+    const uint8_t *ext;    /* ciphertext of the current read, borrowed */
+    size_t ext_len;
     struct buf out;
     struct tls_verify_state vs;
     struct tls_peer peer;
@@ -287,16 +289,25 @@ static int bio_send(void *p, const unsigned char *b, size_t n)
     return (int)n;
 }
 
+/* Leftovers of earlier reads first, then the borrowed bytes of the current read. */
 static int bio_recv(void *p, unsigned char *b, size_t n)
 {
     struct tls_conn *c = p;
     size_t have = buf_size(&c->in);
-    if (!have)
+    if (have) {
+        if (n > have)
+            n = have;
+        memcpy(b, buf_head(&c->in), n);
+        buf_consume(&c->in, n);
+        return (int)n;
+    }
+    if (!c->ext_len)
         return MBEDTLS_ERR_SSL_WANT_READ;
-    if (n > have)
-        n = have;
-    memcpy(b, buf_head(&c->in), n);
-    buf_consume(&c->in, n);
+    if (n > c->ext_len)
+        n = c->ext_len;
+    memcpy(b, c->ext, n);
+    c->ext += n;
+    c->ext_len -= n;
     return (int)n;
 }
 
@@ -329,6 +340,21 @@ void tls_conn_free(struct tls_conn *c)
 void tls_conn_input(struct tls_conn *c, const uint8_t *p, size_t n)
 {
     buf_append(&c->in, p, n);
+}
+
+void tls_conn_input_borrow(struct tls_conn *c, const uint8_t *p, size_t n)
+{
+    c->ext = p;
+    c->ext_len = n;
+}
+
+void tls_conn_input_release(struct tls_conn *c)
+{
+    /* Only a partial record (or bytes not read while paused) is ever copied. */
+    if (c->ext_len)
+        buf_append(&c->in, c->ext, c->ext_len);
+    c->ext = NULL;
+    c->ext_len = 0;
 }
 
 struct buf *tls_conn_output(struct tls_conn *c)

@@ -112,6 +112,10 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx);
 void tls_conn_free(struct tls_conn *c);
 /* Ciphertext received from the peer (copied). */
 void tls_conn_input(struct tls_conn *c, const uint8_t *p, size_t n);
+/* The same without a copy: p stays valid until tls_conn_input_release(), which keeps (copies)
+ * only what the engine has not consumed by then. */
+void tls_conn_input_borrow(struct tls_conn *c, const uint8_t *p, size_t n);
+void tls_conn_input_release(struct tls_conn *c);
 /* Ciphertext waiting to be sent; the transport consumes from it. */
 struct buf *tls_conn_output(struct tls_conn *c);
 /* Drive the handshake. 0 = done (peer filled), TLS_AGAIN = needs input, < 0 = failed:
