@@ -261,12 +261,14 @@ def test_will_delay():
     check(not s.msgs, "will not yet published")
     s.expect("devices/a/will", 4)
     # A reconnect within the delay cancels it.
+    wp = Properties(PacketTypes.WILLMESSAGE)
+    wp.WillDelayInterval = 4
     w2 = V5("a", "a-will2", expiry=60, will=("devices/a/will", b"cancelled", 1, False, wp))
     w2.c.loop_stop()
     w2.c.socket().close()
     time.sleep(0.5)
     w3 = V5("a", "a-will2", clean=False, expiry=60)
-    time.sleep(2.5)
+    time.sleep(4.5)
     check(not s.msgs, "will cancelled by the session's new connection")
     w3.stop()
     s.stop()
