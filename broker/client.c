@@ -6,7 +6,7 @@
  * Output: control packets go to a small per-client buffer; publishes stay in the session until
  * the write slot, where they are encoded into the environment's scratch buffer. A client is
  * freed only in on_close, after conn has unwound. */
-#include "client.h"
+#include "client_int.h"
 
 #include "codec.h"
 #include "log.h"
@@ -19,48 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define SCRATCH_SIZE (16 * 1024)
-#define OUT_CTRL_MAX (64 * 1024)
-
-enum cstate { CS_WAIT_CONNECT, CS_CONNECTED, CS_CLOSING };
-
-struct client {
-    struct client_env *env;
-    struct conn *conn;
-    struct session *session;
-    struct client *prev, *next;
-    struct buf in;  /* partial packet carried over between reads */
-    struct buf out; /* control packets for this turn */
-    enum cstate state;
-    uint8_t version;
-    uint16_t keepalive;
-    uint32_t peer_max_packet;    /* MQTT 5 maximum packet size of the client, 0 = none */
-    bool no_problem_info;        /* MQTT 5 request problem information = 0 */
-    char **in_alias;             /* topic aliases the client set, index 1..topic_alias_max */
-    struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
-    uint16_t out_alias_max, out_alias_count;
-    uint64_t last_rx;
-    char *client_id;
-};
-
-struct out_alias {
-    char *topic;
-    uint16_t alias;
-    UT_hash_handle hh;
-};
-
-struct client_env {
-    uv_loop_t *loop;
-    struct broker *broker;
-    struct client_opts o;
-    struct client *head;
-    size_t count;
-    uint64_t next_auto_id;
-    bool discard_revoked;
-    uint8_t scratch[SCRATCH_SIZE];
-    size_t scratch_len;
-};
 
 struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struct client_opts *o)
 {
@@ -87,209 +45,14 @@ size_t client_count(const struct client_env *e)
     return e->count;
 }
 
-static int64_t now_ms(const struct client *c)
+int64_t client__now(const struct client *c)
 {
     return (int64_t)uv_now(c->env->loop);
 }
 
-static const char *cid(const struct client *c)
+const char *client__id(const struct client *c)
 {
     return c->client_id ? c->client_id : "(no client id)";
-}
-
-/* ---- output ------------------------------------------------------------------------------- */
-
-static void send_packet(struct client *c, const struct mqtt_packet *p)
-{
-    if (c->state == CS_CLOSING)
-        return;
-    size_t n = codec_encode(p, c->version, NULL, 0);
-    if (!n)
-        return;
-    codec_encode(p, c->version, buf_reserve(&c->out, n), n);
-    buf_commit(&c->out, n);
-    conn_want_write(c->conn);
-}
-
-static void send_ack(struct client *c, uint8_t type, uint16_t id, uint8_t rc)
-{
-    struct mqtt_packet p = {0};
-    p.type = type;
-    p.flags = type == MQTT_PUBREL ? 0x2 : 0;
-    p.u.ack.id = id;
-    p.u.ack.rc = rc;
-    send_packet(c, &p);
-}
-
-static void scratch_flush(struct client *c)
-{
-    struct client_env *e = c->env;
-    if (e->scratch_len) {
-        conn_write(c->conn, e->scratch, e->scratch_len);
-        e->scratch_len = 0;
-    }
-}
-
-static void scratch_put(struct client *c, const uint8_t *p, size_t n)
-{
-    struct client_env *e = c->env;
-    if (e->scratch_len + n > SCRATCH_SIZE)
-        scratch_flush(c);
-    if (n > SCRATCH_SIZE) {
-        conn_write(c->conn, p, n);
-        return;
-    }
-    memcpy(e->scratch + e->scratch_len, p, n);
-    e->scratch_len += n;
-}
-
-/* Encode one outgoing PUBLISH: head into scratch, payload after it (or straight to the
- * transport when it is large), so the payload is never copied twice. */
-static void emit_publish(struct client *c, const struct session_out *o)
-{
-    struct client_env *e = c->env;
-    const struct msg *m = o->msg;
-    struct mqtt_publish pub = {0};
-    pub.qos = o->qos;
-    pub.dup = o->dup && o->qos > 0;
-    pub.retain = o->retain;
-    pub.topic.p = (const uint8_t *)m->topic;
-    pub.topic.len = m->topic_len;
-    pub.id = o->id;
-    pub.payload = m->payload;
-    pub.payload_len = m->payload_len;
-    if (c->version == MQTT_V5) {
-        struct mqtt_props *pr = &pub.props;
-        if (m->has_payload_format) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT);
-            pr->payload_format = m->payload_format;
-        }
-        if (m->expiry_at) {
-            int64_t left = (m->expiry_at - now_ms(c) + 999) / 1000;
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
-            pr->message_expiry = left > 0 ? (uint32_t)left : 1;
-        }
-        if (m->content_type.len) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE);
-            pr->content_type = m->content_type;
-        }
-        if (m->response_topic.len) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC);
-            pr->response_topic = m->response_topic;
-        }
-        if (m->correlation_data.len) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA);
-            pr->correlation_data = m->correlation_data;
-        }
-        pr->user_props = m->user_props;
-        pr->user_props_len = m->user_props_len;
-        pr->sub_ids = o->sub_ids;
-        pr->sub_id_count = o->n_sub_ids;
-        if (c->out_alias_max) {
-            /* The first topics sent get an alias while the client allows more; later sends of
-             * an aliased topic carry only the alias. */
-            struct out_alias *a;
-            HASH_FIND(hh, c->out_alias, m->topic, m->topic_len, a);
-            if (a) {
-                pub.topic.len = 0;
-            } else if (c->out_alias_count < c->out_alias_max) {
-                a = xmalloc(sizeof(*a));
-                a->topic = xstrndup(m->topic, m->topic_len);
-                a->alias = ++c->out_alias_count;
-                HASH_ADD_KEYPTR(hh, c->out_alias, a->topic, m->topic_len, a);
-            }
-            if (a) {
-                pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
-                pr->topic_alias = a->alias;
-            }
-        }
-    }
-    uint8_t head[1024];
-    size_t hn = codec_encode_publish_head(&pub, c->version, head, sizeof(head));
-    uint8_t *big = NULL;
-    if (hn > sizeof(head)) {
-        big = xmalloc(hn);
-        codec_encode_publish_head(&pub, c->version, big, hn);
-    }
-    if (!hn || (c->peer_max_packet && hn + m->payload_len > c->peer_max_packet)) {
-        free(big); /* too large for this subscriber: dropped for it alone */
-        broker_stats(e->broker)->msgs_dropped++;
-        if (o->qos > 0) {
-            if (o->qos == 1)
-                session_puback(c->session, o->id);
-            else {
-                session_pubrec(c->session, o->id);
-                session_pubcomp(c->session, o->id);
-            }
-        }
-        return;
-    }
-    scratch_put(c, big ? big : head, hn);
-    free(big);
-    scratch_put(c, m->payload, m->payload_len);
-    struct broker_stats *st = broker_stats(e->broker);
-    st->msgs_sent++;
-    st->bytes_sent += hn + m->payload_len;
-}
-
-static void on_writable(void *ud, struct conn *conn)
-{
-    struct client *c = ud;
-    struct client_env *e = c->env;
-    e->scratch_len = 0;
-    if (buf_size(&c->out)) {
-        scratch_put(c, buf_head(&c->out), buf_size(&c->out));
-        buf_consume(&c->out, buf_size(&c->out));
-        buf_shrink(&c->out, 1024);
-    }
-    if (c->session && c->state == CS_CONNECTED) {
-        struct session_out o;
-        int64_t now = now_ms(c);
-        while (!conn_output_full(conn) && session_next_out(c->session, now, &o)) {
-            if (o.kind == SESSION_OUT_PUBREL) {
-                uint8_t tmp[64];
-                struct mqtt_packet p = {0};
-                p.type = MQTT_PUBREL;
-                p.flags = 0x2;
-                p.u.ack.id = o.id;
-                size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
-                scratch_put(c, tmp, n);
-            } else {
-                emit_publish(c, &o);
-            }
-        }
-    }
-    scratch_flush(c);
-    /* Resumes from conn's write_cb when the backlog drains (conn_want_write there). */
-}
-
-/* ---- closing ------------------------------------------------------------------------------ */
-
-/* MQTT 5 reason string, unless the client asked for no problem information. */
-static void reason_string(const struct client *c, struct mqtt_props *pr, const char *why)
-{
-    if (why && !c->no_problem_info) {
-        pr->present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
-        pr->reason_string.p = (const uint8_t *)why;
-        pr->reason_string.len = (uint16_t)strnlen(why, 200);
-    }
-}
-
-static void send_disconnect(struct client *c, uint8_t rc, const char *why)
-{
-    if (c->version != MQTT_V5 || c->state != CS_CONNECTED)
-        return;
-    struct mqtt_packet p = {0};
-    p.type = MQTT_DISCONNECT;
-    p.u.disconnect.rc = rc;
-    reason_string(c, &p.u.disconnect.props, why);
-    uint8_t tmp[256];
-    size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
-    if (buf_size(&c->out)) {
-        conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
-        buf_consume(&c->out, buf_size(&c->out));
-    }
-    conn_write(c->conn, tmp, n);
 }
 
 /* End the connection from our side. will: publish the will (anything but a DISCONNECT). */
@@ -298,11 +61,11 @@ static void client_end(struct client *c, uint8_t v5_reason, bool will, const cha
     if (c->state == CS_CLOSING)
         return;
     if (why && c->env->o.connection_messages)
-        log_notice("client %s from %s (%s) disconnected: %s", cid(c), conn_addr(c->conn),
+        log_notice("client %s from %s (%s) disconnected: %s", client__id(c), conn_addr(c->conn),
                    conn_peer(c->conn)->identity, why);
-    send_disconnect(c, v5_reason, why);
+    client__send_disconnect(c, v5_reason, why);
     if (c->session) {
-        broker_detach(c->env->broker, c->session, will, now_ms(c));
+        broker_detach(c->env->broker, c->session, will, client__now(c));
         c->session = NULL;
     }
     c->state = CS_CLOSING;
@@ -328,14 +91,14 @@ void client_untrust(struct client *c, const char *why, bool discard_session)
     if (c->state == CS_CLOSING)
         return;
     const struct tls_peer *p = conn_peer(c->conn);
-    log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s", cid(c),
-               conn_addr(c->conn), p->identity, p->serial, p->issuer, why,
+    log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s",
+               client__id(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, why,
                discard_session && c->session ? "; session discarded" : "");
     struct session *s = c->session;
     c->session = NULL;
     if (s) {
         /* A device that is no longer trusted must not speak again: no will. */
-        broker_detach(c->env->broker, s, false, now_ms(c));
+        broker_detach(c->env->broker, s, false, client__now(c));
     }
     client_end(c, 0x98, false, why);
     if (discard_session && c->client_id) {
@@ -397,17 +160,17 @@ static void connack(struct client *c, bool present, uint8_t rc, const struct mqt
     p.u.connack.rc = rc;
     if (pr)
         p.u.connack.props = *pr;
-    send_packet(c, &p);
+    client__send(c, &p);
 }
 
 /* Refuse a CONNECT: v3 and v5 codes differ. */
 static void refuse(struct client *c, uint8_t v3_rc, uint8_t v5_rc, const char *why)
 {
-    log_notice("client %s from %s (%s) refused: %s", cid(c), conn_addr(c->conn),
+    log_notice("client %s from %s (%s) refused: %s", client__id(c), conn_addr(c->conn),
                conn_peer(c->conn)->identity, why);
     struct mqtt_props pr = {0};
     if (c->version == MQTT_V5)
-        reason_string(c, &pr, why);
+        client__reason_string(c, &pr, why);
     connack(c, false, c->version == MQTT_V5 ? v5_rc : v3_rc, &pr);
     if (buf_size(&c->out)) {
         conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
@@ -447,7 +210,7 @@ static struct msg *make_will(struct client *c, const struct mqtt_connect *k)
     w.props = k->will_props;
     int64_t exp = 0;
     if (k->will_props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
-        exp = now_ms(c) + (int64_t)k->will_props.message_expiry * 1000;
+        exp = client__now(c) + (int64_t)k->will_props.message_expiry * 1000;
     return msg_new((const char *)k->will_topic.p, k->will_topic.len, &w, exp,
                    broker_next_msg_id(c->env->broker));
 }
@@ -524,14 +287,14 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     }
     bool present;
     struct session *s = broker_attach(e->broker, identity, c->client_id, c, k->clean, persistent,
-                                      expiry, c->version, &present, now_ms(c));
+                                      expiry, c->version, &present, client__now(c));
     c->session = s;
     session_set_window(s, (k->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM))
                               ? k->props.receive_maximum
                               : 0);
     if (k->will) {
         if (!broker_may_publish(e->broker, s, (const char *)k->will_topic.p, k->will_topic.len)) {
-            broker_detach(e->broker, s, false, now_ms(c));
+            broker_detach(e->broker, s, false, client__now(c));
             c->session = NULL;
             refuse(c, 0x05, 0x87, "will topic not allowed by the ACL");
             return;
@@ -617,7 +380,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         return;
     }
     if (pub->qos == 2 && session_qos2_in_has(c->session, pub->id)) {
-        send_ack(c, MQTT_PUBREC, pub->id, 0); /* duplicate: already routed once */
+        client__send_ack(c, MQTT_PUBREC, pub->id, 0); /* duplicate: already routed once */
         return;
     }
     if (pub->qos > 0 && c->version == MQTT_V5 && pub->qos == 2 &&
@@ -639,7 +402,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
                  c->client_id, (int)topic_len, topic, pub->payload_len);
     } else {
         st->msgs_received++;
-        int64_t now = now_ms(c), exp = 0;
+        int64_t now = client__now(c), exp = 0;
         if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
             exp = now + (int64_t)pub->props.message_expiry * 1000;
         struct msg *m = msg_new(topic, topic_len, pub, exp, broker_next_msg_id(e->broker));
@@ -653,11 +416,11 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         msg_unref(m);
     }
     if (pub->qos == 1) {
-        send_ack(c, MQTT_PUBACK, pub->id, rc);
+        client__send_ack(c, MQTT_PUBACK, pub->id, rc);
     } else if (pub->qos == 2) {
         if (rc < 0x80)
             session_qos2_in_add(c->session, pub->id);
-        send_ack(c, MQTT_PUBREC, pub->id, rc);
+        client__send_ack(c, MQTT_PUBREC, pub->id, rc);
     }
 }
 
@@ -676,13 +439,13 @@ static void handle_ack(struct client *c, const struct mqtt_packet *p)
                 session_pubcomp(s, id);
             conn_want_write(c->conn);
         } else {
-            send_ack(c, MQTT_PUBREL, id, 0x92);
+            client__send_ack(c, MQTT_PUBREL, id, 0x92);
         }
         break;
     case MQTT_PUBREL: {
         bool had = session_qos2_in_has(s, id);
         session_qos2_in_del(s, id);
-        send_ack(c, MQTT_PUBCOMP, id, had ? 0 : 0x92);
+        client__send_ack(c, MQTT_PUBCOMP, id, had ? 0 : 0x92);
         break;
     }
     case MQTT_PUBCOMP:
@@ -722,7 +485,7 @@ static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
             return;
         }
         uint8_t rc = broker_subscribe(c->env->broker, c->session, (const char *)f.p, f.len, opts,
-                                      sub_id, now_ms(c));
+                                      sub_id, client__now(c));
         if (c->version != MQTT_V5 && rc >= 0x80)
             rc = 0x80;
         log_msg(LOGL_SUBSCRIBE, "%s %u %.*s -> 0x%02X", c->client_id, opts & 3, f.len,
@@ -741,7 +504,7 @@ static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r,
     a.u.suback.id = id;
     a.u.suback.rcs = r;
     a.u.suback.count = (uint16_t)n;
-    send_packet(c, &a);
+    client__send(c, &a);
     if (r != stack)
         free(r);
 }
@@ -768,7 +531,7 @@ static void handle_pingreq(struct client *c, const struct mqtt_packet *p)
 {
     struct mqtt_packet a = {0};
     a.type = MQTT_PINGRESP;
-    send_packet(c, &a);
+    client__send(c, &a);
 }
 
 static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
@@ -783,8 +546,8 @@ static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
     }
     bool will = c->version == MQTT_V5 && d->rc == 0x04;
     if (c->env->o.connection_messages)
-        log_notice("client %s disconnected", cid(c));
-    broker_detach(c->env->broker, c->session, will, now_ms(c));
+        log_notice("client %s disconnected", client__id(c));
+    broker_detach(c->env->broker, c->session, will, client__now(c));
     c->session = NULL;
     c->state = CS_CLOSING;
     conn_close(c->conn, true);
@@ -814,7 +577,7 @@ static const handler_fn dispatch[16] = {
 
 static void on_packet(struct client *c, const struct mqtt_packet *p)
 {
-    log_debug("client %s: packet type %u (%u bytes pending)", cid(c), p->type,
+    log_debug("client %s: packet type %u (%u bytes pending)", client__id(c), p->type,
               (unsigned)buf_size(&c->in));
     if (c->state == CS_WAIT_CONNECT) {
         if (p->type != MQTT_CONNECT) {
@@ -913,7 +676,7 @@ static void on_close(void *ud, struct conn *conn)
     struct client_env *e = c->env;
     if (c->session) {
         if (e->o.connection_messages)
-            log_notice("client %s from %s closed its connection", cid(c), conn_addr(conn));
+            log_notice("client %s from %s closed its connection", client__id(c), conn_addr(conn));
         broker_detach(e->broker, c->session, true, (int64_t)uv_now(e->loop));
         c->session = NULL;
     }
@@ -945,7 +708,7 @@ static void on_close(void *ud, struct conn *conn)
 const struct conn_cbs client_conn_cbs = {
     .on_ready = on_ready,
     .on_data = on_data,
-    .on_writable = on_writable,
+    .on_writable = client__on_writable,
     .on_close = on_close,
     .on_cert_expired = on_cert_expired,
 };

@@ -1,0 +1,63 @@
+/* client_int: what client.c and client_out.c share; private to the client module. */
+#ifndef CERTMQ_CLIENT_INT_H
+#define CERTMQ_CLIENT_INT_H
+
+#include "client.h"
+#include "codec.h"
+
+#include <uthash.h>
+
+#define SCRATCH_SIZE (16 * 1024)
+
+enum cstate { CS_WAIT_CONNECT, CS_CONNECTED, CS_CLOSING };
+
+struct client {
+    struct client_env *env;
+    struct conn *conn;
+    struct session *session;
+    struct client *prev, *next;
+    struct buf in;  /* partial packet carried over between reads */
+    struct buf out; /* control packets for this turn */
+    enum cstate state;
+    uint8_t version;
+    uint16_t keepalive;
+    uint32_t peer_max_packet;    /* MQTT 5 maximum packet size of the client, 0 = none */
+    bool no_problem_info;        /* MQTT 5 request problem information = 0 */
+    char **in_alias;             /* topic aliases the client set, index 1..topic_alias_max */
+    struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
+    uint16_t out_alias_max, out_alias_count;
+    uint64_t last_rx;
+    char *client_id;
+};
+
+struct out_alias {
+    char *topic;
+    uint16_t alias;
+    UT_hash_handle hh;
+};
+
+struct client_env {
+    uv_loop_t *loop;
+    struct broker *broker;
+    struct client_opts o;
+    struct client *head;
+    size_t count;
+    uint64_t next_auto_id;
+    bool discard_revoked;
+    uint8_t scratch[SCRATCH_SIZE];
+    size_t scratch_len;
+};
+
+int64_t client__now(const struct client *c);
+const char *client__id(const struct client *c);
+/* Queue a control packet for this turn's write slot. */
+void client__send(struct client *c, const struct mqtt_packet *p);
+void client__send_ack(struct client *c, uint8_t type, uint16_t id, uint8_t rc);
+/* MQTT 5 reason string, unless the client asked for no problem information. */
+void client__reason_string(const struct client *c, struct mqtt_props *pr, const char *why);
+/* MQTT 5 DISCONNECT written at once (before the connection closes). */
+void client__send_disconnect(struct client *c, uint8_t rc, const char *why);
+/* The write slot: control packets, then publishes pulled from the session. */
+void client__on_writable(void *ud, struct conn *conn);
+
+#endif
