@@ -168,6 +168,9 @@ static void defaults(struct config *c)
     c->max_keepalive = 65535;
     c->max_connections = -1;
     c->max_topic_length = 65535;
+    /* Bounded by default: a peer can make the broker buffer up to one packet per connection. */
+    c->max_packet_size = 16u << 20;
+    c->max_subscriptions_per_client = 10000;
     c->max_topic_alias = 10;
     c->allow_zero_length_clientid = true;
     c->retain_available = true;
