@@ -127,6 +127,59 @@ def test_mqttjs_v5():
     check(pr.get("subscriptionIdentifier") in (42, [42]), "subscription identifier: %r" % pr)
 
 
-h.run(test_mqttjs_v5, test_mqttjs_wss_to_tcp, test_tcp_to_mqttjs_wss, test_retained_and_will_over_wss,
+def test_mqttjs_v5_aliases_expiry_shared():
+    # Aliases both ways: MQTT.js publishes with automatic aliases; the subscriber allows 5.
+    sub = h.node_bg("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-alias", protocolVersion=5, expect=3,
+                                             properties={"topicAliasMaximum": 5},
+                                             subscribe=[{"topic": "devices/frag/alias", "qos": 1}]))
+    time.sleep(1.0)
+    h.node("mqttjs.js", h.node_plan(b, pki, "frag", clientId="frag-alias", protocolVersion=5,
+                                    autoUseTopicAlias=True, properties={"topicAliasMaximum": 5},
+                                    publish=[{"topic": "devices/frag/alias", "payload": "a%d" % i, "qos": 1}
+                                             for i in range(3)]))
+    out, err = sub.communicate(timeout=15)
+    msgs = [json.loads(l) for l in out.splitlines() if '"message"' in l]
+    check([base64.b64decode(m["payload"]) for m in msgs] == [b"a0", b"a1", b"a2"], "aliased stream: %s %s" % (out, err))
+    check(all(m["topic"] == "devices/frag/alias" for m in msgs), "MQTT.js resolved the broker's aliases: %r" % msgs)
+    # Message expiry: an expired message is not delivered to a session that comes back later.
+    h.node("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-exp", protocolVersion=5, clean=False,
+                                    properties={"sessionExpiryInterval": 60},
+                                    subscribe=[{"topic": "devices/frag/exp", "qos": 1}]))
+    h.node("mqttjs.js", h.node_plan(b, pki, "frag", clientId="frag-exp", protocolVersion=5, publish=[
+        {"topic": "devices/frag/exp", "payload": "gone", "qos": 1, "properties": {"messageExpiryInterval": 1}},
+        {"topic": "devices/frag/exp", "payload": "kept", "qos": 1, "properties": {"messageExpiryInterval": 60}}]))
+    time.sleep(2.2)
+    evs = h.node("mqttjs.js", h.node_plan(b, pki, "web", clientId="web-exp", protocolVersion=5, clean=False,
+                                          properties={"sessionExpiryInterval": 60}, expect=1, timeout=4000))
+    got = [base64.b64decode(e["payload"]) for e in evs if e["event"] == "message"]
+    check(got == [b"kept"], "only the unexpired message: %r" % got)
+    # Shared subscription across three MQTT.js members: every job delivered once.
+    members = [h.node_bg("mqttjs.js", h.node_plan(b, pki, d, clientId="%s-share" % d, protocolVersion=5, expect=99,
+                                                  timeout=6000, subscribe=[{"topic": "$share/w/devices/tcp/job", "qos": 1}]))
+               for d in ("web", "frag", "gone")]
+    time.sleep(1.5)
+    for i in range(9):
+        tcp.publish("devices/tcp/job", b"j%d" % i, 1)
+    counts = []
+    for m in members:
+        out, err = m.communicate(timeout=15)
+        counts.append(len([l for l in out.splitlines() if '"message"' in l]))
+    check(sum(counts) == 9 and max(counts) - min(counts) <= 1, "shared among three: %r" % counts)
+
+
+def test_mqttjs_v5_will_delay():
+    p = h.node_bg("mqttjs.js", h.node_plan(b, pki, "gone", clientId="gone-wd", protocolVersion=5, expect=99,
+                                           timeout=30000, properties={"sessionExpiryInterval": 60},
+                                           will={"topic": "devices/gone/wd", "payload": "late", "qos": 1,
+                                                 "properties": {"willDelayInterval": 2}}))
+    time.sleep(1.0)
+    p.kill()
+    time.sleep(1.0)
+    check(not [m for m in tcp.messages if m[0] == "devices/gone/wd"], "will waits for its delay")
+    t, payload, q, r = tcp.expect("devices/gone/wd", 4)
+    check(payload == b"late", "will after the delay")
+
+
+h.run(test_mqttjs_v5_aliases_expiry_shared, test_mqttjs_v5_will_delay, test_mqttjs_v5, test_mqttjs_wss_to_tcp, test_tcp_to_mqttjs_wss, test_retained_and_will_over_wss,
       test_refused_without_cert_and_revoked, test_subprotocol_required, test_fragmented_and_batched_frames,
       test_text_frame_closes_1003, test_revocation_closes_with_close_frame)

@@ -22,6 +22,8 @@ if (plan.cert) {
   opts.key = fs.readFileSync(plan.key);
 }
 if (plan.will) opts.will = plan.will;
+if (plan.properties) opts.properties = plan.properties; // CONNECT properties (MQTT 5)
+if (plan.autoUseTopicAlias) opts.autoUseTopicAlias = true;
 const c = mqtt.connect(plan.url, opts);
 let got = 0;
 c.on('connect', (ack) => {
