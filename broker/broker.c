@@ -225,6 +225,19 @@ static void publish_will(struct broker *b, struct session *s, int64_t now)
     }
 }
 
+static struct session *add_session(struct broker *b, const char *identity,
+                                   const char *client_id)
+{
+    struct session *s = session_new(identity, client_id, &b->lim.session);
+    struct entry *e = xmalloc(sizeof(*e));
+    e->s = s;
+    size_t klen;
+    const char *k = session_key(s, &klen);
+    HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
+    b->stats.sessions++;
+    return s;
+}
+
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
 {
     size_t il = strlen(identity), cl = strlen(client_id);
@@ -264,15 +277,9 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
         }
     }
     if (!s) {
-        s = session_new(identity, client_id, &b->lim.session);
+        s = add_session(b, identity, client_id);
         if (b->store)
             session_set_store(s, b->store->session);
-        struct entry *e = xmalloc(sizeof(*e));
-        e->s = s;
-        size_t klen;
-        const char *k = session_key(s, &klen);
-        HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
-        b->stats.sessions++;
     }
     session_set_client(s, client);
     session_set_version(s, version);
@@ -322,13 +329,7 @@ struct session *broker_restore_session(struct broker *b, const char *identity,
                                        const char *client_id, uint32_t expiry_s, uint8_t version,
                                        int64_t offline_since)
 {
-    struct session *s = session_new(identity, client_id, &b->lim.session);
-    struct entry *e = xmalloc(sizeof(*e));
-    e->s = s;
-    size_t klen;
-    const char *k = session_key(s, &klen);
-    HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
-    b->stats.sessions++;
+    struct session *s = add_session(b, identity, client_id);
     session_set_version(s, version);
     session_set_persistent(s, true, expiry_s);
     session_set_offline_since(s, offline_since);
