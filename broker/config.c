@@ -171,6 +171,7 @@ static void defaults(struct config *c)
     /* Bounded by default: a peer can make the broker buffer up to one packet per connection. */
     c->max_packet_size = 16u << 20;
     c->max_subscriptions_per_client = 10000;
+    c->max_topic_levels = 256; /* matching recurses per level: keep it bounded */
     c->max_topic_alias = 10;
     c->allow_zero_length_clientid = true;
     c->retain_available = true;
