@@ -39,7 +39,7 @@ struct session {
     int64_t will_at;
 
     struct inflight *inf;
-    uint32_t inf_count;
+    uint32_t inf_count, inf_cap;
     uint32_t window; /* effective outgoing window */
     uint16_t next_id;
 
@@ -62,6 +62,8 @@ struct session {
     qitem_t out0_d;
 };
 
+static struct inflight *inf_push(struct session *s);
+
 struct session *session_new(const char *identity, const char *client_id,
                             const struct session_limits *lim)
 {
@@ -77,8 +79,7 @@ struct session *session_new(const char *identity, const char *client_id,
         s->lim.max_inflight = 1;
     if (s->lim.max_inflight > 65535)
         s->lim.max_inflight = 65535;
-    s->inf = xcalloc(s->lim.max_inflight, sizeof(*s->inf));
-    s->window = s->lim.max_inflight;
+    s->window = s->lim.max_inflight; /* s->inf grows on demand: idle sessions stay small */
     s->next_id = 1;
     return s;
 }
@@ -162,7 +163,7 @@ void session_restore(struct session *s, const struct session_delivery *d, uint16
         s->store = keep;
         return;
     }
-    struct inflight *f = &s->inf[s->inf_count++];
+    struct inflight *f = inf_push(s);
     f->d = *d;
     f->d.msg = released ? NULL : msg_ref(d->msg);
     f->id = id;
@@ -266,6 +267,19 @@ int64_t session_will_at(const struct session *s)
 /* ---- queue -------------------------------------------------------------------------------- */
 
 static qitem_t q_pop(struct session *s);
+
+/* A free in-flight slot; the caller has checked the window. */
+static struct inflight *inf_push(struct session *s)
+{
+    if (s->inf_count == s->inf_cap) {
+        uint32_t cap = s->inf_cap ? s->inf_cap * 2 : 4;
+        if (cap > s->lim.max_inflight)
+            cap = s->lim.max_inflight;
+        s->inf = xrealloc(s->inf, cap * sizeof(*s->inf));
+        s->inf_cap = cap;
+    }
+    return &s->inf[s->inf_count++];
+}
 
 int session_enqueue(struct session *s, const struct session_delivery *d, bool online)
 {
@@ -428,7 +442,7 @@ bool session_next_out(struct session *s, int64_t now, struct session_out *o)
             fill_out(o, &s->out0_d);
             return true;
         }
-        struct inflight *f = &s->inf[s->inf_count++];
+        struct inflight *f = inf_push(s);
         f->d = it;
         f->state = INF_WAIT_ACK;
         f->sent = true;
