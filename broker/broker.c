@@ -115,6 +115,14 @@ static bool acl_ok(const struct session *s, const char *t, size_t len, enum acl_
     return c && acl_check(c, t, len, a);
 }
 
+/* The ACL file, then the plugins' say (topic must be a message's NUL-terminated topic). */
+static bool allowed(const struct broker *b, const struct session *s, const struct msg *m,
+                    enum acl_access a)
+{
+    return acl_ok(s, m->topic, m->topic_len, a) &&
+           (!b->hooks.acl_extra || b->hooks.acl_extra(b->hooks.ctx, s, m->topic, (int)a));
+}
+
 static void compile_acl(struct broker *b, struct session *s)
 {
     session_set_acl(s,
@@ -178,7 +186,7 @@ static void hand_over(void *ctx, const struct session_delivery *d)
     for (size_t k = 0; k < n; k++) {
         size_t i = (*cur + k) % n;
         struct session *s = topic_group_member(g, i)->subscriber;
-        if (s == h->leaving || !acl_ok(s, d->msg->topic, d->msg->topic_len, ACL_READ))
+        if (s == h->leaving || !allowed(h->b, s, d->msg, ACL_READ))
             continue;
         if (session_client(s)) {
             *cur = (uint32_t)((i + 1) % n);
@@ -225,8 +233,7 @@ static void publish_will(struct broker *b, struct session *s, int64_t now)
     }
 }
 
-static struct session *add_session(struct broker *b, const char *identity,
-                                   const char *client_id)
+static struct session *add_session(struct broker *b, const char *identity, const char *client_id)
 {
     struct session *s = session_new(identity, client_id, &b->lim.session);
     struct entry *e = xmalloc(sizeof(*e));
@@ -342,8 +349,7 @@ void broker_restore_sub(struct broker *b, struct session *s, const char *filter,
 {
     size_t len = strlen(filter), glen = 0, flen = len;
     const char *g = NULL, *f = filter;
-    if (topic_share_split(filter, len, &g, &glen, &f, &flen) < 0 ||
-        !topic_filter_valid(f, flen))
+    if (topic_share_split(filter, len, &g, &glen, &f, &flen) < 0 || !topic_filter_valid(f, flen))
         return;
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
@@ -448,7 +454,7 @@ static void on_group(void *ctx, struct topic_group *g)
         size_t i = (*cur + k) % n;
         const struct topic_sub *sub = topic_group_member(g, i);
         struct session *s = sub->subscriber;
-        if (!acl_ok(s, b->cur->topic, b->cur->topic_len, ACL_READ))
+        if (!allowed(b, s, b->cur, ACL_READ))
             continue;
         if (session_client(s)) {
             *cur = (uint32_t)((i + 1) % n);
@@ -478,10 +484,12 @@ static void deliver(struct broker *b, struct session *s, const struct session_de
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now)
 {
-    if (from && !acl_ok(from, m->topic, m->topic_len, ACL_WRITE)) {
+    if (from && !allowed(b, from, m, ACL_WRITE)) {
         b->stats.publish_denied++;
         return BROKER_PUB_DENIED;
     }
+    if (from && b->hooks.observed)
+        b->hooks.observed(b->hooks.ctx, from, m);
     if (m->retain && b->lim.retain_available) {
         retain_set(b->retained, m);
         BSTORE(b, retained, m);
@@ -494,7 +502,7 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
     size_t delivered = 0;
     for (size_t i = 0; i < b->m_count; i++) {
         struct match *x = &b->m[i];
-        if (!acl_ok(x->s, m->topic, m->topic_len, ACL_READ))
+        if (!allowed(b, x->s, m, ACL_READ))
             continue;
         deliver(b, x->s, &x->d);
         delivered++;
@@ -514,7 +522,7 @@ struct retained_ctx {
 static void on_retained(void *ctx, struct msg *m)
 {
     struct retained_ctx *r = ctx;
-    if (!acl_ok(r->s, m->topic, m->topic_len, ACL_READ))
+    if (!allowed(r->b, r->s, m, ACL_READ))
         return;
     struct session_delivery d = {.msg = m, .retain = true};
     d.qos = r->b->lim.upgrade_outgoing_qos ? r->qos : (m->qos < r->qos ? m->qos : r->qos);

@@ -32,6 +32,11 @@ struct broker_hooks {
     /* Another connection took the session over: the client must detach from its session
      * (broker_detach is not to be called for it) and close with the given MQTT 5 reason. */
     void (*kick)(void *ctx, void *client, uint8_t reason);
+    /* Optional: a further check after the ACL file allowed a publish (ACL_WRITE) or a delivery
+     * (ACL_READ) on a NUL-terminated topic; false denies. */
+    bool (*acl_extra)(void *ctx, const struct session *s, const char *topic, int access);
+    /* Optional: a message from a client passed every check. */
+    void (*observed)(void *ctx, const struct session *from, const struct msg *m);
 };
 
 struct broker_stats {

@@ -10,6 +10,7 @@
 
 #include "codec.h"
 #include "log.h"
+#include "plugin.h"
 #include "topic.h"
 #include "xmalloc.h"
 
@@ -343,6 +344,8 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
                    present ? ", session resumed" : "");
     arm_keepalive(c);
     conn_want_write(c->conn);
+    c->announced = true;
+    plugin_connect(e->o.plugins, identity, c->client_id, conn_addr(c->conn));
 }
 
 /* ---- PUBLISH and acknowledgements --------------------------------------------------------- */
@@ -674,6 +677,8 @@ static void on_close(void *ud, struct conn *conn)
 {
     struct client *c = ud;
     struct client_env *e = c->env;
+    if (c->announced)
+        plugin_disconnect(e->o.plugins, conn_peer(conn)->identity, c->client_id);
     if (c->session) {
         if (e->o.connection_messages)
             log_notice("client %s from %s closed its connection", client__id(c), conn_addr(conn));

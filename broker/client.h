@@ -25,10 +25,12 @@ struct client_opts {
     bool connection_messages;
     bool retain_available;
     uint32_t persistent_client_expiration; /* s, 0 = never */
+    struct plugin_set *plugins;            /* connect/disconnect hooks; may be NULL */
 };
 
 struct client_env;
 struct client;
+struct plugin_set;
 
 struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struct client_opts *o);
 void client_env_free(struct client_env *e);

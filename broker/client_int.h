@@ -23,6 +23,7 @@ struct client {
     uint16_t keepalive;
     uint32_t peer_max_packet;    /* MQTT 5 maximum packet size of the client, 0 = none */
     bool no_problem_info;        /* MQTT 5 request problem information = 0 */
+    bool announced;              /* plugins were told of the connect */
     char **in_alias;             /* topic aliases the client set, index 1..topic_alias_max */
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "msg.h"
 #include "persist.h"
+#include "plugin.h"
 #include "tls.h"
 #include "ws.h"
 #include "xmalloc.h"
@@ -58,6 +59,7 @@ struct server {
     struct broker *b;
     struct ws_ctx *ws;
     struct persist *persist;
+    struct plugin_set *plugins;
     uint64_t next_vacuum_ms;
     uv_signal_t sighup, sigterm, sigint;
     uv_timer_t tick;
@@ -393,6 +395,7 @@ static void on_signal(uv_signal_t *h, int signum)
         log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
         reload_acl(s);
         reload_tls(s);
+        plugin_reload(s->plugins);
         return;
     }
     log_notice("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -451,6 +454,17 @@ static int open_listeners(struct server *s)
     return bad;
 }
 
+static bool plugins_acl(void *ctx, const struct session *se, const char *topic, int access)
+{
+    return plugin_acl(ctx, session_identity(se), session_client_id(se), topic, access);
+}
+
+static void plugins_observed(void *ctx, const struct session *from, const struct msg *m)
+{
+    plugin_message(ctx, session_identity(from), m->topic, m->payload, m->payload_len, m->qos,
+                   m->retain);
+}
+
 static void commit_turn(void *ctx)
 {
     persist_commit(ctx);
@@ -464,8 +478,8 @@ static int open_persistence(struct server *s)
     struct diag d;
     diag_init(&d);
     s->persist = persist_open(dir, &d);
-    if (s->persist && persist_load(s->persist, s->b, (int64_t)uv_now(s->loop), (int64_t)time(NULL),
-                                   &d) != 0) {
+    if (s->persist &&
+        persist_load(s->persist, s->b, (int64_t)uv_now(s->loop), (int64_t)time(NULL), &d) != 0) {
         persist_close(s->persist);
         s->persist = NULL;
     }
@@ -506,8 +520,17 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         .retain_available = c->retain_available,
         .upgrade_outgoing_qos = c->upgrade_outgoing_qos,
     };
-    /* The hooks get the client pointer itself; no context is needed. */
-    struct broker_hooks hooks = {.wakeup = client_wakeup, .kick = client_kick};
+    struct diag pd;
+    diag_init(&pd);
+    s->plugins = plugin_load_all(c, loop, &pd);
+    log_diag(LOGL_ERR, &pd, "");
+    diag_free(&pd);
+    /* The client hooks get the client pointer itself; the context is the plugin set. */
+    struct broker_hooks hooks = {.ctx = s->plugins,
+                                 .wakeup = client_wakeup,
+                                 .kick = client_kick,
+                                 .acl_extra = plugin_count(s->plugins) ? plugins_acl : NULL,
+                                 .observed = plugin_count(s->plugins) ? plugins_observed : NULL};
     s->b = broker_new(&bl, &hooks);
     struct client_opts co = {
         .connect_timeout_ms = c->connect_timeout_ms,
@@ -524,6 +547,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         .connection_messages = c->connection_messages,
         .retain_available = c->retain_available,
         .persistent_client_expiration = c->persistent_client_expiration,
+        .plugins = s->plugins,
     };
     s->clenv = client_env_new(loop, s->b, &co);
     client_set_discard_revoked(s->clenv, c->revoked_session == CONFIG_REVOKED_DISCARD);
@@ -535,7 +559,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     s->tls = tls_lib_new(c->session_tickets, c->session_ticket_lifetime);
 
     struct acl *a = load_acl(s);
-    if (!a || open_listeners(s) != 0) {
+    if (!s->plugins || !a || open_listeners(s) != 0) {
         acl_free(a);
         s->stopping = false;
         server_stop(s);
@@ -640,6 +664,7 @@ void server_free(struct server *s)
     }
     broker_free(s->b);
     client_env_free(s->clenv);
+    plugin_free_all(s->plugins);
     tls_lib_free(s->tls);
     if (s->cfg.pid_file)
         unlink(s->cfg.pid_file);

@@ -1,0 +1,33 @@
+/* plugin: loading plugins (dlopen, API version check, options) and calling their hooks.
+ *
+ * The broker reaches plugins only through its hook slots (acl, observed message); the client
+ * calls the connect/disconnect hooks. A plugin that fails to load or to initialise stops the
+ * start-up with a message naming it. */
+#ifndef CERTMQ_PLUGIN_MOD_H
+#define CERTMQ_PLUGIN_MOD_H
+
+#include "config.h"
+#include "diag.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct plugin_set;
+
+/* Load every `plugin` of cfg. NULL with the reasons in d when one fails; an empty set when
+ * there are none. */
+struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct diag *d);
+/* Calls every plugin's cleanup, then unloads them. */
+void plugin_free_all(struct plugin_set *p);
+size_t plugin_count(const struct plugin_set *p);
+
+bool plugin_acl(struct plugin_set *p, const char *identity, const char *client_id,
+                const char *topic, int access);
+void plugin_message(struct plugin_set *p, const char *identity, const char *topic,
+                    const void *payload, size_t len, int qos, int retain);
+void plugin_connect(struct plugin_set *p, const char *identity, const char *client_id,
+                    const char *address);
+void plugin_disconnect(struct plugin_set *p, const char *identity, const char *client_id);
+void plugin_reload(struct plugin_set *p);
+
+#endif

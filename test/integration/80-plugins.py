@@ -1,0 +1,58 @@
+"""Plugins: the example plugin is loaded with its options, restricts what the ACL allows
+(publish and delivery), observes messages, logs through the broker and is unloaded at exit;
+a missing file, a library that is not a plugin and a plugin whose init fails stop the start."""
+import os
+import subprocess
+
+from certmq_test import BIN, Harness, check
+
+h = Harness()
+pki = h.pki()
+for d in ("a", "watcher"):
+    pki.device(d)
+PLUGIN = os.environ.get("CERTMQ_EXAMPLE_PLUGIN", os.path.join(os.environ.get("CERTMQ_BUILD", "build"),
+                                                              "certmq_example.so"))
+ACL = "pattern readwrite devices/%u/#\nuser watcher\ntopic read devices/#\n"
+b = h.broker(pki, ACL, extra="plugin %s\nplugin_opt_deny_level secret\nplugin_opt_log_messages true\n" % PLUGIN)
+
+
+def test_plugin_restricts_and_observes():
+    b.log_wait(r"plugin: example: ready \(deny_level secret\)", 3)
+    w = h.paho(b, pki, "watcher")
+    w.subscribe("devices/#", 1)
+    a = h.paho(b, pki, "a")
+    a.publish("devices/a/secret/x", b"no", 1)   # the ACL allows it, the plugin does not
+    a.publish("devices/a/open", b"yes", 1)
+    t, p, q, r = w.expect("devices/a/open")
+    w.expect_none(0.5)
+    b.log_wait(r"plugin: example: a denied on devices/a/secret/x", 3)
+    b.log_wait(r"plugin: example: message #1 from a on devices/a/open", 3)
+    b.log_wait(r"plugin: example: a connected as a from 127\.0\.0\.1:", 3)
+    a.disconnect()
+    w.disconnect()
+
+
+def start_fails(extra, want):
+    srv, key = pki.cert("server")
+    conf = os.path.join(h.tmp, "p%d.conf" % abs(hash(extra)))
+    with open(conf, "w") as f:
+        f.write("listener 0 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nacl_file %s\n%s"
+                % (pki.ca, srv, key, b.acl, extra))
+    r = subprocess.run([BIN, "-c", conf], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 1, "must refuse to start (rc %s)" % r.returncode)
+    check(want in r.stderr, "expected %r in: %s" % (want, r.stderr[-500:]))
+
+
+def test_bad_plugins_refused():
+    start_fails("plugin /nonexistent/plugin.so\n", "cannot load plugin")
+    start_fails("plugin /usr/lib/x86_64-linux-gnu/libsqlite3.so.0\n", "not a certmq plugin")
+    start_fails("plugin %s\nplugin_opt_colour blue\n" % PLUGIN, "plugin initialisation failed")
+
+
+def test_unloaded_at_exit():
+    rc = b.stop()
+    check(rc == 0, "clean exit")
+    check(any("example: unloading after" in l for l in b.log()), "cleanup hook ran")
+
+
+h.run(test_plugin_restricts_and_observes, test_bad_plugins_refused, test_unloaded_at_exit)
