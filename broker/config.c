@@ -101,6 +101,7 @@ static const struct directive table[] = {
     {"max_packet_size", T_U32, G(max_packet_size), 0, 268435460, NULL, NULL, 0},
     {"max_keepalive", T_U16, G(max_keepalive), 0, 65535, NULL, NULL, 0},
     {"max_connections", T_I32, G(max_connections), -1, INT32_MAX, NULL, NULL, 0},
+    {"max_connections_per_ip", T_U32, G(max_connections_per_ip), 0, 1000000, NULL, NULL, 0},
     {"max_topic_length", T_U32, G(max_topic_length), 1, 65535, NULL, NULL, 0},
     {"max_topic_levels", T_U32, G(max_topic_levels), 0, 32768, NULL, NULL, 0},
     {"max_topic_alias", T_U32, G(max_topic_alias), 0, 65535, NULL, NULL, 0},

@@ -12,6 +12,8 @@
 #include "ws.h"
 #include "xmalloc.h"
 
+#include <uthash.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +54,21 @@ struct conn {
     size_t queued;     /* bytes inside uv_write requests */
     struct conn *flush_next;
     struct conn *wait_next;
+    struct ip_count *counted; /* this connection's entry in env->per_ip */
     char addr[64];
     char ip[48];
 };
 
+/* Open connections per peer address, for max_connections_per_ip. */
+struct ip_count {
+    char ip[48];
+    uint32_t n;
+    UT_hash_handle hh;
+};
+
 struct conn_env {
     uv_loop_t *loop;
+    struct ip_count *per_ip;
     struct conn_env_opts o;
     uv_check_t check;
     struct conn *flush_head;
@@ -107,8 +118,15 @@ static void env_check_closed(uv_handle_t *h)
 
 void conn_env_free(struct conn_env *e)
 {
-    if (e)
-        uv_close((uv_handle_t *)&e->check, env_check_closed);
+    if (!e)
+        return;
+    struct ip_count *ic, *tmp;
+    HASH_ITER(hh, e->per_ip, ic, tmp)
+    {
+        HASH_DEL(e->per_ip, ic);
+        free(ic);
+    }
+    uv_close((uv_handle_t *)&e->check, env_check_closed);
 }
 
 void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *ctx)
@@ -615,9 +633,30 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     c->handles = 3;
     uv_tcp_nodelay(&c->tcp, 1);
     format_addr(c);
+    if (e->o.max_per_ip) {
+        struct ip_count *ic;
+        HASH_FIND_STR(e->per_ip, c->ip, ic);
+        if (!ic) {
+            ic = xcalloc(1, sizeof(*ic));
+            snprintf(ic->ip, sizeof(ic->ip), "%s", c->ip);
+            HASH_ADD_STR(e->per_ip, ip, ic);
+        }
+        ic->n++;
+        c->counted = ic;
+    }
     c->ctx = tls_ctx_ref(ctx);
     c->tls = tls_conn_new(ctx);
     uv_timer_start(&c->timer, timer_fire, e->o.handshake_timeout_ms, 0);
+    if (c->counted && c->counted->n > e->o.max_per_ip) {
+        /* Refused before any TLS work: the address already holds its share. */
+        e->stats.refused++;
+        e->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
+        log_notice("refused %s: max_connections_per_ip (%u) reached", c->addr, e->o.max_per_ip);
+        c->state = C_HANDSHAKE; /* so start_close's bookkeeping is symmetric */
+        e->stats.handshaking++;
+        start_close(c, false);
+        return c;
+    }
     if (e->stats.handshaking < e->o.max_handshakes) {
         begin_handshake(c);
     } else {
@@ -637,6 +676,10 @@ static void handle_closed(uv_handle_t *h)
     struct conn *c = h->data;
     if (--c->handles)
         return;
+    if (c->counted && --c->counted->n == 0) {
+        HASH_DEL(c->env->per_ip, c->counted);
+        free(c->counted);
+    }
     tls_conn_free(c->tls);
     tls_ctx_unref(c->ctx);
     free(c);

@@ -49,7 +49,8 @@ struct conn_env_opts {
     uint32_t cert_expiry_warning_days; /* 0 = no warning */
     uint32_t handshake_timeout_ms;
     uint32_t max_handshakes;
-    size_t max_backlog; /* stop reading a peer whose unsent output exceeds this */
+    size_t max_backlog;  /* stop reading a peer whose unsent output exceeds this */
+    uint32_t max_per_ip; /* open connections per peer address, 0 = unlimited */
 };
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
 void conn_env_free(struct conn_env *e);

@@ -554,6 +554,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     struct conn_env_opts ceo = {.cert_expiry_warning_days = c->cert_expiry_warning_days,
                                 .handshake_timeout_ms = c->tls_handshake_timeout_ms,
                                 .max_handshakes = c->max_handshakes,
+                                .max_per_ip = c->max_connections_per_ip,
                                 .max_backlog = 256 * 1024};
     s->cenv = conn_env_new(loop, &ceo);
     s->tls = tls_lib_new(c->session_tickets, c->session_ticket_lifetime);

@@ -81,5 +81,19 @@ def test_sigterm_with_clients():
     check(c.disconnected.wait(5), "client saw the close")
 
 
-h.run(test_sys_for_admin_only, test_clientid_policy_match, test_config_check_good,
+def test_max_connections_per_ip():
+    b3 = h.broker(pki, ACL, extra="max_connections_per_ip 2\n")
+    c1 = h.paho(b3, pki, "dev1", client_id="dev1")
+    c2 = h.paho(b3, pki, "admin", client_id="admin")
+    n = b3.log_count()
+    check(h.tls_refused(b3, pki, "dev1"), "third connection from 127.0.0.1 refused")
+    b3.log_wait(r"refused 127\.0\.0\.1:\d+: max_connections_per_ip \(2\) reached", 3, n)
+    c1.disconnect()
+    import time
+    time.sleep(0.5)
+    check(not h.tls_refused(b3, pki, "dev1"), "room again after a disconnect")
+    c2.disconnect()
+
+
+h.run(test_max_connections_per_ip, test_sys_for_admin_only, test_clientid_policy_match, test_config_check_good,
       test_config_check_bad, test_config_check_bad_files, test_sigterm_with_clients)
