@@ -23,6 +23,8 @@ struct plugin_set {
     struct certmq_plugin_api api; /* plugins keep a pointer to it */
 };
 
+static void *open_plugin(const char *path, struct diag *d, int (**init_out)(void));
+
 static void plugin_log(int level, const char *fmt, ...)
 {
     char line[1024];
@@ -45,28 +47,14 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct 
     s->api = (struct certmq_plugin_api){CERTMQ_PLUGIN_API_VERSION, loop, plugin_log};
     for (size_t i = 0; i < cfg->plugin_count; i++) {
         const struct config_plugin *cp = &cfg->plugins[i];
-        void *dl = dlopen(cp->path, RTLD_NOW | RTLD_LOCAL);
-        if (!dl) {
-            diag_add(d, cp->path, 0, "cannot load plugin: %s", dlerror());
+        int (*sym)(void);
+        void *dl = open_plugin(cp->path, d, &sym);
+        if (!dl)
             continue;
-        }
-        int (*version)(void) = (int (*)(void))dlsym(dl, "certmq_plugin_version");
         int (*init)(const struct certmq_plugin_api *, const struct certmq_plugin_opts *,
                     struct certmq_plugin_hooks *) =
             (int (*)(const struct certmq_plugin_api *, const struct certmq_plugin_opts *,
-                     struct certmq_plugin_hooks *))dlsym(dl, "certmq_plugin_init");
-        if (!version || !init) {
-            diag_add(d, cp->path, 0,
-                     "not a certmq plugin (certmq_plugin_version/certmq_plugin_init missing)");
-            dlclose(dl);
-            continue;
-        }
-        if (version() != CERTMQ_PLUGIN_API_VERSION) {
-            diag_add(d, cp->path, 0, "plugin API version %d, certmq speaks %d", version(),
-                     CERTMQ_PLUGIN_API_VERSION);
-            dlclose(dl);
-            continue;
-        }
+                     struct certmq_plugin_hooks *))sym;
         struct certmq_plugin_opts opts = {(const char *const *)cp->opt_keys,
                                           (const char *const *)cp->opt_values, cp->opt_count};
         struct loaded *l = &s->v[s->n];
@@ -85,6 +73,41 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct 
         return NULL;
     }
     return s;
+}
+
+/* dlopen + symbols + version; returns the handle, or NULL with the reason in d. */
+static void *open_plugin(const char *path, struct diag *d, int (**init_out)(void))
+{
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        diag_add(d, path, 0, "cannot load plugin: %s", dlerror());
+        return NULL;
+    }
+    int (*version)(void) = (int (*)(void))dlsym(dl, "certmq_plugin_version");
+    *init_out = (int (*)(void))dlsym(dl, "certmq_plugin_init");
+    if (!version || !*init_out) {
+        diag_add(d, path, 0,
+                 "not a certmq plugin (certmq_plugin_version/certmq_plugin_init missing)");
+        dlclose(dl);
+        return NULL;
+    }
+    if (version() != CERTMQ_PLUGIN_API_VERSION) {
+        diag_add(d, path, 0, "plugin API version %d, certmq speaks %d", version(),
+                 CERTMQ_PLUGIN_API_VERSION);
+        dlclose(dl);
+        return NULL;
+    }
+    return dl;
+}
+
+void plugin_check_all(const struct config *cfg, struct diag *d)
+{
+    for (size_t i = 0; i < cfg->plugin_count; i++) {
+        int (*init)(void);
+        void *dl = open_plugin(cfg->plugins[i].path, d, &init);
+        if (dl)
+            dlclose(dl);
+    }
 }
 
 void plugin_free_all(struct plugin_set *s)

@@ -17,6 +17,9 @@ struct plugin_set;
 /* Load every `plugin` of cfg. NULL with the reasons in d when one fails; an empty set when
  * there are none. */
 struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct diag *d);
+/* For --test-config: every plugin file loads, is a certmq plugin and speaks our API version
+ * (its init is not run: that may open files or connections). Problems go to d. */
+void plugin_check_all(const struct config *cfg, struct diag *d);
 /* Calls every plugin's cleanup, then unloads them. */
 void plugin_free_all(struct plugin_set *p);
 size_t plugin_count(const struct plugin_set *p);

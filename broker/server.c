@@ -111,6 +111,7 @@ int server_check(const struct config *cfg, struct diag *d)
             tls_ctx_unref(ctx);
     }
     tls_lib_free(lib);
+    plugin_check_all(cfg, d);
     struct diag warn;
     diag_init(&warn);
     struct acl *a = acl_load(cfg->acl_file, d, &warn);

@@ -49,10 +49,21 @@ def test_bad_plugins_refused():
     start_fails("plugin %s\nplugin_opt_colour blue\n" % PLUGIN, "plugin initialisation failed")
 
 
+def test_test_config_checks_plugins():
+    srv, key = pki.cert("server")
+    conf = os.path.join(h.tmp, "tc.conf")
+    with open(conf, "w") as f:
+        f.write("listener 0 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nacl_file %s\n"
+                "plugin /nonexistent/x.so\n" % (pki.ca, srv, key, b.acl))
+    r = subprocess.run([BIN, "--test-config", "-c", conf], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 1 and "x.so: cannot load plugin" in r.stderr, "--test-config: " + r.stderr)
+
+
 def test_unloaded_at_exit():
     rc = b.stop()
     check(rc == 0, "clean exit")
     check(any("example: unloading after" in l for l in b.log()), "cleanup hook ran")
 
 
-h.run(test_plugin_restricts_and_observes, test_bad_plugins_refused, test_unloaded_at_exit)
+h.run(test_plugin_restricts_and_observes, test_bad_plugins_refused, test_test_config_checks_plugins,
+      test_unloaded_at_exit)
