@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct loaded {
     void *dl;
@@ -23,7 +24,9 @@ struct plugin_set {
     struct certmq_plugin_api api; /* plugins keep a pointer to it */
 };
 
-static void *open_plugin(const char *path, struct diag *d, int (**init_out)(void));
+typedef int (*init_fn)(const struct certmq_plugin_api *, const struct certmq_plugin_opts *,
+                       struct certmq_plugin_hooks *);
+static void *open_plugin(const char *path, struct diag *d, init_fn *init_out);
 
 static void plugin_log(int level, const char *fmt, ...)
 {
@@ -47,14 +50,10 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct 
     s->api = (struct certmq_plugin_api){CERTMQ_PLUGIN_API_VERSION, loop, plugin_log};
     for (size_t i = 0; i < cfg->plugin_count; i++) {
         const struct config_plugin *cp = &cfg->plugins[i];
-        int (*sym)(void);
-        void *dl = open_plugin(cp->path, d, &sym);
+        init_fn init;
+        void *dl = open_plugin(cp->path, d, &init);
         if (!dl)
             continue;
-        int (*init)(const struct certmq_plugin_api *, const struct certmq_plugin_opts *,
-                    struct certmq_plugin_hooks *) =
-            (int (*)(const struct certmq_plugin_api *, const struct certmq_plugin_opts *,
-                     struct certmq_plugin_hooks *))sym;
         struct certmq_plugin_opts opts = {(const char *const *)cp->opt_keys,
                                           (const char *const *)cp->opt_values, cp->opt_count};
         struct loaded *l = &s->v[s->n];
@@ -76,16 +75,19 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct 
 }
 
 /* dlopen + symbols + version; returns the handle, or NULL with the reason in d. */
-static void *open_plugin(const char *path, struct diag *d, int (**init_out)(void))
+static void *open_plugin(const char *path, struct diag *d, init_fn *init_out)
 {
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         diag_add(d, path, 0, "cannot load plugin: %s", dlerror());
         return NULL;
     }
-    int (*version)(void) = (int (*)(void))dlsym(dl, "certmq_plugin_version");
-    *init_out = (int (*)(void))dlsym(dl, "certmq_plugin_init");
-    if (!version || !*init_out) {
+    /* dlsym returns data pointers; copy them into function pointers (POSIX guarantees this). */
+    void *vsym = dlsym(dl, "certmq_plugin_version"), *isym = dlsym(dl, "certmq_plugin_init");
+    int (*version)(void) = NULL;
+    memcpy(&version, &vsym, sizeof(version));
+    memcpy(init_out, &isym, sizeof(*init_out));
+    if (!vsym || !isym) {
         diag_add(d, path, 0,
                  "not a certmq plugin (certmq_plugin_version/certmq_plugin_init missing)");
         dlclose(dl);
@@ -103,7 +105,7 @@ static void *open_plugin(const char *path, struct diag *d, int (**init_out)(void
 void plugin_check_all(const struct config *cfg, struct diag *d)
 {
     for (size_t i = 0; i < cfg->plugin_count; i++) {
-        int (*init)(void);
+        init_fn init;
         void *dl = open_plugin(cfg->plugins[i].path, d, &init);
         if (dl)
             dlclose(dl);
