@@ -1,6 +1,8 @@
 /* retain: retained messages in a level tree, so a subscription filter visits only the branches
- * it can match (`#` takes a whole subtree, `+` one level). One msg reference per stored
- * message; empty branches are pruned when a topic is cleared. */
+ * it can match (`#` takes a whole subtree, `+` one level, a literal one child). The store holds
+ * one msg reference per stored message and prunes branches left empty when a topic is cleared.
+ * Every walk is iterative through parent pointers and uthash's sibling links, so topic depth
+ * costs neither stack nor heap. Knows nothing of sessions, subscriptions or the wire. */
 #include "retain.h"
 
 #include "xmalloc.h"
@@ -10,76 +12,89 @@
 #include <uthash.h>
 
 struct rnode {
-    char *level;
-    size_t level_len;
-    struct rnode *parent;
-    struct rnode *children;
-    struct msg *msg;
+    struct rnode *parent;   /* NULL for the root */
+    struct rnode *children; /* uthash keyed by level */
+    struct msg *msg;        /* one reference, or NULL */
     UT_hash_handle hh;
+    size_t level_len;
+    char level[];
 };
 
 struct retain {
-    struct rnode root;
+    struct rnode *root;
     size_t count;
 };
 
+typedef void (*retain_cb)(void *ctx, struct msg *m);
+
+static struct rnode *retain__node_new(struct rnode *parent, const char *l, size_t ll)
+{
+    struct rnode *n = xcalloc(1, sizeof(*n) + ll + 1);
+    n->parent = parent;
+    n->level_len = ll;
+    memcpy(n->level, l, ll);
+    return n;
+}
+
 struct retain *retain_new(void)
 {
-    return xcalloc(1, sizeof(struct retain));
+    struct retain *r = xcalloc(1, sizeof(*r));
+    r->root = retain__node_new(NULL, "", 0);
+    return r;
 }
 
-static void free_below(struct rnode *n)
-{
-    struct rnode *c, *tmp;
-    HASH_ITER(hh, n->children, c, tmp)
-    {
-        HASH_DEL(n->children, c);
-        free_below(c);
-        free(c->level);
-        free(c);
-    }
-    msg_unref(n->msg);
-    n->msg = NULL;
-}
-
+/* Post-order without recursion: go down to a leaf, free it, resume at its parent. */
 void retain_free(struct retain *r)
 {
     if (!r)
         return;
-    free_below(&r->root);
+    struct rnode *n = r->root;
+    while (n) {
+        if (n->children) {
+            n = n->children;
+            continue;
+        }
+        struct rnode *p = n->parent;
+        if (p)
+            HASH_DEL(p->children, n);
+        msg_unref(n->msg);
+        free(n);
+        n = p;
+    }
     free(r);
 }
 
-static struct rnode *find(struct retain *r, const char *t, size_t len, bool create)
+/* End of the level starting at s[pos] (index of its '/' or len). */
+static size_t retain__level_end(const char *s, size_t len, size_t pos)
 {
-    struct rnode *n = &r->root;
-    size_t i = 0;
-    for (;;) {
-        size_t j = i;
-        while (j < len && t[j] != '/')
-            j++;
+    const char *slash = memchr(s + pos, '/', len - pos);
+    return slash ? (size_t)(slash - s) : len;
+}
+
+static struct rnode *retain__find(const struct retain *r, const char *t, size_t len, bool create)
+{
+    struct rnode *n = r->root;
+    for (size_t pos = 0;;) {
+        size_t end = retain__level_end(t, len, pos);
         struct rnode *c;
-        HASH_FIND(hh, n->children, t + i, j - i, c);
+        HASH_FIND(hh, n->children, t + pos, end - pos, c);
         if (!c) {
             if (!create)
                 return NULL;
-            c = xcalloc(1, sizeof(*c));
-            c->level = xstrndup(t + i, j - i);
-            c->level_len = j - i;
-            c->parent = n;
+            c = retain__node_new(n, t + pos, end - pos);
             HASH_ADD_KEYPTR(hh, n->children, c->level, c->level_len, c);
         }
         n = c;
-        if (j >= len)
+        if (end == len)
             return n;
-        i = j + 1;
+        pos = end + 1;
     }
 }
 
 void retain_set(struct retain *r, struct msg *m)
 {
     if (m->payload_len == 0) {
-        struct rnode *n = find(r, m->topic, m->topic_len, false);
+        struct rnode *n = retain__find(r, m->topic, m->topic_len, false);
         if (!n || !n->msg)
             return;
         msg_unref(n->msg);
@@ -88,102 +103,126 @@ void retain_set(struct retain *r, struct msg *m)
         while (n->parent && !n->msg && !n->children) {
             struct rnode *p = n->parent;
             HASH_DEL(p->children, n);
-            free(n->level);
             free(n);
             n = p;
         }
         return;
     }
-    struct rnode *n = find(r, m->topic, m->topic_len, true);
+    struct rnode *n = retain__find(r, m->topic, m->topic_len, true);
+    msg_ref(m); /* before the unref: m may be the message already stored */
     if (n->msg)
         msg_unref(n->msg);
     else
         r->count++;
-    n->msg = msg_ref(m);
+    n->msg = m;
 }
 
-struct walk {
-    void (*cb)(void *ctx, struct msg *m);
-    void *ctx;
-};
-
-static void all_below(struct rnode *n, const struct walk *w, bool skip_dollar)
+static bool retain__dollar(const struct rnode *n)
 {
-    if (n->msg)
-        w->cb(w->ctx, n->msg);
-    struct rnode *c, *tmp;
-    HASH_ITER(hh, n->children, c, tmp)
-    {
-        if (skip_dollar && c->level_len && c->level[0] == '$')
-            continue;
-        all_below(c, w, false);
-    }
+    return !n->parent->parent && n->level_len && n->level[0] == '$';
 }
 
-static void match(struct rnode *n, const char *f, size_t flen, size_t pos, bool root,
-                  const struct walk *w)
+/* The node after n in a pre-order walk of the subtree at top; NULL when done. */
+static const struct rnode *retain__pre_next(const struct rnode *n, const struct rnode *top)
 {
-    size_t j = pos;
-    while (j < flen && f[j] != '/')
-        j++;
-    const char *l = f + pos;
-    size_t ll = j - pos;
-    bool last = j >= flen;
-    if (ll == 1 && l[0] == '#') {
-        /* Matches the parent level too ("a/#" matches "a"), but never `$` topics at the root. */
-        if (!root && n->msg)
-            w->cb(w->ctx, n->msg);
-        struct rnode *c, *tmp;
-        HASH_ITER(hh, n->children, c, tmp)
-        {
-            if (root && c->level_len && c->level[0] == '$')
-                continue;
-            all_below(c, w, false);
-        }
-        return;
-    }
+    if (n->children)
+        return n->children;
+    while (n != top && !n->hh.next)
+        n = n->parent;
+    return n == top ? NULL : n->hh.next;
+}
+
+/* Every message in the subtree at top, top included. */
+static void retain__subtree(const struct rnode *top, retain_cb cb, void *ctx)
+{
+    for (const struct rnode *n = top; n; n = retain__pre_next(n, top))
+        if (n->msg)
+            cb(ctx, n->msg);
+}
+
+/* `#` below n: n itself ("a/#" matches "a", but the root is no topic) and all below, except
+ * `$` topics when n is the root. */
+static void retain__hash(const struct rnode *n, retain_cb cb, void *ctx)
+{
+    if (n->parent && n->msg)
+        cb(ctx, n->msg);
+    for (const struct rnode *c = n->children; c; c = c->hh.next)
+        if (n->parent || !retain__dollar(c))
+            retain__subtree(c, cb, ctx);
+}
+
+/* The next child of n to visit for filter level l after `prev` (NULL: the first). `+` takes
+ * every child in hash order, skipping `$` levels at the root; a literal takes its one child. */
+static const struct rnode *retain__next_child(const struct rnode *n, const char *l, size_t ll,
+                                              const struct rnode *prev)
+{
     if (ll == 1 && l[0] == '+') {
-        struct rnode *c, *tmp;
-        HASH_ITER(hh, n->children, c, tmp)
-        {
-            if (root && c->level_len && c->level[0] == '$')
-                continue;
-            if (last) {
-                if (c->msg)
-                    w->cb(w->ctx, c->msg);
-            } else {
-                match(c, f, flen, j + 1, false, w);
-            }
-        }
-        return;
+        const struct rnode *c = prev ? prev->hh.next : n->children;
+        while (c && retain__dollar(c))
+            c = c->hh.next;
+        return c;
     }
-    struct rnode *c;
+    if (prev)
+        return NULL;
+    const struct rnode *c;
     HASH_FIND(hh, n->children, l, ll, c);
-    if (!c)
+    return c;
+}
+
+/* Depth-first over the reachable branches, iteratively: the path is the parent chain and the
+ * filter offset of a level is recovered by scanning back when climbing. `pos` is the start of
+ * the filter level applied to n's children. Only non-final levels are descended into, so pos
+ * always names a level. */
+void retain_match(const struct retain *r, const char *filter, size_t flen, retain_cb cb, void *ctx)
+{
+    if (!flen)
         return;
-    if (last) {
-        if (c->msg)
-            w->cb(w->ctx, c->msg);
-        return;
+    const struct rnode *n = r->root, *prev = NULL;
+    size_t pos = 0;
+    for (;;) {
+        size_t end = retain__level_end(filter, flen, pos);
+        const char *l = filter + pos;
+        size_t ll = end - pos;
+        const struct rnode *c = NULL;
+        if (ll == 1 && l[0] == '#') {
+            retain__hash(n, cb, ctx); /* `#` is last: nothing to descend into */
+        } else {
+            for (c = retain__next_child(n, l, ll, prev); c && end == flen;
+                 c = retain__next_child(n, l, ll, c))
+                if (c->msg)
+                    cb(ctx, c->msg);
+        }
+        if (c) {
+            n = c;
+            pos = end + 1;
+            prev = NULL;
+            continue;
+        }
+        if (!n->parent)
+            return;
+        size_t i = pos - 1; /* the '/' that ended the parent's level */
+        while (i > 0 && filter[i - 1] != '/')
+            i--;
+        pos = i;
+        prev = n;
+        n = n->parent;
     }
-    match(c, f, flen, j + 1, false, w);
 }
 
-void retain_match(const struct retain *r, const char *filter, size_t flen,
-                  void (*cb)(void *ctx, struct msg *m), void *ctx)
+void retain_foreach(const struct retain *r, retain_cb cb, void *ctx)
 {
-    struct walk w = {cb, ctx};
-    if (flen)
-        match((struct rnode *)&r->root, filter, flen, 0, true, &w);
-}
-
-void retain_foreach(const struct retain *r, void (*cb)(void *ctx, struct msg *m), void *ctx)
-{
-    struct walk w = {cb, ctx};
-    all_below((struct rnode *)&r->root, &w, false);
+    retain__subtree(r->root, cb, ctx);
 }
 
 size_t retain_count(const struct retain *r)
 {
     return r->count;
+}
+
+size_t retain_nodes(const struct retain *r)
+{
+    size_t count = 0;
+    for (const struct rnode *n = r->root; n; n = retain__pre_next(n, r->root))
+        count++;
+    return count - 1;
 }

@@ -1,9 +1,11 @@
-/* topic: names, filters and the subscription tree.
+/* topic: names, filters, the relations between filters, and the subscription tree.
  *
- * Tree nodes hold their children in a uthash keyed by the level's bytes, plus direct pointers to
- * the `+` and `#` children, so matching a topic visits only branches that can match. Matching
- * recurses only into `+` branches and iterates along exact ones; depth is bounded by the topic
- * length limit. Subscribers are opaque pointers in a per-node hash. Knows nothing of sessions. */
+ * Tree nodes hold their exact children in a uthash keyed by the level's bytes, plus direct
+ * pointers to the `+` and `#` children, so matching a topic visits only branches that can match.
+ * Every walk over the tree (match, free) is iterative and climbs back through parent pointers, so
+ * neither the stack nor the heap grows with topic depth: a 65535-byte topic of empty levels is as
+ * safe as "a/b". Subscribers are opaque pointers; this module knows nothing of sessions, ACLs or
+ * the wire format. */
 #include "topic.h"
 
 #include "xmalloc.h"
@@ -35,9 +37,7 @@ bool topic_filter_valid(const char *f, size_t len)
         if (c == '+' || c == '#') {
             bool start = i == 0 || f[i - 1] == '/';
             bool end = i + 1 == len || f[i + 1] == '/';
-            if (!start || !end)
-                return false;
-            if (c == '#' && i + 1 != len)
+            if (!start || !end || (c == '#' && i + 1 != len))
                 return false;
         }
     }
@@ -52,97 +52,117 @@ unsigned topic_levels(const char *t, size_t len)
     return n;
 }
 
-/* Next level of s[*pos..len): sets *l and *ll; returns false when there are no more levels. */
-static bool next_level(const char *s, size_t len, size_t *pos, bool *done, const char **l,
-                       size_t *ll)
+/* A level cursor over a name or filter. `pos` is the start of the next level; pos == len + 1
+ * means every level has been consumed ("a/" has two levels: "a" and ""). */
+struct lv {
+    const char *s;
+    size_t len, pos;
+    const char *l; /* current level after topic__next */
+    size_t ll;
+};
+
+static bool topic__next(struct lv *c)
 {
-    if (*done)
+    if (c->pos > c->len)
         return false;
-    size_t start = *pos, i = start;
-    while (i < len && s[i] != '/')
-        i++;
-    *l = s + start;
-    *ll = i - start;
-    if (i >= len)
-        *done = true;
-    else
-        *pos = i + 1;
+    const char *slash = memchr(c->s + c->pos, '/', c->len - c->pos);
+    size_t end = slash ? (size_t)(slash - c->s) : c->len;
+    c->l = c->s + c->pos;
+    c->ll = end - c->pos;
+    c->pos = end + 1;
     return true;
+}
+
+static bool topic__is(const char *l, size_t ll, char w)
+{
+    return ll == 1 && l[0] == w;
+}
+
+/* The `$` rule: a filter whose first level is a wildcard never matches a topic starting with
+ * `$`. For two filters, a first level starting with `$` is literal (wildcards are whole levels),
+ * so it only meets the other filter's first level if that one is literal too. */
+static bool topic__dollar_blocked(const char *f, size_t flen, const char *x, size_t xlen)
+{
+    return xlen && x[0] == '$' && flen && (f[0] == '+' || f[0] == '#');
 }
 
 bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen)
 {
-    if (tlen && topic[0] == '$' && flen && (filter[0] == '+' || filter[0] == '#'))
+    if (topic__dollar_blocked(filter, flen, topic, tlen))
         return false;
-    size_t fp = 0, tp = 0;
-    bool fd = false, td = false;
-    const char *fl, *tl;
-    size_t fll, tll;
+    struct lv f = {filter, flen, 0, NULL, 0}, t = {topic, tlen, 0, NULL, 0};
     for (;;) {
-        bool hf = next_level(filter, flen, &fp, &fd, &fl, &fll);
-        bool ht = next_level(topic, tlen, &tp, &td, &tl, &tll);
-        if (hf && fll == 1 && fl[0] == '#')
+        bool hf = topic__next(&f), ht = topic__next(&t);
+        if (hf && topic__is(f.l, f.ll, '#'))
             return true; /* also matches the parent level: "a/#" matches "a" */
         if (!hf || !ht)
             return hf == ht;
-        if (!(fll == 1 && fl[0] == '+') && (fll != tll || memcmp(fl, tl, fll) != 0))
+        if (!topic__is(f.l, f.ll, '+') && (f.ll != t.ll || memcmp(f.l, t.l, f.ll) != 0))
             return false;
     }
 }
 
-static bool is_wild(const char *l, size_t n, char w)
+/* The empty string is one empty level but no valid topic name. Two filters match it besides
+ * others, and dropping it from their sets makes them equal to filters that do not need it:
+ * "#" matches exactly the names "+/#" matches, and "/#" exactly those of "/+/#". The relations
+ * below reason about level sequences, so they first rewrite these two into the longer form;
+ * otherwise "+" and "/#" would seem to meet (at "") and "/+/#" would not seem to cover "/#". */
+static void topic__canon(const char **f, size_t *len)
 {
-    return n == 1 && l[0] == w;
+    if (*len == 1 && (*f)[0] == '#') {
+        *f = "+/#";
+        *len = 3;
+    } else if (*len == 2 && (*f)[0] == '/' && (*f)[1] == '#') {
+        *f = "/+/#";
+        *len = 4;
+    }
 }
 
+/* Walk both filters level by level. A `#` on either side accepts every continuation of the
+ * other (including none, since "a/#" matches "a"); `+` meets any single level. */
 bool topic_filters_intersect(const char *a, size_t alen, const char *b, size_t blen)
 {
-    bool ad = alen && a[0] == '$', bd = blen && b[0] == '$';
-    /* A `$` level can only be matched literally by the other filter. */
-    if (ad && blen && (b[0] == '+' || b[0] == '#'))
+    if (topic__dollar_blocked(a, alen, b, blen) || topic__dollar_blocked(b, blen, a, alen))
         return false;
-    if (bd && alen && (a[0] == '+' || a[0] == '#'))
-        return false;
-    size_t ap = 0, bp = 0;
-    bool adone = false, bdone = false;
-    const char *al, *bl;
-    size_t all, bll;
+    topic__canon(&a, &alen);
+    topic__canon(&b, &blen);
+    struct lv x = {a, alen, 0, NULL, 0}, y = {b, blen, 0, NULL, 0};
     for (;;) {
-        bool ha = next_level(a, alen, &ap, &adone, &al, &all);
-        bool hb = next_level(b, blen, &bp, &bdone, &bl, &bll);
-        if ((ha && is_wild(al, all, '#')) || (hb && is_wild(bl, bll, '#')))
+        bool hx = topic__next(&x), hy = topic__next(&y);
+        if ((hx && topic__is(x.l, x.ll, '#')) || (hy && topic__is(y.l, y.ll, '#')))
             return true;
-        if (!ha || !hb)
-            return ha == hb;
-        if (is_wild(al, all, '+') || is_wild(bl, bll, '+'))
+        if (!hx || !hy)
+            return hx == hy;
+        if (topic__is(x.l, x.ll, '+') || topic__is(y.l, y.ll, '+'))
             continue;
-        if (all != bll || memcmp(al, bl, all) != 0)
+        if (x.ll != y.ll || memcmp(x.l, y.l, x.ll) != 0)
             return false;
     }
 }
 
+/* Every topic of `inner` must be a topic of `outer`. Level by level: an outer `#` takes all that
+ * is left; an outer `+` takes any single inner level but not an inner `#`, which also stands for
+ * the parent level and for many levels. */
 bool topic_filter_covers(const char *outer, size_t olen, const char *inner, size_t ilen)
 {
-    if (ilen && inner[0] == '$' && olen && (outer[0] == '+' || outer[0] == '#'))
+    if (topic__dollar_blocked(outer, olen, inner, ilen))
         return false;
-    size_t op = 0, ip = 0;
-    bool od = false, id = false;
-    const char *ol, *il;
-    size_t oll, ill;
+    topic__canon(&outer, &olen);
+    topic__canon(&inner, &ilen);
+    struct lv o = {outer, olen, 0, NULL, 0}, in = {inner, ilen, 0, NULL, 0};
     for (;;) {
-        bool ho = next_level(outer, olen, &op, &od, &ol, &oll);
-        bool hi = next_level(inner, ilen, &ip, &id, &il, &ill);
-        if (ho && is_wild(ol, oll, '#'))
+        bool ho = topic__next(&o), hi = topic__next(&in);
+        if (ho && topic__is(o.l, o.ll, '#'))
             return true;
         if (!ho || !hi)
             return ho == hi;
-        if (is_wild(il, ill, '#'))
-            return false; /* inner reaches deeper than a non-# outer level */
-        if (is_wild(ol, oll, '+'))
-            continue;
-        if (is_wild(il, ill, '+'))
+        if (topic__is(in.l, in.ll, '#'))
             return false;
-        if (oll != ill || memcmp(ol, il, oll) != 0)
+        if (topic__is(o.l, o.ll, '+'))
+            continue;
+        if (topic__is(in.l, in.ll, '+'))
+            return false;
+        if (o.ll != in.ll || memcmp(o.l, in.l, o.ll) != 0)
             return false;
     }
 }
@@ -171,223 +191,225 @@ int topic_share_split(const char *f, size_t len, const char **group, size_t *gle
 
 struct subent {
     struct topic_sub sub;
-    UT_hash_handle hh;
+    UT_hash_handle hh; /* keyed by sub.subscriber */
 };
 
+/* A group's address is stable for as long as it has members: queued deliveries point at it. */
 struct topic_group {
-    char *name;
-    size_t name_len;
-    struct topic_sub *members;
+    struct topic_sub *members; /* subscription order */
     size_t count, cap;
     uint32_t cursor;
-    struct topic_group *next;
+    UT_hash_handle hh; /* keyed by name */
+    size_t name_len;
+    char name[];
 };
 
 struct node {
-    char *level;
-    size_t level_len;
-    struct node *parent;
+    struct node *parent;   /* NULL for the root */
     struct node *children; /* uthash of exact levels */
     struct node *plus, *hash;
     struct subent *subs;
     struct topic_group *groups;
-    UT_hash_handle hh;
+    UT_hash_handle hh; /* keyed by level, in the parent's children */
+    size_t level_len;
+    char level[]; /* the level's bytes, NUL-terminated for debugging */
 };
 
 struct topic_tree {
-    struct node root;
+    struct node *root;
     size_t count;
 };
 
-struct topic_tree *topic_tree_new(void)
+static struct node *topic__node_new(struct node *parent, const char *l, size_t ll)
 {
-    return xcalloc(1, sizeof(struct topic_tree));
+    struct node *n = xcalloc(1, sizeof(*n) + ll + 1);
+    n->parent = parent;
+    n->level_len = ll;
+    memcpy(n->level, l, ll);
+    return n;
 }
 
-static void node_free_all(struct node *n)
+struct topic_tree *topic_tree_new(void)
 {
-    struct node *c, *tmp;
-    HASH_ITER(hh, n->children, c, tmp)
-    {
-        HASH_DEL(n->children, c);
-        node_free_all(c);
-        free(c);
-    }
-    if (n->plus) {
-        node_free_all(n->plus);
-        free(n->plus);
-    }
-    if (n->hash) {
-        node_free_all(n->hash);
-        free(n->hash);
-    }
+    struct topic_tree *t = xcalloc(1, sizeof(*t));
+    t->root = topic__node_new(NULL, "", 0);
+    return t;
+}
+
+static void topic__group_free(struct topic_group *g)
+{
+    free(g->members);
+    free(g);
+}
+
+/* Detach n from its parent (n must have no children) and free it with its subscriptions. */
+static void topic__node_free(struct node *n)
+{
+    struct node *p = n->parent;
+    if (p && p->plus == n)
+        p->plus = NULL;
+    else if (p && p->hash == n)
+        p->hash = NULL;
+    else if (p)
+        HASH_DEL(p->children, n);
     struct subent *s, *st;
     HASH_ITER(hh, n->subs, s, st)
     {
         HASH_DEL(n->subs, s);
         free(s);
     }
-    struct topic_group *g = n->groups;
-    while (g) {
-        struct topic_group *next = g->next;
-        free(g->name);
-        free(g->members);
-        free(g);
-        g = next;
+    struct topic_group *g, *gt;
+    HASH_ITER(hh, n->groups, g, gt)
+    {
+        HASH_DEL(n->groups, g);
+        topic__group_free(g);
     }
-    free(n->level);
+    free(n);
 }
 
+/* Post-order without recursion: descend to any child until a leaf, free it, resume at its
+ * parent. */
 void topic_tree_free(struct topic_tree *t)
 {
     if (!t)
         return;
-    node_free_all(&t->root);
+    struct node *n = t->root;
+    while (n) {
+        struct node *c = n->children ? n->children : n->plus ? n->plus : n->hash;
+        if (c) {
+            n = c;
+            continue;
+        }
+        struct node *p = n->parent;
+        topic__node_free(n);
+        n = p;
+    }
     free(t);
 }
 
-static struct node *child(struct node *n, const char *l, size_t ll, bool create)
+static struct node *topic__child(struct node *n, const char *l, size_t ll, bool create)
 {
-    struct node **slot = NULL;
-    if (ll == 1 && l[0] == '+')
+    struct node **slot = NULL, *c;
+    if (topic__is(l, ll, '+'))
         slot = &n->plus;
-    else if (ll == 1 && l[0] == '#')
+    else if (topic__is(l, ll, '#'))
         slot = &n->hash;
     if (slot) {
-        if (!*slot && create) {
-            *slot = xcalloc(1, sizeof(struct node));
-            (*slot)->level = xstrndup(l, ll);
-            (*slot)->level_len = ll;
-            (*slot)->parent = n;
-        }
+        if (!*slot && create)
+            *slot = topic__node_new(n, l, ll);
         return *slot;
     }
-    struct node *c;
     HASH_FIND(hh, n->children, l, ll, c);
     if (!c && create) {
-        c = xcalloc(1, sizeof(*c));
-        c->level = xstrndup(l, ll);
-        c->level_len = ll;
-        c->parent = n;
+        c = topic__node_new(n, l, ll);
         HASH_ADD_KEYPTR(hh, n->children, c->level, c->level_len, c);
     }
     return c;
 }
 
-static struct node *walk(struct topic_tree *t, const char *f, size_t flen, bool create)
+static struct node *topic__walk(const struct topic_tree *t, const char *f, size_t flen, bool create)
 {
-    struct node *n = &t->root;
-    size_t pos = 0;
-    bool done = false;
-    const char *l;
-    size_t ll;
-    while (n && next_level(f, flen, &pos, &done, &l, &ll))
-        n = child(n, l, ll, create);
+    struct node *n = t->root;
+    struct lv c = {f, flen, 0, NULL, 0};
+    while (n && topic__next(&c))
+        n = topic__child(n, c.l, c.ll, create);
     return n;
 }
 
-static struct topic_group *find_group(struct node *n, const char *g, size_t glen)
+static struct topic_group *topic__group(struct node *n, const char *g, size_t glen, bool create)
 {
-    for (struct topic_group *x = n->groups; x; x = x->next)
-        if (x->name_len == glen && memcmp(x->name, g, glen) == 0)
-            return x;
-    return NULL;
+    struct topic_group *x;
+    HASH_FIND(hh, n->groups, g, glen, x);
+    if (!x && create) {
+        x = xcalloc(1, sizeof(*x) + glen + 1);
+        memcpy(x->name, g, glen);
+        x->name_len = glen;
+        HASH_ADD_KEYPTR(hh, n->groups, x->name, x->name_len, x);
+    }
+    return x;
+}
+
+/* Groups are looked up by name in O(1); members are scanned linearly because a group's size is
+ * the number of clients sharing one filter, and the order must be kept for fair rotation. */
+static bool topic__group_add(struct topic_group *g, void *subscriber, uint8_t options,
+                             uint32_t sub_id)
+{
+    for (size_t i = 0; i < g->count; i++) {
+        if (g->members[i].subscriber == subscriber) {
+            g->members[i].options = options;
+            g->members[i].sub_id = sub_id;
+            return true;
+        }
+    }
+    if (g->count == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 4;
+        g->members = xrealloc(g->members, g->cap * sizeof(*g->members));
+    }
+    g->members[g->count++] = (struct topic_sub){subscriber, options, sub_id, g};
+    return false;
 }
 
 int topic_tree_subscribe(struct topic_tree *t, const char *filter, size_t flen, const char *group,
                          size_t glen, void *subscriber, uint8_t options, uint32_t sub_id,
                          bool *replaced)
 {
-    struct node *n = walk(t, filter, flen, true);
-    *replaced = false;
+    struct node *n = topic__walk(t, filter, flen, true);
     if (group) {
-        struct topic_group *g = find_group(n, group, glen);
-        if (!g) {
-            g = xcalloc(1, sizeof(*g));
-            g->name = xstrndup(group, glen);
-            g->name_len = glen;
-            g->next = n->groups;
-            n->groups = g;
+        *replaced =
+            topic__group_add(topic__group(n, group, glen, true), subscriber, options, sub_id);
+    } else {
+        struct subent *s;
+        HASH_FIND_PTR(n->subs, &subscriber, s);
+        *replaced = s != NULL;
+        if (!s) {
+            s = xcalloc(1, sizeof(*s));
+            s->sub.subscriber = subscriber;
+            HASH_ADD_PTR(n->subs, sub.subscriber, s);
         }
-        for (size_t i = 0; i < g->count; i++) {
-            if (g->members[i].subscriber == subscriber) {
-                g->members[i].options = options;
-                g->members[i].sub_id = sub_id;
-                *replaced = true;
-                return 0;
-            }
-        }
-        if (g->count == g->cap) {
-            g->cap = g->cap ? g->cap * 2 : 4;
-            g->members = xrealloc(g->members, g->cap * sizeof(*g->members));
-        }
-        g->members[g->count++] = (struct topic_sub){subscriber, options, sub_id, g};
-        t->count++;
-        return 0;
-    }
-    struct subent *s;
-    HASH_FIND_PTR(n->subs, &subscriber, s);
-    if (s) {
         s->sub.options = options;
         s->sub.sub_id = sub_id;
-        *replaced = true;
-        return 0;
     }
-    s = xcalloc(1, sizeof(*s));
-    s->sub = (struct topic_sub){subscriber, options, sub_id, NULL};
-    HASH_ADD_PTR(n->subs, sub.subscriber, s);
-    t->count++;
+    if (!*replaced)
+        t->count++;
     return 0;
 }
 
-static bool node_empty(const struct node *n)
+static bool topic__node_empty(const struct node *n)
 {
     return !n->children && !n->plus && !n->hash && !n->subs && !n->groups;
 }
 
-static void prune(struct node *n)
+/* Remove one member, keeping order; the cursor keeps pointing at the same next member. */
+static bool topic__group_remove(struct node *n, struct topic_group *g, void *subscriber)
 {
-    while (n->parent && node_empty(n)) {
-        struct node *p = n->parent;
-        if (p->plus == n)
-            p->plus = NULL;
-        else if (p->hash == n)
-            p->hash = NULL;
-        else
-            HASH_DEL(p->children, n);
-        free(n->level);
-        free(n);
-        n = p;
+    size_t i = 0;
+    while (i < g->count && g->members[i].subscriber != subscriber)
+        i++;
+    if (i == g->count)
+        return false;
+    memmove(&g->members[i], &g->members[i + 1], (g->count - i - 1) * sizeof(*g->members));
+    g->count--;
+    if (g->cursor > i)
+        g->cursor--;
+    if (g->count && g->cursor >= g->count)
+        g->cursor = 0;
+    if (g->count == 0) {
+        HASH_DEL(n->groups, g);
+        topic__group_free(g);
     }
+    return true;
 }
 
 int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen, const char *group,
                            size_t glen, void *subscriber)
 {
-    struct node *n = walk(t, filter, flen, false);
+    struct node *n = topic__walk(t, filter, flen, false);
     if (!n)
         return -1;
     if (group) {
-        struct topic_group *g = find_group(n, group, glen), **pp;
-        if (!g)
+        struct topic_group *g = topic__group(n, group, glen, false);
+        if (!g || !topic__group_remove(n, g, subscriber))
             return -1;
-        size_t i = 0;
-        while (i < g->count && g->members[i].subscriber != subscriber)
-            i++;
-        if (i == g->count)
-            return -1;
-        memmove(&g->members[i], &g->members[i + 1], (g->count - i - 1) * sizeof(*g->members));
-        g->count--;
-        if (g->cursor > i)
-            g->cursor--;
-        if (g->count == 0) {
-            for (pp = &n->groups; *pp != g; pp = &(*pp)->next)
-                ;
-            *pp = g->next;
-            free(g->name);
-            free(g->members);
-            free(g);
-        }
     } else {
         struct subent *s;
         HASH_FIND_PTR(n->subs, &subscriber, s);
@@ -397,7 +419,11 @@ int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen
         free(s);
     }
     t->count--;
-    prune(n);
+    while (n->parent && topic__node_empty(n)) {
+        struct node *p = n->parent;
+        topic__node_free(n);
+        n = p;
+    }
     return 0;
 }
 
@@ -407,48 +433,77 @@ struct match_ctx {
     void *ctx;
 };
 
-static void emit(struct node *n, const struct match_ctx *m)
+static void topic__emit(const struct node *n, const struct match_ctx *m)
 {
-    struct subent *s, *tmp;
-    HASH_ITER(hh, n->subs, s, tmp)
-    {
+    const struct subent *s;
+    for (s = n->subs; s; s = s->hh.next)
         m->cb(m->ctx, &s->sub);
-    }
-    for (struct topic_group *g = n->groups; g; g = g->next)
-        if (m->gcb)
-            m->gcb(m->ctx, g);
+    if (!m->gcb)
+        return;
+    for (struct topic_group *g = n->groups; g; g = g->hh.next)
+        m->gcb(m->ctx, g);
 }
 
-/* Match the levels of topic[pos..] below n. */
-static void match_from(struct node *n, const char *topic, size_t tlen, size_t pos, bool done,
-                       bool first, const struct match_ctx *m)
+/* The children of n worth visiting for topic level l, in order: `+` then the exact child.
+ * `prev` is the child just finished (NULL when starting at n). */
+static const struct node *topic__next_child(const struct node *n, const char *l, size_t ll,
+                                            const struct node *prev, bool dollar_root)
 {
-    for (;;) {
-        /* `#` here matches this level and everything below (and the parent level itself). */
-        if (n->hash && !(first && tlen && topic[0] == '$'))
-            emit(n->hash, m);
-        const char *l;
-        size_t ll;
-        if (!next_level(topic, tlen, &pos, &done, &l, &ll)) {
-            emit(n, m);
-            return;
-        }
-        if (n->plus && !(first && ll && l[0] == '$'))
-            match_from(n->plus, topic, tlen, pos, done, false, m);
-        struct node *c;
-        HASH_FIND(hh, n->children, l, ll, c);
-        if (!c)
-            return;
-        n = c;
-        first = false;
-    }
+    if (!prev && n->plus && !dollar_root)
+        return n->plus;
+    if (prev && prev != n->plus)
+        return NULL;
+    const struct node *c;
+    HASH_FIND(hh, n->children, l, ll, c);
+    return c;
 }
 
+/* Start of the level that ends just before `pos` (pos as in struct lv: one past the level's
+ * terminating '/' or end). */
+static size_t topic__prev_start(const char *s, size_t pos)
+{
+    size_t i = pos - 1; /* index of the '/' (or len) that ended the level */
+    while (i > 0 && s[i - 1] != '/')
+        i--;
+    return i;
+}
+
+/* Depth-first over the branches that can match, with no recursion and no allocation: the path
+ * is the chain of parent pointers, and the topic offset is recovered by scanning back one level
+ * when climbing. Each visited node costs O(level length), so the whole match costs
+ * O(nodes that match a prefix of the topic × level length), independent of how many
+ * subscriptions exist elsewhere. Callbacks must not change the tree. */
 void topic_tree_match(const struct topic_tree *t, const char *topic, size_t tlen, topic_match_cb cb,
                       topic_group_cb gcb, void *ctx)
 {
-    struct match_ctx m = {cb, gcb, ctx};
-    match_from((struct node *)&t->root, topic, tlen, 0, false, true, &m);
+    const struct match_ctx m = {cb, gcb, ctx};
+    const bool dollar = tlen && topic[0] == '$';
+    const struct node *root = t->root, *n = root, *prev = NULL;
+    size_t pos = 0; /* start of the topic level below n; tlen + 1 when n consumed them all */
+    for (;;) {
+        if (!prev) {
+            /* First arrival at n. `#` below n matches what is left, including nothing. */
+            if (n->hash && !(n == root && dollar))
+                topic__emit(n->hash, &m);
+            if (pos > tlen)
+                topic__emit(n, &m);
+        }
+        const struct node *next = NULL;
+        struct lv c = {topic, tlen, pos, NULL, 0};
+        if (topic__next(&c))
+            next = topic__next_child(n, c.l, c.ll, prev, n == root && dollar);
+        if (next) {
+            n = next;
+            pos = c.pos;
+            prev = NULL;
+            continue;
+        }
+        if (n == root)
+            return;
+        pos = topic__prev_start(topic, pos);
+        prev = n;
+        n = n->parent;
+    }
 }
 
 size_t topic_group_size(const struct topic_group *g)
@@ -475,4 +530,30 @@ const char *topic_group_name(const struct topic_group *g, size_t *len)
 size_t topic_tree_count(const struct topic_tree *t)
 {
     return t->count;
+}
+
+/* The next node of a pre-order walk: exact children first, then `+`, then `#`. */
+static const struct node *topic__pre_next(const struct node *n)
+{
+    const struct node *c = n->children ? n->children : n->plus ? n->plus : n->hash;
+    if (c)
+        return c;
+    for (; n->parent; n = n->parent) {
+        const struct node *p = n->parent;
+        if (n != p->plus && n != p->hash && n->hh.next)
+            return n->hh.next;
+        if (n != p->plus && n != p->hash && p->plus)
+            return p->plus;
+        if (n != p->hash && p->hash)
+            return p->hash;
+    }
+    return NULL;
+}
+
+size_t topic_tree_nodes(const struct topic_tree *t)
+{
+    size_t count = 0;
+    for (const struct node *n = topic__pre_next(t->root); n; n = topic__pre_next(n))
+        count++;
+    return count;
 }

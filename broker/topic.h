@@ -71,5 +71,8 @@ uint32_t *topic_group_cursor(struct topic_group *g);
 const char *topic_group_name(const struct topic_group *g, size_t *len);
 
 size_t topic_tree_count(const struct topic_tree *t);
+/* Number of nodes below the root, counted by walking the tree (O(nodes)): for memory metrics
+ * and for tests that empty branches are pruned. */
+size_t topic_tree_nodes(const struct topic_tree *t);
 
 #endif
