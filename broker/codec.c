@@ -49,13 +49,27 @@ const char *codec_err_str(int err)
 
 /* ---- UTF-8 -------------------------------------------------------------------------------- */
 
-bool codec_utf8_valid(const uint8_t *p, size_t len)
+/* Well-formed UTF-8 without surrogates or overlongs; U+0000 only when allow_nul (payloads with
+ * a payload format indicator of 1 are RFC 3629 text, where NUL is legal; MQTT strings forbid
+ * it). ASCII runs are skipped eight bytes at a time because topics and ids are mostly ASCII:
+ * ((w - 0x0101..) | w) & 0x8080.. is non-zero exactly when some byte is 0x00 or >= 0x80, so
+ * the word test also stops at a NUL when NUL is not allowed. */
+static bool utf8_check(const uint8_t *p, size_t len, bool allow_nul)
 {
     size_t i = 0;
     while (i < len) {
+        while (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if ((allow_nul ? w : (w - 0x0101010101010101ull) | w) & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
         uint8_t c = p[i];
         if (c < 0x80) {
-            if (c == 0)
+            if (c == 0 && !allow_nul)
                 return false;
             i++;
             continue;
@@ -91,88 +105,9 @@ bool codec_utf8_valid(const uint8_t *p, size_t len)
     return true;
 }
 
-/* ---- reading ------------------------------------------------------------------------------ */
-
-void codec__cur_init(struct codec_cur *c, const uint8_t *p, size_t len)
+bool codec_utf8_valid(const uint8_t *p, size_t len)
 {
-    c->p = p;
-    c->end = p + len;
-    c->bad = false;
-}
-
-bool codec__u8(struct codec_cur *c, uint8_t *v)
-{
-    if (c->bad || c->p >= c->end) {
-        c->bad = true;
-        return false;
-    }
-    *v = *c->p++;
-    return true;
-}
-
-bool codec__u16(struct codec_cur *c, uint16_t *v)
-{
-    if (c->bad || c->end - c->p < 2) {
-        c->bad = true;
-        return false;
-    }
-    *v = (uint16_t)(c->p[0] << 8 | c->p[1]);
-    c->p += 2;
-    return true;
-}
-
-bool codec__u32(struct codec_cur *c, uint32_t *v)
-{
-    if (c->bad || c->end - c->p < 4) {
-        c->bad = true;
-        return false;
-    }
-    *v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
-    c->p += 4;
-    return true;
-}
-
-bool codec__varint(struct codec_cur *c, uint32_t *v)
-{
-    uint32_t val = 0;
-    for (int i = 0; i < 4; i++) {
-        uint8_t b;
-        if (!codec__u8(c, &b))
-            return false;
-        val |= (uint32_t)(b & 0x7F) << (7 * i);
-        if (!(b & 0x80)) {
-            *v = val;
-            return true;
-        }
-    }
-    c->bad = true;
-    return false;
-}
-
-bool codec__bin(struct codec_cur *c, struct mqtt_bin *b)
-{
-    uint16_t n;
-    if (!codec__u16(c, &n))
-        return false;
-    if (c->end - c->p < n) {
-        c->bad = true;
-        return false;
-    }
-    b->p = c->p;
-    b->len = n;
-    c->p += n;
-    return true;
-}
-
-bool codec__str(struct codec_cur *c, struct mqtt_bin *b)
-{
-    if (!codec__bin(c, b))
-        return false;
-    if (!codec_utf8_valid(b->p, b->len)) {
-        c->bad = true;
-        return false;
-    }
-    return true;
+    return utf8_check(p, len, false);
 }
 
 /* ---- decoding ----------------------------------------------------------------------------- */
@@ -257,10 +192,13 @@ static int decode_publish(struct codec_cur *c, uint8_t flags, uint8_t version,
         if (r)
             return r;
         if (p->props.present & MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT) &&
-            p->props.payload_format == 1 && !codec_utf8_valid(c->p, (size_t)(c->end - c->p)))
+            p->props.payload_format == 1 && !utf8_check(c->p, (size_t)(c->end - c->p), true))
             return CODEC_ERR_PAYLOAD_FORMAT;
     }
-    if (version != MQTT_V5 && p->topic.len == 0)
+    /* An empty topic is only meaningful in v5 with a topic alias; whether the alias is known is
+     * session state and the caller's check. */
+    if (p->topic.len == 0 &&
+        (version != MQTT_V5 || !(p->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS))))
         return CODEC_ERR_PROTOCOL;
     p->payload = c->p;
     p->payload_len = (uint32_t)(c->end - c->p);
@@ -307,9 +245,15 @@ static int decode_subscribe(struct codec_cur *c, uint8_t type, uint8_t version,
             uint8_t o;
             if (!codec__u8(c, &o))
                 return CODEC_ERR_MALFORMED;
+            /* Reserved bits make the packet malformed in both versions [MQTT-3.8.3-4/5];
+             * v5 calls QoS 3 and retain handling 3 protocol errors, 3.1.1 calls QoS 3
+             * malformed. */
             if (version == MQTT_V5) {
-                if ((o & 0xC0) || ((o & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> 4) == 3 ||
-                    (o & 3) == 3)
+                if (o & 0xC0)
+                    return CODEC_ERR_MALFORMED;
+                if ((o & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> MQTT_SUBOPT_RETAIN_HANDLING_SHIFT ==
+                        3 ||
+                    (o & MQTT_SUBOPT_QOS_MASK) == 3)
                     return CODEC_ERR_PROTOCOL;
             } else if (o & 0xFC || (o & 3) == 3) {
                 return CODEC_ERR_MALFORMED;
@@ -328,15 +272,23 @@ static int decode_suback(struct codec_cur *c, uint8_t type, uint8_t version, str
 {
     if (!codec__u16(c, &s->id))
         return CODEC_ERR_MALFORMED;
+    if (s->id == 0)
+        return CODEC_ERR_PROTOCOL;
+    if (type == MQTT_UNSUBACK && version != MQTT_V5)
+        return 0; /* 3.1.1 UNSUBACK is the packet id alone */
     if (version == MQTT_V5) {
         int r = codec__props_decode(c, type, &s->props);
         if (r)
             return r;
     }
+    /* One reason code per filter, so at least one; a count over 65535 cannot match a
+     * SUBSCRIBE (its count is 16 bits as well). */
+    if (c->end - c->p > UINT16_MAX)
+        return CODEC_ERR_MALFORMED;
     s->rcs = c->p;
     s->count = (uint16_t)(c->end - c->p);
     c->p = c->end;
-    if (type == MQTT_SUBACK && s->count == 0)
+    if (s->count == 0)
         return CODEC_ERR_PROTOCOL;
     return 0;
 }
@@ -370,11 +322,6 @@ static int decode_body(struct codec_cur *c, uint8_t type, uint8_t flags, uint8_t
         return decode_subscribe(c, type, version, &out->u.subscribe);
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:
-        if (type == MQTT_UNSUBACK && version != MQTT_V5) {
-            if (!codec__u16(c, &out->u.suback.id))
-                return CODEC_ERR_MALFORMED;
-            return 0;
-        }
         return decode_suback(c, type, version, &out->u.suback);
     case MQTT_PINGREQ:
     case MQTT_PINGRESP:
@@ -399,30 +346,39 @@ static int decode_body(struct codec_cur *c, uint8_t type, uint8_t flags, uint8_t
 long codec_decode(const uint8_t *in, size_t len, uint8_t version, uint32_t max_size,
                   struct mqtt_packet *out)
 {
-    if (len < 2)
+    if (len == 0)
         return 0;
+    uint8_t type = in[0] >> 4, flags = in[0] & 0x0F;
+    /* The first byte alone can be wrong: reject it before waiting for the rest. */
+    if (type == 0)
+        return CODEC_ERR_MALFORMED; /* reserved */
+    if (type != MQTT_PUBLISH && flags != required_flags[type])
+        return CODEC_ERR_MALFORMED;
+    /* max_size counts the whole packet; MQTT's own ceiling applies when it is 0. Every byte
+     * of the remaining length raises its lower bound, so an oversized packet is refused while
+     * its header is still arriving. */
+    uint64_t limit = max_size ? max_size : 268435455u + 5u;
     uint32_t rl = 0;
     size_t hl = 1;
     for (int i = 0;; i++) {
-        if (i == 4)
-            return CODEC_ERR_MALFORMED;
         if (hl >= len)
             return 0;
         uint8_t b = in[hl++];
         rl |= (uint32_t)(b & 0x7F) << (7 * i);
         if (!(b & 0x80))
             break;
+        if (i == 3)
+            return CODEC_ERR_MALFORMED; /* a fifth length byte would follow */
+        if (hl + 1 + (uint64_t)rl > limit)
+            return CODEC_ERR_TOO_LARGE;
     }
     uint64_t total = hl + (uint64_t)rl;
-    if (max_size && total > max_size)
+    if (total > limit)
         return CODEC_ERR_TOO_LARGE;
-    uint8_t type = in[0] >> 4, flags = in[0] & 0x0F;
-    if (type == MQTT_CONNECT)
-        version = MQTT_V311; /* set by the packet itself */
-    if (type != MQTT_PUBLISH && flags != required_flags[type])
-        return CODEC_ERR_MALFORMED;
     if (len < total)
         return 0;
+    if (type == MQTT_CONNECT)
+        version = MQTT_V311; /* the packet sets its own level */
     memset(out, 0, sizeof(*out));
     out->type = type;
     out->flags = flags;
@@ -462,43 +418,11 @@ bool codec_sub_next(struct mqtt_sub_iter *it, struct mqtt_bin *filter, uint8_t *
 
 /* ---- encoding ----------------------------------------------------------------------------- */
 
+/* Matches codec__put_varint byte for byte, including the 5 bytes a value over MQTT's maximum
+ * would take, so a size is never smaller than what gets written. */
 static size_t varint_size(uint32_t v)
 {
-    return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
-}
-
-uint8_t *codec__put_varint(uint8_t *o, uint32_t v)
-{
-    do {
-        uint8_t b = v & 0x7F;
-        v >>= 7;
-        *o++ = v ? (uint8_t)(b | 0x80) : b;
-    } while (v);
-    return o;
-}
-
-uint8_t *codec__put_u16(uint8_t *o, uint16_t v)
-{
-    o[0] = (uint8_t)(v >> 8);
-    o[1] = (uint8_t)v;
-    return o + 2;
-}
-
-uint8_t *codec__put_u32(uint8_t *o, uint32_t v)
-{
-    o[0] = (uint8_t)(v >> 24);
-    o[1] = (uint8_t)(v >> 16);
-    o[2] = (uint8_t)(v >> 8);
-    o[3] = (uint8_t)v;
-    return o + 4;
-}
-
-uint8_t *codec__put_bin(uint8_t *o, const uint8_t *p, uint16_t n)
-{
-    o = codec__put_u16(o, n);
-    if (n)
-        memcpy(o, p, n);
-    return o + n;
+    return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : v < 268435456 ? 4 : 5;
 }
 
 static size_t props_block(const struct mqtt_props *pr, uint8_t type, uint8_t version)
@@ -518,6 +442,46 @@ static uint8_t *put_props(uint8_t *o, const struct mqtt_props *pr, uint8_t type,
     return codec__props_encode(o, pr, type);
 }
 
+/* Before v5 a password needs a user name [MQTT-3.1.2-22]; one that cannot be sent is left out
+ * like every other field the version cannot represent. */
+static bool password_sent(const struct mqtt_connect *k, uint8_t v)
+{
+    return k->has_password && (k->has_username || v == MQTT_V5);
+}
+
+/* A v5 CONNACK reason code for a 3.1/3.1.1 client: codes below 0x80 are taken to be 3.1.1
+ * return codes already; failures map to the nearest 3.1.1 refusal. */
+static uint8_t connack_rc_v3(uint8_t rc)
+{
+    switch (rc) {
+    case 0x84: /* unsupported protocol version */
+        return 1;
+    case 0x85: /* client identifier not valid */
+        return 2;
+    case 0x88: /* server unavailable */
+    case 0x89: /* server busy */
+        return 3;
+    case 0x86: /* bad user name or password */
+        return 4;
+    default:
+        return rc >= 0x80 ? 5 : rc; /* not authorized */
+    }
+}
+
+/* Entries of a SUBSCRIBE for 3.1/3.1.1 carry only the QoS bits; the v5 option bits would make
+ * the packet malformed there. Entries that do not parse are copied unchanged. */
+static void mask_v3_options(uint8_t *e, uint32_t len)
+{
+    uint32_t i = 0;
+    while (len - i >= 3) {
+        uint32_t n = (uint32_t)e[i] << 8 | e[i + 1];
+        if (len - i - 2 < n + 1)
+            return;
+        e[i + 2 + n] &= MQTT_SUBOPT_QOS_MASK;
+        i += 3 + n;
+    }
+}
+
 /* Body size (remaining length) of p; 0 with *ok false if it cannot be encoded. */
 static size_t body_size(const struct mqtt_packet *p, uint8_t v, bool *ok)
 {
@@ -532,7 +496,7 @@ static size_t body_size(const struct mqtt_packet *p, uint8_t v, bool *ok)
                  k->will_payload_len;
         if (k->has_username)
             n += 2 + k->username.len;
-        if (k->has_password)
+        if (password_sent(k, v))
             n += 2 + k->password.len;
         return n;
     }
@@ -568,8 +532,10 @@ static size_t body_size(const struct mqtt_packet *p, uint8_t v, bool *ok)
         return 0;
     case MQTT_DISCONNECT:
     case MQTT_AUTH: {
-        if (v != MQTT_V5)
+        if (v != MQTT_V5) {
+            *ok = p->type == MQTT_DISCONNECT; /* AUTH does not exist before v5 */
             return 0;
+        }
         const struct mqtt_disconnect *d = &p->u.disconnect;
         size_t pn = codec_props_size(&d->props, p->type);
         if (pn)
@@ -595,7 +561,7 @@ static uint8_t *encode_body(uint8_t *o, const struct mqtt_packet *p, uint8_t v, 
         uint8_t f = (uint8_t)((k->clean ? 2 : 0) | (k->will ? 4 : 0) |
                               (k->will ? (k->will_qos & 3) << 3 : 0) |
                               (k->will && k->will_retain ? 0x20 : 0) |
-                              (k->has_password ? 0x40 : 0) | (k->has_username ? 0x80 : 0));
+                              (password_sent(k, v) ? 0x40 : 0) | (k->has_username ? 0x80 : 0));
         *o++ = f;
         o = codec__put_u16(o, k->keepalive);
         o = put_props(o, &k->props, MQTT_CONNECT, v);
@@ -607,13 +573,14 @@ static uint8_t *encode_body(uint8_t *o, const struct mqtt_packet *p, uint8_t v, 
         }
         if (k->has_username)
             o = codec__put_bin(o, k->username.p, k->username.len);
-        if (k->has_password)
+        if (password_sent(k, v))
             o = codec__put_bin(o, k->password.p, k->password.len);
         return o;
     }
     case MQTT_CONNACK:
-        *o++ = p->u.connack.session_present ? 1 : 0;
-        *o++ = p->u.connack.rc;
+        /* 3.1 has no session present flag; its first byte is reserved. */
+        *o++ = p->u.connack.session_present && v != MQTT_V31 ? 1 : 0;
+        *o++ = v == MQTT_V5 ? p->u.connack.rc : connack_rc_v3(p->u.connack.rc);
         return put_props(o, &p->u.connack.props, MQTT_CONNACK, v);
     case MQTT_PUBLISH: {
         const struct mqtt_publish *pub = &p->u.publish;
@@ -647,6 +614,8 @@ static uint8_t *encode_body(uint8_t *o, const struct mqtt_packet *p, uint8_t v, 
         o = codec__put_u16(o, p->u.subscribe.id);
         o = put_props(o, &p->u.subscribe.props, p->type, v);
         memcpy(o, p->u.subscribe.entries, p->u.subscribe.entries_len);
+        if (p->type == MQTT_SUBSCRIBE && v != MQTT_V5)
+            mask_v3_options(o, p->u.subscribe.entries_len);
         return o + p->u.subscribe.entries_len;
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:

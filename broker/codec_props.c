@@ -1,11 +1,137 @@
 /* codec_props: MQTT 5 properties, driven by one table (identifier -> value kind, the packets it
  * may appear in, where it lives in struct mqtt_props). Unknown identifiers, properties in the
  * wrong packet and repeats of single-valued properties are protocol errors, as the 5.0
- * specification requires. */
+ * specification requires. Also home of the bounded read cursor and the write primitives the
+ * rest of the codec uses. Like codec.c it knows nothing of sessions or the broker. */
 #include "codec_props.h"
 
 #include <stddef.h>
 #include <string.h>
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+/* Every read checks the bytes left first and marks the cursor bad instead of moving past the
+ * end; callers may chain reads and test `bad` once. */
+
+void codec__cur_init(struct codec_cur *c, const uint8_t *p, size_t len)
+{
+    c->p = p;
+    c->end = p + len;
+    c->bad = false;
+}
+
+bool codec__u8(struct codec_cur *c, uint8_t *v)
+{
+    if (c->bad || c->p >= c->end) {
+        c->bad = true;
+        return false;
+    }
+    *v = *c->p++;
+    return true;
+}
+
+bool codec__u16(struct codec_cur *c, uint16_t *v)
+{
+    if (c->bad || c->end - c->p < 2) {
+        c->bad = true;
+        return false;
+    }
+    *v = (uint16_t)(c->p[0] << 8 | c->p[1]);
+    c->p += 2;
+    return true;
+}
+
+bool codec__u32(struct codec_cur *c, uint32_t *v)
+{
+    if (c->bad || c->end - c->p < 4) {
+        c->bad = true;
+        return false;
+    }
+    *v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
+    c->p += 4;
+    return true;
+}
+
+bool codec__varint(struct codec_cur *c, uint32_t *v)
+{
+    uint32_t val = 0;
+    for (int i = 0; i < 4; i++) {
+        uint8_t b;
+        if (!codec__u8(c, &b))
+            return false;
+        val |= (uint32_t)(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = val;
+            return true;
+        }
+    }
+    c->bad = true;
+    return false;
+}
+
+bool codec__bin(struct codec_cur *c, struct mqtt_bin *b)
+{
+    uint16_t n;
+    if (!codec__u16(c, &n))
+        return false;
+    if (c->end - c->p < n) {
+        c->bad = true;
+        return false;
+    }
+    b->p = c->p;
+    b->len = n;
+    c->p += n;
+    return true;
+}
+
+bool codec__str(struct codec_cur *c, struct mqtt_bin *b)
+{
+    if (!codec__bin(c, b))
+        return false;
+    if (!codec_utf8_valid(b->p, b->len)) {
+        c->bad = true;
+        return false;
+    }
+    return true;
+}
+
+/* ---- writing primitives ------------------------------------------------------------------ */
+
+uint8_t *codec__put_varint(uint8_t *o, uint32_t v)
+{
+    do {
+        uint8_t b = v & 0x7F;
+        v >>= 7;
+        *o++ = v ? (uint8_t)(b | 0x80) : b;
+    } while (v);
+    return o;
+}
+
+uint8_t *codec__put_u16(uint8_t *o, uint16_t v)
+{
+    o[0] = (uint8_t)(v >> 8);
+    o[1] = (uint8_t)v;
+    return o + 2;
+}
+
+uint8_t *codec__put_u32(uint8_t *o, uint32_t v)
+{
+    o[0] = (uint8_t)(v >> 24);
+    o[1] = (uint8_t)(v >> 16);
+    o[2] = (uint8_t)(v >> 8);
+    o[3] = (uint8_t)v;
+    return o + 4;
+}
+
+uint8_t *codec__put_bin(uint8_t *o, const uint8_t *p, uint16_t n)
+{
+    o = codec__put_u16(o, n);
+    if (n)
+        memcpy(o, p, n);
+    return o + n;
+}
+
+/* ---- properties -------------------------------------------------------------------------- */
 
 enum kind { K_NONE, K_BYTE, K_U16, K_U32, K_VARINT, K_STR, K_BIN, K_PAIR };
 
@@ -103,8 +229,21 @@ int codec__props_decode(struct codec_cur *c, uint8_t type, struct mqtt_props *pr
         if (!(d->packets & P(type)))
             return CODEC_ERR_PROTOCOL;
         uint64_t bit = MQTT_PROP_BIT(id);
-        if (d->kind != K_PAIR && (pr->present & bit))
-            return CODEC_ERR_PROTOCOL; /* only user properties may repeat from a client */
+        /* Only user properties may repeat, plus subscription identifiers in a PUBLISH (a
+         * server sends one per matching subscription; a client may send none, which the
+         * caller checks as it knows the direction). The first identifier is kept. */
+        if (pr->present & bit) {
+            if (id == MQTT_PROP_SUBSCRIPTION_ID && type == MQTT_PUBLISH) {
+                uint32_t ignored;
+                if (!codec__varint(&pc, &ignored))
+                    return CODEC_ERR_MALFORMED;
+                if (!value_ok(id, ignored))
+                    return CODEC_ERR_PROTOCOL;
+                continue;
+            }
+            if (d->kind != K_PAIR)
+                return CODEC_ERR_PROTOCOL;
+        }
         uint32_t v = 0;
         switch (d->kind) {
         case K_BYTE: {
@@ -238,13 +377,16 @@ static size_t user_props_put(const struct mqtt_props *pr, uint8_t *out)
     return n;
 }
 
+/* Matches codec__put_varint, 5 bytes for values over MQTT's maximum included. */
 static size_t varint_size(uint32_t v)
 {
-    return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
+    return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : v < 268435456 ? 4 : 5;
 }
 
 /* Encoding walks the same table; a property is written when its bit is present and the packet
- * type may carry it, so a caller can pass one props struct to any packet. */
+ * type may carry it, so a caller can pass one props struct to any packet. A PUBLISH carries
+ * sub_ids[0..sub_id_count) when that list is set, otherwise the single subscription_id when
+ * its bit is present (what decoding fills in), so a decoded PUBLISH re-encodes as it came. */
 size_t codec_props_size(const struct mqtt_props *pr, uint8_t type)
 {
     size_t n = 0;
@@ -252,7 +394,7 @@ size_t codec_props_size(const struct mqtt_props *pr, uint8_t type)
         const struct prop_def *d = &defs[id];
         if (d->kind == K_NONE || d->kind == K_PAIR || !(d->packets & P(type)))
             continue;
-        if (id == MQTT_PROP_SUBSCRIPTION_ID && type == MQTT_PUBLISH) {
+        if (id == MQTT_PROP_SUBSCRIPTION_ID && type == MQTT_PUBLISH && pr->sub_id_count) {
             for (uint8_t i = 0; i < pr->sub_id_count; i++)
                 n += 1 + varint_size(pr->sub_ids[i]);
             continue;
@@ -287,7 +429,7 @@ uint8_t *codec__props_encode(uint8_t *o, const struct mqtt_props *pr, uint8_t ty
         const struct prop_def *d = &defs[id];
         if (d->kind == K_NONE || d->kind == K_PAIR || !(d->packets & P(type)))
             continue;
-        if (id == MQTT_PROP_SUBSCRIPTION_ID && type == MQTT_PUBLISH) {
+        if (id == MQTT_PROP_SUBSCRIPTION_ID && type == MQTT_PUBLISH && pr->sub_id_count) {
             for (uint8_t i = 0; i < pr->sub_id_count; i++) {
                 *o++ = id;
                 o = codec__put_varint(o, pr->sub_ids[i]);

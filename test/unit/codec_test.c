@@ -1,4 +1,7 @@
-/* codec: round trips for every packet type and version, every split point, malformed input. */
+/* codec: round trips for every packet type x version with and without properties, every fixture
+ * fed byte by byte and at every split point of a stream, one exact error per malformed rule,
+ * size limits, encoder contracts and the UTF-8 validator. Every decode reads from an exactly
+ * sized heap copy so a sanitizer build catches any read past the input. */
 #include "check.h"
 #include "codec.h"
 
@@ -6,251 +9,992 @@
 #include <string.h>
 
 #define B(s) ((struct mqtt_bin){(const uint8_t *)(s), (uint16_t)(sizeof(s) - 1)})
+#define BIT(id) MQTT_PROP_BIT(MQTT_PROP_##id)
 
-static size_t enc(const struct mqtt_packet *p, uint8_t v, uint8_t *out)
+static const uint8_t versions[] = {MQTT_V31, MQTT_V311, MQTT_V5};
+
+static long decode_copy(const uint8_t *b, size_t n, uint8_t v, uint32_t max, struct mqtt_packet *p)
 {
-    size_t n = codec_encode(p, v, NULL, 0);
-    CHECK(n > 0 && n < 4096);
-    CHECK_EQ_INT(codec_encode(p, v, out, 4096), n);
+    uint8_t *c = malloc(n ? n : 1);
+    if (n)
+        memcpy(c, b, n);
+    long r = codec_decode(c, n, v, max, p);
+    free(c);
+    return r;
+}
+
+/* Decodes that must keep their borrowed views use the original buffer. */
+static long decode(const uint8_t *b, size_t n, uint8_t v, struct mqtt_packet *p)
+{
+    long r = decode_copy(b, n, v, 0, p); /* bounds check under ASan */
+    long r2 = codec_decode(b, n, v, 0, p);
+    CHECK_EQ_INT(r, r2);
+    return r2;
+}
+
+static size_t hex(const char *h, uint8_t *out)
+{
+    size_t n = 0;
+    while (*h) {
+        if (*h == ' ') {
+            h++;
+            continue;
+        }
+        unsigned x;
+        sscanf(h, "%2x", &x);
+        out[n++] = (uint8_t)x;
+        h += 2;
+    }
     return n;
 }
 
-/* Feed every prefix: 0 until complete; then the full decode. Also decode at every split of a
- * two-packet stream. */
-static void splits(const uint8_t *buf, size_t n, uint8_t v)
+static bool bin_eq(struct mqtt_bin a, struct mqtt_bin b)
 {
+    return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
+}
+
+/* ---- fixtures ----------------------------------------------------------------------------- */
+
+/* Raw user property bytes (identifier, key, value) x2 with a content type between them: the
+ * span keeps other properties, the iterator and the encoder skip them. */
+static const uint8_t user_raw[] = {0x26, 0, 1,   'k',  0, 2, 'v', '1', 0x03,
+                                   0,    1, 't', 0x26, 0, 1, 'x', 0,   0};
+static const uint8_t payload[] = "hello \xe2\x82\xac world";
+static const uint32_t two_sub_ids[] = {7, 300000};
+
+static void add_users(struct mqtt_props *pr)
+{
+    pr->user_props = user_raw;
+    pr->user_props_len = sizeof(user_raw);
+}
+
+static void all_connect_props(struct mqtt_props *pr)
+{
+    pr->present = BIT(SESSION_EXPIRY) | BIT(RECEIVE_MAXIMUM) | BIT(MAXIMUM_PACKET_SIZE) |
+                  BIT(TOPIC_ALIAS_MAXIMUM) | BIT(REQUEST_PROBLEM_INFO) |
+                  BIT(REQUEST_RESPONSE_INFO) | BIT(AUTH_METHOD) | BIT(AUTH_DATA);
+    pr->session_expiry = 0xFFFFFFFF;
+    pr->receive_maximum = 20;
+    pr->maximum_packet_size = 65536;
+    pr->topic_alias_maximum = 10;
+    pr->request_problem_info = 0;
+    pr->request_response_info = 1;
+    pr->auth_method = B("cert");
+    pr->auth_data = B("\x00\x01\x02");
+    add_users(pr);
+}
+
+static void all_will_props(struct mqtt_props *pr)
+{
+    pr->present = BIT(WILL_DELAY) | BIT(PAYLOAD_FORMAT) | BIT(MESSAGE_EXPIRY) | BIT(CONTENT_TYPE) |
+                  BIT(RESPONSE_TOPIC) | BIT(CORRELATION_DATA);
+    pr->will_delay = 30;
+    pr->payload_format = 1;
+    pr->message_expiry = 3600;
+    pr->content_type = B("text/plain");
+    pr->response_topic = B("r/t");
+    pr->correlation_data = B("\xff\x00");
+    add_users(pr);
+}
+
+static void all_connack_props(struct mqtt_props *pr)
+{
+    pr->present = BIT(SESSION_EXPIRY) | BIT(ASSIGNED_CLIENT_ID) | BIT(SERVER_KEEPALIVE) |
+                  BIT(AUTH_METHOD) | BIT(AUTH_DATA) | BIT(RESPONSE_INFO) | BIT(SERVER_REFERENCE) |
+                  BIT(REASON_STRING) | BIT(RECEIVE_MAXIMUM) | BIT(TOPIC_ALIAS_MAXIMUM) |
+                  BIT(MAXIMUM_QOS) | BIT(RETAIN_AVAILABLE) | BIT(MAXIMUM_PACKET_SIZE) |
+                  BIT(WILDCARD_SUB_AVAILABLE) | BIT(SUB_ID_AVAILABLE) | BIT(SHARED_SUB_AVAILABLE);
+    pr->session_expiry = 60;
+    pr->assigned_client_id = B("auto-1");
+    pr->server_keepalive = 120;
+    pr->auth_method = B("m");
+    pr->auth_data = B("d");
+    pr->response_info = B("ri");
+    pr->server_reference = B("other:8883");
+    pr->reason_string = B("ok");
+    pr->receive_maximum = 65535;
+    pr->topic_alias_maximum = 0;
+    pr->maximum_qos = 1;
+    pr->retain_available = 0;
+    pr->maximum_packet_size = 268435460;
+    pr->wildcard_sub_available = 1;
+    pr->sub_id_available = 1;
+    pr->shared_sub_available = 0;
+    add_users(pr);
+}
+
+static void all_publish_props(struct mqtt_props *pr)
+{
+    pr->present = BIT(PAYLOAD_FORMAT) | BIT(MESSAGE_EXPIRY) | BIT(CONTENT_TYPE) |
+                  BIT(RESPONSE_TOPIC) | BIT(CORRELATION_DATA) | BIT(TOPIC_ALIAS) |
+                  BIT(SUBSCRIPTION_ID);
+    pr->payload_format = 1;
+    pr->message_expiry = 5;
+    pr->content_type = B("application/json");
+    pr->response_topic = B("reply/here");
+    pr->correlation_data = B("\x01\x02\x03");
+    pr->topic_alias = 3;
+    pr->subscription_id = 268435455;
+    add_users(pr);
+}
+
+static void reason_props(struct mqtt_props *pr)
+{
+    pr->present = BIT(REASON_STRING);
+    pr->reason_string = B("because");
+    add_users(pr);
+}
+
+static const uint8_t sub_entries[] = {0,   3,    'a', '/', '#', 0x01, 0,   1,
+                                      'b', 0x02, 0,   3,   'c', '/',  '+', 0x00};
+static const uint8_t sub_entries5[] = {0, 3, 'a', '/', '#', 0x2E, 0, 1, 'b', 0x12, 0, 1, 'c', 0x04};
+static const uint8_t unsub_entries[] = {0, 3, 'a', '/', '#', 0, 1, 'b'};
+static const uint8_t suback_rcs[] = {0x00, 0x01, 0x02, 0x80};
+static const uint8_t unsuback_rcs[] = {0x00, 0x11};
+
+#define MAX_FIX 64
+struct fixture {
     struct mqtt_packet p;
-    for (size_t i = 0; i < n; i++)
-        CHECK_EQ_INT(codec_decode(buf, i, v, 0, &p), 0);
-    CHECK_EQ_INT(codec_decode(buf, n, v, 0, &p), (long)n);
-    uint8_t two[8192];
-    memcpy(two, buf, n);
-    memcpy(two + n, buf, n);
-    CHECK_EQ_INT(codec_decode(two, 2 * n, v, 0, &p), (long)n);
-    CHECK_EQ_INT(codec_decode(two + n, n, v, 0, &p), (long)n);
-}
+    const char *name;
+};
 
-static void test_connect(uint8_t v)
+/* Builds every packet type for version v, each with and without properties (properties are
+ * set for every version: the encoder must drop them before v5). */
+static size_t fixtures(uint8_t v, struct fixture *f)
 {
-    struct mqtt_packet p = {.type = MQTT_CONNECT};
-    struct mqtt_connect *k = &p.u.connect;
-    k->version = v;
-    k->clean = true;
-    k->keepalive = 30;
-    k->client_id = B("dev-1");
-    k->will = true;
-    k->will_qos = 1;
-    k->will_retain = true;
-    k->will_topic = B("devices/dev-1/status");
-    k->will_payload = (const uint8_t *)"gone";
-    k->will_payload_len = 4;
-    k->has_username = k->has_password = true;
-    k->username = B("ignored");
-    k->password = B("secret");
-    if (v == MQTT_V5) {
-        k->props.present =
-            MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY) | MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM);
-        k->props.session_expiry = 3600;
-        k->props.receive_maximum = 10;
-        k->will_props.present = MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY);
-        k->will_props.will_delay = 5;
+    size_t n = 0;
+    struct mqtt_packet *p;
+#define NEW(t, nm)                                                                                 \
+    (memset(&f[n], 0, sizeof(f[n])), f[n].name = (nm), f[n].p.type = (t), p = &f[n++].p)
+    NEW(MQTT_CONNECT, "connect minimal");
+    p->u.connect.version = v;
+    p->u.connect.clean = true;
+    p->u.connect.client_id = B("");
+    NEW(MQTT_CONNECT, "connect full");
+    {
+        struct mqtt_connect *k = &p->u.connect;
+        k->version = v;
+        k->keepalive = 65535;
+        k->client_id = B("dev-\xc3\xa9");
+        k->will = true;
+        k->will_qos = 2;
+        k->will_retain = true;
+        k->will_topic = B("devices/dev/status");
+        k->will_payload = payload;
+        k->will_payload_len = sizeof(payload) - 1;
+        k->has_username = k->has_password = true;
+        k->username = B("user");
+        k->password = B("\x00\xffpw");
+        all_connect_props(&k->props);
+        all_will_props(&k->will_props);
     }
-    uint8_t buf[4096];
-    size_t n = enc(&p, v, buf);
-    struct mqtt_packet d;
-    CHECK_EQ_INT(codec_decode(buf, n, 0, 0, &d), (long)n);
-    CHECK_EQ_INT(d.type, MQTT_CONNECT);
-    CHECK_EQ_INT(d.u.connect.version, v);
-    CHECK_EQ_INT(d.u.connect.keepalive, 30);
-    CHECK(d.u.connect.clean && d.u.connect.will && d.u.connect.will_retain);
-    CHECK_EQ_INT(d.u.connect.will_qos, 1);
-    CHECK(d.u.connect.client_id.len == 5 && !memcmp(d.u.connect.client_id.p, "dev-1", 5));
-    CHECK(d.u.connect.will_payload_len == 4 && !memcmp(d.u.connect.will_payload, "gone", 4));
-    CHECK(d.u.connect.password.len == 6);
-    if (v == MQTT_V5) {
-        CHECK_EQ_INT(d.u.connect.props.session_expiry, 3600);
-        CHECK_EQ_INT(d.u.connect.props.receive_maximum, 10);
-        CHECK_EQ_INT(d.u.connect.will_props.will_delay, 5);
-    }
-    splits(buf, n, 0);
-}
-
-static void test_publish(uint8_t v)
-{
-    static uint8_t payload[3000];
-    for (size_t i = 0; i < sizeof(payload); i++)
-        payload[i] = (uint8_t)i;
+    NEW(MQTT_CONNECT, "connect will qos1 no user");
+    p->u.connect.version = v;
+    p->u.connect.client_id = B("c");
+    p->u.connect.will = true;
+    p->u.connect.will_qos = 1;
+    p->u.connect.will_topic = B("w");
+    NEW(MQTT_CONNACK, "connack");
+    p->u.connack.session_present = v != MQTT_V31;
+    NEW(MQTT_CONNACK, "connack refused props");
+    p->u.connack.rc = v == MQTT_V5 ? 0x87 : 5;
+    all_connack_props(&p->u.connack.props);
     for (uint8_t q = 0; q < 3; q++) {
-        struct mqtt_packet p = {.type = MQTT_PUBLISH};
-        struct mqtt_publish *pub = &p.u.publish;
-        pub->qos = q;
-        pub->retain = q == 1;
-        pub->dup = q == 2;
-        pub->topic = B("a/b/c");
-        pub->id = q ? 77 : 0;
-        pub->payload = payload;
-        pub->payload_len = sizeof(payload);
-        uint32_t ids[2] = {5, 300};
-        if (v == MQTT_V5) {
-            pub->props.present =
-                MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE) | MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
-            pub->props.content_type = B("text/plain");
-            pub->props.message_expiry = 60;
-            /* user properties as raw property bytes */
-            static const uint8_t up[] = {0x26, 0, 1, 'k', 0, 1, 'v', 0x26, 0, 1, 'x', 0, 0};
-            pub->props.user_props = up;
-            pub->props.user_props_len = sizeof(up);
-            pub->props.sub_ids = ids;
-            pub->props.sub_id_count = 0; /* a client may not send them */
-        }
-        uint8_t buf[8192];
-        size_t n = enc(&p, v, buf);
-        struct mqtt_packet d;
-        CHECK_EQ_INT(codec_decode(buf, n, v, 0, &d), (long)n);
-        CHECK_EQ_INT(d.u.publish.qos, q);
-        CHECK_EQ_INT(d.u.publish.id, pub->id);
-        CHECK(d.u.publish.payload_len == sizeof(payload) &&
-              !memcmp(d.u.publish.payload, payload, sizeof(payload)));
-        if (v == MQTT_V5) {
-            CHECK_EQ_INT(d.u.publish.props.message_expiry, 60);
-            uint32_t off = 0;
-            struct mqtt_bin k, val;
-            int pairs = 0;
-            while (codec_user_prop_next(&d.u.publish.props, &off, &k, &val))
-                pairs++;
-            CHECK_EQ_INT(pairs, 2);
-        }
-        splits(buf, n, v);
-        /* The head encoder writes everything but the payload. */
-        uint8_t head[256];
-        size_t hn = codec_encode_publish_head(pub, v, head, sizeof(head));
-        CHECK_EQ_INT(hn, n - sizeof(payload));
-        CHECK(!memcmp(head, buf, hn));
+        NEW(MQTT_PUBLISH, "publish");
+        p->u.publish.qos = q;
+        p->u.publish.retain = q != 1;
+        p->u.publish.dup = q == 2;
+        p->u.publish.id = q ? (uint16_t)(q == 1 ? 1 : 65535) : 0;
+        p->u.publish.topic = B("a/b/\xf0\x9f\x98\x80");
+        p->u.publish.payload = payload;
+        p->u.publish.payload_len = q == 1 ? 0 : sizeof(payload) - 1;
+        NEW(MQTT_PUBLISH, "publish props");
+        p->u.publish = f[n - 2].p.u.publish;
+        all_publish_props(&p->u.publish.props);
+    }
+    static const uint8_t ack_types[] = {MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL, MQTT_PUBCOMP};
+    for (size_t i = 0; i < 4; i++) {
+        NEW(ack_types[i], "ack short");
+        p->u.ack.id = 513;
+        NEW(ack_types[i], "ack rc");
+        p->u.ack.id = 1;
+        p->u.ack.rc = v == MQTT_V5 ? 0x10 : 0;
+        NEW(ack_types[i], "ack props");
+        p->u.ack.id = 65535;
+        reason_props(&p->u.ack.props);
+        NEW(ack_types[i], "ack props rc0");
+        p->u.ack.id = 2;
+        p->u.ack.props.present = BIT(REASON_STRING);
+        p->u.ack.props.reason_string = B("r");
+    }
+    NEW(MQTT_SUBSCRIBE, "subscribe");
+    p->u.subscribe.id = 9;
+    p->u.subscribe.entries = v == MQTT_V5 ? sub_entries5 : sub_entries;
+    p->u.subscribe.entries_len = v == MQTT_V5 ? sizeof(sub_entries5) : sizeof(sub_entries);
+    p->u.subscribe.count = 3;
+    NEW(MQTT_SUBSCRIBE, "subscribe props");
+    p->u.subscribe = f[n - 2].p.u.subscribe;
+    p->u.subscribe.props.present = BIT(SUBSCRIPTION_ID);
+    p->u.subscribe.props.subscription_id = 16384;
+    add_users(&p->u.subscribe.props);
+    NEW(MQTT_SUBACK, "suback");
+    p->u.suback.id = 9;
+    p->u.suback.rcs = suback_rcs;
+    p->u.suback.count = sizeof(suback_rcs);
+    NEW(MQTT_SUBACK, "suback props");
+    p->u.suback = f[n - 2].p.u.suback;
+    reason_props(&p->u.suback.props);
+    NEW(MQTT_UNSUBSCRIBE, "unsubscribe");
+    p->u.subscribe.id = 10;
+    p->u.subscribe.entries = unsub_entries;
+    p->u.subscribe.entries_len = sizeof(unsub_entries);
+    p->u.subscribe.count = 2;
+    NEW(MQTT_UNSUBSCRIBE, "unsubscribe props");
+    p->u.subscribe = f[n - 2].p.u.subscribe;
+    add_users(&p->u.subscribe.props);
+    NEW(MQTT_UNSUBACK, "unsuback");
+    p->u.suback.id = 10;
+    p->u.suback.rcs = unsuback_rcs;
+    p->u.suback.count = sizeof(unsuback_rcs);
+    NEW(MQTT_UNSUBACK, "unsuback props");
+    p->u.suback = f[n - 2].p.u.suback;
+    reason_props(&p->u.suback.props);
+    NEW(MQTT_PINGREQ, "pingreq");
+    NEW(MQTT_PINGRESP, "pingresp");
+    NEW(MQTT_DISCONNECT, "disconnect");
+    NEW(MQTT_DISCONNECT, "disconnect rc");
+    p->u.disconnect.rc = 0x8E;
+    NEW(MQTT_DISCONNECT, "disconnect props");
+    p->u.disconnect.rc = 0x04;
+    p->u.disconnect.props.present =
+        BIT(SESSION_EXPIRY) | BIT(SERVER_REFERENCE) | BIT(REASON_STRING);
+    p->u.disconnect.props.session_expiry = 0;
+    p->u.disconnect.props.server_reference = B("s");
+    p->u.disconnect.props.reason_string = B("bye");
+    add_users(&p->u.disconnect.props);
+    if (v == MQTT_V5) {
+        NEW(MQTT_AUTH, "auth short");
+        NEW(MQTT_AUTH, "auth props");
+        p->u.disconnect.rc = 0x18;
+        p->u.disconnect.props.present = BIT(AUTH_METHOD) | BIT(AUTH_DATA) | BIT(REASON_STRING);
+        p->u.disconnect.props.auth_method = B("SCRAM");
+        p->u.disconnect.props.auth_data = B("\x00");
+        p->u.disconnect.props.reason_string = B("more");
+        add_users(&p->u.disconnect.props);
+    }
+#undef NEW
+    return n;
+}
+
+/* ---- comparison --------------------------------------------------------------------------- */
+
+static size_t user_count(const struct mqtt_props *pr)
+{
+    uint32_t off = 0;
+    struct mqtt_bin k, val;
+    size_t n = 0;
+    while (codec_user_prop_next(pr, &off, &k, &val))
+        n++;
+    return n;
+}
+
+/* The properties a version keeps: none before v5; in v5 exactly what was set. */
+static void same_props(const struct mqtt_props *want, const struct mqtt_props *got, uint8_t v)
+{
+    if (v != MQTT_V5) {
+        CHECK_EQ_INT(got->present, 0);
+        CHECK_EQ_INT(got->user_props_len, 0);
+        return;
+    }
+    /* Decoding marks user properties present too. */
+    CHECK_EQ_INT(got->present, want->present | (user_count(want) ? BIT(USER_PROPERTY) : 0));
+    CHECK_EQ_INT(got->payload_format, want->payload_format);
+    CHECK_EQ_INT(got->request_problem_info, want->request_problem_info);
+    CHECK_EQ_INT(got->request_response_info, want->request_response_info);
+    CHECK_EQ_INT(got->maximum_qos, want->maximum_qos);
+    CHECK_EQ_INT(got->retain_available, want->retain_available);
+    CHECK_EQ_INT(got->wildcard_sub_available, want->wildcard_sub_available);
+    CHECK_EQ_INT(got->sub_id_available, want->sub_id_available);
+    CHECK_EQ_INT(got->shared_sub_available, want->shared_sub_available);
+    CHECK_EQ_INT(got->server_keepalive, want->server_keepalive);
+    CHECK_EQ_INT(got->receive_maximum, want->receive_maximum);
+    CHECK_EQ_INT(got->topic_alias_maximum, want->topic_alias_maximum);
+    CHECK_EQ_INT(got->topic_alias, want->topic_alias);
+    CHECK_EQ_INT(got->message_expiry, want->message_expiry);
+    CHECK_EQ_INT(got->session_expiry, want->session_expiry);
+    CHECK_EQ_INT(got->will_delay, want->will_delay);
+    CHECK_EQ_INT(got->maximum_packet_size, want->maximum_packet_size);
+    CHECK_EQ_INT(got->subscription_id, want->subscription_id);
+    CHECK(bin_eq(got->content_type, want->content_type));
+    CHECK(bin_eq(got->response_topic, want->response_topic));
+    CHECK(bin_eq(got->correlation_data, want->correlation_data));
+    CHECK(bin_eq(got->assigned_client_id, want->assigned_client_id));
+    CHECK(bin_eq(got->auth_method, want->auth_method));
+    CHECK(bin_eq(got->auth_data, want->auth_data));
+    CHECK(bin_eq(got->response_info, want->response_info));
+    CHECK(bin_eq(got->server_reference, want->server_reference));
+    CHECK(bin_eq(got->reason_string, want->reason_string));
+    CHECK_EQ_INT(user_count(got), user_count(want));
+    uint32_t o1 = 0, o2 = 0;
+    struct mqtt_bin k1, v1, k2, v2;
+    while (codec_user_prop_next(want, &o1, &k1, &v1)) {
+        CHECK(codec_user_prop_next(got, &o2, &k2, &v2));
+        CHECK(bin_eq(k1, k2) && bin_eq(v1, v2));
     }
 }
 
-static void test_small_packets(uint8_t v)
+static void same_entries(const struct mqtt_subscribe *a, const struct mqtt_subscribe *b, bool opt)
 {
-    uint8_t types[] = {MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL, MQTT_PUBCOMP};
-    for (size_t i = 0; i < sizeof(types); i++) {
-        struct mqtt_packet p = {.type = types[i]};
-        p.u.ack.id = 513;
-        p.u.ack.rc = v == MQTT_V5 ? 0x10 : 0;
-        uint8_t buf[64];
-        size_t n = enc(&p, v, buf);
-        struct mqtt_packet d;
-        CHECK_EQ_INT(codec_decode(buf, n, v, 0, &d), (long)n);
-        CHECK_EQ_INT(d.type, types[i]);
-        CHECK_EQ_INT(d.u.ack.id, 513);
-        CHECK_EQ_INT(d.u.ack.rc, p.u.ack.rc);
+    CHECK_EQ_INT(b->count, a->count);
+    struct mqtt_sub_iter ia, ib;
+    struct mqtt_bin fa, fb;
+    uint8_t oa, ob;
+    codec_sub_iter(a, opt, &ia);
+    codec_sub_iter(b, opt, &ib);
+    uint16_t n = 0;
+    while (codec_sub_next(&ia, &fa, &oa)) {
+        CHECK(codec_sub_next(&ib, &fb, &ob));
+        CHECK(bin_eq(fa, fb));
+        CHECK_EQ_INT(ob, oa);
+        n++;
     }
-    /* SUBSCRIBE with two entries, then SUBACK */
-    static const uint8_t entries[] = {0, 3, 'a', '/', '#', 1, 0, 1, 'b', 2};
-    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE};
-    s.u.subscribe.id = 9;
-    s.u.subscribe.entries = entries;
-    s.u.subscribe.entries_len = sizeof(entries);
-    uint8_t buf[128];
-    size_t n = enc(&s, v, buf);
+    CHECK(!codec_sub_next(&ib, &fb, &ob));
+    CHECK_EQ_INT(n, b->count);
+}
+
+static void same(const struct mqtt_packet *a, const struct mqtt_packet *b, uint8_t v)
+{
+    CHECK_EQ_INT(b->type, a->type);
+    switch (a->type) {
+    case MQTT_CONNECT: {
+        const struct mqtt_connect *x = &a->u.connect, *y = &b->u.connect;
+        CHECK_EQ_INT(y->version, v);
+        CHECK_EQ_INT(y->clean, x->clean);
+        CHECK_EQ_INT(y->keepalive, x->keepalive);
+        CHECK(bin_eq(y->client_id, x->client_id));
+        CHECK_EQ_INT(y->will, x->will);
+        CHECK_EQ_INT(y->will_qos, x->will_qos);
+        CHECK_EQ_INT(y->will_retain, x->will_retain);
+        CHECK(bin_eq(y->will_topic, x->will_topic));
+        CHECK_EQ_INT(y->will_payload_len, x->will_payload_len);
+        CHECK(!x->will_payload_len ||
+              !memcmp(y->will_payload, x->will_payload, x->will_payload_len));
+        CHECK_EQ_INT(y->has_username, x->has_username);
+        CHECK_EQ_INT(y->has_password, x->has_password);
+        CHECK(bin_eq(y->username, x->username));
+        CHECK(bin_eq(y->password, x->password));
+        same_props(&x->props, &y->props, v);
+        if (x->will)
+            same_props(&x->will_props, &y->will_props, v);
+        break;
+    }
+    case MQTT_CONNACK:
+        CHECK_EQ_INT(b->u.connack.session_present, a->u.connack.session_present);
+        CHECK_EQ_INT(b->u.connack.rc, a->u.connack.rc);
+        same_props(&a->u.connack.props, &b->u.connack.props, v);
+        break;
+    case MQTT_PUBLISH: {
+        const struct mqtt_publish *x = &a->u.publish, *y = &b->u.publish;
+        CHECK_EQ_INT(b->flags, (x->dup ? 8 : 0) | x->qos << 1 | (x->retain ? 1 : 0));
+        CHECK_EQ_INT(y->qos, x->qos);
+        CHECK_EQ_INT(y->dup, x->dup);
+        CHECK_EQ_INT(y->retain, x->retain);
+        CHECK_EQ_INT(y->id, x->id);
+        CHECK(bin_eq(y->topic, x->topic));
+        CHECK_EQ_INT(y->payload_len, x->payload_len);
+        CHECK(!x->payload_len || !memcmp(y->payload, x->payload, x->payload_len));
+        same_props(&x->props, &y->props, v);
+        break;
+    }
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBREL:
+    case MQTT_PUBCOMP:
+        CHECK_EQ_INT(b->u.ack.id, a->u.ack.id);
+        CHECK_EQ_INT(b->u.ack.rc, v == MQTT_V5 ? a->u.ack.rc : 0);
+        same_props(&a->u.ack.props, &b->u.ack.props, v);
+        break;
+    case MQTT_SUBSCRIBE:
+    case MQTT_UNSUBSCRIBE:
+        CHECK_EQ_INT(b->u.subscribe.id, a->u.subscribe.id);
+        same_entries(&a->u.subscribe, &b->u.subscribe, a->type == MQTT_SUBSCRIBE);
+        same_props(&a->u.subscribe.props, &b->u.subscribe.props, v);
+        break;
+    case MQTT_SUBACK:
+    case MQTT_UNSUBACK: {
+        CHECK_EQ_INT(b->u.suback.id, a->u.suback.id);
+        bool none = a->type == MQTT_UNSUBACK && v != MQTT_V5;
+        CHECK_EQ_INT(b->u.suback.count, none ? 0 : a->u.suback.count);
+        CHECK(none || !memcmp(b->u.suback.rcs, a->u.suback.rcs, a->u.suback.count));
+        same_props(&a->u.suback.props, &b->u.suback.props, v);
+        break;
+    }
+    case MQTT_DISCONNECT:
+    case MQTT_AUTH:
+        CHECK_EQ_INT(b->u.disconnect.rc, v == MQTT_V5 ? a->u.disconnect.rc : 0);
+        same_props(&a->u.disconnect.props, &b->u.disconnect.props, v);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- round trips and splitting ------------------------------------------------------------ */
+
+static size_t enc(const struct mqtt_packet *p, uint8_t v, uint8_t *out, size_t cap)
+{
+    size_t n = codec_encode(p, v, NULL, 0);
+    CHECK(n >= 2 && n <= cap);
+    if (n < 2 || n > cap)
+        return 0;
+    memset(out, 0xA5, n);
+    CHECK_EQ_INT(codec_encode(p, v, out, n - 1), n); /* too small: nothing written */
+    CHECK_EQ_INT(out[0], 0xA5);
+    CHECK_EQ_INT(codec_encode(p, v, out, cap), n);
+    return n;
+}
+
+/* Every proper prefix needs more bytes; the whole packet decodes to exactly its length. */
+static void prefixes(const uint8_t *buf, size_t n, uint8_t v)
+{
     struct mqtt_packet d;
-    CHECK_EQ_INT(codec_decode(buf, n, v, 0, &d), (long)n);
-    CHECK_EQ_INT(d.u.subscribe.count, 2);
-    struct mqtt_sub_iter it;
-    struct mqtt_bin f;
-    uint8_t o;
-    codec_sub_iter(&d.u.subscribe, true, &it);
-    CHECK(codec_sub_next(&it, &f, &o) && f.len == 3 && o == 1);
-    CHECK(codec_sub_next(&it, &f, &o) && f.len == 1 && o == 2);
-    CHECK(!codec_sub_next(&it, &f, &o));
-    splits(buf, n, v);
-    uint8_t rcs[] = {1, 0x80};
-    struct mqtt_packet a = {.type = MQTT_SUBACK};
-    a.u.suback.id = 9;
-    a.u.suback.rcs = rcs;
-    a.u.suback.count = 2;
-    n = enc(&a, v, buf);
-    CHECK_EQ_INT(codec_decode(buf, n, v, 0, &d), (long)n);
-    CHECK(d.u.suback.count == 2 && d.u.suback.rcs[1] == 0x80);
-    struct mqtt_packet ping = {.type = MQTT_PINGREQ};
-    n = enc(&ping, v, buf);
-    CHECK_EQ_INT(n, 2);
-    struct mqtt_packet disc = {.type = MQTT_DISCONNECT};
-    disc.u.disconnect.rc = 0x8E;
-    n = enc(&disc, v, buf);
-    CHECK_EQ_INT(n, v == MQTT_V5 ? 3 : 2);
-    CHECK_EQ_INT(codec_decode(buf, n, v, 0, &d), (long)n);
-    struct mqtt_packet ca = {.type = MQTT_CONNACK};
-    ca.u.connack.session_present = true;
-    ca.u.connack.rc = 0;
-    n = enc(&ca, v, buf);
-    CHECK_EQ_INT(codec_decode(buf, n, v, 0, &d), (long)n);
-    CHECK(d.u.connack.session_present);
+    for (size_t i = 0; i < n; i++) {
+        long r = decode_copy(buf, i, v, 0, &d);
+        if (r != 0)
+            fprintf(stderr, "  prefix %zu of %zu: %ld\n", i, n, r);
+        CHECK_EQ_INT(r, 0);
+    }
+    CHECK_EQ_INT(decode_copy(buf, n, v, 0, &d), (long)n);
 }
 
-static void bad(const uint8_t *b, size_t n, uint8_t v, int want)
+static void test_roundtrips(void)
 {
-    struct mqtt_packet p;
-    long r = codec_decode(b, n, v, 0, &p);
-    if (r != want)
-        fprintf(stderr, "  bad case: got %ld want %d (first byte %02x)\n", r, want, b[0]);
-    CHECK_EQ_INT(r, want);
+    for (size_t vi = 0; vi < 3; vi++) {
+        uint8_t v = versions[vi];
+        struct fixture f[MAX_FIX];
+        size_t nf = fixtures(v, f);
+        for (size_t i = 0; i < nf; i++) {
+            uint8_t buf[4096];
+            size_t n = enc(&f[i].p, v, buf, sizeof(buf));
+            if (!n)
+                continue;
+            struct mqtt_packet d;
+            long r = decode(buf, n, v, &d);
+            if (r != (long)n)
+                fprintf(stderr, "  roundtrip %s v%u: %ld\n", f[i].name, v, r);
+            CHECK_EQ_INT(r, (long)n);
+            same(&f[i].p, &d, v);
+            prefixes(buf, n, v);
+            /* Decoded values re-encode to the same bytes. */
+            uint8_t again[4096];
+            CHECK_EQ_INT(codec_encode(&d, v, again, sizeof(again)), n);
+            CHECK(!memcmp(again, buf, n));
+        }
+    }
+}
+
+/* A receive buffer fed in two chunks at every split point of a stream of every fixture back to
+ * back must yield the same packets in order. */
+static void test_stream(void)
+{
+    for (size_t vi = 0; vi < 3; vi++) {
+        uint8_t v = versions[vi];
+        struct fixture f[MAX_FIX];
+        size_t nf = fixtures(v, f), total = 0, lens[MAX_FIX];
+        static uint8_t stream[MAX_FIX * 600];
+        for (size_t i = 0; i < nf; i++) {
+            lens[i] = codec_encode(&f[i].p, v, stream + total, sizeof(stream) - total);
+            total += lens[i];
+        }
+        size_t step = v == MQTT_V5 ? 1 : 3;
+        for (size_t split = 0; split <= total; split += step) {
+            size_t have = split, off = 0, k = 0;
+            bool ok = true;
+            for (int round = 0; round < 2 && ok; round++) {
+                for (;;) {
+                    struct mqtt_packet d;
+                    long r = codec_decode(stream + off, have - off, v, 0, &d);
+                    if (r == 0)
+                        break;
+                    if (r < 0 || (size_t)r != lens[k] || d.type != f[k].p.type) {
+                        ok = false;
+                        break;
+                    }
+                    off += (size_t)r;
+                    k++;
+                }
+                have = total;
+            }
+            CHECK(ok && off == total && k == nf);
+        }
+    }
+}
+
+/* ---- malformed input: one exact error per rule -------------------------------------------- */
+
+struct bad_case {
+    const char *name;
+    uint8_t v;
+    uint8_t first; /* 0: `body` is the whole packet; else the fixed header's first byte */
+    const char *body;
+    int want;
+};
+
+#define M CODEC_ERR_MALFORMED
+#define PE CODEC_ERR_PROTOCOL
+static const struct bad_case bad_cases[] = {
+    /* fixed header */
+    {"5-byte remaining length", 4, 0, "30 ff ff ff ff 01", M},
+    {"4 continued length bytes", 4, 0, "30 80 80 80 80", M},
+    {"type 0", 4, 0, "00 00", M},
+    {"type 0 first byte alone", 4, 0, "00", M},
+    {"PUBREL flags 0", 4, 0x60, "00 01", M},
+    {"SUBSCRIBE flags 0", 4, 0x80, "00 01 00 01 78 00", M},
+    {"UNSUBSCRIBE flags 0", 4, 0xA0, "00 01 00 01 78", M},
+    {"PUBACK flags 2", 4, 0x42, "00 01", M},
+    {"CONNECT flags 1", 4, 0x11, "00 04 4d 51 54 54 04 02 00 3c 00 00", M},
+    {"PINGREQ flags 1", 4, 0xC1, "", M},
+    {"DISCONNECT flags 2", 5, 0xE2, "", M},
+    {"SUBACK flags 2", 4, 0x92, "00 01 00", M},
+    /* CONNECT */
+    {"protocol name HTTP", 4, 0x10, "00 04 48 54 54 50 04 02 00 3c 00 00",
+     CODEC_ERR_BAD_PROTOCOL_NAME},
+    {"protocol name mqtt", 4, 0x10, "00 04 6d 71 74 74 04 02 00 3c 00 00",
+     CODEC_ERR_BAD_PROTOCOL_NAME},
+    {"MQTT level 3", 4, 0x10, "00 04 4d 51 54 54 03 02 00 3c 00 00", CODEC_ERR_BAD_VERSION},
+    {"MQTT level 7", 4, 0x10, "00 04 4d 51 54 54 07 02 00 3c 00 00", CODEC_ERR_BAD_VERSION},
+    {"MQIsdp level 4", 4, 0x10, "00 06 4d 51 49 73 64 70 04 02 00 3c 00 00", CODEC_ERR_BAD_VERSION},
+    {"MQIsdp level 5", 4, 0x10, "00 06 4d 51 49 73 64 70 05 02 00 3c 00 00", CODEC_ERR_BAD_VERSION},
+    {"reserved connect flag", 4, 0x10, "00 04 4d 51 54 54 04 03 00 3c 00 00", M},
+    {"will qos without will", 4, 0x10, "00 04 4d 51 54 54 04 0a 00 3c 00 00", M},
+    {"will retain without will", 4, 0x10, "00 04 4d 51 54 54 04 22 00 3c 00 00", M},
+    {"will qos 3", 4, 0x10, "00 04 4d 51 54 54 04 1e 00 3c 00 00 00 01 74 00 00", M},
+    {"password without user 3.1.1", 4, 0x10, "00 04 4d 51 54 54 04 42 00 3c 00 00 00 01 70", M},
+    {"password without user 3.1", 3, 0x10, "00 06 4d 51 49 73 64 70 03 42 00 3c 00 00 00 01 70", M},
+    {"client id bad utf8", 4, 0x10, "00 04 4d 51 54 54 04 02 00 3c 00 01 ff", M},
+    {"client id U+0000", 4, 0x10, "00 04 4d 51 54 54 04 02 00 3c 00 01 00", M},
+    {"connect missing client id", 4, 0x10, "00 04 4d 51 54 54 04 02 00 3c", M},
+    {"connect missing password", 4, 0x10, "00 04 4d 51 54 54 04 c2 00 3c 00 00 00 01 75", M},
+    {"connect trailing byte", 4, 0x10, "00 04 4d 51 54 54 04 02 00 3c 00 00 00", M},
+    {"v5 connect no props length", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c", M},
+    {"v5 connect topic alias", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 03 23 00 01 00 00", PE},
+    {"v5 connect receive max 0", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 03 21 00 00 00 00", PE},
+    {"v5 connect max packet 0", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 05 27 00 00 00 00 00 00",
+     PE},
+    {"v5 request problem 2", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 02 17 02 00 00", PE},
+    {"v5 request response 2", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 02 19 02 00 00", PE},
+    {"v5 duplicate session expiry", 5, 0x10,
+     "00 04 4d 51 54 54 05 02 00 3c 0a 11 00 00 00 01 11 00 00 00 02 00 00", PE},
+    {"v5 props past packet", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 09 11 00 00 00 01 00 00", M},
+    {"v5 props length 5 bytes", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 80 80 80 80 00 00 00", M},
+    {"v5 will session expiry", 5, 0x10,
+     "00 04 4d 51 54 54 05 06 00 3c 00 00 00 05 11 00 00 00 01 00 01 74 00 00", PE},
+    {"v5 will pfi 2", 5, 0x10, "00 04 4d 51 54 54 05 06 00 3c 00 00 00 02 01 02 00 01 74 00 00",
+     PE},
+    {"v5 will delay in connect", 5, 0x10, "00 04 4d 51 54 54 05 02 00 3c 05 18 00 00 00 01 00 00",
+     PE},
+    /* PUBLISH */
+    {"qos 3", 4, 0x36, "00 01 78 00 01", M},
+    {"dup with qos 0", 4, 0x38, "00 01 78", M},
+    {"publish id 0", 4, 0x32, "00 01 78 00 00", PE},
+    {"publish topic truncated", 4, 0x30, "00 05", M},
+    {"publish topic overlong utf8", 4, 0x30, "00 02 c0 80", M},
+    {"publish topic U+0000", 4, 0x30, "00 01 00", M},
+    {"publish topic surrogate", 4, 0x30, "00 03 ed a0 80", M},
+    {"publish empty topic 3.1.1", 4, 0x30, "00 00 61", PE},
+    {"publish empty topic v5 no alias", 5, 0x30, "00 00 00 61", PE},
+    {"publish qos1 no id", 4, 0x32, "00 01 78", M},
+    {"v5 publish no props length", 5, 0x30, "00 01 78", M},
+    {"v5 unknown property", 5, 0x30, "00 01 78 02 7f 00", PE},
+    {"v5 property id 0", 5, 0x30, "00 01 78 02 00 00", PE},
+    {"v5 duplicate expiry", 5, 0x30, "00 01 78 0a 02 00 00 00 01 02 00 00 00 01", PE},
+    {"v5 duplicate content type", 5, 0x30, "00 01 78 08 03 00 01 61 03 00 01 62", PE},
+    {"v5 maximum qos in publish", 5, 0x30, "00 01 78 02 24 01", PE},
+    {"v5 session expiry in publish", 5, 0x30, "00 01 78 05 11 00 00 00 01", PE},
+    {"v5 pfi 2", 5, 0x30, "00 01 78 02 01 02", PE},
+    {"v5 topic alias 0", 5, 0x30, "00 01 78 03 23 00 00", PE},
+    {"v5 sub id 0", 5, 0x30, "00 01 78 02 0b 00", PE},
+    {"v5 sub id 5 bytes", 5, 0x30, "00 01 78 06 0b 80 80 80 80 01", M},
+    {"v5 second sub id 0", 5, 0x30, "00 01 78 04 0b 01 0b 00", PE},
+    {"v5 pfi 1 bad payload", 5, 0x30, "00 01 78 02 01 01 ff", CODEC_ERR_PAYLOAD_FORMAT},
+    {"v5 pfi 1 long payload bad tail", 5, 0x30,
+     "00 01 78 02 01 01 00 00 00 00 61 62 63 64 00 00 00 00 00 00 00 00 e2 82",
+     CODEC_ERR_PAYLOAD_FORMAT},
+    {"v5 content type bad utf8", 5, 0x30, "00 01 78 04 03 00 01 ff", M},
+    {"v5 user prop bad utf8", 5, 0x30, "00 01 78 06 26 00 01 ff 00 00", M},
+    {"v5 user prop value missing", 5, 0x30, "00 01 78 04 26 00 01 61", M},
+    {"v5 prop string past block", 5, 0x30, "00 01 78 03 03 00 05 61 61 61 61 61", M},
+    {"v5 props past packet", 5, 0x30, "00 01 78 09 02 00 00 00 01", M},
+    {"v5 truncated u32 prop", 5, 0x30, "00 01 78 03 02 00 00", M},
+    /* acks */
+    {"puback id 0", 4, 0x40, "00 00", PE},
+    {"pubrec id 0", 4, 0x50, "00 00", PE},
+    {"pubrel id 0", 5, 0x62, "00 00", PE},
+    {"pubcomp id 0", 5, 0x70, "00 00", PE},
+    {"puback too short", 4, 0x40, "00", M},
+    {"puback 3.1.1 rc", 4, 0x40, "00 01 00", M},
+    {"puback v5 content type", 5, 0x40, "00 01 10 04 03 00 01 61", PE},
+    {"puback v5 dup reason", 5, 0x40, "00 01 10 08 1f 00 01 61 1f 00 01 62", PE},
+    {"puback v5 trailing", 5, 0x40, "00 01 10 00 00", M},
+    {"puback v5 props past", 5, 0x40, "00 01 10 05 1f 00 01", M},
+    /* SUBSCRIBE / UNSUBSCRIBE */
+    {"subscribe id 0", 4, 0x82, "00 00 00 01 78 00", PE},
+    {"subscribe no entries", 4, 0x82, "00 01", PE},
+    {"subscribe v5 no entries", 5, 0x82, "00 01 00", PE},
+    {"subscribe qos 3", 4, 0x82, "00 01 00 01 78 03", M},
+    {"subscribe 3.1 qos 3", 3, 0x82, "00 01 00 01 78 03", M},
+    {"subscribe 3.1.1 reserved bit", 4, 0x82, "00 01 00 01 78 04", M},
+    {"subscribe missing options", 4, 0x82, "00 01 00 01 78", M},
+    {"subscribe filter bad utf8", 4, 0x82, "00 01 00 01 fe 00", M},
+    {"subscribe v5 reserved bits", 5, 0x82, "00 01 00 00 01 78 40", M},
+    {"subscribe v5 reserved bit 7", 5, 0x82, "00 01 00 00 01 78 80", M},
+    {"subscribe v5 retain handling 3", 5, 0x82, "00 01 00 00 01 78 30", PE},
+    {"subscribe v5 qos 3", 5, 0x82, "00 01 00 00 01 78 03", PE},
+    {"subscribe v5 two sub ids", 5, 0x82, "00 01 04 0b 01 0b 02 00 01 78 00", PE},
+    {"subscribe v5 sub id 0", 5, 0x82, "00 01 02 0b 00 00 01 78 00", PE},
+    {"subscribe v5 reason string", 5, 0x82, "00 01 04 1f 00 01 61 00 01 78 00", PE},
+    {"unsubscribe id 0", 4, 0xA2, "00 00 00 01 78", PE},
+    {"unsubscribe no entries", 4, 0xA2, "00 01", PE},
+    {"unsubscribe v5 no entries", 5, 0xA2, "00 01 00", PE},
+    {"unsubscribe v5 sub id", 5, 0xA2, "00 01 02 0b 01 00 01 78", PE},
+    {"unsubscribe truncated filter", 4, 0xA2, "00 01 00 03 78", M},
+    /* SUBACK / UNSUBACK / CONNACK */
+    {"suback id 0", 4, 0x90, "00 00 00", PE},
+    {"suback no codes", 4, 0x90, "00 01", PE},
+    {"suback v5 no codes", 5, 0x90, "00 01 00", PE},
+    {"unsuback id 0", 4, 0xB0, "00 00", PE},
+    {"unsuback 3.1.1 trailing", 4, 0xB0, "00 01 00", M},
+    {"unsuback v5 no codes", 5, 0xB0, "00 01 00", PE},
+    {"connack flags 2", 4, 0x20, "02 00", M},
+    {"connack short", 4, 0x20, "00", M},
+    {"connack 3.1.1 trailing", 4, 0x20, "00 00 00", M},
+    {"connack v5 no props", 5, 0x20, "00 00", M},
+    {"connack v5 max qos 2", 5, 0x20, "00 00 02 24 02", PE},
+    {"connack v5 retain avail 2", 5, 0x20, "00 00 02 25 02", PE},
+    {"connack v5 wildcard avail 2", 5, 0x20, "00 00 02 28 02", PE},
+    {"connack v5 sub id avail 2", 5, 0x20, "00 00 02 29 02", PE},
+    {"connack v5 shared avail 2", 5, 0x20, "00 00 02 2a 02", PE},
+    {"connack v5 receive max 0", 5, 0x20, "00 00 03 21 00 00", PE},
+    {"connack v5 request problem", 5, 0x20, "00 00 02 17 01", PE},
+    {"connack v5 will delay", 5, 0x20, "00 00 05 18 00 00 00 01", PE},
+    /* PING / DISCONNECT / AUTH */
+    {"pingreq body", 4, 0xC0, "00", M},
+    {"pingresp body", 5, 0xD0, "00", M},
+    {"disconnect 3.1.1 body", 4, 0xE0, "00", M},
+    {"disconnect v5 will delay", 5, 0xE0, "04 05 18 00 00 00 01", PE},
+    {"disconnect v5 auth method", 5, 0xE0, "00 04 15 00 01 61", PE},
+    {"disconnect v5 props past", 5, 0xE0, "00 04 1f 00 01", M},
+    {"auth in 3.1.1", 4, 0xF0, "", PE},
+    {"auth in 3.1", 3, 0xF0, "", PE},
+    {"auth v5 session expiry", 5, 0xF0, "18 05 11 00 00 00 01", PE},
+    {"auth v5 flags", 5, 0xF1, "", M},
+};
+#undef M
+#undef PE
+
+static size_t build(const struct bad_case *c, uint8_t *out)
+{
+    if (!c->first)
+        return hex(c->body, out);
+    uint8_t body[512];
+    size_t n = hex(c->body, body);
+    out[0] = c->first;
+    size_t h = 1;
+    size_t rl = n;
+    do {
+        uint8_t b = rl & 0x7F;
+        rl >>= 7;
+        out[h++] = rl ? (uint8_t)(b | 0x80) : b;
+    } while (rl);
+    memcpy(out + h, body, n);
+    return h + n;
 }
 
 static void test_malformed(void)
 {
-    bad((const uint8_t *)"\x30\xff\xff\xff\xff\x01", 6, 4, CODEC_ERR_MALFORMED);
-    bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x04\x03\x00\x3c\x00\x00", 14, 0,
-        CODEC_ERR_MALFORMED);
-    bad((const uint8_t *)"\x10\x0c\x00\x04HTTP\x04\x02\x00\x3c\x00\x00", 14, 0,
-        CODEC_ERR_BAD_PROTOCOL_NAME);
-    bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x07\x02\x00\x3c\x00\x00", 14, 0,
-        CODEC_ERR_BAD_VERSION);
-    /* password without user name in 3.1.1 */
-    bad((const uint8_t *)"\x10\x0c\x00\x04MQTT\x04\x42\x00\x3c\x00\x00", 14, 0,
-        CODEC_ERR_MALFORMED);
-    bad((const uint8_t *)"\x36\x05\x00\x01x\x00\x01", 7, 4, CODEC_ERR_MALFORMED);     /* QoS 3 */
-    bad((const uint8_t *)"\x38\x03\x00\x01x", 5, 4, CODEC_ERR_MALFORMED);             /* DUP QoS0 */
-    bad((const uint8_t *)"\x32\x05\x00\x01x\x00\x00", 7, 4, CODEC_ERR_PROTOCOL);      /* id 0 */
-    bad((const uint8_t *)"\x80\x06\x00\x01\x00\x01x\x00", 8, 4, CODEC_ERR_MALFORMED); /* flags */
-    bad((const uint8_t *)"\x82\x02\x00\x01", 4, 4, CODEC_ERR_PROTOCOL); /* no entries */
-    bad((const uint8_t *)"\x82\x06\x00\x01\x00\x01x\x03", 8, 4, CODEC_ERR_MALFORMED); /* qos 3 */
-    bad((const uint8_t *)"\x30\x04\x00\x02\xc0\x80", 6, 4, CODEC_ERR_MALFORMED);      /* overlong */
-    bad((const uint8_t *)"\x30\x03\x00\x01\x00", 5, 4, CODEC_ERR_MALFORMED);          /* U+0000 */
-    bad((const uint8_t *)"\x30\x02\x00\x05", 4, 4, CODEC_ERR_MALFORMED); /* truncated */
-    bad((const uint8_t *)"\xc0\x01\x00", 3, 4, CODEC_ERR_MALFORMED);     /* trailing */
-    bad((const uint8_t *)"\x00\x00", 2, 4, CODEC_ERR_MALFORMED);         /* type 0 */
-    bad((const uint8_t *)"\xf0\x00", 2, 4, CODEC_ERR_PROTOCOL);          /* AUTH v3 */
-    /* v5: unknown property, duplicate property, property not allowed in the packet */
-    bad((const uint8_t *)"\x30\x06\x00\x01x\x02\x7f\x00", 8, 5, CODEC_ERR_PROTOCOL);
-    bad((const uint8_t *)"\x30\x08\x00\x01x\x04\x01\x01\x01\x01", 10, 5, CODEC_ERR_PROTOCOL);
-    bad((const uint8_t *)"\x30\x06\x00\x01x\x02\x24\x01", 8, 5, CODEC_ERR_PROTOCOL);
-    bad((const uint8_t *)"\x30\x06\x00\x01x\x02\x01\x02", 8, 5, CODEC_ERR_PROTOCOL); /* pfi 2 */
-    bad((const uint8_t *)"\x30\x07\x00\x01x\x02\x01\x01\xff", 9, 5, CODEC_ERR_PAYLOAD_FORMAT);
-    /* too large is known from the header alone */
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *c = &bad_cases[i];
+        uint8_t buf[600];
+        size_t n = build(c, buf);
+        struct mqtt_packet p;
+        long r = decode_copy(buf, n, c->v, 0, &p);
+        if (r != c->want)
+            fprintf(stderr, "  bad case '%s': got %ld want %d\n", c->name, r, c->want);
+        CHECK_EQ_INT(r, c->want);
+    }
+}
+
+/* Inputs at the edge of the rules that must be accepted. */
+static void test_accepted_edges(void)
+{
+    static const struct {
+        const char *name;
+        uint8_t v;
+        const char *hex;
+    } ok[] = {
+        {"v5 password without user", 5, "10 11 00 04 4d 51 54 54 05 42 00 3c 00 00 00 00 02 70 77"},
+        {"v5 empty topic with alias", 5, "30 06 00 00 03 23 00 07"},
+        {"v5 two sub ids (server sent)", 5, "30 08 00 01 78 04 0b 05 0b 06"},
+        {"v5 pfi 1 payload with NUL", 5, "30 08 00 01 78 02 01 01 00 61"},
+        {"v5 pfi 1 long payload with NULs", 5,
+         "30 19 00 01 78 02 01 01 00 00 00 00 61 62 63 64 00 00 00 00 00 00 00 00 e2 82 ac"},
+        {"v5 puback short", 5, "40 02 00 01"},
+        {"v5 puback rc only", 5, "40 03 00 01 10"},
+        {"v5 disconnect rc only", 5, "e0 01 8e"},
+        {"v5 disconnect empty", 5, "e0 00"},
+        {"v5 auth empty", 5, "f0 00"},
+        {"3.1.1 connack refused", 4, "20 02 00 05"},
+        {"v5 subscribe all options", 5, "82 07 00 01 00 00 01 78 2e"},
+        {"3.1 connect", 3, "10 0e 00 06 4d 51 49 73 64 70 03 02 00 3c 00 00"},
+        {"3.1.1 control chars in topic", 4, "30 04 00 02 01 7f"},
+        {"v5 reason string on pubrel", 5, "62 08 00 01 92 04 1f 00 01 61"},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        uint8_t buf[128];
+        size_t n = hex(ok[i].hex, buf);
+        struct mqtt_packet p;
+        long r = decode_copy(buf, n, ok[i].v, 0, &p);
+        if (r != (long)n)
+            fprintf(stderr, "  accepted case '%s': got %ld\n", ok[i].name, r);
+        CHECK_EQ_INT(r, (long)n);
+    }
     struct mqtt_packet p;
-    CHECK_EQ_INT(codec_decode((const uint8_t *)"\x30\xff\x7f", 3, 4, 1000, &p),
-                 CODEC_ERR_TOO_LARGE);
+    uint8_t buf[64];
+    size_t n = hex("30 08 00 01 78 04 0b 05 0b 06", buf);
+    CHECK_EQ_INT(codec_decode(buf, n, 5, 0, &p), (long)n);
+    CHECK_EQ_INT(p.u.publish.props.subscription_id, 5); /* the first is kept */
+    n = hex("40 03 00 01 10", buf);
+    CHECK_EQ_INT(codec_decode(buf, n, 5, 0, &p), 5);
+    CHECK(p.u.ack.id == 1 && p.u.ack.rc == 0x10 && p.u.ack.props.present == 0);
+    n = hex("10 11 00 04 4d 51 54 54 05 42 00 3c 00 00 00 00 02 70 77", buf);
+    CHECK_EQ_INT(codec_decode(buf, n, 0, 0, &p), (long)n);
+    CHECK(p.u.connect.has_password && !p.u.connect.has_username && p.u.connect.password.len == 2);
+}
+
+/* ---- size limits -------------------------------------------------------------------------- */
+
+static void test_too_large(void)
+{
+    struct mqtt_packet p;
+    uint8_t buf[16];
+    /* 2 + 11 = 13 bytes: known from two bytes, with no body yet */
+    size_t n = hex("30 0b", buf);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 12, &p), CODEC_ERR_TOO_LARGE);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 13, &p), 0);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 0, &p), 0);
+    /* a continued length byte already proves the size */
+    n = hex("30 ff", buf);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 100, &p), CODEC_ERR_TOO_LARGE);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 1000, &p), 0);
+    n = hex("30 ff ff", buf);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 1000, &p), CODEC_ERR_TOO_LARGE);
+    n = hex("30 ff 7f", buf);
+    CHECK_EQ_INT(decode_copy(buf, n, 5, 16385, &p), CODEC_ERR_TOO_LARGE);
+    CHECK_EQ_INT(decode_copy(buf, n, 5, 16386, &p), 0);
+    /* the largest MQTT packet: no limit means it is waited for */
+    n = hex("30 ff ff ff 7f", buf);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 0, &p), 0);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 268435459, &p), CODEC_ERR_TOO_LARGE);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 268435460, &p), 0);
+    /* a complete packet exactly at the limit */
+    n = hex("30 03 00 01 78", buf);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 5, &p), 5);
+    CHECK_EQ_INT(decode_copy(buf, n, 4, 4, &p), CODEC_ERR_TOO_LARGE);
+    CHECK_EQ_INT(decode_copy(buf, 0, 4, 4, &p), 0);
+}
+
+/* ---- encoder contracts -------------------------------------------------------------------- */
+
+static void test_encoder(void)
+{
+    uint8_t buf[512], head[512];
+    struct mqtt_packet d;
+    /* publish head = everything but the payload, length counting the payload */
+    for (size_t vi = 0; vi < 3; vi++) {
+        struct mqtt_publish pub = {.qos = 1, .id = 7, .topic = B("t/1")};
+        pub.payload = payload;
+        pub.payload_len = sizeof(payload) - 1;
+        all_publish_props(&pub.props);
+        struct mqtt_packet p = {.type = MQTT_PUBLISH};
+        p.u.publish = pub;
+        size_t n = codec_encode(&p, versions[vi], buf, sizeof(buf));
+        size_t hn = codec_encode_publish_head(&pub, versions[vi], head, sizeof(head));
+        CHECK_EQ_INT(hn + pub.payload_len, n);
+        CHECK(!memcmp(head, buf, hn));
+        CHECK_EQ_INT(codec_encode_publish_head(&pub, versions[vi], NULL, 0), hn);
+    }
+    /* several subscription identifiers from the list; decoding keeps the first */
+    struct mqtt_packet p = {.type = MQTT_PUBLISH};
+    p.u.publish.topic = B("x");
+    p.u.publish.props.sub_ids = two_sub_ids;
+    p.u.publish.props.sub_id_count = 2;
+    p.u.publish.props.present = BIT(SUBSCRIPTION_ID);
+    p.u.publish.props.subscription_id = 99; /* ignored: the list wins */
+    size_t n = codec_encode(&p, 5, buf, sizeof(buf));
+    CHECK_EQ_INT(n, 2 + 3 + 1 + 2 + 4);
+    CHECK_EQ_INT(codec_props_size(&p.u.publish.props, MQTT_PUBLISH), 6);
+    CHECK_EQ_INT(codec_decode(buf, n, 5, 0, &d), (long)n);
+    CHECK_EQ_INT(d.u.publish.props.subscription_id, 7);
+    /* properties a packet cannot carry are left out */
+    struct mqtt_props pr = {0};
+    pr.present = BIT(MAXIMUM_QOS) | BIT(CONTENT_TYPE);
+    pr.content_type = B("abc");
+    CHECK_EQ_INT(codec_props_size(&pr, MQTT_PUBLISH), 6);
+    CHECK_EQ_INT(codec_props_size(&pr, MQTT_CONNACK), 2);
+    CHECK_EQ_INT(codec_props_size(&pr, MQTT_PUBACK), 0);
+    add_users(&pr);
+    CHECK_EQ_INT(codec_props_size(&pr, MQTT_PUBACK), 8 + 6); /* the two pairs */
+    /* short forms in v5 */
+    struct mqtt_packet a = {.type = MQTT_PUBACK};
+    a.u.ack.id = 3;
+    CHECK_EQ_INT(codec_encode(&a, 5, buf, sizeof(buf)), 4);
+    a.u.ack.rc = 0x10;
+    CHECK_EQ_INT(codec_encode(&a, 5, buf, sizeof(buf)), 5);
+    CHECK_EQ_INT(codec_encode(&a, 4, buf, sizeof(buf)), 4);
+    struct mqtt_packet disc = {.type = MQTT_DISCONNECT};
+    CHECK_EQ_INT(codec_encode(&disc, 5, buf, sizeof(buf)), 2);
+    struct mqtt_packet auth = {.type = MQTT_AUTH};
+    CHECK_EQ_INT(codec_encode(&auth, 5, buf, sizeof(buf)), 2);
+    CHECK_EQ_INT(codec_encode(&auth, 4, buf, sizeof(buf)), 0); /* no AUTH before v5 */
+    CHECK_EQ_INT(codec_encode(&auth, 3, buf, sizeof(buf)), 0);
+    /* CONNACK for 3.1 has no session present; v5 failures map to 3.1.1 return codes */
+    struct mqtt_packet ca = {.type = MQTT_CONNACK};
+    ca.u.connack.session_present = true;
+    CHECK_EQ_INT(codec_encode(&ca, 3, buf, sizeof(buf)), 4);
+    CHECK_EQ_INT(buf[2], 0);
+    CHECK_EQ_INT(codec_encode(&ca, 4, buf, sizeof(buf)), 4);
+    CHECK_EQ_INT(buf[2], 1);
+    static const uint8_t map[][2] = {{0x84, 1}, {0x85, 2}, {0x88, 3}, {0x89, 3},
+                                     {0x86, 4}, {0x87, 5}, {0x80, 5}, {0x04, 4}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        ca.u.connack.rc = map[i][0];
+        codec_encode(&ca, 4, buf, sizeof(buf));
+        CHECK_EQ_INT(buf[3], map[i][1]);
+        codec_encode(&ca, 5, buf, sizeof(buf));
+        CHECK_EQ_INT(buf[3], map[i][0]);
+    }
+    /* 3.1.1 cannot carry a password without a user name: it is left out */
+    struct mqtt_packet k = {.type = MQTT_CONNECT};
+    k.u.connect.client_id = B("c");
+    k.u.connect.has_password = true;
+    k.u.connect.password = B("pw");
+    n = codec_encode(&k, 4, buf, sizeof(buf));
+    CHECK_EQ_INT(codec_decode(buf, n, 0, 0, &d), (long)n);
+    CHECK(!d.u.connect.has_password);
+    n = codec_encode(&k, 5, buf, sizeof(buf));
+    CHECK_EQ_INT(codec_decode(buf, n, 0, 0, &d), (long)n);
+    CHECK(d.u.connect.has_password && d.u.connect.password.len == 2);
+    /* v5 subscription options reduce to QoS before v5 */
+    struct mqtt_packet s = {.type = MQTT_SUBSCRIBE};
+    s.u.subscribe.id = 1;
+    s.u.subscribe.entries = sub_entries5;
+    s.u.subscribe.entries_len = sizeof(sub_entries5);
+    n = codec_encode(&s, 4, buf, sizeof(buf));
+    CHECK_EQ_INT(codec_decode(buf, n, 4, 0, &d), (long)n);
+    struct mqtt_sub_iter it;
+    struct mqtt_bin f;
+    uint8_t o, want[] = {2, 2, 0};
+    codec_sub_iter(&d.u.subscribe, true, &it);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK(codec_sub_next(&it, &f, &o));
+        CHECK_EQ_INT(o, want[i]);
+    }
+    CHECK_EQ_INT(sub_entries5[5], 0x2E); /* the caller's entries are untouched */
+    /* over MQTT's maximum remaining length: not encodable */
+    struct mqtt_packet big = {.type = MQTT_PUBLISH};
+    big.u.publish.topic = B("t");
+    big.u.publish.payload = payload;
+    big.u.publish.payload_len = 268435455 - 3 + 1;
+    CHECK_EQ_INT(codec_encode(&big, 4, NULL, 0), 0);
+    big.u.publish.payload_len--;
+    CHECK_EQ_INT(codec_encode(&big, 4, NULL, 0), 268435455 + 5);
+    CHECK_EQ_INT(codec_encode_publish_head(&big.u.publish, 4, head, sizeof(head)), 8);
+    CHECK_EQ_INT(head[1], 0xFF);
+    CHECK_EQ_INT(head[4], 0x7F);
+}
+
+/* ---- errors, UTF-8 ------------------------------------------------------------------------ */
+
+static void test_errors(void)
+{
+    CHECK_EQ_INT(codec_err_reason(CODEC_ERR_MALFORMED), 0x81);
+    CHECK_EQ_INT(codec_err_reason(CODEC_ERR_PROTOCOL), 0x82);
+    CHECK_EQ_INT(codec_err_reason(CODEC_ERR_TOO_LARGE), 0x95);
+    CHECK_EQ_INT(codec_err_reason(CODEC_ERR_BAD_VERSION), 0x84);
+    CHECK_EQ_INT(codec_err_reason(CODEC_ERR_BAD_PROTOCOL_NAME), 0x81);
+    CHECK_EQ_INT(codec_err_reason(CODEC_ERR_PAYLOAD_FORMAT), 0x99);
+    CHECK_EQ_STR(codec_err_str(CODEC_ERR_MALFORMED), "malformed packet");
+    CHECK_EQ_STR(codec_err_str(CODEC_ERR_TOO_LARGE), "packet too large");
+    CHECK(strlen(codec_err_str(CODEC_ERR_BAD_PROTOCOL_NAME)) > 0);
+    CHECK(strlen(codec_err_str(-99)) > 0);
+}
+
+static bool utf8(const char *h)
+{
+    uint8_t b[64];
+    size_t n = hex(h, b);
+    uint8_t *c = malloc(n ? n : 1);
+    if (n)
+        memcpy(c, b, n);
+    bool r = codec_utf8_valid(c, n);
+    free(c);
+    return r;
 }
 
 static void test_utf8(void)
 {
-    CHECK(codec_utf8_valid((const uint8_t *)"caf\xc3\xa9 \xf0\x9f\x98\x80", 10));
-    CHECK(!codec_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); /* surrogate */
-    CHECK(!codec_utf8_valid((const uint8_t *)"\xe0\x80\x80", 3)); /* overlong */
-    CHECK(!codec_utf8_valid((const uint8_t *)"\xf0\x9f\x98", 3)); /* truncated */
-    CHECK(!codec_utf8_valid((const uint8_t *)"a\0b", 3));
-    CHECK(!codec_utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    CHECK(utf8(""));
+    CHECK(utf8("63 61 66 c3 a9"));
+    CHECK(utf8("f0 9f 98 80"));       /* 4 bytes */
+    CHECK(utf8("f4 8f bf bf"));       /* U+10FFFF */
+    CHECK(utf8("ef bf bf"));          /* U+FFFF: a non-character, allowed */
+    CHECK(utf8("01 1f 7f c2 80"));    /* control characters are allowed */
+    CHECK(utf8("ed 9f bf ee 80 80")); /* either side of the surrogates */
+    CHECK(!utf8("00"));               /* U+0000 */
+    CHECK(!utf8("61 00 62"));
+    CHECK(!utf8("c0 80"));    /* overlong NUL */
+    CHECK(!utf8("c1 bf"));    /* overlong 2 bytes */
+    CHECK(!utf8("e0 80 80")); /* overlong 3 bytes */
+    CHECK(!utf8("e0 9f bf"));
+    CHECK(!utf8("f0 80 80 80")); /* overlong 4 bytes */
+    CHECK(!utf8("f0 8f bf bf"));
+    CHECK(!utf8("ed a0 80"));    /* high surrogate */
+    CHECK(!utf8("ed bf bf"));    /* low surrogate */
+    CHECK(!utf8("f4 90 80 80")); /* over U+10FFFF */
+    CHECK(!utf8("f5 80 80 80"));
+    CHECK(!utf8("f8 88 80 80 80")); /* 5-byte form */
+    CHECK(!utf8("ff"));
+    CHECK(!utf8("80"));       /* lone continuation */
+    CHECK(!utf8("c3"));       /* truncated 2 */
+    CHECK(!utf8("e2 82"));    /* truncated 3 */
+    CHECK(!utf8("f0 9f 98")); /* truncated 4 */
+    CHECK(!utf8("c3 28"));    /* bad continuation */
+    CHECK(!utf8("e2 28 a1"));
+    /* long strings take the word-at-a-time path: a fault at any offset is still found */
+    for (size_t at = 0; at < 24; at++) {
+        uint8_t s[24];
+        memset(s, 'a', sizeof(s));
+        CHECK(codec_utf8_valid(s, sizeof(s)));
+        s[at] = 0;
+        CHECK(!codec_utf8_valid(s, sizeof(s)));
+        s[at] = 0xC3;
+        CHECK(!codec_utf8_valid(s, sizeof(s)));
+        if (at + 1 < sizeof(s)) {
+            s[at + 1] = 0xA9;
+            CHECK(codec_utf8_valid(s, sizeof(s)));
+        }
+    }
 }
 
 int main(void)
 {
-    uint8_t versions[] = {MQTT_V31, MQTT_V311, MQTT_V5};
-    for (size_t i = 0; i < 3; i++) {
-        test_connect(versions[i]);
-        test_publish(versions[i]);
-        test_small_packets(versions[i]);
-    }
+    test_roundtrips();
+    test_stream();
     test_malformed();
+    test_accepted_edges();
+    test_too_large();
+    test_encoder();
+    test_errors();
     test_utf8();
     return check_finish("codec_test");
 }
