@@ -1,30 +1,38 @@
-/* acl: mosquitto-syntax ACL files, compiled per client.
+/* acl: mosquitto-syntax ACL files, compiled per client, evaluated without allocating.
  *
- * The parsed file keeps each user's rules in a hash and the patterns in a list. acl_compile()
- * copies one client's rules (its user block plus the patterns with %u/%c substituted) into a
- * flat array, so a check scans only that client's rules. Deny rules are kept first so they
- * decide before any allow rule. Pure apart from acl_load() reading the file. */
+ * The parsed file keeps each user's rules in a hash keyed by the user name (= certificate
+ * identity) and the patterns in one list. acl_compile() turns one client's rules (its user
+ * block plus the patterns with %u/%c substituted) into a single allocation: deny rules first,
+ * then wildcard grants, then exact-topic grants reachable through a small open-addressing hash,
+ * so a check costs the deny rules + wildcard grants + one hash probe, never the whole file.
+ * This module never knows sessions, sockets or the clock; only acl_load() touches a file. */
 #include "acl.h"
 
+#include "codec.h"
 #include "topic.h"
 #include "xmalloc.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uthash.h>
 
-#define ACL_MAX_FILE (16u << 20)
-#define ACL_MAX_LINE 70000
+#define ACL_MAX_FILE (16u << 20)      /* refuse bigger files: surely not an ACL */
+#define ACL_MAX_LINE (65535u + 1024u) /* a topic filter of MQTT's maximum length plus keywords */
+#define ACL_TOPIC_MAX 65535u          /* MQTT's limit: longer substituted rules can match nothing */
+#define ACL_SHOW 80                   /* bytes of a topic quoted in a diagnostic */
 
-enum { A_READ = 1, A_WRITE = 2, A_DENY = 4 };
+enum { A_READ = ACL_READ, A_WRITE = ACL_WRITE, A_DENY = 4 };
 
+/* One rule as written in the file. For patterns, nu/nc count the %u/%c levels. */
 struct rule {
     char *topic;
-    size_t len;
+    uint32_t len, nu, nc;
     uint8_t access;
-    bool uses_c; /* pattern refers to %c */
+    bool wild; /* contains a + or # level */
 };
 
 struct rules {
@@ -44,21 +52,34 @@ struct acl {
     size_t total;
 };
 
-struct acl_client {
-    struct rule *v; /* deny rules first */
-    size_t n;
+/* A compiled rule; its topic is arena[off, off + len). */
+struct crule {
+    uint32_t off, len;
+    uint8_t access;
+    bool wild;
 };
 
-static void rules_add(struct rules *r, char *topic, uint8_t access, bool uses_c)
+/* rules[0, ndeny) deny; [ndeny, nwild) wildcard grants; [nwild, n) exact grants, indexed by
+ * slots[hash & hmask] = index + 1 (0 = empty). Everything lives in this one allocation. */
+struct acl_client {
+    uint32_t n, ndeny, nwild, hmask;
+    uint32_t *slots;
+    char *arena;
+    struct crule rules[];
+};
+
+/* ---- parsed file ---------------------------------------------------------------------------- */
+
+static void acl__rules_add(struct rules *r, const struct rule *x)
 {
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 8;
         r->v = xrealloc(r->v, r->cap * sizeof(*r->v));
     }
-    r->v[r->n++] = (struct rule){topic, strlen(topic), access, uses_c};
+    r->v[r->n++] = *x;
 }
 
-static void rules_free(struct rules *r)
+static void acl__rules_free(struct rules *r)
 {
     for (size_t i = 0; i < r->n; i++)
         free(r->v[i].topic);
@@ -73,138 +94,184 @@ void acl_free(struct acl *a)
     HASH_ITER(hh, a->users, u, tmp)
     {
         HASH_DEL(a->users, u);
-        rules_free(&u->rules);
+        acl__rules_free(&u->rules);
         free(u->name);
         free(u);
     }
-    rules_free(&a->patterns);
+    acl__rules_free(&a->patterns);
     free(a);
 }
 
 size_t acl_rule_count(const struct acl *a)
 {
-    return a->total;
+    return a ? a->total : 0;
 }
 
-static char *trim(char *s)
+/* ---- parsing -------------------------------------------------------------------------------- */
+
+static bool acl__blank(char c)
 {
-    while (*s == ' ' || *s == '\t')
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+static char *acl__trim(char *s)
+{
+    while (acl__blank(*s))
         s++;
     size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+    while (n && acl__blank(s[n - 1]))
         s[--n] = '\0';
     return s;
 }
 
-/* Checks %u/%c use in a pattern: each must be a whole level. Returns NULL or the problem. */
-static const char *check_subst(const char *t, bool is_pattern, bool *uses_c)
+/* Splits off the first word of s (NUL-terminating it); returns the trimmed rest. */
+static char *acl__word(char *s)
 {
-    size_t len = strlen(t);
-    *uses_c = false;
-    for (size_t i = 0; i < len; i++) {
-        if (t[i] != '%')
+    while (*s && *s != ' ' && *s != '\t')
+        s++;
+    if (!*s)
+        return s;
+    *s = '\0';
+    return acl__trim(s + 1);
+}
+
+static int acl__access(const char *w)
+{
+    static const struct {
+        const char *word;
+        int access;
+    } words[] = {
+        {"read", A_READ}, {"write", A_WRITE}, {"readwrite", A_READ | A_WRITE}, {"deny", A_DENY}};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (!strcmp(w, words[i].word))
+            return words[i].access;
+    return -1;
+}
+
+/* Finds %u/%c in t. A '%' followed by a letter must be %u or %c occupying a whole level;
+ * a '%' followed by anything else is a literal character, as in mosquitto. Returns NULL or the
+ * problem; counts the %u and %c levels in *nu and *nc. */
+static const char *acl__scan_subst(const char *t, size_t len, uint32_t *nu, uint32_t *nc)
+{
+    *nu = *nc = 0;
+    for (size_t i = 0; i + 1 < len; i++) {
+        char k = t[i + 1];
+        if (t[i] != '%' || !((k >= 'a' && k <= 'z') || (k >= 'A' && k <= 'Z')))
             continue;
-        if (!is_pattern)
-            continue; /* a literal % in a topic rule is just a character */
-        char k = i + 1 < len ? t[i + 1] : '\0';
         if (k != 'u' && k != 'c')
-            return "'%' in a pattern must be %u (certificate identity) or %c (client id)";
-        bool start = i == 0 || t[i - 1] == '/';
-        bool end = i + 2 == len || t[i + 2] == '/';
-        if (!start || !end)
+            return "unknown substitution (only %u = certificate identity and %c = client id)";
+        if ((i > 0 && t[i - 1] != '/') || (i + 2 < len && t[i + 2] != '/'))
             return "%u and %c must be a whole topic level (e.g. devices/%u/#)";
-        if (k == 'c')
-            *uses_c = true;
+        if (k == 'u')
+            (*nu)++;
+        else
+            (*nc)++;
         i++;
     }
     return NULL;
 }
 
-static int parse_line(struct acl *a, struct user **cur, char *line, const char *fname, int lineno,
-                      struct diag *d, struct diag *warn)
+/* `topic` and `pattern` lines. Returns 0 or -1 after reporting the problem. */
+static int acl__parse_rule(struct acl *a, struct user *cur, bool is_pattern, char *rest,
+                           const char *fname, int lineno, struct diag *d, struct diag *warn)
 {
-    char *s = trim(line);
-    if (!*s || *s == '#')
-        return 0;
-    char *sp = s;
-    while (*sp && *sp != ' ' && *sp != '\t')
-        sp++;
-    char *rest = *sp ? trim(sp + 1) : sp;
-    *sp = '\0';
-    if (!strcmp(s, "user")) {
-        if (!*rest) {
-            diag_add(d, fname, lineno, "'user' needs a name");
-            return -1;
-        }
-        struct user *u;
-        HASH_FIND_STR(a->users, rest, u);
-        if (!u) {
-            u = xcalloc(1, sizeof(*u));
-            u->name = xstrdup(rest);
-            HASH_ADD_KEYPTR(hh, a->users, u->name, strlen(u->name), u);
-        }
-        *cur = u;
-        return 0;
-    }
-    bool is_pattern = !strcmp(s, "pattern");
-    if (!is_pattern && strcmp(s, "topic") != 0) {
-        diag_add(d, fname, lineno, "unknown keyword '%s' (expected user, topic or pattern)", s);
+    const char *kw = is_pattern ? "pattern" : "topic";
+    if (!*rest) {
+        diag_add(d, fname, lineno, "'%s' needs a topic", kw);
         return -1;
     }
-    uint8_t access = A_READ | A_WRITE;
+    int access = A_READ | A_WRITE;
     char *topic = rest;
-    char *sp2 = rest;
-    while (*sp2 && *sp2 != ' ' && *sp2 != '\t')
-        sp2++;
-    if (*sp2) {
-        char save = *sp2;
-        *sp2 = '\0';
-        const char *w = rest;
-        int acc = !strcmp(w, "read")        ? A_READ
-                  : !strcmp(w, "write")     ? A_WRITE
-                  : !strcmp(w, "readwrite") ? A_READ | A_WRITE
-                  : !strcmp(w, "deny")      ? A_DENY
-                                            : -1;
-        if (acc < 0) {
+    char *after = acl__word(rest);
+    if (*after) {
+        /* As in mosquitto, a line with two or more words names the access first; the topic is
+         * the rest of the line, so a topic with spaces needs an explicit access word. */
+        access = acl__access(rest);
+        if (access < 0) {
             diag_add(d, fname, lineno,
-                     "bad access '%s' (expected read, write, readwrite or deny before the topic)",
-                     w);
+                     "bad access '%.*s' (expected read, write, readwrite or deny before the "
+                     "topic; a topic with spaces needs one)",
+                     ACL_SHOW, rest);
             return -1;
         }
-        access = (uint8_t)acc;
-        topic = trim(sp2 + 1);
-        (void)save;
-    } else if (!strcmp(rest, "read") || !strcmp(rest, "write") || !strcmp(rest, "readwrite") ||
-               !strcmp(rest, "deny")) {
-        diag_add(d, fname, lineno, "'%s %s' has no topic", s, rest);
+        topic = after;
+    } else if (acl__access(rest) >= 0) {
+        /* mosquitto would take "topic read" as the topic "read": almost surely a mistake. */
+        diag_add(d, fname, lineno, "'%s %s' has no topic", kw, rest);
         return -1;
     }
-    if (!*topic) {
-        diag_add(d, fname, lineno, "'%s' needs a topic", s);
+    size_t len = strlen(topic);
+    if (!topic_filter_valid(topic, len) || len > ACL_TOPIC_MAX) {
+        diag_add(d, fname, lineno, "invalid topic filter '%.*s'", ACL_SHOW, topic);
         return -1;
     }
-    if (!topic_filter_valid(topic, strlen(topic))) {
-        diag_add(d, fname, lineno, "invalid topic filter '%s'", topic);
+    if (!codec_utf8_valid((const uint8_t *)topic, len)) {
+        diag_add(d, fname, lineno, "topic filter is not valid UTF-8");
         return -1;
     }
-    bool uses_c;
-    const char *bad = check_subst(topic, is_pattern, &uses_c);
-    if (bad) {
+    struct rule r = {
+        .len = (uint32_t)len, .access = (uint8_t)access, .wild = strpbrk(topic, "+#") != NULL};
+    const char *bad = acl__scan_subst(topic, len, &r.nu, &r.nc);
+    if (is_pattern && bad) {
         diag_add(d, fname, lineno, "%s", bad);
         return -1;
     }
-    if (is_pattern) {
-        rules_add(&a->patterns, xstrdup(topic), access, uses_c);
-    } else if (*cur) {
-        rules_add(&(*cur)->rules, xstrdup(topic), access, false);
-    } else {
-        if (warn)
+    if (!is_pattern) {
+        if (!bad && (r.nu || r.nc) && warn)
             diag_add(warn, fname, lineno,
-                     "topic rule before any 'user' line applies to anonymous clients, which "
-                     "certmq never has; use 'pattern' to apply it to every device");
-        return 0;
+                     "'topic' rules are not substituted: %%u/%%c here is literal text (did you "
+                     "mean 'pattern'?)");
+        r.nu = r.nc = 0;
+        if (!cur) {
+            if (warn)
+                diag_add(warn, fname, lineno,
+                         "topic rule before any 'user' line applies to anonymous clients, which "
+                         "certmq never has, so it applies to no device; use 'pattern' to apply "
+                         "it to every device");
+            return 0;
+        }
     }
+    r.topic = xstrdup(topic);
+    acl__rules_add(is_pattern ? &a->patterns : &cur->rules, &r);
     a->total++;
+    return 0;
+}
+
+static int acl__parse_line(struct acl *a, struct user **cur, char *line, const char *fname,
+                           int lineno, struct diag *d, struct diag *warn)
+{
+    char *kw = acl__trim(line);
+    if (!*kw || *kw == '#')
+        return 0;
+    char *rest = acl__word(kw);
+    if (!strcmp(kw, "topic") || !strcmp(kw, "pattern"))
+        return acl__parse_rule(a, *cur, kw[0] == 'p', rest, fname, lineno, d, warn);
+    if (strcmp(kw, "user") != 0) {
+        diag_add(d, fname, lineno, "unknown keyword '%.*s' (expected user, topic or pattern)",
+                 ACL_SHOW, kw);
+        return -1;
+    }
+    if (!*rest) {
+        diag_add(d, fname, lineno, "'user' needs a name");
+        return -1;
+    }
+    if (!codec_utf8_valid((const uint8_t *)rest, strlen(rest))) {
+        diag_add(d, fname, lineno, "user name is not valid UTF-8");
+        return -1;
+    }
+    if (strpbrk(rest, "+#/") && warn)
+        diag_add(warn, fname, lineno,
+                 "user '%.*s' contains '+', '#' or '/': certificates with such an identity are "
+                 "refused, so these rules apply to no device",
+                 ACL_SHOW, rest);
+    struct user *u;
+    HASH_FIND_STR(a->users, rest, u);
+    if (!u) {
+        u = xcalloc(1, sizeof(*u));
+        u->name = xstrdup(rest);
+        HASH_ADD_KEYPTR(hh, a->users, u->name, strlen(u->name), u);
+    }
+    *cur = u;
     return 0;
 }
 
@@ -214,28 +281,28 @@ struct acl *acl_parse(const char *text, size_t len, const char *fname, struct di
     struct acl *a = xcalloc(1, sizeof(*a));
     struct user *cur = NULL;
     int errors = 0, lineno = 0;
-    size_t i = 0;
-    char *line = xmalloc(ACL_MAX_LINE + 1);
-    while (i < len) {
-        size_t j = i;
-        while (j < len && text[j] != '\n')
-            j++;
+    /* One mutable copy; each line is cut in place. */
+    char *buf = xmalloc(len + 1);
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    for (size_t i = 0; i < len;) {
+        char *nl = memchr(buf + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - buf) : len;
         lineno++;
-        if (j - i > ACL_MAX_LINE) {
+        if (end - i > ACL_MAX_LINE) {
             diag_add(d, fname, lineno, "line longer than %u bytes", ACL_MAX_LINE);
             errors++;
-        } else if (memchr(text + i, '\0', j - i)) {
+        } else if (memchr(buf + i, '\0', end - i)) {
             diag_add(d, fname, lineno, "line contains a NUL byte");
             errors++;
         } else {
-            memcpy(line, text + i, j - i);
-            line[j - i] = '\0';
-            if (parse_line(a, &cur, line, fname, lineno, d, warn) != 0)
+            buf[end] = '\0';
+            if (acl__parse_line(a, &cur, buf + i, fname, lineno, d, warn) != 0)
                 errors++;
         }
-        i = j + 1;
+        i = end + 1;
     }
-    free(line);
+    free(buf);
     if (errors) {
         acl_free(a);
         return NULL;
@@ -250,15 +317,35 @@ struct acl *acl_load(const char *path, struct diag *d, struct diag *warn)
         diag_add(d, path, 0, "cannot open ACL file: %s", strerror(errno));
         return NULL;
     }
-    char *buf = xmalloc(ACL_MAX_FILE + 1);
-    size_t n = fread(buf, 1, ACL_MAX_FILE + 1, f);
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        diag_add(d, path, 0, "ACL file is not a regular file");
+        fclose(f);
+        return NULL;
+    }
+    if (st.st_size > (off_t)ACL_MAX_FILE) {
+        diag_add(d, path, 0, "ACL file is %lld bytes, more than the %u allowed",
+                 (long long)st.st_size, ACL_MAX_FILE);
+        fclose(f);
+        return NULL;
+    }
+    /* Read at most one byte past the limit, in case the file grew since fstat. */
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = xmalloc(cap);
+    while (!ferror(f) && !feof(f) && n <= ACL_MAX_FILE) {
+        if (n == cap) {
+            cap = cap * 2 > ACL_MAX_FILE + 1 ? ACL_MAX_FILE + 1 : cap * 2;
+            buf = xrealloc(buf, cap);
+        }
+        n += fread(buf + n, 1, cap - n, f);
+    }
     bool err = ferror(f);
     fclose(f);
     struct acl *a = NULL;
     if (err)
         diag_add(d, path, 0, "cannot read ACL file");
     else if (n > ACL_MAX_FILE)
-        diag_add(d, path, 0, "ACL file larger than %u bytes", ACL_MAX_FILE);
+        diag_add(d, path, 0, "ACL file is larger than the %u bytes allowed", ACL_MAX_FILE);
     else
         a = acl_parse(buf, n, path, d, warn);
     free(buf);
@@ -267,80 +354,142 @@ struct acl *acl_load(const char *path, struct diag *d, struct diag *warn)
 
 /* ---- per client ----------------------------------------------------------------------------- */
 
-static char *substitute(const char *t, const char *identity, const char *client_id)
+static uint32_t acl__hash(const char *s, size_t len)
 {
-    size_t il = strlen(identity), cl = strlen(client_id), n = strlen(t);
-    size_t cap = n + 1 + (il > cl ? il : cl) * (n / 2 + 1);
-    char *out = xmalloc(cap), *o = out;
-    for (size_t i = 0; i < n; i++) {
-        if (t[i] == '%' && i + 1 < n && (t[i + 1] == 'u' || t[i + 1] == 'c')) {
-            const char *v = t[i + 1] == 'u' ? identity : client_id;
-            size_t vl = strlen(v);
-            memcpy(o, v, vl);
-            o += vl;
-            i++;
-        } else {
-            *o++ = t[i];
-        }
-    }
-    *o = '\0';
-    return out;
+    uint32_t h = 2166136261u; /* FNV-1a: short keys, no allocation, good enough spread */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
 }
 
-static void client_add(struct acl_client *c, size_t *cap, char *topic, uint8_t access)
+/* Copies r's topic to out with %u/%c levels replaced (the parser guaranteed they are whole
+ * levels and that every other '%' is literal). Returns the length written. */
+static size_t acl__subst(char *out, const struct rule *r, const char *identity, size_t il,
+                         const char *client_id, size_t cl)
 {
-    if (c->n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        c->v = xrealloc(c->v, *cap * sizeof(*c->v));
+    if (!r->nu && !r->nc) {
+        memcpy(out, r->topic, r->len);
+        return r->len;
     }
-    c->v[c->n++] = (struct rule){topic, strlen(topic), access, false};
+    size_t o = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        char k = i + 1 < r->len ? r->topic[i + 1] : '\0';
+        if (r->topic[i] == '%' && (k == 'u' || k == 'c')) {
+            memcpy(out + o, k == 'u' ? identity : client_id, k == 'u' ? il : cl);
+            o += k == 'u' ? il : cl;
+            i++;
+        } else {
+            out[o++] = r->topic[i];
+        }
+    }
+    return o;
+}
+
+/* A source rule chosen for this client and the length it will have once substituted. */
+struct pick {
+    const struct rule *r;
+    size_t len;
+};
+
+static size_t acl__class(const struct rule *r)
+{
+    return (r->access & A_DENY) ? 0 : r->wild ? 1 : 2;
 }
 
 struct acl_client *acl_compile(const struct acl *a, const char *identity, const char *client_id)
 {
-    struct acl_client *c = xcalloc(1, sizeof(*c));
-    size_t cap = 0;
-    bool cid_ok = *client_id && !strpbrk(client_id, "+#/");
-    struct user *u;
+    size_t il = strlen(identity), cl = strlen(client_id);
+    /* A value with a wildcard or separator would widen a rule; an empty one would make a
+     * different level count. Either way the rules using it match nothing for this client. */
+    bool id_ok = il && !strpbrk(identity, "+#/");
+    bool cid_ok = cl && !strpbrk(client_id, "+#/");
+    struct user *u = NULL;
     HASH_FIND_STR(a->users, identity, u);
-    /* Two passes: deny rules first, so evaluation can stop at the first decisive match. */
-    for (int pass = 0; pass < 2; pass++) {
-        bool want_deny = pass == 0;
-        if (u)
-            for (size_t i = 0; i < u->rules.n; i++)
-                if (((u->rules.v[i].access & A_DENY) != 0) == want_deny)
-                    client_add(c, &cap, xstrdup(u->rules.v[i].topic), u->rules.v[i].access);
-        for (size_t i = 0; i < a->patterns.n; i++) {
-            const struct rule *p = &a->patterns.v[i];
-            if (((p->access & A_DENY) != 0) != want_deny || (p->uses_c && !cid_ok))
-                continue;
-            client_add(c, &cap, substitute(p->topic, identity, client_id), p->access);
-        }
+    size_t nsrc = (u ? u->rules.n : 0) + a->patterns.n, n = 0, bytes = 0, per[3] = {0};
+    struct pick *picks = xmalloc((nsrc ? nsrc : 1) * sizeof(*picks));
+    for (size_t i = 0; i < nsrc; i++) {
+        const struct rule *r =
+            u && i < u->rules.n ? &u->rules.v[i] : &a->patterns.v[i - (u ? u->rules.n : 0)];
+        if ((r->nu && !id_ok) || (r->nc && !cid_ok))
+            continue;
+        size_t len = r->len - 2 * (size_t)(r->nu + r->nc) + r->nu * il + r->nc * cl;
+        if (len > ACL_TOPIC_MAX)
+            continue; /* no MQTT topic is that long */
+        picks[n++] = (struct pick){r, len};
+        bytes += len;
+        per[acl__class(r)]++;
     }
+    /* Offsets are 32-bit to keep rules small. Past 4 GiB for one client the file is a sizing
+     * bug (xmalloc's contract); dropping rules instead could drop a deny. */
+    if (bytes > UINT32_MAX)
+        abort();
+    size_t nslots = 0;
+    while (per[2] && nslots < 2 * per[2])
+        nslots = nslots ? nslots * 2 : 4;
+    struct acl_client *c =
+        xcalloc(1, sizeof(*c) + n * sizeof(struct crule) + nslots * sizeof(uint32_t) + bytes);
+    c->n = (uint32_t)n;
+    c->ndeny = (uint32_t)per[0];
+    c->nwild = (uint32_t)(per[0] + per[1]);
+    c->hmask = nslots ? (uint32_t)(nslots - 1) : 0;
+    c->slots = (uint32_t *)(c->rules + n);
+    c->arena = (char *)(c->slots + nslots);
+    size_t next[3] = {0, per[0], per[0] + per[1]}, off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct rule *r = picks[i].r;
+        size_t k = acl__class(r), at = next[k]++;
+        size_t len = acl__subst(c->arena + off, r, identity, il, client_id, cl);
+        c->rules[at] = (struct crule){(uint32_t)off, (uint32_t)len, r->access, r->wild};
+        if (k == 2) {
+            uint32_t h = acl__hash(c->arena + off, len) & c->hmask;
+            while (c->slots[h])
+                h = (h + 1) & c->hmask;
+            c->slots[h] = (uint32_t)at + 1;
+        }
+        off += len;
+    }
+    free(picks);
     return c;
 }
 
 void acl_client_free(struct acl_client *c)
 {
-    if (!c)
-        return;
-    for (size_t i = 0; i < c->n; i++)
-        free(c->v[i].topic);
-    free(c->v);
     free(c);
+}
+
+size_t acl_client_rule_count(const struct acl_client *c)
+{
+    return c ? c->n : 0;
+}
+
+static bool acl__rule_matches(const struct acl_client *c, const struct crule *r, const char *t,
+                              size_t len)
+{
+    const char *rt = c->arena + r->off;
+    if (!r->wild)
+        return r->len == len && memcmp(rt, t, len) == 0;
+    return topic_matches(rt, r->len, t, len);
 }
 
 bool acl_check(const struct acl_client *c, const char *topic, size_t len, enum acl_access access)
 {
     if (!c)
         return false;
-    for (size_t i = 0; i < c->n; i++) {
-        const struct rule *r = &c->v[i];
-        if (!topic_matches(r->topic, r->len, topic, len))
-            continue;
-        if (r->access & A_DENY)
+    for (uint32_t i = 0; i < c->ndeny; i++)
+        if (acl__rule_matches(c, &c->rules[i], topic, len))
             return false;
-        if (r->access & access)
+    if (c->nwild < c->n) {
+        /* Probe until an empty slot: duplicates of one topic (e.g. read + write lines) sit in
+         * the same chain, so every one of them is seen. */
+        for (uint32_t h = acl__hash(topic, len) & c->hmask; c->slots[h]; h = (h + 1) & c->hmask) {
+            const struct crule *r = &c->rules[c->slots[h] - 1];
+            if ((r->access & access) && acl__rule_matches(c, r, topic, len))
+                return true;
+        }
+    }
+    for (uint32_t i = c->ndeny; i < c->nwild; i++) {
+        const struct crule *r = &c->rules[i];
+        if ((r->access & access) && acl__rule_matches(c, r, topic, len))
             return true;
     }
     return false;
@@ -350,14 +499,14 @@ bool acl_check_subscribe(const struct acl_client *c, const char *filter, size_t 
 {
     if (!c)
         return false;
-    for (size_t i = 0; i < c->n; i++) {
-        const struct rule *r = &c->v[i];
-        if (r->access & A_DENY) {
-            if (topic_filter_covers(r->topic, r->len, filter, len))
-                return false;
-            continue;
-        }
-        if ((r->access & A_READ) && topic_filters_intersect(r->topic, r->len, filter, len))
+    for (uint32_t i = 0; i < c->ndeny; i++) {
+        const struct crule *r = &c->rules[i];
+        if (topic_filter_covers(c->arena + r->off, r->len, filter, len))
+            return false;
+    }
+    for (uint32_t i = c->ndeny; i < c->n; i++) {
+        const struct crule *r = &c->rules[i];
+        if ((r->access & A_READ) && topic_filters_intersect(c->arena + r->off, r->len, filter, len))
             return true;
     }
     return false;

@@ -37,6 +37,8 @@ size_t acl_rule_count(const struct acl *a);
  * substituting it could widen the rule. The result does not reference a or its strings. */
 struct acl_client *acl_compile(const struct acl *a, const char *identity, const char *client_id);
 void acl_client_free(struct acl_client *c);
+/* Number of rules compiled for this client (its user's rules plus the usable patterns). */
+size_t acl_client_rule_count(const struct acl_client *c);
 
 /* May this client publish to (ACL_WRITE) or receive from (ACL_READ) the topic name? */
 bool acl_check(const struct acl_client *c, const char *topic, size_t len, enum acl_access access);

@@ -1,28 +1,76 @@
-/* ACL fuzz target: parse arbitrary text; when it parses, compile it for a few identities and
- * evaluate some topics and filters. */
-#include <stdint.h>
+/* ACL fuzz target: parse arbitrary text; when it parses, compile it for a few identities (one
+ * with a client id that must not widen %c patterns) and evaluate fixed topics plus the last word
+ * of every input line. Oracle: for a valid topic name t, "may read t" and "may subscribe to the
+ * filter t" must agree, since a filter without wildcards covers and intersects exactly what it
+ * matches. Any disagreement aborts. */
 #include "acl.h"
+#include "topic.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_TOPICS 24
+#define MAX_TOPIC_LEN 256
+
+struct span {
+    const char *p;
+    size_t len;
+};
+
+/* The last word of each line, when it is a usable topic name: rules name the topics worth
+ * asking about, so the checks reach the matching code instead of default deny. */
+static size_t fuzz__topics(const char *text, size_t size, struct span *out, size_t max)
+{
+    static const char *fixed[] = {"devices/dev-1/t", "devices/dev-2/t", "$SYS/x", "a", "a/b/c", "/",
+                                  "c/c1/o",          "fleet/x"};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && n < max; i++)
+        out[n++] = (struct span){fixed[i], strlen(fixed[i])};
+    size_t start = 0;
+    for (size_t i = 0; i <= size && n < max; i++) {
+        if (i < size && text[i] != '\n')
+            continue;
+        size_t end = i;
+        while (end > start && (text[end - 1] == '\r' || text[end - 1] == ' '))
+            end--;
+        size_t w = end;
+        while (w > start && text[w - 1] != ' ' && text[w - 1] != '\t')
+            w--;
+        if (end > w && end - w <= MAX_TOPIC_LEN && topic_name_valid(text + w, end - w))
+            out[n++] = (struct span){text + w, end - w};
+        start = i + 1;
+    }
+    return n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    const char *text = (const char *)data;
     struct diag d, w;
     diag_init(&d);
     diag_init(&w);
-    struct acl *a = acl_parse((const char *)data, size, "fuzz.acl", &d, &w);
+    struct acl *a = acl_parse(text, size, "fuzz.acl", &d, &w);
+    /* Failure and diagnostics go together. */
+    if ((a == NULL) != (d.count > 0))
+        abort();
     if (a) {
-        static const char *ids[][2] = {{"dev-1", "c1"}, {"admin", ""}, {"x", "a/+"}};
-        static const char *topics[] = {"devices/dev-1/t", "$SYS/x", "a", "a/b/c", "/"};
-        for (size_t i = 0; i < 3; i++) {
+        static const char *ids[][2] = {{"dev-1", "c1"}, {"admin", ""}, {"x", "a/+"}, {"a", "#"}};
+        struct span topics[MAX_TOPICS];
+        size_t nt = fuzz__topics(text, size, topics, MAX_TOPICS);
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
             struct acl_client *c = acl_compile(a, ids[i][0], ids[i][1]);
-            for (size_t t = 0; t < 5; t++) {
-                acl_check(c, topics[t], strlen(topics[t]), ACL_READ);
-                acl_check(c, topics[t], strlen(topics[t]), ACL_WRITE);
+            for (size_t t = 0; t < nt; t++) {
+                bool r = acl_check(c, topics[t].p, topics[t].len, ACL_READ);
+                acl_check(c, topics[t].p, topics[t].len, ACL_WRITE);
+                if (r != acl_check_subscribe(c, topics[t].p, topics[t].len))
+                    abort();
             }
             acl_check_subscribe(c, "#", 1);
             acl_check_subscribe(c, "a/+/c", 5);
+            acl_check_subscribe(c, "$SYS/#", 6);
             acl_client_free(c);
         }
         acl_free(a);
