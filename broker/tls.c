@@ -5,10 +5,12 @@
  * Knows no loop, no socket, no MQTT. */
 #include "tls.h"
 
+#include "log.h"
 #include "tls_verify.h"
 #include "xmalloc.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +33,14 @@ struct tls_lib {
 struct tls_conn {
     struct tls_ctx *ctx;
     mbedtls_ssl_context ssl;
-    struct buf in;         /* ciphertext kept between reads */
-    const uint8_t *ext;    /* ciphertext of the current read, borrowed */
+    struct buf in;      /* ciphertext kept between reads */
+    const uint8_t *ext; /* ciphertext of the current read, borrowed */
     size_t ext_len;
     struct buf out;
     struct tls_verify_state vs;
     struct tls_peer peer;
-    bool done;
+    bool done, failed;
+    bool ticket; /* set by the ticket wrapper when it accepted this connection's ticket */
     char err[384];
 };
 
@@ -78,100 +81,200 @@ static const char *mbed_err(int r, char *buf, size_t n)
     return buf;
 }
 
-/* The allowed suites: ECDHE key exchange with AEAD ciphers only. */
+/* The allowed suites: ECDHE key exchange with AEAD ciphers only, in server preference order.
+ * Operators write OpenSSL names (as for mosquitto); Mbed TLS resolves its own names, so a suite
+ * this build of Mbed TLS lacks is skipped rather than silently mis-numbered. */
 static const struct {
-    const char *openssl;
-    int id;
+    const char *openssl, *mbed;
 } suites[] = {
-    {"ECDHE-ECDSA-AES128-GCM-SHA256", MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-    {"ECDHE-ECDSA-AES256-GCM-SHA384", MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
-    {"ECDHE-ECDSA-CHACHA20-POLY1305", MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
-    {"ECDHE-RSA-AES128-GCM-SHA256", MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
-    {"ECDHE-RSA-AES256-GCM-SHA384", MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
-    {"ECDHE-RSA-CHACHA20-POLY1305", MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+    {"ECDHE-ECDSA-AES128-GCM-SHA256", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"},
+    {"ECDHE-ECDSA-AES256-GCM-SHA384", "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384"},
+    {"ECDHE-ECDSA-CHACHA20-POLY1305", "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256"},
+    {"ECDHE-RSA-AES128-GCM-SHA256", "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256"},
+    {"ECDHE-RSA-AES256-GCM-SHA384", "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384"},
+    {"ECDHE-RSA-CHACHA20-POLY1305", "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"},
 };
 #define NSUITES (sizeof(suites) / sizeof(suites[0]))
 
+/* X25519 is cheapest; P-256 must stay because P-256 device certificates need it in TLS 1.2. */
 static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
                                               MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
 
+/* Certificates and CRLs: SHA-256 or better, EC (named NIST curves) or RSA of 2048 bits or more. */
 static const mbedtls_x509_crt_profile profile = {
     MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA256) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA384) |
         MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA512),
-    0xFFFFFFF, /* any public-key algorithm */
+    MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_RSA) | MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECKEY) |
+        MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECDSA),
     MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) |
         MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1) |
         MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP521R1),
     2048,
 };
 
-static int parse_ciphers(struct tls_ctx *c, const char *list, const char *file, struct diag *d)
+static void add_suite(struct tls_ctx *c, size_t *n, size_t i)
+{
+    int id = mbedtls_ssl_get_ciphersuite_id(suites[i].mbed);
+    for (size_t k = 0; k < *n; k++)
+        if (c->suites[k] == id)
+            return;
+    if (id != 0 && *n < NSUITES)
+        c->suites[(*n)++] = id;
+}
+
+static void parse_ciphers(struct tls_ctx *c, const char *list, struct diag *d)
 {
     size_t n = 0;
     if (!list) {
         for (size_t i = 0; i < NSUITES; i++)
-            c->suites[n++] = suites[i].id;
-        c->suites[n] = 0;
-        return 0;
-    }
-    char *copy = xstrdup(list), *save = NULL;
-    int bad = 0;
-    for (char *t = strtok_r(copy, ":, ", &save); t; t = strtok_r(NULL, ":, ", &save)) {
-        size_t i = 0;
-        while (i < NSUITES && strcmp(suites[i].openssl, t) != 0)
-            i++;
-        if (i == NSUITES) {
-            diag_add(d, file, 0,
-                     "cipher '%s' is not allowed: certmq accepts only ECDHE with AES-GCM or "
-                     "ChaCha20-Poly1305",
-                     t);
-            bad = -1;
-        } else if (n < NSUITES) {
-            c->suites[n++] = suites[i].id;
+            add_suite(c, &n, i);
+    } else {
+        char *copy = xstrdup(list), *save = NULL;
+        for (char *t = strtok_r(copy, ":, ", &save); t; t = strtok_r(NULL, ":, ", &save)) {
+            size_t i = 0;
+            while (i < NSUITES && strcmp(suites[i].openssl, t) != 0)
+                i++;
+            if (i == NSUITES)
+                diag_add(d, NULL, 0,
+                         "ciphers: '%s' is not allowed (only ECDHE with AES-GCM or "
+                         "ChaCha20-Poly1305, e.g. ECDHE-ECDSA-AES128-GCM-SHA256)",
+                         t);
+            else
+                add_suite(c, &n, i);
         }
+        free(copy);
     }
-    free(copy);
     c->suites[n] = 0;
-    if (!bad && !n) {
-        diag_add(d, file, 0, "ciphers: empty list");
-        bad = -1;
-    }
-    return bad;
+    if (!n)
+        diag_add(d, NULL, 0, "ciphers: no usable cipher suite");
 }
 
-static int load_crl_file(struct tls_ctx *c, const char *path, struct diag *d)
+/* Open it ourselves first: Mbed TLS reports a missing file, a permission problem and an empty
+ * file all as one generic I/O error. */
+static bool readable(const char *path, const char *what, struct diag *d)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_add(d, path, 0, "cannot read %s: %s", what, strerror(errno));
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
+static void load_certs(mbedtls_x509_crt *chain, const char *path, const char *what, struct diag *d)
 {
     char eb[128];
-    int r = mbedtls_x509_crl_parse_file(&c->crl, path);
-    if (r != 0) {
-        diag_add(d, path, 0, "not a valid CRL (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
-        return -1;
-    }
-    c->crl_count++;
-    return 0;
+    if (!readable(path, what, d))
+        return;
+    int r = mbedtls_x509_crt_parse_file(chain, path);
+    if (r < 0)
+        diag_add(d, path, 0, "not a certificate (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
+    else if (r > 0)
+        diag_add(d, path, 0, "%d of its certificates could not be parsed", r);
 }
 
-static int load_crl_dir(struct tls_ctx *c, const char *dir, struct diag *d)
+static void load_ca_dir(struct tls_ctx *c, const char *dir, struct diag *d)
 {
+    char eb[128];
     DIR *dp = opendir(dir);
     if (!dp) {
-        diag_add(d, dir, 0, "cannot open crlpath directory");
-        return -1;
-    }
-    int bad = 0;
-    struct dirent *e;
-    while ((e = readdir(dp))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        bad |= load_crl_file(c, path, d);
+        diag_add(d, dir, 0, "cannot open capath directory: %s", strerror(errno));
+        return;
     }
     closedir(dp);
-    return bad;
+    int r = mbedtls_x509_crt_parse_path(&c->ca, dir);
+    if (r < 0)
+        diag_add(d, dir, 0, "cannot load CA certificates: %s", mbed_err(r, eb, sizeof(eb)));
+    else if (r > 0) /* capath often holds other files (hash links, READMEs): not fatal */
+        log_warn("%s: %d files are not certificates and were skipped", dir, r);
+}
+
+/* One file may hold several CRLs (PEM); each new one is checked against the CA set under the
+ * file's name. CAs must be loaded first. */
+static void load_crl_file(struct tls_ctx *c, const char *path, bool check, struct diag *d)
+{
+    char eb[128];
+    if (!readable(path, "CRL", d))
+        return;
+    mbedtls_x509_crl *last = NULL;
+    size_t before = 0;
+    for (mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next, before++)
+        last = l;
+    int r = mbedtls_x509_crl_parse_file(&c->crl, path);
+    if (r != 0) {
+        diag_add(d, path, 0, "not a CRL (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
+        return;
+    }
+    const mbedtls_x509_crl *first = last ? last->next : &c->crl;
+    for (const mbedtls_x509_crl *l = first; l && l->raw.p; l = l->next)
+        c->crl_count++;
+    if (check)
+        tls_verify_check_crls(c, first, path, d);
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Every regular file of the directory, in name order so that problems are listed stably. */
+static void load_crl_dir(struct tls_ctx *c, const char *dir, bool check, struct diag *d)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(dir, &ents, NULL, by_name);
+    if (n < 0) {
+        diag_add(d, dir, 0, "cannot open crlpath directory: %s", strerror(errno));
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            load_crl_file(c, path, check, d);
+        free(ents[i]);
+    }
+    free(ents);
+}
+
+static void load_files(struct tls_ctx *c, const struct tls_server_opts *o, struct diag *d)
+{
+    char eb[128];
+    size_t before = d->count;
+    if (o->cafile)
+        load_certs(&c->ca, o->cafile, "CA certificates", d);
+    if (o->capath)
+        load_ca_dir(c, o->capath, d);
+    if (!o->cafile && !o->capath)
+        diag_add(d, NULL, 0, "no cafile or capath: client certificates cannot be verified");
+    else if (d->count == before && !c->ca.raw.p)
+        diag_add(d, o->cafile ? o->cafile : o->capath, 0, "no CA certificate found");
+    /* CRL issuer checks need the CAs; when those failed they would only add noise. */
+    bool check_crls = d->count == before;
+    if (!o->certfile)
+        diag_add(d, NULL, 0, "no certfile: the server needs a certificate");
+    else
+        load_certs(&c->cert, o->certfile, "server certificate", d);
+    int r;
+    if (!o->keyfile) {
+        diag_add(d, NULL, 0, "no keyfile: the server needs a private key");
+    } else if (readable(o->keyfile, "private key", d)) {
+        if ((r = mbedtls_pk_parse_keyfile(&c->key, o->keyfile, NULL)) != 0)
+            diag_add(d, o->keyfile, 0, "not a usable private key (PEM or DER, unencrypted): %s",
+                     mbed_err(r, eb, sizeof(eb)));
+        else if (c->cert.raw.p && mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
+            diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s",
+                     o->certfile);
+    }
+    for (size_t i = 0; i < o->crlfile_count; i++)
+        load_crl_file(c, o->crlfiles[i], check_crls, d);
+    if (o->crlpath)
+        load_crl_dir(c, o->crlpath, check_crls, d);
+    if (o->tls_version && strcmp(o->tls_version, "tlsv1.2") != 0)
+        diag_add(d, NULL, 0, "tls_version %s: only tlsv1.2 is available (Mbed TLS 2.28)",
+                 o->tls_version);
+    parse_ciphers(c, o->ciphers, d);
 }
 
 static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *start,
@@ -182,61 +285,24 @@ static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *st
 }
 
 /* A ticket proves a past verification only: the certificate must still be acceptable under the
- * current CRLs and its validity period, else Mbed TLS falls back to a full handshake. */
+ * current CRLs, CA set and its validity period, else Mbed TLS ignores the ticket and runs a full
+ * handshake, whose verification then names the reason. Accepting it is the only sign of a
+ * resumption that Mbed TLS 2.28 gives, so the connection is told here. */
 static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, size_t len)
 {
     struct tls_ctx *c = p;
     int r = mbedtls_ssl_ticket_parse(&c->lib->tickets, s, buf, len);
     if (r != 0)
         return r;
-    if (!tls_verify_ticket_ok(c, s->peer_cert))
+    if (tls_verify_ticket_check(c, s->peer_cert) != NULL)
         return MBEDTLS_ERR_SSL_INVALID_MAC;
+    if (c->ticket_flag)
+        *c->ticket_flag = true;
     return 0;
 }
 
-struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o, struct diag *d)
+static void setup_conf(struct tls_ctx *c, struct tls_lib *lib)
 {
-    char eb[128];
-    size_t before = d->count;
-    struct tls_ctx *c = xcalloc(1, sizeof(*c));
-    c->refs = 1;
-    c->lib = lib;
-    c->opts = *o;
-    mbedtls_x509_crt_init(&c->ca);
-    mbedtls_x509_crl_init(&c->crl);
-    mbedtls_x509_crt_init(&c->cert);
-    mbedtls_pk_init(&c->key);
-    mbedtls_ssl_config_init(&c->conf);
-    c->verify_depth = o->verify_depth ? o->verify_depth : 4;
-
-    int r;
-    if (o->cafile && (r = mbedtls_x509_crt_parse_file(&c->ca, o->cafile)) != 0)
-        diag_add(d, o->cafile, 0, "cannot load CA certificates: %s",
-                 r < 0 ? mbed_err(r, eb, sizeof(eb)) : "some certificates failed to parse");
-    if (o->capath && (r = mbedtls_x509_crt_parse_path(&c->ca, o->capath)) < 0)
-        diag_add(d, o->capath, 0, "cannot load CA directory: %s", mbed_err(r, eb, sizeof(eb)));
-    if ((r = mbedtls_x509_crt_parse_file(&c->cert, o->certfile)) != 0)
-        diag_add(d, o->certfile, 0, "cannot load server certificate: %s",
-                 r < 0 ? mbed_err(r, eb, sizeof(eb)) : "some certificates failed to parse");
-    if ((r = mbedtls_pk_parse_keyfile(&c->key, o->keyfile, NULL)) != 0)
-        diag_add(d, o->keyfile, 0, "cannot load private key: %s", mbed_err(r, eb, sizeof(eb)));
-    else if (c->cert.raw.p && mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
-        diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s", o->certfile);
-    for (size_t i = 0; i < o->crlfile_count; i++)
-        load_crl_file(c, o->crlfiles[i], d);
-    if (o->crlpath)
-        load_crl_dir(c, o->crlpath, d);
-    if (o->tls_version && strcmp(o->tls_version, "tlsv1.2") != 0)
-        diag_add(d, NULL, 0, "tls_version %s: only tlsv1.2 is available", o->tls_version);
-    parse_ciphers(c, o->ciphers, o->certfile, d);
-    if (d->count == before)
-        tls_verify_check_crls(c, d);
-    if (d->count != before) {
-        c->refs = 0;
-        tls_ctx_unref(c);
-        return NULL;
-    }
-
     mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
                                 MBEDTLS_SSL_PRESET_DEFAULT);
     mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &lib->drbg);
@@ -250,14 +316,37 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
     mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
     mbedtls_ssl_conf_curves(&c->conf, curves);
     mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    if ((r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)) != 0) {
-        diag_add(d, o->certfile, 0, "cannot use certificate: %s", mbed_err(r, eb, sizeof(eb)));
-        c->refs = 0;
+    if (lib->use_tickets)
+        mbedtls_ssl_conf_session_tickets_cb(&c->conf, ticket_write, ticket_parse, c);
+}
+
+struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o, struct diag *d)
+{
+    char eb[128];
+    size_t before = d->count;
+    struct tls_ctx *c = xcalloc(1, sizeof(*c));
+    c->refs = 1;
+    c->lib = lib;
+    c->opts = *o;
+    mbedtls_x509_crt_init(&c->ca);
+    mbedtls_x509_crl_init(&c->crl);
+    mbedtls_x509_crt_init(&c->cert);
+    mbedtls_x509_crt_init(&c->seen);
+    mbedtls_pk_init(&c->key);
+    mbedtls_ssl_config_init(&c->conf);
+    c->verify_depth = o->verify_depth ? o->verify_depth : 4;
+    load_files(c, o, d);
+    if (d->count == before) {
+        setup_conf(c, lib);
+        int r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key);
+        if (r != 0)
+            diag_add(d, o->certfile, 0, "cannot use the certificate: %s",
+                     mbed_err(r, eb, sizeof(eb)));
+    }
+    if (d->count != before) {
         tls_ctx_unref(c);
         return NULL;
     }
-    if (lib->use_tickets)
-        mbedtls_ssl_conf_session_tickets_cb(&c->conf, ticket_write, ticket_parse, c);
     return c;
 }
 
@@ -269,14 +358,14 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
 
 void tls_ctx_unref(struct tls_ctx *c)
 {
-    if (!c || (c->refs && --c->refs))
+    if (!c || --c->refs > 0)
         return;
     mbedtls_ssl_config_free(&c->conf);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_x509_crl_free(&c->crl);
     mbedtls_x509_crt_free(&c->cert);
+    mbedtls_x509_crt_free(&c->seen);
     mbedtls_pk_free(&c->key);
-    free(c->crl_issuers);
     free(c);
 }
 
@@ -375,6 +464,7 @@ static int fail(struct tls_conn *c, int r)
     } else {
         snprintf(c->err, sizeof(c->err), "%s", c->vs.detail);
     }
+    c->failed = true;
     return -1;
 }
 
@@ -382,22 +472,33 @@ int tls_conn_handshake(struct tls_conn *c)
 {
     if (c->done)
         return 0;
+    if (c->failed)
+        return -1;
+    c->ctx->ticket_flag = &c->ticket;
     int r = mbedtls_ssl_handshake(&c->ssl);
-    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE)
+    c->ctx->ticket_flag = NULL;
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        buf_shrink(&c->in, 0);
         return TLS_AGAIN;
+    }
     if (r != 0)
         return fail(c, r);
-    /* The verify callback runs on full handshakes only: without it this was a resumption. */
-    c->peer.resumed = !c->vs.verified;
+    /* Resumed: the ticket wrapper accepted a ticket, so the verify callback did not run and
+     * the policy's per-certificate checks are applied here, to the ticket's certificate. */
+    c->peer.resumed = c->ticket && !c->vs.verified;
     const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&c->ssl);
     if (!crt) {
         c->vs.reject = TLS_REJECT_NO_CERT;
-        snprintf(c->vs.detail, sizeof(c->vs.detail), "no peer certificate after handshake");
+        snprintf(c->vs.detail, sizeof(c->vs.detail), "no peer certificate after the handshake");
         return fail(c, -1);
     }
     if (c->peer.resumed && tls_verify_resumed(&c->vs, crt) != 0)
         return fail(c, -1);
-    /* Everything the broker needs is copied out; the certificate (~2.5 KB) is not kept. */
+    if (!c->peer.resumed)
+        tls_verify_remember(&c->vs);
+    /* Everything the broker needs is copied out and the ticket (which embeds the certificate)
+     * is already written: the certificate (~2.5 KB) is not kept (notes/mbedtls-2.28.md §3.4).
+     * Safe because renegotiation is off and mbedtls_ssl_get_session() is never called. */
     mbedtls_x509_crt_free(c->ssl.session->peer_cert);
     mbedtls_free(c->ssl.session->peer_cert);
     c->ssl.session->peer_cert = NULL;

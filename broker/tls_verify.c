@@ -269,35 +269,58 @@ static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
     return 0;
 }
 
+/* Expired CRLs under crl_expired warn: accepted, counted, and logged at most once a handshake and
+ * once a minute per listener, so a reconnect storm cannot flood the log. */
+static void crl_expired_accept(struct tls_verify_state *vs, uint32_t *flags)
+{
+    struct tls_ctx *c = vs->ctx;
+    *flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
+    if (vs->crl_warned)
+        return;
+    vs->crl_warned = true;
+    c->crl_expired_accepted++;
+    int64_t now = (int64_t)time(NULL);
+    if (now - c->crl_warned_at >= 60) {
+        c->crl_warned_at = now;
+        log_warn("accepting certificates under an expired CRL (crl_expired warn); %llu so far",
+                 (unsigned long long)c->crl_expired_accepted);
+    }
+}
+
+static bool in_list(const mbedtls_x509_crt *list, const mbedtls_x509_crt *crt)
+{
+    for (const mbedtls_x509_crt *x = list; x && x->raw.p; x = x->next)
+        if (x->raw.len == crt->raw.len && memcmp(x->raw.p, crt->raw.p, crt->raw.len) == 0)
+            return true;
+    return false;
+}
+
+/* Called by Mbed TLS once per certificate of the verified path, trust anchor first. Never
+ * returns non-zero: refusals are flags, so Mbed TLS sends the matching alert; the first reason
+ * found is the one reported. */
 int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     struct tls_verify_state *vs = arg;
     struct tls_ctx *c = vs->ctx;
+    if (!vs->verified)
+        vs->top = depth; /* the first call is for the top of the path */
     vs->verified = true;
-    if (*flags & MBEDTLS_X509_BADCRL_EXPIRED && c->opts.crl_expired_warn) {
-        *flags &= ~(uint32_t)MBEDTLS_X509_BADCRL_EXPIRED;
-        c->crl_expired_accepted++;
-        int64_t now = (int64_t)time(NULL);
-        if (now - c->crl_warned_at >= 60) { /* once a minute, not once a handshake */
-            c->crl_warned_at = now;
-            log_warn("accepting certificates under an expired CRL (crl_expired warn); %llu so far",
-                     (unsigned long long)c->crl_expired_accepted);
-        }
-    }
+    if ((*flags & MBEDTLS_X509_BADCRL_EXPIRED) && c->opts.crl_expired_warn)
+        crl_expired_accept(vs, flags);
     if ((unsigned)depth > c->verify_depth) {
         reject(vs, TLS_REJECT_CHAIN_TOO_LONG, crt, "certificate chain longer than verify_depth");
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     }
+    if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+        reject(vs, TLS_REJECT_UNKNOWN_CA, crt, "certificate not issued by a trusted CA");
     if (*flags & MBEDTLS_X509_BADCERT_REVOKED)
-        reject(vs, TLS_REJECT_REVOKED, crt, "certificate revoked");
+        reject(vs, TLS_REJECT_REVOKED, crt, depth ? "issuing CA revoked" : "certificate revoked");
     if (*flags & MBEDTLS_X509_BADCERT_EXPIRED)
         reject(vs, TLS_REJECT_EXPIRED, crt, "certificate expired");
     if (*flags & MBEDTLS_X509_BADCERT_FUTURE)
         reject(vs, TLS_REJECT_NOT_YET_VALID, crt, "certificate not yet valid");
     if (*flags & MBEDTLS_X509_BADCRL_EXPIRED)
         reject(vs, TLS_REJECT_CRL_EXPIRED, crt, "the CRL covering this certificate has expired");
-    if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        reject(vs, TLS_REJECT_UNKNOWN_CA, crt, "certificate not issued by a trusted CA");
     if (!self_signed(crt)) {
         /* An intermediate configured as trusted is a trust anchor to Mbed TLS, which then never
          * looks it up in its issuer's CRL: do it here. */
@@ -309,12 +332,17 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
                        depth ? "issuing CA certificate revoked" : "certificate revoked");
             }
         }
-        if (c->crl_count && c->opts.crl_strict && !has_crl_for(c, crt) &&
+        /* crl_strict needs at least one CRL configured: with none there is no CRL policy to
+         * be strict about, and every device is accepted as without crl_strict. It applies to
+         * the CAs in the path: the top certificate's issuer is not one of them. */
+        if (depth < vs->top && c->crl_count && c->opts.crl_strict && !has_crl_for(c, crt) &&
             !(*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)) {
             reject(vs, TLS_REJECT_CRL_MISSING, crt, "no CRL loaded for the issuing CA");
             *flags |= MBEDTLS_X509_BADCERT_OTHER;
         }
         add_chain(vs->peer, crt);
+        if (depth > 0 && !in_list(&c->ca, crt) && vs->nsent < 8)
+            vs->sent[vs->nsent++] = crt;
     }
     if (depth == 0 && leaf_checks(vs, crt) != 0)
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
@@ -330,37 +358,72 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     return 0;
 }
 
+void tls_verify_remember(struct tls_verify_state *vs)
+{
+    struct tls_ctx *c = vs->ctx;
+    for (unsigned i = 0; i < vs->nsent && c->seen_count < TLS_SEEN_MAX; i++) {
+        if (in_list(&c->seen, vs->sent[i]))
+            continue;
+        if (mbedtls_x509_crt_parse_der(&c->seen, vs->sent[i]->raw.p, vs->sent[i]->raw.len) == 0)
+            c->seen_count++;
+    }
+    vs->nsent = 0; /* the pointers die with the peer certificate */
+}
+
+/* The CA of crt: the CA set first, then intermediates verified earlier on this listener. */
 static const mbedtls_x509_crt *find_issuer(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
 {
     for (const mbedtls_x509_crt *ca = &c->ca; ca && ca->raw.p; ca = ca->next)
         if (same_name(&ca->subject_raw, &crt->issuer_raw))
             return ca;
+    for (const mbedtls_x509_crt *ca = &c->seen; ca && ca->raw.p; ca = ca->next)
+        if (same_name(&ca->subject_raw, &crt->issuer_raw))
+            return ca;
     return NULL;
 }
 
-static bool revoked_now(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+/* The CRL part of the policy for one certificate, as the verify callback applies it. */
+static const char *crl_check(const struct tls_ctx *c, const mbedtls_x509_crt *crt, bool strict)
 {
-    if (mbedtls_x509_time_is_past(&crt->valid_to) || mbedtls_x509_time_is_future(&crt->valid_from))
-        return true;
-    for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next)
-        if (same_name(&l->issuer_raw, &crt->issuer_raw) && mbedtls_x509_crt_is_revoked(crt, l))
-            return true;
-    return false;
+    bool have = false;
+    for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
+        if (!same_name(&l->issuer_raw, &crt->issuer_raw))
+            continue;
+        have = true;
+        if (mbedtls_x509_crt_is_revoked(crt, l))
+            return "revoked";
+        if (mbedtls_x509_time_is_past(&l->next_update) && !c->opts.crl_expired_warn)
+            return "CRL expired";
+    }
+    if (strict && c->crl_count && c->opts.crl_strict && !have)
+        return "CRL missing";
+    return NULL;
 }
 
-bool tls_verify_ticket_ok(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+/* Cheap checks only (no signature): the ticket itself proves that this server verified the
+ * chain when it issued it; what may have changed since is revocation, time and the CA set. */
+const char *tls_verify_ticket_check(const struct tls_ctx *c, const mbedtls_x509_crt *leaf)
 {
+    const mbedtls_x509_crt *crt = leaf;
     if (!crt)
-        return false;
-    /* The leaf and every CA above it up to a trust anchor. */
-    for (int i = 0; crt && i < 10; i++) {
-        if (revoked_now(c, crt))
-            return false;
+        return "no certificate in the ticket";
+    for (unsigned depth = 0; depth <= c->verify_depth; depth++) {
+        if (mbedtls_x509_time_is_past(&crt->valid_to))
+            return "expired";
+        if (mbedtls_x509_time_is_future(&crt->valid_from))
+            return "not yet valid";
         if (self_signed(crt))
-            return true;
-        crt = find_issuer(c, crt);
+            return depth ? NULL : "self-signed";
+        const mbedtls_x509_crt *up = find_issuer(c, crt);
+        const char *why = crl_check(c, crt, up != NULL);
+        if (why)
+            return why;
+        /* A trusted intermediate whose own issuer is not loaded is a trust anchor. */
+        if (!up)
+            return depth && in_list(&c->ca, crt) ? NULL : "issuer not among the trusted CAs";
+        crt = up;
     }
-    return crt == NULL ? false : true;
+    return "chain too long";
 }
 
 int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
@@ -370,30 +433,29 @@ int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
         return -1;
     add_chain(p, crt);
     const mbedtls_x509_crt *up = find_issuer(vs->ctx, crt);
-    for (int i = 0; up && !self_signed(up) && i < 10; i++) {
+    for (int i = 0; up && !self_signed(up) && i < 8; i++) {
         add_chain(p, up);
         up = find_issuer(vs->ctx, up);
     }
     return 0;
 }
 
-void tls_verify_check_crls(struct tls_ctx *c, struct diag *d)
+void tls_verify_check_crls(struct tls_ctx *c, const mbedtls_x509_crl *first, const char *file,
+                           struct diag *d)
 {
-    if (!c->crl_count)
-        return;
-    for (const mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next) {
+    for (const mbedtls_x509_crl *l = first; l && l->raw.p; l = l->next) {
         char iss[200] = "?";
         mbedtls_x509_dn_gets(iss, sizeof(iss), &l->issuer);
         const mbedtls_x509_crt *ca = NULL;
-        for (const mbedtls_x509_crt *x = &c->ca; x && x->raw.p; x = x->next)
+        for (const mbedtls_x509_crt *x = &c->ca; x && x->raw.p && !ca; x = x->next)
             if (same_name(&x->subject_raw, &l->issuer_raw))
                 ca = x;
         if (!ca) {
-            diag_add(d, NULL, 0, "CRL issued by %s: no such CA is loaded", iss);
+            diag_add(d, file, 0, "CRL issued by %s, which is not a loaded CA", iss);
             continue;
         }
         if (mbedtls_x509_crt_check_key_usage(ca, MBEDTLS_X509_KU_CRL_SIGN) != 0) {
-            diag_add(d, NULL, 0, "CRL issued by %s: that CA may not sign CRLs (no cRLSign)", iss);
+            diag_add(d, file, 0, "CRL issued by %s, whose key usage does not allow cRLSign", iss);
             continue;
         }
         const mbedtls_md_info_t *md = mbedtls_md_info_from_type(l->sig_md);
@@ -401,11 +463,12 @@ void tls_verify_check_crls(struct tls_ctx *c, struct diag *d)
         if (!md || mbedtls_md(md, l->tbs.p, l->tbs.len, hash) != 0 ||
             mbedtls_pk_verify_ext(l->sig_pk, l->sig_opts, (mbedtls_pk_context *)&ca->pk, l->sig_md,
                                   hash, mbedtls_md_get_size(md), l->sig.p, l->sig.len) != 0) {
-            diag_add(d, NULL, 0, "CRL issued by %s: signature does not verify", iss);
+            diag_add(d, file, 0, "CRL claiming issuer %s: signature does not verify with that CA",
+                     iss);
             continue;
         }
         if (mbedtls_x509_time_is_future(&l->this_update))
-            diag_add(d, NULL, 0, "CRL issued by %s: thisUpdate is in the future", iss);
+            diag_add(d, file, 0, "CRL issued by %s: thisUpdate is in the future", iss);
     }
 }
 

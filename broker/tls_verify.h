@@ -13,19 +13,28 @@
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
 
+/* Intermediates a device sent (not in the CA set) that passed a full verification here, kept
+ * so a ticket's certificate can be re-checked up to a trust anchor: tickets hold the leaf only. */
+#define TLS_SEEN_MAX 32
+
 struct tls_ctx {
     int refs;
     struct tls_lib *lib;
     struct tls_server_opts opts; /* flags only are used after creation; strings may dangle */
     mbedtls_x509_crt ca, cert;
     mbedtls_x509_crl crl;
-    size_t crl_count;
+    size_t crl_count; /* CRLs loaded (0: none configured) */
     mbedtls_pk_context key;
     mbedtls_ssl_config conf;
     int suites[8];
     unsigned verify_depth;
-    uint8_t (*crl_issuers)[32]; /* reserved for an issuer index */
-    int64_t crl_warned_at;      /* last "expired CRL accepted" warning (unix seconds) */
+    mbedtls_x509_crt seen; /* see TLS_SEEN_MAX */
+    unsigned seen_count;
+    /* Set by tls_conn_handshake around mbedtls_ssl_handshake(): the ticket parse callback only
+     * gets the ctx, and this is how it tells the connection that its ticket was accepted.
+     * Single-threaded by design, so one slot per ctx suffices. */
+    bool *ticket_flag;
+    int64_t crl_warned_at; /* last "expired CRL accepted" warning (unix seconds) */
     uint64_t crl_expired_accepted;
 };
 
@@ -33,17 +42,26 @@ struct tls_verify_state {
     struct tls_ctx *ctx;
     struct tls_peer *peer;
     enum tls_reject reject;
-    bool verified; /* the verify callback ran: a full handshake */
+    bool verified;                   /* the verify callback ran: a full handshake */
+    bool crl_warned;                 /* this handshake already counted an expired CRL */
+    int top;                         /* depth of the top of the verified path */
+    const mbedtls_x509_crt *sent[8]; /* verified intermediates not in the CA set */
+    unsigned nsent;
     char detail[320];
 };
 
 int tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
-/* A ticket's certificate, re-checked against the context's current CRLs and the clock. */
-bool tls_verify_ticket_ok(const struct tls_ctx *c, const mbedtls_x509_crt *crt);
+/* A ticket's certificate, re-checked against the context's current CRLs, CA set and the clock.
+ * NULL when acceptable, else why not. */
+const char *tls_verify_ticket_check(const struct tls_ctx *c, const mbedtls_x509_crt *leaf);
+/* After a successful full handshake: remember the verified intermediates (see TLS_SEEN_MAX). */
+void tls_verify_remember(struct tls_verify_state *vs);
 /* After a resumed handshake: identity, EKU and peer fields from the ticket's certificate. */
 int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt);
-/* Every loaded CRL must be signed by a loaded CA allowed to sign CRLs and not be from the
- * future. Problems go to d. */
-void tls_verify_check_crls(struct tls_ctx *c, struct diag *d);
+/* Checks the CRLs from `first` to the end of the list, all loaded from file: each must be
+ * issued by a loaded CA allowed to sign CRLs, with a valid signature, and not be from the
+ * future. Problems go to d under the file's name. */
+void tls_verify_check_crls(struct tls_ctx *c, const mbedtls_x509_crl *first, const char *file,
+                           struct diag *d);
 
 #endif
