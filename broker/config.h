@@ -24,11 +24,14 @@ enum config_crl_mode { CONFIG_CRL_STRICT = 0, CONFIG_CRL_PRESENT = 1 };
 enum config_crl_expired { CONFIG_CRL_EXPIRED_REJECT = 0, CONFIG_CRL_EXPIRED_WARN = 1 };
 enum config_clientid_policy { CONFIG_CLIENTID_ANY = 0, CONFIG_CLIENTID_MATCH = 1 };
 enum config_revoked_session { CONFIG_REVOKED_DISCARD = 0, CONFIG_REVOKED_KEEP = 1 };
+/* socket_domain: which address family an address-less listener binds (ANY = both). */
+enum config_socket_domain { CONFIG_SOCKET_ANY = 0, CONFIG_SOCKET_IPV4, CONFIG_SOCKET_IPV6 };
 
 struct config_listener {
     uint16_t port; /* 0 = let the kernel choose (tests); the bound port is logged */
     char *address; /* NULL = all addresses */
     enum config_protocol protocol;
+    enum config_socket_domain socket_domain;
     char *cafile, *capath, *certfile, *keyfile;
     char **crlfiles; /* crlfile may repeat */
     size_t crlfile_count;
@@ -95,6 +98,7 @@ struct config {
     uint32_t sys_interval;    /* seconds, default 10, 0 = no $SYS */
 
     char *pid_file;
+    char *user; /* mosquitto's `user`: stored; certmq itself does not change user */
 
     bool persistence;
     char *persistence_location;
