@@ -54,8 +54,8 @@ struct broker_store {
     const struct session_store *session;
     void (*session_saved)(void *ctx, const struct session *s, int64_t offline_since_ms);
     void (*session_deleted)(void *ctx, const struct session *s);
-    void (*sub)(void *ctx, const struct session *s, const char *filter, size_t len,
-                uint8_t options, uint32_t sub_id, bool add);
+    void (*sub)(void *ctx, const struct session *s, const char *filter, size_t len, uint8_t options,
+                uint32_t sub_id, bool add);
     void (*retained)(void *ctx, const struct msg *m); /* set, or clear when the payload is empty */
 };
 

@@ -427,7 +427,7 @@ struct persist *persist_open(const char *dir, struct diag *d)
     sqlite3_free(err);
     p->sstore = (struct session_store){p,          st_enqueued, st_sent,   st_released,
                                        st_removed, st_cleared,  st_qos2_in};
-    p->bstore = (struct broker_store){p, &p->sstore, st_session_saved, st_session_deleted,
+    p->bstore = (struct broker_store){p,      &p->sstore, st_session_saved, st_session_deleted,
                                       st_sub, st_retained};
     return p;
 }
@@ -495,8 +495,9 @@ int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wa
     }
     sqlite3_stmt *st;
     size_t subs = 0, queued = 0, retained = 0;
-    if (sqlite3_prepare_v2(p->db, "SELECT s.identity, s.client_id, b.filter, b.options, b.sub_id "
-                                  "FROM subs b JOIN sessions s ON s.key = b.key",
+    if (sqlite3_prepare_v2(p->db,
+                           "SELECT s.identity, s.client_id, b.filter, b.options, b.sub_id "
+                           "FROM subs b JOIN sessions s ON s.key = b.key",
                            -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
@@ -538,8 +539,9 @@ int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wa
         }
         sqlite3_finalize(st);
     }
-    if (sqlite3_prepare_v2(p->db, "SELECT s.identity, s.client_id, q.packet_id FROM qos2_in q "
-                                  "JOIN sessions s ON s.key = q.key",
+    if (sqlite3_prepare_v2(p->db,
+                           "SELECT s.identity, s.client_id, q.packet_id FROM qos2_in q "
+                           "JOIN sessions s ON s.key = q.key",
                            -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
@@ -549,8 +551,9 @@ int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wa
         }
         sqlite3_finalize(st);
     }
-    if (sqlite3_prepare_v2(p->db, "SELECT m.topic, m.payload, m.qos, m.retain, m.expiry_wall_ms, "
-                                  "m.props, m.id FROM retained r JOIN msgs m ON m.id = r.msg_id",
+    if (sqlite3_prepare_v2(p->db,
+                           "SELECT m.topic, m.payload, m.qos, m.retain, m.expiry_wall_ms, "
+                           "m.props, m.id FROM retained r JOIN msgs m ON m.id = r.msg_id",
                            -1, &st, NULL) == SQLITE_OK) {
         while (sqlite3_step(st) == SQLITE_ROW) {
             struct msg *m = load_msg(p, st, 0);

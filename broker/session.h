@@ -81,7 +81,7 @@ struct msg *session_take_will(struct session *s); /* caller owns the returned re
  * every matching subscription; more than SESSION_MAX_SUB_IDS are not kept. */
 #define SESSION_MAX_SUB_IDS 4
 struct session_delivery {
-    uint64_t seq;      /* order within the session, assigned at enqueue (persistence key) */
+    uint64_t seq; /* order within the session, assigned at enqueue (persistence key) */
     struct msg *msg;
     const void *group; /* the shared-subscription group it was given to, or NULL */
     uint32_t sub_ids[SESSION_MAX_SUB_IDS];

@@ -21,10 +21,10 @@ void __wrap_free(void *p);
 void *__wrap_realloc(void *p, size_t n);
 
 static struct {
-    uint8_t *base;   /* MAX_SLOTS * SLOT, reserved, not committed */
-    uint32_t *free;  /* stack of free slot indexes (also in the reserved region's style) */
+    uint8_t *base;  /* MAX_SLOTS * SLOT, reserved, not committed */
+    uint32_t *free; /* stack of free slot indexes (also in the reserved region's style) */
     uint32_t nfree;
-    uint32_t used;   /* slots handed out at least once (high-water mark) */
+    uint32_t used; /* slots handed out at least once (high-water mark) */
     size_t in_use;
     int failed;
 } pool;
