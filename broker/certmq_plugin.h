@@ -11,7 +11,8 @@
  * certmq refuses to start when a plugin cannot be loaded, speaks another API version, or its
  * init fails; a hook that returns an error fails closed (the operation is denied). Everything
  * runs on the broker's single event loop: hooks must not block. The loop is available as a
- * `uv_loop_t *` for timers and I/O.
+ * `uv_loop_t *` for timers, TCP connections and name resolution (uv_timer_*, uv_tcp_connect,
+ * uv_getaddrinfo); a plugin that uses it links libuv itself and closes its handles in cleanup.
  *
  * Hooks can only restrict what certmq's own checks allow: the ACL file, the certificate policy
  * and identity are always applied first. */
@@ -21,10 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CERTMQ_PLUGIN_API_VERSION 1
+#define CERTMQ_PLUGIN_API_VERSION 2
 
 enum certmq_access { CERTMQ_ACCESS_READ = 1, CERTMQ_ACCESS_WRITE = 2 };
-enum certmq_decision { CERTMQ_ALLOW = 0, CERTMQ_DENY = 1 };
+enum certmq_decision { CERTMQ_ALLOW = 0, CERTMQ_DENY = 1, CERTMQ_PENDING = 2 };
 enum certmq_log_level {
     CERTMQ_LOG_ERR = 1,
     CERTMQ_LOG_WARN = 2,
@@ -39,16 +40,47 @@ struct certmq_plugin_opts {
     size_t count;
 };
 
+/* A client certificate that passed certmq's own checks (chain, validity, CRLs, identity). */
+struct certmq_cert {
+    uint64_t conn_id; /* this connection in disconnect() and conn_closed; never reused */
+    const char *identity;
+    const char *address; /* "ip:port" */
+    const uint8_t *der;  /* the client's certificate */
+    size_t der_len;
+    const uint8_t *issuer_der; /* the certificate that issued it; NULL when not at hand */
+    size_t issuer_der_len;
+    int resumed; /* 1: TLS session ticket (certmq re-checked the ticket's certificate) */
+};
+
+/* A certificate decision the plugin owes certmq (see cert_check). */
+struct certmq_pending;
+
 /* What certmq gives a plugin. */
 struct certmq_plugin_api {
     int version;
     void *loop; /* uv_loop_t * */
     void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+    void *broker; /* pass back to disconnect() */
+    /* Complete a decision: exactly once per pending, from any later loop turn or from inside
+     * cert_check itself. reason (may be NULL) is logged when denying. If the connection went
+     * away meanwhile, the decision is discarded. */
+    void (*cert_decide)(struct certmq_pending *p, int decision, const char *reason);
+    /* Disconnect the client on conn_id as untrusted (MQTT 5: DISCONNECT 0x98; its will is not
+     * published). 0 when it was connected, -1 when not (any more). */
+    int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
 };
 
 /* What a plugin gives certmq; any hook may be NULL. ud is passed back to every hook. */
 struct certmq_plugin_hooks {
     void *ud;
+    /* Every new TLS connection, before any MQTT byte is read. Return CERTMQ_ALLOW, CERTMQ_DENY,
+     * or CERTMQ_PENDING and call api->cert_decide(p, ...) later: meanwhile the connection is
+     * held unread (at most tls_handshake_timeout, then refused) and the loop serves everyone
+     * else. Pointers in cert are valid during the call only. Plugins are asked in load order;
+     * the first that denies decides. */
+    int (*cert_check)(void *ud, const struct certmq_cert *cert, struct certmq_pending *p);
+    /* A connection that passed cert_check closed. */
+    void (*conn_closed)(void *ud, uint64_t conn_id);
     /* A client's CONNECT was accepted (identity from its certificate). */
     void (*connect)(void *ud, const char *identity, const char *client_id, const char *address);
     void (*disconnect)(void *ud, const char *identity, const char *client_id);
@@ -61,7 +93,9 @@ struct certmq_plugin_hooks {
                     size_t len, int qos, int retain);
     /* SIGHUP. */
     void (*reload)(void *ud);
-    /* At shutdown, before the plugin is unloaded. */
+    /* At shutdown, while the loop still runs: close every handle (their close callbacks run
+     * before the plugin is unloaded) and free what you own. No hook is called after it;
+     * decisions still pending are discarded. */
     void (*cleanup)(void *ud);
 };
 

@@ -21,8 +21,9 @@
 
 #define CLOSE_GRACE_MS 3000
 
-/* C_WS_CLOSING: a WebSocket close handshake is under way; TLS still carries it. */
-enum conn_state { C_WAITING, C_HANDSHAKE, C_OPEN, C_WS_CLOSING, C_CLOSING };
+/* C_CHECKING: TLS is done, a certificate-check plugin has not answered yet.
+ * C_WS_CLOSING: a WebSocket close handshake is under way; TLS still carries it. */
+enum conn_state { C_WAITING, C_HANDSHAKE, C_CHECKING, C_OPEN, C_WS_CLOSING, C_CLOSING };
 
 struct conn {
     struct conn_env *env;
@@ -33,11 +34,14 @@ struct conn {
     struct tls_ctx *ctx;
     struct tls_ctx *const *ctx_slot;
     void *tag;
+    void *check_token; /* the checker's, while C_CHECKING */
+    uint64_t id;
     uv_timer_t cert_timer; /* fires when the peer's certificate chain expires */
     struct ws_ctx *wsctx;  /* WebSocket listener: lws speaks the framing */
     struct ws_conn *ws;
     bool ws_ready;      /* upgrade done, MQTT may flow */
     bool user_notified; /* on_close scheduled or done */
+    bool checked;       /* passed the checker: it hears of the close */
     const struct conn_cbs *cbs;
     void *ud;
     void (*timer_cb)(void *ud, struct conn *c);
@@ -76,6 +80,8 @@ struct conn_env {
     struct conn_stats stats;
     void (*before_flush)(void *ctx);
     void *before_flush_ctx;
+    struct conn_checker checker;
+    uint64_t next_id;
     uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
     uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
 };
@@ -89,6 +95,8 @@ struct wreq {
 
 static void flush_list_run(uv_check_t *h);
 static void process(struct conn *c);
+static void open_ready(struct conn *c);
+static void check_finish(struct conn *c, bool allow, const char *why);
 static void start_close(struct conn *c, bool graceful);
 static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
 static void finish_close(struct conn *c, bool graceful);
@@ -138,6 +146,22 @@ void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *
 const struct conn_stats *conn_env_stats(const struct conn_env *e)
 {
     return &e->stats;
+}
+
+void conn_env_set_checker(struct conn_env *e, const struct conn_checker *ck)
+{
+    e->checker = *ck;
+}
+
+uint64_t conn_id(const struct conn *c)
+{
+    return c->id;
+}
+
+bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const uint8_t **issuer,
+                   size_t *issuer_len)
+{
+    return tls_conn_cert_der(c->tls, der, len, issuer, issuer_len);
 }
 
 void conn_set_user(struct conn *c, void *ud)
@@ -405,6 +429,10 @@ static void timer_fire(uv_timer_t *t)
         finish_close(c, false);
         return;
     }
+    if (c->state == C_CHECKING) {
+        check_finish(c, false, "certificate check not answered in time");
+        return;
+    }
     if (c->state == C_WAITING || c->state == C_HANDSHAKE) {
         c->env->stats.refused++;
         c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
@@ -526,13 +554,70 @@ static void handshake_step(struct conn *c)
         start_close(c, false);
         return;
     }
-    arm_cert_timer(c, peer);
     leave_handshake(c);
+    if (!c->env->checker.check) {
+        open_ready(c);
+        return;
+    }
+    char reason[160] = "denied";
+    c->state = C_CHECKING;
+    c->env->stats.checking++;
+    enum conn_check v =
+        c->env->checker.check(c->env->checker.ctx, c, &c->check_token, reason, sizeof(reason));
+    if (v == CONN_CHECK_PENDING) {
+        /* Held unread with a fresh deadline; the loop serves everyone else meanwhile. */
+        uv_timer_start(&c->timer, timer_fire, c->env->o.handshake_timeout_ms, 0);
+        update_reading(c);
+        return;
+    }
+    check_finish(c, v == CONN_CHECK_ALLOW, reason);
+}
+
+static void leave_checking(struct conn *c)
+{
+    c->env->stats.checking--;
+    c->state = C_WAITING; /* off every list: start_close has nothing to undo */
+    c->check_token = NULL;
+    tls_conn_drop_der(c->tls);
+}
+
+static void check_finish(struct conn *c, bool allow, const char *why)
+{
+    leave_checking(c);
+    if (!allow) {
+        const struct tls_peer *p = tls_conn_peer(c->tls);
+        c->env->stats.refused++;
+        c->env->stats.refused_by[TLS_REJECT_PLUGIN]++;
+        log_notice("refused %s: %s: %s (identity %s, serial %s, issuer %s)", c->addr,
+                   tls_reject_str(TLS_REJECT_PLUGIN), why && *why ? why : "denied", p->identity,
+                   p->serial, p->issuer);
+        start_close(c, false);
+        return;
+    }
+    c->checked = true;
+    open_ready(c);
+}
+
+void conn_check_done(struct conn *c, bool allow, const char *why)
+{
+    if (c->state != C_CHECKING)
+        return;
+    check_finish(c, allow, why);
+    if (c->state == C_OPEN)
+        process(c); /* bytes that came with the handshake's last flight */
+}
+
+/* Every certificate check passed: application data may flow from here on. */
+static void open_ready(struct conn *c)
+{
+    const struct tls_peer *peer = tls_conn_peer(c->tls);
+    arm_cert_timer(c, peer);
     c->state = C_OPEN;
     c->env->stats.handshakes++;
-    if (tls_conn_peer(c->tls)->resumed)
+    if (peer->resumed)
         c->env->stats.resumed++;
     c->env->stats.open++;
+    update_reading(c);
     flush_out(c);
     if (c->wsctx) {
         /* MQTT starts after the HTTP upgrade; a fresh handshake deadline covers it. */
@@ -646,6 +731,9 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     }
     c->ctx = tls_ctx_ref(ctx);
     c->tls = tls_conn_new(ctx);
+    c->id = ++e->next_id;
+    if (e->checker.check)
+        tls_conn_keep_der(c->tls);
     uv_timer_start(&c->timer, timer_fire, e->o.handshake_timeout_ms, 0);
     if (c->counted && c->counted->n > e->o.max_per_ip) {
         /* Refused before any TLS work: the address already holds its share. */
@@ -716,6 +804,16 @@ static void finish_close(struct conn *c, bool graceful)
     bool was_open = c->state == C_OPEN || c->state == C_WS_CLOSING;
     if (c->state == C_OPEN)
         c->env->stats.open--;
+    if (c->state == C_CHECKING) {
+        void *token = c->check_token;
+        leave_checking(c);
+        if (c->env->checker.cancel)
+            c->env->checker.cancel(c->env->checker.ctx, token);
+    }
+    if (c->checked && c->env->checker.closed) {
+        c->checked = false;
+        c->env->checker.closed(c->env->checker.ctx, c);
+    }
     leave_handshake(c);
     c->state = C_CLOSING;
     uv_timer_stop(&c->cert_timer);

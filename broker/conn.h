@@ -34,13 +34,26 @@ struct conn_cbs {
     void (*on_cert_expired)(void *ud, struct conn *c);
 };
 
+/* A certificate check beyond the TLS policy (plugins). It runs after the handshake and before
+ * any application byte is read: check() answers CONN_CHECK_ALLOW, _DENY (reason in why) or
+ * _PENDING (setting *token). A pending connection is held, unread, until conn_check_done() or
+ * the handshake time limit; cancel(token) tells the checker when the connection went away
+ * first. closed() is called when a connection that passed the check closes. */
+enum conn_check { CONN_CHECK_ALLOW, CONN_CHECK_DENY, CONN_CHECK_PENDING };
+struct conn_checker {
+    enum conn_check (*check)(void *ctx, struct conn *c, void **token, char *why, size_t n);
+    void (*cancel)(void *ctx, void *token);
+    void (*closed)(void *ctx, struct conn *c);
+    void *ctx;
+};
+
 struct conn_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t handshakes, resumed, refused;
     uint64_t expiring_soon; /* connections whose certificate expires within the warning window */
     uint64_t expired;       /* connections closed because a certificate expired */
     uint64_t refused_by[TLS_REJECT_COUNT];
-    uint32_t handshaking, waiting, open;
+    uint32_t handshaking, waiting, checking, open;
 };
 
 /* Shared by every connection of the process: loop, limits, the flush list, counters. */
@@ -58,6 +71,15 @@ void conn_env_free(struct conn_env *e);
  * acknowledgement leaves before what it acknowledges is durable). */
 void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *ctx);
 const struct conn_stats *conn_env_stats(const struct conn_env *e);
+/* From now on every new connection goes through ck (copied). */
+void conn_env_set_checker(struct conn_env *e, const struct conn_checker *ck);
+/* The answer to a CONN_CHECK_PENDING; ignored unless c is still waiting for it. */
+void conn_check_done(struct conn *c, bool allow, const char *why);
+/* The peer's certificate and its issuer's (DER) while check() runs or is pending. */
+bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const uint8_t **issuer,
+                   size_t *issuer_len);
+/* Unique within the process, never reused; 1 is the first. */
+uint64_t conn_id(const struct conn *c);
 
 struct ws_ctx;
 /* Take the pending connection from a listening stream. Returns NULL (and logs) when accept

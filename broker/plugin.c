@@ -1,8 +1,9 @@
 /* plugin: dlopen'd extensions behind certmq_plugin.h. Hooks are called in load order; for the
- * ACL the first plugin that denies decides (each can only restrict). */
+ * ACL and the certificate check the first plugin that denies decides (each can only restrict). */
 #include "plugin.h"
 
 #include "certmq_plugin.h"
+#include "conn.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -18,15 +19,31 @@ struct loaded {
     struct certmq_plugin_hooks hooks;
 };
 
+/* One connection's certificate decision, walking the plugins that have cert_check. Owned by
+ * the set until a plugin decides (or the set is freed); conn is NULL once it went away. */
+struct certmq_pending {
+    struct plugin_set *set;
+    struct conn *conn;
+    size_t at; /* the plugin being asked */
+    bool in_hook, decided;
+    int decision;
+    char reason[160];
+    struct certmq_pending *prev, *next;
+};
+
 struct plugin_set {
     struct loaded *v;
     size_t n;
     struct certmq_plugin_api api; /* plugins keep a pointer to it */
+    struct certmq_pending *pending;
+    bool stopped; /* cleanup hooks ran: no hook is called any more */
 };
 
 typedef int (*init_fn)(const struct certmq_plugin_api *, const struct certmq_plugin_opts *,
                        struct certmq_plugin_hooks *);
 static void *open_plugin(const char *path, struct diag *d, init_fn *init_out);
+
+static void cert_decide(struct certmq_pending *p, int decision, const char *reason);
 
 static void plugin_log(int level, const char *fmt, ...)
 {
@@ -43,11 +60,18 @@ static void plugin_log(int level, const char *fmt, ...)
     log_msg(l, "plugin: %s", line);
 }
 
-struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct diag *d)
+struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
+                                   int (*disconnect)(void *, uint64_t, const char *), void *broker,
+                                   struct diag *d)
 {
     struct plugin_set *s = xcalloc(1, sizeof(*s));
     s->v = xcalloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof(*s->v));
-    s->api = (struct certmq_plugin_api){CERTMQ_PLUGIN_API_VERSION, loop, plugin_log};
+    s->api = (struct certmq_plugin_api){.version = CERTMQ_PLUGIN_API_VERSION,
+                                        .loop = loop,
+                                        .log = plugin_log,
+                                        .broker = broker,
+                                        .cert_decide = cert_decide,
+                                        .disconnect = disconnect};
     for (size_t i = 0; i < cfg->plugin_count; i++) {
         const struct config_plugin *cp = &cfg->plugins[i];
         init_fn init;
@@ -112,13 +136,27 @@ void plugin_check_all(const struct config *cfg, struct diag *d)
     }
 }
 
+void plugin_stop_all(struct plugin_set *s)
+{
+    if (!s || s->stopped)
+        return;
+    s->stopped = true;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].hooks.cleanup)
+            s->v[i].hooks.cleanup(s->v[i].hooks.ud);
+}
+
 void plugin_free_all(struct plugin_set *s)
 {
     if (!s)
         return;
+    plugin_stop_all(s);
+    while (s->pending) {
+        struct certmq_pending *p = s->pending;
+        s->pending = p->next;
+        free(p);
+    }
     for (size_t i = 0; i < s->n; i++) {
-        if (s->v[i].hooks.cleanup)
-            s->v[i].hooks.cleanup(s->v[i].hooks.ud);
         dlclose(s->v[i].dl);
         free(s->v[i].path);
     }
@@ -134,6 +172,8 @@ size_t plugin_count(const struct plugin_set *s)
 bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_id,
                 const char *topic, int access)
 {
+    if (s && s->stopped)
+        return false;
     for (size_t i = 0; s && i < s->n; i++) {
         const struct certmq_plugin_hooks *h = &s->v[i].hooks;
         if (h->acl_check && h->acl_check(h->ud, identity, client_id, topic, access) != CERTMQ_ALLOW)
@@ -145,6 +185,8 @@ bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_i
 void plugin_message(struct plugin_set *s, const char *identity, const char *topic,
                     const void *payload, size_t len, int qos, int retain)
 {
+    if (s && s->stopped)
+        return;
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.message)
             s->v[i].hooks.message(s->v[i].hooks.ud, identity, topic, payload, len, qos, retain);
@@ -153,6 +195,8 @@ void plugin_message(struct plugin_set *s, const char *identity, const char *topi
 void plugin_connect(struct plugin_set *s, const char *identity, const char *client_id,
                     const char *address)
 {
+    if (s && s->stopped)
+        return;
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.connect)
             s->v[i].hooks.connect(s->v[i].hooks.ud, identity, client_id, address);
@@ -160,6 +204,8 @@ void plugin_connect(struct plugin_set *s, const char *identity, const char *clie
 
 void plugin_disconnect(struct plugin_set *s, const char *identity, const char *client_id)
 {
+    if (s && s->stopped)
+        return;
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.disconnect)
             s->v[i].hooks.disconnect(s->v[i].hooks.ud, identity, client_id);
@@ -167,7 +213,134 @@ void plugin_disconnect(struct plugin_set *s, const char *identity, const char *c
 
 void plugin_reload(struct plugin_set *s)
 {
+    if (s && s->stopped)
+        return;
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.reload)
             s->v[i].hooks.reload(s->v[i].hooks.ud);
+}
+
+/* ---- certificate checks ------------------------------------------------------------------ */
+
+bool plugin_has_cert_check(const struct plugin_set *s)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (s->v[i].hooks.cert_check)
+            return true;
+    return false;
+}
+
+static void pending_free(struct certmq_pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->set->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    free(p);
+}
+
+/* Ask the plugins from p->at on; stops at the first that denies or has not decided yet. */
+static enum conn_check ask(struct certmq_pending *p)
+{
+    struct plugin_set *s = p->set;
+    const struct tls_peer *peer = conn_peer(p->conn);
+    struct certmq_cert cert = {.conn_id = conn_id(p->conn),
+                               .identity = peer->identity,
+                               .address = conn_addr(p->conn),
+                               .resumed = peer->resumed};
+    conn_cert_der(p->conn, &cert.der, &cert.der_len, &cert.issuer_der, &cert.issuer_der_len);
+    for (; p->at < s->n; p->at++) {
+        const struct certmq_plugin_hooks *h = &s->v[p->at].hooks;
+        if (!h->cert_check)
+            continue;
+        p->in_hook = true;
+        p->decided = false;
+        int r = h->cert_check(h->ud, &cert, p);
+        p->in_hook = false;
+        if (p->decided)
+            r = p->decision;
+        if (r == CERTMQ_PENDING)
+            return CONN_CHECK_PENDING;
+        if (r != CERTMQ_ALLOW) {
+            if (!p->decided || !p->reason[0])
+                snprintf(p->reason, sizeof(p->reason), "denied by %s", s->v[p->at].path);
+            return CONN_CHECK_DENY;
+        }
+    }
+    return CONN_CHECK_ALLOW;
+}
+
+static enum conn_check check(void *ctx, struct conn *c, void **token, char *why, size_t n)
+{
+    struct plugin_set *s = ctx;
+    if (s->stopped) {
+        snprintf(why, n, "shutting down");
+        return CONN_CHECK_DENY;
+    }
+    struct certmq_pending *p = xcalloc(1, sizeof(*p));
+    p->set = s;
+    p->conn = c;
+    p->next = s->pending;
+    if (p->next)
+        p->next->prev = p;
+    s->pending = p;
+    enum conn_check r = ask(p);
+    if (r == CONN_CHECK_PENDING) {
+        *token = p;
+        return r;
+    }
+    snprintf(why, n, "%s", p->reason);
+    pending_free(p);
+    return r;
+}
+
+static void cert_decide(struct certmq_pending *p, int decision, const char *reason)
+{
+    if (!p)
+        return;
+    snprintf(p->reason, sizeof(p->reason), "%s", reason ? reason : "");
+    if (p->in_hook) {
+        p->decided = true;
+        p->decision = decision;
+        return;
+    }
+    if (!p->conn || p->set->stopped) { /* gone while we waited */
+        pending_free(p);
+        return;
+    }
+    enum conn_check r = CONN_CHECK_DENY;
+    if (decision == CERTMQ_ALLOW) {
+        p->at++;
+        r = ask(p);
+        if (r == CONN_CHECK_PENDING)
+            return;
+    } else if (!p->reason[0]) {
+        snprintf(p->reason, sizeof(p->reason), "denied by %s", p->set->v[p->at].path);
+    }
+    struct conn *c = p->conn;
+    char why[sizeof(p->reason)];
+    memcpy(why, p->reason, sizeof(why));
+    pending_free(p);
+    conn_check_done(c, r == CONN_CHECK_ALLOW, why);
+}
+
+static void cancel(void *ctx, void *token)
+{
+    (void)ctx;
+    ((struct certmq_pending *)token)->conn = NULL;
+}
+
+static void closed(void *ctx, struct conn *c)
+{
+    struct plugin_set *s = ctx;
+    for (size_t i = 0; i < s->n && !s->stopped; i++)
+        if (s->v[i].hooks.conn_closed)
+            s->v[i].hooks.conn_closed(s->v[i].hooks.ud, conn_id(c));
+}
+
+void plugin_checker(struct plugin_set *s, struct conn_checker *out)
+{
+    *out = (struct conn_checker){.check = check, .cancel = cancel, .closed = closed, .ctx = s};
 }

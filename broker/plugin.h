@@ -11,16 +11,23 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct plugin_set;
 
 /* Load every `plugin` of cfg. NULL with the reasons in d when one fails; an empty set when
  * there are none. */
-struct plugin_set *plugin_load_all(const struct config *cfg, void *loop, struct diag *d);
+struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
+                                   int (*disconnect)(void *broker, uint64_t conn_id,
+                                                     const char *reason),
+                                   void *broker, struct diag *d);
 /* For --test-config: every plugin file loads, is a certmq plugin and speaks our API version
  * (its init is not run: that may open files or connections). Problems go to d. */
 void plugin_check_all(const struct config *cfg, struct diag *d);
-/* Calls every plugin's cleanup, then unloads them. */
+/* Shutdown while the loop still runs: every plugin's cleanup is called (it closes its handles,
+ * whose callbacks run before the loop ends); no hook is called after. */
+void plugin_stop_all(struct plugin_set *p);
+/* After the loop has ended: plugin_stop_all if not done yet, then unload. */
 void plugin_free_all(struct plugin_set *p);
 size_t plugin_count(const struct plugin_set *p);
 
@@ -32,5 +39,11 @@ void plugin_connect(struct plugin_set *p, const char *identity, const char *clie
                     const char *address);
 void plugin_disconnect(struct plugin_set *p, const char *identity, const char *client_id);
 void plugin_reload(struct plugin_set *p);
+
+/* Certificate checks: true when some plugin has one; then every new connection goes through
+ * the checker plugin_checker() fills in. */
+struct conn_checker;
+bool plugin_has_cert_check(const struct plugin_set *p);
+void plugin_checker(struct plugin_set *p, struct conn_checker *out);
 
 #endif

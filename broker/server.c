@@ -258,6 +258,32 @@ static void sweep_client(void *ctx, struct client *c, struct conn *conn)
     }
 }
 
+struct untrust_one {
+    struct server *s;
+    uint64_t id;
+    const char *why;
+    bool found;
+};
+
+static void untrust_if(void *ctx, struct client *c, struct conn *conn)
+{
+    struct untrust_one *u = ctx;
+    if (u->found || conn_id(conn) != u->id)
+        return;
+    u->found = true;
+    u->s->untrusted++;
+    client_untrust(c, u->why, u->s->cfg.revoked_session == CONFIG_REVOKED_DISCARD);
+}
+
+/* A plugin's verdict on a connected device (e.g. OCSP now says revoked). A scan: revocations
+ * are rare and this keeps the per-connection state free of an index. */
+static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
+{
+    struct untrust_one u = {ctx, conn_id, reason && *reason ? reason : "by plugin", false};
+    client_foreach(u.s->clenv, untrust_if, &u);
+    return u.found ? 0 : -1;
+}
+
 /* Rebuild every listener's TLS context from its files (CA, certificate, key, CRLs). All or
  * nothing: if any listener's files are bad, every listener keeps its current context. Then
  * every connected device is checked against the new CRLs. */
@@ -523,7 +549,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     };
     struct diag pd;
     diag_init(&pd);
-    s->plugins = plugin_load_all(c, loop, &pd);
+    s->plugins = plugin_load_all(c, loop, server_disconnect, s, &pd);
     log_diag(LOGL_ERR, &pd, "");
     diag_free(&pd);
     /* The client hooks get the client pointer itself; the context is the plugin set. */
@@ -558,6 +584,11 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
                                 .max_per_ip = c->max_connections_per_ip,
                                 .max_backlog = 256 * 1024};
     s->cenv = conn_env_new(loop, &ceo);
+    if (plugin_has_cert_check(s->plugins)) {
+        struct conn_checker ck;
+        plugin_checker(s->plugins, &ck);
+        conn_env_set_checker(s->cenv, &ck);
+    }
     s->tls = tls_lib_new(c->session_tickets, c->session_ticket_lifetime);
 
     struct acl *a = load_acl(s);
@@ -629,6 +660,7 @@ void server_stop(struct server *s)
     for (size_t i = 0; i < s->nwatches; i++)
         close_if((uv_handle_t *)&s->watches[i].ev);
     client_close_all(s->clenv);
+    plugin_stop_all(s->plugins);
     if (s->ws) {
         /* Give WebSocket close handshakes a moment, then take lws down (its handles keep the
          * loop alive until then). */

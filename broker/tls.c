@@ -41,6 +41,9 @@ struct tls_conn {
     struct tls_peer peer;
     bool done, failed;
     bool ticket; /* set by the ticket wrapper when it accepted this connection's ticket */
+    bool keep_der;
+    uint8_t *der, *issuer_der; /* kept for a certificate check (tls_conn_keep_der) */
+    size_t der_len, issuer_der_len;
     char err[384];
 };
 
@@ -422,6 +425,7 @@ void tls_conn_free(struct tls_conn *c)
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->peer.chain);
+    tls_conn_drop_der(c);
     tls_ctx_unref(c->ctx);
     free(c);
 }
@@ -449,6 +453,60 @@ void tls_conn_input_release(struct tls_conn *c)
 struct buf *tls_conn_output(struct tls_conn *c)
 {
     return &c->out;
+}
+
+/* The certificate that issued crt: one the peer sent, one remembered from an earlier peer, or
+ * a trust anchor. Matched by name only: the chain has already been verified. */
+static const mbedtls_x509_crt *find_issuer(const struct tls_ctx *ctx, const mbedtls_x509_crt *crt)
+{
+    const mbedtls_x509_crt *lists[] = {crt->next, &ctx->seen, &ctx->ca};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        for (const mbedtls_x509_crt *x = lists[i]; x && x->raw.p; x = x->next)
+            if (x->subject_raw.len == crt->issuer_raw.len &&
+                !memcmp(x->subject_raw.p, crt->issuer_raw.p, crt->issuer_raw.len))
+                return x;
+    return NULL;
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n)
+{
+    uint8_t *d = xmalloc(n);
+    memcpy(d, p, n);
+    return d;
+}
+
+static void keep_der(struct tls_conn *c, const mbedtls_x509_crt *crt)
+{
+    c->der = dup_bytes(crt->raw.p, crt->raw.len);
+    c->der_len = crt->raw.len;
+    const mbedtls_x509_crt *iss = find_issuer(c->ctx, crt);
+    if (iss) {
+        c->issuer_der = dup_bytes(iss->raw.p, iss->raw.len);
+        c->issuer_der_len = iss->raw.len;
+    }
+}
+
+void tls_conn_keep_der(struct tls_conn *c)
+{
+    c->keep_der = true;
+}
+
+bool tls_conn_cert_der(const struct tls_conn *c, const uint8_t **der, size_t *len,
+                       const uint8_t **issuer, size_t *issuer_len)
+{
+    *der = c->der;
+    *len = c->der_len;
+    *issuer = c->issuer_der;
+    *issuer_len = c->issuer_der_len;
+    return c->der != NULL;
+}
+
+void tls_conn_drop_der(struct tls_conn *c)
+{
+    free(c->der);
+    free(c->issuer_der);
+    c->der = c->issuer_der = NULL;
+    c->der_len = c->issuer_der_len = 0;
 }
 
 static int fail(struct tls_conn *c, int r)
@@ -496,6 +554,8 @@ int tls_conn_handshake(struct tls_conn *c)
         return fail(c, -1);
     if (!c->peer.resumed)
         tls_verify_remember(&c->vs);
+    if (c->keep_der)
+        keep_der(c, crt);
     /* Everything the broker needs is copied out and the ticket (which embeds the certificate)
      * is already written: the certificate (~2.5 KB) is not kept (notes/mbedtls-2.28.md §3.4).
      * Safe because renegotiation is off and mbedtls_ssl_get_session() is never called. */
@@ -574,6 +634,7 @@ const char *tls_reject_str(enum tls_reject r)
         [TLS_REJECT_CRL_EXPIRED] = "CRL expired",
         [TLS_REJECT_CHAIN_TOO_LONG] = "chain too long",
         [TLS_REJECT_HANDSHAKE] = "handshake failed",
+        [TLS_REJECT_PLUGIN] = "refused by plugin",
     };
     return (unsigned)r < TLS_REJECT_COUNT ? s[r] : "unknown";
 }

@@ -49,6 +49,7 @@ enum tls_reject {
     TLS_REJECT_CRL_EXPIRED,
     TLS_REJECT_CHAIN_TOO_LONG,
     TLS_REJECT_HANDSHAKE, /* protocol failure: no common cipher, bad record, not TLS, ... */
+    TLS_REJECT_PLUGIN,    /* a certificate-check plugin said no (or did not answer in time) */
     TLS_REJECT_COUNT
 };
 const char *tls_reject_str(enum tls_reject r);
@@ -128,6 +129,13 @@ int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n);
 /* Queue a close_notify alert. */
 void tls_conn_close_notify(struct tls_conn *c);
 const struct tls_peer *tls_conn_peer(const struct tls_conn *c);
+/* Keep the peer's certificate and its issuer's (DER) past the handshake, for a certificate
+ * check outside the engine; call before the handshake ends. Freed by tls_conn_drop_der(). */
+void tls_conn_keep_der(struct tls_conn *c);
+/* False when nothing is kept; issuer may be NULL when it was not found. */
+bool tls_conn_cert_der(const struct tls_conn *c, const uint8_t **der, size_t *len,
+                       const uint8_t **issuer, size_t *issuer_len);
+void tls_conn_drop_der(struct tls_conn *c);
 enum tls_reject tls_conn_reject(const struct tls_conn *c);
 /* Human-readable detail of the last failure (e.g. "certificate revoked (serial 1A:2B, issuer
  * CN=Fleet CA)"); never NULL. */

@@ -1,14 +1,17 @@
 """Plugins: the example plugin is loaded with its options, restricts what the ACL allows
 (publish and delivery), observes messages, logs through the broker and is unloaded at exit;
+it refuses a certificate at the handshake, and decides on others asynchronously while the
+broker keeps serving connected clients; an unanswered decision is refused at the time limit;
 a missing file, a library that is not a plugin and a plugin whose init fails stop the start."""
 import os
 import subprocess
+import time
 
-from certmq_test import BIN, Harness, check
+from certmq_test import BIN, Harness, check, connect_packet, read_packet
 
 h = Harness()
 pki = h.pki()
-for d in ("a", "watcher"):
+for d in ("a", "watcher", "banned"):
     pki.device(d)
 PLUGIN = os.environ.get("CERTMQ_EXAMPLE_PLUGIN", os.path.join(os.environ.get("CERTMQ_BUILD", "build"),
                                                               "certmq_example.so"))
@@ -30,6 +33,42 @@ def test_plugin_restricts_and_observes():
     b.log_wait(r"plugin: example: a connected as a from 127\.0\.0\.1:", 3)
     a.disconnect()
     w.disconnect()
+
+
+def test_cert_check_deny_and_pending():
+    b2 = h.broker(pki, ACL, extra="plugin %s\nplugin_opt_deny_cert banned\nplugin_opt_cert_delay_ms 1500\n"
+                  % PLUGIN)
+    n = b2.log_count()
+    check(h.tls_refused(b2, pki, "banned"), "the plugin refuses the certificate")
+    b2.log_wait(r"refused 127\.0\.0\.1:\d+: refused by plugin: example: identity on the deny list "
+                r"\(identity banned", 3, n)
+    w = h.paho(b2, pki, "watcher")   # each of these waited for the plugin's delayed decision
+    w.subscribe("devices/#", 1)
+    a = h.paho(b2, pki, "a")
+    n = b2.log_count()
+    s = h.raw_tls(b2, pki, "a")      # TLS done; the plugin has not decided yet
+    s.sendall(connect_packet("pending-a"))
+    b2.log_wait(r"example: deciding on a \(\d+-byte certificate\) in 1500 ms", 3, n)
+    a.publish("devices/a/meanwhile", b"1", 1)
+    w.expect("devices/a/meanwhile")
+    served = time.time()
+    first, body = read_packet(s, 5)  # the CONNACK comes only after the decision
+    decided = time.time()
+    check(first == 0x20 and body[-1] == 0, "CONNACK accepted after the decision: %r %r" % (first, body))
+    check(decided - served > 0.5, "connected clients were served while the decision was pending")
+    s.close()
+    a.disconnect()
+    w.disconnect()
+    check(b2.stop() == 0, "clean exit with the plugin's timers")
+
+
+def test_cert_check_time_limit():
+    b3 = h.broker(pki, ACL, extra="plugin %s\nplugin_opt_cert_delay_ms 5000\ntls_handshake_timeout 1000\n"
+                  % PLUGIN)
+    n = b3.log_count()
+    check(h.tls_refused(b3, pki, "a"), "an unanswered decision refuses the connection")
+    b3.log_wait(r"refused 127\.0\.0\.1:\d+: refused by plugin: certificate check not answered in time", 3, n)
+    check(b3.stop() == 0, "clean exit with a decision still pending")
 
 
 def start_fails(extra, want):
@@ -65,5 +104,6 @@ def test_unloaded_at_exit():
     check(any("example: unloading after" in l for l in b.log()), "cleanup hook ran")
 
 
-h.run(test_plugin_restricts_and_observes, test_bad_plugins_refused, test_test_config_checks_plugins,
+h.run(test_plugin_restricts_and_observes, test_cert_check_deny_and_pending, test_cert_check_time_limit,
+      test_bad_plugins_refused, test_test_config_checks_plugins,
       test_unloaded_at_exit)
