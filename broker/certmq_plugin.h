@@ -62,9 +62,9 @@ struct certmq_plugin_api {
     void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
     void *broker; /* pass back to disconnect() */
     /* Complete a decision: exactly once per pending, from any later loop turn or from inside
-     * cert_check itself. reason (may be NULL) is logged when denying. If the connection went
-     * away meanwhile, the decision is discarded. */
-    void (*cert_decide)(struct certmq_pending *p, int decision, const char *reason);
+     * cert_check itself. reason (may be NULL) is logged when denying. Returns 0, or -1 when
+     * the connection went away meanwhile (the decision is discarded). */
+    int (*cert_decide)(struct certmq_pending *p, int decision, const char *reason);
     /* Disconnect the client on conn_id as untrusted (MQTT 5: DISCONNECT 0x98; its will is not
      * published). 0 when it was connected, -1 when not (any more). */
     int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
@@ -79,7 +79,7 @@ struct certmq_plugin_hooks {
      * else. Pointers in cert are valid during the call only. Plugins are asked in load order;
      * the first that denies decides. */
     int (*cert_check)(void *ud, const struct certmq_cert *cert, struct certmq_pending *p);
-    /* A connection that passed cert_check closed. */
+    /* A connection cert_check was asked about has closed, whatever the decision was. */
     void (*conn_closed)(void *ud, uint64_t conn_id);
     /* A client's CONNECT was accepted (identity from its certificate). */
     void (*connect)(void *ud, const char *identity, const char *client_id, const char *address);

@@ -41,7 +41,7 @@ struct conn {
     struct ws_conn *ws;
     bool ws_ready;      /* upgrade done, MQTT may flow */
     bool user_notified; /* on_close scheduled or done */
-    bool checked;       /* passed the checker: it hears of the close */
+    bool checked;       /* went to the checker: it hears of the close */
     const struct conn_cbs *cbs;
     void *ud;
     void (*timer_cb)(void *ud, struct conn *c);
@@ -560,6 +560,7 @@ static void handshake_step(struct conn *c)
         return;
     }
     char reason[160] = "denied";
+    c->checked = true;
     c->state = C_CHECKING;
     c->env->stats.checking++;
     enum conn_check v =
@@ -594,7 +595,6 @@ static void check_finish(struct conn *c, bool allow, const char *why)
         start_close(c, false);
         return;
     }
-    c->checked = true;
     open_ready(c);
 }
 

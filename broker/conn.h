@@ -38,7 +38,7 @@ struct conn_cbs {
  * any application byte is read: check() answers CONN_CHECK_ALLOW, _DENY (reason in why) or
  * _PENDING (setting *token). A pending connection is held, unread, until conn_check_done() or
  * the handshake time limit; cancel(token) tells the checker when the connection went away
- * first. closed() is called when a connection that passed the check closes. */
+ * first. closed() is called when a connection that went to check() closes. */
 enum conn_check { CONN_CHECK_ALLOW, CONN_CHECK_DENY, CONN_CHECK_PENDING };
 struct conn_checker {
     enum conn_check (*check)(void *ctx, struct conn *c, void **token, char *why, size_t n);

@@ -43,7 +43,7 @@ typedef int (*init_fn)(const struct certmq_plugin_api *, const struct certmq_plu
                        struct certmq_plugin_hooks *);
 static void *open_plugin(const char *path, struct diag *d, init_fn *init_out);
 
-static void cert_decide(struct certmq_pending *p, int decision, const char *reason);
+static int cert_decide(struct certmq_pending *p, int decision, const char *reason);
 
 static void plugin_log(int level, const char *fmt, ...)
 {
@@ -296,26 +296,26 @@ static enum conn_check check(void *ctx, struct conn *c, void **token, char *why,
     return r;
 }
 
-static void cert_decide(struct certmq_pending *p, int decision, const char *reason)
+static int cert_decide(struct certmq_pending *p, int decision, const char *reason)
 {
     if (!p)
-        return;
+        return -1;
     snprintf(p->reason, sizeof(p->reason), "%s", reason ? reason : "");
     if (p->in_hook) {
         p->decided = true;
         p->decision = decision;
-        return;
+        return 0;
     }
     if (!p->conn || p->set->stopped) { /* gone while we waited */
         pending_free(p);
-        return;
+        return -1;
     }
     enum conn_check r = CONN_CHECK_DENY;
     if (decision == CERTMQ_ALLOW) {
         p->at++;
         r = ask(p);
         if (r == CONN_CHECK_PENDING)
-            return;
+            return 0;
     } else if (!p->reason[0]) {
         snprintf(p->reason, sizeof(p->reason), "denied by %s", p->set->v[p->at].path);
     }
@@ -324,6 +324,7 @@ static void cert_decide(struct certmq_pending *p, int decision, const char *reas
     memcpy(why, p->reason, sizeof(why));
     pending_free(p);
     conn_check_done(c, r == CONN_CHECK_ALLOW, why);
+    return 0;
 }
 
 static void cancel(void *ctx, void *token)
