@@ -42,6 +42,7 @@ struct conn {
     bool ws_ready;      /* upgrade done, MQTT may flow */
     bool user_notified; /* on_close scheduled or done */
     bool checked;       /* went to the checker: it hears of the close */
+    bool deferred;      /* handshake work waits for a later loop turn (env->defer_head) */
     const struct conn_cbs *cbs;
     void *ud;
     void (*timer_cb)(void *ud, struct conn *c);
@@ -57,7 +58,7 @@ struct conn {
     uint8_t handles;   /* open uv handles */
     size_t queued;     /* bytes inside uv_write requests */
     struct conn *flush_next;
-    struct conn *wait_next;
+    struct conn *wait_next;   /* the wait list while C_WAITING, the defer list while deferred */
     struct ip_count *counted; /* this connection's entry in env->per_ip */
     char addr[64];
     char ip[48];
@@ -82,6 +83,12 @@ struct conn_env {
     void *before_flush_ctx;
     struct conn_checker checker;
     uint64_t next_id;
+    /* Handshake CPU per loop turn: a reconnect storm must not stall connected clients. */
+    uv_idle_t defer_idle;
+    uv_check_t turn_end;
+    struct conn *defer_head, *defer_tail;
+    uint64_t hs_spent_ns, hs_budget_ns;
+    int closed_handles;
     uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
     uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
 };
@@ -96,6 +103,9 @@ struct wreq {
 static void flush_list_run(uv_check_t *h);
 static void process(struct conn *c);
 static void open_ready(struct conn *c);
+static void turn_end(uv_check_t *h);
+static void run_deferred(uv_idle_t *h);
+static void undefer(struct conn *c);
 static void check_finish(struct conn *c, bool allow, const char *why);
 static void start_close(struct conn *c, bool graceful);
 static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
@@ -116,12 +126,23 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     uv_check_init(loop, &e->check);
     e->check.data = e;
     uv_unref((uv_handle_t *)&e->check);
+    e->hs_budget_ns = (uint64_t)(e->o.handshake_budget_us ? e->o.handshake_budget_us : 5000) * 1000;
+    uv_idle_init(loop, &e->defer_idle);
+    e->defer_idle.data = e;
+    uv_unref((uv_handle_t *)&e->defer_idle);
+    uv_check_init(loop, &e->turn_end);
+    e->turn_end.data = e;
+    uv_check_start(&e->turn_end, turn_end);
+    uv_unref((uv_handle_t *)&e->turn_end);
     return e;
 }
 
+/* Three handles close; the last frees the env. */
 static void env_check_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct conn_env *e = h->data;
+    if (++e->closed_handles == 3)
+        free(e);
 }
 
 void conn_env_free(struct conn_env *e)
@@ -135,6 +156,8 @@ void conn_env_free(struct conn_env *e)
         free(ic);
     }
     uv_close((uv_handle_t *)&e->check, env_check_closed);
+    uv_close((uv_handle_t *)&e->defer_idle, env_check_closed);
+    uv_close((uv_handle_t *)&e->turn_end, env_check_closed);
 }
 
 void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *ctx)
@@ -259,7 +282,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 static void update_reading(struct conn *c)
 {
     bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN || c->state == C_WS_CLOSING) &&
-                !c->paused && !c->out_full;
+                !c->paused && !c->out_full && !c->deferred;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
             c->reading = true;
@@ -474,6 +497,8 @@ static void admit_next(struct conn_env *e)
 
 static void leave_handshake(struct conn *c)
 {
+    if (c->deferred)
+        undefer(c);
     if (c->state == C_HANDSHAKE) {
         c->env->stats.handshaking--;
         admit_next(c->env);
@@ -525,9 +550,72 @@ static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
     uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
 }
 
+static void turn_end(uv_check_t *h)
+{
+    ((struct conn_env *)h->data)->hs_spent_ns = 0;
+}
+
+/* Out of this turn's handshake budget: c continues in a later turn, unread meanwhile (what it
+ * sent is already inside its TLS engine). */
+static void defer(struct conn *c)
+{
+    struct conn_env *e = c->env;
+    c->deferred = true;
+    c->wait_next = NULL;
+    if (e->defer_tail)
+        e->defer_tail->wait_next = c;
+    else
+        e->defer_head = c;
+    e->defer_tail = c;
+    update_reading(c);
+    uv_idle_start(&e->defer_idle, run_deferred);
+}
+
+static void undefer(struct conn *c)
+{
+    struct conn_env *e = c->env;
+    struct conn **pp = &e->defer_head, *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->wait_next;
+    }
+    if (*pp) {
+        *pp = c->wait_next;
+        if (e->defer_tail == c)
+            e->defer_tail = prev;
+    }
+    c->deferred = false;
+    c->wait_next = NULL;
+}
+
+/* Idle handles run every turn while active (and keep the poll from blocking). */
+static void run_deferred(uv_idle_t *h)
+{
+    struct conn_env *e = h->data;
+    while (e->defer_head && e->hs_spent_ns < e->hs_budget_ns) {
+        struct conn *c = e->defer_head;
+        undefer(c);
+        update_reading(c);
+        process(c);
+    }
+    if (!e->defer_head)
+        uv_idle_stop(h);
+}
+
 static void handshake_step(struct conn *c)
 {
-    int r = tls_conn_handshake(c->tls);
+    struct conn_env *e = c->env;
+    int r;
+    do {
+        if (e->hs_spent_ns >= e->hs_budget_ns) {
+            defer(c);
+            flush_out(c);
+            return;
+        }
+        uint64_t t0 = uv_hrtime();
+        r = tls_conn_handshake_step(c->tls);
+        e->hs_spent_ns += uv_hrtime() - t0;
+    } while (r == TLS_MORE);
     if (r == TLS_AGAIN) {
         flush_out(c);
         return;

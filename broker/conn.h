@@ -64,6 +64,9 @@ struct conn_env_opts {
     uint32_t max_handshakes;
     size_t max_backlog;  /* stop reading a peer whose unsent output exceeds this */
     uint32_t max_per_ip; /* open connections per peer address, 0 = unlimited */
+    /* Handshake CPU per loop turn (0 = 5000 µs): beyond it, handshakes continue next turn, so
+     * connected clients are served between public-key operations. */
+    uint32_t handshake_budget_us;
 };
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
 void conn_env_free(struct conn_env *e);

@@ -509,6 +509,8 @@ void tls_conn_drop_der(struct tls_conn *c)
     c->der_len = c->issuer_der_len = 0;
 }
 
+static int finish_handshake(struct tls_conn *c);
+
 static int fail(struct tls_conn *c, int r)
 {
     char eb[160];
@@ -526,21 +528,40 @@ static int fail(struct tls_conn *c, int r)
     return -1;
 }
 
-int tls_conn_handshake(struct tls_conn *c)
+int tls_conn_handshake_step(struct tls_conn *c)
 {
     if (c->done)
         return 0;
     if (c->failed)
         return -1;
-    c->ctx->ticket_flag = &c->ticket;
-    int r = mbedtls_ssl_handshake(&c->ssl);
-    c->ctx->ticket_flag = NULL;
-    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-        buf_shrink(&c->in, 0);
-        return TLS_AGAIN;
+    if (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        c->ctx->ticket_flag = &c->ticket;
+        int r = mbedtls_ssl_handshake_step(&c->ssl);
+        c->ctx->ticket_flag = NULL;
+        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+            buf_shrink(&c->in, 0);
+            return TLS_AGAIN;
+        }
+        if (r != 0)
+            return fail(c, r);
+        if (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER)
+            return TLS_MORE;
     }
-    if (r != 0)
-        return fail(c, r);
+    return finish_handshake(c);
+}
+
+int tls_conn_handshake(struct tls_conn *c)
+{
+    int r;
+    while ((r = tls_conn_handshake_step(c)) == TLS_MORE)
+        ;
+    return r;
+}
+
+/* The handshake is over: apply the per-certificate policy where Mbed TLS did not (resumption),
+ * copy out what the broker needs and drop the certificate. */
+static int finish_handshake(struct tls_conn *c)
+{
     /* Resumed: the ticket wrapper accepted a ticket, so the verify callback did not run and
      * the policy's per-certificate checks are applied here, to the ticket's certificate. */
     c->peer.resumed = c->ticket && !c->vs.verified;

@@ -24,6 +24,7 @@
 /* Distinct from byte counts and from error codes (which are -1). */
 #define TLS_AGAIN (-0x10001) /* need more input; not an error */
 #define TLS_EOF (-0x10002)   /* peer sent close_notify */
+#define TLS_MORE (-0x10003)  /* a handshake step was done; call again (no input needed) */
 /* Identities are at most this many bytes (plus NUL). */
 #define TLS_IDENTITY_MAX 256
 
@@ -122,6 +123,9 @@ struct buf *tls_conn_output(struct tls_conn *c);
 /* Drive the handshake. 0 = done (peer filled), TLS_AGAIN = needs input, < 0 = failed:
  * tls_conn_reject() and tls_conn_error() say why. */
 int tls_conn_handshake(struct tls_conn *c);
+/* The same, one Mbed TLS state at a time (a step costs at most one public-key operation), so
+ * the caller can spread a handshake over loop turns: TLS_MORE = call again. */
+int tls_conn_handshake_step(struct tls_conn *c);
 /* Plaintext: > 0 bytes read, TLS_AGAIN, TLS_EOF, < 0 error. Call until TLS_AGAIN. */
 int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap);
 /* Encrypt all of p (split into records of at most 16 KiB) into the output. 0 or < 0. */
