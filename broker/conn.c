@@ -58,6 +58,9 @@ struct conn {
     uint8_t handles;   /* open uv handles */
     size_t queued;     /* bytes inside uv_write requests */
     struct conn *flush_next;
+    struct conn *active_prev, *active_next; /* on env->active: had I/O since the last sweep */
+    uint32_t io_gen;
+    bool active;
     struct conn *wait_next;   /* the wait list while C_WAITING, the defer list while deferred */
     struct ip_count *counted; /* this connection's entry in env->per_ip */
     char addr[64];
@@ -88,6 +91,10 @@ struct conn_env {
     uv_check_t turn_end;
     struct conn *defer_head, *defer_tail;
     uint64_t hs_spent_ns, hs_budget_ns;
+    /* Idle connections give their TLS record buffers back (tls_conn_park). */
+    uv_timer_t park_timer;
+    struct conn *active;
+    uint32_t gen;
     int closed_handles;
     uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
     uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
@@ -103,6 +110,9 @@ struct wreq {
 static void flush_list_run(uv_check_t *h);
 static void process(struct conn *c);
 static void open_ready(struct conn *c);
+static void park_sweep(uv_timer_t *t);
+static void mark_active(struct conn *c);
+static void unmark_active(struct conn *c);
 static void turn_end(uv_check_t *h);
 static void run_deferred(uv_idle_t *h);
 static void undefer(struct conn *c);
@@ -134,6 +144,11 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     e->turn_end.data = e;
     uv_check_start(&e->turn_end, turn_end);
     uv_unref((uv_handle_t *)&e->turn_end);
+    uint64_t park_ms = e->o.park_after_ms ? e->o.park_after_ms : 5000;
+    uv_timer_init(loop, &e->park_timer);
+    e->park_timer.data = e;
+    uv_timer_start(&e->park_timer, park_sweep, park_ms, park_ms);
+    uv_unref((uv_handle_t *)&e->park_timer);
     return e;
 }
 
@@ -141,7 +156,7 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
 static void env_check_closed(uv_handle_t *h)
 {
     struct conn_env *e = h->data;
-    if (++e->closed_handles == 3)
+    if (++e->closed_handles == 4)
         free(e);
 }
 
@@ -158,6 +173,54 @@ void conn_env_free(struct conn_env *e)
     uv_close((uv_handle_t *)&e->check, env_check_closed);
     uv_close((uv_handle_t *)&e->defer_idle, env_check_closed);
     uv_close((uv_handle_t *)&e->turn_end, env_check_closed);
+    uv_close((uv_handle_t *)&e->park_timer, env_check_closed);
+}
+
+/* ---- idle connections give their record buffers back --------------------------------------- */
+
+static void mark_active(struct conn *c)
+{
+    struct conn_env *e = c->env;
+    c->io_gen = e->gen;
+    if (c->active || c->released)
+        return;
+    c->active = true;
+    c->active_prev = NULL;
+    c->active_next = e->active;
+    if (e->active)
+        e->active->active_prev = c;
+    e->active = c;
+}
+
+static void unmark_active(struct conn *c)
+{
+    if (!c->active)
+        return;
+    if (c->active_prev)
+        c->active_prev->active_next = c->active_next;
+    else
+        c->env->active = c->active_next;
+    if (c->active_next)
+        c->active_next->active_prev = c->active_prev;
+    c->active = false;
+}
+
+/* Visits only connections that had I/O lately: one without any since the previous sweep is
+ * parked and leaves the list until its next I/O. */
+static void park_sweep(uv_timer_t *t)
+{
+    struct conn_env *e = t->data;
+    struct conn *c = e->active;
+    while (c) {
+        struct conn *next = c->active_next;
+        if (c->io_gen != e->gen && (c->state == C_OPEN || c->state == C_WS_CLOSING) &&
+            tls_conn_park(c->tls))
+            unmark_active(c);
+        else if (c->io_gen != e->gen && c->state != C_OPEN && c->state != C_WS_CLOSING)
+            unmark_active(c);
+        c = next;
+    }
+    e->gen++;
 }
 
 void conn_env_set_before_flush(struct conn_env *e, void (*cb)(void *ctx), void *ctx)
@@ -273,6 +336,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     c->env->stats.bytes_in += (uint64_t)n;
+    mark_active(c);
     /* The shared read buffer is decrypted in place of a copy; process() runs synchronously. */
     tls_conn_input_borrow(c->tls, (const uint8_t *)b->base, (size_t)n);
     process(c);
@@ -338,6 +402,7 @@ static void flush_out(struct conn *c)
     if (!n)
         return;
     c->env->stats.bytes_out += n;
+    mark_active(c);
     if (c->queued == 0) {
         uv_buf_t ub = uv_buf_init((char *)buf_head(o), (unsigned)n);
         int w = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
@@ -866,6 +931,7 @@ static void release(struct conn *c)
     if (c->released)
         return;
     c->released = true;
+    unmark_active(c);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
     uv_close((uv_handle_t *)&c->cert_timer, handle_closed);

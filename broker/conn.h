@@ -67,6 +67,9 @@ struct conn_env_opts {
     /* Handshake CPU per loop turn (0 = 5000 µs): beyond it, handshakes continue next turn, so
      * connected clients are served between public-key operations. */
     uint32_t handshake_budget_us;
+    /* A connection without I/O for between one and two of these gives its TLS record buffers
+     * back until its next I/O (0 = 5000 ms). */
+    uint32_t park_after_ms;
 };
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
 void conn_env_free(struct conn_env *e);

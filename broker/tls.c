@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "tls_verify.h"
+#include "tlsmem.h"
 #include "xmalloc.h"
 
 #include <dirent.h>
@@ -21,6 +22,7 @@
 #include <mbedtls/error.h>
 #include <mbedtls/platform.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_internal.h>
 #include <mbedtls/ssl_ticket.h>
 
 struct tls_lib {
@@ -42,6 +44,8 @@ struct tls_conn {
     bool done, failed;
     bool ticket; /* set by the ticket wrapper when it accepted this connection's ticket */
     bool keep_der;
+    bool parked; /* record buffers released; the sequence numbers are here */
+    uint8_t in_ctr[8], out_ctr[8];
     uint8_t *der, *issuer_der; /* kept for a certificate check (tls_conn_keep_der) */
     size_t der_len, issuer_der_len;
     char err[384];
@@ -588,8 +592,39 @@ static int finish_handshake(struct tls_conn *c)
     return 0;
 }
 
+/* TLS 1.2 keeps the record sequence numbers in the first bytes of the record buffers
+ * (in_ctr = in_buf, out_ctr = out_buf); nothing else in them outlives a completely processed
+ * record. */
+bool tls_conn_park(struct tls_conn *c)
+{
+    mbedtls_ssl_context *s = &c->ssl;
+    if (!c->done || c->parked || s->in_left || s->in_msglen || s->in_offt || s->out_left ||
+        buf_size(&c->in) || c->ext_len || s->in_ctr != s->in_buf || s->out_ctr != s->out_buf)
+        return false;
+    memcpy(c->in_ctr, s->in_ctr, 8);
+    memcpy(c->out_ctr, s->out_ctr, 8);
+    /* Without the pool (sanitizer builds) zeroing stands in for the kernel's fresh pages, so
+     * the same code path is exercised. */
+    if (!tlsmem_release(s->in_buf))
+        memset(s->in_buf, 0, MBEDTLS_SSL_IN_BUFFER_LEN);
+    if (!tlsmem_release(s->out_buf))
+        memset(s->out_buf, 0, MBEDTLS_SSL_OUT_BUFFER_LEN);
+    c->parked = true;
+    return true;
+}
+
+static void unpark(struct tls_conn *c)
+{
+    if (!c->parked)
+        return;
+    memcpy(c->ssl.in_ctr, c->in_ctr, 8);
+    memcpy(c->ssl.out_ctr, c->out_ctr, 8);
+    c->parked = false;
+}
+
 int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap)
 {
+    unpark(c);
     int r = mbedtls_ssl_read(&c->ssl, out, cap);
     if (r > 0)
         return r;
@@ -606,6 +641,7 @@ int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap)
 
 int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n)
 {
+    unpark(c);
     while (n) {
         int r = mbedtls_ssl_write(&c->ssl, p, n);
         if (r < 0) {
@@ -621,6 +657,7 @@ int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n)
 
 void tls_conn_close_notify(struct tls_conn *c)
 {
+    unpark(c);
     if (c->done)
         mbedtls_ssl_close_notify(&c->ssl);
 }

@@ -130,6 +130,10 @@ int tls_conn_handshake_step(struct tls_conn *c);
 int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap);
 /* Encrypt all of p (split into records of at most 16 KiB) into the output. 0 or < 0. */
 int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n);
+/* An idle connection: give the record buffers' pages back (~8-20 KB resident) and keep only
+ * the sequence numbers; the next read or write restores them. False when something is still
+ * buffered (then nothing is done). */
+bool tls_conn_park(struct tls_conn *c);
 /* Queue a close_notify alert. */
 void tls_conn_close_notify(struct tls_conn *c);
 const struct tls_peer *tls_conn_peer(const struct tls_conn *c);

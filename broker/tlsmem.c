@@ -95,6 +95,16 @@ void __wrap_free(void *p)
     __real_free(p);
 }
 
+bool tlsmem_release(void *p)
+{
+    uint8_t *q = p;
+    if (!in_pool(q))
+        return false;
+    size_t i = (size_t)(q - pool.base) / SLOT;
+    madvise(pool.base + i * SLOT, SLOT, MADV_DONTNEED);
+    return true;
+}
+
 size_t tlsmem_in_use(void)
 {
     return pool.in_use;
@@ -106,6 +116,12 @@ size_t tlsmem_capacity(void)
 }
 
 #else
+
+bool tlsmem_release(void *p)
+{
+    (void)p;
+    return false;
+}
 
 size_t tlsmem_in_use(void)
 {

@@ -10,7 +10,11 @@
 #ifndef CERTMQ_TLSMEM_H
 #define CERTMQ_TLSMEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
+/* Give the pages of a record buffer back to the kernel while it stays allocated; they read as
+ * zeros when next touched. False (nothing done) when p is not a pooled buffer. */
+bool tlsmem_release(void *p);
 
 /* Slots in use and slots ever handed out (for $SYS / tests). */
 size_t tlsmem_in_use(void);
