@@ -339,6 +339,8 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
     mbedtls_x509_crl_init(&c->crl);
     mbedtls_x509_crt_init(&c->cert);
     mbedtls_x509_crt_init(&c->seen);
+    mbedtls_x509_crt_init(&c->no_ca);
+    c->profile = &profile;
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_config_init(&c->conf);
     c->verify_depth = o->verify_depth ? o->verify_depth : 4;
@@ -363,6 +365,11 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
     return c;
 }
 
+uint64_t tls_ctx_chain_cache_hits(const struct tls_ctx *c)
+{
+    return c->vcache_hits;
+}
+
 void tls_ctx_unref(struct tls_ctx *c)
 {
     if (!c || --c->refs > 0)
@@ -372,6 +379,8 @@ void tls_ctx_unref(struct tls_ctx *c)
     mbedtls_x509_crl_free(&c->crl);
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_x509_crt_free(&c->seen);
+    mbedtls_x509_crt_free(&c->no_ca);
+    tls_vcache_free(c);
     mbedtls_pk_free(&c->key);
     free(c);
 }
@@ -539,6 +548,15 @@ int tls_conn_handshake_step(struct tls_conn *c)
     if (c->failed)
         return -1;
     if (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        bool cert_step = c->ssl.state == MBEDTLS_SSL_CLIENT_CERTIFICATE;
+        if (cert_step && !c->vs.deferred) {
+            /* The CertificateRequest is out (naming the real CAs). Mbed TLS now checks the
+             * chain against an empty trust list (no signature work) and leaves the verdict to
+             * tls_verify_peer_chain, which can skip chain signatures it has checked before. */
+            c->vs.deferred = true;
+            mbedtls_ssl_set_hs_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_OPTIONAL);
+            mbedtls_ssl_set_hs_ca_chain(&c->ssl, &c->ctx->no_ca, NULL);
+        }
         c->ctx->ticket_flag = &c->ticket;
         int r = mbedtls_ssl_handshake_step(&c->ssl);
         c->ctx->ticket_flag = NULL;
@@ -548,6 +566,13 @@ int tls_conn_handshake_step(struct tls_conn *c)
         }
         if (r != 0)
             return fail(c, r);
+        if (cert_step && c->ssl.state != MBEDTLS_SSL_CLIENT_CERTIFICATE) {
+            unsigned char alert = 0;
+            if (tls_verify_peer_chain(&c->vs, c->ssl.session_negotiate->peer_cert, &alert) != 0) {
+                mbedtls_ssl_send_alert_message(&c->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
+                return fail(c, -1);
+            }
+        }
         if (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER)
             return TLS_MORE;
     }

@@ -103,6 +103,8 @@ struct tls_peer {
     uint8_t chain_len;
 };
 
+/* Full handshakes whose client chain was found in the verified-chain cache. */
+uint64_t tls_ctx_chain_cache_hits(const struct tls_ctx *ctx);
 /* Is any certificate of the peer's chain revoked by the CRLs of ctx? Fills why when so. */
 bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, char *why, size_t n);
 /* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */

@@ -8,6 +8,8 @@
 #include "log.h"
 #include "xmalloc.h"
 
+#include <uthash.h>
+
 #include <mbedtls/md.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/sha256.h>
@@ -256,6 +258,11 @@ static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
         reject(vs, TLS_REJECT_BAD_EKU, crt, "extended key usage without clientAuth");
         return -1;
     }
+    /* Mbed TLS's own usage check is skipped when verification is deferred: do it here. */
+    if (mbedtls_x509_crt_check_key_usage(crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0) {
+        reject(vs, TLS_REJECT_BAD_EKU, crt, "key usage without digitalSignature");
+        return -1;
+    }
     const char *why = NULL;
     if (identity_get(crt, vs->ctx->opts.identity, p->identity, sizeof(p->identity), &why) != 0) {
         char what[160];
@@ -302,6 +309,8 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     struct tls_verify_state *vs = arg;
     struct tls_ctx *c = vs->ctx;
+    if (vs->deferred)
+        return 0;
     if (!vs->verified)
         vs->top = depth; /* the first call is for the top of the path */
     vs->verified = true;
@@ -494,4 +503,131 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, cha
         }
     }
     return false;
+}
+
+/* ---- the verified-chain cache ------------------------------------------------------------ */
+
+struct tls_vcache_entry {
+    uint8_t key[32];
+    int64_t until;
+    UT_hash_handle hh; /* insertion order = age */
+};
+
+static void chain_key(const mbedtls_x509_crt *chain, uint8_t key[32])
+{
+    mbedtls_sha256_context h;
+    mbedtls_sha256_init(&h);
+    mbedtls_sha256_starts_ret(&h, 0);
+    for (const mbedtls_x509_crt *x = chain; x && x->raw.p; x = x->next) {
+        uint8_t len[4] = {(uint8_t)(x->raw.len >> 24), (uint8_t)(x->raw.len >> 16),
+                          (uint8_t)(x->raw.len >> 8), (uint8_t)x->raw.len};
+        mbedtls_sha256_update_ret(&h, len, sizeof(len));
+        mbedtls_sha256_update_ret(&h, x->raw.p, x->raw.len);
+    }
+    mbedtls_sha256_finish_ret(&h, key);
+    mbedtls_sha256_free(&h);
+}
+
+static bool vcache_hit(struct tls_ctx *c, const uint8_t key[32], int64_t now)
+{
+    struct tls_vcache_entry *e;
+    HASH_FIND(hh, c->vcache, key, 32, e);
+    if (e && e->until <= now) {
+        HASH_DEL(c->vcache, e);
+        c->vcache_count--;
+        free(e);
+        e = NULL;
+    }
+    return e != NULL;
+}
+
+static void vcache_add(struct tls_ctx *c, const uint8_t key[32], int64_t now)
+{
+    struct tls_vcache_entry *e;
+    HASH_FIND(hh, c->vcache, key, 32, e);
+    if (e)
+        return;
+    while (c->vcache_count >= TLS_VCACHE_MAX) {
+        struct tls_vcache_entry *old = c->vcache;
+        HASH_DEL(c->vcache, old);
+        c->vcache_count--;
+        free(old);
+    }
+    e = xmalloc(sizeof(*e));
+    memcpy(e->key, key, 32);
+    e->until = now + TLS_VCACHE_TTL_S;
+    HASH_ADD(hh, c->vcache, key, 32, e);
+    c->vcache_count++;
+}
+
+void tls_vcache_free(struct tls_ctx *c)
+{
+    struct tls_vcache_entry *e, *tmp;
+    HASH_ITER(hh, c->vcache, e, tmp)
+    {
+        HASH_DEL(c->vcache, e);
+        free(e);
+    }
+    c->vcache_count = 0;
+}
+
+static unsigned char alert_for(enum tls_reject r)
+{
+    switch (r) {
+    case TLS_REJECT_NO_CERT:
+        return MBEDTLS_SSL_ALERT_MSG_NO_CERT;
+    case TLS_REJECT_UNKNOWN_CA:
+    case TLS_REJECT_CHAIN_TOO_LONG:
+        return MBEDTLS_SSL_ALERT_MSG_UNKNOWN_CA;
+    case TLS_REJECT_REVOKED:
+        return MBEDTLS_SSL_ALERT_MSG_CERT_REVOKED;
+    case TLS_REJECT_EXPIRED:
+    case TLS_REJECT_NOT_YET_VALID:
+    case TLS_REJECT_CRL_EXPIRED:
+        return MBEDTLS_SSL_ALERT_MSG_CERT_EXPIRED;
+    case TLS_REJECT_BAD_EKU:
+        return MBEDTLS_SSL_ALERT_MSG_UNSUPPORTED_CERT;
+    default:
+        return MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
+    }
+}
+
+int tls_verify_peer_chain(struct tls_verify_state *vs, const mbedtls_x509_crt *chain,
+                          unsigned char *alert)
+{
+    struct tls_ctx *c = vs->ctx;
+    vs->deferred = false;
+    if (!chain || !chain->raw.p) {
+        vs->reject = TLS_REJECT_NO_CERT;
+        snprintf(vs->detail, sizeof(vs->detail), "the client sent no certificate");
+        *alert = MBEDTLS_SSL_ALERT_MSG_NO_CERT;
+        return -1;
+    }
+    int64_t now = (int64_t)time(NULL);
+    uint8_t key[32];
+    chain_key(chain, key);
+    /* A hit re-applies everything but the signatures, exactly as for a session ticket. */
+    if (vcache_hit(c, key, now) && tls_verify_ticket_check(c, chain) == NULL &&
+        tls_verify_resumed(vs, chain) == 0) {
+        c->vcache_hits++;
+        return 0;
+    }
+    vs->reject = TLS_REJECT_NONE;
+    free(vs->peer->chain);
+    vs->peer->chain = NULL;
+    vs->peer->chain_len = 0;
+    vs->peer->not_after = 0;
+    uint32_t flags = 0;
+    /* Mbed TLS wants mutable certificates here; it does not modify them. */
+    int r = mbedtls_x509_crt_verify_with_profile((mbedtls_x509_crt *)chain, &c->ca,
+                                                 c->crl_count ? &c->crl : NULL, c->profile, NULL,
+                                                 &flags, tls_verify_cb, vs);
+    if (r == 0 && flags == 0 && vs->reject == TLS_REJECT_NONE) {
+        vcache_add(c, key, now);
+        return 0;
+    }
+    if (vs->reject == TLS_REJECT_NONE)
+        reject(vs, TLS_REJECT_HANDSHAKE, chain, "certificate verification failed");
+    *alert = alert_for(vs->reject);
+    return -1;
 }

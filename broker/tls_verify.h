@@ -17,6 +17,13 @@
  * so a ticket's certificate can be re-checked up to a trust anchor: tickets hold the leaf only. */
 #define TLS_SEEN_MAX 32
 
+/* Client chains that passed a full verification on this context (keyed by a hash of their DER),
+ * so a reconnecting device costs no chain signature checks; the CertificateVerify signature is
+ * still checked every time, and time, CRLs and the rest of the policy are re-applied. */
+#define TLS_VCACHE_MAX 10000
+#define TLS_VCACHE_TTL_S 3600
+struct tls_vcache_entry;
+
 struct tls_ctx {
     int refs;
     struct tls_lib *lib;
@@ -36,15 +43,21 @@ struct tls_ctx {
     bool *ticket_flag;
     int64_t crl_warned_at; /* last "expired CRL accepted" warning (unix seconds) */
     uint64_t crl_expired_accepted;
+    struct tls_vcache_entry *vcache;
+    size_t vcache_count;
+    uint64_t vcache_hits;
+    mbedtls_x509_crt no_ca; /* an empty trust list: Mbed TLS's own chain check finds nothing */
+    const mbedtls_x509_crt_profile *profile;
 };
 
 struct tls_verify_state {
     struct tls_ctx *ctx;
     struct tls_peer *peer;
     enum tls_reject reject;
-    bool verified;                   /* the verify callback ran: a full handshake */
-    bool crl_warned;                 /* this handshake already counted an expired CRL */
-    int top;                         /* depth of the top of the verified path */
+    bool verified;   /* the verify callback ran: a full handshake */
+    bool crl_warned; /* this handshake already counted an expired CRL */
+    bool deferred;   /* Mbed TLS's chain check is a formality: tls_verify_peer_chain decides */
+    int top;         /* depth of the top of the verified path */
     const mbedtls_x509_crt *sent[8]; /* verified intermediates not in the CA set */
     unsigned nsent;
     char detail[320];
@@ -54,6 +67,12 @@ int tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
 /* A ticket's certificate, re-checked against the context's current CRLs, CA set and the clock.
  * NULL when acceptable, else why not. */
 const char *tls_verify_ticket_check(const struct tls_ctx *c, const mbedtls_x509_crt *leaf);
+/* The client's chain right after its Certificate message (verification deferred to here): the
+ * whole policy, with chain signatures checked only on a cache miss. 0, or -1 with the refusal
+ * in vs and the TLS alert to send in *alert. */
+int tls_verify_peer_chain(struct tls_verify_state *vs, const mbedtls_x509_crt *chain,
+                          unsigned char *alert);
+void tls_vcache_free(struct tls_ctx *c);
 /* After a successful full handshake: remember the verified intermediates (see TLS_SEEN_MAX). */
 void tls_verify_remember(struct tls_verify_state *vs);
 /* After a resumed handshake: identity, EKU and peer fields from the ticket's certificate. */

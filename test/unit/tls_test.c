@@ -660,6 +660,39 @@ static void test_tickets(struct tls_lib *lib)
 }
 
 /* A live connection's peer, re-checked against a reloaded context's CRLs. */
+/* A chain verified once is not verified again (until the context is rebuilt), but everything
+ * else is: possession of the key (CertificateVerify), identity, chain ids for revocation. */
+static void test_chain_cache(struct tls_lib *lib)
+{
+    struct tls_ctx *ctx = make_ctx(lib, (struct ctx_opts){.crls = {"root.crl"}});
+    uint64_t hits = tls_ctx_chain_cache_hits(ctx);
+    for (int i = 0; i < 3; i++) {
+        expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
+        expect(ctx, "idev", true, TLS_REJECT_NONE, "idev");
+    }
+    CHECK_EQ_INT(tls_ctx_chain_cache_hits(ctx) - hits, 4);
+    struct client c;
+    client_init(&c, "idev", true, NULL);
+    CHECK_EQ_INT(handshake(&c, ctx), 0);
+    CHECK_EQ_INT(tls_conn_peer(c.server)->chain_len, 2); /* leaf and intermediate, as before */
+    client_free(&c);
+    /* The cached chain with a key that is not its own: CertificateVerify still refuses it. */
+    client_init(&c, "dev1", false, NULL);
+    mbedtls_pk_free(&c.key);
+    mbedtls_pk_init(&c.key);
+    CHECK_EQ_INT(mbedtls_pk_parse_keyfile(&c.key, P("later.key"), NULL), 0);
+    CHECK(handshake(&c, ctx) < 0);
+    CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
+    client_free(&c);
+    /* Revoked and foreign chains are never cached, so they are refused every time. */
+    for (int i = 0; i < 2; i++) {
+        expect(ctx, "revoked", false, TLS_REJECT_REVOKED, NULL);
+        expect(ctx, "foreign", false, TLS_REJECT_UNKNOWN_CA, NULL);
+        expect(ctx, NULL, false, TLS_REJECT_NO_CERT, NULL);
+    }
+    tls_ctx_unref(ctx);
+}
+
 static void test_revocation_index(struct tls_lib *lib)
 {
     struct tls_ctx *ctx = make_ctx(lib, (struct ctx_opts){.crls = {"root.crl"}});
@@ -706,6 +739,7 @@ int main(void)
     test_data(lib);
     test_tickets(lib);
     test_revocation_index(lib);
+    test_chain_cache(lib);
     tls_lib_free(lib);
     mbedtls_ctr_drbg_free(&drbg);
     mbedtls_entropy_free(&entropy);
