@@ -214,8 +214,10 @@ static void park_sweep(uv_timer_t *t)
     while (c) {
         struct conn *next = c->active_next;
         if (c->io_gen != e->gen && (c->state == C_OPEN || c->state == C_WS_CLOSING) &&
-            tls_conn_park(c->tls))
+            tls_conn_park(c->tls)) {
             unmark_active(c);
+            e->stats.parked++;
+        }
         else if (c->io_gen != e->gen && c->state != C_OPEN && c->state != C_WS_CLOSING)
             unmark_active(c);
         c = next;

@@ -52,6 +52,7 @@ struct conn_stats {
     uint64_t handshakes, resumed, refused;
     uint64_t expiring_soon; /* connections whose certificate expires within the warning window */
     uint64_t expired;       /* connections closed because a certificate expired */
+    uint64_t parked;        /* times an idle connection gave its TLS record buffers back */
     uint64_t refused_by[TLS_REJECT_COUNT];
     uint32_t handshaking, waiting, checking, open;
 };

@@ -364,6 +364,11 @@ static void sys_publish(struct server *s)
     sys_pub(s, "$SYS/broker/tls/disconnected/revoked", "%" PRIu64, s->untrusted);
     sys_pub(s, "$SYS/broker/tls/disconnected/expired", "%" PRIu64, cs->expired);
     sys_pub(s, "$SYS/broker/tls/expiring_soon", "%" PRIu64, cs->expiring_soon);
+    uint64_t hits = 0;
+    for (size_t i = 0; i < s->nls; i++)
+        hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
+    sys_pub(s, "$SYS/broker/tls/chain_cache_hits", "%" PRIu64, hits);
+    sys_pub(s, "$SYS/broker/tls/buffers_released", "%" PRIu64, cs->parked);
     for (int r = 1; r < TLS_REJECT_COUNT; r++) {
         char topic[96];
         snprintf(topic, sizeof(topic), "$SYS/broker/tls/refused/%s",
