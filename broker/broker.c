@@ -7,6 +7,7 @@
 #include "broker.h"
 
 #include "acl.h"
+#include "log.h"
 #include "retain.h"
 #include "topic.h"
 #include "xmalloc.h"
@@ -491,8 +492,18 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
     if (from && b->hooks.observed)
         b->hooks.observed(b->hooks.ctx, from, m);
     if (m->retain && b->lim.retain_available) {
-        retain_set(b->retained, m);
-        BSTORE(b, retained, m);
+        /* A new topic beyond the limit is delivered but not retained: the store is bounded. */
+        if (m->payload_len && b->lim.max_retained_messages &&
+            retain_count(b->retained) >= b->lim.max_retained_messages &&
+            !retain_has(b->retained, m->topic, m->topic_len)) {
+            if (b->stats.retained_refused++ % 1000 == 0)
+                log_warn("max_retained_messages (%u) reached: %s not retained (%llu so far)",
+                         b->lim.max_retained_messages, m->topic,
+                         (unsigned long long)b->stats.retained_refused);
+        } else {
+            retain_set(b->retained, m);
+            BSTORE(b, retained, m);
+        }
     }
     b->gen++;
     b->m_count = 0;

@@ -21,6 +21,7 @@ struct broker_limits {
     uint32_t max_topic_levels;             /* 0 = unlimited */
     uint32_t max_subscriptions_per_client; /* 0 = unlimited */
     uint32_t persistent_client_expiration; /* s; 0 = never (3.1.1 sessions) */
+    uint32_t max_retained_messages;        /* 0 = unlimited */
     bool retain_available;
     bool upgrade_outgoing_qos;
 };
@@ -43,6 +44,7 @@ struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
     uint64_t bytes_received, bytes_sent;
     uint64_t publish_denied, subscribe_denied;
+    uint64_t retained_refused; /* retained messages not stored: max_retained_messages reached */
     uint64_t sessions;
     uint64_t clients_online;
 };

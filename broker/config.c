@@ -207,6 +207,7 @@ static const struct config__directive table[] = {
      .fn = config__duration},
     {"allow_zero_length_clientid", T_BOOL, GF(allow_zero_length_clientid), .def = 1},
     {"retain_available", T_BOOL, GF(retain_available), .def = 1},
+    {"max_retained_messages", T_UINT, GF(max_retained_messages), .max = 100000000, .def = 100000},
     {"queue_qos0_messages", T_BOOL, GF(queue_qos0_messages)},
     {"upgrade_outgoing_qos", T_BOOL, GF(upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(clientid_policy), .names = clientid_policies},

@@ -72,6 +72,7 @@ struct config {
     uint32_t max_topic_levels;             /* default 0 = unlimited */
     uint32_t max_topic_alias;              /* MQTT 5 inbound topic aliases, default 10 */
     uint32_t max_subscriptions_per_client; /* default 10000, 0 = unlimited */
+    uint32_t max_retained_messages;        /* default 100000, 0 = unlimited */
     uint32_t persistent_client_expiration; /* seconds, default 0 = never */
     bool allow_zero_length_clientid;       /* default true */
     bool retain_available;                 /* default true */

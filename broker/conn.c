@@ -217,8 +217,7 @@ static void park_sweep(uv_timer_t *t)
             tls_conn_park(c->tls)) {
             unmark_active(c);
             e->stats.parked++;
-        }
-        else if (c->io_gen != e->gen && c->state != C_OPEN && c->state != C_WS_CLOSING)
+        } else if (c->io_gen != e->gen && c->state != C_OPEN && c->state != C_WS_CLOSING)
             unmark_active(c);
         c = next;
     }

@@ -91,6 +91,12 @@ static struct rnode *retain__find(const struct retain *r, const char *t, size_t 
     }
 }
 
+bool retain_has(const struct retain *r, const char *topic, size_t len)
+{
+    const struct rnode *n = retain__find(r, topic, len, false);
+    return n && n->msg;
+}
+
 void retain_set(struct retain *r, struct msg *m)
 {
     if (m->payload_len == 0) {

@@ -7,6 +7,7 @@
 
 #include "msg.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct retain;
@@ -22,6 +23,8 @@ void retain_match(const struct retain *r, const char *filter, size_t flen,
 /* Every retained message, for persistence and $SYS counts. */
 void retain_foreach(const struct retain *r, void (*cb)(void *ctx, struct msg *m), void *ctx);
 size_t retain_count(const struct retain *r);
+/* Is a message retained under exactly this topic name? */
+bool retain_has(const struct retain *r, const char *topic, size_t len);
 /* Number of level nodes below the root, counted by walking (O(nodes)): for memory metrics and
  * for tests that cleared branches are pruned. */
 size_t retain_nodes(const struct retain *r);

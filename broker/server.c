@@ -550,6 +550,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         .max_subscriptions_per_client = c->max_subscriptions_per_client,
         .persistent_client_expiration = c->persistent_client_expiration,
         .retain_available = c->retain_available,
+        .max_retained_messages = c->max_retained_messages,
         .upgrade_outgoing_qos = c->upgrade_outgoing_qos,
     };
     struct diag pd;

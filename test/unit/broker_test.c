@@ -23,11 +23,14 @@ static void on_kick(void *ctx, void *client, uint8_t reason)
     CHECK_EQ_INT(reason, 0x8E);
 }
 
+static uint32_t max_retained; /* for the next mkbroker */
+
 static struct broker *mkbroker(const char *acl_text)
 {
     struct broker_limits l = {
         .session = {.max_inflight = 10, .max_queued = 100},
         .max_topic_length = 65535,
+        .max_retained_messages = max_retained,
         .retain_available = true,
     };
     struct broker_hooks h = {.wakeup = on_wakeup, .kick = on_kick};
@@ -157,6 +160,36 @@ static void test_retained_and_will(void)
     broker_free(b);
 }
 
+/* The retained store is bounded: new topics beyond max_retained_messages are delivered but not
+ * kept; replacing and clearing a kept topic still work, and clearing makes room. */
+static void test_retained_limit(void)
+{
+    max_retained = 2;
+    struct broker *b = mkbroker(ACL);
+    max_retained = 0;
+    int c1;
+    bool present;
+    struct session *a = broker_attach(b, "dev-a", "a", &c1, true, false, 0, 4, &present, 0);
+    const char *topics[] = {"devices/dev-a/1", "devices/dev-a/2", "devices/dev-a/3",
+                            "devices/dev-a/1", "devices/dev-a/2"};
+    for (size_t i = 0; i < 5; i++) {
+        struct msg *m = mk(b, topics[i], "v", 0, true);
+        broker_publish(b, a, m, 0);
+        msg_unref(m);
+    }
+    CHECK_EQ_INT(broker_retained_count(b), 2);
+    CHECK_EQ_INT(broker_stats(b)->retained_refused, 1);
+    struct msg *m = mk(b, "devices/dev-a/1", "", 0, true);
+    broker_publish(b, a, m, 0);
+    msg_unref(m);
+    m = mk(b, "devices/dev-a/3", "v", 0, true);
+    broker_publish(b, a, m, 0);
+    msg_unref(m);
+    CHECK_EQ_INT(broker_retained_count(b), 2);
+    CHECK_EQ_INT(broker_stats(b)->retained_refused, 1);
+    broker_free(b);
+}
+
 static void test_takeover_and_expiry(void)
 {
     struct broker *b = mkbroker(ACL);
@@ -217,6 +250,7 @@ int main(void)
 {
     test_isolation();
     test_retained_and_will();
+    test_retained_limit();
     test_takeover_and_expiry();
     test_acl_reload_applies();
     return check_finish("broker_test");
