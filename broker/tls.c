@@ -541,6 +541,32 @@ static int fail(struct tls_conn *c, int r)
     return -1;
 }
 
+/* Mbed TLS picks the ECDHE group in the client's order; many device stacks list the costly
+ * NIST curves first. Reorder the client's list by ours (X25519 first): same groups, cheaper
+ * key exchange when the client supports X25519. */
+static void prefer_our_curves(struct tls_conn *c)
+{
+    const mbedtls_ecp_curve_info **list = c->ssl.handshake ? c->ssl.handshake->curves : NULL;
+    if (!list)
+        return;
+    const mbedtls_ecp_curve_info *out[32];
+    size_t n = 0, total = 0;
+    while (list[total] && total < 32)
+        total++;
+    for (const mbedtls_ecp_group_id *g = curves; *g != MBEDTLS_ECP_DP_NONE; g++)
+        for (size_t i = 0; i < total; i++)
+            if (list[i]->grp_id == *g)
+                out[n++] = list[i];
+    for (size_t i = 0; i < total; i++) {
+        bool ours = false;
+        for (const mbedtls_ecp_group_id *g = curves; *g != MBEDTLS_ECP_DP_NONE; g++)
+            ours |= list[i]->grp_id == *g;
+        if (!ours)
+            out[n++] = list[i];
+    }
+    memcpy(list, out, n * sizeof(out[0]));
+}
+
 int tls_conn_handshake_step(struct tls_conn *c)
 {
     if (c->done)
@@ -549,6 +575,7 @@ int tls_conn_handshake_step(struct tls_conn *c)
         return -1;
     if (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
         bool cert_step = c->ssl.state == MBEDTLS_SSL_CLIENT_CERTIFICATE;
+        bool hello_step = c->ssl.state == MBEDTLS_SSL_CLIENT_HELLO;
         if (cert_step && !c->vs.deferred) {
             /* The CertificateRequest is out (naming the real CAs). Mbed TLS now checks the
              * chain against an empty trust list (no signature work) and leaves the verdict to
@@ -566,6 +593,8 @@ int tls_conn_handshake_step(struct tls_conn *c)
         }
         if (r != 0)
             return fail(c, r);
+        if (hello_step && c->ssl.state != MBEDTLS_SSL_CLIENT_HELLO)
+            prefer_our_curves(c);
         if (cert_step && c->ssl.state != MBEDTLS_SSL_CLIENT_CERTIFICATE) {
             unsigned char alert = 0;
             if (tls_verify_peer_chain(&c->vs, c->ssl.session_negotiate->peer_cert, &alert) != 0) {

@@ -1,6 +1,9 @@
 """Who gets in: a device certificate from the fleet CA, valid now, with clientAuth (or no EKU),
 not revoked, with a usable CN. Everyone else is refused at the TLS handshake, with a log line
 naming the reason."""
+import re
+import subprocess
+
 from certmq_test import Harness, check, TestFailure
 import paho.mqtt.client as mqtt
 
@@ -81,6 +84,24 @@ def test_mqtt31():
     c.disconnect()
 
 
+def s_client_temp_key(groups):
+    crt, key = pki.cert("dev1")
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % b.port, "-CAfile", pki.ca,
+                        "-cert", crt, "-key", key, "-groups", groups], input="", capture_output=True,
+                       text=True, timeout=10)
+    m = re.search(r"Server Temp Key: ([^\n]*)", r.stdout)
+    return m.group(1) if m else r.stdout[-300:]
+
+
+def test_key_exchange_prefers_x25519():
+    """The broker's group preference wins over the client's order (X25519 is the cheapest)."""
+    got = s_client_temp_key("P-256:X25519")
+    check(got.startswith("X25519"), "X25519 chosen over a P-256-first client: %s" % got)
+    got = s_client_temp_key("P-384:P-256")
+    check("prime256v1" in got, "P-256 chosen over a P-384-first client: %s" % got)
+
+
 h.run(test_accepted_paho, test_accepted_mosquitto_clients, test_accepted_without_eku,
+      test_key_exchange_prefers_x25519,
       test_no_certificate, test_other_ca, test_expired, test_not_yet_valid, test_revoked,
       test_server_auth_only, test_bad_cn, test_mqtt31)
