@@ -1,6 +1,7 @@
 /* listener: bind + listen + hand pending connections to the owner. */
 #include "listener.h"
 
+#include "log.h"
 #include "xmalloc.h"
 
 #include <stdlib.h>
@@ -12,13 +13,24 @@ struct listener {
     void *ud;
     char address[64];
     uint16_t port;
+    uint64_t accept_errors, last_logged_ms;
 };
 
 static void connection_cb(uv_stream_t *s, int status)
 {
     struct listener *l = s->data;
-    if (status < 0)
+    if (status < 0) {
+        /* Out of descriptors, typically: libuv sheds the connection. Say so, at most every 10 s. */
+        l->accept_errors++;
+        uint64_t now = uv_now(s->loop);
+        if (!l->last_logged_ms || now - l->last_logged_ms >= 10000) {
+            l->last_logged_ms = now;
+            log_err("listener %s:%u: cannot accept connections: %s (%llu refused so far; raise "
+                    "the open-file limit, ulimit -n)",
+                    l->address, l->port, uv_strerror(status), (unsigned long long)l->accept_errors);
+        }
         return;
+    }
     l->on_conn(l->ud, s);
 }
 

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 static void usage(FILE *f)
@@ -79,6 +80,17 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Every device is a descriptor (three over WSS: the socket and the lws bridge's pair); the
+     * soft limit is often 1024 while the hard one allows far more. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("cannot raise the open-file limit to %llu", (unsigned long long)rl.rlim_max);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_info("open-file limit %llu (about as many TLS connections, a third as many over WSS)",
+                 (unsigned long long)rl.rlim_cur);
 
     uv_loop_t *loop = uv_default_loop();
     struct server *srv = server_start(loop, &cfg);
