@@ -57,6 +57,17 @@ def test_cert_check_deny_and_pending():
     check(first == 0x20 and body[-1] == 0, "CONNACK accepted after the decision: %r %r" % (first, body))
     check(decided - served > 0.5, "connected clients were served while the decision was pending")
     s.close()
+    # Peers that leave while their decision is pending: the late decisions are discarded.
+    n = b2.log_count()
+    for i in range(5):
+        g = h.raw_tls(b2, pki, "a")
+        g.sendall(connect_packet("gone-%d" % i))
+        g.close()
+    b2.log_wait(r"example: deciding on a", 3, n)
+    time.sleep(2)
+    a.publish("devices/a/after", b"2", 1)
+    w.expect("devices/a/after")
+    check(b2.proc.poll() is None, "broker alive after discarded decisions")
     a.disconnect()
     w.disconnect()
     check(b2.stop() == 0, "clean exit with the plugin's timers")
