@@ -57,7 +57,7 @@ def free_port():
 real, real_port = start_listening([PKI_TOOL, "-d", pki.dir, "ocsp-responder", "0", "--nmin", "10"])
 REAL = "http://127.0.0.1:%d/" % real_port
 DEAD = "http://127.0.0.1:%d/" % free_port()
-for d in ("watcher", "good", "revoked", "later", "cached", "stuck-ok", "shared"):
+for d in ("watcher", "good", "revoked", "later", "cached", "stuck-ok", "shared", "leaver"):
     pki.device(d, "--ocsp-url", REAL)
 pki.device("noaia")
 pki.device("noeku-signer", "--eku", "none")
@@ -124,6 +124,13 @@ def test_shared_request_and_cache():
     c = h.paho(b, pki, "shared", client_id="again")
     check(c.connack[1] == 0 and requests(log) == 1, "reconnect answered from the cache")
     c.disconnect()
+    for i in range(3):  # peers that leave while their answer is on its way
+        s = h.raw_tls(b, pki, "leaver")
+        s.sendall(connect_packet("leaver-%d" % i))
+        s.close()
+    wait_for(lambda: requests(log) == 2, 5, "one request for the leavers")
+    time.sleep(1.5)
+    check(b.proc.poll() is None, "broker alive after answers for departed peers")
     stop(p)
     b.stop()
 
