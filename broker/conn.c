@@ -152,7 +152,7 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     return e;
 }
 
-/* Three handles close; the last frees the env. */
+/* Four handles close; the last frees the env. */
 static void env_check_closed(uv_handle_t *h)
 {
     struct conn_env *e = h->data;
