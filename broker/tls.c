@@ -434,7 +434,17 @@ void tls_conn_free(struct tls_conn *c)
 {
     if (!c)
         return;
+    /* mbedtls_ssl_free zeroes both record buffers before freeing them, faulting in every page
+     * the pool kept non-resident; pooled buffers are wiped by discarding their pages instead. */
+    unsigned char *in = NULL, *out = NULL;
+    if (tlsmem_owns(c->ssl.in_buf) && tlsmem_owns(c->ssl.out_buf)) {
+        in = c->ssl.in_buf;
+        out = c->ssl.out_buf;
+        c->ssl.in_buf = c->ssl.out_buf = NULL;
+    }
     mbedtls_ssl_free(&c->ssl);
+    free(in);
+    free(out);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->peer.chain);

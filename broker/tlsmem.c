@@ -95,6 +95,11 @@ void __wrap_free(void *p)
     __real_free(p);
 }
 
+bool tlsmem_owns(const void *p)
+{
+    return in_pool(p);
+}
+
 bool tlsmem_release(void *p)
 {
     uint8_t *q = p;
@@ -116,6 +121,12 @@ size_t tlsmem_capacity(void)
 }
 
 #else
+
+bool tlsmem_owns(const void *p)
+{
+    (void)p;
+    return false;
+}
 
 bool tlsmem_release(void *p)
 {
