@@ -222,6 +222,8 @@ static void untrack(struct ocsp *x, struct tracked *t)
     free(t);
 }
 
+static void conn_closed(void *ud, uint64_t conn_id);
+
 /* ---- outcomes ----------------------------------------------------------------------------- */
 
 /* A connecting device: status < 0 means no valid answer (err says why). */
@@ -252,8 +254,12 @@ static void outcome_connect(struct ocsp *x, struct lookup *l, struct waiter *w, 
     } else {
         snprintf(why, sizeof(why), "OCSP: no valid answer from %s: %s", l->url_s, err);
     }
-    if (x->api->cert_decide(w->pending, d, d == CERTMQ_DENY ? why : NULL) == 0 && d == CERTMQ_ALLOW)
+    /* Tracked first: applying the decision may close the connection at once, and conn_closed
+     * must find it then. */
+    if (d == CERTMQ_ALLOW)
         track(x, w->conn_id, w->identity, l);
+    if (x->api->cert_decide(w->pending, d, d == CERTMQ_DENY ? why : NULL) != 0 && d == CERTMQ_ALLOW)
+        conn_closed(x, w->conn_id); /* it was already gone */
 }
 
 static void outcome_recheck(struct ocsp *x, struct lookup *l, struct waiter *w, int status,
