@@ -1,104 +1,22 @@
 /* conn: TCP + TLS transport for one peer.
  *
- * Life: WAITING (accepted, not read until a handshake slot is free) -> HANDSHAKE -> OPEN ->
- * CLOSING. Every state has a deadline on the connection's single timer. Reads go into one
- * process-wide buffer (the loop is single-threaded and read callbacks do not nest), so an idle
- * connection holds no read memory. Writes: the TLS engine appends ciphertext to its output
+ * Life: WAITING (accepted, not read until a handshake slot is free) -> HANDSHAKE -> [CHECKING]
+ * -> OPEN -> CLOSING; the way to OPEN is conn_handshake.c. Every state has a deadline on the
+ * connection's single timer. Idle connections give their TLS record buffers back. Reads go into one
+ * conn__process-wide buffer (the loop is single-threaded and read callbacks do not nest), so an
+ * idle connection holds no read memory. Writes: the TLS engine appends ciphertext to its output
  * buffer, which is handed to the kernel with uv_try_write and, for the rest, with uv_write that
  * takes over the buffer's storage (no copy). Never knows MQTT. */
-#include "conn.h"
+#include "conn_internal.h"
 
 #include "log.h"
 #include "ws.h"
 #include "xmalloc.h"
 
-#include <uthash.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define CLOSE_GRACE_MS 3000
-
-/* C_CHECKING: TLS is done, a certificate-check plugin has not answered yet.
- * C_WS_CLOSING: a WebSocket close handshake is under way; TLS still carries it. */
-enum conn_state { C_WAITING, C_HANDSHAKE, C_CHECKING, C_OPEN, C_WS_CLOSING, C_CLOSING };
-
-struct conn {
-    struct conn_env *env;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_shutdown_t shut;
-    struct tls_conn *tls;
-    struct tls_ctx *ctx;
-    struct tls_ctx *const *ctx_slot;
-    void *tag;
-    void *check_token; /* the checker's, while C_CHECKING */
-    uint64_t id;
-    uv_timer_t cert_timer; /* fires when the peer's certificate chain expires */
-    struct ws_ctx *wsctx;  /* WebSocket listener: lws speaks the framing */
-    struct ws_conn *ws;
-    bool ws_ready;      /* upgrade done, MQTT may flow */
-    bool user_notified; /* on_close scheduled or done */
-    bool checked;       /* went to the checker: it hears of the close */
-    bool deferred;      /* handshake work waits for a later loop turn (env->defer_head) */
-    const struct conn_cbs *cbs;
-    void *ud;
-    void (*timer_cb)(void *ud, struct conn *c);
-    enum conn_state state;
-    bool paused;       /* by the user */
-    bool out_full;     /* by back-pressure from the socket */
-    bool reading;      /* uv_read_start is in effect */
-    bool in_flush;     /* on the env's flush list */
-    bool want_write;   /* on_writable requested */
-    bool notify_close; /* on_close still owed to the user */
-    bool shutting;     /* uv_shutdown issued */
-    bool released;     /* uv_close issued on both handles */
-    uint8_t handles;   /* open uv handles */
-    size_t queued;     /* bytes inside uv_write requests */
-    struct conn *flush_next;
-    struct conn *active_prev, *active_next; /* on env->active: had I/O since the last sweep */
-    uint32_t io_gen;
-    bool active;
-    struct conn *wait_next;   /* the wait list while C_WAITING, the defer list while deferred */
-    struct ip_count *counted; /* this connection's entry in env->per_ip */
-    char addr[64];
-    char ip[48];
-};
-
-/* Open connections per peer address, for max_connections_per_ip. */
-struct ip_count {
-    char ip[48];
-    uint32_t n;
-    UT_hash_handle hh;
-};
-
-struct conn_env {
-    uv_loop_t *loop;
-    struct ip_count *per_ip;
-    struct conn_env_opts o;
-    uv_check_t check;
-    struct conn *flush_head;
-    struct conn *wait_head, *wait_tail;
-    struct conn_stats stats;
-    void (*before_flush)(void *ctx);
-    void *before_flush_ctx;
-    struct conn_checker checker;
-    uint64_t next_id;
-    /* Handshake CPU per loop turn: a reconnect storm must not stall connected clients. */
-    uv_idle_t defer_idle;
-    uv_check_t turn_end;
-    struct conn *defer_head, *defer_tail;
-    uint64_t hs_spent_ns, hs_budget_ns;
-    /* Idle connections give their TLS record buffers back (tls_conn_park). */
-    uv_timer_t park_timer;
-    struct conn *active;
-    uint32_t gen;
-    int closed_handles;
-    uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
-    uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
-};
 
 struct wreq {
     uv_write_t req;
@@ -108,21 +26,12 @@ struct wreq {
 };
 
 static void flush_list_run(uv_check_t *h);
-static void process(struct conn *c);
-static void open_ready(struct conn *c);
 static void park_sweep(uv_timer_t *t);
 static void mark_active(struct conn *c);
 static void unmark_active(struct conn *c);
-static void turn_end(uv_check_t *h);
-static void run_deferred(uv_idle_t *h);
-static void undefer(struct conn *c);
-static void check_finish(struct conn *c, bool allow, const char *why);
-static void start_close(struct conn *c, bool graceful);
-static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
 static void finish_close(struct conn *c, bool graceful);
 static void release(struct conn *c);
 static void shutdown_cb(uv_shutdown_t *req, int status);
-static const struct ws_io ws_bridge;
 
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
 {
@@ -142,7 +51,7 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     uv_unref((uv_handle_t *)&e->defer_idle);
     uv_check_init(loop, &e->turn_end);
     e->turn_end.data = e;
-    uv_check_start(&e->turn_end, turn_end);
+    uv_check_start(&e->turn_end, conn__turn_end);
     uv_unref((uv_handle_t *)&e->turn_end);
     uint64_t park_ms = e->o.park_after_ms ? e->o.park_after_ms : 5000;
     uv_timer_init(loop, &e->park_timer);
@@ -235,20 +144,9 @@ const struct conn_stats *conn_env_stats(const struct conn_env *e)
     return &e->stats;
 }
 
-void conn_env_set_checker(struct conn_env *e, const struct conn_checker *ck)
-{
-    e->checker = *ck;
-}
-
 uint64_t conn_id(const struct conn *c)
 {
     return c->id;
-}
-
-bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const uint8_t **issuer,
-                   size_t *issuer_len)
-{
-    return tls_conn_cert_der(c->tls, der, len, issuer, issuer_len);
 }
 
 void conn_set_user(struct conn *c, void *ud)
@@ -333,18 +231,19 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (n < 0) {
         if (n != UV_EOF && n != UV_ECONNRESET)
             log_debug("read from %s: %s", c->addr, uv_strerror((int)n));
-        start_close(c, false);
+        conn__start_close(c, false);
         return;
     }
     c->env->stats.bytes_in += (uint64_t)n;
     mark_active(c);
-    /* The shared read buffer is decrypted in place of a copy; process() runs synchronously. */
+    /* The shared read buffer is decrypted in place of a copy; conn__process() runs synchronously.
+     */
     tls_conn_input_borrow(c->tls, (const uint8_t *)b->base, (size_t)n);
-    process(c);
+    conn__process(c);
     tls_conn_input_release(c->tls);
 }
 
-static void update_reading(struct conn *c)
+void conn__update_reading(struct conn *c)
 {
     bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN || c->state == C_WS_CLOSING) &&
                 !c->paused && !c->out_full && !c->deferred;
@@ -360,7 +259,7 @@ static void update_reading(struct conn *c)
 void conn_pause(struct conn *c)
 {
     c->paused = true;
-    update_reading(c);
+    conn__update_reading(c);
 }
 
 void conn_resume(struct conn *c)
@@ -368,10 +267,10 @@ void conn_resume(struct conn *c)
     if (!c->paused)
         return;
     c->paused = false;
-    update_reading(c);
+    conn__update_reading(c);
     /* Bytes already inside the TLS engine will not raise another read event. */
     if (c->state == C_OPEN)
-        process(c);
+        conn__process(c);
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -384,19 +283,19 @@ static void write_cb(uv_write_t *req, int status)
     free(w->mem);
     free(w);
     if (status < 0) {
-        start_close(c, false);
+        conn__start_close(c, false);
         return;
     }
     if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
         c->out_full = false;
-        update_reading(c);
+        conn__update_reading(c);
         conn_want_write(c);
     }
 }
 
 /* Hand the TLS output to the kernel: as much as it takes now, the rest in one uv_write that
  * owns the buffer storage. */
-static void flush_out(struct conn *c)
+void conn__flush_out(struct conn *c)
 {
     struct buf *o = tls_conn_output(c->tls);
     size_t n = buf_size(o);
@@ -412,7 +311,7 @@ static void flush_out(struct conn *c)
             n -= (size_t)w;
         } else if (w != UV_EAGAIN && w != UV_ENOSYS) {
             buf_consume(o, n);
-            start_close(c, false);
+            conn__start_close(c, false);
             return;
         }
     }
@@ -433,12 +332,12 @@ static void flush_out(struct conn *c)
             c->queued -= n;
             free(w->mem);
             free(w);
-            start_close(c, false);
+            conn__start_close(c, false);
             return;
         }
         if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
             c->out_full = true;
-            update_reading(c);
+            conn__update_reading(c);
         }
     } else {
         buf_shrink(o, 0);
@@ -453,16 +352,16 @@ int conn_write(struct conn *c, const uint8_t *p, size_t n)
         ws_conn_write(c->ws, p, n);
         if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
             c->out_full = true;
-            update_reading(c);
+            conn__update_reading(c);
         }
         return 0;
     }
     if (tls_conn_write(c->tls, p, n) < 0) {
-        start_close(c, false);
+        conn__start_close(c, false);
         return -1;
     }
     if (!c->in_flush)
-        flush_out(c); /* outside the write slot: send now */
+        conn__flush_out(c); /* outside the write slot: send now */
     return 0;
 }
 
@@ -491,7 +390,7 @@ static void flush_list_run(uv_check_t *h)
                 c->in_flush = false;
             }
             if (c->state != C_CLOSING || !c->shutting)
-                flush_out(c);
+                conn__flush_out(c);
         }
     }
     uv_check_stop(&e->check);
@@ -499,7 +398,7 @@ static void flush_list_run(uv_check_t *h)
 
 /* ---- handshake admission and processing ----------------------------------------------------- */
 
-static void timer_fire(uv_timer_t *t)
+void conn__timer_fire(uv_timer_t *t)
 {
     struct conn *c = t->data;
     if (c->state == C_CLOSING) {
@@ -519,7 +418,7 @@ static void timer_fire(uv_timer_t *t)
         return;
     }
     if (c->state == C_CHECKING) {
-        check_finish(c, false, "certificate check not answered in time");
+        conn__check_finish(c, false, "certificate check not answered in time");
         return;
     }
     if (c->state == C_WAITING || c->state == C_HANDSHAKE) {
@@ -527,7 +426,7 @@ static void timer_fire(uv_timer_t *t)
         c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
         log_notice("refused %s: handshake failed: not completed within %u ms", c->addr,
                    c->env->o.handshake_timeout_ms);
-        start_close(c, false);
+        conn__start_close(c, false);
         return;
     }
     if (c->timer_cb)
@@ -539,267 +438,24 @@ void conn_timer(struct conn *c, uint64_t ms, void (*cb)(void *ud, struct conn *c
     if (c->state == C_CLOSING)
         return;
     c->timer_cb = cb;
-    uv_timer_start(&c->timer, timer_fire, ms, 0);
+    uv_timer_start(&c->timer, conn__timer_fire, ms, 0);
 }
 
-static void begin_handshake(struct conn *c)
-{
-    c->state = C_HANDSHAKE;
-    c->env->stats.handshaking++;
-    update_reading(c);
-}
-
-static void admit_next(struct conn_env *e)
-{
-    while (e->wait_head && e->stats.handshaking < e->o.max_handshakes) {
-        struct conn *c = e->wait_head;
-        e->wait_head = c->wait_next;
-        if (!e->wait_head)
-            e->wait_tail = NULL;
-        e->stats.waiting--;
-        begin_handshake(c);
-    }
-}
-
-static void leave_handshake(struct conn *c)
-{
-    if (c->deferred)
-        undefer(c);
-    if (c->state == C_HANDSHAKE) {
-        c->env->stats.handshaking--;
-        admit_next(c->env);
-    } else if (c->state == C_WAITING) {
-        struct conn **pp = &c->env->wait_head, *prev = NULL;
-        while (*pp && *pp != c) {
-            prev = *pp;
-            pp = &(*pp)->wait_next;
-        }
-        if (*pp) {
-            *pp = c->wait_next;
-            if (c->env->wait_tail == c)
-                c->env->wait_tail = prev;
-            c->env->stats.waiting--;
-        }
-    }
-}
-
-static void cert_expired(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    const struct tls_peer *p = tls_conn_peer(c->tls);
-    int64_t now = (int64_t)time(NULL);
-    if (p->not_after > now) {
-        /* Long timers are armed in steps; this is one of them. */
-        arm_cert_timer(c, p);
-        return;
-    }
-    c->env->stats.expired++;
-    if (c->state == C_OPEN && (!c->wsctx || c->ws_ready) && c->cbs->on_cert_expired)
-        c->cbs->on_cert_expired(c->ud, c);
-    else
-        start_close(c, false);
-}
-
-static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
-{
-    if (!p->not_after)
-        return;
-    int64_t left = p->not_after - (int64_t)time(NULL);
-    uint32_t warn = c->env->o.cert_expiry_warning_days;
-    if (warn && left < (int64_t)warn * 86400 && c->state != C_OPEN) {
-        c->env->stats.expiring_soon++;
-        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
-                 p->serial, p->issuer, (long long)(left > 0 ? left / 3600 : 0));
-    }
-    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
-    int64_t ms = left <= 0 ? 0 : (left > 86400 ? 86400000 : left * 1000 + 1);
-    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
-}
-
-static void turn_end(uv_check_t *h)
-{
-    ((struct conn_env *)h->data)->hs_spent_ns = 0;
-}
-
-/* Out of this turn's handshake budget: c continues in a later turn, unread meanwhile (what it
- * sent is already inside its TLS engine). */
-static void defer(struct conn *c)
-{
-    struct conn_env *e = c->env;
-    c->deferred = true;
-    c->wait_next = NULL;
-    if (e->defer_tail)
-        e->defer_tail->wait_next = c;
-    else
-        e->defer_head = c;
-    e->defer_tail = c;
-    update_reading(c);
-    uv_idle_start(&e->defer_idle, run_deferred);
-}
-
-static void undefer(struct conn *c)
-{
-    struct conn_env *e = c->env;
-    struct conn **pp = &e->defer_head, *prev = NULL;
-    while (*pp && *pp != c) {
-        prev = *pp;
-        pp = &(*pp)->wait_next;
-    }
-    if (*pp) {
-        *pp = c->wait_next;
-        if (e->defer_tail == c)
-            e->defer_tail = prev;
-    }
-    c->deferred = false;
-    c->wait_next = NULL;
-}
-
-/* Idle handles run every turn while active (and keep the poll from blocking). */
-static void run_deferred(uv_idle_t *h)
-{
-    struct conn_env *e = h->data;
-    while (e->defer_head && e->hs_spent_ns < e->hs_budget_ns) {
-        struct conn *c = e->defer_head;
-        undefer(c);
-        update_reading(c);
-        process(c);
-    }
-    if (!e->defer_head)
-        uv_idle_stop(h);
-}
-
-static void handshake_step(struct conn *c)
-{
-    struct conn_env *e = c->env;
-    int r;
-    do {
-        if (e->hs_spent_ns >= e->hs_budget_ns) {
-            defer(c);
-            flush_out(c);
-            return;
-        }
-        uint64_t t0 = uv_hrtime();
-        r = tls_conn_handshake_step(c->tls);
-        e->hs_spent_ns += uv_hrtime() - t0;
-    } while (r == TLS_MORE);
-    if (r == TLS_AGAIN) {
-        flush_out(c);
-        return;
-    }
-    if (r < 0) {
-        enum tls_reject why = tls_conn_reject(c->tls);
-        if (why == TLS_REJECT_NONE)
-            why = TLS_REJECT_HANDSHAKE;
-        c->env->stats.refused++;
-        c->env->stats.refused_by[why]++;
-        log_notice("refused %s: %s: %s", c->addr, tls_reject_str(why), tls_conn_error(c->tls));
-        flush_out(c); /* the alert */
-        start_close(c, false);
-        return;
-    }
-    const struct tls_peer *peer = tls_conn_peer(c->tls);
-    char why[96];
-    if (*c->ctx_slot != c->ctx && tls_ctx_peer_revoked(*c->ctx_slot, peer, why, sizeof(why))) {
-        /* The CRLs were reloaded while this handshake ran. */
-        c->env->stats.refused++;
-        c->env->stats.refused_by[TLS_REJECT_REVOKED]++;
-        log_notice("refused %s: revoked: %s (identity %s, serial %s, issuer %s)", c->addr, why,
-                   peer->identity, peer->serial, peer->issuer);
-        start_close(c, false);
-        return;
-    }
-    leave_handshake(c);
-    if (!c->env->checker.check) {
-        open_ready(c);
-        return;
-    }
-    char reason[160] = "denied";
-    c->checked = true;
-    c->state = C_CHECKING;
-    c->env->stats.checking++;
-    enum conn_check v =
-        c->env->checker.check(c->env->checker.ctx, c, &c->check_token, reason, sizeof(reason));
-    if (v == CONN_CHECK_PENDING) {
-        /* Held unread with a fresh deadline; the loop serves everyone else meanwhile. */
-        uv_timer_start(&c->timer, timer_fire, c->env->o.handshake_timeout_ms, 0);
-        update_reading(c);
-        return;
-    }
-    check_finish(c, v == CONN_CHECK_ALLOW, reason);
-}
-
-static void leave_checking(struct conn *c)
-{
-    c->env->stats.checking--;
-    c->state = C_WAITING; /* off every list: start_close has nothing to undo */
-    c->check_token = NULL;
-    tls_conn_drop_der(c->tls);
-}
-
-static void check_finish(struct conn *c, bool allow, const char *why)
-{
-    leave_checking(c);
-    if (!allow) {
-        const struct tls_peer *p = tls_conn_peer(c->tls);
-        c->env->stats.refused++;
-        c->env->stats.refused_by[TLS_REJECT_PLUGIN]++;
-        log_notice("refused %s: %s: %s (identity %s, serial %s, issuer %s)", c->addr,
-                   tls_reject_str(TLS_REJECT_PLUGIN), why && *why ? why : "denied", p->identity,
-                   p->serial, p->issuer);
-        start_close(c, false);
-        return;
-    }
-    open_ready(c);
-}
-
-void conn_check_done(struct conn *c, bool allow, const char *why)
-{
-    if (c->state != C_CHECKING)
-        return;
-    check_finish(c, allow, why);
-    if (c->state == C_OPEN)
-        process(c); /* bytes that came with the handshake's last flight */
-}
-
-/* Every certificate check passed: application data may flow from here on. */
-static void open_ready(struct conn *c)
-{
-    const struct tls_peer *peer = tls_conn_peer(c->tls);
-    arm_cert_timer(c, peer);
-    c->state = C_OPEN;
-    c->env->stats.handshakes++;
-    if (peer->resumed)
-        c->env->stats.resumed++;
-    c->env->stats.open++;
-    update_reading(c);
-    flush_out(c);
-    if (c->wsctx) {
-        /* MQTT starts after the HTTP upgrade; a fresh handshake deadline covers it. */
-        uv_timer_start(&c->timer, timer_fire, c->env->o.handshake_timeout_ms, 0);
-        c->ws = ws_conn_new(c->wsctx, &ws_bridge, c);
-        if (!c->ws)
-            start_close(c, false);
-        return;
-    }
-    uv_timer_stop(&c->timer);
-    c->cbs->on_ready(c->ud, c);
-}
-
-static void process(struct conn *c)
+void conn__process(struct conn *c)
 {
     if (c->state == C_HANDSHAKE)
-        handshake_step(c);
+        conn__handshake_step(c);
     while ((c->state == C_OPEN || c->state == C_WS_CLOSING) && !c->paused) {
         int r = tls_conn_read(c->tls, c->env->plain, sizeof(c->env->plain));
         if (r == TLS_AGAIN)
             break;
         if (r == TLS_EOF) {
-            start_close(c, true);
+            conn__start_close(c, true);
             break;
         }
         if (r < 0) {
             log_info("connection %s: TLS error: %s", c->addr, tls_conn_error(c->tls));
-            start_close(c, false);
+            conn__start_close(c, false);
             break;
         }
         if (c->ws) {
@@ -807,13 +463,13 @@ static void process(struct conn *c)
             if (c->ws && !c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
                 /* lws is not keeping up: stop reading the peer until it does. */
                 c->out_full = true;
-                update_reading(c);
+                conn__update_reading(c);
             }
         } else
             c->cbs->on_data(c->ud, c, c->env->plain, (size_t)r);
     }
     if (c->state != C_CLOSING)
-        flush_out(c);
+        conn__flush_out(c);
 }
 
 /* ---- accept and close ----------------------------------------------------------------------- */
@@ -888,19 +544,19 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     c->id = ++e->next_id;
     if (e->checker.check)
         tls_conn_keep_der(c->tls);
-    uv_timer_start(&c->timer, timer_fire, e->o.handshake_timeout_ms, 0);
+    uv_timer_start(&c->timer, conn__timer_fire, e->o.handshake_timeout_ms, 0);
     if (c->counted && c->counted->n > e->o.max_per_ip) {
         /* Refused before any TLS work: the address already holds its share. */
         e->stats.refused++;
         e->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
         log_notice("refused %s: max_connections_per_ip (%u) reached", c->addr, e->o.max_per_ip);
-        c->state = C_HANDSHAKE; /* so start_close's bookkeeping is symmetric */
+        c->state = C_HANDSHAKE; /* so conn__start_close's bookkeeping is symmetric */
         e->stats.handshaking++;
-        start_close(c, false);
+        conn__start_close(c, false);
         return c;
     }
     if (e->stats.handshaking < e->o.max_handshakes) {
-        begin_handshake(c);
+        conn__begin_handshake(c);
     } else {
         c->state = C_WAITING;
         e->stats.waiting++;
@@ -961,7 +617,7 @@ static void finish_close(struct conn *c, bool graceful)
         c->env->stats.open--;
     if (c->state == C_CHECKING) {
         void *token = c->check_token;
-        leave_checking(c);
+        conn__leave_checking(c);
         if (c->env->checker.cancel)
             c->env->checker.cancel(c->env->checker.ctx, token);
     }
@@ -969,28 +625,28 @@ static void finish_close(struct conn *c, bool graceful)
         c->checked = false;
         c->env->checker.closed(c->env->checker.ctx, c);
     }
-    leave_handshake(c);
+    conn__leave_handshake(c);
     c->state = C_CLOSING;
     uv_timer_stop(&c->cert_timer);
     if (c->ws) {
         ws_conn_release(c->ws);
         c->ws = NULL;
     }
-    update_reading(c);
+    conn__update_reading(c);
     if (graceful && was_open)
         tls_conn_close_notify(c->tls);
-    flush_out(c);
+    conn__flush_out(c);
     if (was_open && (!c->wsctx || c->ws_ready))
         notify_user(c);
     /* uv_shutdown waits for queued writes (close_notify, last packets); the timer bounds it. */
-    uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
+    uv_timer_start(&c->timer, conn__timer_fire, CLOSE_GRACE_MS, 0);
     c->shut.data = c;
     c->shutting = true;
     if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
         release(c);
 }
 
-static void start_close(struct conn *c, bool graceful)
+void conn__start_close(struct conn *c, bool graceful)
 {
     if (c->state == C_CLOSING)
         return;
@@ -1005,7 +661,7 @@ static void start_close(struct conn *c, bool graceful)
         c->env->stats.open--;
         notify_user(c);
         ws_conn_close(c->ws, 1000, "");
-        uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
+        uv_timer_start(&c->timer, conn__timer_fire, CLOSE_GRACE_MS, 0);
         return;
     }
     finish_close(c, graceful);
@@ -1039,7 +695,7 @@ static void ws_send(void *ud, const uint8_t *p, size_t n)
         finish_close(c, false);
         return;
     }
-    flush_out(c);
+    conn__flush_out(c);
 }
 
 static void ws_closed(void *ud)
@@ -1054,12 +710,12 @@ static void ws_drained(void *ud)
     struct conn *c = ud;
     if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
         c->out_full = false;
-        update_reading(c);
+        conn__update_reading(c);
         conn_want_write(c);
     }
 }
 
-static const struct ws_io ws_bridge = {
+const struct ws_io conn__ws_bridge = {
     .drained = ws_drained,
     .established = ws_established,
     .message = ws_message,
@@ -1069,5 +725,5 @@ static const struct ws_io ws_bridge = {
 
 void conn_close(struct conn *c, bool graceful)
 {
-    start_close(c, graceful);
+    conn__start_close(c, graceful);
 }
