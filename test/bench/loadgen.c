@@ -10,153 +10,12 @@
  * (full handshakes) when told to, and reports its window back over a pipe. The kernel preempts
  * a SCHED_IDLE task as soon as a normal one wakes, so the pair's I/O is not queued behind the
  * child's ~7 ms Mbed TLS handshake computations.
- * Build: cc -O2 -std=c11 -o loadgen loadgen.c -lmbedtls -lmbedx509 -lmbedcrypto -luv
+ * Build: cc -O2 -std=c11 -o loadgen loadgen*.c -lmbedtls -lmbedx509 -lmbedcrypto -luv
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <dirent.h>
-#include <errno.h>
-#include <inttypes.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <uv.h>
-
-#include <mbedtls/base64.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/error.h>
-#include <mbedtls/oid.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/sha1.h>
-#include <mbedtls/ssl.h>
-#include <mbedtls/ssl_internal.h>
-#include <mbedtls/x509_crt.h>
+#include "loadgen.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* options */
-
-enum scen { SC_STORM, SC_FANIN, SC_FANOUT, SC_LATENCY, SC_IDLE, SC_STORMLAT };
-static const char *scen_names[] = {"connect-storm", "fan-in", "fan-out",
-                                   "latency",       "idle",   "storm-latency"};
-#define NSCEN ((int)(sizeof scen_names / sizeof *scen_names))
-
-static struct {
-    enum scen scen;
-    const char *host, *cafile, *certdir, *prefix, *sub_cert, *sub_filter, *servername, *ws_path;
-    const char *lat_dump;
-    int port, qos, size, conns, pubs, subs, parallel, window, src_ips, keepalive, resume, lean;
-    int ws, storm, storm_parallel;
-    double duration, rate, timeout, hold, settle, storm_delay, storm_post;
-    uint64_t count;
-    int broker_pid, verbose;
-} opt = {
-    .host = "127.0.0.1",
-    .port = 8883,
-    .prefix = "devices/%u/",
-    .sub_cert = "bench",
-    .qos = 0,
-    .size = 64,
-    .conns = 1000,
-    .pubs = 4,
-    .subs = 100,
-    .parallel = 32,
-    .window = 0,
-    .src_ips = 0,
-    .keepalive = 0,
-    .resume = 0,
-    .lean = 1,
-    .duration = 10,
-    .rate = 0,
-    .timeout = 0,
-    .hold = 3600,
-    .settle = 2,
-    .count = 0,
-    .broker_pid = 0,
-    .ws_path = "/",
-    .storm = 2000,
-    .storm_parallel = 200,
-    .storm_delay = 1,
-    .storm_post = 0.5,
-};
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("loadgen: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void vlog(const char *fmt, ...)
-{
-    if (!opt.verbose)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("loadgen: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* growable byte buffer */
-
-typedef struct {
-    uint8_t *p;
-    size_t off, len, cap; /* live bytes are p[off .. off+len) */
-} buf_t;
-
-static void buf_reserve(buf_t *b, size_t extra)
-{
-    if (b->off && b->off + b->len + extra > b->cap) {
-        memmove(b->p, b->p + b->off, b->len);
-        b->off = 0;
-    }
-    if (b->off + b->len + extra > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->off + b->len + extra)
-            nc *= 2;
-        uint8_t *np = realloc(b->p, nc);
-        if (!np)
-            die("out of memory");
-        b->p = np;
-        b->cap = nc;
-    }
-}
-static void buf_put(buf_t *b, const void *d, size_t n)
-{
-    buf_reserve(b, n);
-    memcpy(b->p + b->off + b->len, d, n);
-    b->len += n;
-}
-static void buf_consume(buf_t *b, size_t n)
-{
-    b->off += n;
-    b->len -= n;
-    if (!b->len)
-        b->off = 0;
-}
-static void buf_free(buf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* certificates */
@@ -175,7 +34,7 @@ static int ncerts, sub_cert_idx = -1;
 static int *pub_certs, npub_certs; /* certs other than the subscriber's */
 static mbedtls_x509_crt cacrt;
 static mbedtls_entropy_context entropy;
-static mbedtls_ctr_drbg_context drbg;
+mbedtls_ctr_drbg_context drbg;
 
 static int name_cmp(const void *a, const void *b)
 {
@@ -271,37 +130,11 @@ static void load_certs(void)
 /* ------------------------------------------------------------------------------------------ */
 /* connections */
 
-enum role { R_STORM, R_PUB, R_SUB, R_IDLE };
-enum st { S_FREE, S_TCP, S_TLS, S_MQTT, S_READY, S_CLOSING };
-
-typedef struct conn {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    int idx, role, cert, st, writing, resumed, lean, failed, subacked, want_pump;
-    mbedtls_ssl_context ssl;
-    int ssl_live;
-    int ws_state; /* --ws: 0 before the upgrade, 1 upgrade sent, 2 open, 3 close sent */
-    buf_t cin, cout, pout, min;
-    buf_t wout, win; /* --ws: framed plaintext to encrypt; unparsed WebSocket/HTTP input */
-    char ws_key[28];
-    uint64_t t_start, t_ready;
-    uint16_t pid;
-    mbedtls_ssl_session *sess; /* session to resume with (storm --resume) */
-    char topic[256];
-    /* publisher */
-    uint64_t sent, acked, delivered, lost_adj;
-} conn_t;
-
-typedef struct {
-    uv_write_t req;
-    conn_t *c;
-    uint8_t *data;
-} wreq_t;
-
 static uv_loop_t *loop;
 static conn_t *conns;
 static int nconns;
-static int n_started, n_ready, n_failed, n_closed, n_active_hs, n_resumed;
+int n_failed;
+static int n_started, n_ready, n_closed, n_active_hs, n_resumed;
 static char client_prefix[32];
 
 /* latency samples (ns), reservoir beyond the cap */
@@ -339,12 +172,10 @@ static double pct_us(double p)
     return samples[i] / 1000.0;
 }
 
-static void conn_fail(conn_t *c, const char *why, int code);
-static void on_plain(conn_t *c, const uint8_t *p, size_t n);
 static void pump(conn_t *c);
 static void scenario_progress(void);
 static void start_more(void);
-static int phase; /* 0 setup, 1 measuring, 2 draining, 3 done, 4 idle settling, 5 storm reconnect */
+int phase; /* 0 setup, 1 measuring, 2 draining, 3 done, 4 idle settling, 5 storm reconnect */
 
 static int bio_send(void *ctx, const unsigned char *b, size_t n)
 {
@@ -417,244 +248,9 @@ static void on_write(uv_write_t *r, int status)
         pump(c);
 }
 
-/* --- WebSocket framing (RFC 6455), client side ----------------------------------------- */
-
-static uint64_t ws_rng = 0x9E3779B97F4A7C15ull;
-static uint32_t ws_mask_key(void)
-{
-    ws_rng ^= ws_rng << 13; /* xorshift64: masking keys need not be secret here */
-    ws_rng ^= ws_rng >> 7;
-    ws_rng ^= ws_rng << 17;
-    return (uint32_t)(ws_rng >> 16);
-}
-
-/* one masked frame (FIN set) of opcode op carrying d[0..n) into c->wout */
-static void ws_frame(conn_t *c, uint8_t op, const uint8_t *d, size_t n)
-{
-    uint8_t h[14];
-    size_t hl = 0;
-    h[hl++] = (uint8_t)(0x80 | op);
-    if (n < 126)
-        h[hl++] = (uint8_t)(0x80 | n);
-    else if (n < 65536) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (uint8_t)(n >> 8);
-        h[hl++] = (uint8_t)n;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            h[hl++] = (uint8_t)((uint64_t)n >> (8 * i));
-    }
-    uint32_t k = ws_mask_key();
-    uint8_t m[4];
-    memcpy(m, &k, 4);
-    memcpy(h + hl, m, 4);
-    hl += 4;
-    buf_reserve(&c->wout, hl + n);
-    buf_put(&c->wout, h, hl);
-    uint8_t *o = c->wout.p + c->wout.off + c->wout.len;
-    size_t i = 0;
-    uint64_t m8;
-    uint8_t mm[8] = {m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]};
-    memcpy(&m8, mm, 8);
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, d + i, 8);
-        v ^= m8;
-        memcpy(o + i, &v, 8);
-    }
-    for (; i < n; i++)
-        o[i] = d[i] ^ m[i & 3];
-    c->wout.len += n;
-}
-
-static void ws_send_upgrade(conn_t *c)
-{
-    unsigned char raw[16];
-    size_t ol = 0;
-    if (mbedtls_ctr_drbg_random(&drbg, raw, sizeof raw) ||
-        mbedtls_base64_encode((unsigned char *)c->ws_key, sizeof c->ws_key, &ol, raw, sizeof raw)) {
-        conn_fail(c, "ws key", 0);
-        return;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
-                     opt.ws_path, opt.host, opt.port, c->ws_key);
-    buf_put(&c->wout, req, (size_t)n);
-    c->ws_state = 1;
-}
-
-/* the 101 response: status, Upgrade, Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
-static int ws_check_response(conn_t *c, const char *h, size_t n)
-{
-    if (n < 12 || strncmp(h, "HTTP/1.1 101", 12))
-        return -1;
-    char cat[64];
-    unsigned char dg[20];
-    char want[32];
-    size_t wl = 0;
-    snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", c->ws_key);
-    if (mbedtls_sha1_ret((const unsigned char *)cat, strlen(cat), dg) ||
-        mbedtls_base64_encode((unsigned char *)want, sizeof want, &wl, dg, sizeof dg))
-        return -2;
-    int accept_ok = 0, proto_ok = 0;
-    const char *e = h + n;
-    for (const char *l = h; l < e;) {
-        const char *nl = memchr(l, '\n', (size_t)(e - l));
-        size_t ll = nl ? (size_t)(nl - l) : (size_t)(e - l);
-        if (ll && l[ll - 1] == '\r')
-            ll--;
-        const char *colon = memchr(l, ':', ll);
-        if (colon) {
-            size_t kl = (size_t)(colon - l);
-            const char *v = colon + 1, *ve = l + ll;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            size_t vl = (size_t)(ve - v);
-            if (kl == 20 && !strncasecmp(l, "Sec-WebSocket-Accept", 20))
-                accept_ok = vl == wl && !memcmp(v, want, wl);
-            else if (kl == 22 && !strncasecmp(l, "Sec-WebSocket-Protocol", 22))
-                proto_ok = vl == 4 && !strncasecmp(v, "mqtt", 4);
-        }
-        l = nl ? nl + 1 : e;
-    }
-    if (!accept_ok)
-        return -3;
-    if (!proto_ok)
-        return -4;
-    return 0;
-}
-
-static void mqtt_connect(conn_t *c);
-static void conn_flush(conn_t *c);
-static void conn_close(conn_t *c);
-
-static void ws_peer_closed(conn_t *c)
-{
-    if (phase >= 2 || c->role == R_STORM || c->role == R_IDLE)
-        conn_close(c);
-    else
-        conn_fail(c, "ws close from peer", 0);
-}
-
-/* parse frames out of d[0..n); returns bytes consumed (whole frames only), or -1 if c was closed */
-static long ws_parse(conn_t *c, const uint8_t *d, size_t n)
-{
-    size_t pos = 0;
-    while (n - pos >= 2) {
-        const uint8_t *f = d + pos;
-        size_t avail = n - pos, hl = 2;
-        uint64_t pl = f[1] & 127;
-        if (f[1] & 0x80) {
-            conn_fail(c, "masked frame from server", 0);
-            return -1;
-        }
-        if (pl == 126) {
-            if (avail < 4)
-                break;
-            pl = (uint64_t)f[2] << 8 | f[3];
-            hl = 4;
-        } else if (pl == 127) {
-            if (avail < 10)
-                break;
-            pl = 0;
-            for (int i = 0; i < 8; i++)
-                pl = pl << 8 | f[2 + i];
-            hl = 10;
-            if (pl > (1u << 30)) {
-                conn_fail(c, "ws frame too large", 0);
-                return -1;
-            }
-        }
-        if (avail - hl < pl)
-            break;
-        const uint8_t *p = f + hl;
-        uint8_t op = f[0] & 15;
-        switch (op) {
-        case 0: /* continuation: MQTT is a byte stream, so fragments just concatenate */
-        case 2: /* binary */
-            if (pl)
-                on_plain(c, p, (size_t)pl);
-            break;
-        case 8: /* close: echo it once, then close the socket */
-            if (c->ws_state != 3) {
-                ws_frame(c, 8, p, pl >= 2 ? 2 : 0);
-                c->ws_state = 3;
-                conn_flush(c);
-            }
-            ws_peer_closed(c);
-            return -1;
-        case 9: /* ping */
-            if (c->ws_state == 2) {
-                ws_frame(c, 10, p, (size_t)pl);
-                conn_flush(c);
-            }
-            break;
-        case 10: /* pong */
-            break;
-        default:
-            conn_fail(c, "ws text or unknown opcode", -(int)op);
-            return -1;
-        }
-        if (c->st == S_CLOSING || c->st == S_FREE)
-            return -1;
-        pos += hl + (size_t)pl;
-    }
-    return (long)pos;
-}
-
-/* decrypted bytes of a --ws connection: the HTTP 101 response, then frames */
-static void ws_input(conn_t *c, const uint8_t *p, size_t n)
-{
-    buf_t *w = &c->win;
-    if (c->ws_state == 1) {
-        buf_put(w, p, n);
-        const uint8_t *h = w->p + w->off;
-        const uint8_t *end = memmem(h, w->len, "\r\n\r\n", 4);
-        if (!end) {
-            if (w->len > 16384)
-                conn_fail(c, "ws upgrade response too long", 0);
-            return;
-        }
-        size_t hn = (size_t)(end - h) + 4;
-        int r = ws_check_response(c, (const char *)h, hn);
-        if (r) {
-            if (n_failed < 5)
-                fprintf(stderr, "loadgen: upgrade response: %.*s\n", (int)(hn < 300 ? hn : 300),
-                        (const char *)h);
-            conn_fail(c, "ws upgrade", r);
-            return;
-        }
-        buf_consume(w, hn);
-        c->ws_state = 2;
-        mqtt_connect(c);
-        conn_flush(c);
-        if (c->st == S_CLOSING || c->st == S_FREE || !w->len)
-            return;
-        p = NULL;
-        n = 0;
-    }
-    if (!w->len) {
-        long u = ws_parse(c, p, n);
-        if (u >= 0 && (size_t)u < n)
-            buf_put(w, p + u, n - (size_t)u);
-        return;
-    }
-    if (n)
-        buf_put(w, p, n);
-    long u = ws_parse(c, w->p + w->off, w->len);
-    if (u > 0 && c->st != S_CLOSING && c->st != S_FREE)
-        buf_consume(w, (size_t)u);
-}
-
 /* encrypt the queued MQTT bytes (coalesced: up to 16 KB per record) and send them; with --ws
  * they first become one masked binary frame */
-static void conn_flush(conn_t *c)
+void conn_flush(conn_t *c)
 {
     buf_t *src = &c->pout;
     if (opt.ws) {
@@ -706,7 +302,7 @@ static void on_closed(uv_handle_t *h)
     scenario_progress();
 }
 
-static void conn_close(conn_t *c)
+void conn_close(conn_t *c)
 {
     if (c->st == S_FREE || c->st == S_CLOSING)
         return;
@@ -717,7 +313,7 @@ static void conn_close(conn_t *c)
         uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-static void conn_fail(conn_t *c, const char *why, int code)
+void conn_fail(conn_t *c, const char *why, int code)
 {
     if (c->st == S_FREE || c->st == S_CLOSING)
         return;
@@ -800,7 +396,7 @@ static void put_str(buf_t *b, const char *s)
     buf_put(b, s, l);
 }
 
-static void mqtt_connect(conn_t *c)
+void mqtt_connect(conn_t *c)
 {
     char cid[64];
     snprintf(cid, sizeof cid, "%s%c%d", client_prefix, "sPSi"[c->role], c -> idx);
@@ -1225,7 +821,7 @@ static void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
     }
 }
 
-static void on_plain(conn_t *c, const uint8_t *p, size_t n)
+void on_plain(conn_t *c, const uint8_t *p, size_t n)
 {
     buf_t *m = &c->min;
     const uint8_t *d = p;
@@ -1751,133 +1347,11 @@ static void storm_begin_round(void)
 
 /* --- main ------------------------------------------------------------------------------- */
 
-static void usage(void)
-{
-    fprintf(
-        stderr,
-        "usage: loadgen SCENARIO [options]\n"
-        "  SCENARIO: connect-storm | fan-in | fan-out | latency | idle | storm-latency\n"
-        "  --host H (127.0.0.1) --port P (8883) --cafile F --certdir D (NAME.crt + NAME.key)\n"
-        "  --sub-cert NAME (bench: subscriber identity, reads devices/#) --sub-filter F\n"
-        "  --topic-prefix P (devices/%%u/, %%u = cert CN; publishers use P + \"t\")\n"
-        "  --qos 0|1 --size B (64, min 16) --duration S (10) --count M (0 = no limit)\n"
-        "  --conns N (connect-storm/idle: 1000; fan-in publishers: 4) --subs S (fan-out: 100)\n"
-        "  --rate R (msg/s total; latency: 10000) --window W (per publisher in flight end to end)\n"
-        "  --parallel C (32 handshakes in progress) --resume --src-ips K --keepalive S (0)\n"
-        "  --no-lean (idle: keep TLS state) --settle S (idle: 2) --hold S (idle: 3600)\n"
-        "  --broker-pid PID (read broker CPU/RSS from /proc) --timeout S --servername N -v\n"
-        "  --ws (MQTT over WebSockets inside TLS) --ws-path P (/)\n"
-        "  storm-latency: the latency pair (--rate 1000, --qos 0) runs alone for --storm-delay S "
-        "(1),\n"
-        "    then --storm N (2000) devices connect with full handshakes, --parallel C (200) at a\n"
-        "    time, CONNECT, CONNACK, DISCONNECT; publishing stops --storm-post S (0.5) after the "
-        "storm\n"
-        "  --lat-dump FILE (storm-latency: every sample: ms since start, latency us, in storm "
-        "0/1)\n");
-    exit(2);
-}
-
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        usage();
-    int si = -1;
-    for (int i = 0; i < NSCEN; i++)
-        if (!strcmp(argv[1], scen_names[i]))
-            si = i;
-    if (si < 0)
-        usage();
-    opt.scen = (enum scen)si;
-    int conns_set = 0, rate_set = 0, parallel_set = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-#define ARG() (i + 1 < argc ? argv[++i] : (usage(), ""))
-        if (!strcmp(a, "--host"))
-            opt.host = ARG();
-        else if (!strcmp(a, "--port"))
-            opt.port = atoi(ARG());
-        else if (!strcmp(a, "--cafile"))
-            opt.cafile = ARG();
-        else if (!strcmp(a, "--certdir"))
-            opt.certdir = ARG();
-        else if (!strcmp(a, "--topic-prefix"))
-            opt.prefix = ARG();
-        else if (!strcmp(a, "--sub-cert"))
-            opt.sub_cert = ARG();
-        else if (!strcmp(a, "--sub-filter"))
-            opt.sub_filter = ARG();
-        else if (!strcmp(a, "--servername"))
-            opt.servername = ARG();
-        else if (!strcmp(a, "--qos"))
-            opt.qos = atoi(ARG());
-        else if (!strcmp(a, "--size"))
-            opt.size = atoi(ARG());
-        else if (!strcmp(a, "--duration"))
-            opt.duration = atof(ARG());
-        else if (!strcmp(a, "--count"))
-            opt.count = strtoull(ARG(), NULL, 10);
-        else if (!strcmp(a, "--conns")) {
-            opt.conns = atoi(ARG());
-            conns_set = 1;
-        } else if (!strcmp(a, "--subs"))
-            opt.subs = atoi(ARG());
-        else if (!strcmp(a, "--rate")) {
-            opt.rate = atof(ARG());
-            rate_set = 1;
-        } else if (!strcmp(a, "--window"))
-            opt.window = atoi(ARG());
-        else if (!strcmp(a, "--parallel")) {
-            opt.parallel = atoi(ARG());
-            parallel_set = 1;
-        } else if (!strcmp(a, "--ws"))
-            opt.ws = 1;
-        else if (!strcmp(a, "--ws-path"))
-            opt.ws_path = ARG();
-        else if (!strcmp(a, "--storm"))
-            opt.storm = atoi(ARG());
-        else if (!strcmp(a, "--storm-delay"))
-            opt.storm_delay = atof(ARG());
-        else if (!strcmp(a, "--storm-post"))
-            opt.storm_post = atof(ARG());
-        else if (!strcmp(a, "--lat-dump"))
-            opt.lat_dump = ARG();
-        else if (!strcmp(a, "--resume"))
-            opt.resume = 1;
-        else if (!strcmp(a, "--src-ips"))
-            opt.src_ips = atoi(ARG());
-        else if (!strcmp(a, "--keepalive"))
-            opt.keepalive = atoi(ARG());
-        else if (!strcmp(a, "--no-lean"))
-            opt.lean = 0;
-        else if (!strcmp(a, "--settle"))
-            opt.settle = atof(ARG());
-        else if (!strcmp(a, "--hold"))
-            opt.hold = atof(ARG());
-        else if (!strcmp(a, "--broker-pid"))
-            opt.broker_pid = atoi(ARG());
-        else if (!strcmp(a, "--timeout"))
-            opt.timeout = atof(ARG());
-        else if (!strcmp(a, "-v"))
-            opt.verbose = 1;
-        else
-            usage();
-    }
-    if (!opt.cafile || !opt.certdir)
-        die("--cafile and --certdir are required");
-    if (opt.qos < 0 || opt.qos > 1)
-        die("--qos must be 0 or 1");
-    if (opt.size < 16 || opt.size > 1 << 20)
-        die("--size must be 16 .. 1048576 (the payload carries a timestamp)");
-    if (opt.keepalive < 0 || opt.keepalive > 65535)
-        die("--keepalive 0 .. 65535");
-    if (opt.src_ips < 0 || opt.src_ips > 254)
-        die("--src-ips 0 .. 254");
-    if (opt.parallel < 1)
-        opt.parallel = 1;
-    if (opt.duration <= 0 || opt.duration > 3600)
-        die("--duration must be in (0, 3600]");
-    if (strcmp(opt.host, "127.0.0.1") && strncmp(opt.host, "127.", 4))
-        die("loopback only (--host 127.x.x.x)");
+    struct lg_set set;
+    lg_options(argc, argv, &set);
+    int conns_set = set.conns, rate_set = set.rate, parallel_set = set.parallel;
 
     switch (opt.scen) {
     case SC_STORM:
