@@ -478,33 +478,20 @@ struct buf *tls_conn_output(struct tls_conn *c)
     return &c->out;
 }
 
-/* The certificate that issued crt: one the peer sent, one remembered from an earlier peer, or
- * a trust anchor. Matched by name only: the chain has already been verified. */
-static const mbedtls_x509_crt *find_issuer(const struct tls_ctx *ctx, const mbedtls_x509_crt *crt)
-{
-    const mbedtls_x509_crt *lists[] = {crt->next, &ctx->seen, &ctx->ca};
-    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
-        for (const mbedtls_x509_crt *x = lists[i]; x && x->raw.p; x = x->next)
-            if (x->subject_raw.len == crt->issuer_raw.len &&
-                !memcmp(x->subject_raw.p, crt->issuer_raw.p, crt->issuer_raw.len))
-                return x;
-    return NULL;
-}
-
-static uint8_t *dup_bytes(const uint8_t *p, size_t n)
-{
-    uint8_t *d = xmalloc(n);
-    memcpy(d, p, n);
-    return d;
-}
-
 static void keep_der(struct tls_conn *c, const mbedtls_x509_crt *crt)
 {
-    c->der = dup_bytes(crt->raw.p, crt->raw.len);
+    c->der = xmemdup(crt->raw.p, crt->raw.len);
     c->der_len = crt->raw.len;
-    const mbedtls_x509_crt *iss = find_issuer(c->ctx, crt);
+    /* One the peer sent first, else a trust anchor or an intermediate seen before. */
+    const mbedtls_x509_crt *iss = NULL;
+    for (const mbedtls_x509_crt *x = crt->next; x && x->raw.p && !iss; x = x->next)
+        if (x->subject_raw.len == crt->issuer_raw.len &&
+            !memcmp(x->subject_raw.p, crt->issuer_raw.p, crt->issuer_raw.len))
+            iss = x;
+    if (!iss)
+        iss = tls_verify_find_issuer(c->ctx, crt);
     if (iss) {
-        c->issuer_der = dup_bytes(iss->raw.p, iss->raw.len);
+        c->issuer_der = xmemdup(iss->raw.p, iss->raw.len);
         c->issuer_der_len = iss->raw.len;
     }
 }

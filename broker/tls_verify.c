@@ -380,7 +380,7 @@ void tls_verify_remember(struct tls_verify_state *vs)
 }
 
 /* The CA of crt: the CA set first, then intermediates verified earlier on this listener. */
-static const mbedtls_x509_crt *find_issuer(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
+const mbedtls_x509_crt *tls_verify_find_issuer(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
 {
     for (const mbedtls_x509_crt *ca = &c->ca; ca && ca->raw.p; ca = ca->next)
         if (same_name(&ca->subject_raw, &crt->issuer_raw))
@@ -423,7 +423,7 @@ const char *tls_verify_ticket_check(const struct tls_ctx *c, const mbedtls_x509_
             return "not yet valid";
         if (self_signed(crt))
             return depth ? NULL : "self-signed";
-        const mbedtls_x509_crt *up = find_issuer(c, crt);
+        const mbedtls_x509_crt *up = tls_verify_find_issuer(c, crt);
         const char *why = crl_check(c, crt, up != NULL);
         if (why)
             return why;
@@ -441,10 +441,10 @@ int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
     if (leaf_checks(vs, crt) != 0)
         return -1;
     add_chain(p, crt);
-    const mbedtls_x509_crt *up = find_issuer(vs->ctx, crt);
+    const mbedtls_x509_crt *up = tls_verify_find_issuer(vs->ctx, crt);
     for (int i = 0; up && !self_signed(up) && i < 8; i++) {
         add_chain(p, up);
-        up = find_issuer(vs->ctx, up);
+        up = tls_verify_find_issuer(vs->ctx, up);
     }
     return 0;
 }

@@ -73,6 +73,9 @@ const char *tls_verify_ticket_check(const struct tls_ctx *c, const mbedtls_x509_
 int tls_verify_peer_chain(struct tls_verify_state *vs, const mbedtls_x509_crt *chain,
                           unsigned char *alert);
 void tls_vcache_free(struct tls_ctx *c);
+/* The CA of crt by name: the CA set first, then intermediates verified earlier here. */
+const mbedtls_x509_crt *tls_verify_find_issuer(const struct tls_ctx *c,
+                                               const mbedtls_x509_crt *crt);
 /* After a successful full handshake: remember the verified intermediates (see TLS_SEEN_MAX). */
 void tls_verify_remember(struct tls_verify_state *vs);
 /* After a resumed handshake: identity, EKU and peer fields from the ticket's certificate. */

@@ -149,14 +149,26 @@ static void issuer_put(struct ocsp *x, struct issuer *i)
     free(i);
 }
 
+static void cache_drop(struct ocsp *x, struct cached *c)
+{
+    HASH_DEL(x->cache, c);
+    x->cache_count--;
+    free(c);
+}
+
+static void cache_clear(struct ocsp *x)
+{
+    struct cached *c, *tmp;
+    HASH_ITER(hh, x->cache, c, tmp)
+    cache_drop(x, c);
+}
+
 static struct cached *cache_find(struct ocsp *x, const struct ocsp_certid *id, int64_t now)
 {
     struct cached *c;
     HASH_FIND(hh, x->cache, id, sizeof(*id), c);
     if (c && c->expires <= now) {
-        HASH_DEL(x->cache, c);
-        x->cache_count--;
-        free(c);
+        cache_drop(x, c);
         return NULL;
     }
     return c;
@@ -170,24 +182,15 @@ static void cache_put(struct ocsp *x, const struct ocsp_certid *id, const struct
         exp = r->next_update;
     struct cached *c;
     HASH_FIND(hh, x->cache, id, sizeof(*id), c);
-    if (c) {
-        HASH_DEL(x->cache, c); /* re-added at the young end */
-        x->cache_count--;
-    } else {
-        c = malloc(sizeof(*c));
-        if (!c)
-            return;
-    }
-    if (exp <= now || !x->cache_size) {
-        free(c);
+    if (c)
+        cache_drop(x, c); /* the fresh answer goes in at the young end */
+    if (exp <= now || !x->cache_size)
         return;
-    }
-    while (x->cache_count >= x->cache_size) {
-        struct cached *old = x->cache;
-        HASH_DEL(x->cache, old);
-        x->cache_count--;
-        free(old);
-    }
+    while (x->cache_count >= x->cache_size)
+        cache_drop(x, x->cache);
+    c = malloc(sizeof(*c));
+    if (!c)
+        return;
     c->id = *id;
     c->status = r->status;
     c->expires = exp;
@@ -546,13 +549,7 @@ static void reload(void *ud)
 {
     struct ocsp *x = ud;
     /* Operators revoke and then reload: answers cached before must not outlive that. */
-    struct cached *c, *tmp;
-    HASH_ITER(hh, x->cache, c, tmp)
-    {
-        HASH_DEL(x->cache, c);
-        free(c);
-    }
-    x->cache_count = 0;
+    cache_clear(x);
     LOG(x, CERTMQ_LOG_NOTICE,
         "cache cleared; answers so far: %llu good, %llu revoked, %llu "
         "unknown, %llu failed, %llu from cache",
@@ -599,7 +596,7 @@ static void cleanup(void *ud)
     struct tracked *t, *ttmp;
     HASH_ITER(hh, x->tracked, t, ttmp)
     untrack(x, t);
-    reload(x);
+    cache_clear(x);
     if (x->recheck_on)
         uv_close((uv_handle_t *)&x->recheck, recheck_closed);
     else

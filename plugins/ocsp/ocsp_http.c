@@ -76,14 +76,6 @@ int ocsp_url_parse(const char *url, struct ocsp_url *out, const char **why)
     return 0;
 }
 
-static const uint8_t *find_crlfcrlf(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i + 3 < n; i++)
-        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n')
-            return p + i;
-    return NULL;
-}
-
 /* A header line "Name: value" (without CRLF) named name? Then *value, *vlen. */
 static bool header_is(const uint8_t *line, size_t n, const char *name, const uint8_t **value,
                       size_t *vlen)
@@ -104,7 +96,7 @@ static bool header_is(const uint8_t *line, size_t n, const char *name, const uin
 int ocsp_http_parse(const uint8_t *p, size_t n, bool eof, int *status, size_t *body_off,
                     size_t *body_len, const char **why)
 {
-    const uint8_t *hend = find_crlfcrlf(p, n < HEADER_MAX ? n : HEADER_MAX);
+    const uint8_t *hend = memmem(p, n < HEADER_MAX ? n : HEADER_MAX, "\r\n\r\n", 4);
     if (!hend) {
         if (n >= HEADER_MAX) {
             *why = "response headers too long";
