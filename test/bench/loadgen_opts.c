@@ -96,78 +96,76 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         usage();
     opt.scen = (enum scen)si;
     memset(set, 0, sizeof(*set));
+    /* Every option: its name, where it goes and how it is read. */
+    enum kind { K_STR, K_INT, K_DBL, K_U64, K_ON, K_OFF };
+    const struct {
+        const char *name;
+        enum kind kind;
+        void *dst;
+        int *given; /* set when the option appears (scenario defaults depend on it) */
+    } table[] = {
+        {"--host", K_STR, &opt.host, NULL},
+        {"--port", K_INT, &opt.port, NULL},
+        {"--cafile", K_STR, &opt.cafile, NULL},
+        {"--certdir", K_STR, &opt.certdir, NULL},
+        {"--topic-prefix", K_STR, &opt.prefix, NULL},
+        {"--sub-cert", K_STR, &opt.sub_cert, NULL},
+        {"--sub-filter", K_STR, &opt.sub_filter, NULL},
+        {"--servername", K_STR, &opt.servername, NULL},
+        {"--qos", K_INT, &opt.qos, NULL},
+        {"--size", K_INT, &opt.size, NULL},
+        {"--duration", K_DBL, &opt.duration, NULL},
+        {"--count", K_U64, &opt.count, NULL},
+        {"--conns", K_INT, &opt.conns, &set->conns},
+        {"--subs", K_INT, &opt.subs, NULL},
+        {"--rate", K_DBL, &opt.rate, &set->rate},
+        {"--window", K_INT, &opt.window, NULL},
+        {"--parallel", K_INT, &opt.parallel, &set->parallel},
+        {"--ws", K_ON, &opt.ws, NULL},
+        {"--ws-path", K_STR, &opt.ws_path, NULL},
+        {"--storm", K_INT, &opt.storm, NULL},
+        {"--storm-delay", K_DBL, &opt.storm_delay, NULL},
+        {"--storm-post", K_DBL, &opt.storm_post, NULL},
+        {"--lat-dump", K_STR, &opt.lat_dump, NULL},
+        {"--resume", K_ON, &opt.resume, NULL},
+        {"--src-ips", K_INT, &opt.src_ips, NULL},
+        {"--keepalive", K_INT, &opt.keepalive, NULL},
+        {"--no-lean", K_OFF, &opt.lean, NULL},
+        {"--settle", K_DBL, &opt.settle, NULL},
+        {"--hold", K_DBL, &opt.hold, NULL},
+        {"--broker-pid", K_INT, &opt.broker_pid, NULL},
+        {"--timeout", K_DBL, &opt.timeout, NULL},
+        {"-v", K_ON, &opt.verbose, NULL},
+    };
     for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-#define ARG() (i + 1 < argc ? argv[++i] : (usage(), ""))
-        if (!strcmp(a, "--host"))
-            opt.host = ARG();
-        else if (!strcmp(a, "--port"))
-            opt.port = atoi(ARG());
-        else if (!strcmp(a, "--cafile"))
-            opt.cafile = ARG();
-        else if (!strcmp(a, "--certdir"))
-            opt.certdir = ARG();
-        else if (!strcmp(a, "--topic-prefix"))
-            opt.prefix = ARG();
-        else if (!strcmp(a, "--sub-cert"))
-            opt.sub_cert = ARG();
-        else if (!strcmp(a, "--sub-filter"))
-            opt.sub_filter = ARG();
-        else if (!strcmp(a, "--servername"))
-            opt.servername = ARG();
-        else if (!strcmp(a, "--qos"))
-            opt.qos = atoi(ARG());
-        else if (!strcmp(a, "--size"))
-            opt.size = atoi(ARG());
-        else if (!strcmp(a, "--duration"))
-            opt.duration = atof(ARG());
-        else if (!strcmp(a, "--count"))
-            opt.count = strtoull(ARG(), NULL, 10);
-        else if (!strcmp(a, "--conns")) {
-            opt.conns = atoi(ARG());
-            set->conns = 1;
-        } else if (!strcmp(a, "--subs"))
-            opt.subs = atoi(ARG());
-        else if (!strcmp(a, "--rate")) {
-            opt.rate = atof(ARG());
-            set->rate = 1;
-        } else if (!strcmp(a, "--window"))
-            opt.window = atoi(ARG());
-        else if (!strcmp(a, "--parallel")) {
-            opt.parallel = atoi(ARG());
-            set->parallel = 1;
-        } else if (!strcmp(a, "--ws"))
-            opt.ws = 1;
-        else if (!strcmp(a, "--ws-path"))
-            opt.ws_path = ARG();
-        else if (!strcmp(a, "--storm"))
-            opt.storm = atoi(ARG());
-        else if (!strcmp(a, "--storm-delay"))
-            opt.storm_delay = atof(ARG());
-        else if (!strcmp(a, "--storm-post"))
-            opt.storm_post = atof(ARG());
-        else if (!strcmp(a, "--lat-dump"))
-            opt.lat_dump = ARG();
-        else if (!strcmp(a, "--resume"))
-            opt.resume = 1;
-        else if (!strcmp(a, "--src-ips"))
-            opt.src_ips = atoi(ARG());
-        else if (!strcmp(a, "--keepalive"))
-            opt.keepalive = atoi(ARG());
-        else if (!strcmp(a, "--no-lean"))
-            opt.lean = 0;
-        else if (!strcmp(a, "--settle"))
-            opt.settle = atof(ARG());
-        else if (!strcmp(a, "--hold"))
-            opt.hold = atof(ARG());
-        else if (!strcmp(a, "--broker-pid"))
-            opt.broker_pid = atoi(ARG());
-        else if (!strcmp(a, "--timeout"))
-            opt.timeout = atof(ARG());
-        else if (!strcmp(a, "-v"))
-            opt.verbose = 1;
-        else
+        size_t k = 0;
+        while (k < sizeof(table) / sizeof(table[0]) && strcmp(argv[i], table[k].name))
+            k++;
+        if (k == sizeof(table) / sizeof(table[0]))
             usage();
+        if (table[k].given)
+            *table[k].given = 1;
+        if (table[k].kind == K_ON || table[k].kind == K_OFF) {
+            *(int *)table[k].dst = table[k].kind == K_ON;
+            continue;
+        }
+        if (i + 1 >= argc)
+            usage();
+        const char *v = argv[++i];
+        switch (table[k].kind) {
+        case K_STR:
+            *(const char **)table[k].dst = v;
+            break;
+        case K_INT:
+            *(int *)table[k].dst = atoi(v);
+            break;
+        case K_DBL:
+            *(double *)table[k].dst = atof(v);
+            break;
+        default:
+            *(uint64_t *)table[k].dst = strtoull(v, NULL, 10);
+            break;
+        }
     }
     if (!opt.cafile || !opt.certdir)
         die("--cafile and --certdir are required");
