@@ -88,6 +88,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.max_topic_levels, 256);
     CHECK_EQ_INT(c.max_topic_alias, 10);
     CHECK_EQ_INT(c.max_subscriptions_per_client, 10000);
+    CHECK_EQ_INT(c.max_retained_messages, 100000);
     CHECK_EQ_INT(c.persistent_client_expiration, 0);
     CHECK(c.allow_zero_length_clientid);
     CHECK(c.retain_available);
@@ -279,6 +280,21 @@ static void test_refusals(void)
     refused("no_such_thing 1\n", "t.conf:6: unknown configuration key 'no_such_thing'");
 }
 
+/* max_retained_messages bounds the retained store; 0 lifts the bound. */
+static void test_retained_limit(void)
+{
+    struct config c;
+    struct diag d;
+    CHECK_EQ_INT(parse_with("max_retained_messages 3\n", &c, &d), 0);
+    CHECK_EQ_INT(c.max_retained_messages, 3);
+    config_free(&c);
+    diag_free(&d);
+    CHECK_EQ_INT(parse_with("max_retained_messages 0\n", &c, &d), 0);
+    CHECK_EQ_INT(c.max_retained_messages, 0);
+    config_free(&c);
+    diag_free(&d);
+}
+
 static void test_bad_values(void)
 {
     refused("max_queued_messages -1\n",
@@ -286,6 +302,9 @@ static void test_bad_values(void)
     refused("max_queued_messages 12abc\n", "t.conf:6: max_queued_messages: expected a whole");
     refused("max_queued_bytes 99999999999999999999\n", "t.conf:6: max_queued_bytes: expected");
     refused("max_keepalive 65536\n", "t.conf:6: max_keepalive: expected a whole number");
+    refused(
+        "max_retained_messages -5\n",
+        "t.conf:6: max_retained_messages: expected a whole number from 0 to 100000000, not '-5'");
     refused("max_keepalive +5\n", "t.conf:6: max_keepalive: expected a whole number");
     refused("max_connections -2\n", "t.conf:6: max_connections: expected a whole number from -1");
     refused("verify_depth 0\n", "t.conf:6: verify_depth: expected a whole number from 1 to 16");
@@ -553,6 +572,7 @@ int main(void)
     test_durations();
     test_paths();
     test_refusals();
+    test_retained_limit();
     test_bad_values();
     test_many_errors();
     test_lexing();
