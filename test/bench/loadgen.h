@@ -145,4 +145,107 @@ void ws_frame(conn_t *c, uint8_t op, const uint8_t *d, size_t n);
 void ws_send_upgrade(conn_t *c);
 void ws_input(conn_t *c, const uint8_t *p, size_t n);
 
+/* ---- shared run state and functions (loadgen*.c) ---- */
+typedef struct {
+    char name[128], cn[128];
+    mbedtls_x509_crt crt;
+    mbedtls_pk_context key;
+    mbedtls_ssl_config conf;
+    mbedtls_ssl_session sess; /* cached ticket per cert (idle --resume) */
+    int have_sess;
+} cert_t;
+typedef struct {
+    uint64_t t, lat; /* publish time, latency (ns) */
+} lat_rec_t;
+
+extern cert_t *certs;
+extern int ncerts, sub_cert_idx;
+extern int *pub_certs, npub_certs;
+extern mbedtls_x509_crt cacrt;
+extern mbedtls_entropy_context entropy;
+extern uv_loop_t *loop;
+extern conn_t *conns;
+extern int nconns;
+extern int n_started, n_ready, n_closed, n_active_hs, n_resumed;
+extern char client_prefix[32];
+extern uint64_t *samples;
+extern size_t nsamples;
+extern uint64_t nseen;
+extern int storm_round;
+extern uint64_t m_start_ns, m_end_ns, last_deliv_ns, pub_stop_ns;
+extern uint64_t total_sent, total_delivered, total_target;
+extern double cpu_start, cpu_end;
+extern long rss_start_kb, rss_end_kb;
+extern int npubs, nsubs;
+extern uv_timer_t tick_timer, hard_timer, rate_timer, settle_timer;
+extern uv_signal_t sig_term, sig_int;
+extern int exit_code;
+extern uint64_t *lat_connect;
+extern int next_to_start;
+extern int storm_child;
+extern int storm_disc;
+extern pid_t child_pid;
+extern int go_fd;
+extern int storm_state;
+extern uint64_t storm_t0, storm_t1;
+extern uint64_t storm_go_ns;
+extern char child_json[2048];
+extern size_t child_json_len;
+extern uv_pipe_t child_pipe;
+extern uv_timer_t go_timer;
+extern lat_rec_t *recs;
+extern size_t nrecs, recs_cap;
+
+int name_cmp(const void *a, const void *b);
+void load_certs(void);
+void sample_add(uint64_t v);
+int u64cmp(const void *a, const void *b);
+double pct_us(double p);
+int bio_send(void *ctx, const unsigned char *b, size_t n);
+int bio_recv(void *ctx, unsigned char *b, size_t n);
+void sock_flush(conn_t *c);
+void on_write(uv_write_t *r, int status);
+void free_tls(conn_t *c);
+void on_closed(uv_handle_t *h);
+void shutdown_cb(uv_shutdown_t *r, int status);
+void conn_disconnect(conn_t *c);
+size_t put_varlen(uint8_t *p, size_t v);
+void put_str(buf_t *b, const char *s);
+void mqtt_subscribe(conn_t *c, const char *filter);
+void mqtt_publish(conn_t *c, uint32_t seq);
+double broker_cpu(void);
+long broker_rss_kb(void);
+void finish_cb(uv_timer_t *t);
+void close_all_cb(uv_timer_t *t);
+void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b);
+void drive_handshake(conn_t *c);
+void start_tls(conn_t *c);
+void on_connect(uv_connect_t *r, int status);
+void conn_start(conn_t *c);
+void start_more(void);
+void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+void on_ready(conn_t *c);
+void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n);
+uint64_t pub_allowed(conn_t *c);
+void pump_n(conn_t *c, uint64_t want);
+uint64_t rate_due(conn_t *c);
+void pump(conn_t *c);
+void on_rate(uv_timer_t *t);
+double json_num(const char *js, const char *key);
+uint64_t json_u64(const char *js, const char *key);
+void on_go(uv_timer_t *t);
+void on_child_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b);
+void on_child_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+void start_measuring(void);
+void stop_publishing(void);
+void scenario_progress(void);
+void on_tick(uv_timer_t *t);
+void close_all(void);
+void on_signal(uv_signal_t *s, int sig);
+void on_hard_timeout(uv_timer_t *t);
+double pct_of(const uint64_t *a, size_t n, double p);
+void finish_stormlat(char *js, size_t cap, int *np);
+void finish(void);
+void storm_begin_round(void);
+
 #endif
