@@ -445,7 +445,7 @@ static int no_answer(struct ocsp *x, const struct certmq_cert *cert, struct cert
         return CERTMQ_ALLOW;
     }
     char why[200];
-    snprintf(why, sizeof(why), "OCSP: %s", err);
+    snprintf(why, sizeof(why), "OCSP: %.190s", err); /* cut, not overflowed */
     x->api->cert_decide(p, CERTMQ_DENY, why);
     return CERTMQ_DENY;
 }
@@ -504,7 +504,7 @@ static int cert_check(void *ud, const struct certmq_cert *cert, struct certmq_pe
         free(w);
         issuer_put(x, iss);
         char e[200];
-        snprintf(e, sizeof(e), "responder %s: %s", url, err);
+        snprintf(e, sizeof(e), "responder %.100s: %.80s", url, err);
         r = no_answer(x, cert, p, e);
         goto out;
     }

@@ -366,7 +366,7 @@ static size_t user_props_put(const struct mqtt_props *pr, uint8_t *out)
 {
     size_t n = 0;
     uint32_t off = 0;
-    struct mqtt_bin k, v;
+    struct mqtt_bin k = {0}, v = {0}; /* gcc -O3 does not see that next() sets both */
     while (codec_user_prop_next(pr, &off, &k, &v)) {
         if (out) {
             out[n] = MQTT_PROP_USER_PROPERTY;
