@@ -10,6 +10,7 @@
 
 #include "codec.h"
 #include "topic.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 #include <errno.h>
@@ -205,7 +206,7 @@ static int acl__parse_rule(struct acl *a, struct user *cur, bool is_pattern, cha
         diag_add(d, fname, lineno, "invalid topic filter '%.*s'", ACL_SHOW, topic);
         return -1;
     }
-    if (!codec_utf8_valid((const uint8_t *)topic, len)) {
+    if (!utf8_valid((const uint8_t *)topic, len, false)) {
         diag_add(d, fname, lineno, "topic filter is not valid UTF-8");
         return -1;
     }
@@ -255,7 +256,7 @@ static int acl__parse_line(struct acl *a, struct user **cur, char *line, const c
         diag_add(d, fname, lineno, "'user' needs a name");
         return -1;
     }
-    if (!codec_utf8_valid((const uint8_t *)rest, strlen(rest))) {
+    if (!utf8_valid((const uint8_t *)rest, strlen(rest), false)) {
         diag_add(d, fname, lineno, "user name is not valid UTF-8");
         return -1;
     }

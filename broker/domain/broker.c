@@ -174,31 +174,43 @@ struct handover {
     struct session *leaving;
 };
 
+/* The member of a shared group that gets the next message: the next one in turn that is online
+ * and may read m; an offline one only if no member is online (it gets it when it returns). skip
+ * (may be NULL) is never chosen. The cursor moves past whoever is chosen. */
+static const struct topic_sub *pick_member(const struct broker *b, struct topic_group *g,
+                                           const struct msg *m, const struct session *skip)
+{
+    size_t n = topic_group_size(g);
+    uint32_t *cur = topic_group_cursor(g);
+    const struct topic_sub *fallback = NULL;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*cur + k) % n;
+        const struct topic_sub *sub = topic_group_member(g, i);
+        struct session *s = sub->subscriber;
+        if (s == skip || !allowed(b, s, m, ACL_READ))
+            continue;
+        if (session_client(s)) {
+            *cur = (uint32_t)((i + 1) % n);
+            return sub;
+        }
+        if (!fallback)
+            fallback = sub;
+    }
+    if (fallback)
+        *cur = (*cur + 1) % (uint32_t)n;
+    return fallback;
+}
+
 /* A message given to a shared group goes to another member of that group when the member that
  * had it leaves before acknowledging it. The group is still valid: the leaving session is
  * still one of its members at this point. */
 static void hand_over(void *ctx, const struct session_delivery *d)
 {
     struct handover *h = ctx;
-    struct topic_group *g = (struct topic_group *)d->group;
-    size_t n = topic_group_size(g);
-    uint32_t *cur = topic_group_cursor(g);
-    struct session *fallback = NULL;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (*cur + k) % n;
-        struct session *s = topic_group_member(g, i)->subscriber;
-        if (s == h->leaving || !allowed(h->b, s, d->msg, ACL_READ))
-            continue;
-        if (session_client(s)) {
-            *cur = (uint32_t)((i + 1) % n);
-            deliver(h->b, s, d);
-            return;
-        }
-        if (!fallback)
-            fallback = s;
-    }
-    if (fallback)
-        deliver(h->b, fallback, d);
+    const struct topic_sub *sub =
+        pick_member(h->b, (struct topic_group *)d->group, d->msg, h->leaving);
+    if (sub)
+        deliver(h->b, sub->subscriber, d);
 }
 
 static void destroy_session(struct broker *b, struct session *s)
@@ -443,32 +455,13 @@ static void on_match(void *ctx, const struct topic_sub *sub)
               sub->group);
 }
 
-/* A shared group gets the message once: the next member in turn that is online and may read
- * the topic; an offline member only if no member is online. */
+/* A shared group gets the message once (pick_member). */
 static void on_group(void *ctx, struct topic_group *g)
 {
     struct broker *b = ctx;
-    size_t n = topic_group_size(g);
-    uint32_t *cur = topic_group_cursor(g);
-    const struct topic_sub *fallback = NULL;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (*cur + k) % n;
-        const struct topic_sub *sub = topic_group_member(g, i);
-        struct session *s = sub->subscriber;
-        if (!allowed(b, s, b->cur, ACL_READ))
-            continue;
-        if (session_client(s)) {
-            *cur = (uint32_t)((i + 1) % n);
-            on_match(b, sub);
-            return;
-        }
-        if (!fallback)
-            fallback = sub;
-    }
-    if (fallback) {
-        *cur = (*cur + 1) % (uint32_t)n;
-        on_match(b, fallback);
-    }
+    const struct topic_sub *sub = pick_member(b, g, b->cur, NULL);
+    if (sub)
+        on_match(b, sub);
 }
 
 static void deliver(struct broker *b, struct session *s, const struct session_delivery *d)

@@ -254,8 +254,4 @@ size_t codec_encode_publish_head(const struct mqtt_publish *pub, uint8_t version
 /* Size of a packet's properties block as encoded (without its own length prefix). */
 size_t codec_props_size(const struct mqtt_props *pr, uint8_t type);
 
-/* UTF-8 check per MQTT rules: well-formed, no U+0000, no surrogates. (Control characters and
- * non-characters are allowed by MQTT and accepted here.) */
-bool codec_utf8_valid(const uint8_t *p, size_t len);
-
 #endif

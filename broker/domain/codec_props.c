@@ -4,6 +4,7 @@
  * specification requires. Also home of the bounded read cursor and the write primitives the
  * rest of the codec uses. Like codec.c it knows nothing of sessions or the broker. */
 #include "codec_props.h"
+#include "utf8.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -88,7 +89,7 @@ bool codec__str(struct codec_cur *c, struct mqtt_bin *b)
 {
     if (!codec__bin(c, b))
         return false;
-    if (!codec_utf8_valid(b->p, b->len)) {
+    if (!utf8_valid(b->p, b->len, false)) {
         c->bad = true;
         return false;
     }

@@ -4,6 +4,7 @@
  * rules, chain length), and records what later re-checks need (issuer hash + serial per
  * certificate). Knows no loop, socket or MQTT. */
 #include "tls_verify.h"
+#include "utf8.h"
 
 #include "log.h"
 #include "xmalloc.h"
@@ -43,31 +44,6 @@ static bool same_name(const mbedtls_x509_buf *a, const mbedtls_x509_buf *b)
 
 /* ---- identity ----------------------------------------------------------------------------- */
 
-static bool utf8_ok(const uint8_t *p, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        uint8_t c = p[i];
-        size_t n = c < 0x80             ? 0
-                   : (c & 0xE0) == 0xC0 ? 1
-                   : (c & 0xF0) == 0xE0 ? 2
-                   : (c & 0xF8) == 0xF0 ? 3
-                                        : 9;
-        if (n == 9 || len - i - 1 < n)
-            return false;
-        uint32_t cp = n ? c & (0x3F >> n) : c;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[i + k] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 bool tls_identity_valid(const uint8_t *p, size_t len, const char **why)
 {
     if (len == 0) {
@@ -78,7 +54,7 @@ bool tls_identity_valid(const uint8_t *p, size_t len, const char **why)
         *why = "longer than 256 bytes";
         return false;
     }
-    if (!utf8_ok(p, len)) {
+    if (!utf8_valid(p, len, true)) { /* NUL is refused below, with the controls */
         *why = "not valid UTF-8";
         return false;
     }

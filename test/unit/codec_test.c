@@ -3,6 +3,7 @@
  * validator (bad and borderline input: codec_bad_test.c). Every decode reads from an exactly
  * sized heap copy so a sanitizer build catches any read past the input. */
 #include "codec_util.h"
+#include "utf8.h"
 
 static const uint8_t versions[] = {MQTT_V31, MQTT_V311, MQTT_V5};
 
@@ -614,7 +615,7 @@ static bool utf8(const char *h)
     uint8_t *c = malloc(n ? n : 1);
     if (n)
         memcpy(c, b, n);
-    bool r = codec_utf8_valid(c, n);
+    bool r = utf8_valid(c, n, false);
     free(c);
     return r;
 }
@@ -652,14 +653,14 @@ static void test_utf8(void)
     for (size_t at = 0; at < 24; at++) {
         uint8_t s[24];
         memset(s, 'a', sizeof(s));
-        CHECK(codec_utf8_valid(s, sizeof(s)));
+        CHECK(utf8_valid(s, sizeof(s), false));
         s[at] = 0;
-        CHECK(!codec_utf8_valid(s, sizeof(s)));
+        CHECK(!utf8_valid(s, sizeof(s), false));
         s[at] = 0xC3;
-        CHECK(!codec_utf8_valid(s, sizeof(s)));
+        CHECK(!utf8_valid(s, sizeof(s), false));
         if (at + 1 < sizeof(s)) {
             s[at + 1] = 0xA9;
-            CHECK(codec_utf8_valid(s, sizeof(s)));
+            CHECK(utf8_valid(s, sizeof(s), false));
         }
     }
 }
