@@ -5,6 +5,7 @@
  * costs neither stack nor heap. Knows nothing of sessions, subscriptions or the wire. */
 #include "retain.h"
 
+#include "topic.h"
 #include "xmalloc.h"
 
 #include <stdlib.h>
@@ -64,18 +65,11 @@ void retain_free(struct retain *r)
     free(r);
 }
 
-/* End of the level starting at s[pos] (index of its '/' or len). */
-static size_t retain__level_end(const char *s, size_t len, size_t pos)
-{
-    const char *slash = memchr(s + pos, '/', len - pos);
-    return slash ? (size_t)(slash - s) : len;
-}
-
 static struct rnode *retain__find(const struct retain *r, const char *t, size_t len, bool create)
 {
     struct rnode *n = r->root;
     for (size_t pos = 0;;) {
-        size_t end = retain__level_end(t, len, pos);
+        size_t end = topic_level_end(t, len, pos);
         struct rnode *c;
         HASH_FIND(hh, n->children, t + pos, end - pos, c);
         if (!c) {
@@ -186,7 +180,7 @@ void retain_match(const struct retain *r, const char *filter, size_t flen, retai
     const struct rnode *n = r->root, *prev = NULL;
     size_t pos = 0;
     for (;;) {
-        size_t end = retain__level_end(filter, flen, pos);
+        size_t end = topic_level_end(filter, flen, pos);
         const char *l = filter + pos;
         size_t ll = end - pos;
         const struct rnode *c = NULL;
@@ -206,10 +200,7 @@ void retain_match(const struct retain *r, const char *filter, size_t flen, retai
         }
         if (!n->parent)
             return;
-        size_t i = pos - 1; /* the '/' that ended the parent's level */
-        while (i > 0 && filter[i - 1] != '/')
-            i--;
-        pos = i;
+        pos = topic_level_prev(filter, pos);
         prev = n;
         n = n->parent;
     }

@@ -52,6 +52,20 @@ unsigned topic_levels(const char *t, size_t len)
     return n;
 }
 
+size_t topic_level_end(const char *s, size_t len, size_t pos)
+{
+    const char *slash = memchr(s + pos, '/', len - pos);
+    return slash ? (size_t)(slash - s) : len;
+}
+
+size_t topic_level_prev(const char *s, size_t pos)
+{
+    size_t i = pos - 1; /* index of the '/' (or len) that ended the level */
+    while (i > 0 && s[i - 1] != '/')
+        i--;
+    return i;
+}
+
 /* A level cursor over a name or filter. `pos` is the start of the next level; pos == len + 1
  * means every level has been consumed ("a/" has two levels: "a" and ""). */
 struct lv {
@@ -65,8 +79,7 @@ static bool topic__next(struct lv *c)
 {
     if (c->pos > c->len)
         return false;
-    const char *slash = memchr(c->s + c->pos, '/', c->len - c->pos);
-    size_t end = slash ? (size_t)(slash - c->s) : c->len;
+    size_t end = topic_level_end(c->s, c->len, c->pos);
     c->l = c->s + c->pos;
     c->ll = end - c->pos;
     c->pos = end + 1;
@@ -458,16 +471,6 @@ static const struct node *topic__next_child(const struct node *n, const char *l,
     return c;
 }
 
-/* Start of the level that ends just before `pos` (pos as in struct lv: one past the level's
- * terminating '/' or end). */
-static size_t topic__prev_start(const char *s, size_t pos)
-{
-    size_t i = pos - 1; /* index of the '/' (or len) that ended the level */
-    while (i > 0 && s[i - 1] != '/')
-        i--;
-    return i;
-}
-
 /* Depth-first over the branches that can match, with no recursion and no allocation: the path
  * is the chain of parent pointers, and the topic offset is recovered by scanning back one level
  * when climbing. Each visited node costs O(level length), so the whole match costs
@@ -500,7 +503,7 @@ void topic_tree_match(const struct topic_tree *t, const char *topic, size_t tlen
         }
         if (n == root)
             return;
-        pos = topic__prev_start(topic, pos);
+        pos = topic_level_prev(topic, pos);
         prev = n;
         n = n->parent;
     }

@@ -18,6 +18,11 @@ bool topic_name_valid(const char *t, size_t len);
 bool topic_filter_valid(const char *f, size_t len);
 /* Number of levels ("a/b" = 2, "/" = 2). */
 unsigned topic_levels(const char *t, size_t len);
+/* Walking levels without copying, for every level tree (subscriptions, retained messages):
+ * the end of the level that starts at s[pos] (the index of its '/', or len), and the start of
+ * the level that ends just before pos (pos being one past that level's '/' or end). */
+size_t topic_level_end(const char *s, size_t len, size_t pos);
+size_t topic_level_prev(const char *s, size_t pos);
 /* Does filter match topic? Both assumed valid. Applies the `$` rule. */
 bool topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen);
 /* Could any topic match both filters? (Used to decide whether a subscription can ever be
