@@ -40,7 +40,7 @@ extern const struct conn_cbs client_conn_cbs;
 
 /* Broker hooks. */
 void client_wakeup(void *env, void *client);
-void client_kick(void *env, void *client, uint8_t reason);
+void client_kick(void *env, void *client, enum reason why);
 
 /* The certificate behind c is no longer trusted (revoked, expired): disconnect it (MQTT 5:
  * DISCONNECT 0x98) without publishing its will; discard its session when asked. */

@@ -165,7 +165,8 @@ void client__on_writable(void *ud, struct conn *conn)
                 p.flags = 0x2;
                 p.u.ack.id = o.id;
                 size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
-                scratch_put(c, tmp, n);
+                if (n <= sizeof(tmp)) /* always: a PUBREL without properties is 4 bytes */
+                    scratch_put(c, tmp, n);
             } else {
                 emit_publish(c, &o);
             }
@@ -177,12 +178,16 @@ void client__on_writable(void *ud, struct conn *conn)
 
 /* ---- closing ------------------------------------------------------------------------------ */
 
+/* Longest MQTT 5 Reason String we send: our texts are shorter; a cap keeps a long detail from
+ * making a packet the client may not accept. */
+#define REASON_STRING_MAX 200
+
 void client__reason_string(const struct client *c, struct mqtt_props *pr, const char *why)
 {
     if (why && !c->no_problem_info) {
         pr->present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
         pr->reason_string.p = (const uint8_t *)why;
-        pr->reason_string.len = (uint16_t)strnlen(why, 200);
+        pr->reason_string.len = (uint16_t)strnlen(why, REASON_STRING_MAX);
     }
 }
 
@@ -194,11 +199,14 @@ void client__send_disconnect(struct client *c, uint8_t rc, const char *why)
     p.type = MQTT_DISCONNECT;
     p.u.disconnect.rc = rc;
     client__reason_string(c, &p.u.disconnect.props, why);
-    uint8_t tmp[256];
-    size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
+    /* Behind the control packets still queued, and written now: the connection closes next. */
+    size_t n = codec_encode(&p, c->version, NULL, 0);
+    if (n) {
+        codec_encode(&p, c->version, buf_reserve(&c->out, n), n);
+        buf_commit(&c->out, n);
+    }
     if (buf_size(&c->out)) {
         conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
         buf_consume(&c->out, buf_size(&c->out));
     }
-    conn_write(c->conn, tmp, n);
 }
