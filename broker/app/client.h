@@ -50,7 +50,7 @@ void client_foreach(struct client_env *e,
                     void (*cb)(void *ctx, struct client *c, struct conn *conn), void *ctx);
 void client_set_discard_revoked(struct client_env *e, bool discard);
 
-/* Close every client (server shutdown): MQTT 5 clients get DISCONNECT 0x8B. */
+/* Close every client (server shutdown): MQTT 5 clients get a DISCONNECT for REASON_SHUTDOWN. */
 void client_close_all(struct client_env *e);
 size_t client_count(const struct client_env *e);
 

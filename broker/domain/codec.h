@@ -44,7 +44,7 @@ enum mqtt_version {
 /* Negative results of decoding. Each is one internal reason (codec_err_reason), whose MQTT 5
  * code and text come from reason.c's table. */
 enum codec_err {
-    CODEC_ERR_MALFORMED = -1,         /* REASON_MALFORMED (0x81) */
+    CODEC_ERR_MALFORMED = -1,         /* REASON_MALFORMED */
     CODEC_ERR_PROTOCOL = -2,          /* REASON_PROTOCOL_ERROR: bad flags, bad property, ... */
     CODEC_ERR_TOO_LARGE = -3,         /* REASON_PACKET_TOO_LARGE: over max_size */
     CODEC_ERR_BAD_VERSION = -4,       /* REASON_BAD_VERSION (CONNECT only) */
