@@ -9,8 +9,10 @@
 #include "client_int.h"
 
 #include "codec.h"
+#include "connect.h"
 #include "log.h"
 #include "plugin.h"
+#include "reason.h"
 #include "topic.h"
 #include "xmalloc.h"
 
@@ -56,15 +58,17 @@ const char *client__id(const struct client *c)
     return c->client_id ? c->client_id : "(no client id)";
 }
 
-/* End the connection from our side. will: publish the will (anything but a DISCONNECT). */
-static void client_end(struct client *c, uint8_t v5_reason, bool will, const char *why)
+/* End the connection from our side for reason r. will: publish the will (anything but a
+ * DISCONNECT). why: what is logged and sent as the MQTT 5 Reason String, normally the table's
+ * text for r; NULL for neither. */
+static void client_end(struct client *c, enum reason r, bool will, const char *why)
 {
     if (c->state == CS_CLOSING)
         return;
     if (why && c->env->o.connection_messages)
         log_notice("client %s from %s (%s) disconnected: %s", client__id(c), conn_addr(c->conn),
                    conn_peer(c->conn)->identity, why);
-    client__send_disconnect(c, v5_reason, why);
+    client__send_disconnect(c, reason_info(r)->v5, why);
     if (c->session) {
         broker_detach(c->env->broker, c->session, will, client__now(c));
         c->session = NULL;
@@ -73,11 +77,11 @@ static void client_end(struct client *c, uint8_t v5_reason, bool will, const cha
     conn_close(c->conn, true);
 }
 
-void client_kick(void *env, void *client, uint8_t reason)
+void client_kick(void *env, void *client, enum reason why)
 {
     struct client *c = client;
     c->session = NULL; /* the broker has moved the session on */
-    client_end(c, reason, false, "session taken over by another connection");
+    client_end(c, why, false, reason_info(why)->text);
 }
 
 void client_wakeup(void *env, void *client)
@@ -101,7 +105,7 @@ void client_untrust(struct client *c, const char *why, bool discard_session)
         /* A device that is no longer trusted must not speak again: no will. */
         broker_detach(c->env->broker, s, false, client__now(c));
     }
-    client_end(c, 0x98, false, why);
+    client_end(c, REASON_UNTRUSTED, false, why);
     if (discard_session && c->client_id) {
         struct session *left = broker_find(c->env->broker, p->identity, c->client_id);
         if (left)
@@ -133,14 +137,16 @@ static void on_cert_expired(void *ud, struct conn *conn)
 void client_close_all(struct client_env *e)
 {
     for (struct client *c = e->head; c; c = c->next)
-        client_end(c, 0x8B, false, NULL);
+        client_end(c, REASON_SHUTDOWN, false, NULL); /* one shutdown, not a line per client */
 }
 
-static void protocol_error(struct client *c, int err, const char *what)
+/* The client broke the protocol: before CONNECT the connection is just closed, after it MQTT 5
+ * clients get a DISCONNECT with r's code. The log says which code. */
+static void protocol_error(struct client *c, enum reason r)
 {
-    uint8_t rc = err < 0 ? codec_err_reason(err) : (uint8_t)err;
+    const struct reason_info *ri = reason_info(r);
     char why[160];
-    snprintf(why, sizeof(why), "%s (reason 0x%02X)", what, rc);
+    snprintf(why, sizeof(why), "%s (reason 0x%02X)", ri->text, ri->v5);
     if (c->state == CS_WAIT_CONNECT) {
         log_notice("connection %s (%s) closed before CONNECT: %s", conn_addr(c->conn),
                    conn_peer(c->conn)->identity, why);
@@ -148,7 +154,7 @@ static void protocol_error(struct client *c, int err, const char *what)
         conn_close(c->conn, false);
         return;
     }
-    client_end(c, rc, true, why);
+    client_end(c, r, true, why);
 }
 
 /* ---- CONNECT ------------------------------------------------------------------------------ */
@@ -164,15 +170,17 @@ static void connack(struct client *c, bool present, uint8_t rc, const struct mqt
     client__send(c, &p);
 }
 
-/* Refuse a CONNECT: v3 and v5 codes differ. */
-static void refuse(struct client *c, uint8_t v3_rc, uint8_t v5_rc, const char *why)
+/* Refuse a CONNECT: CONNACK with r's code for the client's version, then close. */
+static void refuse(struct client *c, enum reason r)
 {
+    const struct reason_info *ri = reason_info(r);
+    const char *why = ri->text;
     log_notice("client %s from %s (%s) refused: %s", client__id(c), conn_addr(c->conn),
                conn_peer(c->conn)->identity, why);
     struct mqtt_props pr = {0};
     if (c->version == MQTT_V5)
         client__reason_string(c, &pr, why);
-    connack(c, false, c->version == MQTT_V5 ? v5_rc : v3_rc, &pr);
+    connack(c, false, c->version == MQTT_V5 ? ri->v5 : ri->v3, &pr);
     if (buf_size(&c->out)) {
         conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
         buf_consume(&c->out, buf_size(&c->out));
@@ -186,15 +194,16 @@ static void keepalive_check(void *ud, struct conn *conn);
 static void arm_keepalive(struct client *c)
 {
     if (c->keepalive)
-        conn_timer(c->conn, (uint64_t)c->keepalive * 1500, keepalive_check);
+        conn_timer(c->conn, connect_keepalive_limit_ms(c->keepalive), keepalive_check);
 }
 
 static void keepalive_check(void *ud, struct conn *conn)
 {
     struct client *c = ud;
-    uint64_t limit = (uint64_t)c->keepalive * 1500, idle = uv_now(c->env->loop) - c->last_rx;
+    uint64_t limit = connect_keepalive_limit_ms(c->keepalive);
+    uint64_t idle = uv_now(c->env->loop) - c->last_rx;
     if (idle >= limit) {
-        client_end(c, 0x8D, true, "keep-alive timeout");
+        client_end(c, REASON_KEEPALIVE_TIMEOUT, true, reason_info(REASON_KEEPALIVE_TIMEOUT)->text);
         return;
     }
     conn_timer(conn, limit - idle, keepalive_check);
@@ -216,131 +225,89 @@ static struct msg *make_will(struct client *c, const struct mqtt_connect *k)
                    broker_next_msg_id(c->env->broker));
 }
 
+/* Give the session its will, unless the ACL forbids it: then the connection is refused (after
+ * the attach, since the ACL is compiled for the session) and false returned. */
+static bool set_will(struct client *c, const struct mqtt_connect *k)
+{
+    struct client_env *e = c->env;
+    struct session *s = c->session;
+    if (!broker_may_publish(e->broker, s, (const char *)k->will_topic.p, k->will_topic.len)) {
+        broker_detach(e->broker, s, false, client__now(c));
+        c->session = NULL;
+        refuse(c, REASON_WILL_DENIED);
+        return false;
+    }
+    struct msg *w = make_will(c, k);
+    session_set_will(s, w);
+    msg_unref(w);
+    if (k->will_props.present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY))
+        session_set_will_delay(s, k->will_props.will_delay);
+    return true;
+}
+
+static bool topic_ok(const void *broker, const char *t, size_t len)
+{
+    return broker_topic_ok(broker, t, len);
+}
+
+static struct connect_limits connect_limits(const struct client_opts *o)
+{
+    return (struct connect_limits){
+        .max_packet_size = o->max_packet_size,
+        .persistent_client_expiration = o->persistent_client_expiration,
+        .max_keepalive = o->max_keepalive,
+        .receive_maximum = o->receive_maximum,
+        .max_topic_alias = o->max_topic_alias,
+        .allow_zero_length_clientid = o->allow_zero_length_clientid,
+        .clientid_match = o->clientid_match,
+        .retain_available = o->retain_available,
+    };
+}
+
+/* CONNECT: connect_decide says what; here it happens (CONNACK, session, will, timers). */
 static void handle_connect(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_connect *k = &p->u.connect;
     struct client_env *e = c->env;
     const char *identity = conn_peer(c->conn)->identity;
+    struct connect_limits lim = connect_limits(&e->o);
+    char auto_id[sizeof("auto-") + 16]; /* "auto-" and 16 hex digits of a uint64_t */
+    snprintf(auto_id, sizeof(auto_id), "auto-%016" PRIx64, e->next_auto_id);
+    struct connect_request req = {.lim = &lim,
+                                  .identity = identity,
+                                  .k = k,
+                                  .auto_id = auto_id,
+                                  .topic_ok = topic_ok,
+                                  .topic_ctx = e->broker};
+    struct connect_result d;
+    enum reason r = connect_decide(&req, &d);
     c->version = k->version;
-    c->no_problem_info = (k->props.present & MQTT_PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO)) &&
-                         !k->props.request_problem_info;
-    if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_AUTH_METHOD)) {
-        refuse(c, 0x05, 0x8C,
-               "enhanced authentication requested; identity comes from the "
-               "client certificate");
+    c->no_problem_info = d.no_problem_info;
+    if (d.assign_id)
+        e->next_auto_id++;
+    if (d.client_id.p) /* stops at a NUL, which is then refused: the log shows what it can */
+        c->client_id = xstrndup((const char *)d.client_id.p, d.client_id.len);
+    if (r != REASON_NONE) {
+        if (reason_info(r)->v3)
+            refuse(c, r);
+        else
+            protocol_error(c, r);
         return;
     }
-    bool assigned = false;
-    if (k->client_id.len == 0) {
-        bool ok = e->o.allow_zero_length_clientid && (k->clean || k->version == MQTT_V5) &&
-                  k->version != MQTT_V31;
-        if (!ok) {
-            refuse(c, 0x02, 0x85, "empty client id not allowed");
-            return;
-        }
-        char id[40];
-        snprintf(id, sizeof(id), "auto-%016" PRIx64, e->next_auto_id++);
-        c->client_id = xstrdup(id);
-        assigned = true;
-    } else {
-        c->client_id = xstrndup((const char *)k->client_id.p, k->client_id.len);
-        if (strlen(c->client_id) != k->client_id.len) {
-            refuse(c, 0x02, 0x85, "client id contains NUL");
-            return;
-        }
-    }
-    if (e->o.clientid_match && strcmp(c->client_id, identity) != 0) {
-        refuse(c, 0x02, 0x85,
-               "client id differs from the certificate identity "
-               "(clientid_policy match)");
-        return;
-    }
-    uint16_t ka = k->keepalive;
-    bool server_ka = false;
-    if (e->o.max_keepalive < 65535 && (ka == 0 || ka > e->o.max_keepalive)) {
-        if (c->version != MQTT_V5) {
-            refuse(c, 0x02, 0x85, "keep-alive over max_keepalive");
-            return;
-        }
-        ka = e->o.max_keepalive;
-        server_ka = true;
-    }
-    if (k->will && !broker_topic_ok(e->broker, (const char *)k->will_topic.p, k->will_topic.len)) {
-        protocol_error(c, 0x8F, "invalid will topic");
-        return;
-    }
-    c->keepalive = ka;
-    if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE))
-        c->peer_max_packet = k->props.maximum_packet_size;
-    if (k->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
-        c->out_alias_max = k->props.topic_alias_maximum;
-
-    bool persistent;
-    uint32_t expiry;
-    if (c->version == MQTT_V5) {
-        expiry = (k->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
-                     ? k->props.session_expiry
-                     : 0;
-        persistent = expiry > 0;
-    } else {
-        persistent = !k->clean;
-        expiry = e->o.persistent_client_expiration ? e->o.persistent_client_expiration : UINT32_MAX;
-    }
+    c->keepalive = d.keepalive;
+    c->peer_max_packet = d.peer_max_packet;
+    c->out_alias_max = d.out_alias_max;
     bool present;
-    struct session *s = broker_attach(e->broker, identity, c->client_id, c, k->clean, persistent,
-                                      expiry, c->version, &present, client__now(c));
-    c->session = s;
-    session_set_window(s, (k->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM))
-                              ? k->props.receive_maximum
-                              : 0);
-    if (k->will) {
-        if (!broker_may_publish(e->broker, s, (const char *)k->will_topic.p, k->will_topic.len)) {
-            broker_detach(e->broker, s, false, client__now(c));
-            c->session = NULL;
-            refuse(c, 0x05, 0x87, "will topic not allowed by the ACL");
-            return;
-        }
-        struct msg *w = make_will(c, k);
-        session_set_will(s, w);
-        msg_unref(w);
-        if (k->will_props.present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY))
-            session_set_will_delay(s, k->will_props.will_delay);
-    }
+    c->session = broker_attach(e->broker, identity, c->client_id, c, k->clean, d.persistent,
+                               d.expiry_s, c->version, &present, client__now(c));
+    session_set_window(c->session, d.receive_window);
+    if (k->will && !set_will(c, k))
+        return;
     c->state = CS_CONNECTED;
-    struct mqtt_props pr = {0};
-    if (c->version == MQTT_V5) {
-        pr.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM) |
-                      MQTT_PROP_BIT(MQTT_PROP_RETAIN_AVAILABLE) |
-                      MQTT_PROP_BIT(MQTT_PROP_SUB_ID_AVAILABLE) |
-                      MQTT_PROP_BIT(MQTT_PROP_WILDCARD_SUB_AVAILABLE) |
-                      MQTT_PROP_BIT(MQTT_PROP_SHARED_SUB_AVAILABLE);
-        pr.receive_maximum = e->o.receive_maximum;
-        pr.retain_available = e->o.retain_available;
-        pr.sub_id_available = 1;
-        pr.wildcard_sub_available = 1;
-        pr.shared_sub_available = 1;
-        if (e->o.max_topic_alias) {
-            pr.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAXIMUM);
-            pr.topic_alias_maximum = e->o.max_topic_alias;
-        }
-        if (e->o.max_packet_size) {
-            pr.present |= MQTT_PROP_BIT(MQTT_PROP_MAXIMUM_PACKET_SIZE);
-            pr.maximum_packet_size = e->o.max_packet_size;
-        }
-        if (server_ka) {
-            pr.present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_KEEPALIVE);
-            pr.server_keepalive = ka;
-        }
-        if (assigned) {
-            pr.present |= MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID);
-            pr.assigned_client_id.p = (const uint8_t *)c->client_id;
-            pr.assigned_client_id.len = (uint16_t)strlen(c->client_id);
-        }
-    }
-    connack(c, present && !k->clean, 0, &pr);
+    connack(c, present && !k->clean, MQTT_RC_SUCCESS, &d.connack);
     if (e->o.connection_messages)
         log_notice("client %s connected from %s as %s (p%u, c%d, k%u%s)", c->client_id,
-                   conn_addr(c->conn), identity, c->version, k->clean, ka,
+                   conn_addr(c->conn), identity, c->version, k->clean, d.keepalive,
                    present ? ", session resumed" : "");
     arm_keepalive(c);
     conn_want_write(c->conn);
@@ -359,47 +326,48 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
         uint16_t a = pub->props.topic_alias;
         if (a == 0 || a > e->o.max_topic_alias) {
-            protocol_error(c, 0x94, "topic alias out of range");
+            protocol_error(c, REASON_TOPIC_ALIAS_INVALID);
             return;
         }
         if (!c->in_alias)
             c->in_alias = xcalloc((size_t)e->o.max_topic_alias + 1, sizeof(char *));
         if (topic_len) {
             if (!broker_topic_ok(e->broker, topic, topic_len)) {
-                protocol_error(c, 0x90, "invalid topic name in PUBLISH");
+                protocol_error(c, REASON_TOPIC_NAME_INVALID);
                 return;
             }
             free(c->in_alias[a]);
             c->in_alias[a] = xstrndup(topic, topic_len);
         } else if (!c->in_alias[a]) {
-            protocol_error(c, 0x82, "topic alias used before it was set");
+            protocol_error(c, REASON_TOPIC_ALIAS_UNSET);
             return;
         } else {
             topic = c->in_alias[a];
             topic_len = strlen(topic);
         }
     } else if (!broker_topic_ok(e->broker, topic, topic_len)) {
-        protocol_error(c, 0x90, "invalid topic name in PUBLISH");
+        protocol_error(c, REASON_TOPIC_NAME_INVALID);
         return;
     }
     if (pub->qos == 2 && session_qos2_in_has(c->session, pub->id)) {
-        client__send_ack(c, MQTT_PUBREC, pub->id, 0); /* duplicate: already routed once */
+        client__send_ack(c, MQTT_PUBREC, pub->id,
+                         MQTT_RC_SUCCESS); /* duplicate: already routed once */
         return;
     }
     if (pub->qos > 0 && c->version == MQTT_V5 && pub->qos == 2 &&
         session_qos2_in_count(c->session) >= e->o.receive_maximum) {
-        protocol_error(c, 0x93, "receive maximum exceeded");
+        protocol_error(c, REASON_RECEIVE_MAX_EXCEEDED);
         return;
     }
     struct broker_stats *st = broker_stats(e->broker);
     st->bytes_received += pub->payload_len + pub->topic.len;
-    uint8_t rc = 0;
+    uint8_t rc = MQTT_RC_SUCCESS;
     if (pub->retain && !e->o.retain_available) {
-        protocol_error(c, 0x9A, "retain not supported");
+        protocol_error(c, REASON_RETAIN_UNSUPPORTED);
         return;
     }
     if (e->o.message_size_limit && pub->payload_len > e->o.message_size_limit) {
-        rc = 0x97;
+        rc = MQTT_RC_QUOTA_EXCEEDED;
         st->msgs_dropped++;
         log_info("client %s: message on %.*s dropped: payload %u bytes over message_size_limit",
                  c->client_id, (int)topic_len, topic, pub->payload_len);
@@ -411,17 +379,17 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         struct msg *m = msg_new(topic, topic_len, pub, exp, broker_next_msg_id(e->broker));
         enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
         if (r == BROKER_PUB_DENIED) {
-            rc = 0x87;
+            rc = MQTT_RC_NOT_AUTHORIZED;
             log_debug("client %s: publish to %s denied by the ACL", c->client_id, m->topic);
         } else if (r == BROKER_PUB_NO_MATCH) {
-            rc = 0x10;
+            rc = MQTT_RC_NO_MATCHING_SUBSCRIBERS;
         }
         msg_unref(m);
     }
     if (pub->qos == 1) {
         client__send_ack(c, MQTT_PUBACK, pub->id, rc);
     } else if (pub->qos == 2) {
-        if (rc < 0x80)
+        if (!mqtt_rc_failed(rc))
             session_qos2_in_add(c->session, pub->id);
         client__send_ack(c, MQTT_PUBREC, pub->id, rc);
     }
@@ -438,17 +406,17 @@ static void handle_ack(struct client *c, const struct mqtt_packet *p)
         break;
     case MQTT_PUBREC:
         if (session_pubrec(s, id) == 0) {
-            if (p->u.ack.rc >= 0x80) /* v5: the receiver refused; the flow ends here */
+            if (mqtt_rc_failed(p->u.ack.rc)) /* v5: the receiver refused; the flow ends here */
                 session_pubcomp(s, id);
             conn_want_write(c->conn);
         } else {
-            client__send_ack(c, MQTT_PUBREL, id, 0x92);
+            client__send_ack(c, MQTT_PUBREL, id, MQTT_RC_PACKET_ID_NOT_FOUND);
         }
         break;
     case MQTT_PUBREL: {
         bool had = session_qos2_in_has(s, id);
         session_qos2_in_del(s, id);
-        client__send_ack(c, MQTT_PUBCOMP, id, had ? 0 : 0x92);
+        client__send_ack(c, MQTT_PUBCOMP, id, had ? MQTT_RC_SUCCESS : MQTT_RC_PACKET_ID_NOT_FOUND);
         break;
     }
     case MQTT_PUBCOMP:
@@ -460,13 +428,17 @@ static void handle_ack(struct client *c, const struct mqtt_packet *p)
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE / PING / DISCONNECT ------------------------------------------ */
 
+/* SUBACK / UNSUBACK codes gathered on the stack up to this many entries (one byte each), on the
+ * heap beyond (a SUBSCRIBE is bounded by max_packet_size, so that is bounded too). */
+#define ACK_RCS_ON_STACK 512
+
 static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r, size_t n,
                         const uint8_t *stack);
 
 static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_subscribe *sb = &p->u.subscribe;
-    uint8_t rcs[512];
+    uint8_t rcs[ACK_RCS_ON_STACK];
     uint8_t *r = sb->count <= sizeof(rcs) ? rcs : xmalloc(sb->count);
     struct mqtt_sub_iter it;
     struct mqtt_bin f;
@@ -484,13 +456,13 @@ static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
         if ((opts & MQTT_SUBOPT_NO_LOCAL) && f.len > 7 && !memcmp(f.p, "$share/", 7)) {
             if (r != rcs)
                 free(r);
-            protocol_error(c, 0x82, "no-local on a shared subscription");
+            protocol_error(c, REASON_NO_LOCAL_SHARED);
             return;
         }
         uint8_t rc = broker_subscribe(c->env->broker, c->session, (const char *)f.p, f.len, opts,
                                       sub_id, client__now(c));
-        if (c->version != MQTT_V5 && rc >= 0x80)
-            rc = 0x80;
+        if (c->version != MQTT_V5 && mqtt_rc_failed(rc))
+            rc = MQTT_RC_UNSPECIFIED; /* 3.1.1 has one failure code */
         log_msg(LOGL_SUBSCRIBE, "%s %u %.*s -> 0x%02X", c->client_id, opts & 3, f.len,
                 (const char *)f.p, rc);
         r[i++] = rc;
@@ -515,7 +487,7 @@ static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r,
 static void handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_subscribe *sb = &p->u.subscribe;
-    uint8_t rcs[512];
+    uint8_t rcs[ACK_RCS_ON_STACK];
     uint8_t *r = sb->count <= sizeof(rcs) ? rcs : xmalloc(sb->count);
     struct mqtt_sub_iter it;
     struct mqtt_bin f;
@@ -525,7 +497,7 @@ static void handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
     while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
         int x = broker_unsubscribe(c->env->broker, c->session, (const char *)f.p, f.len);
         log_msg(LOGL_UNSUBSCRIBE, "%s %.*s", c->client_id, f.len, (const char *)f.p);
-        r[i++] = x == 0 ? 0x00 : 0x11;
+        r[i++] = x == 0 ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
     }
     send_suback(c, MQTT_UNSUBACK, sb->id, r, i, rcs);
 }
@@ -542,12 +514,12 @@ static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
     const struct mqtt_disconnect *d = &p->u.disconnect;
     if (c->version == MQTT_V5 && (d->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
         if (session_expiry_s(c->session) == 0 && d->props.session_expiry != 0) {
-            protocol_error(c, 0x82, "session expiry set in DISCONNECT after connecting with 0");
+            protocol_error(c, REASON_EXPIRY_AFTER_ZERO);
             return;
         }
         session_set_persistent(c->session, d->props.session_expiry > 0, d->props.session_expiry);
     }
-    bool will = c->version == MQTT_V5 && d->rc == 0x04;
+    bool will = c->version == MQTT_V5 && d->rc == MQTT_RC_DISCONNECT_WITH_WILL;
     if (c->env->o.connection_messages)
         log_notice("client %s disconnected", client__id(c));
     broker_detach(c->env->broker, c->session, will, client__now(c));
@@ -558,7 +530,7 @@ static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
 
 static void handle_auth(struct client *c, const struct mqtt_packet *p)
 {
-    protocol_error(c, 0x82, "AUTH without enhanced authentication");
+    protocol_error(c, REASON_AUTH_UNEXPECTED);
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
@@ -584,7 +556,7 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
               (unsigned)buf_size(&c->in));
     if (c->state == CS_WAIT_CONNECT) {
         if (p->type != MQTT_CONNECT) {
-            protocol_error(c, CODEC_ERR_PROTOCOL, "first packet is not CONNECT");
+            protocol_error(c, REASON_FIRST_NOT_CONNECT);
             return;
         }
         handle_connect(c, p);
@@ -592,10 +564,8 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
     }
     handler_fn h = dispatch[p->type & 15];
     if (!h || (p->type == MQTT_AUTH && c->version != MQTT_V5)) {
-        protocol_error(c, CODEC_ERR_PROTOCOL,
-                       p->type == MQTT_CONNECT ? "second CONNECT"
-                                               : "packet type not "
-                                                 "allowed from a client");
+        protocol_error(c, p->type == MQTT_CONNECT ? REASON_SECOND_CONNECT
+                                                  : REASON_PACKET_TYPE_INVALID);
         return;
     }
     h(c, p);
@@ -612,12 +582,14 @@ static long decode_all(struct client *c, const uint8_t *data, size_t len)
         if (r == 0)
             break;
         if (r < 0) {
-            if (r == CODEC_ERR_BAD_VERSION && c->state == CS_WAIT_CONNECT) {
+            enum reason why = codec_err_reason((int)r);
+            if (why == REASON_BAD_VERSION && c->state == CS_WAIT_CONNECT) {
+                /* Answer in the version the client asked for if we can tell it is 5. */
                 c->version = (len - off > 8 && data[off + 8] == 5) ? MQTT_V5 : MQTT_V311;
-                refuse(c, 0x01, 0x84, "unsupported protocol version");
+                refuse(c, why);
                 return -1;
             }
-            protocol_error(c, (int)r, codec_err_str((int)r));
+            protocol_error(c, why);
             return -1;
         }
         on_packet(c, &p);

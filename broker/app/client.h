@@ -40,7 +40,7 @@ extern const struct conn_cbs client_conn_cbs;
 
 /* Broker hooks. */
 void client_wakeup(void *env, void *client);
-void client_kick(void *env, void *client, uint8_t reason);
+void client_kick(void *env, void *client, enum reason why);
 
 /* The certificate behind c is no longer trusted (revoked, expired): disconnect it (MQTT 5:
  * DISCONNECT 0x98) without publishing its will; discard its session when asked. */
@@ -50,7 +50,7 @@ void client_foreach(struct client_env *e,
                     void (*cb)(void *ctx, struct client *c, struct conn *conn), void *ctx);
 void client_set_discard_revoked(struct client_env *e, bool discard);
 
-/* Close every client (server shutdown): MQTT 5 clients get DISCONNECT 0x8B. */
+/* Close every client (server shutdown): MQTT 5 clients get a DISCONNECT for REASON_SHUTDOWN. */
 void client_close_all(struct client_env *e);
 size_t client_count(const struct client_env *e);
 

@@ -55,6 +55,57 @@ static void scratch_put(struct client *c, const uint8_t *p, size_t n)
     e->scratch_len += n;
 }
 
+/* MQTT 5 properties of an outgoing PUBLISH (and the topic alias, which can empty its topic). */
+static void publish_props_v5(struct client *c, const struct session_out *o,
+                             struct mqtt_publish *pub)
+{
+    const struct msg *m = o->msg;
+    struct mqtt_props *pr = &pub->props;
+    if (m->has_payload_format) {
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT);
+        pr->payload_format = m->payload_format;
+    }
+    if (m->expiry_at) {
+        int64_t left = (m->expiry_at - client__now(c) + 999) / 1000;
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+        pr->message_expiry = left > 0 ? (uint32_t)left : 1;
+    }
+    if (m->content_type.len) {
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE);
+        pr->content_type = m->content_type;
+    }
+    if (m->response_topic.len) {
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC);
+        pr->response_topic = m->response_topic;
+    }
+    if (m->correlation_data.len) {
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA);
+        pr->correlation_data = m->correlation_data;
+    }
+    pr->user_props = m->user_props;
+    pr->user_props_len = m->user_props_len;
+    pr->sub_ids = o->sub_ids;
+    pr->sub_id_count = o->n_sub_ids;
+    if (c->out_alias_max) {
+        /* The first topics sent get an alias while the client allows more; later sends of
+         * an aliased topic carry only the alias. */
+        struct out_alias *a;
+        HASH_FIND(hh, c->out_alias, m->topic, m->topic_len, a);
+        if (a) {
+            pub->topic.len = 0;
+        } else if (c->out_alias_count < c->out_alias_max) {
+            a = xmalloc(sizeof(*a));
+            a->topic = xstrndup(m->topic, m->topic_len);
+            a->alias = ++c->out_alias_count;
+            HASH_ADD_KEYPTR(hh, c->out_alias, a->topic, m->topic_len, a);
+        }
+        if (a) {
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+            pr->topic_alias = a->alias;
+        }
+    }
+}
+
 /* Encode one outgoing PUBLISH: head into scratch, payload after it (or straight to the
  * transport when it is large), so the payload is never copied twice. */
 static void emit_publish(struct client *c, const struct session_out *o)
@@ -70,52 +121,8 @@ static void emit_publish(struct client *c, const struct session_out *o)
     pub.id = o->id;
     pub.payload = m->payload;
     pub.payload_len = m->payload_len;
-    if (c->version == MQTT_V5) {
-        struct mqtt_props *pr = &pub.props;
-        if (m->has_payload_format) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT);
-            pr->payload_format = m->payload_format;
-        }
-        if (m->expiry_at) {
-            int64_t left = (m->expiry_at - client__now(c) + 999) / 1000;
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
-            pr->message_expiry = left > 0 ? (uint32_t)left : 1;
-        }
-        if (m->content_type.len) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE);
-            pr->content_type = m->content_type;
-        }
-        if (m->response_topic.len) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC);
-            pr->response_topic = m->response_topic;
-        }
-        if (m->correlation_data.len) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA);
-            pr->correlation_data = m->correlation_data;
-        }
-        pr->user_props = m->user_props;
-        pr->user_props_len = m->user_props_len;
-        pr->sub_ids = o->sub_ids;
-        pr->sub_id_count = o->n_sub_ids;
-        if (c->out_alias_max) {
-            /* The first topics sent get an alias while the client allows more; later sends of
-             * an aliased topic carry only the alias. */
-            struct out_alias *a;
-            HASH_FIND(hh, c->out_alias, m->topic, m->topic_len, a);
-            if (a) {
-                pub.topic.len = 0;
-            } else if (c->out_alias_count < c->out_alias_max) {
-                a = xmalloc(sizeof(*a));
-                a->topic = xstrndup(m->topic, m->topic_len);
-                a->alias = ++c->out_alias_count;
-                HASH_ADD_KEYPTR(hh, c->out_alias, a->topic, m->topic_len, a);
-            }
-            if (a) {
-                pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
-                pr->topic_alias = a->alias;
-            }
-        }
-    }
+    if (c->version == MQTT_V5)
+        publish_props_v5(c, o, &pub);
     uint8_t head[1024];
     size_t hn = codec_encode_publish_head(&pub, c->version, head, sizeof(head));
     uint8_t *big = NULL;
@@ -165,7 +172,8 @@ void client__on_writable(void *ud, struct conn *conn)
                 p.flags = 0x2;
                 p.u.ack.id = o.id;
                 size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
-                scratch_put(c, tmp, n);
+                if (n <= sizeof(tmp)) /* always: a PUBREL without properties is 4 bytes */
+                    scratch_put(c, tmp, n);
             } else {
                 emit_publish(c, &o);
             }
@@ -177,12 +185,16 @@ void client__on_writable(void *ud, struct conn *conn)
 
 /* ---- closing ------------------------------------------------------------------------------ */
 
+/* Longest MQTT 5 Reason String we send: our texts are shorter; a cap keeps a long detail from
+ * making a packet the client may not accept. */
+#define REASON_STRING_MAX 200
+
 void client__reason_string(const struct client *c, struct mqtt_props *pr, const char *why)
 {
     if (why && !c->no_problem_info) {
         pr->present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
         pr->reason_string.p = (const uint8_t *)why;
-        pr->reason_string.len = (uint16_t)strnlen(why, 200);
+        pr->reason_string.len = (uint16_t)strnlen(why, REASON_STRING_MAX);
     }
 }
 
@@ -194,11 +206,14 @@ void client__send_disconnect(struct client *c, uint8_t rc, const char *why)
     p.type = MQTT_DISCONNECT;
     p.u.disconnect.rc = rc;
     client__reason_string(c, &p.u.disconnect.props, why);
-    uint8_t tmp[256];
-    size_t n = codec_encode(&p, c->version, tmp, sizeof(tmp));
+    /* Behind the control packets still queued, and written now: the connection closes next. */
+    size_t n = codec_encode(&p, c->version, NULL, 0);
+    if (n) {
+        codec_encode(&p, c->version, buf_reserve(&c->out, n), n);
+        buf_commit(&c->out, n);
+    }
     if (buf_size(&c->out)) {
         conn_write(c->conn, buf_head(&c->out), buf_size(&c->out));
         buf_consume(&c->out, buf_size(&c->out));
     }
-    conn_write(c->conn, tmp, n);
 }

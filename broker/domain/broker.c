@@ -281,7 +281,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
         if (old) {
             session_set_client(s, NULL);
             b->stats.clients_online--;
-            b->hooks.kick(b->hooks.ctx, old, 0x8E);
+            b->hooks.kick(b->hooks.ctx, old, REASON_TAKEN_OVER);
             /* The old connection did not say DISCONNECT: its will goes out, unless it has a
              * delay, which the new connection to the session cancels (MQTT 5 3.1.3.2.2). */
             if (session_will_delay(s) == 0)
@@ -541,14 +541,14 @@ uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter
     const char *group = NULL, *f = filter;
     size_t glen = 0, flen = len;
     if (topic_share_split(filter, len, &group, &glen, &f, &flen) < 0)
-        return 0x8F;
+        return MQTT_RC_TOPIC_FILTER_INVALID;
     if (len > b->lim.max_topic_length || !topic_filter_valid(f, flen) ||
         (b->lim.max_topic_levels && topic_levels(f, flen) > b->lim.max_topic_levels))
-        return 0x8F;
+        return MQTT_RC_TOPIC_FILTER_INVALID;
     const struct acl_client *acl = session_acl(s);
     if (!acl || !acl_check_subscribe(acl, f, flen)) {
         b->stats.subscribe_denied++;
-        return 0x87;
+        return MQTT_RC_NOT_AUTHORIZED;
     }
     if (b->lim.max_subscriptions_per_client &&
         session_sub_count(s) >= b->lim.max_subscriptions_per_client) {
@@ -558,7 +558,7 @@ uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter
             exists = strlen(have) == len && memcmp(have, filter, len) == 0;
         }
         if (!exists)
-            return 0x97;
+            return MQTT_RC_QUOTA_EXCEEDED;
     }
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);

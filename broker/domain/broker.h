@@ -7,6 +7,7 @@
 #define CERTMQ_BROKER_H
 
 #include "msg.h"
+#include "reason.h"
 #include "session.h"
 
 #include <stdbool.h>
@@ -31,8 +32,8 @@ struct broker_hooks {
     /* The online client of a session has something to send. */
     void (*wakeup)(void *ctx, void *client);
     /* Another connection took the session over: the client must detach from its session
-     * (broker_detach is not to be called for it) and close with the given MQTT 5 reason. */
-    void (*kick)(void *ctx, void *client, uint8_t reason);
+     * (broker_detach is not to be called for it) and close for the given reason. */
+    void (*kick)(void *ctx, void *client, enum reason why);
     /* Optional: a further check after the ACL file allowed a publish (ACL_WRITE) or a delivery
      * (ACL_READ) on a NUL-terminated topic; false denies. */
     bool (*acl_extra)(void *ctx, const struct session *s, const char *topic, int access);
@@ -99,8 +100,9 @@ enum broker_pub_result { BROKER_PUB_OK = 0, BROKER_PUB_DENIED = 1, BROKER_PUB_NO
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now);
 
-/* SUBSCRIBE one filter: returns the granted QoS, or 0x80 (invalid filter, never readable, or
- * over the subscription limit). Matching retained messages are queued per retain handling. */
+/* SUBSCRIBE one filter: returns the granted QoS, or the MQTT 5 failure code (enum mqtt_rc:
+ * topic filter invalid, not authorized, quota exceeded = over the subscription limit). Matching
+ * retained messages are queued per retain handling. */
 uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
                          uint8_t options, uint32_t sub_id, int64_t now);
 /* Returns 0 when the subscription existed, -1 otherwise. */

@@ -12,39 +12,21 @@
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
-uint8_t codec_err_reason(int err)
+enum reason codec_err_reason(int err)
 {
     switch (err) {
     case CODEC_ERR_PROTOCOL:
-        return 0x82;
+        return REASON_PROTOCOL_ERROR;
     case CODEC_ERR_TOO_LARGE:
-        return 0x95;
+        return REASON_PACKET_TOO_LARGE;
     case CODEC_ERR_BAD_VERSION:
-        return 0x84;
-    case CODEC_ERR_PAYLOAD_FORMAT:
-        return 0x99;
-    default:
-        return 0x81;
-    }
-}
-
-const char *codec_err_str(int err)
-{
-    switch (err) {
-    case CODEC_ERR_MALFORMED:
-        return "malformed packet";
-    case CODEC_ERR_PROTOCOL:
-        return "protocol error";
-    case CODEC_ERR_TOO_LARGE:
-        return "packet too large";
-    case CODEC_ERR_BAD_VERSION:
-        return "unsupported protocol version";
+        return REASON_BAD_VERSION;
     case CODEC_ERR_BAD_PROTOCOL_NAME:
-        return "not an MQTT connection (bad protocol name)";
+        return REASON_NOT_MQTT;
     case CODEC_ERR_PAYLOAD_FORMAT:
-        return "payload is not UTF-8 although its payload format indicator says so";
+        return REASON_PAYLOAD_FORMAT;
     default:
-        return "error";
+        return REASON_MALFORMED;
     }
 }
 
@@ -392,17 +374,17 @@ static bool password_sent(const struct mqtt_connect *k, uint8_t v)
 static uint8_t connack_rc_v3(uint8_t rc)
 {
     switch (rc) {
-    case 0x84: /* unsupported protocol version */
-        return 1;
-    case 0x85: /* client identifier not valid */
-        return 2;
-    case 0x88: /* server unavailable */
-    case 0x89: /* server busy */
-        return 3;
-    case 0x86: /* bad user name or password */
-        return 4;
+    case MQTT_RC_UNSUPPORTED_VERSION:
+        return MQTT_RC3_UNACCEPTABLE_VERSION;
+    case MQTT_RC_CLIENTID_INVALID:
+        return MQTT_RC3_IDENTIFIER_REJECTED;
+    case MQTT_RC_SERVER_UNAVAILABLE:
+    case MQTT_RC_SERVER_BUSY:
+        return MQTT_RC3_SERVER_UNAVAILABLE;
+    case MQTT_RC_BAD_USERNAME_PASSWORD:
+        return MQTT_RC3_BAD_USERNAME_PASSWORD;
     default:
-        return rc >= 0x80 ? 5 : rc; /* not authorized */
+        return mqtt_rc_failed(rc) ? MQTT_RC3_NOT_AUTHORIZED : rc;
     }
 }
 

@@ -5,9 +5,12 @@
  * specification lets a receiver check without session state: fixed-header flags, remaining
  * length, string UTF-8 rules, topic name/filter syntax is NOT checked here (the topic module
  * does that), property identifiers allowed per packet type, duplicate properties, lengths.
- * It never reads past `len` and never trusts a length field. Depends on buf.h only. */
+ * It never reads past `len` and never trusts a length field. Depends on buf.h, and on reason.h
+ * for the names of MQTT reason codes and of its decode errors. */
 #ifndef CERTMQ_CODEC_H
 #define CERTMQ_CODEC_H
+
+#include "reason.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,17 +41,18 @@ enum mqtt_version {
     MQTT_V5 = 5,
 };
 
-/* Negative results of decoding. Each maps to one MQTT 5 reason code in codec_err_reason(). */
+/* Negative results of decoding. Each is one internal reason (codec_err_reason), whose MQTT 5
+ * code and text come from reason.c's table. */
 enum codec_err {
-    CODEC_ERR_MALFORMED = -1,         /* 0x81 malformed packet */
-    CODEC_ERR_PROTOCOL = -2,          /* 0x82 protocol error (e.g. bad flags, bad property) */
-    CODEC_ERR_TOO_LARGE = -3,         /* 0x95 packet too large (over max_size) */
-    CODEC_ERR_BAD_VERSION = -4,       /* 0x84 unsupported protocol version (CONNECT only) */
-    CODEC_ERR_BAD_PROTOCOL_NAME = -5, /* not MQTT at all: close without CONNACK */
-    CODEC_ERR_PAYLOAD_FORMAT = -6     /* 0x99 payload format invalid */
+    CODEC_ERR_MALFORMED = -1,         /* REASON_MALFORMED */
+    CODEC_ERR_PROTOCOL = -2,          /* REASON_PROTOCOL_ERROR: bad flags, bad property, ... */
+    CODEC_ERR_TOO_LARGE = -3,         /* REASON_PACKET_TOO_LARGE: over max_size */
+    CODEC_ERR_BAD_VERSION = -4,       /* REASON_BAD_VERSION (CONNECT only) */
+    CODEC_ERR_BAD_PROTOCOL_NAME = -5, /* REASON_NOT_MQTT: close without CONNACK */
+    CODEC_ERR_PAYLOAD_FORMAT = -6     /* REASON_PAYLOAD_FORMAT */
 };
-uint8_t codec_err_reason(int err);
-const char *codec_err_str(int err);
+/* The reason for a decode error; anything unknown is REASON_MALFORMED. */
+enum reason codec_err_reason(int err);
 
 /* A borrowed byte span (string, binary data). Strings are validated UTF-8 without U+0000. */
 struct mqtt_bin {

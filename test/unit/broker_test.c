@@ -16,11 +16,12 @@ static void on_wakeup(void *ctx, void *client)
     wakeups++;
 }
 
-static void on_kick(void *ctx, void *client, uint8_t reason)
+static void on_kick(void *ctx, void *client, enum reason why)
 {
     kicks++;
     last_kicked = client;
-    CHECK_EQ_INT(reason, 0x8E);
+    CHECK_EQ_INT(why, REASON_TAKEN_OVER);
+    CHECK_EQ_INT(reason_info(why)->v5, 0x8E);
 }
 
 static uint32_t max_retained; /* for the next mkbroker */
