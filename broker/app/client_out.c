@@ -55,9 +55,12 @@ static void scratch_put(struct client *c, const uint8_t *p, size_t n)
     e->scratch_len += n;
 }
 
-/* MQTT 5 properties of an outgoing PUBLISH (and the topic alias, which can empty its topic). */
+/* MQTT 5 properties of an outgoing PUBLISH (and the topic alias, which can empty its topic).
+ * A new alias is only proposed (*new_alias): it is registered once the packet is known to fit
+ * the subscriber's maximum packet size, or the next send of the topic would carry an alias the
+ * client never learnt. */
 static void publish_props_v5(struct client *c, const struct session_out *o,
-                             struct mqtt_publish *pub)
+                             struct mqtt_publish *pub, bool *new_alias)
 {
     const struct msg *m = o->msg;
     struct mqtt_props *pr = &pub->props;
@@ -93,17 +96,22 @@ static void publish_props_v5(struct client *c, const struct session_out *o,
         HASH_FIND(hh, c->out_alias, m->topic, m->topic_len, a);
         if (a) {
             pub->topic.len = 0;
-        } else if (c->out_alias_count < c->out_alias_max) {
-            a = xmalloc(sizeof(*a));
-            a->topic = xstrndup(m->topic, m->topic_len);
-            a->alias = ++c->out_alias_count;
-            HASH_ADD_KEYPTR(hh, c->out_alias, a->topic, m->topic_len, a);
-        }
-        if (a) {
-            pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
             pr->topic_alias = a->alias;
+        } else if (c->out_alias_count < c->out_alias_max) {
+            *new_alias = true;
+            pr->topic_alias = (uint16_t)(c->out_alias_count + 1);
         }
+        if (a || *new_alias)
+            pr->present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
     }
+}
+
+static void alias_register(struct client *c, const struct msg *m)
+{
+    struct out_alias *a = xmalloc(sizeof(*a));
+    a->topic = xstrndup(m->topic, m->topic_len);
+    a->alias = ++c->out_alias_count;
+    HASH_ADD_KEYPTR(hh, c->out_alias, a->topic, m->topic_len, a);
 }
 
 /* Encode one outgoing PUBLISH: head into scratch, payload after it (or straight to the
@@ -121,8 +129,9 @@ static void emit_publish(struct client *c, const struct session_out *o)
     pub.id = o->id;
     pub.payload = m->payload;
     pub.payload_len = m->payload_len;
+    bool new_alias = false;
     if (c->version == MQTT_V5)
-        publish_props_v5(c, o, &pub);
+        publish_props_v5(c, o, &pub, &new_alias);
     uint8_t head[1024];
     size_t hn = codec_encode_publish_head(&pub, c->version, head, sizeof(head));
     uint8_t *big = NULL;
@@ -143,6 +152,8 @@ static void emit_publish(struct client *c, const struct session_out *o)
         }
         return;
     }
+    if (new_alias)
+        alias_register(c, m);
     scratch_put(c, big ? big : head, hn);
     free(big);
     scratch_put(c, m->payload, m->payload_len);
