@@ -323,6 +323,10 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     struct client_env *e = c->env;
     const char *topic = (const char *)pub->topic.p;
     size_t topic_len = pub->topic.len;
+    if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)) {
+        protocol_error(c, REASON_SUB_ID_FROM_CLIENT);
+        return;
+    }
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
         uint16_t a = pub->props.topic_alias;
         if (a == 0 || a > e->o.max_topic_alias) {

@@ -74,6 +74,10 @@ static const struct reason_info table[REASON_COUNT] = {
                                   "expiry_after_zero"},
     [REASON_AUTH_UNEXPECTED] = {0, MQTT_RC_PROTOCOL_ERROR, false,
                                 "AUTH without enhanced authentication", "auth_unexpected"},
+    /* [MQTT-3.3.4-6]: only the server sets Subscription Identifiers on a PUBLISH. */
+    [REASON_SUB_ID_FROM_CLIENT] = {0, MQTT_RC_PROTOCOL_ERROR, false,
+                                   "subscription identifier in a PUBLISH from a client",
+                                   "sub_id_from_client"},
 
     [REASON_KEEPALIVE_TIMEOUT] = {0, MQTT_RC_KEEPALIVE_TIMEOUT, false, "keep-alive timeout",
                                   "keepalive_timeout"},

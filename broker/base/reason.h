@@ -47,6 +47,7 @@ enum reason {
     REASON_NO_LOCAL_SHARED,      /* no-local on a shared subscription [MQTT-3.8.3-4] */
     REASON_EXPIRY_AFTER_ZERO,    /* DISCONNECT sets a session expiry after connecting with 0 */
     REASON_AUTH_UNEXPECTED,      /* AUTH although no enhanced authentication took place */
+    REASON_SUB_ID_FROM_CLIENT,   /* PUBLISH to the server with a Subscription Identifier */
 
     /* The broker ends a live connection. */
     REASON_KEEPALIVE_TIMEOUT, /* nothing received for 1.5 x keep-alive */

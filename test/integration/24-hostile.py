@@ -64,4 +64,14 @@ def test_alias_not_registered_for_dropped_message():
     c.loop_stop()
 
 
-h.run(test_alias_not_registered_for_dropped_message)
+def test_subscription_id_from_client_is_a_protocol_error():
+    # [MQTT-3.3.4-6]: a PUBLISH from a client must not carry a Subscription Identifier (0x0B).
+    s = h.raw5(b, pki, "pub", "pub-subid")
+    props = b"\x0b\x05"
+    s.sendall(packet(0x30, mqtt_str("devices/pub/x") + varint(len(props)) + props + b"payload"))
+    first, body = read_packet(s)
+    check(first == 0xE0 and body[:1] == b"\x82", "DISCONNECT 0x82, got %r %r" % (first, body))
+    b.log_wait(r"subscription identifier in a PUBLISH from a client", 5)
+
+
+h.run(test_alias_not_registered_for_dropped_message, test_subscription_id_from_client_is_a_protocol_error)

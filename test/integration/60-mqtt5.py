@@ -211,12 +211,7 @@ def test_shared_subscription_distribution():
 
 
 def raw5(device, cid, props=b"", keepalive=60):
-    s = h.raw_tls(b, pki, device)
-    body = mqtt_str("MQTT") + b"\x05\x02" + keepalive.to_bytes(2, "big") + varint(len(props)) + props + mqtt_str(cid)
-    s.sendall(packet(0x10, body))
-    first, rest = read(s)
-    check(first == 0x20 and rest[1] == 0, "raw v5 CONNACK ok")
-    return s
+    return h.raw5(b, pki, device, cid, props, keepalive)
 
 
 read = read_packet

@@ -348,6 +348,16 @@ class Harness:
         s = socket.create_connection(("127.0.0.1", b.port), timeout=5)
         return self.tls_context(pki, device, cert).wrap_socket(s, server_hostname="localhost")
 
+    def raw5(self, b, pki, device, cid, props=b"", keepalive=60):
+        """A raw TLS socket with an accepted MQTT 5 session (clean start)."""
+        s = self.raw_tls(b, pki, device)
+        body = (mqtt_str("MQTT") + b"\x05\x02" + keepalive.to_bytes(2, "big") + varint(len(props)) + props +
+                mqtt_str(cid))
+        s.sendall(packet(0x10, body))
+        first, rest = read_packet(s)
+        check(first == 0x20 and rest[1] == 0, "raw v5 CONNACK ok")
+        return s
+
     def tls_refused(self, b, pki, device=None, cert=None):
         """True when the broker refuses the handshake (or drops the connection right after it)."""
         try:
