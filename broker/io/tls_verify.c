@@ -58,8 +58,15 @@ bool tls_identity_valid(const uint8_t *p, size_t len, const char **why)
         *why = "not valid UTF-8";
         return false;
     }
+    /* "victim " is not "victim", but reads the same in every log line and ACL listing. */
+    if (p[0] == ' ' || p[len - 1] == ' ') {
+        *why = "begins or ends with a space";
+        return false;
+    }
     for (size_t i = 0; i < len; i++) {
-        if (p[i] == 0 || p[i] < 0x20 || p[i] == 0x7F) {
+        /* C0 controls, DEL, and the C1 controls U+0080..U+009F (UTF-8 C2 80..C2 9F). */
+        if (p[i] < 0x20 || p[i] == 0x7F ||
+            (p[i] == 0xC2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F)) {
             *why = "contains a control character";
             return false;
         }
