@@ -588,6 +588,16 @@ int tls_conn_handshake_step(struct tls_conn *c)
             buf_shrink(&c->in, 0);
             return TLS_AGAIN;
         }
+        if (r == MBEDTLS_ERR_X509_FATAL_ERROR && cert_step && c->vs.reject == TLS_REJECT_NONE) {
+            /* Mbed TLS walks at most MBEDTLS_X509_MAX_INTERMEDIATE_CA CAs and then gives up
+             * with a bare "fatal error", having already freed the chain: the device cannot be
+             * named, but the reason can. Shorter chains over verify_depth are refused by
+             * tls_verify_peer_chain with the device's name. */
+            c->vs.reject = TLS_REJECT_CHAIN_TOO_LONG;
+            snprintf(c->vs.detail, sizeof(c->vs.detail),
+                     "certificate chain longer than %d CAs (verify_depth %u)",
+                     MBEDTLS_X509_MAX_INTERMEDIATE_CA, c->ctx->verify_depth);
+        }
         if (r != 0)
             return fail(c, r);
         if (hello_step && c->ssl.state != MBEDTLS_SSL_CLIENT_HELLO)

@@ -300,7 +300,11 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     if ((*flags & MBEDTLS_X509_BADCRL_EXPIRED) && c->opts.crl_expired_warn)
         crl_expired_accept(vs, flags);
     if ((unsigned)depth > c->verify_depth) {
-        reject(vs, TLS_REJECT_CHAIN_TOO_LONG, crt, "certificate chain longer than verify_depth");
+        /* The certificate at that depth is a CA: the operator needs the device's name. */
+        char what[96];
+        snprintf(what, sizeof(what), "certificate chain of %d CAs, longer than verify_depth %u",
+                 depth, c->verify_depth);
+        reject(vs, TLS_REJECT_CHAIN_TOO_LONG, vs->leaf ? vs->leaf : crt, what);
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
     }
     if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
@@ -596,15 +600,31 @@ int tls_verify_peer_chain(struct tls_verify_state *vs, const mbedtls_x509_crt *c
         return 0;
     }
     vs->reject = TLS_REJECT_NONE;
+    /* Mbed TLS gives up on a path of more than MBEDTLS_X509_MAX_INTERMEDIATE_CA certificates
+     * with a bare "fatal error"; a chain that cannot fit verify_depth is refused here by name. */
+    unsigned sent = 0;
+    for (const mbedtls_x509_crt *x = chain; x && x->raw.p; x = x->next)
+        sent++;
+    if (sent - 1 > c->verify_depth) {
+        char what[96];
+        snprintf(what, sizeof(what),
+                 "the client sent %u CA certificates, more than verify_depth %u", sent - 1,
+                 c->verify_depth);
+        reject(vs, TLS_REJECT_CHAIN_TOO_LONG, chain, what);
+        *alert = alert_for(vs->reject);
+        return -1;
+    }
     free(vs->peer->chain);
     vs->peer->chain = NULL;
     vs->peer->chain_len = 0;
     vs->peer->not_after = 0;
     uint32_t flags = 0;
+    vs->leaf = chain;
     /* Mbed TLS wants mutable certificates here; it does not modify them. */
     int r = mbedtls_x509_crt_verify_with_profile((mbedtls_x509_crt *)chain, &c->ca,
                                                  c->crl_count ? &c->crl : NULL, c->profile, NULL,
                                                  &flags, tls_verify_cb, vs);
+    vs->leaf = NULL; /* the chain is not ours to keep */
     if (r == 0 && flags == 0 && vs->reject == TLS_REJECT_NONE) {
         vcache_add(c, key, now);
         return 0;

@@ -1,6 +1,8 @@
 """One hostile or broken device must not hurt the fleet: regressions for what an adversarial run
 found (topic aliases for dropped messages, Subscription Identifiers from clients, ...), each
 tried with a real client where one shows the problem."""
+import os
+import subprocess
 from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
@@ -74,4 +76,62 @@ def test_subscription_id_from_client_is_a_protocol_error():
     b.log_wait(r"subscription identifier in a PUBLISH from a client", 5)
 
 
-h.run(test_alias_not_registered_for_dropped_message, test_subscription_id_from_client_is_a_protocol_error)
+def deep_chain(n):
+    """A root with n intermediate CAs below it and a device under the last: (root, chain, key),
+    made with openssl directly (certmq-pki makes one level of intermediates)."""
+    d = os.path.join(h.tmp, "deep%d" % n)
+    os.makedirs(d)
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True, timeout=30)
+
+    def key(name):
+        run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", name + ".key")
+
+    def sign(name, issuer, cn, ext):
+        key(name)
+        run("req", "-new", "-key", name + ".key", "-subj", "/CN=" + cn, "-out", name + ".csr")
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(ext)
+        run("x509", "-req", "-in", name + ".csr", "-CA", issuer + ".crt", "-CAkey", issuer + ".key",
+            "-CAcreateserial", "-days", "30", "-extfile", name + ".ext", "-out", name + ".crt")
+
+    key("root")
+    run("req", "-x509", "-new", "-key", "root.key", "-subj", "/CN=Deep Root %d" % n, "-days", "30", "-out",
+        "root.crt", "-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=keyCertSign,cRLSign")
+    ca = "basicConstraints=critical,CA:true\nkeyUsage=keyCertSign,cRLSign\n"
+    issuer = "root"
+    for i in range(1, n + 1):
+        sign("i%d" % i, issuer, "Deep Intermediate %d" % i, ca)
+        issuer = "i%d" % i
+    sign("leaf", issuer, "deepdevice%d" % n,
+         "basicConstraints=CA:false\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    chain = os.path.join(d, "chain.pem")
+    with open(chain, "w") as out:
+        for name in ["leaf"] + ["i%d" % i for i in range(n, 0, -1)]:
+            with open(os.path.join(d, name + ".crt")) as f:
+                out.write(f.read())
+    return os.path.join(d, "root.crt"), chain, os.path.join(d, "leaf.key")
+
+
+def test_chain_too_long_is_named():
+    # verify_depth 4 (the default): a chain of 5 CAs is refused naming the device; a chain of 9
+    # (beyond what Mbed TLS walks at all) is refused as "chain too long", not "handshake failed".
+    roots = os.path.join(h.tmp, "deep-roots.pem")
+    chains = {n: deep_chain(n) for n in (5, 9)}
+    with open(roots, "w") as out:
+        for path in [pki.ca] + [c[0] for c in chains.values()]:
+            with open(path) as f:
+                out.write(f.read())
+    db = h.broker(pki, ACL, cafile=roots)
+    for n, (root, chain, key) in chains.items():
+        start = db.log_count()
+        check(h.tls_refused(db, pki, cert=(chain, key)), "a chain of %d CAs is refused" % n)
+        line = db.log_wait(r"refused .*: chain too long.*", 5, start).group(0)
+        if n == 5:
+            check("CN=deepdevice5" in line and "verify_depth 4" in line, "names the device: " + line)
+    db.stop()
+
+
+h.run(test_alias_not_registered_for_dropped_message, test_subscription_id_from_client_is_a_protocol_error,
+      test_chain_too_long_is_named)
