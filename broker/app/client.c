@@ -453,6 +453,7 @@ static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
     size_t i = 0;
     /* SUBACK goes out before any retained message this subscription queues: control packets
      * are written ahead of the session queue in the write slot. */
+    session_sub_batch(c->session);
     codec_sub_iter(sb, true, &it);
     while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
         if (c->version != MQTT_V5)

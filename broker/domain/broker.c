@@ -552,22 +552,19 @@ uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter
     }
     if (b->lim.max_subscriptions_per_client &&
         session_sub_count(s) >= b->lim.max_subscriptions_per_client) {
-        bool exists = false;
-        for (size_t i = 0; i < session_sub_count(s) && !exists; i++) {
-            const char *have = session_sub_at(s, i)->filter;
-            exists = strlen(have) == len && memcmp(have, filter, len) == 0;
-        }
-        if (!exists)
+        if (!session_sub_find(s, filter, len))
             return MQTT_RC_QUOTA_EXCEEDED;
     }
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);
-    bool is_new = session_sub_add(s, filter, len, options, sub_id);
+    enum session_sub_added added = session_sub_add(s, filter, len, options, sub_id);
     if (session_persistent(s))
         BSTORE(b, sub, s, filter, len, options, sub_id, true);
     uint8_t qos = options & MQTT_SUBOPT_QOS_MASK;
     unsigned rh = (options & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> MQTT_SUBOPT_RETAIN_HANDLING_SHIFT;
-    if (!group && (rh == 0 || (rh == 1 && is_new))) {
+    /* A filter repeated within one SUBSCRIBE gets its retained messages once. */
+    if (!group && added != SESSION_SUB_REPEATED &&
+        (rh == 0 || (rh == 1 && added == SESSION_SUB_NEW))) {
         struct retained_ctx r = {b, s, qos, sub_id};
         retain_match(b->retained, f, flen, on_retained, &r);
     }

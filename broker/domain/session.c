@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 
 enum { INF_WAIT_ACK = 0, INF_WAIT_COMP = 1 };
 
@@ -22,6 +23,13 @@ struct inflight {
 };
 
 typedef struct session_delivery qitem_t;
+
+struct sub_ent {
+    struct session_sub sub;
+    size_t pos;     /* index in subs */
+    uint64_t batch; /* the batch that last set it */
+    UT_hash_handle hh;
+};
 
 struct session {
     char *key; /* identity NUL client_id */
@@ -54,8 +62,10 @@ struct session {
     const struct session_store *store;
     uint64_t next_seq;
 
-    struct session_sub *subs;
+    struct sub_ent **subs; /* in no particular order (removal moves the last one in) */
     size_t sub_count, sub_cap;
+    struct sub_ent *sub_index; /* uthash by filter: a SUBSCRIBE costs O(1) per filter */
+    uint64_t sub_batch;        /* session_sub_batch(): the SUBSCRIBE packet being handled */
 
     uint64_t match_gen;
     struct msg *out0; /* the QoS 0 message last returned by session_next_out */
@@ -120,8 +130,11 @@ void session_free(struct session *s)
     free(s->q);
     msg_unref(s->will);
     acl_client_free(s->acl);
-    for (size_t i = 0; i < s->sub_count; i++)
-        free(s->subs[i].filter);
+    HASH_CLEAR(hh, s->sub_index);
+    for (size_t i = 0; i < s->sub_count; i++) {
+        free(s->subs[i]->sub.filter);
+        free(s->subs[i]);
+    }
     free(s->subs);
     free(s->key);
     free(s);
@@ -549,42 +562,62 @@ size_t session_qos2_in_count(const struct session *s)
 
 /* ---- subscriptions -------------------------------------------------------------------------- */
 
-static ssize_t sub_find(const struct session *s, const char *f, size_t len)
+static struct sub_ent *sub_find(const struct session *s, const char *f, size_t len)
 {
-    for (size_t i = 0; i < s->sub_count; i++)
-        if (strlen(s->subs[i].filter) == len && memcmp(s->subs[i].filter, f, len) == 0)
-            return (ssize_t)i;
-    return -1;
+    struct sub_ent *e;
+    HASH_FIND(hh, s->sub_index, f, len, e);
+    return e;
 }
 
-bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
-                     uint32_t sub_id)
+void session_sub_batch(struct session *s)
 {
-    ssize_t i = sub_find(s, filter, len);
-    if (i >= 0) {
-        s->subs[i].options = options;
-        s->subs[i].sub_id = sub_id;
-        return false;
+    s->sub_batch++;
+}
+
+enum session_sub_added session_sub_add(struct session *s, const char *filter, size_t len,
+                                       uint8_t options, uint32_t sub_id)
+{
+    struct sub_ent *e = sub_find(s, filter, len);
+    if (e) {
+        e->sub.options = options;
+        e->sub.sub_id = sub_id;
+        bool repeated = e->batch == s->sub_batch;
+        e->batch = s->sub_batch;
+        return repeated ? SESSION_SUB_REPEATED : SESSION_SUB_REPLACED;
     }
     if (s->sub_count == s->sub_cap) {
         s->sub_cap = s->sub_cap ? s->sub_cap * 2 : 4;
         s->subs = xrealloc(s->subs, s->sub_cap * sizeof(*s->subs));
     }
-    struct session_sub *e = &s->subs[s->sub_count++];
-    e->filter = xstrndup(filter, len);
-    e->options = options;
-    e->sub_id = sub_id;
-    return true;
+    e = xmalloc(sizeof(*e));
+    e->sub.filter = xstrndup(filter, len);
+    e->sub.options = options;
+    e->sub.sub_id = sub_id;
+    e->batch = s->sub_batch;
+    e->pos = s->sub_count;
+    s->subs[s->sub_count++] = e;
+    HASH_ADD_KEYPTR(hh, s->sub_index, e->sub.filter, len, e);
+    return SESSION_SUB_NEW;
 }
 
 bool session_sub_del(struct session *s, const char *filter, size_t len)
 {
-    ssize_t i = sub_find(s, filter, len);
-    if (i < 0)
+    struct sub_ent *e = sub_find(s, filter, len);
+    if (!e)
         return false;
-    free(s->subs[i].filter);
-    s->subs[i] = s->subs[--s->sub_count];
+    HASH_DEL(s->sub_index, e);
+    struct sub_ent *last = s->subs[--s->sub_count];
+    s->subs[e->pos] = last;
+    last->pos = e->pos;
+    free(e->sub.filter);
+    free(e);
     return true;
+}
+
+const struct session_sub *session_sub_find(const struct session *s, const char *filter, size_t len)
+{
+    struct sub_ent *e = sub_find(s, filter, len);
+    return e ? &e->sub : NULL;
 }
 
 size_t session_sub_count(const struct session *s)
@@ -594,7 +627,7 @@ size_t session_sub_count(const struct session *s)
 
 const struct session_sub *session_sub_at(const struct session *s, size_t i)
 {
-    return &s->subs[i];
+    return &s->subs[i]->sub;
 }
 
 uint64_t *session_match_gen(struct session *s)

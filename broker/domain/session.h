@@ -141,10 +141,19 @@ struct session_sub {
     uint8_t options;
     uint32_t sub_id;
 };
-/* Returns true when the filter was new. */
-bool session_sub_add(struct session *s, const char *filter, size_t len, uint8_t options,
-                     uint32_t sub_id);
+/* Subscriptions are found by filter in O(1), so a SUBSCRIBE of n filters costs O(n). */
+enum session_sub_added {
+    SESSION_SUB_NEW,      /* the filter was new */
+    SESSION_SUB_REPLACED, /* an existing subscription got the new options */
+    SESSION_SUB_REPEATED, /* the same filter again within one batch (one SUBSCRIBE packet) */
+};
+/* Starts a batch: a filter added twice within it is SESSION_SUB_REPEATED the second time. */
+void session_sub_batch(struct session *s);
+enum session_sub_added session_sub_add(struct session *s, const char *filter, size_t len,
+                                       uint8_t options, uint32_t sub_id);
 bool session_sub_del(struct session *s, const char *filter, size_t len);
+const struct session_sub *session_sub_find(const struct session *s, const char *filter,
+                                           size_t len);
 size_t session_sub_count(const struct session *s);
 const struct session_sub *session_sub_at(const struct session *s, size_t i);
 

@@ -148,9 +148,13 @@ static void test_qos2_in_and_subs(void)
     session_qos2_in_del(s, 65535);
     CHECK_EQ_INT(session_qos2_in_count(s), 0);
 
-    CHECK(session_sub_add(s, "a/#", 3, 1, 0));
-    CHECK(!session_sub_add(s, "a/#", 3, 2, 0));
-    CHECK(session_sub_add(s, "$share/g/x", 10, 0, 0));
+    CHECK(session_sub_add(s, "a/#", 3, 1, 0) == SESSION_SUB_NEW);
+    CHECK(session_sub_add(s, "a/#", 3, 2, 0) == SESSION_SUB_REPEATED); /* same batch */
+    session_sub_batch(s);
+    CHECK(session_sub_add(s, "a/#", 3, 2, 0) == SESSION_SUB_REPLACED);
+    CHECK(session_sub_add(s, "$share/g/x", 10, 0, 0) == SESSION_SUB_NEW);
+    CHECK(session_sub_find(s, "a/#", 3) && session_sub_find(s, "a/#", 3)->options == 2);
+    CHECK(!session_sub_find(s, "a/", 2));
     CHECK_EQ_INT(session_sub_count(s), 2);
     CHECK_EQ_INT(session_sub_at(s, 0)->options, 2);
     CHECK(session_sub_del(s, "a/#", 3));
