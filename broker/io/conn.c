@@ -49,7 +49,7 @@ void conn__stream_close(struct conn_env *e, uv_close_cb cb)
     uv_close((uv_handle_t *)&e->park_timer, cb);
 }
 
-/* ---- idle connections give their record buffers back --------------------------------------- */
+/* ---- idle connections give their record buffers back ----------------------------------------- */
 
 static void mark_active(struct conn *c)
 {
@@ -172,7 +172,7 @@ bool conn_output_full(const struct conn *c)
     return conn_backlog(c) >= c->env->o.max_backlog;
 }
 
-/* ---- the flush list: one write slot per connection per loop turn -------------------------- */
+/* ---- the flush list: one write slot per connection per loop turn ----------------------------- */
 
 static void flush_add(struct conn *c)
 {
@@ -192,7 +192,7 @@ void conn_want_write(struct conn *c)
     flush_add(c);
 }
 
-/* ---- reading ------------------------------------------------------------------------------ */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
@@ -253,7 +253,7 @@ void conn_resume(struct conn *c)
         conn__pump(c);
 }
 
-/* ---- writing ------------------------------------------------------------------------------ */
+/* ---- writing --------------------------------------------------------------------------------- */
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -355,7 +355,7 @@ static void flush_list_run(uv_check_t *h)
     uv_check_stop(&e->check);
 }
 
-/* ---- the timer and reading the stream ---------------------------------------------------- */
+/* ---- the timer and reading the stream -------------------------------------------------------- */
 
 static void timer_fire(uv_timer_t *t)
 {
@@ -422,7 +422,7 @@ void conn__pump(struct conn *c)
         conn__flush_out(c);
 }
 
-/* ---- close ----------------------------------------------------------------------- */
+/* ---- close ----------------------------------------------------------------------------------- */
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -519,7 +519,7 @@ void conn_close(struct conn *c, bool graceful)
     conn__start_close(c, graceful);
 }
 
-/* ---- plain MQTT over TLS: the stream is the user's ------------------------------------------ */
+/* ---- plain MQTT over TLS: the stream is the user's ------------------------------------------- */
 
 static void tls_open(struct conn *c)
 {

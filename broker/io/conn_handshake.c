@@ -36,8 +36,7 @@ static const struct conn_admission admission = {
     .closing = admission_closing,
 };
 
-/* ---- the env ----------------------------------------------------------------------------------
- */
+/* ---- the env --------------------------------------------------------------------------------- */
 
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
 {
@@ -379,7 +378,7 @@ static void admission_closing(struct conn *c)
     leave_handshake(c);
 }
 
-/* ---- accept ------------------------------------------------------------------------------- */
+/* ---- accept ---------------------------------------------------------------------------------- */
 
 static void format_addr(struct conn *c)
 {
@@ -487,8 +486,7 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     return c;
 }
 
-/* ---- trust verdicts ---------------------------------------------------------------------------
- */
+/* ---- trust verdicts -------------------------------------------------------------------------- */
 
 static enum tls_reject reject_for(enum reason why)
 {

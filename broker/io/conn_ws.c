@@ -84,7 +84,7 @@ const struct conn_ops conn__ws_ops = {
     .release = ws_release,
 };
 
-/* ---- the bridge's view of the connection -------------------------------------------------- */
+/* ---- the bridge's view of the connection ----------------------------------------------------- */
 
 static void bridge_established(void *ud)
 {
