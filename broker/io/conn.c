@@ -43,6 +43,19 @@ void conn__stream_init(struct conn_env *e)
     uv_unref((uv_handle_t *)&e->park_timer);
 }
 
+void conn__env_drop(struct conn_env *e)
+{
+    if (--e->holds)
+        return;
+    struct ip_count *ic, *tmp;
+    HASH_ITER(hh, e->per_ip, ic, tmp)
+    {
+        HASH_DEL(e->per_ip, ic);
+        free(ic);
+    }
+    free(e);
+}
+
 void conn__stream_close(struct conn_env *e, uv_close_cb cb)
 {
     uv_close((uv_handle_t *)&e->check, cb);
@@ -429,14 +442,16 @@ static void handle_closed(uv_handle_t *h)
     struct conn *c = h->data;
     if (--c->handles)
         return;
-    HASH_DEL(c->env->by_id, c);
+    struct conn_env *e = c->env;
+    HASH_DEL(e->by_id, c);
     if (c->counted && --c->counted->n == 0) {
-        HASH_DEL(c->env->per_ip, c->counted);
+        HASH_DEL(e->per_ip, c->counted);
         free(c->counted);
     }
     tls_conn_free(c->tls);
     tls_ctx_unref(c->ctx);
     free(c);
+    conn__env_drop(e);
 }
 
 static void release(struct conn *c)

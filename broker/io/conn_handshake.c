@@ -44,6 +44,7 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     e->loop = loop;
     e->o = *o;
     e->admission = &admission;
+    e->holds = 4; /* the four handles below and in conn__stream_init */
     if (!e->o.max_handshakes)
         e->o.max_handshakes = 1;
     if (!e->o.max_backlog)
@@ -64,25 +65,16 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     return e;
 }
 
-/* Four handles close (two here, two of the stream side); the last frees the env. */
 static void env_handle_closed(uv_handle_t *h)
 {
-    struct conn_env *e = h->data;
-    if (++e->closed_handles == 4)
-        free(e);
+    conn__env_drop(h->data);
 }
 
+/* The env outlives this call until its handles and its last connection are closed. */
 void conn_env_free(struct conn_env *e)
 {
     if (!e)
         return;
-    struct ip_count *ic, *tmp;
-    HASH_ITER(hh, e->per_ip, ic, tmp)
-    {
-        HASH_DEL(e->per_ip, ic);
-        free(ic);
-    }
-    HASH_CLEAR(hh, e->by_id); /* the connections themselves are gone or going with their handles */
     uv_close((uv_handle_t *)&e->defer_idle, env_handle_closed);
     uv_close((uv_handle_t *)&e->turn_end, env_handle_closed);
     conn__stream_close(e, env_handle_closed);
@@ -145,36 +137,6 @@ static void leave_handshake(struct conn *c)
             c->env->stats.waiting--;
         }
     }
-}
-
-static void cert_expired(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    const struct tls_peer *p = tls_conn_peer(c->tls);
-    int64_t now = (int64_t)time(NULL);
-    if (p->not_after > now) {
-        /* Long timers are armed in steps; this is one of them. */
-        arm_cert_timer(c, p);
-        return;
-    }
-    conn_untrust(c, REASON_CERT_EXPIRED, NULL);
-}
-
-static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
-{
-    if (!p->not_after)
-        return;
-    int64_t left = p->not_after - (int64_t)time(NULL);
-    uint32_t warn = c->env->o.cert_expiry_warning_days;
-    if (warn && left < (int64_t)warn * SECONDS_PER_DAY && c->state != C_OPEN) {
-        c->env->stats.expiring_soon++;
-        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
-                 p->serial, p->issuer, (long long)(left > 0 ? left / SECONDS_PER_HOUR : 0));
-    }
-    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
-    int64_t ms =
-        left <= 0 ? 0 : (left > SECONDS_PER_DAY ? SECONDS_PER_DAY * 1000 : left * 1000 + 1);
-    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
 }
 
 static void turn_end(uv_check_t *h)
@@ -452,6 +414,7 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     uv_timer_init(e->loop, &c->cert_timer);
     c->cert_timer.data = c;
     c->handles = 3;
+    e->holds++; /* until handle_closed frees c */
     uv_tcp_nodelay(&c->tcp, 1);
     format_addr(c);
     bool over = over_ip_limit(c);
@@ -487,6 +450,37 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
 }
 
 /* ---- trust verdicts -------------------------------------------------------------------------- */
+
+/* The peer's chain expires while connected: a verdict like a revocation. */
+static void cert_expired(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    const struct tls_peer *p = tls_conn_peer(c->tls);
+    int64_t now = (int64_t)time(NULL);
+    if (p->not_after > now) {
+        /* Long timers are armed in steps; this is one of them. */
+        arm_cert_timer(c, p);
+        return;
+    }
+    conn_untrust(c, REASON_CERT_EXPIRED, NULL);
+}
+
+static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
+{
+    if (!p->not_after)
+        return;
+    int64_t left = p->not_after - (int64_t)time(NULL);
+    uint32_t warn = c->env->o.cert_expiry_warning_days;
+    if (warn && left < (int64_t)warn * SECONDS_PER_DAY && c->state != C_OPEN) {
+        c->env->stats.expiring_soon++;
+        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
+                 p->serial, p->issuer, (long long)(left > 0 ? left / SECONDS_PER_HOUR : 0));
+    }
+    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
+    int64_t ms =
+        left <= 0 ? 0 : (left > SECONDS_PER_DAY ? SECONDS_PER_DAY * 1000 : left * 1000 + 1);
+    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
+}
 
 static enum tls_reject reject_for(enum reason why)
 {

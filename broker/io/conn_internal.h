@@ -145,13 +145,18 @@ struct conn_env {
     uv_timer_t park_timer;
     struct conn *active;
     uint32_t gen;
-    int closed_handles;
+    /* The env is freed when this drops to 0: one per uv handle of its own (until closed) and
+     * one per connection (until freed), since connections may finish closing after
+     * conn_env_free. */
+    uint32_t holds;
     uint8_t rbuf[CONN_READ_BUF];   /* ciphertext from the socket */
     uint8_t plain[CONN_PLAIN_BUF]; /* plaintext out of the TLS engine */
 };
 
 /* conn.c: the open byte stream */
 void conn__stream_init(struct conn_env *e);
+/* Drop one of env->holds; the last frees the env. */
+void conn__env_drop(struct conn_env *e);
 /* Closes the stream side's two env handles with cb. */
 void conn__stream_close(struct conn_env *e, uv_close_cb cb);
 void conn__update_reading(struct conn *c);
