@@ -60,9 +60,9 @@ struct conn_stats {
     uint32_t handshaking, waiting, checking, open;
 };
 
-/* Unsent output per connection beyond which its peer is no longer read. Large enough for a
- * burst of full-size publishes to a subscriber on a slow link (a few TLS records' worth of
- * window), small enough that thousands of stalled subscribers cannot exhaust memory. */
+/* Unsent output per connection beyond which its peer is no longer read: room for a burst of
+ * publishes to a subscriber on a slow link (16 full TLS records), while stalled subscribers
+ * stay bounded (256 MB per thousand of them). */
 #define CONN_DEFAULT_MAX_BACKLOG (256 * 1024)
 /* Handshake CPU per loop turn: connected clients wait at most about this long (plus one
  * handshake step) for their turn during a reconnect storm; a full ECDSA P-256 handshake costs

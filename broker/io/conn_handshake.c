@@ -18,6 +18,10 @@
 
 #define SECONDS_PER_DAY 86400
 #define SECONDS_PER_HOUR 3600
+/* Which certificate a CRL revokes ("an issuing CA certificate was revoked" and the like). */
+#define REVOKED_WHY_MAX 96
+/* A checker's refusal reason (a plugin's text, e.g. an OCSP responder's answer). */
+#define CHECK_WHY_MAX 160
 
 static void open_ready(struct conn *c);
 static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
@@ -220,7 +224,7 @@ static void handshake_failed(struct conn *c)
 static void handshake_done(struct conn *c)
 {
     const struct tls_peer *peer = tls_conn_peer(c->tls);
-    char why[96];
+    char why[REVOKED_WHY_MAX];
     if (*c->ctx_slot != c->ctx && tls_ctx_peer_revoked(*c->ctx_slot, peer, why, sizeof(why))) {
         refuse(c, TLS_REJECT_REVOKED, why); /* the CRLs were reloaded while this handshake ran */
         return;
@@ -230,7 +234,7 @@ static void handshake_done(struct conn *c)
         open_ready(c);
         return;
     }
-    char reason[160] = "denied";
+    char reason[CHECK_WHY_MAX] = "denied";
     c->checked = true;
     c->state = C_CHECKING;
     c->env->stats.checking++;
@@ -536,7 +540,7 @@ size_t conn_env_recheck(struct conn_env *e, size_t *dropped)
         const struct tls_ctx *now = *c->ctx_slot;
         bool counted = c->state == C_OPEN && c->user_ready;
         checked += counted;
-        char why[96];
+        char why[REVOKED_WHY_MAX];
         if (now && tls_ctx_peer_revoked(now, tls_conn_peer(c->tls), why, sizeof(why))) {
             n += counted;
             conn_untrust(c, REASON_REVOKED_CRL, why);
