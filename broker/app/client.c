@@ -91,13 +91,16 @@ void client_wakeup(void *env, void *client)
         conn_want_write(c->conn);
 }
 
-void client_untrust(struct client *c, const char *why, bool discard_session)
+void client_untrust(struct client *c, enum reason why, const char *detail)
 {
     if (c->state == CS_CLOSING)
         return;
+    const struct reason_info *ri = reason_info(why);
+    const char *text = detail && *detail ? detail : ri->text;
+    bool discard_session = c->env->discard_revoked;
     const struct tls_peer *p = conn_peer(c->conn);
     log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s",
-               client__id(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, why,
+               client__id(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, text,
                discard_session && c->session ? "; session discarded" : "");
     struct session *s = c->session;
     c->session = NULL;
@@ -105,21 +108,11 @@ void client_untrust(struct client *c, const char *why, bool discard_session)
         /* A device that is no longer trusted must not speak again: no will. */
         broker_detach(c->env->broker, s, false, client__now(c));
     }
-    client_end(c, REASON_UNTRUSTED, false, why);
+    client_end(c, why, false, text);
     if (discard_session && c->client_id) {
         struct session *left = broker_find(c->env->broker, p->identity, c->client_id);
         if (left)
             broker_discard(c->env->broker, left);
-    }
-}
-
-void client_foreach(struct client_env *e,
-                    void (*cb)(void *ctx, struct client *c, struct conn *conn), void *ctx)
-{
-    struct client *next;
-    for (struct client *c = e->head; c; c = next) {
-        next = c->next; /* cb may close c; it is freed only later, in on_close */
-        cb(ctx, c, c->conn);
     }
 }
 
@@ -128,10 +121,10 @@ void client_set_discard_revoked(struct client_env *e, bool discard)
     e->discard_revoked = discard;
 }
 
-static void on_cert_expired(void *ud, struct conn *conn)
+/* Every trust verdict (CRL reload, plugin, expiry) arrives here through conn_untrust. */
+static void on_untrusted(void *ud, struct conn *conn, enum reason why, const char *detail)
 {
-    struct client *c = ud;
-    client_untrust(c, "certificate expired", c->env->discard_revoked);
+    client_untrust(ud, why, detail);
 }
 
 void client_close_all(struct client_env *e)
@@ -692,5 +685,5 @@ const struct conn_cbs client_conn_cbs = {
     .on_data = on_data,
     .on_writable = client__on_writable,
     .on_close = on_close,
-    .on_cert_expired = on_cert_expired,
+    .on_untrusted = on_untrusted,
 };

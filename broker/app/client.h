@@ -9,6 +9,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "reason.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,11 +44,9 @@ void client_wakeup(void *env, void *client);
 void client_kick(void *env, void *client, enum reason why);
 
 /* The certificate behind c is no longer trusted (revoked, expired): disconnect it (MQTT 5:
- * DISCONNECT 0x98) without publishing its will; discard its session when asked. */
-void client_untrust(struct client *c, const char *why, bool discard_session);
-/* Visit every connected client with its transport. */
-void client_foreach(struct client_env *e,
-                    void (*cb)(void *ctx, struct client *c, struct conn *conn), void *ctx);
+ * DISCONNECT with reason_info(why)'s code) without publishing its will; discard its session when
+ * client_set_discard_revoked says so. detail is the text logged and sent (NULL = the reason's). */
+void client_untrust(struct client *c, enum reason why, const char *detail);
 void client_set_discard_revoked(struct client_env *e, bool discard);
 
 /* Close every client (server shutdown): MQTT 5 clients get a DISCONNECT for REASON_SHUTDOWN. */

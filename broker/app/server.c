@@ -68,7 +68,6 @@ struct server {
     size_t nwatches;
     uv_timer_t acl_debounce, tls_debounce;
     char *acl_dir, *acl_base;
-    uint64_t untrusted; /* clients disconnected because their certificate was revoked */
     uint64_t start_ms;
     uint64_t next_sys_ms;
     bool stopping;
@@ -240,48 +239,15 @@ static void start_watches(struct server *s)
 
 /* ---- certificates and revocation ---------------------------------------------------------- */
 
-struct sweep {
-    struct server *s;
-    size_t checked, dropped;
-};
-
-static void sweep_client(void *ctx, struct client *c, struct conn *conn)
-{
-    struct sweep *sw = ctx;
-    struct srv_listener *sl = conn_tag(conn);
-    char why[96];
-    sw->checked++;
-    if (sl && sl->ctx && tls_ctx_peer_revoked(sl->ctx, conn_peer(conn), why, sizeof(why))) {
-        sw->dropped++;
-        sw->s->untrusted++;
-        client_untrust(c, why, sw->s->cfg.revoked_session == CONFIG_REVOKED_DISCARD);
-    }
-}
-
-struct untrust_one {
-    struct server *s;
-    uint64_t id;
-    const char *why;
-    bool found;
-};
-
-static void untrust_if(void *ctx, struct client *c, struct conn *conn)
-{
-    struct untrust_one *u = ctx;
-    if (u->found || conn_id(conn) != u->id)
-        return;
-    u->found = true;
-    u->s->untrusted++;
-    client_untrust(c, u->why, u->s->cfg.revoked_session == CONFIG_REVOKED_DISCARD);
-}
-
-/* A plugin's verdict on a connected device (e.g. OCSP now says revoked). A scan: revocations
- * are rare and this keeps the per-connection state free of an index. */
+/* A plugin's verdict on a connected device (e.g. OCSP now says revoked). */
 static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
 {
-    struct untrust_one u = {ctx, conn_id, reason && *reason ? reason : "by plugin", false};
-    client_foreach(u.s->clenv, untrust_if, &u);
-    return u.found ? 0 : -1;
+    struct server *s = ctx;
+    struct conn *c = conn_env_find(s->cenv, conn_id);
+    if (!c)
+        return -1;
+    conn_untrust(c, REASON_REVOKED_PLUGIN, reason && *reason ? reason : "by plugin");
+    return 0;
 }
 
 /* Rebuild every listener's TLS context from its files (CA, certificate, key, CRLs). All or
@@ -314,11 +280,10 @@ static void reload_tls(struct server *s)
         s->ls[i].ctx = fresh[i];
     }
     free(fresh);
-    struct sweep sw = {s, 0, 0};
-    client_foreach(s->clenv, sweep_client, &sw);
+    size_t dropped = 0, checked = conn_env_recheck(s->cenv, &dropped);
     log_notice("tls: certificates and CRLs reloaded; %zu connected device(s) checked, %zu "
                "disconnected as revoked",
-               sw.checked, sw.dropped);
+               checked, dropped);
 }
 
 /* ---- $SYS and housekeeping ---------------------------------------------------------------- */
@@ -361,8 +326,10 @@ static void sys_publish(struct server *s)
     sys_pub(s, "$SYS/broker/tls/handshakes", "%" PRIu64, cs->handshakes);
     sys_pub(s, "$SYS/broker/tls/resumed", "%" PRIu64, cs->resumed);
     sys_pub(s, "$SYS/broker/tls/refused", "%" PRIu64, cs->refused);
-    sys_pub(s, "$SYS/broker/tls/disconnected/revoked", "%" PRIu64, s->untrusted);
-    sys_pub(s, "$SYS/broker/tls/disconnected/expired", "%" PRIu64, cs->expired);
+    sys_pub(s, "$SYS/broker/tls/disconnected/revoked", "%" PRIu64,
+            cs->untrusted[REASON_REVOKED_CRL] + cs->untrusted[REASON_REVOKED_PLUGIN]);
+    sys_pub(s, "$SYS/broker/tls/disconnected/expired", "%" PRIu64,
+            cs->untrusted[REASON_CERT_EXPIRED]);
     sys_pub(s, "$SYS/broker/tls/expiring_soon", "%" PRIu64, cs->expiring_soon);
     uint64_t hits = 0;
     for (size_t i = 0; i < s->nls; i++)
@@ -405,7 +372,7 @@ static void on_conn(void *ud, uv_stream_t *server)
     struct srv_listener *sl = ud;
     struct server *s = sl->srv;
     const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c = conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv, sl);
+    struct conn *c = conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv);
     if (!c)
         return;
     if (s->cfg.max_connections >= 0 &&
@@ -587,8 +554,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     struct conn_env_opts ceo = {.cert_expiry_warning_days = c->cert_expiry_warning_days,
                                 .handshake_timeout_ms = c->tls_handshake_timeout_ms,
                                 .max_handshakes = c->max_handshakes,
-                                .max_per_ip = c->max_connections_per_ip,
-                                .max_backlog = 256 * 1024};
+                                .max_per_ip = c->max_connections_per_ip};
     s->cenv = conn_env_new(loop, &ceo);
     if (plugin_has_cert_check(s->plugins)) {
         struct conn_checker ck;

@@ -10,11 +10,12 @@
 static const struct reason_info table[REASON_COUNT] = {
     [REASON_NONE] = {0x00, 0x00, false, "normal", "none"},
     /* MQTT 5 0x98 Administrative action: the broker ended it, not the protocol. */
-    [REASON_REVOKED_CRL] = {0x00, 0x98, true, "certificate revoked", "revoked"},
-    [REASON_REVOKED_PLUGIN] = {0x00, 0x98, true, "revoked by plugin", "revoked_by_plugin"},
-    [REASON_CERT_EXPIRED] = {0x00, 0x98, true, "certificate expired", "expired"},
-    [REASON_UNTRUSTED] = {0x00, MQTT_RC_ADMINISTRATIVE_ACTION, true,
-                          "certificate no longer trusted", "untrusted"},
+    [REASON_REVOKED_CRL] = {0x00, MQTT_RC_ADMINISTRATIVE_ACTION, true, "certificate revoked",
+                            "revoked"},
+    [REASON_REVOKED_PLUGIN] = {0x00, MQTT_RC_ADMINISTRATIVE_ACTION, true, "revoked by plugin",
+                               "revoked_by_plugin"},
+    [REASON_CERT_EXPIRED] = {0x00, MQTT_RC_ADMINISTRATIVE_ACTION, true, "certificate expired",
+                             "expired"},
 
     [REASON_BAD_VERSION] = {MQTT_RC3_UNACCEPTABLE_VERSION, MQTT_RC_UNSUPPORTED_VERSION, false,
                             "unsupported protocol version", "bad_version"},

@@ -18,7 +18,6 @@ enum reason {
     REASON_REVOKED_CRL,    /* the device's certificate or one of its CAs is on a current CRL */
     REASON_REVOKED_PLUGIN, /* a certificate-check plugin (OCSP) says revoked */
     REASON_CERT_EXPIRED,   /* a certificate of the chain passed its notAfter */
-    REASON_UNTRUSTED,      /* a verdict whose detail the caller words (client_untrust's why) */
 
     /* CONNECT refusals: a CONNACK with a failure code, then close (v3 != 0). */
     REASON_BAD_VERSION,        /* protocol level we do not speak */

@@ -1,22 +1,21 @@
-/* conn: TCP + TLS transport for one peer.
+/* conn: the open byte stream of one peer: socket, TLS records, flush, back-pressure, close.
  *
  * Life: WAITING (accepted, not read until a handshake slot is free) -> HANDSHAKE -> [CHECKING]
- * -> OPEN -> CLOSING; the way to OPEN is conn_handshake.c. Every state has a deadline on the
- * connection's single timer. Idle connections give their TLS record buffers back. Reads go into one
- * conn__process-wide buffer (the loop is single-threaded and read callbacks do not nest), so an
- * idle connection holds no read memory. Writes: the TLS engine appends ciphertext to its output
- * buffer, which is handed to the kernel with uv_try_write and, for the rest, with uv_write that
- * takes over the buffer's storage (no copy). Never knows MQTT. */
+ * -> OPEN -> [ENDING] -> CLOSING. The way to OPEN is conn_handshake.c, which drives this file;
+ * from here it is reached only through env->admission. What runs on top of the TLS stream (plain
+ * MQTT bytes or WebSocket frames) is the connection's conn_ops, so this file knows no transport
+ * protocol. Every state has a deadline on the connection's single timer. Idle connections give
+ * their TLS record buffers back. Reads go into one env-wide buffer (the loop is single-threaded
+ * and read callbacks do not nest), so an idle connection holds no read memory. Writes: the TLS
+ * engine appends ciphertext to its output buffer, which is handed to the kernel with
+ * uv_try_write and, for the rest, with uv_write that takes over the buffer's storage (no copy).
+ * Never knows MQTT. */
 #include "conn_internal.h"
 
 #include "log.h"
-#include "ws.h"
 #include "xmalloc.h"
 
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 struct wreq {
     uv_write_t req;
@@ -27,51 +26,26 @@ struct wreq {
 
 static void flush_list_run(uv_check_t *h);
 static void park_sweep(uv_timer_t *t);
-static void mark_active(struct conn *c);
 static void unmark_active(struct conn *c);
-static void finish_close(struct conn *c, bool graceful);
 static void release(struct conn *c);
-static void shutdown_cb(uv_shutdown_t *req, int status);
+static void timer_fire(uv_timer_t *t);
 
-struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
+/* The env's stream half: the flush check and the park sweep (conn_env_new, conn_handshake.c). */
+void conn__stream_init(struct conn_env *e)
 {
-    struct conn_env *e = xcalloc(1, sizeof(*e));
-    e->loop = loop;
-    e->o = *o;
-    if (!e->o.max_handshakes)
-        e->o.max_handshakes = 1;
-    if (!e->o.max_backlog)
-        e->o.max_backlog = 256 * 1024;
-    uv_check_init(loop, &e->check);
+    uv_check_init(e->loop, &e->check);
     e->check.data = e;
     uv_unref((uv_handle_t *)&e->check);
-    e->hs_budget_ns = (uint64_t)(e->o.handshake_budget_us ? e->o.handshake_budget_us : 5000) * 1000;
-    uv_idle_init(loop, &e->defer_idle);
-    e->defer_idle.data = e;
-    uv_unref((uv_handle_t *)&e->defer_idle);
-    uv_check_init(loop, &e->turn_end);
-    e->turn_end.data = e;
-    uv_check_start(&e->turn_end, conn__turn_end);
-    uv_unref((uv_handle_t *)&e->turn_end);
-    uint64_t park_ms = e->o.park_after_ms ? e->o.park_after_ms : 5000;
-    uv_timer_init(loop, &e->park_timer);
+    uint64_t park_ms = e->o.park_after_ms;
+    uv_timer_init(e->loop, &e->park_timer);
     e->park_timer.data = e;
     uv_timer_start(&e->park_timer, park_sweep, park_ms, park_ms);
     uv_unref((uv_handle_t *)&e->park_timer);
-    return e;
 }
 
-/* Four handles close; the last frees the env. */
-static void env_check_closed(uv_handle_t *h)
+void conn__env_drop(struct conn_env *e)
 {
-    struct conn_env *e = h->data;
-    if (++e->closed_handles == 4)
-        free(e);
-}
-
-void conn_env_free(struct conn_env *e)
-{
-    if (!e)
+    if (--e->holds)
         return;
     struct ip_count *ic, *tmp;
     HASH_ITER(hh, e->per_ip, ic, tmp)
@@ -79,13 +53,16 @@ void conn_env_free(struct conn_env *e)
         HASH_DEL(e->per_ip, ic);
         free(ic);
     }
-    uv_close((uv_handle_t *)&e->check, env_check_closed);
-    uv_close((uv_handle_t *)&e->defer_idle, env_check_closed);
-    uv_close((uv_handle_t *)&e->turn_end, env_check_closed);
-    uv_close((uv_handle_t *)&e->park_timer, env_check_closed);
+    free(e);
 }
 
-/* ---- idle connections give their record buffers back --------------------------------------- */
+void conn__stream_close(struct conn_env *e, uv_close_cb cb)
+{
+    uv_close((uv_handle_t *)&e->check, cb);
+    uv_close((uv_handle_t *)&e->park_timer, cb);
+}
+
+/* ---- idle connections give their record buffers back ----------------------------------------- */
 
 static void mark_active(struct conn *c)
 {
@@ -122,11 +99,11 @@ static void park_sweep(uv_timer_t *t)
     struct conn *c = e->active;
     while (c) {
         struct conn *next = c->active_next;
-        if (c->io_gen != e->gen && (c->state == C_OPEN || c->state == C_WS_CLOSING) &&
-            tls_conn_park(c->tls)) {
+        bool streaming = c->state == C_OPEN || c->state == C_ENDING;
+        if (c->io_gen != e->gen && streaming && tls_conn_park(c->tls)) {
             unmark_active(c);
             e->stats.parked++;
-        } else if (c->io_gen != e->gen && c->state != C_OPEN && c->state != C_WS_CLOSING)
+        } else if (c->io_gen != e->gen && !streaming)
             unmark_active(c);
         c = next;
     }
@@ -169,11 +146,6 @@ const char *conn_ip(const struct conn *c)
     return c->ip;
 }
 
-void *conn_tag(const struct conn *c)
-{
-    return c->tag;
-}
-
 uv_loop_t *conn_loop(const struct conn *c)
 {
     return c->env->loop;
@@ -186,7 +158,26 @@ bool conn_closing(const struct conn *c)
 
 size_t conn_backlog(const struct conn *c)
 {
-    return c->queued + buf_size(tls_conn_output(c->tls)) + (c->ws ? ws_conn_backlog(c->ws) : 0);
+    return c->queued + buf_size(tls_conn_output(c->tls)) +
+           (c->ops->backlog ? c->ops->backlog(c) : 0);
+}
+
+void conn__check_backlog(struct conn *c)
+{
+    if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
+        c->out_full = true;
+        conn__update_reading(c);
+    }
+}
+
+/* Half the limit: hysteresis, so a peer at the limit is not paused and resumed per write. */
+void conn__drained(struct conn *c)
+{
+    if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
+        c->out_full = false;
+        conn__update_reading(c);
+        conn_want_write(c);
+    }
 }
 
 bool conn_output_full(const struct conn *c)
@@ -194,7 +185,7 @@ bool conn_output_full(const struct conn *c)
     return conn_backlog(c) >= c->env->o.max_backlog;
 }
 
-/* ---- the flush list: one write slot per connection per loop turn -------------------------- */
+/* ---- the flush list: one write slot per connection per loop turn ----------------------------- */
 
 static void flush_add(struct conn *c)
 {
@@ -214,7 +205,7 @@ void conn_want_write(struct conn *c)
     flush_add(c);
 }
 
-/* ---- reading ------------------------------------------------------------------------------ */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
@@ -236,16 +227,18 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     c->env->stats.bytes_in += (uint64_t)n;
     mark_active(c);
-    /* The shared read buffer is decrypted in place of a copy; conn__process() runs synchronously.
-     */
+    /* The shared read buffer is decrypted in place of a copy: everything below runs
+     * synchronously. */
     tls_conn_input_borrow(c->tls, (const uint8_t *)b->base, (size_t)n);
-    conn__process(c);
+    if (c->state == C_HANDSHAKE)
+        c->env->admission->input(c); /* may reach C_OPEN, then the rest is application data */
+    conn__pump(c);
     tls_conn_input_release(c->tls);
 }
 
 void conn__update_reading(struct conn *c)
 {
-    bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN || c->state == C_WS_CLOSING) &&
+    bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN || c->state == C_ENDING) &&
                 !c->paused && !c->out_full && !c->deferred;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
@@ -270,10 +263,10 @@ void conn_resume(struct conn *c)
     conn__update_reading(c);
     /* Bytes already inside the TLS engine will not raise another read event. */
     if (c->state == C_OPEN)
-        conn__process(c);
+        conn__pump(c);
 }
 
-/* ---- writing ------------------------------------------------------------------------------ */
+/* ---- writing --------------------------------------------------------------------------------- */
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -286,11 +279,7 @@ static void write_cb(uv_write_t *req, int status)
         conn__start_close(c, false);
         return;
     }
-    if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
-        c->out_full = false;
-        conn__update_reading(c);
-        conn_want_write(c);
-    }
+    conn__drained(c);
 }
 
 /* Hand the TLS output to the kernel: as much as it takes now, the rest in one uv_write that
@@ -335,10 +324,7 @@ void conn__flush_out(struct conn *c)
             conn__start_close(c, false);
             return;
         }
-        if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
-            c->out_full = true;
-            conn__update_reading(c);
-        }
+        conn__check_backlog(c);
     } else {
         buf_shrink(o, 0);
     }
@@ -348,21 +334,7 @@ int conn_write(struct conn *c, const uint8_t *p, size_t n)
 {
     if (c->state != C_OPEN)
         return -1;
-    if (c->ws) {
-        ws_conn_write(c->ws, p, n);
-        if (!c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
-            c->out_full = true;
-            conn__update_reading(c);
-        }
-        return 0;
-    }
-    if (tls_conn_write(c->tls, p, n) < 0) {
-        conn__start_close(c, false);
-        return -1;
-    }
-    if (!c->in_flush)
-        conn__flush_out(c); /* outside the write slot: send now */
-    return 0;
+    return c->ops->write(c, p, n);
 }
 
 static void flush_list_run(uv_check_t *h)
@@ -396,56 +368,55 @@ static void flush_list_run(uv_check_t *h)
     uv_check_stop(&e->check);
 }
 
-/* ---- handshake admission and processing ----------------------------------------------------- */
+/* ---- the timer and reading the stream -------------------------------------------------------- */
 
-void conn__timer_fire(uv_timer_t *t)
+static void timer_fire(uv_timer_t *t)
 {
     struct conn *c = t->data;
     if (c->state == C_CLOSING) {
         release(c); /* the peer never drained its output: stop waiting */
         return;
     }
-    if (c->state == C_WS_CLOSING) {
-        finish_close(c, true); /* the peer never answered the close frame */
+    if (c->state == C_ENDING) {
+        conn__finish_close(c, true); /* the peer never finished the transport's close */
         return;
     }
-    if (c->state == C_OPEN && c->wsctx && !c->ws_ready) {
-        c->env->stats.refused++;
-        c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
-        log_notice("refused %s: WebSocket upgrade not completed within %u ms", c->addr,
-                   c->env->o.handshake_timeout_ms);
-        finish_close(c, false);
-        return;
-    }
-    if (c->state == C_CHECKING) {
-        conn__check_finish(c, false, "certificate check not answered in time");
-        return;
-    }
-    if (c->state == C_WAITING || c->state == C_HANDSHAKE) {
-        c->env->stats.refused++;
-        c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
-        log_notice("refused %s: handshake failed: not completed within %u ms", c->addr,
-                   c->env->o.handshake_timeout_ms);
-        conn__start_close(c, false);
+    void (*fn)(struct conn *) = c->deadline;
+    if (fn) {
+        c->deadline = NULL;
+        fn(c);
         return;
     }
     if (c->timer_cb)
         c->timer_cb(c->ud, c);
 }
 
+void conn__deadline(struct conn *c, uint64_t ms, void (*fn)(struct conn *c))
+{
+    c->deadline = fn;
+    uv_timer_start(&c->timer, timer_fire, ms, 0);
+}
+
 void conn_timer(struct conn *c, uint64_t ms, void (*cb)(void *ud, struct conn *c))
 {
     if (c->state == C_CLOSING)
         return;
+    c->deadline = NULL;
     c->timer_cb = cb;
-    uv_timer_start(&c->timer, conn__timer_fire, ms, 0);
+    uv_timer_start(&c->timer, timer_fire, ms, 0);
 }
 
-void conn__process(struct conn *c)
+void conn__user_ready(struct conn *c)
 {
-    if (c->state == C_HANDSHAKE)
-        conn__handshake_step(c);
-    while ((c->state == C_OPEN || c->state == C_WS_CLOSING) && !c->paused) {
+    uv_timer_stop(&c->timer);
+    c->deadline = NULL;
+    c->user_ready = true;
+    c->cbs->on_ready(c->ud, c);
+}
+
+void conn__pump(struct conn *c)
+{
+    while ((c->state == C_OPEN || c->state == C_ENDING) && !c->paused) {
         int r = tls_conn_read(c->tls, c->env->plain, sizeof(c->env->plain));
         if (r == TLS_AGAIN)
             break;
@@ -458,129 +429,29 @@ void conn__process(struct conn *c)
             conn__start_close(c, false);
             break;
         }
-        if (c->ws) {
-            ws_conn_feed(c->ws, c->env->plain, (size_t)r);
-            if (c->ws && !c->out_full && conn_backlog(c) >= c->env->o.max_backlog) {
-                /* lws is not keeping up: stop reading the peer until it does. */
-                c->out_full = true;
-                conn__update_reading(c);
-            }
-        } else
-            c->cbs->on_data(c->ud, c, c->env->plain, (size_t)r);
+        c->ops->input(c, c->env->plain, (size_t)r);
     }
     if (c->state != C_CLOSING)
         conn__flush_out(c);
 }
 
-/* ---- accept and close ----------------------------------------------------------------------- */
-
-static void format_addr(struct conn *c)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    strcpy(c->addr, "?");
-    strcpy(c->ip, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
-    int port = 0;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, c->ip, sizeof(c->ip));
-        port = ntohs(a->sin_port);
-        snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, c->ip, sizeof(c->ip));
-        port = ntohs(a->sin6_port);
-        /* Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know them as a.b.c.d. */
-        if (!strncmp(c->ip, "::ffff:", 7) && strchr(c->ip, '.')) {
-            memmove(c->ip, c->ip + 7, strlen(c->ip + 7) + 1);
-            snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
-        } else {
-            snprintf(c->addr, sizeof(c->addr), "[%s]:%d", c->ip, port);
-        }
-    }
-}
-
-struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
-                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud, void *tag)
-{
-    struct tls_ctx *ctx = *ctx_slot;
-    struct conn *c = xcalloc(1, sizeof(*c));
-    c->env = e;
-    c->wsctx = ws;
-    c->ctx_slot = ctx_slot;
-    c->tag = tag;
-    c->cbs = cbs;
-    c->ud = ud;
-    uv_tcp_init(e->loop, &c->tcp);
-    c->tcp.data = c;
-    c->handles = 1;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        c->state = C_CLOSING;
-        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
-        return NULL;
-    }
-    uv_timer_init(e->loop, &c->timer);
-    c->timer.data = c;
-    uv_timer_init(e->loop, &c->cert_timer);
-    c->cert_timer.data = c;
-    c->handles = 3;
-    uv_tcp_nodelay(&c->tcp, 1);
-    format_addr(c);
-    if (e->o.max_per_ip) {
-        struct ip_count *ic;
-        HASH_FIND_STR(e->per_ip, c->ip, ic);
-        if (!ic) {
-            ic = xcalloc(1, sizeof(*ic));
-            snprintf(ic->ip, sizeof(ic->ip), "%s", c->ip);
-            HASH_ADD_STR(e->per_ip, ip, ic);
-        }
-        ic->n++;
-        c->counted = ic;
-    }
-    c->ctx = tls_ctx_ref(ctx);
-    c->tls = tls_conn_new(ctx);
-    c->id = ++e->next_id;
-    if (e->checker.check)
-        tls_conn_keep_der(c->tls);
-    uv_timer_start(&c->timer, conn__timer_fire, e->o.handshake_timeout_ms, 0);
-    if (c->counted && c->counted->n > e->o.max_per_ip) {
-        /* Refused before any TLS work: the address already holds its share. */
-        e->stats.refused++;
-        e->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
-        log_notice("refused %s: max_connections_per_ip (%u) reached", c->addr, e->o.max_per_ip);
-        c->state = C_HANDSHAKE; /* so conn__start_close's bookkeeping is symmetric */
-        e->stats.handshaking++;
-        conn__start_close(c, false);
-        return c;
-    }
-    if (e->stats.handshaking < e->o.max_handshakes) {
-        conn__begin_handshake(c);
-    } else {
-        c->state = C_WAITING;
-        e->stats.waiting++;
-        if (e->wait_tail)
-            e->wait_tail->wait_next = c;
-        else
-            e->wait_head = c;
-        e->wait_tail = c;
-    }
-    return c;
-}
+/* ---- close ----------------------------------------------------------------------------------- */
 
 static void handle_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
     if (--c->handles)
         return;
+    struct conn_env *e = c->env;
+    HASH_DEL(e->by_id, c);
     if (c->counted && --c->counted->n == 0) {
-        HASH_DEL(c->env->per_ip, c->counted);
+        HASH_DEL(e->per_ip, c->counted);
         free(c->counted);
     }
     tls_conn_free(c->tls);
     tls_ctx_unref(c->ctx);
     free(c);
+    conn__env_drop(e);
 }
 
 static void release(struct conn *c)
@@ -608,122 +479,86 @@ static void notify_user(struct conn *c)
     flush_add(c);
 }
 
-static void finish_close(struct conn *c, bool graceful)
+void conn__finish_close(struct conn *c, bool graceful)
 {
     if (c->state == C_CLOSING)
         return;
-    bool was_open = c->state == C_OPEN || c->state == C_WS_CLOSING;
+    bool was_open = c->state == C_OPEN || c->state == C_ENDING;
     if (c->state == C_OPEN)
         c->env->stats.open--;
-    if (c->state == C_CHECKING) {
-        void *token = c->check_token;
-        conn__leave_checking(c);
-        if (c->env->checker.cancel)
-            c->env->checker.cancel(c->env->checker.ctx, token);
-    }
-    if (c->checked && c->env->checker.closed) {
-        c->checked = false;
-        c->env->checker.closed(c->env->checker.ctx, c);
-    }
-    conn__leave_handshake(c);
+    c->env->admission->closing(c);
     c->state = C_CLOSING;
     uv_timer_stop(&c->cert_timer);
-    if (c->ws) {
-        ws_conn_release(c->ws);
-        c->ws = NULL;
-    }
+    if (c->ops->release)
+        c->ops->release(c);
     conn__update_reading(c);
     if (graceful && was_open)
         tls_conn_close_notify(c->tls);
     conn__flush_out(c);
-    if (was_open && (!c->wsctx || c->ws_ready))
+    if (was_open && c->user_ready)
         notify_user(c);
     /* uv_shutdown waits for queued writes (close_notify, last packets); the timer bounds it. */
-    uv_timer_start(&c->timer, conn__timer_fire, CLOSE_GRACE_MS, 0);
+    c->deadline = NULL;
+    uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
     c->shut.data = c;
     c->shutting = true;
     if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
         release(c);
 }
 
+void conn__begin_ending(struct conn *c)
+{
+    c->state = C_ENDING;
+    c->env->stats.open--;
+    notify_user(c);
+    c->deadline = NULL;
+    uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
+}
+
 void conn__start_close(struct conn *c, bool graceful)
 {
     if (c->state == C_CLOSING)
         return;
-    if (c->state == C_WS_CLOSING) {
+    if (c->state == C_ENDING) {
         if (!graceful)
-            finish_close(c, false);
+            conn__finish_close(c, false);
         return;
     }
-    if (c->state == C_OPEN && c->ws && c->ws_ready && graceful) {
-        /* Send a close frame and let lws finish the WebSocket close before TLS ends. */
-        c->state = C_WS_CLOSING;
-        c->env->stats.open--;
-        notify_user(c);
-        ws_conn_close(c->ws, 1000, "");
-        uv_timer_start(&c->timer, conn__timer_fire, CLOSE_GRACE_MS, 0);
+    if (c->state == C_OPEN && graceful && c->ops->close && c->ops->close(c))
         return;
-    }
-    finish_close(c, graceful);
+    conn__finish_close(c, graceful);
 }
-
-/* ---- the WebSocket bridge's view of this connection ---------------------------------------- */
-
-static void ws_established(void *ud)
-{
-    struct conn *c = ud;
-    if (c->state != C_OPEN)
-        return;
-    c->ws_ready = true;
-    uv_timer_stop(&c->timer);
-    c->cbs->on_ready(c->ud, c);
-}
-
-static void ws_message(void *ud, const uint8_t *p, size_t n)
-{
-    struct conn *c = ud;
-    if (c->state == C_OPEN && c->ws_ready)
-        c->cbs->on_data(c->ud, c, p, n);
-}
-
-static void ws_send(void *ud, const uint8_t *p, size_t n)
-{
-    struct conn *c = ud;
-    if (c->state != C_OPEN && c->state != C_WS_CLOSING)
-        return;
-    if (tls_conn_write(c->tls, p, n) < 0) {
-        finish_close(c, false);
-        return;
-    }
-    conn__flush_out(c);
-}
-
-static void ws_closed(void *ud)
-{
-    struct conn *c = ud;
-    c->ws = NULL; /* the bridge released itself */
-    finish_close(c, true);
-}
-
-static void ws_drained(void *ud)
-{
-    struct conn *c = ud;
-    if (c->out_full && conn_backlog(c) < c->env->o.max_backlog / 2) {
-        c->out_full = false;
-        conn__update_reading(c);
-        conn_want_write(c);
-    }
-}
-
-const struct ws_io conn__ws_bridge = {
-    .drained = ws_drained,
-    .established = ws_established,
-    .message = ws_message,
-    .send = ws_send,
-    .closed = ws_closed,
-};
 
 void conn_close(struct conn *c, bool graceful)
 {
     conn__start_close(c, graceful);
 }
+
+/* ---- plain MQTT over TLS: the stream is the user's ------------------------------------------- */
+
+static void tls_open(struct conn *c)
+{
+    conn__user_ready(c);
+}
+
+static void tls_input(struct conn *c, const uint8_t *p, size_t n)
+{
+    c->cbs->on_data(c->ud, c, p, n);
+}
+
+static int tls_write(struct conn *c, const uint8_t *p, size_t n)
+{
+    if (tls_conn_write(c->tls, p, n) < 0) {
+        conn__start_close(c, false);
+        return -1;
+    }
+    if (!c->in_flush)
+        conn__flush_out(c); /* outside the write slot: send now */
+    return 0;
+}
+
+const struct conn_ops conn__tls_ops = {
+    .open = tls_open,
+    .input = tls_input,
+    .write = tls_write,
+};

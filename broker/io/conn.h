@@ -10,6 +10,7 @@
 #ifndef CERTMQ_CONN_H
 #define CERTMQ_CONN_H
 
+#include "reason.h"
 #include "tls.h"
 
 #include <stdbool.h>
@@ -29,9 +30,10 @@ struct conn_cbs {
     /* The connection is gone (called once, from a later loop turn than conn_close, never from
      * inside another callback of this conn). The user frees its state here; c is freed after. */
     void (*on_close)(void *ud, struct conn *c);
-    /* A certificate of the peer's chain passed its notAfter while connected. The user ends the
-     * session (conn_close). */
-    void (*on_cert_expired)(void *ud, struct conn *c);
+    /* A trust verdict on the connected peer (conn_untrust): its certificate was revoked (CRL
+     * reload, plugin) or expired. detail is the text to log. The user ends the session
+     * (conn_close) without trusting anything more the peer sent. */
+    void (*on_untrusted)(void *ud, struct conn *c, enum reason why, const char *detail);
 };
 
 /* A certificate check beyond the TLS policy (plugins). It runs after the handshake and before
@@ -51,11 +53,25 @@ struct conn_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t handshakes, resumed, refused;
     uint64_t expiring_soon; /* connections whose certificate expires within the warning window */
-    uint64_t expired;       /* connections closed because a certificate expired */
     uint64_t parked;        /* times an idle connection gave its TLS record buffers back */
+    /* Open connections ended by a trust verdict (conn_untrust), per reason. */
+    uint64_t untrusted[REASON_COUNT];
     uint64_t refused_by[TLS_REJECT_COUNT];
     uint32_t handshaking, waiting, checking, open;
 };
+
+/* Unsent output per connection beyond which its peer is no longer read: room for a burst of
+ * publishes to a subscriber on a slow link (16 full TLS records), while stalled subscribers
+ * stay bounded (256 MB per thousand of them). */
+#define CONN_DEFAULT_MAX_BACKLOG (256 * 1024)
+/* Handshake CPU per loop turn: connected clients wait at most about this long (plus one
+ * handshake step) for their turn during a reconnect storm; a full ECDSA P-256 handshake costs
+ * ~12 ms here, in several steps. */
+#define CONN_DEFAULT_HANDSHAKE_BUDGET_US 5000
+/* Idle time before a connection gives its record buffers back: long enough that a busy client
+ * does not re-allocate them between messages, short enough to matter for fleets of idle
+ * devices. */
+#define CONN_DEFAULT_PARK_AFTER_MS 5000
 
 /* Shared by every connection of the process: loop, limits, the flush list, counters. */
 struct conn_env;
@@ -63,13 +79,14 @@ struct conn_env_opts {
     uint32_t cert_expiry_warning_days; /* 0 = no warning */
     uint32_t handshake_timeout_ms;
     uint32_t max_handshakes;
-    size_t max_backlog;  /* stop reading a peer whose unsent output exceeds this */
+    /* Stop reading a peer whose unsent output exceeds this (0 = CONN_DEFAULT_MAX_BACKLOG). */
+    size_t max_backlog;
     uint32_t max_per_ip; /* open connections per peer address, 0 = unlimited */
-    /* Handshake CPU per loop turn (0 = 5000 µs): beyond it, handshakes continue next turn, so
-     * connected clients are served between public-key operations. */
+    /* Handshake CPU per loop turn (0 = CONN_DEFAULT_HANDSHAKE_BUDGET_US): beyond it, handshakes
+     * continue next turn, so connected clients are served between public-key operations. */
     uint32_t handshake_budget_us;
     /* A connection without I/O for between one and two of these gives its TLS record buffers
-     * back until its next I/O (0 = 5000 ms). */
+     * back until its next I/O (0 = CONN_DEFAULT_PARK_AFTER_MS). */
     uint32_t park_after_ms;
 };
 struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o);
@@ -87,17 +104,27 @@ bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const
                    size_t *issuer_len);
 /* Unique within the process, never reused; 1 is the first. */
 uint64_t conn_id(const struct conn *c);
+/* The connection with that id, or NULL once it is gone (O(1)). */
+struct conn *conn_env_find(struct conn_env *e, uint64_t id);
+
+/* The one way a trust verdict reaches a connection. An open connection counts it in
+ * conn_stats.untrusted[why] and goes to the user's on_untrusted (who ends the session); one not
+ * yet open is refused (counted and logged as a refusal) and closed. detail (NULL = the reason's
+ * text) is what the log says. */
+void conn_untrust(struct conn *c, enum reason why, const char *detail);
+/* Re-check every connection past its handshake against its listener's current TLS context (after
+ * a CRL reload) and untrust the revoked ones (REASON_REVOKED_CRL). Returns how many open
+ * connections were checked; *dropped = how many of those were revoked. */
+size_t conn_env_recheck(struct conn_env *e, size_t *dropped);
 
 struct ws_ctx;
 /* Take the pending connection from a listening stream. Returns NULL (and logs) when accept
  * fails. ctx_slot points at the listener's current TLS context: the handshake uses (and
  * references) the one current at accept; if the slot has moved on by the end of the handshake
  * (a CRL reload), the peer is re-checked against the new one. ws: NULL for MQTT over TLS, or
- * the WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade).
- * tag: an opaque pointer for the owner (conn_tag). */
+ * the WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade). */
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
-                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud, void *tag);
-void *conn_tag(const struct conn *c);
+                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud);
 
 void conn_set_user(struct conn *c, void *ud);
 const struct tls_peer *conn_peer(const struct conn *c);

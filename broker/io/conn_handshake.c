@@ -1,16 +1,95 @@
-/* conn_handshake: a connection from accept to OPEN. Handshakes are admitted up to
- * max_handshakes, advance one Mbed TLS state at a time within a CPU budget per loop turn
- * (deferred, unread, beyond it), then go through the certificate checker (plugins) before
- * application data may flow. */
+/* conn_handshake: a connection from accept to OPEN, and every trust verdict after.
+ *
+ * Accepted connections are admitted up to max_handshakes (and max_per_ip); handshakes advance
+ * one Mbed TLS state at a time within a CPU budget per loop turn (deferred, unread, beyond it),
+ * then go through the certificate checker (plugins) before the transport opens and application
+ * data may flow. Afterwards the verdicts on a connected peer (CRL reload, plugin, expiry) all go
+ * through conn_untrust. This file drives conn.c's stream; conn.c reaches back only through the
+ * conn_admission table given in conn_env_new. */
 #include "conn_internal.h"
 
 #include "log.h"
+#include "xmalloc.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#define SECONDS_PER_DAY 86400
+#define SECONDS_PER_HOUR 3600
+/* Which certificate a CRL revokes ("an issuing CA certificate was revoked" and the like). */
+#define REVOKED_WHY_MAX 96
+/* A checker's refusal reason (a plugin's text, e.g. an OCSP responder's answer). */
+#define CHECK_WHY_MAX 160
 
 static void open_ready(struct conn *c);
 static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
 static void undefer(struct conn *c);
+static void handshake_step(struct conn *c);
+static void leave_handshake(struct conn *c);
+static void leave_checking(struct conn *c);
+static void check_finish(struct conn *c, bool allow, const char *why);
+static void admission_closing(struct conn *c);
+static void admission_expired(struct conn *c);
+static void turn_end(uv_check_t *h);
+static void run_deferred(uv_idle_t *h);
+
+static const struct conn_admission admission = {
+    .input = handshake_step,
+    .closing = admission_closing,
+};
+
+/* ---- the env --------------------------------------------------------------------------------- */
+
+struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
+{
+    struct conn_env *e = xcalloc(1, sizeof(*e));
+    e->loop = loop;
+    e->o = *o;
+    e->admission = &admission;
+    e->holds = 4; /* the four handles below and in conn__stream_init */
+    if (!e->o.max_handshakes)
+        e->o.max_handshakes = 1;
+    if (!e->o.max_backlog)
+        e->o.max_backlog = CONN_DEFAULT_MAX_BACKLOG;
+    if (!e->o.handshake_budget_us)
+        e->o.handshake_budget_us = CONN_DEFAULT_HANDSHAKE_BUDGET_US;
+    if (!e->o.park_after_ms)
+        e->o.park_after_ms = CONN_DEFAULT_PARK_AFTER_MS;
+    e->hs_budget_ns = (uint64_t)e->o.handshake_budget_us * 1000;
+    uv_idle_init(loop, &e->defer_idle);
+    e->defer_idle.data = e;
+    uv_unref((uv_handle_t *)&e->defer_idle);
+    uv_check_init(loop, &e->turn_end);
+    e->turn_end.data = e;
+    uv_check_start(&e->turn_end, turn_end);
+    uv_unref((uv_handle_t *)&e->turn_end);
+    conn__stream_init(e);
+    return e;
+}
+
+static void env_handle_closed(uv_handle_t *h)
+{
+    conn__env_drop(h->data);
+}
+
+/* The env outlives this call until its handles and its last connection are closed. */
+void conn_env_free(struct conn_env *e)
+{
+    if (!e)
+        return;
+    uv_close((uv_handle_t *)&e->defer_idle, env_handle_closed);
+    uv_close((uv_handle_t *)&e->turn_end, env_handle_closed);
+    conn__stream_close(e, env_handle_closed);
+}
+
+struct conn *conn_env_find(struct conn_env *e, uint64_t id)
+{
+    struct conn *c;
+    HASH_FIND(hh, e->by_id, &id, sizeof(id), c);
+    return c;
+}
 
 void conn_env_set_checker(struct conn_env *e, const struct conn_checker *ck)
 {
@@ -23,7 +102,7 @@ bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const
     return tls_conn_cert_der(c->tls, der, len, issuer, issuer_len);
 }
 
-void conn__begin_handshake(struct conn *c)
+static void begin_handshake(struct conn *c)
 {
     c->state = C_HANDSHAKE;
     c->env->stats.handshaking++;
@@ -38,11 +117,11 @@ static void admit_next(struct conn_env *e)
         if (!e->wait_head)
             e->wait_tail = NULL;
         e->stats.waiting--;
-        conn__begin_handshake(c);
+        begin_handshake(c);
     }
 }
 
-void conn__leave_handshake(struct conn *c)
+static void leave_handshake(struct conn *c)
 {
     if (c->deferred)
         undefer(c);
@@ -64,40 +143,7 @@ void conn__leave_handshake(struct conn *c)
     }
 }
 
-static void cert_expired(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    const struct tls_peer *p = tls_conn_peer(c->tls);
-    int64_t now = (int64_t)time(NULL);
-    if (p->not_after > now) {
-        /* Long timers are armed in steps; this is one of them. */
-        arm_cert_timer(c, p);
-        return;
-    }
-    c->env->stats.expired++;
-    if (c->state == C_OPEN && (!c->wsctx || c->ws_ready) && c->cbs->on_cert_expired)
-        c->cbs->on_cert_expired(c->ud, c);
-    else
-        conn__start_close(c, false);
-}
-
-static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
-{
-    if (!p->not_after)
-        return;
-    int64_t left = p->not_after - (int64_t)time(NULL);
-    uint32_t warn = c->env->o.cert_expiry_warning_days;
-    if (warn && left < (int64_t)warn * 86400 && c->state != C_OPEN) {
-        c->env->stats.expiring_soon++;
-        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
-                 p->serial, p->issuer, (long long)(left > 0 ? left / 3600 : 0));
-    }
-    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
-    int64_t ms = left <= 0 ? 0 : (left > 86400 ? 86400000 : left * 1000 + 1);
-    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
-}
-
-void conn__turn_end(uv_check_t *h)
+static void turn_end(uv_check_t *h)
 {
     ((struct conn_env *)h->data)->hs_spent_ns = 0;
 }
@@ -115,7 +161,7 @@ static void defer(struct conn *c)
         e->defer_head = c;
     e->defer_tail = c;
     conn__update_reading(c);
-    uv_idle_start(&e->defer_idle, conn__run_deferred);
+    uv_idle_start(&e->defer_idle, run_deferred);
 }
 
 static void undefer(struct conn *c)
@@ -136,20 +182,74 @@ static void undefer(struct conn *c)
 }
 
 /* Idle handles run every turn while active (and keep the poll from blocking). */
-void conn__run_deferred(uv_idle_t *h)
+static void run_deferred(uv_idle_t *h)
 {
     struct conn_env *e = h->data;
     while (e->defer_head && e->hs_spent_ns < e->hs_budget_ns) {
         struct conn *c = e->defer_head;
         undefer(c);
         conn__update_reading(c);
-        conn__process(c);
+        if (c->state == C_HANDSHAKE)
+            handshake_step(c);
+        conn__pump(c); /* application data that came with the last flight */
     }
     if (!e->defer_head)
         uv_idle_stop(h);
 }
 
-void conn__handshake_step(struct conn *c)
+/* Refuse a connection before OPEN: counted, logged once with what is known of the peer. */
+static void refuse(struct conn *c, enum tls_reject why, const char *detail)
+{
+    const struct tls_peer *p = tls_conn_peer(c->tls);
+    c->env->stats.refused++;
+    c->env->stats.refused_by[why]++;
+    log_notice("refused %s: %s: %s (identity %s, serial %s, issuer %s)", c->addr,
+               tls_reject_str(why), detail, p->identity, p->serial, p->issuer);
+    conn__start_close(c, false);
+}
+
+static void handshake_failed(struct conn *c)
+{
+    enum tls_reject why = tls_conn_reject(c->tls);
+    if (why == TLS_REJECT_NONE)
+        why = TLS_REJECT_HANDSHAKE;
+    c->env->stats.refused++;
+    c->env->stats.refused_by[why]++;
+    log_notice("refused %s: %s: %s", c->addr, tls_reject_str(why), tls_conn_error(c->tls));
+    conn__flush_out(c); /* the alert */
+    conn__start_close(c, false);
+}
+
+/* The TLS handshake is done: the certificate checker, if any, has the last word. */
+static void handshake_done(struct conn *c)
+{
+    const struct tls_peer *peer = tls_conn_peer(c->tls);
+    char why[REVOKED_WHY_MAX];
+    if (*c->ctx_slot != c->ctx && tls_ctx_peer_revoked(*c->ctx_slot, peer, why, sizeof(why))) {
+        refuse(c, TLS_REJECT_REVOKED, why); /* the CRLs were reloaded while this handshake ran */
+        return;
+    }
+    leave_handshake(c);
+    if (!c->env->checker.check) {
+        open_ready(c);
+        return;
+    }
+    char reason[CHECK_WHY_MAX] = "denied";
+    c->checked = true;
+    c->state = C_CHECKING;
+    c->env->stats.checking++;
+    enum conn_check v =
+        c->env->checker.check(c->env->checker.ctx, c, &c->check_token, reason, sizeof(reason));
+    if (v == CONN_CHECK_PENDING) {
+        /* Held unread with a fresh deadline; the loop serves everyone else meanwhile. */
+        conn__deadline(c, c->env->o.handshake_timeout_ms, admission_expired);
+        conn__update_reading(c);
+        return;
+    }
+    check_finish(c, v == CONN_CHECK_ALLOW, reason);
+}
+
+static void handshake_step(struct conn *c)
 {
     struct conn_env *e = c->env;
     int r;
@@ -163,71 +263,41 @@ void conn__handshake_step(struct conn *c)
         r = tls_conn_handshake_step(c->tls);
         e->hs_spent_ns += uv_hrtime() - t0;
     } while (r == TLS_MORE);
-    if (r == TLS_AGAIN) {
+    if (r == TLS_AGAIN)
         conn__flush_out(c);
-        return;
-    }
-    if (r < 0) {
-        enum tls_reject why = tls_conn_reject(c->tls);
-        if (why == TLS_REJECT_NONE)
-            why = TLS_REJECT_HANDSHAKE;
-        c->env->stats.refused++;
-        c->env->stats.refused_by[why]++;
-        log_notice("refused %s: %s: %s", c->addr, tls_reject_str(why), tls_conn_error(c->tls));
-        conn__flush_out(c); /* the alert */
-        conn__start_close(c, false);
-        return;
-    }
-    const struct tls_peer *peer = tls_conn_peer(c->tls);
-    char why[96];
-    if (*c->ctx_slot != c->ctx && tls_ctx_peer_revoked(*c->ctx_slot, peer, why, sizeof(why))) {
-        /* The CRLs were reloaded while this handshake ran. */
-        c->env->stats.refused++;
-        c->env->stats.refused_by[TLS_REJECT_REVOKED]++;
-        log_notice("refused %s: revoked: %s (identity %s, serial %s, issuer %s)", c->addr, why,
-                   peer->identity, peer->serial, peer->issuer);
-        conn__start_close(c, false);
-        return;
-    }
-    conn__leave_handshake(c);
-    if (!c->env->checker.check) {
-        open_ready(c);
-        return;
-    }
-    char reason[160] = "denied";
-    c->checked = true;
-    c->state = C_CHECKING;
-    c->env->stats.checking++;
-    enum conn_check v =
-        c->env->checker.check(c->env->checker.ctx, c, &c->check_token, reason, sizeof(reason));
-    if (v == CONN_CHECK_PENDING) {
-        /* Held unread with a fresh deadline; the loop serves everyone else meanwhile. */
-        uv_timer_start(&c->timer, conn__timer_fire, c->env->o.handshake_timeout_ms, 0);
-        conn__update_reading(c);
-        return;
-    }
-    conn__check_finish(c, v == CONN_CHECK_ALLOW, reason);
+    else if (r < 0)
+        handshake_failed(c);
+    else
+        handshake_done(c);
 }
 
-void conn__leave_checking(struct conn *c)
+/* The deadline of every state before OPEN (armed at accept, renewed for a pending check). */
+static void admission_expired(struct conn *c)
+{
+    if (c->state == C_CHECKING) {
+        check_finish(c, false, "certificate check not answered in time");
+        return;
+    }
+    c->env->stats.refused++;
+    c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
+    log_notice("refused %s: handshake failed: not completed within %u ms", c->addr,
+               c->env->o.handshake_timeout_ms);
+    conn__start_close(c, false);
+}
+
+static void leave_checking(struct conn *c)
 {
     c->env->stats.checking--;
-    c->state = C_WAITING; /* off every list: conn__start_close has nothing to undo */
+    c->state = C_WAITING; /* off every list: closing has nothing to undo */
     c->check_token = NULL;
     tls_conn_drop_der(c->tls);
 }
 
-void conn__check_finish(struct conn *c, bool allow, const char *why)
+static void check_finish(struct conn *c, bool allow, const char *why)
 {
-    conn__leave_checking(c);
+    leave_checking(c);
     if (!allow) {
-        const struct tls_peer *p = tls_conn_peer(c->tls);
-        c->env->stats.refused++;
-        c->env->stats.refused_by[TLS_REJECT_PLUGIN]++;
-        log_notice("refused %s: %s: %s (identity %s, serial %s, issuer %s)", c->addr,
-                   tls_reject_str(TLS_REJECT_PLUGIN), why && *why ? why : "denied", p->identity,
-                   p->serial, p->issuer);
-        conn__start_close(c, false);
+        refuse(c, TLS_REJECT_PLUGIN, why && *why ? why : "denied");
         return;
     }
     open_ready(c);
@@ -237,12 +307,12 @@ void conn_check_done(struct conn *c, bool allow, const char *why)
 {
     if (c->state != C_CHECKING)
         return;
-    conn__check_finish(c, allow, why);
+    check_finish(c, allow, why);
     if (c->state == C_OPEN)
-        conn__process(c); /* bytes that came with the handshake's last flight */
+        conn__pump(c); /* bytes that came with the handshake's last flight */
 }
 
-/* Every certificate check passed: application data may flow from here on. */
+/* Every certificate check passed: the transport opens, application data may flow. */
 static void open_ready(struct conn *c)
 {
     const struct tls_peer *peer = tls_conn_peer(c->tls);
@@ -254,14 +324,229 @@ static void open_ready(struct conn *c)
     c->env->stats.open++;
     conn__update_reading(c);
     conn__flush_out(c);
-    if (c->wsctx) {
-        /* MQTT starts after the HTTP upgrade; a fresh handshake deadline covers it. */
-        uv_timer_start(&c->timer, conn__timer_fire, c->env->o.handshake_timeout_ms, 0);
-        c->ws = ws_conn_new(c->wsctx, &conn__ws_bridge, c);
-        if (!c->ws)
-            conn__start_close(c, false);
+    if (c->state == C_OPEN) /* the flush may have failed */
+        c->ops->open(c);
+}
+
+/* conn.c closes c (any state but C_CLOSING): undo what admission holds. */
+static void admission_closing(struct conn *c)
+{
+    if (c->state == C_CHECKING) {
+        void *token = c->check_token;
+        leave_checking(c);
+        if (c->env->checker.cancel)
+            c->env->checker.cancel(c->env->checker.ctx, token);
+    }
+    if (c->checked && c->env->checker.closed) {
+        c->checked = false;
+        c->env->checker.closed(c->env->checker.ctx, c);
+    }
+    leave_handshake(c);
+}
+
+/* ---- accept ---------------------------------------------------------------------------------- */
+
+static void format_addr(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    strcpy(c->addr, "?");
+    strcpy(c->ip, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, c->ip, sizeof(c->ip));
+        port = ntohs(a->sin_port);
+        snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, c->ip, sizeof(c->ip));
+        port = ntohs(a->sin6_port);
+        /* Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know them as a.b.c.d. */
+        static const char v4_mapped[] = "::ffff:";
+        size_t skip = sizeof(v4_mapped) - 1;
+        if (!strncmp(c->ip, v4_mapped, skip) && strchr(c->ip, '.')) {
+            memmove(c->ip, c->ip + skip, strlen(c->ip + skip) + 1);
+            snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
+        } else {
+            snprintf(c->addr, sizeof(c->addr), "[%s]:%d", c->ip, port);
+        }
+    }
+}
+
+/* Count c against its address; true when the address already holds its share. */
+static bool over_ip_limit(struct conn *c)
+{
+    struct conn_env *e = c->env;
+    if (!e->o.max_per_ip)
+        return false;
+    struct ip_count *ic;
+    HASH_FIND_STR(e->per_ip, c->ip, ic);
+    if (!ic) {
+        ic = xcalloc(1, sizeof(*ic));
+        snprintf(ic->ip, sizeof(ic->ip), "%s", c->ip);
+        HASH_ADD_STR(e->per_ip, ip, ic);
+    }
+    ic->n++;
+    c->counted = ic;
+    return ic->n > e->o.max_per_ip;
+}
+
+struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
+                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud)
+{
+    struct tls_ctx *ctx = *ctx_slot;
+    struct conn *c = xcalloc(1, sizeof(*c));
+    c->env = e;
+    c->ops = ws ? &conn__ws_ops : &conn__tls_ops;
+    c->tp_ctx = ws;
+    c->ctx_slot = ctx_slot;
+    c->cbs = cbs;
+    c->ud = ud;
+    uv_tcp_init(e->loop, &c->tcp);
+    c->tcp.data = c;
+    c->handles = 1;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->state = C_CLOSING;
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return NULL;
+    }
+    uv_timer_init(e->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_init(e->loop, &c->cert_timer);
+    c->cert_timer.data = c;
+    c->handles = 3;
+    e->holds++; /* until handle_closed frees c */
+    uv_tcp_nodelay(&c->tcp, 1);
+    format_addr(c);
+    bool over = over_ip_limit(c);
+    c->ctx = tls_ctx_ref(ctx);
+    c->tls = tls_conn_new(ctx);
+    c->id = ++e->next_id;
+    HASH_ADD(hh, e->by_id, id, sizeof(c->id), c);
+    if (e->checker.check)
+        tls_conn_keep_der(c->tls);
+    conn__deadline(c, e->o.handshake_timeout_ms, admission_expired);
+    if (over) {
+        /* Refused before any TLS work: the address already holds its share. */
+        e->stats.refused++;
+        e->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
+        log_notice("refused %s: max_connections_per_ip (%u) reached", c->addr, e->o.max_per_ip);
+        c->state = C_HANDSHAKE; /* so the close's bookkeeping is symmetric */
+        e->stats.handshaking++;
+        conn__start_close(c, false);
+        return c;
+    }
+    if (e->stats.handshaking < e->o.max_handshakes) {
+        begin_handshake(c);
+    } else {
+        c->state = C_WAITING;
+        e->stats.waiting++;
+        if (e->wait_tail)
+            e->wait_tail->wait_next = c;
+        else
+            e->wait_head = c;
+        e->wait_tail = c;
+    }
+    return c;
+}
+
+/* ---- trust verdicts -------------------------------------------------------------------------- */
+
+/* The peer's chain expires while connected: a verdict like a revocation. */
+static void cert_expired(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    const struct tls_peer *p = tls_conn_peer(c->tls);
+    int64_t now = (int64_t)time(NULL);
+    if (p->not_after > now) {
+        /* Long timers are armed in steps; this is one of them. */
+        arm_cert_timer(c, p);
         return;
     }
-    uv_timer_stop(&c->timer);
-    c->cbs->on_ready(c->ud, c);
+    conn_untrust(c, REASON_CERT_EXPIRED, NULL);
+}
+
+static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
+{
+    if (!p->not_after)
+        return;
+    int64_t left = p->not_after - (int64_t)time(NULL);
+    uint32_t warn = c->env->o.cert_expiry_warning_days;
+    if (warn && left < (int64_t)warn * SECONDS_PER_DAY && c->state != C_OPEN) {
+        c->env->stats.expiring_soon++;
+        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
+                 p->serial, p->issuer, (long long)(left > 0 ? left / SECONDS_PER_HOUR : 0));
+    }
+    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
+    int64_t ms =
+        left <= 0 ? 0 : (left > SECONDS_PER_DAY ? SECONDS_PER_DAY * 1000 : left * 1000 + 1);
+    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
+}
+
+static enum tls_reject reject_for(enum reason why)
+{
+    switch (why) {
+    case REASON_REVOKED_CRL:
+        return TLS_REJECT_REVOKED;
+    case REASON_REVOKED_PLUGIN:
+        return TLS_REJECT_PLUGIN;
+    case REASON_CERT_EXPIRED:
+        return TLS_REJECT_EXPIRED;
+    default:
+        return TLS_REJECT_HANDSHAKE;
+    }
+}
+
+void conn_untrust(struct conn *c, enum reason why, const char *detail)
+{
+    if (!detail || !*detail)
+        detail = reason_info(why)->text;
+    switch (c->state) {
+    case C_CLOSING:
+        return;
+    case C_OPEN:
+    case C_ENDING:
+        c->env->stats.untrusted[why < REASON_COUNT ? why : REASON_NONE]++;
+        if (c->state == C_OPEN && c->user_ready && c->cbs->on_untrusted) {
+            c->cbs->on_untrusted(c->ud, c, why, detail);
+            return;
+        }
+        if (c->state == C_OPEN) {
+            /* No session yet (the transport is not ready): nobody else will say why. */
+            const struct tls_peer *p = tls_conn_peer(c->tls);
+            log_notice("closing %s: %s (identity %s, serial %s, issuer %s)", c->addr, detail,
+                       p->identity, p->serial, p->issuer);
+        }
+        conn__start_close(c, false);
+        return;
+    default:
+        refuse(c, reject_for(why), detail);
+    }
+}
+
+size_t conn_env_recheck(struct conn_env *e, size_t *dropped)
+{
+    size_t checked = 0, n = 0;
+    struct conn *c, *tmp;
+    /* conn_untrust never frees (that waits for the handles' close callbacks), so the hash stays
+     * as it is during the walk. */
+    HASH_ITER(hh, e->by_id, c, tmp)
+    {
+        if (c->state != C_CHECKING && c->state != C_OPEN)
+            continue; /* not verified yet (handshake_done re-checks) or already going */
+        const struct tls_ctx *now = *c->ctx_slot;
+        bool counted = c->state == C_OPEN && c->user_ready;
+        checked += counted;
+        char why[REVOKED_WHY_MAX];
+        if (now && tls_ctx_peer_revoked(now, tls_conn_peer(c->tls), why, sizeof(why))) {
+            n += counted;
+            conn_untrust(c, REASON_REVOKED_CRL, why);
+        }
+    }
+    if (dropped)
+        *dropped = n;
+    return checked;
 }

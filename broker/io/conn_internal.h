@@ -1,17 +1,68 @@
-/* conn_internal: the state conn.c and conn_handshake.c share; nothing outside conn includes it. */
+/* conn_internal: the state conn.c, conn_handshake.c and conn_ws.c share; nothing outside conn
+ * includes it.
+ *
+ * Who calls whom, one way only:
+ *   conn_handshake.c  accept, admission, handshake budget, certificate checks, verdicts -> OPEN
+ *        |  calls the stream side (conn__*) and picks the transport (conn_ops)
+ *        v
+ *   conn.c            the byte stream: socket reads and writes, the flush list, back-pressure,
+ *                     parking, timers, close. It reaches the two sides above it only through
+ *                     function pointers they filled in (env->admission, c->ops, c->deadline).
+ *   conn_ws.c         the WebSocket transport (conn_ops) on top of conn.c's stream. */
 #ifndef CERTMQ_CONN_INTERNAL_H
 #define CERTMQ_CONN_INTERNAL_H
 
 #include "conn.h"
-#include "ws.h"
 
 #include <uthash.h>
 
+/* How long a closing connection may take to drain its last bytes (close_notify, a WebSocket
+ * close handshake) before the socket is closed regardless: a peer that stops reading must not
+ * pin the connection. */
 #define CLOSE_GRACE_MS 3000
 
+/* Room for "[ipv6]:port" and for an IPv6 address as text. */
+#define CONN_ADDR_MAX 64
+#define CONN_IP_MAX 48
+
 /* C_CHECKING: TLS is done, a certificate-check plugin has not answered yet.
- * C_WS_CLOSING: a WebSocket close handshake is under way; TLS still carries it. */
-enum conn_state { C_WAITING, C_HANDSHAKE, C_CHECKING, C_OPEN, C_WS_CLOSING, C_CLOSING };
+ * C_ENDING: the transport runs its own closing exchange (a WebSocket close handshake) that TLS
+ * still carries; the user has been told on_close already. */
+enum conn_state { C_WAITING, C_HANDSHAKE, C_CHECKING, C_OPEN, C_ENDING, C_CLOSING };
+
+/* A transport on top of the TLS byte stream: plain MQTT over TLS (conn__tls_ops, conn.c) or MQTT
+ * over WebSocket over TLS (conn__ws_ops, conn_ws.c). conn.c calls these and never knows which
+ * one it has. */
+struct conn_ops {
+    /* Every certificate check passed (state C_OPEN): start the transport. It calls
+     * conn__user_ready() when application bytes may flow (at once, or after an upgrade). */
+    void (*open)(struct conn *c);
+    /* Plaintext out of TLS, in order; borrowed for the call. */
+    void (*input)(struct conn *c, const uint8_t *p, size_t n);
+    /* The user's bytes (conn_write) while C_OPEN: 0, or -1 when the connection cannot take them. */
+    int (*write)(struct conn *c, const uint8_t *p, size_t n);
+    /* A graceful close of a C_OPEN connection: true when the transport takes it over with an
+     * exchange of its own (it calls conn__begin_ending, later conn__finish_close); false and
+     * conn.c closes TLS at once. NULL = always false. */
+    bool (*close)(struct conn *c);
+    /* Bytes the transport holds beyond the TLS engine (counted for back-pressure). NULL = 0. */
+    size_t (*backlog)(const struct conn *c);
+    /* The connection closes for good: drop the transport's state, no more calls into conn.
+     * NULL = nothing to drop. */
+    void (*release)(struct conn *c);
+};
+extern const struct conn_ops conn__tls_ops;
+extern const struct conn_ops conn__ws_ops;
+
+/* What conn.c needs from the admission side (conn_handshake.c) for connections on their way to
+ * OPEN; filled by conn_env_new. */
+struct conn_admission {
+    /* C_HANDSHAKE: the peer sent bytes (already inside the TLS engine). */
+    void (*input)(struct conn *c);
+    /* The connection starts to close (any state but C_CLOSING): give back the handshake slot,
+     * leave the wait and defer lists, cancel a pending check, tell the checker. */
+    void (*closing)(struct conn *c);
+};
 
 struct conn {
     struct conn_env *env;
@@ -21,18 +72,22 @@ struct conn {
     struct tls_conn *tls;
     struct tls_ctx *ctx;
     struct tls_ctx *const *ctx_slot;
-    void *tag;
     void *check_token; /* the checker's, while C_CHECKING */
     uint64_t id;
+    UT_hash_handle hh;     /* env->by_id */
     uv_timer_t cert_timer; /* fires when the peer's certificate chain expires */
-    struct ws_ctx *wsctx;  /* WebSocket listener: lws speaks the framing */
-    struct ws_conn *ws;
-    bool ws_ready;      /* upgrade done, MQTT may flow */
+    const struct conn_ops *ops;
+    void *tp_ctx;       /* the transport's per-listener context (the ws_ctx) */
+    void *tp;           /* the transport's per-connection state (the ws_conn) */
+    bool user_ready;    /* on_ready was called: the user owns the session */
     bool user_notified; /* on_close scheduled or done */
     bool checked;       /* went to the checker: it hears of the close */
     bool deferred;      /* handshake work waits for a later loop turn (env->defer_head) */
     const struct conn_cbs *cbs;
     void *ud;
+    /* What the timer means before the user owns it: a handshake, check or upgrade deadline
+     * (conn__deadline). NULL = the user's timer_cb. */
+    void (*deadline)(struct conn *c);
     void (*timer_cb)(void *ud, struct conn *c);
     enum conn_state state;
     bool paused;       /* by the user */
@@ -51,21 +106,28 @@ struct conn {
     bool active;
     struct conn *wait_next;   /* the wait list while C_WAITING, the defer list while deferred */
     struct ip_count *counted; /* this connection's entry in env->per_ip */
-    char addr[64];
-    char ip[48];
+    char addr[CONN_ADDR_MAX];
+    char ip[CONN_IP_MAX];
 };
 
 /* Open connections per peer address, for max_connections_per_ip. */
 struct ip_count {
-    char ip[48];
+    char ip[CONN_IP_MAX];
     uint32_t n;
     UT_hash_handle hh;
 };
 
+/* One read's ciphertext: the most a single read callback hands over. */
+#define CONN_READ_BUF (64 * 1024)
+/* Plaintext per TLS read: one full TLS record (2^14 bytes). */
+#define CONN_PLAIN_BUF (16 * 1024)
+
 struct conn_env {
     uv_loop_t *loop;
     struct ip_count *per_ip;
+    struct conn *by_id; /* every connection until it is freed, by conn_id */
     struct conn_env_opts o;
+    const struct conn_admission *admission;
     uv_check_t check;
     struct conn *flush_head;
     struct conn *wait_head, *wait_tail;
@@ -83,26 +145,38 @@ struct conn_env {
     uv_timer_t park_timer;
     struct conn *active;
     uint32_t gen;
-    int closed_handles;
-    uint8_t rbuf[64 * 1024];  /* ciphertext from the socket */
-    uint8_t plain[16 * 1024]; /* plaintext out of the TLS engine */
+    /* The env is freed when this drops to 0: one per uv handle of its own (until closed) and
+     * one per connection (until freed), since connections may finish closing after
+     * conn_env_free. */
+    uint32_t holds;
+    uint8_t rbuf[CONN_READ_BUF];   /* ciphertext from the socket */
+    uint8_t plain[CONN_PLAIN_BUF]; /* plaintext out of the TLS engine */
 };
 
-/* conn.c */
+/* conn.c: the open byte stream */
+void conn__stream_init(struct conn_env *e);
+/* Drop one of env->holds; the last frees the env. */
+void conn__env_drop(struct conn_env *e);
+/* Closes the stream side's two env handles with cb. */
+void conn__stream_close(struct conn_env *e, uv_close_cb cb);
 void conn__update_reading(struct conn *c);
 void conn__flush_out(struct conn *c);
+/* Read what the TLS engine holds while C_OPEN / C_ENDING and hand it to the transport, then
+ * flush. */
+void conn__pump(struct conn *c);
+/* Arm the connection's timer with an internal deadline: fn(c) after ms. */
+void conn__deadline(struct conn *c, uint64_t ms, void (*fn)(struct conn *c));
+/* The transport is ready: the user gets on_ready and owns the timer from now on. */
+void conn__user_ready(struct conn *c);
+/* Output grew: stop reading the peer while the backlog is over the limit. */
+void conn__check_backlog(struct conn *c);
+/* Output shrank: resume reading (and writing) once the backlog is below half the limit. */
+void conn__drained(struct conn *c);
+/* The transport takes the close over (conn_ops.close): C_ENDING within CLOSE_GRACE_MS. */
+void conn__begin_ending(struct conn *c);
+/* Close, honouring a transport's closing exchange when graceful. */
 void conn__start_close(struct conn *c, bool graceful);
-void conn__timer_fire(uv_timer_t *t);
-void conn__process(struct conn *c);
-extern const struct ws_io conn__ws_bridge;
-
-/* conn_handshake.c: admission, the per-turn handshake budget, certificate checks, opening */
-void conn__begin_handshake(struct conn *c);
-void conn__leave_handshake(struct conn *c);
-void conn__leave_checking(struct conn *c);
-void conn__check_finish(struct conn *c, bool allow, const char *why);
-void conn__handshake_step(struct conn *c);
-void conn__turn_end(uv_check_t *h);
-void conn__run_deferred(uv_idle_t *h);
+/* Close TLS and the socket now, whatever the transport is doing. */
+void conn__finish_close(struct conn *c, bool graceful);
 
 #endif

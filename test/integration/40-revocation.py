@@ -17,6 +17,7 @@ pki.device("sub1")
 pki.device("pub1")
 pki.device("tick")
 pki.device("keep")
+pki.device("admin")
 pki.device("i1", "--ca", "plant")
 pki.device("i2", "--ca", "plant")
 inter = os.path.join(pki.dir, "intermediates", "plant")
@@ -36,7 +37,7 @@ def publish_crls():
 
 publish_crls()
 srv, key = pki.cert("server")
-ACL = "pattern readwrite devices/%u/#\npattern read devices/#\n"
+ACL = "pattern readwrite devices/%u/#\npattern read devices/#\nuser admin\ntopic read $SYS/#\n"
 b = h.broker(pki, ACL, cafile=cafile, crlfiles=[live_root, live_inter])
 
 
@@ -162,6 +163,18 @@ def test_server_certificate_rotation():
     check(der == want, "new connections get the new server certificate")
 
 
+def test_sys_counts_every_verdict():
+    # Five devices were disconnected by CRL reloads (willer, sub1, pub1, i1, i2), one by expiry.
+    adm = h.paho(b, pki, "admin")
+    got = {}
+    for name in ("revoked", "expired"):
+        topic = "$SYS/broker/tls/disconnected/" + name
+        check(adm.subscribe(topic, 0) == 0, "admin may read " + topic)
+        got[name] = int(adm.expect(topic, 3)[1])
+    check(got == {"revoked": 5, "expired": 1}, "$SYS disconnect counters: %r" % got)
+    adm.disconnect()
+
+
 h.run(test_revoked_device_will_not_published_session_discarded, test_revoked_subscriber_and_publisher, test_ticket_resumption_after_revocation,
       test_revoked_intermediate, test_garbage_crl_keeps_old, test_expiry_disconnects,
-      test_server_certificate_rotation)
+      test_server_certificate_rotation, test_sys_counts_every_verdict)

@@ -31,7 +31,6 @@ static void test_known_rows(void)
     CHECK(reason_info(REASON_REVOKED_CRL)->untrusted);
     CHECK(reason_info(REASON_REVOKED_PLUGIN)->untrusted);
     CHECK(reason_info(REASON_CERT_EXPIRED)->untrusted);
-    CHECK(reason_info(REASON_UNTRUSTED)->untrusted);
     CHECK(!reason_info(REASON_KEEPALIVE_TIMEOUT)->untrusted);
     /* Refusals: the codes clients see on the wire. */
     CHECK_EQ_INT(reason_info(REASON_BAD_VERSION)->v3, 0x01);

@@ -1,0 +1,217 @@
+/* conn: the verdict path without a TLS client. The reason table rows of the trust verdicts; the
+ * env's index by id (conn_env_find); conn_untrust on a connection that is not open yet (refused,
+ * counted per reason, never an untrusted count, never a user callback); conn_env_recheck over
+ * connections that have not finished their handshake (they are not checked: the handshake's own
+ * end re-checks them). A loopback TCP peer that never speaks TLS holds the connections in their
+ * handshake. The server's certificate is made at start with the openssl CLI. */
+#include "check.h"
+#include "conn.h"
+#include "reason.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char dir[] = "/tmp/certmq-conn-test-XXXXXX";
+static char path[3][256];
+
+static const char pki_script[] =
+    "set -e\n"
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+    "-subj '/CN=conn test root' -days 30 -out ca.crt\n"
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key "
+    "-subj /CN=localhost -days 30 -out server.crt\n";
+
+static void test_reason_rows(void)
+{
+    static const enum reason verdicts[] = {REASON_REVOKED_CRL, REASON_REVOKED_PLUGIN,
+                                           REASON_CERT_EXPIRED};
+    for (size_t i = 0; i < sizeof(verdicts) / sizeof(verdicts[0]); i++) {
+        const struct reason_info *ri = reason_info(verdicts[i]);
+        CHECK_EQ_INT(ri->v5, 0x98); /* MQTT 5 Administrative action */
+        CHECK_EQ_INT(ri->v3, 0);    /* a disconnect, never a CONNACK refusal */
+        CHECK(ri->untrusted);       /* no will */
+        CHECK(ri->text && *ri->text);
+        CHECK(ri->metric && *ri->metric);
+    }
+    CHECK_EQ_STR(reason_info(REASON_REVOKED_CRL)->text, "certificate revoked");
+    CHECK_EQ_STR(reason_info(REASON_CERT_EXPIRED)->text, "certificate expired");
+    CHECK_EQ_STR(reason_info(REASON_REVOKED_PLUGIN)->metric, "revoked_by_plugin");
+    CHECK(!reason_info(REASON_NONE)->untrusted);
+    CHECK(reason_info((enum reason)REASON_COUNT) == reason_info(REASON_NONE));
+    CHECK(reason_info((enum reason) - 1) == reason_info(REASON_NONE));
+}
+
+struct harness {
+    struct conn_env *env;
+    struct tls_ctx *ctx;
+    uv_tcp_t server;
+    uv_tcp_t peers[3];
+    uv_connect_t connects[3];
+    struct conn *conns[3];
+    size_t accepted, user_calls;
+};
+
+static void on_ready(void *ud, struct conn *c)
+{
+    ((struct harness *)ud)->user_calls++;
+}
+
+static void on_data(void *ud, struct conn *c, const uint8_t *p, size_t n)
+{
+    ((struct harness *)ud)->user_calls++;
+}
+
+static void on_writable(void *ud, struct conn *c) {}
+
+static void on_close(void *ud, struct conn *c)
+{
+    ((struct harness *)ud)->user_calls++;
+}
+
+static void on_untrusted(void *ud, struct conn *c, enum reason why, const char *detail)
+{
+    ((struct harness *)ud)->user_calls++;
+}
+
+static const struct conn_cbs cbs = {on_ready, on_data, on_writable, on_close, on_untrusted};
+
+static void on_connection(uv_stream_t *s, int status)
+{
+    struct harness *h = s->data;
+    CHECK_EQ_INT(status, 0);
+    if (status == 0 && h->accepted < 3) {
+        struct tls_ctx *const *slot = &h->ctx;
+        h->conns[h->accepted++] = conn_accept(h->env, s, slot, NULL, &cbs, h);
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    CHECK_EQ_INT(status, 0);
+}
+
+static void run_until_accepted(struct harness *h, size_t n)
+{
+    for (int i = 0; i < 1000 && h->accepted < n; i++)
+        uv_run(uv_default_loop(), UV_RUN_ONCE);
+}
+
+static void test_verdicts(struct tls_lib *lib)
+{
+    uv_loop_t *loop = uv_default_loop();
+    struct harness h;
+    memset(&h, 0, sizeof(h));
+    struct tls_server_opts o = {.cafile = path[0], .certfile = path[1], .keyfile = path[2]};
+    struct diag d;
+    diag_init(&d);
+    h.ctx = tls_ctx_new(lib, &o, &d);
+    for (size_t i = 0; i < d.count; i++)
+        fprintf(stderr, "  unexpected: %s\n", d.msgs[i]);
+    diag_free(&d);
+    CHECK(h.ctx != NULL);
+    if (!h.ctx)
+        return;
+    /* max_handshakes 1: the second connection waits, the third too. */
+    struct conn_env_opts eo = {.handshake_timeout_ms = 10000, .max_handshakes = 1};
+    h.env = conn_env_new(loop, &eo);
+    const struct conn_stats *st = conn_env_stats(h.env);
+    CHECK(conn_env_find(h.env, 1) == NULL);
+    size_t dropped = 7;
+    CHECK_EQ_INT(conn_env_recheck(h.env, &dropped), 0);
+    CHECK_EQ_INT(dropped, 0);
+
+    uv_tcp_init(loop, &h.server);
+    h.server.data = &h;
+    struct sockaddr_in addr;
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    CHECK_EQ_INT(uv_tcp_bind(&h.server, (const struct sockaddr *)&addr, 0), 0);
+    CHECK_EQ_INT(uv_listen((uv_stream_t *)&h.server, 8, on_connection), 0);
+    int len = sizeof(addr);
+    uv_tcp_getsockname(&h.server, (struct sockaddr *)&addr, &len);
+    for (int i = 0; i < 3; i++) {
+        uv_tcp_init(loop, &h.peers[i]);
+        uv_tcp_connect(&h.connects[i], &h.peers[i], (const struct sockaddr *)&addr, on_connect);
+    }
+    run_until_accepted(&h, 3);
+    CHECK_EQ_INT(h.accepted, 3);
+    if (h.accepted != 3)
+        return;
+    CHECK_EQ_INT(st->handshaking, 1);
+    CHECK_EQ_INT(st->waiting, 2);
+    for (int i = 0; i < 3; i++) {
+        CHECK(h.conns[i] != NULL);
+        CHECK(conn_env_find(h.env, conn_id(h.conns[i])) == h.conns[i]);
+    }
+    CHECK(conn_env_find(h.env, conn_id(h.conns[2]) + 1) == NULL);
+    CHECK(conn_env_find(h.env, 0) == NULL);
+
+    /* Nothing has finished a handshake: nothing to re-check, nothing dropped. */
+    CHECK_EQ_INT(conn_env_recheck(h.env, &dropped), 0);
+    CHECK_EQ_INT(dropped, 0);
+    CHECK_EQ_INT(st->refused, 0);
+
+    /* Verdicts before OPEN are refusals, counted per TLS reason, and the user never hears. */
+    conn_untrust(h.conns[0], REASON_REVOKED_PLUGIN, "plugin says so");
+    CHECK_EQ_INT(st->refused, 1);
+    CHECK_EQ_INT(st->refused_by[TLS_REJECT_PLUGIN], 1);
+    CHECK(conn_closing(h.conns[0]));
+    /* The freed handshake slot goes to the first waiting connection. */
+    CHECK_EQ_INT(st->handshaking, 1);
+    CHECK_EQ_INT(st->waiting, 1);
+    conn_untrust(h.conns[0], REASON_REVOKED_PLUGIN, "again"); /* closing: ignored */
+    CHECK_EQ_INT(st->refused, 1);
+    conn_untrust(h.conns[1], REASON_REVOKED_CRL, NULL);
+    CHECK_EQ_INT(st->refused_by[TLS_REJECT_REVOKED], 1);
+    conn_untrust(h.conns[2], REASON_CERT_EXPIRED, NULL); /* still waiting for a slot */
+    CHECK_EQ_INT(st->refused_by[TLS_REJECT_EXPIRED], 1);
+    CHECK_EQ_INT(st->refused, 3);
+    CHECK_EQ_INT(st->waiting, 0);
+    CHECK_EQ_INT(st->handshaking, 0);
+    for (int r = 0; r < REASON_COUNT; r++)
+        CHECK_EQ_INT(st->untrusted[r], 0);
+
+    /* Closed connections leave the index once their handles are closed. */
+    uint64_t ids[3];
+    for (int i = 0; i < 3; i++)
+        ids[i] = conn_id(h.conns[i]);
+    for (int i = 0; i < 3; i++)
+        uv_close((uv_handle_t *)&h.peers[i], NULL);
+    uv_close((uv_handle_t *)&h.server, NULL);
+    for (int i = 0; i < 100; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 3; i++)
+        CHECK(conn_env_find(h.env, ids[i]) == NULL);
+    CHECK_EQ_INT(h.user_calls, 0);
+    conn_env_free(h.env);
+    tls_ctx_unref(h.ctx);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
+int main(void)
+{
+    test_reason_rows();
+    if (!mkdtemp(dir))
+        return 1;
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s/gen.sh", dir);
+    FILE *f = fopen(cmd, "w");
+    if (!f || fputs(pki_script, f) < 0 || fclose(f) != 0)
+        return 1;
+    snprintf(cmd, sizeof(cmd), "cd '%s' && sh gen.sh >gen.log 2>&1 || { cat gen.log; exit 1; }",
+             dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "PKI generation failed\n");
+        return 1;
+    }
+    snprintf(path[0], sizeof(path[0]), "%s/ca.crt", dir);
+    snprintf(path[1], sizeof(path[1]), "%s/server.crt", dir);
+    snprintf(path[2], sizeof(path[2]), "%s/server.key", dir);
+    struct tls_lib *lib = tls_lib_new(false, 0);
+    test_verdicts(lib);
+    tls_lib_free(lib);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return check_finish("conn_test");
+}
