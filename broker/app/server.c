@@ -10,17 +10,16 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "loop.h"
 #include "msg.h"
 #include "persist.h"
 #include "plugin.h"
+#include "sys.h"
 #include "tls.h"
 #include "ws.h"
 #include "xmalloc.h"
 
-#include <inttypes.h>
-#include <stdarg.h>
 #include <libgen.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +27,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Housekeeping granularity: session expiry, delayed wills and $SYS are due at most this late. */
 #define TICK_MS 1000
-#define ACL_DEBOUNCE_MS 200
-
-/* One watched directory: the ACL file's, a CRL file's, or a crlpath. Directories are watched
- * rather than files, so a file replaced by rename keeps being seen. */
-struct watch {
-    uv_fs_event_t ev;
-    struct server *s;
-    char *dir;
-    bool any_file_is_crl; /* a crlpath: every change there is a CRL change */
-};
+/* SQLite incremental vacuum: often enough to give pages back, rare enough to cost nothing. */
+#define VACUUM_INTERVAL_MS 60000
+/* Time WebSocket close handshakes get at shutdown before libwebsockets is taken down. */
+#define WS_CLOSE_GRACE_MS 1000
+/* lws needs a connection table size up front: a third of the descriptors (each WSS device
+ * uses three), capped when the limit is unlimited or huge so the table stays small. */
+#define WS_MAX_FDS 1000000
 
 struct srv_listener {
     struct server *srv;
@@ -61,13 +58,8 @@ struct server {
     struct persist *persist;
     struct plugin_set *plugins;
     uint64_t next_vacuum_ms;
-    uv_signal_t sighup, sigterm, sigint;
-    uv_timer_t tick;
+    struct loop *lp;
     uv_timer_t ws_stop;
-    struct watch *watches;
-    size_t nwatches;
-    uv_timer_t acl_debounce, tls_debounce;
-    char *acl_dir, *acl_base;
     uint64_t untrusted; /* clients disconnected because their certificate was revoked */
     uint64_t start_ms;
     uint64_t next_sys_ms;
@@ -150,91 +142,36 @@ static void reload_acl(struct server *s)
     broker_set_acl(s->b, a);
 }
 
-static void acl_debounced(uv_timer_t *t)
-{
-    reload_acl(t->data);
-}
-
 static void reload_tls(struct server *s);
 
-static void tls_debounced(uv_timer_t *t)
+/* The ACL file's and every CRL's directory are watched; a crlpath is watched as a whole. */
+static void acl_changed(void *ctx)
 {
-    reload_tls(t->data);
+    reload_acl(ctx);
 }
 
-static bool is_crl_file(const struct server *s, const char *dir, const char *name)
+static void tls_changed(void *ctx)
 {
-    for (size_t i = 0; i < s->cfg.listener_count; i++) {
-        const struct config_listener *cl = &s->cfg.listeners[i];
-        for (size_t k = 0; k < cl->crlfile_count; k++) {
-            const char *f = cl->crlfiles[k], *slash = strrchr(f, '/');
-            size_t dl = slash ? (size_t)(slash - f) : 0;
-            if (slash && strlen(dir) == dl && !strncmp(f, dir, dl) && !strcmp(slash + 1, name))
-                return true;
-        }
-    }
-    return false;
+    reload_tls(ctx);
 }
 
-static void dir_changed(uv_fs_event_t *h, const char *name, int events, int status)
+static void watch_file(struct server *s, const char *path, void (*cb)(void *ctx))
 {
-    struct watch *w = h->data;
-    struct server *s = w->s;
-    if (status < 0 || !name)
-        return;
-    /* Editors and tools write in several steps; reload once things settle. */
-    if (!strcmp(w->dir, s->acl_dir) && !strcmp(name, s->acl_base))
-        uv_timer_start(&s->acl_debounce, acl_debounced, ACL_DEBOUNCE_MS, 0);
-    if (w->any_file_is_crl || is_crl_file(s, w->dir, name))
-        uv_timer_start(&s->tls_debounce, tls_debounced, ACL_DEBOUNCE_MS, 0);
-}
-
-static void watch_dir(struct server *s, const char *dir, bool any_file_is_crl)
-{
-    for (size_t i = 0; i < s->nwatches; i++) {
-        if (!strcmp(s->watches[i].dir, dir)) {
-            s->watches[i].any_file_is_crl |= any_file_is_crl;
-            return;
-        }
-    }
-    s->watches = xrealloc(s->watches, (s->nwatches + 1) * sizeof(*s->watches));
-    struct watch *w = &s->watches[s->nwatches];
-    memset(w, 0, sizeof(*w)); /* handles are initialised once the array is final */
-    w->s = s;
-    w->dir = xstrdup(dir);
-    w->any_file_is_crl = any_file_is_crl;
-    s->nwatches++;
+    char *a = xstrdup(path), *b = xstrdup(path);
+    loop_watch(s->lp, dirname(a), basename(b), LOOP_DEBOUNCE_MS, cb, s);
+    free(a);
+    free(b);
 }
 
 static void start_watches(struct server *s)
 {
-    char *a = xstrdup(s->cfg.acl_file), *b = xstrdup(s->cfg.acl_file);
-    s->acl_dir = xstrdup(dirname(a));
-    s->acl_base = xstrdup(basename(b));
-    free(a);
-    free(b);
-    watch_dir(s, s->acl_dir, false);
+    watch_file(s, s->cfg.acl_file, acl_changed);
     for (size_t i = 0; i < s->cfg.listener_count; i++) {
         const struct config_listener *cl = &s->cfg.listeners[i];
-        for (size_t k = 0; k < cl->crlfile_count; k++) {
-            char *d = xstrdup(cl->crlfiles[k]);
-            watch_dir(s, dirname(d), false);
-            free(d);
-        }
+        for (size_t k = 0; k < cl->crlfile_count; k++)
+            watch_file(s, cl->crlfiles[k], tls_changed);
         if (cl->crlpath)
-            watch_dir(s, cl->crlpath, true);
-    }
-    uv_timer_init(s->loop, &s->acl_debounce);
-    s->acl_debounce.data = s;
-    uv_timer_init(s->loop, &s->tls_debounce);
-    s->tls_debounce.data = s;
-    for (size_t i = 0; i < s->nwatches; i++) {
-        struct watch *w = &s->watches[i];
-        uv_fs_event_init(s->loop, &w->ev);
-        w->ev.data = w;
-        int r = uv_fs_event_start(&w->ev, dir_changed, w->dir, 0);
-        if (r != 0)
-            log_warn("cannot watch %s (%s); reload with SIGHUP", w->dir, uv_strerror(r));
+            loop_watch(s->lp, cl->crlpath, NULL, LOOP_DEBOUNCE_MS, tls_changed, s);
     }
 }
 
@@ -323,77 +260,28 @@ static void reload_tls(struct server *s)
 
 /* ---- $SYS and housekeeping ---------------------------------------------------------------- */
 
-static void sys_pub(struct server *s, const char *topic, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void sys_pub(struct server *s, const char *topic, const char *fmt, ...)
+static void publish_sys(struct server *s)
 {
-    char payload[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(payload, sizeof(payload), fmt, ap);
-    va_end(ap);
-    struct mqtt_publish p = {0};
-    p.retain = true;
-    p.payload = (const uint8_t *)payload;
-    p.payload_len = n > 0 ? (uint32_t)n : 0;
-    struct msg *m = msg_new(topic, strlen(topic), &p, 0, broker_next_msg_id(s->b));
-    broker_publish(s->b, NULL, m, (int64_t)uv_now(s->loop));
-    msg_unref(m);
-}
-
-static void sys_publish(struct server *s)
-{
-    const struct broker_stats *st = broker_stats(s->b);
-    const struct conn_stats *cs = conn_env_stats(s->cenv);
-    uint64_t up = (uv_now(s->loop) - s->start_ms) / 1000;
-    sys_pub(s, "$SYS/broker/version", "certmq %s", CERTMQ_VERSION);
-    sys_pub(s, "$SYS/broker/uptime", "%" PRIu64 " seconds", up);
-    sys_pub(s, "$SYS/broker/clients/connected", "%" PRIu64, st->clients_online);
-    sys_pub(s, "$SYS/broker/clients/total", "%" PRIu64, st->sessions);
-    sys_pub(s, "$SYS/broker/messages/received", "%" PRIu64, st->msgs_received);
-    sys_pub(s, "$SYS/broker/messages/sent", "%" PRIu64, st->msgs_sent);
-    sys_pub(s, "$SYS/broker/messages/dropped", "%" PRIu64, st->msgs_dropped);
-    sys_pub(s, "$SYS/broker/bytes/received", "%" PRIu64, cs->bytes_in);
-    sys_pub(s, "$SYS/broker/bytes/sent", "%" PRIu64, cs->bytes_out);
-    sys_pub(s, "$SYS/broker/subscriptions/count", "%zu", broker_subscription_count(s->b));
-    sys_pub(s, "$SYS/broker/retained messages/count", "%zu", broker_retained_count(s->b));
-    sys_pub(s, "$SYS/broker/tls/handshakes", "%" PRIu64, cs->handshakes);
-    sys_pub(s, "$SYS/broker/tls/resumed", "%" PRIu64, cs->resumed);
-    sys_pub(s, "$SYS/broker/tls/refused", "%" PRIu64, cs->refused);
-    sys_pub(s, "$SYS/broker/tls/disconnected/revoked", "%" PRIu64, s->untrusted);
-    sys_pub(s, "$SYS/broker/tls/disconnected/expired", "%" PRIu64, cs->expired);
-    sys_pub(s, "$SYS/broker/tls/expiring_soon", "%" PRIu64, cs->expiring_soon);
-    uint64_t hits = 0;
+    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / 1000,
+                          .revoked = s->untrusted};
     for (size_t i = 0; i < s->nls; i++)
-        hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
-    sys_pub(s, "$SYS/broker/tls/chain_cache_hits", "%" PRIu64, hits);
-    sys_pub(s, "$SYS/broker/tls/buffers_released", "%" PRIu64, cs->parked);
-    for (int r = 1; r < TLS_REJECT_COUNT; r++) {
-        char topic[96];
-        snprintf(topic, sizeof(topic), "$SYS/broker/tls/refused/%s",
-                 tls_reject_str((enum tls_reject)r));
-        for (char *p = topic; *p; p++)
-            if (*p == ' ')
-                *p = '_';
-        sys_pub(s, topic, "%" PRIu64, cs->refused_by[r]);
-    }
+        x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
+    sys_publish(s->b, conn_env_stats(s->cenv), &x, (int64_t)uv_now(s->loop));
 }
 
-static void on_tick(uv_timer_t *t)
+static void on_tick(void *ctx, uint64_t now)
 {
-    struct server *s = t->data;
-    uint64_t now = uv_now(s->loop);
+    struct server *s = ctx;
     broker_tick(s->b, (int64_t)now);
     if (s->persist) {
         persist_commit(s->persist); /* what the tick changed (expired sessions, wills) */
         if (now >= s->next_vacuum_ms) {
             persist_vacuum(s->persist);
-            s->next_vacuum_ms = now + 60000;
+            s->next_vacuum_ms = now + VACUUM_INTERVAL_MS;
         }
     }
     if (s->cfg.sys_interval && now >= s->next_sys_ms) {
-        sys_publish(s);
+        publish_sys(s);
         s->next_sys_ms = now + (uint64_t)s->cfg.sys_interval * 1000;
     }
 }
@@ -416,22 +304,18 @@ static void on_conn(void *ud, uv_stream_t *server)
     }
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_reload(void *ctx)
 {
-    struct server *s = h->data;
-    if (s->stopping) {
-        log_notice("signal %d: already stopping", signum);
-        return;
-    }
-    if (signum == SIGHUP) {
-        log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
-        reload_acl(s);
-        reload_tls(s);
-        plugin_reload(s->plugins);
-        return;
-    }
-    log_notice("%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    server_stop(s);
+    struct server *s = ctx;
+    log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
+    reload_acl(s);
+    reload_tls(s);
+    plugin_reload(s->plugins);
+}
+
+static void on_stop(void *ctx)
+{
+    server_stop(ctx);
 }
 
 static int open_listeners(struct server *s)
@@ -459,8 +343,8 @@ static int open_listeners(struct server *s)
             if (!s->ws) {
                 struct rlimit rl = {0};
                 getrlimit(RLIMIT_NOFILE, &rl);
-                unsigned fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000
-                                   ? 1000000
+                unsigned fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > WS_MAX_FDS
+                                   ? WS_MAX_FDS
                                    : (unsigned)rl.rlim_cur;
                 s->ws = ws_ctx_new(s->loop, fds / 3 + 1);
             }
@@ -524,13 +408,6 @@ static int open_persistence(struct server *s)
     return 0;
 }
 
-static void init_signal(struct server *s, uv_signal_t *h, int signum)
-{
-    uv_signal_init(s->loop, h);
-    h->data = s;
-    uv_signal_start(h, on_signal, signum);
-}
-
 struct server *server_start(uv_loop_t *loop, struct config *cfg)
 {
     struct server *s = xcalloc(1, sizeof(*s));
@@ -538,6 +415,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     s->cfg = *cfg;
     memset(cfg, 0, sizeof(*cfg));
     s->start_ms = uv_now(loop);
+    s->lp = loop_new(loop);
     const struct config *c = &s->cfg;
 
     struct broker_limits bl = {
@@ -614,12 +492,8 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         return NULL;
     }
     start_watches(s);
-    init_signal(s, &s->sighup, SIGHUP);
-    init_signal(s, &s->sigterm, SIGTERM);
-    init_signal(s, &s->sigint, SIGINT);
-    uv_timer_init(loop, &s->tick);
-    s->tick.data = s;
-    uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
+    loop_on_signals(s->lp, on_reload, on_stop, s);
+    loop_every(s->lp, TICK_MS, on_tick, s);
     if (c->pid_file) {
         FILE *f = fopen(c->pid_file, "w");
         if (f) {
@@ -640,12 +514,6 @@ static void ws_shutdown(uv_timer_t *t)
     uv_close((uv_handle_t *)t, NULL);
 }
 
-static void close_if(uv_handle_t *h)
-{
-    if (h->loop && !uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 void server_stop(struct server *s)
 {
     if (s->stopping)
@@ -655,16 +523,7 @@ void server_stop(struct server *s)
         listener_close(s->ls[i].l);
         s->ls[i].l = NULL;
     }
-    /* Signals stay handled until exit (a second SIGTERM must not kill a clean shutdown), but
-     * no longer keep the loop alive. */
-    uv_unref((uv_handle_t *)&s->sighup);
-    uv_unref((uv_handle_t *)&s->sigterm);
-    uv_unref((uv_handle_t *)&s->sigint);
-    close_if((uv_handle_t *)&s->tick);
-    close_if((uv_handle_t *)&s->acl_debounce);
-    close_if((uv_handle_t *)&s->tls_debounce);
-    for (size_t i = 0; i < s->nwatches; i++)
-        close_if((uv_handle_t *)&s->watches[i].ev);
+    loop_stop(s->lp);
     client_close_all(s->clenv);
     plugin_stop_all(s->plugins);
     if (s->ws) {
@@ -672,7 +531,7 @@ void server_stop(struct server *s)
          * loop alive until then). */
         uv_timer_init(s->loop, &s->ws_stop);
         s->ws_stop.data = s;
-        uv_timer_start(&s->ws_stop, ws_shutdown, 1000, 0);
+        uv_timer_start(&s->ws_stop, ws_shutdown, WS_CLOSE_GRACE_MS, 0);
     }
 }
 
@@ -681,13 +540,7 @@ void server_free(struct server *s)
     if (!s)
         return;
     conn_env_free(s->cenv);
-    close_if((uv_handle_t *)&s->sighup);
-    close_if((uv_handle_t *)&s->sigterm);
-    close_if((uv_handle_t *)&s->sigint);
-    /* Closing the last handle restores the default action; a late SIGTERM must not turn a
-     * finished clean shutdown into a kill. */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
+    loop_free(s->lp);
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (s->ws) {
         ws_ctx_free(s->ws);
@@ -709,10 +562,5 @@ void server_free(struct server *s)
     if (s->cfg.pid_file)
         unlink(s->cfg.pid_file);
     config_free(&s->cfg);
-    for (size_t i = 0; i < s->nwatches; i++)
-        free(s->watches[i].dir);
-    free(s->watches);
-    free(s->acl_dir);
-    free(s->acl_base);
     free(s);
 }
