@@ -66,25 +66,6 @@ struct server {
     bool stopping;
 };
 
-static void tls_opts_from(const struct config *cfg, const struct config_listener *cl,
-                          struct tls_server_opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->cafile = cl->cafile;
-    o->capath = cl->capath;
-    o->certfile = cl->certfile;
-    o->keyfile = cl->keyfile;
-    o->crlfiles = (const char *const *)cl->crlfiles;
-    o->crlfile_count = cl->crlfile_count;
-    o->crlpath = cl->crlpath;
-    o->tls_version = cl->tls_version;
-    o->ciphers = cl->ciphers;
-    o->verify_depth = cl->verify_depth;
-    o->identity = (enum tls_identity_mode)cl->identity;
-    o->crl_strict = cl->crl_mode == CONFIG_CRL_STRICT;
-    o->crl_expired_warn = cl->crl_expired == CONFIG_CRL_EXPIRED_WARN;
-}
-
 static void log_diag(enum log_level lvl, const struct diag *d, const char *prefix)
 {
     for (size_t i = 0; i < d->count; i++)
@@ -96,9 +77,7 @@ int server_check(const struct config *cfg, struct diag *d)
     size_t before = d->count;
     struct tls_lib *lib = tls_lib_new(cfg->session_tickets, cfg->session_ticket_lifetime);
     for (size_t i = 0; i < cfg->listener_count; i++) {
-        struct tls_server_opts o;
-        tls_opts_from(cfg, &cfg->listeners[i], &o);
-        struct tls_ctx *ctx = tls_ctx_new(lib, &o, d);
+        struct tls_ctx *ctx = tls_ctx_new(lib, &cfg->listeners[i].tls, d);
         if (ctx)
             tls_ctx_unref(ctx);
     }
@@ -168,10 +147,10 @@ static void start_watches(struct server *s)
     watch_file(s, s->cfg.acl_file, acl_changed);
     for (size_t i = 0; i < s->cfg.listener_count; i++) {
         const struct config_listener *cl = &s->cfg.listeners[i];
-        for (size_t k = 0; k < cl->crlfile_count; k++)
-            watch_file(s, cl->crlfiles[k], tls_changed);
-        if (cl->crlpath)
-            loop_watch(s->lp, cl->crlpath, NULL, LOOP_DEBOUNCE_MS, tls_changed, s);
+        for (size_t k = 0; k < cl->tls.crlfile_count; k++)
+            watch_file(s, cl->tls.crlfiles[k], tls_changed);
+        if (cl->tls.crlpath)
+            loop_watch(s->lp, cl->tls.crlpath, NULL, LOOP_DEBOUNCE_MS, tls_changed, s);
     }
 }
 
@@ -229,11 +208,9 @@ static void reload_tls(struct server *s)
     struct tls_ctx **fresh = xcalloc(s->nls, sizeof(*fresh));
     bool ok = true;
     for (size_t i = 0; i < s->nls; i++) {
-        struct tls_server_opts o;
-        tls_opts_from(&s->cfg, s->ls[i].cl, &o);
         struct diag d;
         diag_init(&d);
-        fresh[i] = tls_ctx_new(s->tls, &o, &d);
+        fresh[i] = tls_ctx_new(s->tls, &s->ls[i].cl->tls, &d);
         log_diag(LOGL_ERR, &d, "tls reload: ");
         diag_free(&d);
         ok &= fresh[i] != NULL;
@@ -328,11 +305,9 @@ static int open_listeners(struct server *s)
         const struct config_listener *cl = &s->cfg.listeners[i];
         sl->srv = s;
         sl->cl = cl;
-        struct tls_server_opts o;
-        tls_opts_from(&s->cfg, cl, &o);
         struct diag d;
         diag_init(&d);
-        sl->ctx = tls_ctx_new(s->tls, &o, &d);
+        sl->ctx = tls_ctx_new(s->tls, &cl->tls, &d);
         log_diag(LOGL_ERR, &d, "");
         diag_free(&d);
         if (!sl->ctx) {
@@ -418,19 +393,6 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     s->lp = loop_new(loop);
     const struct config *c = &s->cfg;
 
-    struct broker_limits bl = {
-        .session = {.max_inflight = c->max_inflight_messages,
-                    .max_queued = c->max_queued_messages,
-                    .max_queued_bytes = c->max_queued_bytes,
-                    .queue_qos0_offline = c->queue_qos0_messages},
-        .max_topic_length = c->max_topic_length,
-        .max_topic_levels = c->max_topic_levels,
-        .max_subscriptions_per_client = c->max_subscriptions_per_client,
-        .persistent_client_expiration = c->persistent_client_expiration,
-        .retain_available = c->retain_available,
-        .max_retained_messages = c->max_retained_messages,
-        .upgrade_outgoing_qos = c->upgrade_outgoing_qos,
-    };
     struct diag pd;
     diag_init(&pd);
     s->plugins = plugin_load_all(c, loop, server_disconnect, s, &pd);
@@ -442,32 +404,11 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
                                  .kick = client_kick,
                                  .acl_extra = plugin_count(s->plugins) ? plugins_acl : NULL,
                                  .observed = plugin_count(s->plugins) ? plugins_observed : NULL};
-    s->b = broker_new(&bl, &hooks);
-    struct client_opts co = {
-        .connect_timeout_ms = c->connect_timeout_ms,
-        .max_packet_size = c->max_packet_size,
-        .message_size_limit = c->message_size_limit,
-        .max_keepalive = c->max_keepalive,
-        .receive_maximum =
-            c->max_inflight_messages
-                ? (uint16_t)(c->max_inflight_messages > 65535 ? 65535 : c->max_inflight_messages)
-                : 65535,
-        .max_topic_alias = (uint16_t)c->max_topic_alias,
-        .allow_zero_length_clientid = c->allow_zero_length_clientid,
-        .clientid_match = c->clientid_policy == CONFIG_CLIENTID_MATCH,
-        .connection_messages = c->connection_messages,
-        .retain_available = c->retain_available,
-        .persistent_client_expiration = c->persistent_client_expiration,
-        .plugins = s->plugins,
-    };
-    s->clenv = client_env_new(loop, s->b, &co);
+    s->b = broker_new(&c->broker, &hooks);
+    s->cfg.client.plugins = s->plugins;
+    s->clenv = client_env_new(loop, s->b, &c->client);
     client_set_discard_revoked(s->clenv, c->revoked_session == CONFIG_REVOKED_DISCARD);
-    struct conn_env_opts ceo = {.cert_expiry_warning_days = c->cert_expiry_warning_days,
-                                .handshake_timeout_ms = c->tls_handshake_timeout_ms,
-                                .max_handshakes = c->max_handshakes,
-                                .max_per_ip = c->max_connections_per_ip,
-                                .max_backlog = 256 * 1024};
-    s->cenv = conn_env_new(loop, &ceo);
+    s->cenv = conn_env_new(loop, &c->conn);
     if (plugin_has_cert_check(s->plugins)) {
         struct conn_checker ck;
         plugin_checker(s->plugins, &ck);
