@@ -10,7 +10,6 @@
 
 #include "codec.h"
 #include "log.h"
-#include "plugin.h"
 #include "topic.h"
 #include "xmalloc.h"
 
@@ -28,6 +27,7 @@ struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struc
     e->broker = b;
     e->o = *o;
     e->next_auto_id = (uint64_t)uv_hrtime();
+    broker_set_client_ops(b, &client__broker_ops);
     return e;
 }
 
@@ -73,19 +73,24 @@ static void client_end(struct client *c, uint8_t v5_reason, bool will, const cha
     conn_close(c->conn, true);
 }
 
-void client_kick(void *env, void *client, uint8_t reason)
+static void client_kick(void *client, uint8_t reason)
 {
     struct client *c = client;
     c->session = NULL; /* the broker has moved the session on */
     client_end(c, reason, false, "session taken over by another connection");
 }
 
-void client_wakeup(void *env, void *client)
+static void client_wakeup(void *client)
 {
     struct client *c = client;
     if (c->state == CS_CONNECTED)
         conn_want_write(c->conn);
 }
+
+const struct broker_client_ops client__broker_ops = {
+    .wakeup = client_wakeup,
+    .kick = client_kick,
+};
 
 void client_untrust(struct client *c, const char *why, bool discard_session)
 {
@@ -287,8 +292,9 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         expiry = e->o.persistent_client_expiration ? e->o.persistent_client_expiration : UINT32_MAX;
     }
     bool present;
-    struct session *s = broker_attach(e->broker, identity, c->client_id, c, k->clean, persistent,
-                                      expiry, c->version, &present, client__now(c));
+    struct session *s =
+        broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean,
+                      persistent, expiry, c->version, &present, client__now(c));
     c->session = s;
     session_set_window(s, (k->props.present & MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAXIMUM))
                               ? k->props.receive_maximum
@@ -344,8 +350,6 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
                    present ? ", session resumed" : "");
     arm_keepalive(c);
     conn_want_write(c->conn);
-    c->announced = true;
-    plugin_connect(e->o.plugins, identity, c->client_id, conn_addr(c->conn));
 }
 
 /* ---- PUBLISH and acknowledgements --------------------------------------------------------- */
@@ -677,8 +681,6 @@ static void on_close(void *ud, struct conn *conn)
 {
     struct client *c = ud;
     struct client_env *e = c->env;
-    if (c->announced)
-        plugin_disconnect(e->o.plugins, conn_peer(conn)->identity, c->client_id);
     if (c->session) {
         if (e->o.connection_messages)
             log_notice("client %s from %s closed its connection", client__id(c), conn_addr(conn));

@@ -2,6 +2,7 @@
  * ACL and the certificate check the first plugin that denies decides (each can only restrict). */
 #include "plugin.h"
 
+#include "broker.h"
 #include "certmq_plugin.h"
 #include "conn.h"
 #include "log.h"
@@ -169,8 +170,8 @@ size_t plugin_count(const struct plugin_set *s)
     return s ? s->n : 0;
 }
 
-bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_id,
-                const char *topic, int access)
+static bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_id,
+                       const char *topic, int access)
 {
     if (s && s->stopped)
         return false;
@@ -182,8 +183,8 @@ bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_i
     return true;
 }
 
-void plugin_message(struct plugin_set *s, const char *identity, const char *topic,
-                    const void *payload, size_t len, int qos, int retain)
+static void plugin_message(struct plugin_set *s, const char *identity, const char *topic,
+                           const void *payload, size_t len, int qos, int retain)
 {
     if (s && s->stopped)
         return;
@@ -192,8 +193,8 @@ void plugin_message(struct plugin_set *s, const char *identity, const char *topi
             s->v[i].hooks.message(s->v[i].hooks.ud, identity, topic, payload, len, qos, retain);
 }
 
-void plugin_connect(struct plugin_set *s, const char *identity, const char *client_id,
-                    const char *address)
+static void plugin_connect(struct plugin_set *s, const char *identity, const char *client_id,
+                           const char *address)
 {
     if (s && s->stopped)
         return;
@@ -202,13 +203,48 @@ void plugin_connect(struct plugin_set *s, const char *identity, const char *clie
             s->v[i].hooks.connect(s->v[i].hooks.ud, identity, client_id, address);
 }
 
-void plugin_disconnect(struct plugin_set *s, const char *identity, const char *client_id)
+static void plugin_disconnect(struct plugin_set *s, const char *identity, const char *client_id)
 {
     if (s && s->stopped)
         return;
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.disconnect)
             s->v[i].hooks.disconnect(s->v[i].hooks.ud, identity, client_id);
+}
+
+/* ---- the broker's policy slots ----------------------------------------------------------- */
+
+static bool policy_acl(void *ctx, const struct session *se, const char *topic, int access)
+{
+    return plugin_acl(ctx, session_identity(se), session_client_id(se), topic, access);
+}
+
+static void policy_observe(void *ctx, const struct session *from, const struct msg *m)
+{
+    plugin_message(ctx, session_identity(from), m->topic, m->payload, m->payload_len, m->qos,
+                   m->retain);
+}
+
+static void policy_connected(void *ctx, const struct session *se, const char *peer)
+{
+    plugin_connect(ctx, session_identity(se), session_client_id(se), peer);
+}
+
+static void policy_disconnected(void *ctx, const struct session *se)
+{
+    plugin_disconnect(ctx, session_identity(se), session_client_id(se));
+}
+
+void plugin_policy(struct plugin_set *s, struct broker_policy *out)
+{
+    *out = (struct broker_policy){.ctx = s};
+    /* No plugin, no calls: the broker's hot paths skip empty slots. */
+    if (!plugin_count(s))
+        return;
+    out->acl = policy_acl;
+    out->observe = policy_observe;
+    out->connected = policy_connected;
+    out->disconnected = policy_disconnected;
 }
 
 void plugin_reload(struct plugin_set *s)

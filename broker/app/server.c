@@ -345,17 +345,6 @@ static int open_listeners(struct server *s)
     return bad;
 }
 
-static bool plugins_acl(void *ctx, const struct session *se, const char *topic, int access)
-{
-    return plugin_acl(ctx, session_identity(se), session_client_id(se), topic, access);
-}
-
-static void plugins_observed(void *ctx, const struct session *from, const struct msg *m)
-{
-    plugin_message(ctx, session_identity(from), m->topic, m->payload, m->payload_len, m->qos,
-                   m->retain);
-}
-
 static void commit_turn(void *ctx)
 {
     persist_commit(ctx);
@@ -398,14 +387,10 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     s->plugins = plugin_load_all(c, loop, server_disconnect, s, &pd);
     log_diag(LOGL_ERR, &pd, "");
     diag_free(&pd);
-    /* The client hooks get the client pointer itself; the context is the plugin set. */
-    struct broker_hooks hooks = {.ctx = s->plugins,
-                                 .wakeup = client_wakeup,
-                                 .kick = client_kick,
-                                 .acl_extra = plugin_count(s->plugins) ? plugins_acl : NULL,
-                                 .observed = plugin_count(s->plugins) ? plugins_observed : NULL};
-    s->b = broker_new(&c->broker, &hooks);
-    s->cfg.client.plugins = s->plugins;
+    s->b = broker_new(&c->broker);
+    struct broker_policy policy;
+    plugin_policy(s->plugins, &policy);
+    broker_set_policy(s->b, &policy);
     s->clenv = client_env_new(loop, s->b, &c->client);
     client_set_discard_revoked(s->clenv, c->revoked_session == CONFIG_REVOKED_DISCARD);
     s->cenv = conn_env_new(loop, &c->conn);
