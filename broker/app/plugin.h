@@ -21,7 +21,8 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
                                    int (*disconnect)(void *broker, uint64_t conn_id,
                                                      const char *reason),
                                    void *broker, struct diag *d);
-/* For --test-config: every plugin file loads, is a certmq plugin and speaks our API version
+/* For --test-config: every plugin file loads, is a certmq plugin and speaks a compatible API
+ * version
  * (its init is not run: that may open files or connections). Problems go to d. */
 void plugin_check_all(const struct config *cfg, struct diag *d);
 /* Shutdown while the loop still runs: every plugin's cleanup is called (it closes its handles,
@@ -35,6 +36,8 @@ size_t plugin_count(const struct plugin_set *p);
 struct broker_policy;
 void plugin_policy(struct plugin_set *p, struct broker_policy *out);
 void plugin_reload(struct plugin_set *p);
+/* The loop's tick (once a second). */
+void plugin_tick(struct plugin_set *p);
 
 /* Certificate checks: true when some plugin has one; then every new connection goes through
  * the checker plugin_checker() fills in. */

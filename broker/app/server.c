@@ -250,6 +250,7 @@ static void on_tick(void *ctx, uint64_t now)
 {
     struct server *s = ctx;
     broker_tick(s->b, (int64_t)now);
+    plugin_tick(s->plugins);
     if (s->persist) {
         persist_commit(s->persist); /* what the tick changed (expired sessions, wills) */
         if (now >= s->next_vacuum_ms) {
