@@ -1,76 +1,26 @@
-/* server: wires config, TLS contexts, listeners, the broker and the clients onto one loop.
+/* server: wires config, TLS contexts, listeners, plugins, persistence, the broker and the
+ * clients onto one loop (loop: signals, file watches, tick), and shuts them down in order.
  *
- * Reloads are all-or-nothing: a new ACL is parsed completely before it replaces the old one,
- * and a file with errors leaves the running rules in force with every error logged. */
-#include "server.h"
+ * Reloads are all-or-nothing: new ACL rules or TLS contexts are built completely before they
+ * replace the old ones, and files with errors leave the running ones in force, logged. */
+#include "server_int.h"
 
-#include "acl.h"
-#include "broker.h"
-#include "client.h"
-#include "conn.h"
+#include "aclfile.h"
 #include "listener.h"
 #include "log.h"
-#include "loop.h"
-#include "msg.h"
-#include "persist.h"
-#include "plugin.h"
+#include "pidfile.h"
 #include "sys.h"
-#include "tls.h"
-#include "ws.h"
 #include "xmalloc.h"
 
 #include <libgen.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Housekeeping granularity: session expiry, delayed wills and $SYS are due at most this late. */
 #define TICK_MS 1000
-/* SQLite incremental vacuum: often enough to give pages back, rare enough to cost nothing. */
-#define VACUUM_INTERVAL_MS 60000
 /* Time WebSocket close handshakes get at shutdown before libwebsockets is taken down. */
 #define WS_CLOSE_GRACE_MS 1000
-/* lws needs a connection table size up front: a third of the descriptors (each WSS device
- * uses three), capped when the limit is unlimited or huge so the table stays small. */
-#define WS_MAX_FDS 1000000
-
-struct srv_listener {
-    struct server *srv;
-    struct listener *l;
-    struct tls_ctx *ctx;
-    struct ws_ctx *ws; /* websockets listeners only */
-    const struct config_listener *cl;
-};
-
-struct server {
-    uv_loop_t *loop;
-    struct config cfg;
-    struct tls_lib *tls;
-    struct srv_listener *ls;
-    size_t nls;
-    struct conn_env *cenv;
-    struct client_env *clenv;
-    struct broker *b;
-    struct ws_ctx *ws;
-    struct persist *persist;
-    struct plugin_set *plugins;
-    uint64_t next_vacuum_ms;
-    struct loop *lp;
-    uv_timer_t ws_stop;
-    uint64_t untrusted; /* clients disconnected because their certificate was revoked */
-    uint64_t start_ms;
-    uint64_t next_sys_ms;
-    bool stopping;
-};
-
-static void log_diag(enum log_level lvl, const struct diag *d, const char *prefix)
-{
-    for (size_t i = 0; i < d->count; i++)
-        log_msg(lvl, "%s%s", prefix, d->msgs[i]);
-}
 
 int server_check(const struct config *cfg, struct diag *d)
 {
@@ -83,50 +33,19 @@ int server_check(const struct config *cfg, struct diag *d)
     }
     tls_lib_free(lib);
     plugin_check_all(cfg, d);
-    struct diag warn;
-    diag_init(&warn);
-    struct acl *a = acl_load(cfg->acl_file, d, &warn);
-    acl_free(a);
-    for (size_t i = 0; i < warn.count; i++)
-        diag_add(d, NULL, 0, "warning: %s", warn.msgs[i]);
-    size_t warnings = warn.count;
-    diag_free(&warn);
+    size_t warnings = aclfile_check(cfg->acl_file, d);
     return d->count - before > warnings ? -1 : 0;
 }
 
-/* ---- ACL ---------------------------------------------------------------------------------- */
-
-static struct acl *load_acl(struct server *s)
-{
-    struct diag d, warn;
-    diag_init(&d);
-    diag_init(&warn);
-    struct acl *a = acl_load(s->cfg.acl_file, &d, &warn);
-    log_diag(LOGL_ERR, &d, "acl: ");
-    log_diag(LOGL_WARN, &warn, "acl: ");
-    if (a)
-        log_notice("acl: loaded %s (%zu rules)", s->cfg.acl_file, acl_rule_count(a));
-    diag_free(&d);
-    diag_free(&warn);
-    return a;
-}
-
-static void reload_acl(struct server *s)
-{
-    struct acl *a = load_acl(s);
-    if (!a) {
-        log_err("acl: reload of %s failed, keeping the previous rules", s->cfg.acl_file);
-        return;
-    }
-    broker_set_acl(s->b, a);
-}
+/* ---- file watches ------------------------------------------------------------------------ */
 
 static void reload_tls(struct server *s);
 
 /* The ACL file's and every CRL's directory are watched; a crlpath is watched as a whole. */
 static void acl_changed(void *ctx)
 {
-    reload_acl(ctx);
+    struct server *s = ctx;
+    aclfile_reload(s->b, s->cfg.acl_file);
 }
 
 static void tls_changed(void *ctx)
@@ -211,7 +130,7 @@ static void reload_tls(struct server *s)
         struct diag d;
         diag_init(&d);
         fresh[i] = tls_ctx_new(s->tls, &s->ls[i].cl->tls, &d);
-        log_diag(LOGL_ERR, &d, "tls reload: ");
+        server__log_diag(LOGL_ERR, &d, "tls reload: ");
         diag_free(&d);
         ok &= fresh[i] != NULL;
     }
@@ -251,42 +170,21 @@ static void on_tick(void *ctx, uint64_t now)
     struct server *s = ctx;
     broker_tick(s->b, (int64_t)now);
     plugin_tick(s->plugins);
-    if (s->persist) {
-        persist_commit(s->persist); /* what the tick changed (expired sessions, wills) */
-        if (now >= s->next_vacuum_ms) {
-            persist_vacuum(s->persist);
-            s->next_vacuum_ms = now + VACUUM_INTERVAL_MS;
-        }
-    }
+    if (s->persist)
+        persist_tick(s->persist, now, &s->next_vacuum_ms);
     if (s->cfg.sys_interval && now >= s->next_sys_ms) {
         publish_sys(s);
         s->next_sys_ms = now + (uint64_t)s->cfg.sys_interval * 1000;
     }
 }
 
-/* ---- listeners and signals ---------------------------------------------------------------- */
-
-static void on_conn(void *ud, uv_stream_t *server)
-{
-    struct srv_listener *sl = ud;
-    struct server *s = sl->srv;
-    const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c = conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv, sl);
-    if (!c)
-        return;
-    if (s->cfg.max_connections >= 0 &&
-        cs->open + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
-        log_notice("refused %s: max_connections (%d) reached", conn_addr(c),
-                   s->cfg.max_connections);
-        conn_close(c, false);
-    }
-}
+/* ---- signals ---------------------------------------------------------------------------- */
 
 static void on_reload(void *ctx)
 {
     struct server *s = ctx;
     log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
-    reload_acl(s);
+    aclfile_reload(s->b, s->cfg.acl_file);
     reload_tls(s);
     plugin_reload(s->plugins);
 }
@@ -294,83 +192,6 @@ static void on_reload(void *ctx)
 static void on_stop(void *ctx)
 {
     server_stop(ctx);
-}
-
-static int open_listeners(struct server *s)
-{
-    s->nls = s->cfg.listener_count;
-    s->ls = xcalloc(s->nls, sizeof(*s->ls));
-    int bad = 0;
-    for (size_t i = 0; i < s->nls; i++) {
-        struct srv_listener *sl = &s->ls[i];
-        const struct config_listener *cl = &s->cfg.listeners[i];
-        sl->srv = s;
-        sl->cl = cl;
-        struct diag d;
-        diag_init(&d);
-        sl->ctx = tls_ctx_new(s->tls, &cl->tls, &d);
-        log_diag(LOGL_ERR, &d, "");
-        diag_free(&d);
-        if (!sl->ctx) {
-            bad = -1;
-            continue;
-        }
-        if (cl->protocol == CONFIG_PROTO_WEBSOCKETS) {
-            if (!s->ws) {
-                struct rlimit rl = {0};
-                getrlimit(RLIMIT_NOFILE, &rl);
-                unsigned fds = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > WS_MAX_FDS
-                                   ? WS_MAX_FDS
-                                   : (unsigned)rl.rlim_cur;
-                s->ws = ws_ctx_new(s->loop, fds / 3 + 1);
-            }
-            if (!s->ws) {
-                bad = -1;
-                continue;
-            }
-            sl->ws = s->ws;
-        }
-        int err = 0;
-        sl->l = listener_open(s->loop, cl->address, cl->port, on_conn, sl, &err);
-        if (!sl->l) {
-            log_err("%s:%d: cannot listen on %s:%u: %s", cl->file, cl->line,
-                    cl->address ? cl->address : "*", cl->port, uv_strerror(err));
-            bad = -1;
-            continue;
-        }
-        const char *a = listener_address(sl->l);
-        const char *proto = sl->ws ? "websockets" : "mqtt";
-        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s)" : "listening on %s:%u (%s)", a,
-                   listener_port(sl->l), proto);
-    }
-    return bad;
-}
-
-static void commit_turn(void *ctx)
-{
-    persist_commit(ctx);
-}
-
-/* Restore the durable state, then have every change written and committed once per loop turn
- * before acknowledgements go out. */
-static int open_persistence(struct server *s)
-{
-    const char *dir = s->cfg.persistence_location ? s->cfg.persistence_location : ".";
-    struct diag d;
-    diag_init(&d);
-    s->persist = persist_open(dir, &d);
-    if (s->persist &&
-        persist_load(s->persist, s->b, (int64_t)uv_now(s->loop), (int64_t)time(NULL), &d) != 0) {
-        persist_close(s->persist);
-        s->persist = NULL;
-    }
-    log_diag(LOGL_ERR, &d, "");
-    diag_free(&d);
-    if (!s->persist)
-        return -1;
-    broker_set_store(s->b, persist_store(s->persist));
-    conn_env_set_before_flush(s->cenv, commit_turn, s->persist);
-    return 0;
 }
 
 struct server *server_start(uv_loop_t *loop, struct config *cfg)
@@ -386,7 +207,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     struct diag pd;
     diag_init(&pd);
     s->plugins = plugin_load_all(c, loop, server_disconnect, s, &pd);
-    log_diag(LOGL_ERR, &pd, "");
+    server__log_diag(LOGL_ERR, &pd, "");
     diag_free(&pd);
     s->b = broker_new(&c->broker);
     struct broker_policy policy;
@@ -402,8 +223,8 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     }
     s->tls = tls_lib_new(c->session_tickets, c->session_ticket_lifetime);
 
-    struct acl *a = load_acl(s);
-    if (!s->plugins || !a || open_listeners(s) != 0) {
+    struct acl *a = aclfile_load(c->acl_file);
+    if (!s->plugins || !a || server__open_listeners(s) != 0) {
         acl_free(a);
         s->stopping = false;
         server_stop(s);
@@ -412,7 +233,9 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         return NULL;
     }
     broker_set_acl(s->b, a);
-    if (c->persistence && open_persistence(s) != 0) {
+    if (c->persistence &&
+        !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,
+                                     s->cenv, (int64_t)uv_now(loop), (int64_t)time(NULL)))) {
         server_stop(s);
         uv_run(loop, UV_RUN_DEFAULT);
         server_free(s);
@@ -421,15 +244,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     start_watches(s);
     loop_on_signals(s->lp, on_reload, on_stop, s);
     loop_every(s->lp, TICK_MS, on_tick, s);
-    if (c->pid_file) {
-        FILE *f = fopen(c->pid_file, "w");
-        if (f) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-        } else {
-            log_warn("cannot write pid_file %s", c->pid_file);
-        }
-    }
+    pidfile_write(c->pid_file);
     log_notice("certmq %s running", CERTMQ_VERSION);
     return s;
 }
@@ -477,17 +292,12 @@ void server_free(struct server *s)
         if (s->ls[i].ctx)
             tls_ctx_unref(s->ls[i].ctx);
     free(s->ls);
-    /* Durable state is complete; detach it before the broker frees its memory. */
-    if (s->persist) {
-        broker_set_store(s->b, NULL);
-        persist_close(s->persist);
-    }
+    persist_stop(s->persist, s->b);
     broker_free(s->b);
     client_env_free(s->clenv);
     plugin_free_all(s->plugins);
     tls_lib_free(s->tls);
-    if (s->cfg.pid_file)
-        unlink(s->cfg.pid_file);
+    pidfile_remove(s->cfg.pid_file);
     config_free(&s->cfg);
     free(s);
 }
