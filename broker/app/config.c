@@ -20,9 +20,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* One diagnostic: a key, an excerpt of the value and the reason; longer ones are cut. */
+#define CONFIG__DIAG_MAX 600
+/* The list of an enum's names in "not one of ..." messages. */
+#define CONFIG__ENUM_LIST_MAX 256
+
 void config__err(struct config__parser *p, const char *fmt, ...)
 {
-    char msg[600];
+    char msg[CONFIG__DIAG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -115,7 +120,7 @@ const struct config__enum *config__enum_find(const struct config__enum *names, c
 void config__enum_err(struct config__parser *p, const struct config__enum *names, const char *key,
                       const char *v)
 {
-    char opts[256] = "";
+    char opts[CONFIG__ENUM_LIST_MAX] = "";
     size_t len = 0;
     for (const struct config__enum *e = names; e->name && len < sizeof(opts); e++)
         len += (size_t)snprintf(opts + len, sizeof(opts) - len, "%s%s", e == names ? "" : ", ",

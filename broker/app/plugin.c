@@ -14,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A plugin's log line and a refusal reason: long enough for a URL or a DN and a sentence,
+ * bounded because they come from outside code. */
+#define PLUGIN_LOG_LINE_MAX 1024
+#define PLUGIN_REASON_MAX 160
+
 struct loaded {
     void *dl;
     char *path;
@@ -28,7 +33,7 @@ struct certmq_pending {
     size_t at; /* the plugin being asked */
     bool in_hook, decided;
     int decision;
-    char reason[160];
+    char reason[PLUGIN_REASON_MAX];
     struct certmq_pending *prev, *next;
 };
 
@@ -65,7 +70,7 @@ static int hooks_fit(struct certmq_plugin_hooks *h, const char *path, struct dia
 
 static void plugin_log(int level, const char *fmt, ...)
 {
-    char line[1024];
+    char line[PLUGIN_LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);

@@ -21,6 +21,8 @@
 #define TICK_MS 1000
 /* Time WebSocket close handshakes get at shutdown before libwebsockets is taken down. */
 #define WS_CLOSE_GRACE_MS 1000
+/* The loop clock is in milliseconds; uptime and sys_interval are in seconds. */
+#define MS_PER_S 1000
 
 int server_check(const struct config *cfg, struct diag *d)
 {
@@ -158,7 +160,7 @@ static void reload_tls(struct server *s)
 
 static void publish_sys(struct server *s)
 {
-    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / 1000,
+    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S,
                           .revoked = s->untrusted};
     for (size_t i = 0; i < s->nls; i++)
         x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
@@ -174,7 +176,7 @@ static void on_tick(void *ctx, uint64_t now)
         persist_tick(s->persist, now, &s->next_vacuum_ms);
     if (s->cfg.sys_interval && now >= s->next_sys_ms) {
         publish_sys(s);
-        s->next_sys_ms = now + (uint64_t)s->cfg.sys_interval * 1000;
+        s->next_sys_ms = now + (uint64_t)s->cfg.sys_interval * MS_PER_S;
     }
 }
 

@@ -36,9 +36,12 @@ struct watch_dir {
     struct watch_dir *next;
 };
 
+/* SIGHUP, SIGTERM, SIGINT */
+#define LOOP__NSIG 3
+
 struct loop {
     uv_loop_t *uv;
-    uv_signal_t sig[3];
+    uv_signal_t sig[LOOP__NSIG];
     bool signals_on;
     void (*reload)(void *ctx);
     void (*stop)(void *ctx);
@@ -53,7 +56,7 @@ struct loop {
     bool stopping, freeing;
 };
 
-static const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
+static const int signums[LOOP__NSIG] = {SIGHUP, SIGTERM, SIGINT};
 
 struct loop *loop_new(uv_loop_t *uv)
 {
@@ -116,7 +119,7 @@ void loop_on_signals(struct loop *l, void (*reload)(void *ctx), void (*stop)(voi
     l->reload = reload;
     l->stop = stop;
     l->sig_ctx = ctx;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < LOOP__NSIG; i++) {
         uv_signal_init(l->uv, &l->sig[i]);
         l->sig[i].data = l;
         l->open++;
@@ -209,7 +212,7 @@ void loop_watch(struct loop *l, const char *dir, const char *name, uint64_t debo
 void loop_stop(struct loop *l)
 {
     l->stopping = true;
-    for (int i = 0; l->signals_on && i < 3; i++)
+    for (int i = 0; l->signals_on && i < LOOP__NSIG; i++)
         uv_unref((uv_handle_t *)&l->sig[i]);
     if (l->tick_on)
         close_handle(l, (uv_handle_t *)&l->tick);
@@ -224,7 +227,7 @@ void loop_free(struct loop *l)
     if (!l)
         return;
     loop_stop(l);
-    for (int i = 0; l->signals_on && i < 3; i++)
+    for (int i = 0; l->signals_on && i < LOOP__NSIG; i++)
         close_handle(l, (uv_handle_t *)&l->sig[i]);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
