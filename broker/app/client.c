@@ -11,7 +11,6 @@
 #include "codec.h"
 #include "connect.h"
 #include "log.h"
-#include "plugin.h"
 #include "reason.h"
 #include "topic.h"
 #include "xmalloc.h"
@@ -30,6 +29,7 @@ struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struc
     e->broker = b;
     e->o = *o;
     e->next_auto_id = (uint64_t)uv_hrtime();
+    broker_set_client_ops(b, &client__broker_ops);
     return e;
 }
 
@@ -77,19 +77,24 @@ static void client_end(struct client *c, enum reason r, bool will, const char *w
     conn_close(c->conn, true);
 }
 
-void client_kick(void *env, void *client, enum reason why)
+static void client_kick(void *client, enum reason why)
 {
     struct client *c = client;
     c->session = NULL; /* the broker has moved the session on */
     client_end(c, why, false, reason_info(why)->text);
 }
 
-void client_wakeup(void *env, void *client)
+static void client_wakeup(void *client)
 {
     struct client *c = client;
     if (c->state == CS_CONNECTED)
         conn_want_write(c->conn);
 }
+
+const struct broker_client_ops client__broker_ops = {
+    .wakeup = client_wakeup,
+    .kick = client_kick,
+};
 
 void client_untrust(struct client *c, enum reason why, const char *detail)
 {
@@ -291,7 +296,7 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->peer_max_packet = d.peer_max_packet;
     c->out_alias_max = d.out_alias_max;
     bool present;
-    c->session = broker_attach(e->broker, identity, c->client_id, c, k->clean, d.persistent,
+    c->session = broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean, d.persistent,
                                d.expiry_s, c->version, &present, client__now(c));
     session_set_window(c->session, d.receive_window);
     if (k->will && !set_will(c, k))
@@ -304,8 +309,6 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
                    present ? ", session resumed" : "");
     arm_keepalive(c);
     conn_want_write(c->conn);
-    c->announced = true;
-    plugin_connect(e->o.plugins, identity, c->client_id, conn_addr(c->conn));
 }
 
 /* ---- PUBLISH and acknowledgements --------------------------------------------------------- */
@@ -647,8 +650,6 @@ static void on_close(void *ud, struct conn *conn)
 {
     struct client *c = ud;
     struct client_env *e = c->env;
-    if (c->announced)
-        plugin_disconnect(e->o.plugins, conn_peer(conn)->identity, c->client_id);
     if (c->session) {
         if (e->o.connection_messages)
             log_notice("client %s from %s closed its connection", client__id(c), conn_addr(conn));

@@ -26,22 +26,17 @@ struct client_opts {
     bool connection_messages;
     bool retain_available;
     uint32_t persistent_client_expiration; /* s, 0 = never */
-    struct plugin_set *plugins;            /* connect/disconnect hooks; may be NULL */
 };
 
 struct client_env;
 struct client;
-struct plugin_set;
 
+/* Also registers the client's operations (wake up, kick) with b. */
 struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struct client_opts *o);
 void client_env_free(struct client_env *e);
 void client_env_set_opts(struct client_env *e, const struct client_opts *o);
 /* The callbacks every listener gives conn_accept (with the client_env as user data). */
 extern const struct conn_cbs client_conn_cbs;
-
-/* Broker hooks. */
-void client_wakeup(void *env, void *client);
-void client_kick(void *env, void *client, enum reason why);
 
 /* The certificate behind c is no longer trusted (revoked, expired): disconnect it (MQTT 5:
  * DISCONNECT with reason_info(why)'s code) without publishing its will; discard its session when

@@ -23,7 +23,6 @@ struct client {
     uint16_t keepalive;
     uint32_t peer_max_packet;    /* MQTT 5 maximum packet size of the client, 0 = none */
     bool no_problem_info;        /* MQTT 5 request problem information = 0 */
-    bool announced;              /* plugins were told of the connect */
     char **in_alias;             /* topic aliases the client set, index 1..topic_alias_max */
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
@@ -48,6 +47,9 @@ struct client_env {
     uint8_t scratch[SCRATCH_SIZE];
     size_t scratch_len;
 };
+
+/* What the broker asks of a client (wake up, kick); client_env_new registers it. */
+extern const struct broker_client_ops client__broker_ops;
 
 int64_t client__now(const struct client *c);
 const char *client__id(const struct client *c);

@@ -20,9 +20,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* One diagnostic: a key, an excerpt of the value and the reason; longer ones are cut. */
+#define CONFIG__DIAG_MAX 600
+/* The list of an enum's names in "not one of ..." messages. */
+#define CONFIG__ENUM_LIST_MAX 256
+
 void config__err(struct config__parser *p, const char *fmt, ...)
 {
-    char msg[600];
+    char msg[CONFIG__DIAG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -115,7 +120,7 @@ const struct config__enum *config__enum_find(const struct config__enum *names, c
 void config__enum_err(struct config__parser *p, const struct config__enum *names, const char *key,
                       const char *v)
 {
-    char opts[256] = "";
+    char opts[CONFIG__ENUM_LIST_MAX] = "";
     size_t len = 0;
     for (const struct config__enum *e = names; e->name && len < sizeof(opts); e++)
         len += (size_t)snprintf(opts + len, sizeof(opts) - len, "%s%s", e == names ? "" : ", ",
@@ -421,14 +426,14 @@ static void config__finish(struct config__parser *p)
         const struct config_listener *l = &c->listeners[i];
         p->file = l->file;
         p->line = l->line;
-        if (!l->cafile && !l->capath)
+        if (!l->tls.cafile && !l->tls.capath)
             config__err(p,
                         "listener %u needs cafile or capath (the CA that issues client "
                         "certificates)",
                         l->port);
-        if (!l->certfile)
+        if (!l->tls.certfile)
             config__err(p, "listener %u needs certfile (the server certificate)", l->port);
-        if (!l->keyfile)
+        if (!l->tls.keyfile)
             config__err(p, "listener %u needs keyfile (the server's private key)", l->port);
     }
 }
@@ -442,6 +447,19 @@ static void config__start(struct config *out, struct config__parser *p, struct d
     p->d = d;
 }
 
+/* Options that follow from other keys, computed in this one place. */
+static void config__derive(struct config *c)
+{
+    /* The MQTT 5 inbound window we announce matches the outbound one (0 was stored as the
+     * maximum, see F_ZERO_IS_MAX). */
+    uint32_t inflight = c->broker.session.max_inflight;
+    c->client.receive_maximum =
+        inflight ? (uint16_t)(inflight > UINT16_MAX ? UINT16_MAX : inflight) : UINT16_MAX;
+    c->client.retain_available = c->broker.retain_available;
+    c->client.persistent_client_expiration = c->broker.persistent_client_expiration;
+    c->conn.max_backlog = CONFIG__CONN_BACKLOG;
+}
+
 static int config__done(struct config__parser *p, const char *main_file, bool read_ok)
 {
     p->file = main_file;
@@ -452,6 +470,7 @@ static int config__done(struct config__parser *p, const char *main_file, bool re
         config_free(p->c);
         return -1;
     }
+    config__derive(p->c);
     return 0;
 }
 
@@ -483,16 +502,17 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->listener_count; i++) {
         struct config_listener *l = &c->listeners[i];
         free(l->address);
-        free(l->cafile);
-        free(l->capath);
-        free(l->certfile);
-        free(l->keyfile);
-        for (size_t k = 0; k < l->crlfile_count; k++)
-            free(l->crlfiles[k]);
-        free(l->crlfiles);
-        free(l->crlpath);
-        free(l->tls_version);
-        free(l->ciphers);
+        /* The option struct is the module's const view; the strings are the config's. */
+        free((void *)l->tls.cafile);
+        free((void *)l->tls.capath);
+        free((void *)l->tls.certfile);
+        free((void *)l->tls.keyfile);
+        for (size_t k = 0; k < l->tls.crlfile_count; k++)
+            free((void *)l->tls.crlfiles[k]);
+        free((void *)l->tls.crlfiles);
+        free((void *)l->tls.crlpath);
+        free((void *)l->tls.tls_version);
+        free((void *)l->tls.ciphers);
     }
     free(c->listeners);
     for (size_t i = 0; i < c->plugin_count; i++) {

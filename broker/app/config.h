@@ -6,23 +6,17 @@
 #ifndef CERTMQ_CONFIG_H
 #define CERTMQ_CONFIG_H
 
+#include "broker.h"
+#include "client.h"
+#include "conn.h"
 #include "diag.h"
+#include "tls.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 enum config_protocol { CONFIG_PROTO_MQTT = 0, CONFIG_PROTO_WEBSOCKETS = 1 };
-enum config_identity {
-    CONFIG_ID_CN = 0,
-    CONFIG_ID_SAN_DNS,
-    CONFIG_ID_SAN_URI,
-    CONFIG_ID_SAN_EMAIL,
-    CONFIG_ID_SUBJECT
-};
-enum config_crl_mode { CONFIG_CRL_STRICT = 0, CONFIG_CRL_PRESENT = 1 };
-enum config_crl_expired { CONFIG_CRL_EXPIRED_REJECT = 0, CONFIG_CRL_EXPIRED_WARN = 1 };
-enum config_clientid_policy { CONFIG_CLIENTID_ANY = 0, CONFIG_CLIENTID_MATCH = 1 };
 enum config_revoked_session { CONFIG_REVOKED_DISCARD = 0, CONFIG_REVOKED_KEEP = 1 };
 /* socket_domain: which address family an address-less listener binds (ANY = both). */
 enum config_socket_domain { CONFIG_SOCKET_ANY = 0, CONFIG_SOCKET_IPV4, CONFIG_SOCKET_IPV6 };
@@ -32,16 +26,9 @@ struct config_listener {
     char *address; /* NULL = all addresses */
     enum config_protocol protocol;
     enum config_socket_domain socket_domain;
-    char *cafile, *capath, *certfile, *keyfile;
-    char **crlfiles; /* crlfile may repeat */
-    size_t crlfile_count;
-    char *crlpath;
-    char *tls_version;     /* "tlsv1.2" (only TLS 1.2 exists in Mbed TLS 2.28) */
-    char *ciphers;         /* OpenSSL-style names, colon separated; NULL = certmq's default set */
-    unsigned verify_depth; /* max chain length below the root, default 4 */
-    enum config_identity identity; /* cert_identity */
-    enum config_crl_mode crl_mode;
-    enum config_crl_expired crl_expired;
+    /* cafile ... crl_expired, written by the directive table; the strings are owned by the
+     * config (crlfile may repeat; verify_depth default 4; cert_identity default cn). */
+    struct tls_server_opts tls;
     const char *file; /* where the `listener` line is, for diagnostics */
     int line;
 };
@@ -59,34 +46,15 @@ struct config {
 
     char *acl_file; /* required: without it every device is denied everything */
 
-    /* Limits a client can push against. 0 means unlimited only where the docs say so. */
-    uint32_t max_inflight_messages;        /* default 20 */
-    uint32_t max_queued_messages;          /* default 1000 */
-    uint64_t max_queued_bytes;             /* default 0 = unlimited (bounded by messages) */
-    uint32_t message_size_limit;           /* payload bytes, default 0 = MQTT max (268435455) */
-    uint32_t max_packet_size;              /* whole packet, default 0 = MQTT max */
-    uint16_t max_keepalive;                /* default 65535 */
-    int32_t max_connections;               /* default -1 = unlimited */
-    uint32_t max_connections_per_ip;       /* default 0 = unlimited */
-    uint32_t max_topic_length;             /* default 65535 */
-    uint32_t max_topic_levels;             /* default 0 = unlimited */
-    uint32_t max_topic_alias;              /* MQTT 5 inbound topic aliases, default 10 */
-    uint32_t max_subscriptions_per_client; /* default 10000, 0 = unlimited */
-    uint32_t max_retained_messages;        /* default 100000, 0 = unlimited */
-    uint32_t persistent_client_expiration; /* seconds, default 0 = never */
-    bool allow_zero_length_clientid;       /* default true */
-    bool retain_available;                 /* default true */
-    bool queue_qos0_messages;              /* default false */
-    bool upgrade_outgoing_qos;             /* default false */
-    enum config_clientid_policy clientid_policy;
+    /* The modules' own option structs, written directly by the directive table (config_keys.c:
+     * one row per key, with its default and bounds). Values derived from other keys (the MQTT 5
+     * receive maximum from max_inflight_messages, ...) are filled in once, after parsing. */
+    struct broker_limits broker; /* max_inflight_messages, max_queued_*, max_topic_*, ... */
+    struct client_opts client;   /* connect_timeout, max_packet_size, max_keepalive, ... */
+    struct conn_env_opts conn;   /* tls_handshake_timeout, max_handshakes, ... */
 
-    /* Time limits on connections that are not yet MQTT sessions. */
-    uint32_t tls_handshake_timeout_ms; /* default 10000 */
-    uint32_t max_handshakes;           /* handshakes in progress at once, default 64 */
-    uint32_t connect_timeout_ms;       /* TLS done, no CONNECT yet, default 10000 */
-
+    int32_t max_connections;                     /* default -1 = unlimited */
     enum config_revoked_session revoked_session; /* default discard */
-    uint32_t cert_expiry_warning_days;           /* default 30, 0 = off */
 
     bool session_tickets;             /* default true */
     uint32_t session_ticket_lifetime; /* seconds, default 86400 */
@@ -95,8 +63,7 @@ struct config {
     unsigned log_dests; /* log.h LOGD_* mask */
     char *log_file;
     bool log_timestamp;
-    bool connection_messages; /* default true */
-    uint32_t sys_interval;    /* seconds, default 10, 0 = no $SYS */
+    uint32_t sys_interval; /* seconds, default 10, 0 = no $SYS */
 
     char *pid_file;
     char *user; /* mosquitto's `user`: stored; certmq itself does not change user */

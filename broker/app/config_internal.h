@@ -18,6 +18,9 @@
 #define CONFIG__MAX_ARGS 8
 #define CONFIG__MAX_LISTENERS 256
 #define CONFIG__MAX_LIST 1024 /* crlfiles per listener, plugins, options per plugin */
+/* Unsent output per connection before we stop reading its peer: a few large packets or many
+ * coalesced small ones, yet bounded per device under a reconnect storm. Not a config key. */
+#define CONFIG__CONN_BACKLOG (256 * 1024)
 
 enum config__type { T_BOOL, T_UINT, T_INT, T_STR, T_PATH, T_ENUM, T_FN, T_REFUSE };
 enum config__scope { S_GLOBAL, S_LISTENER };

@@ -12,15 +12,13 @@
 static const struct config__enum protocols[] = {
     {"mqtt", CONFIG_PROTO_MQTT}, {"websockets", CONFIG_PROTO_WEBSOCKETS}, {NULL, 0}};
 static const struct config__enum identities[] = {
-    {"cn", CONFIG_ID_CN},           {"san_dns", CONFIG_ID_SAN_DNS},
-    {"san_uri", CONFIG_ID_SAN_URI}, {"san_email", CONFIG_ID_SAN_EMAIL},
-    {"subject", CONFIG_ID_SUBJECT}, {NULL, 0}};
-static const struct config__enum crl_modes[] = {
-    {"strict", CONFIG_CRL_STRICT}, {"present", CONFIG_CRL_PRESENT}, {NULL, 0}};
-static const struct config__enum crl_expired[] = {
-    {"reject", CONFIG_CRL_EXPIRED_REJECT}, {"warn", CONFIG_CRL_EXPIRED_WARN}, {NULL, 0}};
-static const struct config__enum clientid_policies[] = {
-    {"any", CONFIG_CLIENTID_ANY}, {"match", CONFIG_CLIENTID_MATCH}, {NULL, 0}};
+    {"cn", TLS_ID_CN},           {"san_dns", TLS_ID_SAN_DNS},
+    {"san_uri", TLS_ID_SAN_URI}, {"san_email", TLS_ID_SAN_EMAIL},
+    {"subject", TLS_ID_SUBJECT}, {NULL, 0}};
+/* Enums that land in a bool of the module's options: the value is the bool. */
+static const struct config__enum crl_modes[] = {{"strict", 1}, {"present", 0}, {NULL, 0}};
+static const struct config__enum crl_expired[] = {{"reject", 0}, {"warn", 1}, {NULL, 0}};
+static const struct config__enum clientid_policies[] = {{"any", 0}, {"match", 1}, {NULL, 0}};
 static const struct config__enum revoked_sessions[] = {
     {"discard", CONFIG_REVOKED_DISCARD}, {"keep", CONFIG_REVOKED_KEEP}, {NULL, 0}};
 static const struct config__enum socket_domains[] = {
@@ -43,6 +41,13 @@ static const struct config__enum log_types[] = {{"error", LOGL_ERR},
                                                 {"none", 0},
                                                 {NULL, 0}};
 
+/* Durations in seconds, for bounds and mosquitto's duration units. */
+#define HOUR_S 3600
+#define DAY_S (24 * HOUR_S)
+#define WEEK_S (7 * DAY_S)
+/* MQTT's largest remaining length; a whole packet adds at most 5 bytes of fixed header. */
+#define MQTT_MAX_REMAINING 268435455
+
 static const char CERT_ONLY[] = "certmq only accepts clients that present a certificate";
 static const char IDENTITY[] =
     "certmq always uses the certificate identity as the user name (see cert_identity)";
@@ -52,20 +57,20 @@ static const char TLS12[] = "not supported: Mbed TLS 2.28 in certmq speaks TLS 1
 const struct config__directive config__table[] = {
     /* listener scope */
     {"listener", T_FN, .scope = S_GLOBAL, .max_args = 2, .fn = config__listener},
-    {"cafile", T_PATH, LF(cafile)},
-    {"capath", T_PATH, LF(capath)},
-    {"certfile", T_PATH, LF(certfile)},
-    {"keyfile", T_PATH, LF(keyfile)},
+    {"cafile", T_PATH, LF(tls.cafile)},
+    {"capath", T_PATH, LF(tls.capath)},
+    {"certfile", T_PATH, LF(tls.certfile)},
+    {"keyfile", T_PATH, LF(tls.keyfile)},
     {"crlfile", T_FN, .scope = S_LISTENER, .flags = F_REST, .fn = config__crlfile},
-    {"crlpath", T_PATH, LF(crlpath)},
+    {"crlpath", T_PATH, LF(tls.crlpath)},
     {"tls_version", T_FN, .scope = S_LISTENER, .fn = config__tls_version},
-    {"ciphers", T_STR, LF(ciphers)},
+    {"ciphers", T_STR, LF(tls.ciphers)},
     {"protocol", T_ENUM, LF(protocol), .names = protocols},
     {"socket_domain", T_ENUM, LF(socket_domain), .names = socket_domains},
-    {"verify_depth", T_UINT, LF(verify_depth), .min = 1, .max = 16, .def = 4},
-    {"cert_identity", T_ENUM, LF(identity), .names = identities},
-    {"crl_mode", T_ENUM, LF(crl_mode), .names = crl_modes},
-    {"crl_expired", T_ENUM, LF(crl_expired), .names = crl_expired},
+    {"verify_depth", T_UINT, LF(tls.verify_depth), .min = 1, .max = 16, .def = 4},
+    {"cert_identity", T_ENUM, LF(tls.identity), .names = identities},
+    {"crl_mode", T_ENUM, LF(tls.crl_strict), .names = crl_modes, .def = 1},
+    {"crl_expired", T_ENUM, LF(tls.crl_expired_warn), .names = crl_expired},
     {"require_certificate", T_BOOL, .scope = S_LISTENER, .flags = F_NOSTORE | F_ONLY_TRUE,
      .why = CERT_ONLY},
     {"use_identity_as_username", T_BOOL, .scope = S_LISTENER, .flags = F_NOSTORE | F_ONLY_TRUE,
@@ -100,45 +105,48 @@ const struct config__directive config__table[] = {
     {"autosave_on_changes", T_BOOL, .scope = S_GLOBAL, .flags = F_NOSTORE},
     /* global */
     {"acl_file", T_PATH, GF(acl_file)},
-    {"max_inflight_messages", T_UINT, GF(max_inflight_messages), .max = 65535, .def = 20,
+    {"max_inflight_messages", T_UINT, GF(broker.session.max_inflight), .max = 65535, .def = 20,
      .flags = F_ZERO_IS_MAX},
-    {"max_queued_messages", T_UINT, GF(max_queued_messages), .min = 1, .max = 10000000,
+    {"max_queued_messages", T_UINT, GF(broker.session.max_queued), .min = 1, .max = 10000000,
      .def = 1000},
-    {"max_queued_bytes", T_UINT, GF(max_queued_bytes), .max = INT64_MAX},
-    {"message_size_limit", T_UINT, GF(message_size_limit), .max = 268435455},
+    {"max_queued_bytes", T_UINT, GF(broker.session.max_queued_bytes), .max = INT64_MAX},
+    {"message_size_limit", T_UINT, GF(client.message_size_limit), .max = MQTT_MAX_REMAINING},
     /* Bounded by default: a peer can make the broker buffer one packet per connection. */
-    {"max_packet_size", T_UINT, GF(max_packet_size), .max = 268435460, .def = 16 << 20},
-    {"max_keepalive", T_UINT, GF(max_keepalive), .max = 65535, .def = 65535},
+    {"max_packet_size", T_UINT, GF(client.max_packet_size), .max = MQTT_MAX_REMAINING + 5,
+     .def = 16 << 20},
+    {"max_keepalive", T_UINT, GF(client.max_keepalive), .max = 65535, .def = 65535},
     {"max_connections", T_INT, GF(max_connections), .min = -1, .max = INT32_MAX, .def = -1},
-    {"max_connections_per_ip", T_UINT, GF(max_connections_per_ip), .max = 1000000},
-    {"max_topic_length", T_UINT, GF(max_topic_length), .min = 1, .max = 65535, .def = 65535},
+    {"max_connections_per_ip", T_UINT, GF(conn.max_per_ip), .max = 1000000},
+    {"max_topic_length", T_UINT, GF(broker.max_topic_length), .min = 1, .max = 65535, .def = 65535},
     /* Bounds the work and memory of every topic match and subscription node chain. */
-    {"max_topic_levels", T_UINT, GF(max_topic_levels), .max = 32768, .def = 256},
-    {"max_topic_alias", T_UINT, GF(max_topic_alias), .max = 65535, .def = 10},
-    {"max_subscriptions_per_client", T_UINT, GF(max_subscriptions_per_client), .max = 10000000,
-     .def = 10000},
-    {"persistent_client_expiration", T_FN, GF(persistent_client_expiration),
+    {"max_topic_levels", T_UINT, GF(broker.max_topic_levels), .max = 32768, .def = 256},
+    {"max_topic_alias", T_UINT, GF(client.max_topic_alias), .max = 65535, .def = 10},
+    {"max_subscriptions_per_client", T_UINT, GF(broker.max_subscriptions_per_client),
+     .max = 10000000, .def = 10000},
+    {"persistent_client_expiration", T_FN, GF(broker.persistent_client_expiration),
      .fn = config__duration},
-    {"allow_zero_length_clientid", T_BOOL, GF(allow_zero_length_clientid), .def = 1},
-    {"retain_available", T_BOOL, GF(retain_available), .def = 1},
-    {"max_retained_messages", T_UINT, GF(max_retained_messages), .max = 100000000, .def = 100000},
-    {"queue_qos0_messages", T_BOOL, GF(queue_qos0_messages)},
-    {"upgrade_outgoing_qos", T_BOOL, GF(upgrade_outgoing_qos)},
-    {"clientid_policy", T_ENUM, GF(clientid_policy), .names = clientid_policies},
-    {"tls_handshake_timeout", T_UINT, GF(tls_handshake_timeout_ms), .min = 100, .max = 600000,
+    {"allow_zero_length_clientid", T_BOOL, GF(client.allow_zero_length_clientid), .def = 1},
+    {"retain_available", T_BOOL, GF(broker.retain_available), .def = 1},
+    {"max_retained_messages", T_UINT, GF(broker.max_retained_messages), .max = 100000000,
+     .def = 100000},
+    {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
+    {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
+    {"clientid_policy", T_ENUM, GF(client.clientid_match), .names = clientid_policies},
+    {"tls_handshake_timeout", T_UINT, GF(conn.handshake_timeout_ms), .min = 100, .max = 600000,
      .def = 10000},
-    {"max_handshakes", T_UINT, GF(max_handshakes), .min = 1, .max = 100000, .def = 64},
-    {"connect_timeout", T_UINT, GF(connect_timeout_ms), .min = 100, .max = 600000, .def = 10000},
+    {"max_handshakes", T_UINT, GF(conn.max_handshakes), .min = 1, .max = 100000, .def = 64},
+    {"connect_timeout", T_UINT, GF(client.connect_timeout_ms), .min = 100, .max = 600000,
+     .def = 10000},
     {"revoked_session", T_ENUM, GF(revoked_session), .names = revoked_sessions},
-    {"cert_expiry_warning_days", T_UINT, GF(cert_expiry_warning_days), .max = 3650, .def = 30},
+    {"cert_expiry_warning_days", T_UINT, GF(conn.cert_expiry_warning_days), .max = 3650, .def = 30},
     {"session_tickets", T_BOOL, GF(session_tickets), .def = 1},
-    {"session_ticket_lifetime", T_UINT, GF(session_ticket_lifetime), .min = 60, .max = 604800,
-     .def = 86400},
+    {"session_ticket_lifetime", T_UINT, GF(session_ticket_lifetime), .min = 60, .max = WEEK_S,
+     .def = DAY_S},
     {"log_dest", T_FN, GF(log_dests), .def = LOGD_STDERR, .flags = F_REST, .fn = config__log_dest},
     {"log_type", T_FN, GF(log_types), .def = LOGL_DEFAULT, .fn = config__log_type},
     {"log_timestamp", T_BOOL, GF(log_timestamp), .def = 1},
-    {"connection_messages", T_BOOL, GF(connection_messages), .def = 1},
-    {"sys_interval", T_UINT, GF(sys_interval), .max = 86400, .def = 10},
+    {"connection_messages", T_BOOL, GF(client.connection_messages), .def = 1},
+    {"sys_interval", T_UINT, GF(sys_interval), .max = DAY_S, .def = 10},
     {"pid_file", T_PATH, GF(pid_file)},
     {"user", T_STR, GF(user)},
     {"persistence", T_BOOL, GF(persistence)},
@@ -187,12 +195,14 @@ void config__crlfile(struct config__parser *p, const struct config__directive *d
                      const struct config__args *a)
 {
     struct config_listener *l = base;
-    if (l->crlfile_count >= CONFIG__MAX_LIST) {
+    if (l->tls.crlfile_count >= CONFIG__MAX_LIST) {
         config__err(p, "more than %d crlfile lines in one listener", CONFIG__MAX_LIST);
         return;
     }
-    l->crlfiles = xrealloc(l->crlfiles, (l->crlfile_count + 1) * sizeof(char *));
-    l->crlfiles[l->crlfile_count++] = config__resolve(p, a->rest[0]);
+    /* The config owns the strings behind the module's const view of them. */
+    char **v = xrealloc((void *)l->tls.crlfiles, (l->tls.crlfile_count + 1) * sizeof(char *));
+    v[l->tls.crlfile_count++] = config__resolve(p, a->rest[0]);
+    l->tls.crlfiles = (const char *const *)v;
 }
 
 void config__tls_version(struct config__parser *p, const struct config__directive *dr, void *base,
@@ -203,8 +213,8 @@ void config__tls_version(struct config__parser *p, const struct config__directiv
         config__err(p, "tls_version %s: %s", a->v[0], TLS12);
         return;
     }
-    free(l->tls_version);
-    l->tls_version = xstrdup(a->v[0]);
+    free((void *)l->tls.tls_version);
+    l->tls.tls_version = xstrdup(a->v[0]);
 }
 
 void config__subject_username(struct config__parser *p, const struct config__directive *dr,
@@ -212,7 +222,7 @@ void config__subject_username(struct config__parser *p, const struct config__dir
 {
     int b = config__bool(p, a->key, a->v[0]);
     if (b == 1)
-        ((struct config_listener *)base)->identity = CONFIG_ID_SUBJECT;
+        ((struct config_listener *)base)->tls.identity = TLS_ID_SUBJECT;
     else if (b == 0)
         config__err(p, "%s false: %s", a->key, IDENTITY);
 }
@@ -221,9 +231,9 @@ void config__subject_username(struct config__parser *p, const struct config__dir
 void config__duration(struct config__parser *p, const struct config__directive *dr, void *base,
                       const struct config__args *a)
 {
-    static const struct config__enum units[] = {{"h", 3600},        {"d", 86400},
-                                                {"w", 7 * 86400},   {"m", 30 * 86400},
-                                                {"y", 365 * 86400}, {NULL, 0}};
+    static const struct config__enum units[] = {{"h", HOUR_S},      {"d", DAY_S},
+                                                {"w", WEEK_S},      {"m", 30 * DAY_S},
+                                                {"y", 365 * DAY_S}, {NULL, 0}};
     const char *v = a->v[0];
     size_t len = strlen(v);
     char digits[32];

@@ -9,6 +9,7 @@
 #define CERTMQ_PERSIST_H
 
 #include "broker.h"
+#include "conn.h"
 #include "diag.h"
 
 #include <stdint.h>
@@ -30,5 +31,15 @@ int persist_commit(struct persist *p);
 /* Remove message bodies nothing refers to any more. */
 void persist_vacuum(struct persist *p);
 void persist_close(struct persist *p);
+
+/* persist_run.c: the running server's use of it. Open DIR/certmq.db, restore it into b and have
+ * every change committed once per loop turn of cenv before acknowledgements go out; NULL with
+ * the reasons logged. */
+struct persist *persist_start(const char *dir, struct broker *b, struct conn_env *cenv,
+                              int64_t now_ms, int64_t wall_now);
+/* On the server's tick: commit, and vacuum when *next_vacuum_ms has come (then moved on). */
+void persist_tick(struct persist *p, uint64_t now_ms, uint64_t *next_vacuum_ms);
+/* Detach from b and close (p may be NULL). */
+void persist_stop(struct persist *p, struct broker *b);
 
 #endif

@@ -2,6 +2,7 @@
  * ACL and the certificate check the first plugin that denies decides (each can only restrict). */
 #include "plugin.h"
 
+#include "broker.h"
 #include "certmq_plugin.h"
 #include "conn.h"
 #include "log.h"
@@ -12,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A plugin's log line and a refusal reason: long enough for a URL or a DN and a sentence,
+ * bounded because they come from outside code. */
+#define PLUGIN_LOG_LINE_MAX 1024
+#define PLUGIN_REASON_MAX 160
 
 struct loaded {
     void *dl;
@@ -27,7 +33,7 @@ struct certmq_pending {
     size_t at; /* the plugin being asked */
     bool in_hook, decided;
     int decision;
-    char reason[160];
+    char reason[PLUGIN_REASON_MAX];
     struct certmq_pending *prev, *next;
 };
 
@@ -45,9 +51,26 @@ static void *open_plugin(const char *path, struct diag *d, init_fn *init_out);
 
 static int cert_decide(struct certmq_pending *p, int decision, const char *reason);
 
+/* The plugin's hooks table as certmq sees it: members past the size the plugin was built with
+ * are NULL (an older minor version does not know them). 0, or -1 with the reason in d. */
+static int hooks_fit(struct certmq_plugin_hooks *h, const char *path, struct diag *d)
+{
+    size_t known = offsetof(struct certmq_plugin_hooks, ud) + sizeof(h->ud);
+    if (h->size < known) {
+        diag_add(d, path, 0,
+                 "plugin hooks table has size %zu: init must set hooks->size = "
+                 "sizeof(struct certmq_plugin_hooks)",
+                 h->size);
+        return -1;
+    }
+    if (h->size < sizeof(*h))
+        memset((char *)h + h->size, 0, sizeof(*h) - h->size);
+    return 0;
+}
+
 static void plugin_log(int level, const char *fmt, ...)
 {
-    char line[1024];
+    char line[PLUGIN_LOG_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
@@ -66,7 +89,9 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
 {
     struct plugin_set *s = xcalloc(1, sizeof(*s));
     s->v = xcalloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof(*s->v));
-    s->api = (struct certmq_plugin_api){.version = CERTMQ_PLUGIN_API_VERSION,
+    s->api = (struct certmq_plugin_api){.size = sizeof(s->api),
+                                        .api_major = CERTMQ_PLUGIN_API_MAJOR,
+                                        .api_minor = CERTMQ_PLUGIN_API_MINOR,
                                         .loop = loop,
                                         .log = plugin_log,
                                         .broker = broker,
@@ -81,8 +106,16 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
         struct certmq_plugin_opts opts = {(const char *const *)cp->opt_keys,
                                           (const char *const *)cp->opt_values, cp->opt_count};
         struct loaded *l = &s->v[s->n];
+        memset(&l->hooks, 0, sizeof(l->hooks));
         if (init(&s->api, &opts, &l->hooks) != 0) {
             diag_add(d, cp->path, 0, "plugin initialisation failed (see its log lines)");
+            dlclose(dl);
+            continue;
+        }
+        if (hooks_fit(&l->hooks, cp->path, d) != 0) {
+            /* Its init ran: let it release what it took before it is unloaded. */
+            if (l->hooks.cleanup)
+                l->hooks.cleanup(l->hooks.ud);
             dlclose(dl);
             continue;
         }
@@ -96,6 +129,31 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
         return NULL;
     }
     return s;
+}
+
+/* Same major, same or older minor (see certmq_plugin.h); true with the reason in d otherwise. */
+static bool version_refused(int v, const char *path, struct diag *d)
+{
+    int major = v / CERTMQ_PLUGIN_VERSION_OF(1, 0), minor = v % CERTMQ_PLUGIN_VERSION_OF(1, 0);
+    if (major == CERTMQ_PLUGIN_API_MAJOR && minor >= 0 && minor <= CERTMQ_PLUGIN_API_MINOR)
+        return false;
+    if (v > 0 && major == 0)
+        diag_add(d, path, 0,
+                 "plugin API version %d, certmq speaks %d.%d: rebuild the plugin against this "
+                 "certmq_plugin.h",
+                 v, CERTMQ_PLUGIN_API_MAJOR, CERTMQ_PLUGIN_API_MINOR);
+    else if (major == CERTMQ_PLUGIN_API_MAJOR && minor > CERTMQ_PLUGIN_API_MINOR)
+        diag_add(d, path, 0,
+                 "plugin built for API %d.%d, newer than this certmq's %d.%d: it may rely on "
+                 "what this certmq lacks (upgrade certmq or rebuild the plugin)",
+                 major, minor, CERTMQ_PLUGIN_API_MAJOR, CERTMQ_PLUGIN_API_MINOR);
+    else
+        diag_add(d, path, 0,
+                 "plugin built for API %d.%d, certmq speaks %d.%d: only plugins for API %d.0 "
+                 "to %d.%d load",
+                 major, minor, CERTMQ_PLUGIN_API_MAJOR, CERTMQ_PLUGIN_API_MINOR,
+                 CERTMQ_PLUGIN_API_MAJOR, CERTMQ_PLUGIN_API_MAJOR, CERTMQ_PLUGIN_API_MINOR);
+    return true;
 }
 
 /* dlopen + symbols + version; returns the handle, or NULL with the reason in d. */
@@ -117,9 +175,7 @@ static void *open_plugin(const char *path, struct diag *d, init_fn *init_out)
         dlclose(dl);
         return NULL;
     }
-    if (version() != CERTMQ_PLUGIN_API_VERSION) {
-        diag_add(d, path, 0, "plugin API version %d, certmq speaks %d", version(),
-                 CERTMQ_PLUGIN_API_VERSION);
+    if (version_refused(version(), path, d)) {
         dlclose(dl);
         return NULL;
     }
@@ -169,8 +225,8 @@ size_t plugin_count(const struct plugin_set *s)
     return s ? s->n : 0;
 }
 
-bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_id,
-                const char *topic, int access)
+static bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_id,
+                       const char *topic, int access)
 {
     if (s && s->stopped)
         return false;
@@ -182,8 +238,8 @@ bool plugin_acl(struct plugin_set *s, const char *identity, const char *client_i
     return true;
 }
 
-void plugin_message(struct plugin_set *s, const char *identity, const char *topic,
-                    const void *payload, size_t len, int qos, int retain)
+static void plugin_message(struct plugin_set *s, const char *identity, const char *topic,
+                           const void *payload, size_t len, int qos, int retain)
 {
     if (s && s->stopped)
         return;
@@ -192,8 +248,8 @@ void plugin_message(struct plugin_set *s, const char *identity, const char *topi
             s->v[i].hooks.message(s->v[i].hooks.ud, identity, topic, payload, len, qos, retain);
 }
 
-void plugin_connect(struct plugin_set *s, const char *identity, const char *client_id,
-                    const char *address)
+static void plugin_connect(struct plugin_set *s, const char *identity, const char *client_id,
+                           const char *address)
 {
     if (s && s->stopped)
         return;
@@ -202,13 +258,57 @@ void plugin_connect(struct plugin_set *s, const char *identity, const char *clie
             s->v[i].hooks.connect(s->v[i].hooks.ud, identity, client_id, address);
 }
 
-void plugin_disconnect(struct plugin_set *s, const char *identity, const char *client_id)
+static void plugin_disconnect(struct plugin_set *s, const char *identity, const char *client_id)
 {
     if (s && s->stopped)
         return;
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.disconnect)
             s->v[i].hooks.disconnect(s->v[i].hooks.ud, identity, client_id);
+}
+
+/* ---- the broker's policy slots ----------------------------------------------------------- */
+
+static bool policy_acl(void *ctx, const struct session *se, const char *topic, int access)
+{
+    return plugin_acl(ctx, session_identity(se), session_client_id(se), topic, access);
+}
+
+static void policy_observe(void *ctx, const struct session *from, const struct msg *m)
+{
+    plugin_message(ctx, session_identity(from), m->topic, m->payload, m->payload_len, m->qos,
+                   m->retain);
+}
+
+static void policy_connected(void *ctx, const struct session *se, const char *peer)
+{
+    plugin_connect(ctx, session_identity(se), session_client_id(se), peer);
+}
+
+static void policy_disconnected(void *ctx, const struct session *se)
+{
+    plugin_disconnect(ctx, session_identity(se), session_client_id(se));
+}
+
+void plugin_policy(struct plugin_set *s, struct broker_policy *out)
+{
+    *out = (struct broker_policy){.ctx = s};
+    /* No plugin, no calls: the broker's hot paths skip empty slots. */
+    if (!plugin_count(s))
+        return;
+    out->acl = policy_acl;
+    out->observe = policy_observe;
+    out->connected = policy_connected;
+    out->disconnected = policy_disconnected;
+}
+
+void plugin_tick(struct plugin_set *s)
+{
+    if (s && s->stopped)
+        return;
+    for (size_t i = 0; s && i < s->n; i++)
+        if (s->v[i].hooks.tick)
+            s->v[i].hooks.tick(s->v[i].hooks.ud);
 }
 
 void plugin_reload(struct plugin_set *s)

@@ -1,8 +1,8 @@
 /* plugin: loading plugins (dlopen, API version check, options) and calling their hooks.
  *
- * The broker reaches plugins only through its hook slots (acl, observed message); the client
- * calls the connect/disconnect hooks. A plugin that fails to load or to initialise stops the
- * start-up with a message naming it. */
+ * The broker reaches plugins only through its policy slots (acl, observed message, connect,
+ * disconnect), which plugin_policy() fills; conn through the certificate checker. A plugin that
+ * fails to load or to initialise stops the start-up with a message naming it. */
 #ifndef CERTMQ_PLUGIN_MOD_H
 #define CERTMQ_PLUGIN_MOD_H
 
@@ -21,7 +21,8 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
                                    int (*disconnect)(void *broker, uint64_t conn_id,
                                                      const char *reason),
                                    void *broker, struct diag *d);
-/* For --test-config: every plugin file loads, is a certmq plugin and speaks our API version
+/* For --test-config: every plugin file loads, is a certmq plugin and speaks a compatible API
+ * version
  * (its init is not run: that may open files or connections). Problems go to d. */
 void plugin_check_all(const struct config *cfg, struct diag *d);
 /* Shutdown while the loop still runs: every plugin's cleanup is called (it closes its handles,
@@ -31,14 +32,12 @@ void plugin_stop_all(struct plugin_set *p);
 void plugin_free_all(struct plugin_set *p);
 size_t plugin_count(const struct plugin_set *p);
 
-bool plugin_acl(struct plugin_set *p, const char *identity, const char *client_id,
-                const char *topic, int access);
-void plugin_message(struct plugin_set *p, const char *identity, const char *topic,
-                    const void *payload, size_t len, int qos, int retain);
-void plugin_connect(struct plugin_set *p, const char *identity, const char *client_id,
-                    const char *address);
-void plugin_disconnect(struct plugin_set *p, const char *identity, const char *client_id);
+/* The broker's policy slots for this set (p may be NULL: every slot empty). */
+struct broker_policy;
+void plugin_policy(struct plugin_set *p, struct broker_policy *out);
 void plugin_reload(struct plugin_set *p);
+/* The loop's tick (once a second). */
+void plugin_tick(struct plugin_set *p);
 
 /* Certificate checks: true when some plugin has one; then every new connection goes through
  * the checker plugin_checker() fills in. */

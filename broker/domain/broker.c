@@ -28,7 +28,8 @@ struct match {
 
 struct broker {
     struct broker_limits lim;
-    struct broker_hooks hooks;
+    struct broker_client_ops ops;
+    struct broker_policy policy;
     struct broker_stats stats;
     struct topic_tree *subs;
     struct retain *retained;
@@ -51,14 +52,23 @@ struct broker {
             (b)->store->fn((b)->store->ctx, __VA_ARGS__);                                          \
     } while (0)
 
-struct broker *broker_new(const struct broker_limits *l, const struct broker_hooks *h)
+struct broker *broker_new(const struct broker_limits *l)
 {
     struct broker *b = xcalloc(1, sizeof(*b));
     b->lim = *l;
-    b->hooks = *h;
     b->subs = topic_tree_new();
     b->retained = retain_new();
     return b;
+}
+
+void broker_set_client_ops(struct broker *b, const struct broker_client_ops *ops)
+{
+    b->ops = *ops;
+}
+
+void broker_set_policy(struct broker *b, const struct broker_policy *p)
+{
+    b->policy = *p;
 }
 
 static void destroy_session(struct broker *b, struct session *s);
@@ -121,7 +131,7 @@ static bool allowed(const struct broker *b, const struct session *s, const struc
                     enum acl_access a)
 {
     return acl_ok(s, m->topic, m->topic_len, a) &&
-           (!b->hooks.acl_extra || b->hooks.acl_extra(b->hooks.ctx, s, m->topic, (int)a));
+           (!b->policy.acl || b->policy.acl(b->policy.ctx, s, m->topic, (int)a));
 }
 
 static void compile_acl(struct broker *b, struct session *s)
@@ -271,8 +281,8 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
 }
 
 struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, bool clean, bool persistent, uint32_t expiry_s,
-                              uint8_t version, bool *present, int64_t now)
+                              void *client, const char *peer, bool clean, bool persistent,
+                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now)
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
@@ -281,7 +291,9 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
         if (old) {
             session_set_client(s, NULL);
             b->stats.clients_online--;
-            b->hooks.kick(b->hooks.ctx, old, REASON_TAKEN_OVER);
+            if (b->policy.disconnected)
+                b->policy.disconnected(b->policy.ctx, s);
+            b->ops.kick(old, REASON_TAKEN_OVER);
             /* The old connection did not say DISCONNECT: its will goes out, unless it has a
              * delay, which the new connection to the session cancels (MQTT 5 3.1.3.2.2). */
             if (session_will_delay(s) == 0)
@@ -312,13 +324,18 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     if (*present)
         session_resend_all(s);
     b->stats.clients_online++;
+    if (b->policy.connected)
+        b->policy.connected(b->policy.ctx, s, peer);
     return s;
 }
 
 void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
 {
-    if (session_client(s))
+    if (session_client(s)) {
         b->stats.clients_online--;
+        if (b->policy.disconnected)
+            b->policy.disconnected(b->policy.ctx, s);
+    }
     session_set_client(s, NULL);
     bool stays = session_persistent(s) && session_expiry_s(s) != 0;
     if (!will)
@@ -472,7 +489,7 @@ static void deliver(struct broker *b, struct session *s, const struct session_de
         return;
     }
     if (client)
-        b->hooks.wakeup(b->hooks.ctx, client);
+        b->ops.wakeup(client);
 }
 
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
@@ -482,8 +499,8 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
         b->stats.publish_denied++;
         return BROKER_PUB_DENIED;
     }
-    if (from && b->hooks.observed)
-        b->hooks.observed(b->hooks.ctx, from, m);
+    if (from && b->policy.observe)
+        b->policy.observe(b->policy.ctx, from, m);
     if (m->retain && b->lim.retain_available) {
         /* A new topic beyond the limit is delivered but not retained: the store is bounded. */
         if (m->payload_len && b->lim.max_retained_messages &&

@@ -2,7 +2,8 @@
  *
  * publish -> ACL write check -> retained store -> topic tree match -> per-subscriber ACL read
  * check -> session queue. Connections are opaque `client` pointers that the broker only hands
- * back through hooks (wake up to send, kick on takeover). Time is passed in as `now` (ms). */
+ * back through the client ops (wake up to send, kick on takeover); plugins and the like see it
+ * through the policy slots. Time is passed in as `now` (ms). */
 #ifndef CERTMQ_BROKER_H
 #define CERTMQ_BROKER_H
 
@@ -27,18 +28,30 @@ struct broker_limits {
     bool upgrade_outgoing_qos;
 };
 
-struct broker_hooks {
-    void *ctx;
+/* What the broker asks of a connected client; the client module registers these. client is the
+ * pointer given to broker_attach. */
+struct broker_client_ops {
     /* The online client of a session has something to send. */
-    void (*wakeup)(void *ctx, void *client);
+    void (*wakeup)(void *client);
     /* Another connection took the session over: the client must detach from its session
      * (broker_detach is not to be called for it) and close for the given reason. */
-    void (*kick)(void *ctx, void *client, enum reason why);
-    /* Optional: a further check after the ACL file allowed a publish (ACL_WRITE) or a delivery
+    void (*kick)(void *client, enum reason why);
+};
+
+/* Policy beyond the ACL file, and observers (the plugin module fills these); every slot is
+ * optional and gets ctx. */
+struct broker_policy {
+    void *ctx;
+    /* A further check after the ACL file allowed a publish (ACL_WRITE) or a delivery
      * (ACL_READ) on a NUL-terminated topic; false denies. */
-    bool (*acl_extra)(void *ctx, const struct session *s, const char *topic, int access);
-    /* Optional: a message from a client passed every check. */
-    void (*observed)(void *ctx, const struct session *from, const struct msg *m);
+    bool (*acl)(void *ctx, const struct session *s, const char *topic, int access);
+    /* A message from a client passed every check. */
+    void (*observe)(void *ctx, const struct session *from, const struct msg *m);
+    /* A client attached to s (broker_attach) from peer ("ip:port"). */
+    void (*connected)(void *ctx, const struct session *s, const char *peer);
+    /* The client attached to s is gone: broker_detach, or kicked by a takeover. Exactly once
+     * per connected. */
+    void (*disconnected)(void *ctx, const struct session *s);
 };
 
 struct broker_stats {
@@ -64,7 +77,9 @@ struct broker_store {
 
 struct broker;
 
-struct broker *broker_new(const struct broker_limits *l, const struct broker_hooks *h);
+struct broker *broker_new(const struct broker_limits *l);
+void broker_set_client_ops(struct broker *b, const struct broker_client_ops *ops);
+void broker_set_policy(struct broker *b, const struct broker_policy *p);
 void broker_free(struct broker *b);
 struct broker_stats *broker_stats(struct broker *b);
 const struct broker_limits *broker_limits(const struct broker *b);
@@ -81,13 +96,14 @@ bool broker_topic_ok(const struct broker *b, const char *t, size_t len);
 bool broker_may_publish(const struct broker *b, const struct session *s, const char *topic,
                         size_t len);
 
-/* CONNECT: find or create the session (identity, client_id) and attach client to it. A client
- * attached to that session before is kicked. clean = clean session / clean start. persistent =
+/* CONNECT: find or create the session (identity, client_id) and attach client, connected from
+ * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.
+ * clean = clean session / clean start. persistent =
  * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
  * session; *present tells whether state was resumed. */
 struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, bool clean, bool persistent, uint32_t expiry_s,
-                              uint8_t version, bool *present, int64_t now);
+                              void *client, const char *peer, bool clean, bool persistent,
+                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now);
 /* The connection ended. publish_will: the will is published (abnormal close). A session that is
  * not persistent is destroyed. */
 void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);

@@ -8,8 +8,16 @@
  *                          const struct certmq_plugin_opts *opts,
  *                          struct certmq_plugin_hooks *hooks);   0 = ready, else refused
  *
- * certmq refuses to start when a plugin cannot be loaded, speaks another API version, or its
- * init fails; a hook that returns an error fails closed (the operation is denied). Everything
+ * and init sets hooks->size = sizeof(struct certmq_plugin_hooks).
+ *
+ * Compatibility (docs/plugins.md): the API has a major and a minor version. A minor version only
+ * appends members at the end of struct certmq_plugin_api and struct certmq_plugin_hooks; anything
+ * else is a new major. certmq loads a plugin built for its own major and the same or an older
+ * minor (hooks past the plugin's hooks->size are NULL to certmq), and refuses one built for
+ * another major or a newer minor, with a message naming both versions.
+ *
+ * certmq refuses to start when a plugin cannot be loaded, speaks an incompatible API version, or
+ * its init fails; a hook that returns an error fails closed (the operation is denied). Everything
  * runs on the broker's single event loop: hooks must not block. The loop is available as a
  * `uv_loop_t *` for timers, TCP connections and name resolution (uv_timer_*, uv_tcp_connect,
  * uv_getaddrinfo); a plugin that uses it links libuv itself and closes its handles in cleanup.
@@ -22,7 +30,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CERTMQ_PLUGIN_API_VERSION 2
+/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. */
+#define CERTMQ_PLUGIN_API_MAJOR 3
+#define CERTMQ_PLUGIN_API_MINOR 1
+/* What certmq_plugin_version() returns. Versions before 3.0 returned a plain 1 or 2. */
+#define CERTMQ_PLUGIN_VERSION_OF(major, minor) ((major)*1000 + (minor))
+#define CERTMQ_PLUGIN_API_VERSION                                                                  \
+    CERTMQ_PLUGIN_VERSION_OF(CERTMQ_PLUGIN_API_MAJOR, CERTMQ_PLUGIN_API_MINOR)
 
 enum certmq_access { CERTMQ_ACCESS_READ = 1, CERTMQ_ACCESS_WRITE = 2 };
 enum certmq_decision { CERTMQ_ALLOW = 0, CERTMQ_DENY = 1, CERTMQ_PENDING = 2 };
@@ -55,10 +69,11 @@ struct certmq_cert {
 /* A certificate decision the plugin owes certmq (see cert_check). */
 struct certmq_pending;
 
-/* What certmq gives a plugin. */
+/* What certmq gives a plugin. Never shorter than the plugin's minor version knows. */
 struct certmq_plugin_api {
-    int version;
-    void *loop; /* uv_loop_t * */
+    size_t size;              /* sizeof the table certmq was built with */
+    int api_major, api_minor; /* the version certmq speaks */
+    void *loop;               /* uv_loop_t * */
     void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
     void *broker; /* pass back to disconnect() */
     /* Complete a decision: exactly once per pending, from any later loop turn or from inside
@@ -70,8 +85,10 @@ struct certmq_plugin_api {
     int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
 };
 
-/* What a plugin gives certmq; any hook may be NULL. ud is passed back to every hook. */
+/* What a plugin gives certmq; any hook may be NULL. ud is passed back to every hook. New
+ * minor versions append hooks at the end. */
 struct certmq_plugin_hooks {
+    size_t size; /* the plugin sets sizeof(struct certmq_plugin_hooks) as it was built */
     void *ud;
     /* Every new TLS connection, before any MQTT byte is read. Return CERTMQ_ALLOW, CERTMQ_DENY,
      * or CERTMQ_PENDING and call api->cert_decide(p, ...) later: meanwhile the connection is
@@ -97,6 +114,8 @@ struct certmq_plugin_hooks {
      * before the plugin is unloaded) and free what you own. No hook is called after it;
      * decisions still pending are discarded. */
     void (*cleanup)(void *ud);
+    /* Since 3.1: once a second, on the loop (housekeeping without a timer of one's own). */
+    void (*tick)(void *ud);
 };
 
 #endif

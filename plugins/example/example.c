@@ -182,6 +182,7 @@ int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_
             return -1;
         }
     }
+    h->size = sizeof(*h);
     h->ud = x;
     h->acl_check = acl_check;
     h->message = message;

@@ -719,6 +719,7 @@ int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_
         uv_unref((uv_handle_t *)&x->recheck); /* never what keeps the broker running */
         x->recheck_on = true;
     }
+    h->size = sizeof(*h);
     h->ud = x;
     h->cert_check = cert_check;
     h->conn_closed = conn_closed;

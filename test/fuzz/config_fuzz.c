@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (d.count || !c.listener_count || !c.acl_file)
             abort();
         for (size_t i = 0; i < c.listener_count; i++)
-            if (!c.listeners[i].certfile || !c.listeners[i].keyfile)
+            if (!c.listeners[i].tls.certfile || !c.listeners[i].tls.keyfile)
                 abort();
         config_free(&c);
     } else if (!d.count || c.listeners || c.files || c.acl_file || c.plugins) {

@@ -11,12 +11,12 @@
 static int wakeups, kicks;
 static void *last_kicked;
 
-static void on_wakeup(void *ctx, void *client)
+static void on_wakeup(void *client)
 {
     wakeups++;
 }
 
-static void on_kick(void *ctx, void *client, enum reason why)
+static void on_kick(void *client, enum reason why)
 {
     kicks++;
     last_kicked = client;
@@ -34,8 +34,9 @@ static struct broker *mkbroker(const char *acl_text)
         .max_retained_messages = max_retained,
         .retain_available = true,
     };
-    struct broker_hooks h = {.wakeup = on_wakeup, .kick = on_kick};
-    struct broker *b = broker_new(&l, &h);
+    struct broker_client_ops ops = {.wakeup = on_wakeup, .kick = on_kick};
+    struct broker *b = broker_new(&l);
+    broker_set_client_ops(b, &ops);
     struct diag d;
     diag_init(&d);
     struct acl *a = acl_parse(acl_text, strlen(acl_text), "test.acl", &d, NULL);
@@ -88,9 +89,12 @@ static void test_isolation(void)
     struct broker *b = mkbroker(ACL);
     int c1, c2, c3;
     bool present;
-    struct session *a = broker_attach(b, "dev-a", "x", &c1, true, false, 0, 4, &present, 0);
-    struct session *bb = broker_attach(b, "dev-b", "x", &c2, true, false, 0, 4, &present, 0);
-    struct session *ops = broker_attach(b, "ops", "ops", &c3, true, false, 0, 4, &present, 0);
+    struct session *a =
+        broker_attach(b, "dev-a", "x", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *bb =
+        broker_attach(b, "dev-b", "x", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops =
+        broker_attach(b, "ops", "ops", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     CHECK(a != bb); /* same client id, different identity: separate sessions */
     CHECK_EQ_INT(kicks, 0);
     CHECK_EQ_INT(broker_subscribe(b, a, "devices/#", 9, 1, 0, 0), 1);
@@ -129,12 +133,14 @@ static void test_retained_and_will(void)
     struct broker *b = mkbroker(ACL);
     int c1, c2;
     bool present;
-    struct session *a = broker_attach(b, "dev-a", "a", &c1, true, false, 0, 4, &present, 0);
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     struct msg *m = mk(b, "devices/dev-a/state", "on", 1, true);
     CHECK_EQ_INT(broker_publish(b, a, m, 0), BROKER_PUB_NO_MATCH);
     msg_unref(m);
     CHECK_EQ_INT(broker_retained_count(b), 1);
-    struct session *ops = broker_attach(b, "ops", "o", &c2, true, false, 0, 4, &present, 0);
+    struct session *ops =
+        broker_attach(b, "ops", "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0);
     bool retain = false;
     CHECK_EQ_STR(next_topic(ops, NULL, &retain), "devices/dev-a/state");
@@ -152,7 +158,7 @@ static void test_retained_and_will(void)
     msg_unref(w);
     broker_detach(b, a, true, 0);
     CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/status");
-    a = broker_attach(b, "dev-a", "a", &c1, true, false, 0, 4, &present, 0);
+    a = broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     w = mk(b, "devices/dev-a/status", "gone", 1, false);
     session_set_will(a, w);
     msg_unref(w);
@@ -170,7 +176,8 @@ static void test_retained_limit(void)
     max_retained = 0;
     int c1;
     bool present;
-    struct session *a = broker_attach(b, "dev-a", "a", &c1, true, false, 0, 4, &present, 0);
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     const char *topics[] = {"devices/dev-a/1", "devices/dev-a/2", "devices/dev-a/3",
                             "devices/dev-a/1", "devices/dev-a/2"};
     for (size_t i = 0; i < 5; i++) {
@@ -197,10 +204,12 @@ static void test_takeover_and_expiry(void)
     int c1, c2, c3;
     bool present;
     kicks = 0;
-    struct session *s1 = broker_attach(b, "dev-a", "a", &c1, false, true, 60, 4, &present, 0);
+    struct session *s1 =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", false, true, 60, 4, &present, 0);
     CHECK(!present);
     broker_subscribe(b, s1, "devices/dev-a/cmd", 17, 1, 0, 0);
-    struct session *s2 = broker_attach(b, "dev-a", "a", &c2, false, true, 60, 4, &present, 0);
+    struct session *s2 =
+        broker_attach(b, "dev-a", "a", &c2, "127.0.0.1:1", false, true, 60, 4, &present, 0);
     CHECK(present);
     CHECK(s1 == s2);
     CHECK_EQ_INT(kicks, 1);
@@ -208,7 +217,8 @@ static void test_takeover_and_expiry(void)
     CHECK(session_client(s2) == &c2);
     /* Offline: QoS 1 queued, QoS 0 not. */
     broker_detach(b, s2, false, 1000);
-    struct session *ops = broker_attach(b, "ops", "o", &c3, true, false, 0, 4, &present, 0);
+    struct session *ops =
+        broker_attach(b, "ops", "o", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     (void)ops;
     struct msg *m = mk(b, "devices/dev-a/cmd", "reboot", 1, false);
     /* ops may not write devices/... : denied. dev-b may not either; dev-a itself may. */
@@ -230,7 +240,8 @@ static void test_acl_reload_applies(void)
     struct broker *b = mkbroker("pattern read fleet/#\n");
     int c1;
     bool present;
-    struct session *s = broker_attach(b, "dev-a", "a", &c1, true, false, 0, 4, &present, 0);
+    struct session *s =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     CHECK_EQ_INT(broker_subscribe(b, s, "fleet/#", 7, 0, 0, 0), 0);
     struct msg *m = mk(b, "fleet/news", "1", 0, false);
     broker_publish(b, NULL, m, 0);
@@ -247,6 +258,45 @@ static void test_acl_reload_applies(void)
     broker_free(b);
 }
 
+/* The policy's connected/disconnected come in pairs: attach, then detach or a takeover's kick,
+ * with the session's identity and the peer address. */
+static int connected, disconnected;
+static char last_peer[32];
+
+static void on_connected(void *ctx, const struct session *s, const char *peer)
+{
+    connected++;
+    snprintf(last_peer, sizeof(last_peer), "%s", peer);
+    CHECK_EQ_STR(session_identity(s), "dev-a");
+}
+
+static void on_disconnected(void *ctx, const struct session *s)
+{
+    disconnected++;
+    CHECK_EQ_STR(session_client_id(s), "a");
+}
+
+static void test_policy_connect_pairs(void)
+{
+    struct broker *b = mkbroker(ACL);
+    struct broker_policy pol = {.connected = on_connected, .disconnected = on_disconnected};
+    broker_set_policy(b, &pol);
+    int c1, c2;
+    bool present;
+    struct session *s =
+        broker_attach(b, "dev-a", "a", &c1, "10.0.0.1:5", false, true, 60, 4, &present, 0);
+    CHECK_EQ_INT(connected, 1);
+    CHECK_EQ_STR(last_peer, "10.0.0.1:5");
+    s = broker_attach(b, "dev-a", "a", &c2, "10.0.0.2:6", false, true, 60, 4, &present, 0);
+    CHECK_EQ_INT(disconnected, 1); /* the kicked one */
+    CHECK_EQ_INT(connected, 2);
+    broker_detach(b, s, false, 0);
+    CHECK_EQ_INT(disconnected, 2);
+    broker_detach(b, s, false, 0); /* offline already: nothing more */
+    CHECK_EQ_INT(disconnected, 2);
+    broker_free(b);
+}
+
 int main(void)
 {
     test_isolation();
@@ -254,5 +304,6 @@ int main(void)
     test_retained_limit();
     test_takeover_and_expiry();
     test_acl_reload_applies();
+    test_policy_connect_pairs();
     return check_finish("broker_test");
 }

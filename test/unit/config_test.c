@@ -68,45 +68,45 @@ static void test_defaults(void)
     CHECK(l->address == NULL);
     CHECK_EQ_INT(l->protocol, CONFIG_PROTO_MQTT);
     CHECK_EQ_INT(l->socket_domain, CONFIG_SOCKET_ANY);
-    CHECK_EQ_INT(l->verify_depth, 4);
-    CHECK_EQ_INT(l->identity, CONFIG_ID_CN);
-    CHECK_EQ_INT(l->crl_mode, CONFIG_CRL_STRICT);
-    CHECK_EQ_INT(l->crl_expired, CONFIG_CRL_EXPIRED_REJECT);
-    CHECK_EQ_INT(l->crlfile_count, 0);
-    CHECK(l->tls_version == NULL && l->ciphers == NULL);
+    CHECK_EQ_INT(l->tls.verify_depth, 4);
+    CHECK_EQ_INT(l->tls.identity, TLS_ID_CN);
+    CHECK_EQ_INT(l->tls.crl_strict, true);
+    CHECK_EQ_INT(l->tls.crl_expired_warn, false);
+    CHECK_EQ_INT(l->tls.crlfile_count, 0);
+    CHECK(l->tls.tls_version == NULL && l->tls.ciphers == NULL);
     CHECK_EQ_STR(l->file, "t.conf");
     CHECK_EQ_INT(l->line, 1);
-    CHECK_EQ_INT(c.max_inflight_messages, 20);
-    CHECK_EQ_INT(c.max_queued_messages, 1000);
-    CHECK_EQ_INT(c.max_queued_bytes, 0);
-    CHECK_EQ_INT(c.message_size_limit, 0);
-    CHECK_EQ_INT(c.max_packet_size, 16 << 20);
-    CHECK_EQ_INT(c.max_keepalive, 65535);
+    CHECK_EQ_INT(c.broker.session.max_inflight, 20);
+    CHECK_EQ_INT(c.broker.session.max_queued, 1000);
+    CHECK_EQ_INT(c.broker.session.max_queued_bytes, 0);
+    CHECK_EQ_INT(c.client.message_size_limit, 0);
+    CHECK_EQ_INT(c.client.max_packet_size, 16 << 20);
+    CHECK_EQ_INT(c.client.max_keepalive, 65535);
     CHECK_EQ_INT(c.max_connections, -1);
-    CHECK_EQ_INT(c.max_connections_per_ip, 0);
-    CHECK_EQ_INT(c.max_topic_length, 65535);
-    CHECK_EQ_INT(c.max_topic_levels, 256);
-    CHECK_EQ_INT(c.max_topic_alias, 10);
-    CHECK_EQ_INT(c.max_subscriptions_per_client, 10000);
-    CHECK_EQ_INT(c.max_retained_messages, 100000);
-    CHECK_EQ_INT(c.persistent_client_expiration, 0);
-    CHECK(c.allow_zero_length_clientid);
-    CHECK(c.retain_available);
-    CHECK(!c.queue_qos0_messages);
-    CHECK(!c.upgrade_outgoing_qos);
-    CHECK_EQ_INT(c.clientid_policy, CONFIG_CLIENTID_ANY);
-    CHECK_EQ_INT(c.tls_handshake_timeout_ms, 10000);
-    CHECK_EQ_INT(c.max_handshakes, 64);
-    CHECK_EQ_INT(c.connect_timeout_ms, 10000);
+    CHECK_EQ_INT(c.conn.max_per_ip, 0);
+    CHECK_EQ_INT(c.broker.max_topic_length, 65535);
+    CHECK_EQ_INT(c.broker.max_topic_levels, 256);
+    CHECK_EQ_INT(c.client.max_topic_alias, 10);
+    CHECK_EQ_INT(c.broker.max_subscriptions_per_client, 10000);
+    CHECK_EQ_INT(c.broker.max_retained_messages, 100000);
+    CHECK_EQ_INT(c.broker.persistent_client_expiration, 0);
+    CHECK(c.client.allow_zero_length_clientid);
+    CHECK(c.broker.retain_available);
+    CHECK(!c.broker.session.queue_qos0_offline);
+    CHECK(!c.broker.upgrade_outgoing_qos);
+    CHECK_EQ_INT(c.client.clientid_match, false);
+    CHECK_EQ_INT(c.conn.handshake_timeout_ms, 10000);
+    CHECK_EQ_INT(c.conn.max_handshakes, 64);
+    CHECK_EQ_INT(c.client.connect_timeout_ms, 10000);
     CHECK_EQ_INT(c.revoked_session, CONFIG_REVOKED_DISCARD);
-    CHECK_EQ_INT(c.cert_expiry_warning_days, 30);
+    CHECK_EQ_INT(c.conn.cert_expiry_warning_days, 30);
     CHECK(c.session_tickets);
     CHECK_EQ_INT(c.session_ticket_lifetime, 86400);
     CHECK_EQ_INT(c.log_types, LOGL_DEFAULT);
     CHECK_EQ_INT(c.log_dests, LOGD_STDERR);
     CHECK(c.log_file == NULL);
     CHECK(c.log_timestamp);
-    CHECK(c.connection_messages);
+    CHECK(c.client.connection_messages);
     CHECK_EQ_INT(c.sys_interval, 10);
     CHECK(!c.persistence);
     CHECK(c.pid_file == NULL && c.user == NULL && c.persistence_location == NULL);
@@ -145,50 +145,50 @@ static void test_values(void)
         return;
     const struct config_listener *l = &c.listeners[0];
     CHECK_EQ_INT(c.listener_count, 2);
-    CHECK_EQ_INT(l->crlfile_count, 2);
-    CHECK_EQ_STR(l->crlfiles[0], "a.pem");
-    CHECK_EQ_STR(l->crlfiles[1], "/abs/b.pem");
-    CHECK_EQ_INT(l->verify_depth, 16);
-    CHECK_EQ_INT(l->identity, CONFIG_ID_SAN_URI);
-    CHECK_EQ_INT(l->crl_mode, CONFIG_CRL_PRESENT);
-    CHECK_EQ_INT(l->crl_expired, CONFIG_CRL_EXPIRED_WARN);
+    CHECK_EQ_INT(l->tls.crlfile_count, 2);
+    CHECK_EQ_STR(l->tls.crlfiles[0], "a.pem");
+    CHECK_EQ_STR(l->tls.crlfiles[1], "/abs/b.pem");
+    CHECK_EQ_INT(l->tls.verify_depth, 16);
+    CHECK_EQ_INT(l->tls.identity, TLS_ID_SAN_URI);
+    CHECK_EQ_INT(l->tls.crl_strict, false);
+    CHECK_EQ_INT(l->tls.crl_expired_warn, true);
     CHECK_EQ_INT(l->protocol, CONFIG_PROTO_WEBSOCKETS);
     CHECK_EQ_INT(l->socket_domain, CONFIG_SOCKET_IPV6);
-    CHECK_EQ_STR(l->tls_version, "tlsv1.2");
-    CHECK_EQ_STR(l->ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+    CHECK_EQ_STR(l->tls.tls_version, "tlsv1.2");
+    CHECK_EQ_STR(l->tls.ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
     CHECK_EQ_INT(c.listeners[1].port, 8884);
     CHECK_EQ_STR(c.listeners[1].address, "127.0.0.1");
-    CHECK_EQ_INT(c.listeners[1].identity, CONFIG_ID_SUBJECT);
-    CHECK_EQ_INT(c.listeners[1].verify_depth, 4); /* defaults per listener */
+    CHECK_EQ_INT(c.listeners[1].tls.identity, TLS_ID_SUBJECT);
+    CHECK_EQ_INT(c.listeners[1].tls.verify_depth, 4); /* defaults per listener */
     CHECK_EQ_INT(c.listeners[1].protocol, CONFIG_PROTO_MQTT);
     CHECK_EQ_INT(c.listeners[1].line, 55);
-    CHECK_EQ_INT(c.max_inflight_messages, 65535);
-    CHECK_EQ_INT(c.max_queued_messages, 7);
-    CHECK(c.max_queued_bytes == 9000000000ull);
-    CHECK_EQ_INT(c.message_size_limit, 268435455);
-    CHECK_EQ_INT(c.max_packet_size, 0);
-    CHECK_EQ_INT(c.max_keepalive, 60);
+    CHECK_EQ_INT(c.broker.session.max_inflight, 65535);
+    CHECK_EQ_INT(c.broker.session.max_queued, 7);
+    CHECK(c.broker.session.max_queued_bytes == 9000000000ull);
+    CHECK_EQ_INT(c.client.message_size_limit, 268435455);
+    CHECK_EQ_INT(c.client.max_packet_size, 0);
+    CHECK_EQ_INT(c.client.max_keepalive, 60);
     CHECK_EQ_INT(c.max_connections, 100);
-    CHECK_EQ_INT(c.max_connections_per_ip, 5);
-    CHECK_EQ_INT(c.max_topic_length, 1024);
-    CHECK_EQ_INT(c.max_topic_levels, 0);
-    CHECK_EQ_INT(c.max_subscriptions_per_client, 0);
-    CHECK_EQ_INT(c.max_topic_alias, 0);
-    CHECK_EQ_INT(c.persistent_client_expiration, 2 * 86400);
-    CHECK(!c.allow_zero_length_clientid);
-    CHECK(!c.retain_available);
-    CHECK(c.queue_qos0_messages);
-    CHECK(c.upgrade_outgoing_qos);
-    CHECK_EQ_INT(c.clientid_policy, CONFIG_CLIENTID_MATCH);
-    CHECK_EQ_INT(c.tls_handshake_timeout_ms, 5000);
-    CHECK_EQ_INT(c.max_handshakes, 8);
-    CHECK_EQ_INT(c.connect_timeout_ms, 3000);
+    CHECK_EQ_INT(c.conn.max_per_ip, 5);
+    CHECK_EQ_INT(c.broker.max_topic_length, 1024);
+    CHECK_EQ_INT(c.broker.max_topic_levels, 0);
+    CHECK_EQ_INT(c.broker.max_subscriptions_per_client, 0);
+    CHECK_EQ_INT(c.client.max_topic_alias, 0);
+    CHECK_EQ_INT(c.broker.persistent_client_expiration, 2 * 86400);
+    CHECK(!c.client.allow_zero_length_clientid);
+    CHECK(!c.broker.retain_available);
+    CHECK(c.broker.session.queue_qos0_offline);
+    CHECK(c.broker.upgrade_outgoing_qos);
+    CHECK_EQ_INT(c.client.clientid_match, true);
+    CHECK_EQ_INT(c.conn.handshake_timeout_ms, 5000);
+    CHECK_EQ_INT(c.conn.max_handshakes, 8);
+    CHECK_EQ_INT(c.client.connect_timeout_ms, 3000);
     CHECK_EQ_INT(c.revoked_session, CONFIG_REVOKED_KEEP);
-    CHECK_EQ_INT(c.cert_expiry_warning_days, 0);
+    CHECK_EQ_INT(c.conn.cert_expiry_warning_days, 0);
     CHECK(!c.session_tickets);
     CHECK_EQ_INT(c.session_ticket_lifetime, 60);
     CHECK(!c.log_timestamp);
-    CHECK(!c.connection_messages);
+    CHECK(!c.client.connection_messages);
     CHECK_EQ_INT(c.sys_interval, 0);
     CHECK_EQ_STR(c.pid_file, "run/certmq.pid");
     CHECK_EQ_STR(c.user, "certmq");
@@ -209,7 +209,7 @@ static void test_durations(void)
         struct config c;
         snprintf(line, sizeof(line), "persistent_client_expiration %s\n", ok[i].v);
         if (accepted(line, &c)) {
-            CHECK_EQ_INT(c.persistent_client_expiration, ok[i].secs);
+            CHECK_EQ_INT(c.broker.persistent_client_expiration, ok[i].secs);
             config_free(&c);
         }
     }
@@ -236,12 +236,12 @@ static void test_paths(void)
     if (!c.listener_count)
         return;
     const struct config_listener *l = &c.listeners[0];
-    CHECK_EQ_STR(l->cafile, "/etc/certmq/ca.crt");
-    CHECK_EQ_STR(l->capath, "/etc/certmq/cas");
-    CHECK_EQ_STR(l->certfile, "/abs/s.crt");
-    CHECK_EQ_STR(l->keyfile, "/etc/certmq/../keys/s key.pem"); /* paths keep inner spaces */
-    CHECK_EQ_STR(l->crlfiles[0], "/etc/certmq/crl.pem");
-    CHECK_EQ_STR(l->crlpath, "/etc/certmq/crls");
+    CHECK_EQ_STR(l->tls.cafile, "/etc/certmq/ca.crt");
+    CHECK_EQ_STR(l->tls.capath, "/etc/certmq/cas");
+    CHECK_EQ_STR(l->tls.certfile, "/abs/s.crt");
+    CHECK_EQ_STR(l->tls.keyfile, "/etc/certmq/../keys/s key.pem"); /* paths keep inner spaces */
+    CHECK_EQ_STR(l->tls.crlfiles[0], "/etc/certmq/crl.pem");
+    CHECK_EQ_STR(l->tls.crlpath, "/etc/certmq/crls");
     CHECK_EQ_STR(c.acl_file, "/etc/certmq/acl");
     CHECK_EQ_STR(c.log_file, "/etc/certmq/log/certmq.log");
     CHECK_EQ_INT(c.log_dests, LOGD_FILE);
@@ -286,11 +286,11 @@ static void test_retained_limit(void)
     struct config c;
     struct diag d;
     CHECK_EQ_INT(parse_with("max_retained_messages 3\n", &c, &d), 0);
-    CHECK_EQ_INT(c.max_retained_messages, 3);
+    CHECK_EQ_INT(c.broker.max_retained_messages, 3);
     config_free(&c);
     diag_free(&d);
     CHECK_EQ_INT(parse_with("max_retained_messages 0\n", &c, &d), 0);
-    CHECK_EQ_INT(c.max_retained_messages, 0);
+    CHECK_EQ_INT(c.broker.max_retained_messages, 0);
     config_free(&c);
     diag_free(&d);
 }
@@ -385,7 +385,7 @@ static void test_lexing(void)
     diag_free(&d);
     if (c.listener_count) {
         CHECK_EQ_STR(c.listeners[0].address, "10.0.0.1");
-        CHECK_EQ_STR(c.listeners[0].cafile, "ca.crt");
+        CHECK_EQ_STR(c.listeners[0].tls.cafile, "ca.crt");
         CHECK_EQ_INT(c.listeners[0].line, 4);
         CHECK_EQ_STR(c.acl_file, "acl"); /* last line without a newline */
         config_free(&c);
@@ -502,7 +502,7 @@ static void test_include_dir(void)
     for (size_t i = 0; i < d.count; i++)
         fprintf(stderr, "  unexpected: %s\n", d.msgs[i]);
     diag_free(&d);
-    CHECK_EQ_INT(c.max_queued_messages, 43); /* 20-b.conf is read after 10-a.conf */
+    CHECK_EQ_INT(c.broker.session.max_queued, 43); /* 20-b.conf is read after 10-a.conf */
     CHECK_EQ_INT(c.sys_interval, 3);
     CHECK_EQ_STR(c.path, path);
     snprintf(want, sizeof(want), "%s/acl", dir);
@@ -511,7 +511,7 @@ static void test_include_dir(void)
     if (c.listener_count == 2) {
         /* Paths in an included file are relative to that file's directory. */
         snprintf(want, sizeof(want), "%s/ca2.crt", sub);
-        CHECK(strstr(c.listeners[1].cafile, "conf.d/ca2.crt") != NULL);
+        CHECK(strstr(c.listeners[1].tls.cafile, "conf.d/ca2.crt") != NULL);
         CHECK(strstr(c.listeners[1].file, "conf.d/20-b.conf") != NULL);
         CHECK_EQ_INT(c.listeners[1].line, 2);
     }

@@ -1,0 +1,56 @@
+/* server_int: what server.c (wiring, reloads, shutdown) and server_listen.c (listeners and
+ * accepting connections) share; private to the server module. */
+#ifndef CERTMQ_SERVER_INT_H
+#define CERTMQ_SERVER_INT_H
+
+#include "server.h"
+
+#include "broker.h"
+#include "client.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
+#include "persist.h"
+#include "plugin.h"
+#include "tls.h"
+#include "ws.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct srv_listener {
+    struct server *srv;
+    struct listener *l;
+    struct tls_ctx *ctx;
+    struct ws_ctx *ws; /* websockets listeners only */
+    const struct config_listener *cl;
+};
+
+struct server {
+    uv_loop_t *loop;
+    struct config cfg;
+    struct tls_lib *tls;
+    struct srv_listener *ls;
+    size_t nls;
+    struct conn_env *cenv;
+    struct client_env *clenv;
+    struct broker *b;
+    struct ws_ctx *ws;
+    struct persist *persist;
+    struct plugin_set *plugins;
+    uint64_t next_vacuum_ms;
+    struct loop *lp;
+    uv_timer_t ws_stop;
+    uint64_t start_ms;
+    uint64_t next_sys_ms;
+    bool stopping;
+};
+
+void server__log_diag(enum log_level lvl, const struct diag *d, const char *prefix);
+/* A TLS context and a listening socket per configured listener (and the WebSocket context
+ * when one is a websockets listener). 0, or -1 with every reason logged. */
+int server__open_listeners(struct server *s);
+
+#endif
