@@ -102,7 +102,7 @@ void client_untrust(struct client *c, enum reason why, const char *detail)
         return;
     const struct reason_info *ri = reason_info(why);
     const char *text = detail && *detail ? detail : ri->text;
-    bool discard_session = c->env->discard_revoked;
+    bool discard_session = c->env->o.discard_revoked;
     const struct tls_peer *p = conn_peer(c->conn);
     log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s",
                client__id(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, text,
@@ -119,11 +119,6 @@ void client_untrust(struct client *c, enum reason why, const char *detail)
         if (left)
             broker_discard(c->env->broker, left);
     }
-}
-
-void client_set_discard_revoked(struct client_env *e, bool discard)
-{
-    e->discard_revoked = discard;
 }
 
 /* Every trust verdict (CRL reload, plugin, expiry) arrives here through conn_untrust. */

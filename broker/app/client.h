@@ -26,6 +26,7 @@ struct client_opts {
     bool connection_messages;
     bool retain_available;
     uint32_t persistent_client_expiration; /* s, 0 = never */
+    bool discard_revoked; /* revoked_session: a revoked device's session goes with it */
 };
 
 struct client_env;
@@ -40,9 +41,8 @@ extern const struct conn_cbs client_conn_cbs;
 
 /* The certificate behind c is no longer trusted (revoked, expired): disconnect it (MQTT 5:
  * DISCONNECT with reason_info(why)'s code) without publishing its will; discard its session when
- * client_set_discard_revoked says so. detail is the text logged and sent (NULL = the reason's). */
+ * the revoked_session option says so. detail is the text logged and sent (NULL = the reason's). */
 void client_untrust(struct client *c, enum reason why, const char *detail);
-void client_set_discard_revoked(struct client_env *e, bool discard);
 
 /* Close every client (server shutdown): MQTT 5 clients get a DISCONNECT for REASON_SHUTDOWN. */
 void client_close_all(struct client_env *e);

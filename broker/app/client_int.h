@@ -43,7 +43,6 @@ struct client_env {
     struct client *head;
     size_t count;
     uint64_t next_auto_id;
-    bool discard_revoked;
     uint8_t scratch[SCRATCH_SIZE];
     size_t scratch_len;
 };

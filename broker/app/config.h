@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 enum config_protocol { CONFIG_PROTO_MQTT = 0, CONFIG_PROTO_WEBSOCKETS = 1 };
-enum config_revoked_session { CONFIG_REVOKED_DISCARD = 0, CONFIG_REVOKED_KEEP = 1 };
 /* socket_domain: which address family an address-less listener binds (ANY = both). */
 enum config_socket_domain { CONFIG_SOCKET_ANY = 0, CONFIG_SOCKET_IPV4, CONFIG_SOCKET_IPV6 };
 
@@ -54,7 +53,6 @@ struct config {
     struct conn_env_opts conn;   /* tls_handshake_timeout, max_handshakes, ... */
 
     int32_t max_connections;                     /* default -1 = unlimited */
-    enum config_revoked_session revoked_session; /* default discard */
 
     bool session_tickets;             /* default true */
     uint32_t session_ticket_lifetime; /* seconds, default 86400 */

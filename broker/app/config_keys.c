@@ -19,8 +19,7 @@ static const struct config__enum identities[] = {
 static const struct config__enum crl_modes[] = {{"strict", 1}, {"present", 0}, {NULL, 0}};
 static const struct config__enum crl_expired[] = {{"reject", 0}, {"warn", 1}, {NULL, 0}};
 static const struct config__enum clientid_policies[] = {{"any", 0}, {"match", 1}, {NULL, 0}};
-static const struct config__enum revoked_sessions[] = {
-    {"discard", CONFIG_REVOKED_DISCARD}, {"keep", CONFIG_REVOKED_KEEP}, {NULL, 0}};
+static const struct config__enum revoked_sessions[] = {{"discard", 1}, {"keep", 0}, {NULL, 0}};
 static const struct config__enum socket_domains[] = {
     {"ipv4", CONFIG_SOCKET_IPV4}, {"ipv6", CONFIG_SOCKET_IPV6}, {NULL, 0}};
 static const struct config__enum log_dests[] = {{"stderr", LOGD_STDERR},
@@ -137,7 +136,7 @@ const struct config__directive config__table[] = {
     {"max_handshakes", T_UINT, GF(conn.max_handshakes), .min = 1, .max = 100000, .def = 64},
     {"connect_timeout", T_UINT, GF(client.connect_timeout_ms), .min = 100, .max = 600000,
      .def = 10000},
-    {"revoked_session", T_ENUM, GF(revoked_session), .names = revoked_sessions},
+    {"revoked_session", T_ENUM, GF(client.discard_revoked), .names = revoked_sessions, .def = 1},
     {"cert_expiry_warning_days", T_UINT, GF(conn.cert_expiry_warning_days), .max = 3650, .def = 30},
     {"session_tickets", T_BOOL, GF(session_tickets), .def = 1},
     {"session_ticket_lifetime", T_UINT, GF(session_ticket_lifetime), .min = 60, .max = WEEK_S,

@@ -181,7 +181,6 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     plugin_policy(s->plugins, &policy);
     broker_set_policy(s->b, &policy);
     s->clenv = client_env_new(loop, s->b, &c->client);
-    client_set_discard_revoked(s->clenv, c->revoked_session == CONFIG_REVOKED_DISCARD);
     s->cenv = conn_env_new(loop, &c->conn);
     if (plugin_has_cert_check(s->plugins)) {
         struct conn_checker ck;

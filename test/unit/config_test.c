@@ -98,7 +98,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.conn.handshake_timeout_ms, 10000);
     CHECK_EQ_INT(c.conn.max_handshakes, 64);
     CHECK_EQ_INT(c.client.connect_timeout_ms, 10000);
-    CHECK_EQ_INT(c.revoked_session, CONFIG_REVOKED_DISCARD);
+    CHECK(c.client.discard_revoked);
     CHECK_EQ_INT(c.conn.cert_expiry_warning_days, 30);
     CHECK(c.session_tickets);
     CHECK_EQ_INT(c.session_ticket_lifetime, 86400);
@@ -183,7 +183,7 @@ static void test_values(void)
     CHECK_EQ_INT(c.conn.handshake_timeout_ms, 5000);
     CHECK_EQ_INT(c.conn.max_handshakes, 8);
     CHECK_EQ_INT(c.client.connect_timeout_ms, 3000);
-    CHECK_EQ_INT(c.revoked_session, CONFIG_REVOKED_KEEP);
+    CHECK(!c.client.discard_revoked);
     CHECK_EQ_INT(c.conn.cert_expiry_warning_days, 0);
     CHECK(!c.session_tickets);
     CHECK_EQ_INT(c.session_ticket_lifetime, 60);
