@@ -107,18 +107,10 @@ void client_untrust(struct client *c, enum reason why, const char *detail)
     log_notice("disconnecting client %s from %s (identity %s, serial %s, issuer %s): %s%s",
                client__id(c), conn_addr(c->conn), p->identity, p->serial, p->issuer, text,
                discard_session && c->session ? "; session discarded" : "");
-    struct session *s = c->session;
+    if (c->session)
+        broker_untrust(c->env->broker, c->session, discard_session, client__now(c));
     c->session = NULL;
-    if (s) {
-        /* A device that is no longer trusted must not speak again: no will. */
-        broker_detach(c->env->broker, s, false, client__now(c));
-    }
     client_end(c, why, false, text);
-    if (discard_session && c->client_id) {
-        struct session *left = broker_find(c->env->broker, p->identity, c->client_id);
-        if (left)
-            broker_discard(c->env->broker, left);
-    }
 }
 
 /* Every trust verdict (CRL reload, plugin, expiry) arrives here through conn_untrust. */
@@ -291,8 +283,8 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->peer_max_packet = d.peer_max_packet;
     c->out_alias_max = d.out_alias_max;
     bool present;
-    c->session = broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean, d.persistent,
-                               d.expiry_s, c->version, &present, client__now(c));
+    c->session = broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean,
+                               d.persistent, d.expiry_s, c->version, &present, client__now(c));
     session_set_window(c->session, d.receive_window);
     if (k->will && !set_will(c, k))
         return;

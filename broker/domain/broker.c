@@ -247,6 +247,14 @@ void broker_discard(struct broker *b, struct session *s)
     destroy_session(b, s);
 }
 
+void broker_untrust(struct broker *b, struct session *s, bool discard, int64_t now)
+{
+    bool survives = session_persistent(s); /* detach destroys the others */
+    broker_detach(b, s, false, now);
+    if (survives && discard)
+        destroy_session(b, s);
+}
+
 static void publish_will(struct broker *b, struct session *s, int64_t now)
 {
     struct msg *will = session_take_will(s);

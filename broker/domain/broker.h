@@ -109,6 +109,10 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
 void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);
 /* Destroy a session now (whether online or not), without its will. */
 void broker_discard(struct broker *b, struct session *s);
+/* The online session of a device that is no longer trusted (revoked, expired): detached without
+ * its will (a device that is no longer trusted must not speak again, not even by a delayed
+ * will); a persistent session is destroyed too when discard is set. */
+void broker_untrust(struct broker *b, struct session *s, bool discard, int64_t now);
 
 enum broker_pub_result { BROKER_PUB_OK = 0, BROKER_PUB_DENIED = 1, BROKER_PUB_NO_MATCH = 2 };
 /* Route m (the caller keeps its reference). from = publishing session or NULL for the broker's

@@ -167,6 +167,39 @@ static void test_retained_and_will(void)
     broker_free(b);
 }
 
+/* A trust verdict (revoked, expired): the will is never published, not even with a delay, and a
+ * persistent session stays or goes as revoked_session says. */
+static void test_untrust(void)
+{
+    struct broker *b = mkbroker(ACL);
+    int c1, c2;
+    bool present;
+    struct session *ops =
+        broker_attach(b, "ops", "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0);
+    for (int discard = 0; discard <= 1; discard++) {
+        struct session *a =
+            broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, true, 3600, 5, &present, 0);
+        struct msg *w = mk(b, "devices/dev-a/status", "gone", 1, false);
+        session_set_will(a, w);
+        session_set_will_delay(a, 1);
+        msg_unref(w);
+        broker_untrust(b, a, discard, 0);
+        broker_tick(b, 5000); /* past the will delay */
+        CHECK(next_topic(ops, NULL, NULL) == NULL);
+        struct session *left = broker_find(b, "dev-a", "a");
+        CHECK(discard ? left == NULL : left != NULL && !session_client(left));
+        if (left)
+            broker_discard(b, left);
+    }
+    /* A session that is not persistent goes with its connection either way. */
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    broker_untrust(b, a, false, 0);
+    CHECK(broker_find(b, "dev-a", "a") == NULL);
+    broker_free(b);
+}
+
 /* The retained store is bounded: new topics beyond max_retained_messages are delivered but not
  * kept; replacing and clearing a kept topic still work, and clearing makes room. */
 static void test_retained_limit(void)
@@ -301,6 +334,7 @@ int main(void)
 {
     test_isolation();
     test_retained_and_will();
+    test_untrust();
     test_retained_limit();
     test_takeover_and_expiry();
     test_acl_reload_applies();
