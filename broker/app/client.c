@@ -235,30 +235,15 @@ static bool topic_ok(const void *broker, const char *t, size_t len)
     return broker_topic_ok(broker, t, len);
 }
 
-static struct connect_limits connect_limits(const struct client_opts *o)
-{
-    return (struct connect_limits){
-        .max_packet_size = o->max_packet_size,
-        .persistent_client_expiration = o->persistent_client_expiration,
-        .max_keepalive = o->max_keepalive,
-        .receive_maximum = o->receive_maximum,
-        .max_topic_alias = o->max_topic_alias,
-        .allow_zero_length_clientid = o->allow_zero_length_clientid,
-        .clientid_match = o->clientid_match,
-        .retain_available = o->retain_available,
-    };
-}
-
 /* CONNECT: connect_decide says what; here it happens (CONNACK, session, will, timers). */
 static void handle_connect(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_connect *k = &p->u.connect;
     struct client_env *e = c->env;
     const char *identity = conn_peer(c->conn)->identity;
-    struct connect_limits lim = connect_limits(&e->o);
     char auto_id[sizeof("auto-") + 16]; /* "auto-" and 16 hex digits of a uint64_t */
     snprintf(auto_id, sizeof(auto_id), "auto-%016" PRIx64, e->next_auto_id);
-    struct connect_request req = {.lim = &lim,
+    struct connect_request req = {.lim = &e->o.connect,
                                   .identity = identity,
                                   .k = k,
                                   .auto_id = auto_id,
@@ -312,12 +297,12 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     }
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
         uint16_t a = pub->props.topic_alias;
-        if (a == 0 || a > e->o.max_topic_alias) {
+        if (a == 0 || a > e->o.connect.max_topic_alias) {
             protocol_error(c, REASON_TOPIC_ALIAS_INVALID);
             return;
         }
         if (!c->in_alias)
-            c->in_alias = xcalloc((size_t)e->o.max_topic_alias + 1, sizeof(char *));
+            c->in_alias = xcalloc((size_t)e->o.connect.max_topic_alias + 1, sizeof(char *));
         if (topic_len) {
             if (!broker_topic_ok(e->broker, topic, topic_len)) {
                 protocol_error(c, REASON_TOPIC_NAME_INVALID);
@@ -342,14 +327,14 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         return;
     }
     if (pub->qos > 0 && c->version == MQTT_V5 && pub->qos == 2 &&
-        session_qos2_in_count(c->session) >= e->o.receive_maximum) {
+        session_qos2_in_count(c->session) >= e->o.connect.receive_maximum) {
         protocol_error(c, REASON_RECEIVE_MAX_EXCEEDED);
         return;
     }
     struct broker_stats *st = broker_stats(e->broker);
     st->bytes_received += pub->payload_len + pub->topic.len;
     uint8_t rc = MQTT_RC_SUCCESS;
-    if (pub->retain && !e->o.retain_available) {
+    if (pub->retain && !e->o.connect.retain_available) {
         protocol_error(c, REASON_RETAIN_UNSUPPORTED);
         return;
     }
@@ -563,7 +548,7 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
 static long decode_all(struct client *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
-    uint32_t max = c->env->o.max_packet_size;
+    uint32_t max = c->env->o.connect.max_packet_size;
     while (off < len && c->state != CS_CLOSING) {
         struct mqtt_packet p;
         long r = codec_decode(data + off, len - off, c->version, max, &p);
@@ -653,7 +638,7 @@ static void on_close(void *ud, struct conn *conn)
     buf_free(&c->in);
     buf_free(&c->out);
     if (c->in_alias) {
-        for (size_t i = 0; i <= e->o.max_topic_alias; i++)
+        for (size_t i = 0; i <= e->o.connect.max_topic_alias; i++)
             free(c->in_alias[i]);
         free(c->in_alias);
     }

@@ -9,23 +9,17 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "connect.h"
 #include "reason.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 struct client_opts {
+    struct connect_limits connect; /* what a CONNECT is judged by (connect_decide) */
     uint32_t connect_timeout_ms;
-    uint32_t max_packet_size;    /* whole packet; 0 = MQTT maximum */
     uint32_t message_size_limit; /* payload; 0 = none */
-    uint16_t max_keepalive;
-    uint16_t receive_maximum; /* MQTT 5 inbound window we announce */
-    uint16_t max_topic_alias; /* MQTT 5 topic aliases a client may set */
-    bool allow_zero_length_clientid;
-    bool clientid_match; /* clientid_policy match */
     bool connection_messages;
-    bool retain_available;
-    uint32_t persistent_client_expiration; /* s, 0 = never */
     bool discard_revoked; /* revoked_session: a revoked device's session goes with it */
 };
 

@@ -453,10 +453,10 @@ static void config__derive(struct config *c)
     /* The MQTT 5 inbound window we announce matches the outbound one (0 was stored as the
      * maximum, see F_ZERO_IS_MAX). */
     uint32_t inflight = c->broker.session.max_inflight;
-    c->client.receive_maximum =
+    c->client.connect.receive_maximum =
         inflight ? (uint16_t)(inflight > UINT16_MAX ? UINT16_MAX : inflight) : UINT16_MAX;
-    c->client.retain_available = c->broker.retain_available;
-    c->client.persistent_client_expiration = c->broker.persistent_client_expiration;
+    c->client.connect.retain_available = c->broker.retain_available;
+    c->client.connect.persistent_client_expiration = c->broker.persistent_client_expiration;
     c->conn.max_backlog = CONFIG__CONN_BACKLOG;
 }
 

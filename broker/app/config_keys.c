@@ -108,29 +108,38 @@ const struct config__directive config__table[] = {
      .flags = F_ZERO_IS_MAX},
     {"max_queued_messages", T_UINT, GF(broker.session.max_queued), .min = 1, .max = 10000000,
      .def = 1000},
-    {"max_queued_bytes", T_UINT, GF(broker.session.max_queued_bytes), .max = INT64_MAX},
+    /* One slow or offline device must not pin memory by the gigabyte: a few minutes of a
+     * busy device's traffic. */
+    {"max_queued_bytes", T_UINT, GF(broker.session.max_queued_bytes), .max = INT64_MAX,
+     .def = 8 << 20},
     {"message_size_limit", T_UINT, GF(client.message_size_limit), .max = MQTT_MAX_REMAINING},
-    /* Bounded by default: a peer can make the broker buffer one packet per connection. */
-    {"max_packet_size", T_UINT, GF(client.max_packet_size), .max = MQTT_MAX_REMAINING + 5,
-     .def = 16 << 20},
-    {"max_keepalive", T_UINT, GF(client.max_keepalive), .max = 65535, .def = 65535},
+    /* Every connection may make the broker buffer one packet: 1 MiB, like fleet brokers
+     * (EMQX 1 MB; AWS IoT Core 128 KB), not MQTT's 256 MB. */
+    {"max_packet_size", T_UINT, GF(client.connect.max_packet_size), .max = MQTT_MAX_REMAINING + 5,
+     .def = 1 << 20},
+    {"max_keepalive", T_UINT, GF(client.connect.max_keepalive), .max = 65535, .def = 65535},
     {"max_connections", T_INT, GF(max_connections), .min = -1, .max = INT32_MAX, .def = -1},
     {"max_connections_per_ip", T_UINT, GF(conn.max_per_ip), .max = 1000000},
     {"max_topic_length", T_UINT, GF(broker.max_topic_length), .min = 1, .max = 65535, .def = 65535},
     /* Bounds the work and memory of every topic match and subscription node chain. */
     {"max_topic_levels", T_UINT, GF(broker.max_topic_levels), .max = 32768, .def = 256},
-    {"max_topic_alias", T_UINT, GF(client.max_topic_alias), .max = 65535, .def = 10},
+    {"max_topic_alias", T_UINT, GF(client.connect.max_topic_alias), .max = 65535, .def = 10},
+    /* mosquitto's name; each alias we set holds its topic for the connection's life. */
+    {"max_topic_alias_broker", T_UINT, GF(client.connect.max_topic_alias_broker), .max = 65535,
+     .def = 10},
     {"max_subscriptions_per_client", T_UINT, GF(broker.max_subscriptions_per_client),
      .max = 10000000, .def = 10000},
-    {"persistent_client_expiration", T_FN, GF(broker.persistent_client_expiration),
+    /* Abandoned persistent sessions (a device replaced, a client id never used again) hold
+     * their queues: a week by default, "never" restores mosquitto's behaviour. */
+    {"persistent_client_expiration", T_FN, GF(broker.persistent_client_expiration), .def = WEEK_S,
      .fn = config__duration},
-    {"allow_zero_length_clientid", T_BOOL, GF(client.allow_zero_length_clientid), .def = 1},
+    {"allow_zero_length_clientid", T_BOOL, GF(client.connect.allow_zero_length_clientid), .def = 1},
     {"retain_available", T_BOOL, GF(broker.retain_available), .def = 1},
     {"max_retained_messages", T_UINT, GF(broker.max_retained_messages), .max = 100000000,
      .def = 100000},
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
-    {"clientid_policy", T_ENUM, GF(client.clientid_match), .names = clientid_policies},
+    {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},
     {"tls_handshake_timeout", T_UINT, GF(conn.handshake_timeout_ms), .min = 100, .max = 600000,
      .def = 10000},
     {"max_handshakes", T_UINT, GF(conn.max_handshakes), .min = 1, .max = 100000, .def = 64},
@@ -234,6 +243,10 @@ void config__duration(struct config__parser *p, const struct config__directive *
                                                 {"w", WEEK_S},      {"m", 30 * DAY_S},
                                                 {"y", 365 * DAY_S}, {NULL, 0}};
     const char *v = a->v[0];
+    if (!strcmp(v, "never")) {
+        config__store((char *)base + dr->off, dr->size, 0);
+        return;
+    }
     size_t len = strlen(v);
     char digits[32];
     int64_t n;
@@ -245,8 +258,8 @@ void config__duration(struct config__parser *p, const struct config__directive *
     if (!u || len - 1 >= sizeof(digits) || !config__number(digits, &n) || n < 0 ||
         n > (int64_t)(UINT32_MAX / (uint32_t)u->value)) {
         config__err(p,
-                    "%s: expected a number followed by h, d, w, m or y (e.g. 14d, at most 136 "
-                    "years), not '%s'",
+                    "%s: expected never, or a number followed by h, d, w, m or y (e.g. 14d, at "
+                    "most 136 years), not '%s'",
                     a->key, v);
         return;
     }

@@ -50,16 +50,22 @@ static enum reason decide_keepalive(const struct connect_request *req, struct co
     return REASON_NONE;
 }
 
-/* MQTT 5 sessions last as long as the client asks (0 = end with the connection); 3.1.1
- * persistent sessions as long as the configuration says. */
+/* MQTT 5 sessions last as long as the client asks (0 = end with the connection), but no longer
+ * than persistent_client_expiration, which the CONNACK then says; 3.1.1 persistent sessions as
+ * long as the configuration says. Abandoned sessions must not hold memory forever. */
 static void decide_session(const struct connect_request *req, struct connect_result *out)
 {
     const struct mqtt_connect *k = req->k;
+    uint32_t pce = req->lim->persistent_client_expiration;
     if (k->version == MQTT_V5) {
         out->expiry_s = has(&k->props, MQTT_PROP_SESSION_EXPIRY) ? k->props.session_expiry : 0;
         out->persistent = out->expiry_s > 0;
+        if (pce && out->expiry_s > pce) {
+            out->expiry_s = pce;
+            out->connack.present |= MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
+            out->connack.session_expiry = pce;
+        }
     } else {
-        uint32_t pce = req->lim->persistent_client_expiration;
         out->persistent = !k->clean;
         out->expiry_s = pce ? pce : UINT32_MAX;
     }
@@ -118,8 +124,12 @@ enum reason connect_decide(const struct connect_request *req, struct connect_res
         return REASON_WILL_TOPIC_INVALID;
     if (has(&k->props, MQTT_PROP_MAXIMUM_PACKET_SIZE))
         out->peer_max_packet = k->props.maximum_packet_size;
+    /* Each alias we set keeps its topic in memory: the client's maximum (up to 65,535) is
+     * not ours to honour in full. */
     if (has(&k->props, MQTT_PROP_TOPIC_ALIAS_MAXIMUM))
-        out->out_alias_max = k->props.topic_alias_maximum;
+        out->out_alias_max = k->props.topic_alias_maximum < req->lim->max_topic_alias_broker
+                                 ? k->props.topic_alias_maximum
+                                 : req->lim->max_topic_alias_broker;
     if (has(&k->props, MQTT_PROP_RECEIVE_MAXIMUM))
         out->receive_window = k->props.receive_maximum;
     decide_session(req, out);

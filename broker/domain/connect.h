@@ -21,10 +21,11 @@
 /* The per-listener limits a CONNECT is judged by (a subset of struct client_opts). */
 struct connect_limits {
     uint32_t max_packet_size;              /* what we accept; 0 = MQTT maximum */
-    uint32_t persistent_client_expiration; /* s, 3.1.1 persistent sessions; 0 = never */
+    uint32_t persistent_client_expiration; /* s, longest session expiry; 0 = never */
     uint16_t max_keepalive;                /* s; 65535 = no limit */
     uint16_t receive_maximum;              /* MQTT 5 inbound window we announce */
     uint16_t max_topic_alias;              /* MQTT 5 topic aliases a client may set */
+    uint16_t max_topic_alias_broker;       /* ...and that we set toward a client, at most */
     bool allow_zero_length_clientid;
     bool clientid_match; /* clientid_policy match: client id must equal the identity */
     bool retain_available;

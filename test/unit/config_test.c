@@ -78,23 +78,24 @@ static void test_defaults(void)
     CHECK_EQ_INT(l->line, 1);
     CHECK_EQ_INT(c.broker.session.max_inflight, 20);
     CHECK_EQ_INT(c.broker.session.max_queued, 1000);
-    CHECK_EQ_INT(c.broker.session.max_queued_bytes, 0);
+    CHECK_EQ_INT(c.broker.session.max_queued_bytes, 8 << 20);
     CHECK_EQ_INT(c.client.message_size_limit, 0);
-    CHECK_EQ_INT(c.client.max_packet_size, 16 << 20);
-    CHECK_EQ_INT(c.client.max_keepalive, 65535);
+    CHECK_EQ_INT(c.client.connect.max_packet_size, 1 << 20);
+    CHECK_EQ_INT(c.client.connect.max_topic_alias_broker, 10);
+    CHECK_EQ_INT(c.client.connect.max_keepalive, 65535);
     CHECK_EQ_INT(c.max_connections, -1);
     CHECK_EQ_INT(c.conn.max_per_ip, 0);
     CHECK_EQ_INT(c.broker.max_topic_length, 65535);
     CHECK_EQ_INT(c.broker.max_topic_levels, 256);
-    CHECK_EQ_INT(c.client.max_topic_alias, 10);
+    CHECK_EQ_INT(c.client.connect.max_topic_alias, 10);
     CHECK_EQ_INT(c.broker.max_subscriptions_per_client, 10000);
     CHECK_EQ_INT(c.broker.max_retained_messages, 100000);
-    CHECK_EQ_INT(c.broker.persistent_client_expiration, 0);
-    CHECK(c.client.allow_zero_length_clientid);
+    CHECK_EQ_INT(c.broker.persistent_client_expiration, 7 * 86400);
+    CHECK(c.client.connect.allow_zero_length_clientid);
     CHECK(c.broker.retain_available);
     CHECK(!c.broker.session.queue_qos0_offline);
     CHECK(!c.broker.upgrade_outgoing_qos);
-    CHECK_EQ_INT(c.client.clientid_match, false);
+    CHECK_EQ_INT(c.client.connect.clientid_match, false);
     CHECK_EQ_INT(c.conn.handshake_timeout_ms, 10000);
     CHECK_EQ_INT(c.conn.max_handshakes, 64);
     CHECK_EQ_INT(c.client.connect_timeout_ms, 10000);
@@ -166,20 +167,20 @@ static void test_values(void)
     CHECK_EQ_INT(c.broker.session.max_queued, 7);
     CHECK(c.broker.session.max_queued_bytes == 9000000000ull);
     CHECK_EQ_INT(c.client.message_size_limit, 268435455);
-    CHECK_EQ_INT(c.client.max_packet_size, 0);
-    CHECK_EQ_INT(c.client.max_keepalive, 60);
+    CHECK_EQ_INT(c.client.connect.max_packet_size, 0);
+    CHECK_EQ_INT(c.client.connect.max_keepalive, 60);
     CHECK_EQ_INT(c.max_connections, 100);
     CHECK_EQ_INT(c.conn.max_per_ip, 5);
     CHECK_EQ_INT(c.broker.max_topic_length, 1024);
     CHECK_EQ_INT(c.broker.max_topic_levels, 0);
     CHECK_EQ_INT(c.broker.max_subscriptions_per_client, 0);
-    CHECK_EQ_INT(c.client.max_topic_alias, 0);
+    CHECK_EQ_INT(c.client.connect.max_topic_alias, 0);
     CHECK_EQ_INT(c.broker.persistent_client_expiration, 2 * 86400);
-    CHECK(!c.client.allow_zero_length_clientid);
+    CHECK(!c.client.connect.allow_zero_length_clientid);
     CHECK(!c.broker.retain_available);
     CHECK(c.broker.session.queue_qos0_offline);
     CHECK(c.broker.upgrade_outgoing_qos);
-    CHECK_EQ_INT(c.client.clientid_match, true);
+    CHECK_EQ_INT(c.client.connect.clientid_match, true);
     CHECK_EQ_INT(c.conn.handshake_timeout_ms, 5000);
     CHECK_EQ_INT(c.conn.max_handshakes, 8);
     CHECK_EQ_INT(c.client.connect_timeout_ms, 3000);
@@ -203,7 +204,8 @@ static void test_durations(void)
         const char *v;
         long long secs;
     } ok[] = {{"12h", 12 * 3600},  {"2w", 14 * 86400}, {"1m", 30 * 86400},
-              {"1y", 365 * 86400}, {"0d", 0},          {"136y", 136LL * 365 * 86400}};
+              {"1y", 365 * 86400}, {"0d", 0},          {"136y", 136LL * 365 * 86400},
+              {"never", 0}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char line[64];
         struct config c;
@@ -218,7 +220,9 @@ static void test_durations(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char line[96];
         snprintf(line, sizeof(line), "persistent_client_expiration %s\n", bad[i]);
-        refused(line, "t.conf:6: persistent_client_expiration: expected a number followed by h");
+        refused(
+            line,
+            "t.conf:6: persistent_client_expiration: expected never, or a number followed by h");
     }
 }
 

@@ -11,6 +11,7 @@ static struct connect_limits lim_default(void)
     return (struct connect_limits){.max_keepalive = 65535,
                                    .receive_maximum = 100,
                                    .max_topic_alias = 0,
+                                   .max_topic_alias_broker = 10,
                                    .max_packet_size = 0,
                                    .allow_zero_length_clientid = true,
                                    .retain_available = true};
@@ -227,6 +228,16 @@ static void test_session(void)
     CHECK_EQ_INT(decide(&l, &k, "dev1", &d), REASON_NONE);
     CHECK(d.persistent);
     CHECK_EQ_INT(d.expiry_s, 3600);
+    CHECK(!(d.connack.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY)));
+    /* ... up to persistent_client_expiration, which the CONNACK then announces. */
+    l.persistent_client_expiration = 600;
+    k.props.session_expiry = UINT32_MAX;
+    CHECK_EQ_INT(decide(&l, &k, "dev1", &d), REASON_NONE);
+    CHECK(d.persistent);
+    CHECK_EQ_INT(d.expiry_s, 600);
+    CHECK(d.connack.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY));
+    CHECK_EQ_INT(d.connack.session_expiry, 600);
+    l.persistent_client_expiration = 0;
     k.props.session_expiry = 0;
     CHECK_EQ_INT(decide(&l, &k, "dev1", &d), REASON_NONE);
     CHECK(!d.persistent);
@@ -267,6 +278,10 @@ static void test_client_limits_and_problem_info(void)
     CHECK_EQ_INT(decide(&l, &k, "dev1", &d), REASON_NONE);
     CHECK_EQ_INT(d.peer_max_packet, 4096);
     CHECK_EQ_INT(d.out_alias_max, 7);
+    /* A client's alias maximum beyond max_topic_alias_broker is not ours to fill. */
+    k.props.topic_alias_maximum = 65535;
+    CHECK_EQ_INT(decide(&l, &k, "dev1", &d), REASON_NONE);
+    CHECK_EQ_INT(d.out_alias_max, 10);
     CHECK_EQ_INT(d.receive_window, 5);
     CHECK(!d.no_problem_info);
     /* Request problem information = 0 holds for the refusal too. */
