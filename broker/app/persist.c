@@ -483,94 +483,118 @@ static int load_sessions(struct persist *p, struct broker *b, int64_t now_ms, in
     return n;
 }
 
-int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wall_now,
-                 struct diag *d)
+/* The loaders below restore one table each, after the sessions they hang off, and return how
+ * many rows they restored for the log line. Only unreadable sessions stop the load: a table whose
+ * query cannot be prepared is skipped, its rows are then lost rather than the broker. */
+static size_t load_subs(struct persist *p, struct broker *b)
 {
-    int64_t wall_ms = wall_now * 1000;
-    p->wall_offset_ms = wall_ms - now_ms;
-    int sessions = load_sessions(p, b, now_ms, wall_ms);
-    if (sessions < 0) {
-        diag_add(d, p->path, 0, "cannot read sessions: %s", sqlite3_errmsg(p->db));
-        return -1;
-    }
     sqlite3_stmt *st;
-    size_t subs = 0, queued = 0, retained = 0;
+    size_t subs = 0;
     if (sqlite3_prepare_v2(p->db,
                            "SELECT s.identity, s.client_id, b.filter, b.options, b.sub_id "
                            "FROM subs b JOIN sessions s ON s.key = b.key",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
-                                            (const char *)sqlite3_column_text(st, 1));
-            if (s) {
-                broker_restore_sub(b, s, (const char *)sqlite3_column_text(st, 2),
-                                   (uint8_t)sqlite3_column_int(st, 3),
-                                   (uint32_t)sqlite3_column_int64(st, 4));
-                subs++;
-            }
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
+                                        (const char *)sqlite3_column_text(st, 1));
+        if (s) {
+            broker_restore_sub(b, s, (const char *)sqlite3_column_text(st, 2),
+                               (uint8_t)sqlite3_column_int(st, 3),
+                               (uint32_t)sqlite3_column_int64(st, 4));
+            subs++;
         }
-        sqlite3_finalize(st);
     }
+    sqlite3_finalize(st);
+    return subs;
+}
+
+static size_t load_queue(struct persist *p, struct broker *b)
+{
+    sqlite3_stmt *st;
+    size_t queued = 0;
     if (sqlite3_prepare_v2(p->db,
                            "SELECT s.identity, s.client_id, q.seq, q.qos, q.retain, q.sub_ids, "
                            "q.state, q.packet_id, m.topic, m.payload, m.qos, m.retain, "
                            "m.expiry_wall_ms, m.props, m.id FROM queue q JOIN sessions s ON "
                            "s.key = q.key JOIN msgs m ON m.id = q.msg_id ORDER BY q.key, q.seq",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
-                                            (const char *)sqlite3_column_text(st, 1));
-            struct msg *m = s ? load_msg(p, st, 8) : NULL;
-            if (!m)
-                continue;
-            struct session_delivery dl = {.seq = (uint64_t)sqlite3_column_int64(st, 2),
-                                          .msg = m,
-                                          .qos = (uint8_t)sqlite3_column_int(st, 3),
-                                          .retain = sqlite3_column_int(st, 4)};
-            int nb = sqlite3_column_bytes(st, 5);
-            if (nb > 0 && (size_t)nb <= sizeof(dl.sub_ids)) {
-                memcpy(dl.sub_ids, sqlite3_column_blob(st, 5), (size_t)nb);
-                dl.n_sub_ids = (uint8_t)(nb / sizeof(uint32_t));
-            }
-            int state = sqlite3_column_int(st, 6);
-            session_restore(s, &dl, state ? (uint16_t)sqlite3_column_int(st, 7) : 0, state == 2);
-            msg_unref(m);
-            queued++;
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
+                                        (const char *)sqlite3_column_text(st, 1));
+        struct msg *m = s ? load_msg(p, st, 8) : NULL;
+        if (!m)
+            continue;
+        struct session_delivery dl = {.seq = (uint64_t)sqlite3_column_int64(st, 2),
+                                      .msg = m,
+                                      .qos = (uint8_t)sqlite3_column_int(st, 3),
+                                      .retain = sqlite3_column_int(st, 4)};
+        int nb = sqlite3_column_bytes(st, 5);
+        if (nb > 0 && (size_t)nb <= sizeof(dl.sub_ids)) {
+            memcpy(dl.sub_ids, sqlite3_column_blob(st, 5), (size_t)nb);
+            dl.n_sub_ids = (uint8_t)(nb / sizeof(uint32_t));
         }
-        sqlite3_finalize(st);
+        int state = sqlite3_column_int(st, 6);
+        session_restore(s, &dl, state ? (uint16_t)sqlite3_column_int(st, 7) : 0, state == 2);
+        msg_unref(m);
+        queued++;
     }
+    sqlite3_finalize(st);
+    return queued;
+}
+
+static void load_qos2_in(struct persist *p, struct broker *b)
+{
+    sqlite3_stmt *st;
     if (sqlite3_prepare_v2(p->db,
                            "SELECT s.identity, s.client_id, q.packet_id FROM qos2_in q "
                            "JOIN sessions s ON s.key = q.key",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
-                                            (const char *)sqlite3_column_text(st, 1));
-            if (s)
-                session_qos2_in_add(s, (uint16_t)sqlite3_column_int(st, 2));
-        }
-        sqlite3_finalize(st);
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct session *s = broker_find(b, (const char *)sqlite3_column_text(st, 0),
+                                        (const char *)sqlite3_column_text(st, 1));
+        if (s)
+            session_qos2_in_add(s, (uint16_t)sqlite3_column_int(st, 2));
     }
+    sqlite3_finalize(st);
+}
+
+static size_t load_retained(struct persist *p, struct broker *b, int64_t now_ms)
+{
+    sqlite3_stmt *st;
+    size_t retained = 0;
     if (sqlite3_prepare_v2(p->db,
                            "SELECT m.topic, m.payload, m.qos, m.retain, m.expiry_wall_ms, "
                            "m.props, m.id FROM retained r JOIN msgs m ON m.id = r.msg_id",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct msg *m = load_msg(p, st, 0);
-            if (m && (!m->expiry_at || m->expiry_at > now_ms)) {
-                broker_restore_retained(b, m);
-                retained++;
-            }
-            msg_unref(m);
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct msg *m = load_msg(p, st, 0);
+        if (m && (!m->expiry_at || m->expiry_at > now_ms)) {
+            broker_restore_retained(b, m);
+            retained++;
         }
-        sqlite3_finalize(st);
+        msg_unref(m);
     }
-    if (sqlite3_prepare_v2(p->db, "SELECT max(id) FROM msgs", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            broker_set_next_msg_id(b, (uint64_t)sqlite3_column_int64(st, 0));
-        sqlite3_finalize(st);
-    }
-    /* Purge what expired while the broker was down. */
+    sqlite3_finalize(st);
+    return retained;
+}
+
+static void load_next_msg_id(struct persist *p, struct broker *b)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(p->db, "SELECT max(id) FROM msgs", -1, &st, NULL) != SQLITE_OK)
+        return;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        broker_set_next_msg_id(b, (uint64_t)sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* Purge what expired while the broker was down, and what hung off it. */
+static void purge_expired(struct persist *p, int64_t wall_ms)
+{
     char q[256];
     snprintf(q, sizeof(q),
              "DELETE FROM sessions WHERE expiry_s < 4294967295 AND offline_wall_ms > 0 AND "
@@ -581,6 +605,24 @@ int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wa
     exec(p, "DELETE FROM queue WHERE key NOT IN (SELECT key FROM sessions)");
     exec(p, "DELETE FROM qos2_in WHERE key NOT IN (SELECT key FROM sessions)");
     persist_vacuum(p);
+}
+
+int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wall_now,
+                 struct diag *d)
+{
+    int64_t wall_ms = wall_now * 1000;
+    p->wall_offset_ms = wall_ms - now_ms;
+    int sessions = load_sessions(p, b, now_ms, wall_ms);
+    if (sessions < 0) {
+        diag_add(d, p->path, 0, "cannot read sessions: %s", sqlite3_errmsg(p->db));
+        return -1;
+    }
+    size_t subs = load_subs(p, b);
+    size_t queued = load_queue(p, b);
+    load_qos2_in(p, b);
+    size_t retained = load_retained(p, b, now_ms);
+    load_next_msg_id(p, b);
+    purge_expired(p, wall_ms);
     log_notice("persistence: %s: restored %d session(s), %zu subscription(s), %zu queued or "
                "in-flight message(s), %zu retained message(s)",
                p->path, sessions, subs, queued, retained);

@@ -468,96 +468,133 @@ static size_t body_size(const struct mqtt_packet *p, uint8_t v, bool *ok)
     }
 }
 
+static uint8_t *encode_connect(uint8_t *o, const struct mqtt_connect *k, uint8_t v)
+{
+    if (v == MQTT_V31)
+        o = codec__put_bin(o, (const uint8_t *)"MQIsdp", 6);
+    else
+        o = codec__put_bin(o, (const uint8_t *)"MQTT", 4);
+    *o++ = v;
+    uint8_t f =
+        (uint8_t)((k->clean ? 2 : 0) | (k->will ? 4 : 0) | (k->will ? (k->will_qos & 3) << 3 : 0) |
+                  (k->will && k->will_retain ? 0x20 : 0) | (password_sent(k, v) ? 0x40 : 0) |
+                  (k->has_username ? 0x80 : 0));
+    *o++ = f;
+    o = codec__put_u16(o, k->keepalive);
+    o = put_props(o, &k->props, MQTT_CONNECT, v);
+    o = codec__put_bin(o, k->client_id.p, k->client_id.len);
+    if (k->will) {
+        o = put_props(o, &k->will_props, CODEC_WILL_PROPS, v);
+        o = codec__put_bin(o, k->will_topic.p, k->will_topic.len);
+        o = codec__put_bin(o, k->will_payload, k->will_payload_len);
+    }
+    if (k->has_username)
+        o = codec__put_bin(o, k->username.p, k->username.len);
+    if (password_sent(k, v))
+        o = codec__put_bin(o, k->password.p, k->password.len);
+    return o;
+}
+
+static uint8_t *encode_connack(uint8_t *o, const struct mqtt_connack *ca, uint8_t v)
+{
+    /* 3.1 has no session present flag; its first byte is reserved. */
+    *o++ = ca->session_present && v != MQTT_V31 ? 1 : 0;
+    *o++ = v == MQTT_V5 ? ca->rc : connack_rc_v3(ca->rc);
+    return put_props(o, &ca->props, MQTT_CONNACK, v);
+}
+
+/* Without the payload when only the head is wanted (codec_encode_publish_head). */
+static uint8_t *encode_publish(uint8_t *o, const struct mqtt_publish *pub, uint8_t v,
+                               bool with_payload)
+{
+    o = codec__put_bin(o, pub->topic.p, pub->topic.len);
+    if (pub->qos)
+        o = codec__put_u16(o, pub->id);
+    o = put_props(o, &pub->props, MQTT_PUBLISH, v);
+    if (with_payload && pub->payload_len) {
+        memcpy(o, pub->payload, pub->payload_len);
+        o += pub->payload_len;
+    }
+    return o;
+}
+
+/* PUBACK, PUBREC, PUBREL, PUBCOMP: in v5 the reason code and properties are left out when they
+ * are not needed. */
+static uint8_t *encode_ack(uint8_t *o, uint8_t type, const struct mqtt_ack *a, uint8_t v)
+{
+    o = codec__put_u16(o, a->id);
+    if (v != MQTT_V5)
+        return o;
+    size_t pn = codec_props_size(&a->props, type);
+    if (pn || a->rc)
+        *o++ = a->rc;
+    if (pn)
+        o = put_props(o, &a->props, type, v);
+    return o;
+}
+
+/* SUBSCRIBE, UNSUBSCRIBE. */
+static uint8_t *encode_subscribe(uint8_t *o, uint8_t type, const struct mqtt_subscribe *s,
+                                 uint8_t v)
+{
+    o = codec__put_u16(o, s->id);
+    o = put_props(o, &s->props, type, v);
+    memcpy(o, s->entries, s->entries_len);
+    if (type == MQTT_SUBSCRIBE && v != MQTT_V5)
+        mask_v3_options(o, s->entries_len);
+    return o + s->entries_len;
+}
+
+/* SUBACK, UNSUBACK: before v5 an UNSUBACK is the packet identifier alone. */
+static uint8_t *encode_suback(uint8_t *o, uint8_t type, const struct mqtt_suback *s, uint8_t v)
+{
+    o = codec__put_u16(o, s->id);
+    if (type == MQTT_UNSUBACK && v != MQTT_V5)
+        return o;
+    o = put_props(o, &s->props, type, v);
+    if (s->count)
+        memcpy(o, s->rcs, s->count);
+    return o + s->count;
+}
+
+/* DISCONNECT, AUTH: empty before v5; in v5 the reason code and properties are left out when
+ * they are not needed. */
+static uint8_t *encode_disconnect(uint8_t *o, uint8_t type, const struct mqtt_disconnect *d,
+                                  uint8_t v)
+{
+    if (v != MQTT_V5)
+        return o;
+    size_t pn = codec_props_size(&d->props, type);
+    if (pn || d->rc)
+        *o++ = d->rc;
+    if (pn)
+        o = put_props(o, &d->props, type, v);
+    return o;
+}
+
 static uint8_t *encode_body(uint8_t *o, const struct mqtt_packet *p, uint8_t v, bool with_payload)
 {
     switch (p->type) {
-    case MQTT_CONNECT: {
-        const struct mqtt_connect *k = &p->u.connect;
-        if (v == MQTT_V31)
-            o = codec__put_bin(o, (const uint8_t *)"MQIsdp", 6);
-        else
-            o = codec__put_bin(o, (const uint8_t *)"MQTT", 4);
-        *o++ = v;
-        uint8_t f = (uint8_t)((k->clean ? 2 : 0) | (k->will ? 4 : 0) |
-                              (k->will ? (k->will_qos & 3) << 3 : 0) |
-                              (k->will && k->will_retain ? 0x20 : 0) |
-                              (password_sent(k, v) ? 0x40 : 0) | (k->has_username ? 0x80 : 0));
-        *o++ = f;
-        o = codec__put_u16(o, k->keepalive);
-        o = put_props(o, &k->props, MQTT_CONNECT, v);
-        o = codec__put_bin(o, k->client_id.p, k->client_id.len);
-        if (k->will) {
-            o = put_props(o, &k->will_props, CODEC_WILL_PROPS, v);
-            o = codec__put_bin(o, k->will_topic.p, k->will_topic.len);
-            o = codec__put_bin(o, k->will_payload, k->will_payload_len);
-        }
-        if (k->has_username)
-            o = codec__put_bin(o, k->username.p, k->username.len);
-        if (password_sent(k, v))
-            o = codec__put_bin(o, k->password.p, k->password.len);
-        return o;
-    }
+    case MQTT_CONNECT:
+        return encode_connect(o, &p->u.connect, v);
     case MQTT_CONNACK:
-        /* 3.1 has no session present flag; its first byte is reserved. */
-        *o++ = p->u.connack.session_present && v != MQTT_V31 ? 1 : 0;
-        *o++ = v == MQTT_V5 ? p->u.connack.rc : connack_rc_v3(p->u.connack.rc);
-        return put_props(o, &p->u.connack.props, MQTT_CONNACK, v);
-    case MQTT_PUBLISH: {
-        const struct mqtt_publish *pub = &p->u.publish;
-        o = codec__put_bin(o, pub->topic.p, pub->topic.len);
-        if (pub->qos)
-            o = codec__put_u16(o, pub->id);
-        o = put_props(o, &pub->props, MQTT_PUBLISH, v);
-        if (with_payload && pub->payload_len) {
-            memcpy(o, pub->payload, pub->payload_len);
-            o += pub->payload_len;
-        }
-        return o;
-    }
+        return encode_connack(o, &p->u.connack, v);
+    case MQTT_PUBLISH:
+        return encode_publish(o, &p->u.publish, v, with_payload);
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBREL:
-    case MQTT_PUBCOMP: {
-        const struct mqtt_ack *a = &p->u.ack;
-        o = codec__put_u16(o, a->id);
-        if (v != MQTT_V5)
-            return o;
-        size_t pn = codec_props_size(&a->props, p->type);
-        if (pn || a->rc)
-            *o++ = a->rc;
-        if (pn)
-            o = put_props(o, &a->props, p->type, v);
-        return o;
-    }
+    case MQTT_PUBCOMP:
+        return encode_ack(o, p->type, &p->u.ack, v);
     case MQTT_SUBSCRIBE:
     case MQTT_UNSUBSCRIBE:
-        o = codec__put_u16(o, p->u.subscribe.id);
-        o = put_props(o, &p->u.subscribe.props, p->type, v);
-        memcpy(o, p->u.subscribe.entries, p->u.subscribe.entries_len);
-        if (p->type == MQTT_SUBSCRIBE && v != MQTT_V5)
-            mask_v3_options(o, p->u.subscribe.entries_len);
-        return o + p->u.subscribe.entries_len;
+        return encode_subscribe(o, p->type, &p->u.subscribe, v);
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:
-        o = codec__put_u16(o, p->u.suback.id);
-        if (p->type == MQTT_UNSUBACK && v != MQTT_V5)
-            return o;
-        o = put_props(o, &p->u.suback.props, p->type, v);
-        if (p->u.suback.count)
-            memcpy(o, p->u.suback.rcs, p->u.suback.count);
-        return o + p->u.suback.count;
+        return encode_suback(o, p->type, &p->u.suback, v);
     case MQTT_DISCONNECT:
-    case MQTT_AUTH: {
-        if (v != MQTT_V5)
-            return o;
-        const struct mqtt_disconnect *d = &p->u.disconnect;
-        size_t pn = codec_props_size(&d->props, p->type);
-        if (pn || d->rc)
-            *o++ = d->rc;
-        if (pn)
-            o = put_props(o, &d->props, p->type, v);
-        return o;
-    }
+    case MQTT_AUTH:
+        return encode_disconnect(o, p->type, &p->u.disconnect, v);
     default:
         return o;
     }

@@ -207,6 +207,59 @@ static bool value_ok(uint8_t id, uint32_t v)
     }
 }
 
+/* Reads one property's value into its field of *pr, checking what its kind allows. Numeric
+ * values (bytes aside: value_ok() has no rule for them) are also left in *v for value_ok();
+ * user property pairs are only checked, the caller records their span. Returns 0 or the
+ * CODEC_ERR_* codec__props_decode() returns for it. */
+static int decode_value(struct codec_cur *pc, const struct prop_def *d, struct mqtt_props *pr,
+                        uint32_t *v)
+{
+    switch (d->kind) {
+    case K_BYTE: {
+        uint8_t b;
+        if (!codec__u8(pc, &b))
+            return CODEC_ERR_MALFORMED;
+        if (b > d->max)
+            return CODEC_ERR_PROTOCOL;
+        *(uint8_t *)field(pr, d) = b;
+        break;
+    }
+    case K_U16: {
+        uint16_t w;
+        if (!codec__u16(pc, &w))
+            return CODEC_ERR_MALFORMED;
+        *v = w;
+        *(uint16_t *)field(pr, d) = w;
+        break;
+    }
+    case K_U32:
+        if (!codec__u32(pc, v))
+            return CODEC_ERR_MALFORMED;
+        *(uint32_t *)field(pr, d) = *v;
+        break;
+    case K_VARINT:
+        if (!codec__varint(pc, v))
+            return CODEC_ERR_MALFORMED;
+        *(uint32_t *)field(pr, d) = *v;
+        break;
+    case K_STR:
+        if (!codec__str(pc, field(pr, d)))
+            return CODEC_ERR_MALFORMED;
+        break;
+    case K_BIN:
+        if (!codec__bin(pc, field(pr, d)))
+            return CODEC_ERR_MALFORMED;
+        break;
+    case K_PAIR: {
+        struct mqtt_bin k, val;
+        if (!codec__str(pc, &k) || !codec__str(pc, &val))
+            return CODEC_ERR_MALFORMED;
+        break;
+    }
+    }
+    return 0;
+}
+
 int codec__props_decode(struct codec_cur *c, uint8_t type, struct mqtt_props *pr)
 {
     uint32_t len;
@@ -246,53 +299,15 @@ int codec__props_decode(struct codec_cur *c, uint8_t type, struct mqtt_props *pr
                 return CODEC_ERR_PROTOCOL;
         }
         uint32_t v = 0;
-        switch (d->kind) {
-        case K_BYTE: {
-            uint8_t b;
-            if (!codec__u8(&pc, &b))
-                return CODEC_ERR_MALFORMED;
-            if (b > d->max)
-                return CODEC_ERR_PROTOCOL;
-            *(uint8_t *)field(pr, d) = b;
-            break;
-        }
-        case K_U16: {
-            uint16_t w;
-            if (!codec__u16(&pc, &w))
-                return CODEC_ERR_MALFORMED;
-            v = w;
-            *(uint16_t *)field(pr, d) = w;
-            break;
-        }
-        case K_U32:
-            if (!codec__u32(&pc, &v))
-                return CODEC_ERR_MALFORMED;
-            *(uint32_t *)field(pr, d) = v;
-            break;
-        case K_VARINT:
-            if (!codec__varint(&pc, &v))
-                return CODEC_ERR_MALFORMED;
-            *(uint32_t *)field(pr, d) = v;
-            break;
-        case K_STR:
-            if (!codec__str(&pc, field(pr, d)))
-                return CODEC_ERR_MALFORMED;
-            break;
-        case K_BIN:
-            if (!codec__bin(&pc, field(pr, d)))
-                return CODEC_ERR_MALFORMED;
-            break;
-        case K_PAIR: {
-            struct mqtt_bin k, val;
-            if (!codec__str(&pc, &k) || !codec__str(&pc, &val))
-                return CODEC_ERR_MALFORMED;
+        int r = decode_value(&pc, d, pr, &v);
+        if (r)
+            return r;
+        if (d->kind == K_PAIR) {
             /* The span runs from the first user property's identifier to the end of the last
              * one; other properties inside it are skipped when it is walked. */
             if (!user_start)
                 user_start = prop_start;
             user_end = pc.p;
-            break;
-        }
         }
         if (!value_ok(id, v))
             return CODEC_ERR_PROTOCOL;
