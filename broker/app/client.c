@@ -174,24 +174,52 @@ static void refuse(struct client *c, enum reason r)
     conn_close(c->conn, true);
 }
 
-static void keepalive_check(void *ud, struct conn *conn);
+/* The connection's one timer serves two deadlines: the keep-alive (1.5 x keep-alive without a
+ * packet) and packet_timeout for a packet once started. It is re-armed only when the earliest
+ * deadline moves earlier, so a busy client costs no timer update per packet. */
+static void check_deadlines(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+    uint64_t now = uv_now(c->env->loop), next = UINT64_MAX;
+    if (c->keepalive) {
+        uint64_t limit = connect_keepalive_limit_ms(c->keepalive), idle = now - c->last_rx;
+        if (idle >= limit) {
+            client_end(c, REASON_KEEPALIVE_TIMEOUT, true,
+                       reason_info(REASON_KEEPALIVE_TIMEOUT)->text);
+            return;
+        }
+        next = limit - idle;
+    }
+    if (c->partial_since) {
+        uint64_t limit = c->env->o.packet_timeout_ms, age = now - c->partial_since;
+        if (age >= limit) {
+            client_end(c, REASON_PACKET_TIMEOUT, true, reason_info(REASON_PACKET_TIMEOUT)->text);
+            return;
+        }
+        next = limit - age < next ? limit - age : next;
+    }
+    c->timer_due = next == UINT64_MAX ? 0 : now + next;
+    if (c->timer_due)
+        conn_timer(conn, next, check_deadlines);
+}
 
 static void arm_keepalive(struct client *c)
 {
-    if (c->keepalive)
-        conn_timer(c->conn, connect_keepalive_limit_ms(c->keepalive), keepalive_check);
+    check_deadlines(c, c->conn);
 }
 
-static void keepalive_check(void *ud, struct conn *conn)
+/* After input: a packet left unfinished starts (or keeps) its clock. */
+static void track_partial(struct client *c, uint64_t now)
 {
-    struct client *c = ud;
-    uint64_t limit = connect_keepalive_limit_ms(c->keepalive);
-    uint64_t idle = uv_now(c->env->loop) - c->last_rx;
-    if (idle >= limit) {
-        client_end(c, REASON_KEEPALIVE_TIMEOUT, true, reason_info(REASON_KEEPALIVE_TIMEOUT)->text);
+    if (!buf_size(&c->in)) {
+        c->partial_since = 0;
         return;
     }
-    conn_timer(conn, limit - idle, keepalive_check);
+    if (c->partial_since || c->state != CS_CONNECTED)
+        return; /* before CONNECT, connect_timeout bounds everything */
+    c->partial_since = now;
+    if (!c->timer_due || now + c->env->o.packet_timeout_ms < c->timer_due)
+        check_deadlines(c, c->conn);
 }
 
 static struct msg *make_will(struct client *c, const struct mqtt_connect *k)
@@ -576,18 +604,21 @@ static void on_data(void *ud, struct conn *conn, const uint8_t *p, size_t n)
     struct client *c = ud;
     if (c->state == CS_CLOSING)
         return;
-    c->last_rx = uv_now(c->env->loop);
+    uint64_t now = uv_now(c->env->loop);
+    c->last_rx = now;
     if (buf_size(&c->in) == 0) {
         long used = decode_all(c, p, n);
         if (used >= 0 && (size_t)used < n && c->state != CS_CLOSING)
             buf_append(&c->in, p + used, n - (size_t)used);
-        return;
+    } else {
+        buf_append(&c->in, p, n);
+        long used = decode_all(c, buf_head(&c->in), buf_size(&c->in));
+        if (used > 0)
+            buf_consume(&c->in, (size_t)used);
+        buf_shrink(&c->in, 0);
     }
-    buf_append(&c->in, p, n);
-    long used = decode_all(c, buf_head(&c->in), buf_size(&c->in));
-    if (used > 0)
-        buf_consume(&c->in, (size_t)used);
-    buf_shrink(&c->in, 0);
+    if (c->state != CS_CLOSING)
+        track_partial(c, now);
 }
 
 static void connect_timeout(void *ud, struct conn *conn)

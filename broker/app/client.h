@@ -18,6 +18,7 @@
 struct client_opts {
     struct connect_limits connect; /* what a CONNECT is judged by (connect_decide) */
     uint32_t connect_timeout_ms;
+    uint32_t packet_timeout_ms; /* to finish a packet once started, keep-alive or not */
     uint32_t message_size_limit; /* payload; 0 = none */
     bool connection_messages;
     bool discard_revoked; /* revoked_session: a revoked device's session goes with it */

@@ -27,6 +27,8 @@ struct client {
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
+    uint64_t partial_since; /* ms: a packet has been started but not finished; 0 = none */
+    uint64_t timer_due;     /* ms: when the connection's timer fires; 0 = not armed */
     char *client_id;
 };
 

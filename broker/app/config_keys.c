@@ -145,6 +145,10 @@ const struct config__directive config__table[] = {
     {"max_handshakes", T_UINT, GF(conn.max_handshakes), .min = 1, .max = 100000, .def = 64},
     {"connect_timeout", T_UINT, GF(client.connect_timeout_ms), .min = 100, .max = 600000,
      .def = 10000},
+    /* A half-sent packet pins its buffer (up to max_packet_size) whatever the keep-alive: a
+     * minute is a 1 MiB packet at 17 KB/s. */
+    {"packet_timeout", T_UINT, GF(client.packet_timeout_ms), .min = 1000, .max = 3600000,
+     .def = 60000},
     {"revoked_session", T_ENUM, GF(client.discard_revoked), .names = revoked_sessions, .def = 1},
     {"cert_expiry_warning_days", T_UINT, GF(conn.cert_expiry_warning_days), .max = 3650, .def = 30},
     {"session_tickets", T_BOOL, GF(session_tickets), .def = 1},

@@ -82,6 +82,9 @@ static const struct reason_info table[REASON_COUNT] = {
 
     [REASON_KEEPALIVE_TIMEOUT] = {0, MQTT_RC_KEEPALIVE_TIMEOUT, false, "keep-alive timeout",
                                   "keepalive_timeout"},
+    /* The nearest MQTT 5 code: the client stopped sending what it owes. */
+    [REASON_PACKET_TIMEOUT] = {0, MQTT_RC_KEEPALIVE_TIMEOUT, false,
+                               "packet not completed within packet_timeout", "packet_timeout"},
     [REASON_TAKEN_OVER] = {0, MQTT_RC_SESSION_TAKEN_OVER, false,
                            "session taken over by another connection", "taken_over"},
     [REASON_SHUTDOWN] = {0, MQTT_RC_SERVER_SHUTTING_DOWN, false, "server shutting down",

@@ -50,6 +50,7 @@ enum reason {
 
     /* The broker ends a live connection. */
     REASON_KEEPALIVE_TIMEOUT, /* nothing received for 1.5 x keep-alive */
+    REASON_PACKET_TIMEOUT,    /* a packet started but not finished within packet_timeout */
     REASON_TAKEN_OVER,        /* another connection attached to the session */
     REASON_SHUTDOWN,          /* the server stops */
     REASON_COUNT

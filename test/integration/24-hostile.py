@@ -3,6 +3,7 @@ found (topic aliases for dropped messages, Subscription Identifiers from clients
 tried with a real client where one shows the problem."""
 import os
 import subprocess
+import time
 from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
@@ -76,6 +77,21 @@ def test_subscription_id_from_client_is_a_protocol_error():
     b.log_wait(r"subscription identifier in a PUBLISH from a client", 5)
 
 
+def test_unfinished_packet_is_timed_out():
+    # keep-alive 0 and half a PUBLISH: the half packet must not pin its buffer forever.
+    pb = h.broker(pki, ACL, extra="packet_timeout 1000\n")
+    s = h.raw5(pb, pki, "pub", "pub-half", keepalive=0)
+    body = mqtt_str("devices/pub/half") + b"\x00" + b"x" * 100
+    s.sendall((bytes([0x30]) + varint(len(body)) + body)[:40])
+    start = time.time()
+    first, rest = read_packet(s, timeout=5)
+    took = time.time() - start
+    check(first == 0xE0 and rest[:1] == b"\x8d", "DISCONNECT 0x8D, got %r %r" % (first, rest))
+    check(0.8 < took < 3, "closed after about packet_timeout: %.2f s" % took)
+    pb.log_wait(r"packet not completed within packet_timeout", 5)
+    pb.stop()
+
+
 def deep_chain(n):
     """A root with n intermediate CAs below it and a device under the last: (root, chain, key),
     made with openssl directly (certmq-pki makes one level of intermediates)."""
@@ -134,4 +150,4 @@ def test_chain_too_long_is_named():
 
 
 h.run(test_alias_not_registered_for_dropped_message, test_subscription_id_from_client_is_a_protocol_error,
-      test_chain_too_long_is_named)
+      test_chain_too_long_is_named, test_unfinished_packet_is_timed_out)
