@@ -298,6 +298,10 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     bool present;
     c->session = broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean,
                                d.persistent, d.expiry_s, c->version, &present, client__now(c));
+    if (!c->session) {
+        refuse(c, REASON_SESSION_QUOTA);
+        return;
+    }
     session_set_window(c->session, d.receive_window);
     if (k->will && !set_will(c, k))
         return;

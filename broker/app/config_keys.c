@@ -137,6 +137,15 @@ const struct config__directive config__table[] = {
     {"retain_available", T_BOOL, GF(broker.retain_available), .def = 1},
     {"max_retained_messages", T_UINT, GF(broker.max_retained_messages), .max = 100000000,
      .def = 100000},
+    /* Retained messages live until cleared: bounded in bytes overall, and per identity so one
+     * device cannot fill the store for everyone. */
+    {"max_retained_bytes", T_UINT, GF(broker.max_retained_bytes), .max = INT64_MAX,
+     .def = 256 << 20},
+    {"max_retained_bytes_per_identity", T_UINT, GF(broker.max_retained_bytes_per_identity),
+     .max = INT64_MAX, .def = 16 << 20},
+    /* Each client id is a session with queues; a device needs a handful, not thousands. */
+    {"max_sessions_per_identity", T_UINT, GF(broker.max_sessions_per_identity), .max = 10000000,
+     .def = 64},
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},

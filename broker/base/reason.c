@@ -37,6 +37,10 @@ static const struct reason_info table[REASON_COUNT] = {
                                    "keep-alive over max_keepalive", "keepalive_too_long"},
     [REASON_WILL_DENIED] = {MQTT_RC3_NOT_AUTHORIZED, MQTT_RC_NOT_AUTHORIZED, false,
                             "will topic not allowed by the ACL", "will_denied"},
+    /* 3.1.1 has no quota code: "server unavailable" is the nearest it lets a client retry. */
+    [REASON_SESSION_QUOTA] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
+                              "too many sessions for this identity (max_sessions_per_identity)",
+                              "session_quota"},
 
     [REASON_MALFORMED] = {0, MQTT_RC_MALFORMED, false, "malformed packet", "malformed"},
     [REASON_PROTOCOL_ERROR] = {0, MQTT_RC_PROTOCOL_ERROR, false, "protocol error",

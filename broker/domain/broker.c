@@ -7,6 +7,7 @@
 #include "broker.h"
 
 #include "acl.h"
+#include "ident.h"
 #include "log.h"
 #include "retain.h"
 #include "topic.h"
@@ -18,6 +19,7 @@
 
 struct entry {
     struct session *s;
+    struct ident *id; /* the session's identity's usage */
     UT_hash_handle hh;
 };
 
@@ -33,6 +35,7 @@ struct broker {
     struct broker_stats stats;
     struct topic_tree *subs;
     struct retain *retained;
+    struct ident_table *idents;
     struct acl *acl;
     struct entry *sessions;
     uint64_t gen;
@@ -46,6 +49,10 @@ struct broker {
     bool closing;
 };
 
+/* Refusals by a quota are logged once every this many, so a device hammering one cannot flood
+ * the log; the $SYS counters have the exact numbers. */
+#define QUOTA_LOG_EVERY 1000
+
 #define BSTORE(b, fn, ...)                                                                         \
     do {                                                                                           \
         if ((b)->store && (b)->store->fn && !(b)->closing)                                         \
@@ -58,6 +65,7 @@ struct broker *broker_new(const struct broker_limits *l)
     b->lim = *l;
     b->subs = topic_tree_new();
     b->retained = retain_new();
+    b->idents = ident_table_new();
     return b;
 }
 
@@ -90,6 +98,7 @@ void broker_free(struct broker *b)
     }
     topic_tree_free(b->subs);
     retain_free(b->retained);
+    ident_table_free(b->idents);
     acl_free(b->acl);
     free(b->m);
     free(b);
@@ -235,6 +244,8 @@ static void destroy_session(struct broker *b, struct session *s)
     HASH_FIND(hh, b->sessions, key, klen, e);
     if (e) {
         HASH_DEL(b->sessions, e);
+        e->id->sessions--;
+        ident_put(b->idents, e->id);
         free(e);
     }
     untrack_subs(b, s);
@@ -269,6 +280,8 @@ static struct session *add_session(struct broker *b, const char *identity, const
     struct session *s = session_new(identity, client_id, &b->lim.session);
     struct entry *e = xmalloc(sizeof(*e));
     e->s = s;
+    e->id = ident_get(b->idents, identity);
+    e->id->sessions++;
     size_t klen;
     const char *k = session_key(s, &klen);
     HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
@@ -294,6 +307,17 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
+    if (!s && b->lim.max_sessions_per_identity) {
+        const struct ident *id = ident_find(b->idents, identity);
+        if (id && id->sessions >= b->lim.max_sessions_per_identity) {
+            if (b->stats.sessions_refused++ % QUOTA_LOG_EVERY == 0)
+                log_warn("identity %s already has %u sessions (max_sessions_per_identity): new "
+                         "client id %s refused (%llu so far)",
+                         identity, id->sessions, client_id,
+                         (unsigned long long)b->stats.sessions_refused);
+            return NULL;
+        }
+    }
     if (s) {
         void *old = session_client(s);
         if (old) {
@@ -396,7 +420,7 @@ void broker_restore_sub(struct broker *b, struct session *s, const char *filter,
 
 void broker_restore_retained(struct broker *b, struct msg *m)
 {
-    retain_set(b->retained, m);
+    retain_set(b->retained, m, NULL); /* the store does not keep who set it */
 }
 
 void broker_set_next_msg_id(struct broker *b, uint64_t next)
@@ -500,6 +524,57 @@ static void deliver(struct broker *b, struct session *s, const struct session_de
         b->ops.wakeup(client);
 }
 
+/* Which retained limit storing m would break, or NULL. Clearing and replacing within the
+ * limits always work; the broker's own messages ($SYS) count only toward the totals. */
+static const char *retained_over(const struct broker *b, const struct ident *id,
+                                 const struct msg *m, void *prev_owner, uint64_t prev, bool had)
+{
+    const struct broker_limits *l = &b->lim;
+    uint64_t cost = retain_cost(m);
+    if (!m->payload_len)
+        return NULL;
+    if (l->max_retained_messages && !had && retain_count(b->retained) >= l->max_retained_messages)
+        return "max_retained_messages";
+    if (l->max_retained_bytes && retain_bytes(b->retained) - prev + cost > l->max_retained_bytes)
+        return "max_retained_bytes";
+    if (id && l->max_retained_bytes_per_identity &&
+        id->retained_bytes - (prev_owner == id ? prev : 0) + cost >
+            l->max_retained_bytes_per_identity)
+        return "max_retained_bytes_per_identity";
+    return NULL;
+}
+
+/* Keep m as the topic's retained message if the limits allow: beyond them it is delivered but
+ * not retained (counted, logged now and then), so the store stays bounded per device and in
+ * total. Usage is charged to the identity that set each message. */
+static void store_retained(struct broker *b, struct session *from, struct msg *m)
+{
+    void *prev_owner = NULL;
+    uint64_t prev = 0;
+    bool had = retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
+    struct ident *id = from ? ident_get(b->idents, session_identity(from)) : NULL;
+    const char *limit = retained_over(b, id, m, prev_owner, prev, had);
+    if (limit) {
+        if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
+            log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
+                     from ? session_identity(from) : "the broker",
+                     (unsigned long long)b->stats.retained_refused);
+        ident_put(b->idents, id);
+        return;
+    }
+    if (prev_owner) {
+        struct ident *old = prev_owner;
+        old->retained_bytes -= prev;
+        if (old != id)
+            ident_put(b->idents, old);
+    }
+    if (id && m->payload_len)
+        id->retained_bytes += retain_cost(m);
+    retain_set(b->retained, m, m->payload_len ? id : NULL);
+    ident_put(b->idents, id);
+    BSTORE(b, retained, m);
+}
+
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now)
 {
@@ -509,20 +584,8 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
     }
     if (from && b->policy.observe)
         b->policy.observe(b->policy.ctx, from, m);
-    if (m->retain && b->lim.retain_available) {
-        /* A new topic beyond the limit is delivered but not retained: the store is bounded. */
-        if (m->payload_len && b->lim.max_retained_messages &&
-            retain_count(b->retained) >= b->lim.max_retained_messages &&
-            !retain_has(b->retained, m->topic, m->topic_len)) {
-            if (b->stats.retained_refused++ % 1000 == 0)
-                log_warn("max_retained_messages (%u) reached: %s not retained (%llu so far)",
-                         b->lim.max_retained_messages, m->topic,
-                         (unsigned long long)b->stats.retained_refused);
-        } else {
-            retain_set(b->retained, m);
-            BSTORE(b, retained, m);
-        }
-    }
+    if (m->retain && b->lim.retain_available)
+        store_retained(b, from, m);
     b->gen++;
     b->m_count = 0;
     b->cur = m;

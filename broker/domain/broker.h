@@ -19,11 +19,14 @@ struct acl;
 
 struct broker_limits {
     struct session_limits session;
-    uint32_t max_topic_length;             /* bytes */
-    uint32_t max_topic_levels;             /* 0 = unlimited */
-    uint32_t max_subscriptions_per_client; /* 0 = unlimited */
-    uint32_t persistent_client_expiration; /* s; 0 = never (3.1.1 sessions) */
-    uint32_t max_retained_messages;        /* 0 = unlimited */
+    uint32_t max_topic_length;                /* bytes */
+    uint32_t max_topic_levels;                /* 0 = unlimited */
+    uint32_t max_subscriptions_per_client;    /* 0 = unlimited */
+    uint32_t persistent_client_expiration;    /* s; 0 = never (3.1.1 sessions) */
+    uint32_t max_retained_messages;           /* 0 = unlimited */
+    uint64_t max_retained_bytes;              /* topic + payload of all retained; 0 = unlimited */
+    uint64_t max_retained_bytes_per_identity; /* ...of those one identity set; 0 = unlimited */
+    uint32_t max_sessions_per_identity;       /* online or offline; 0 = unlimited */
     bool retain_available;
     bool upgrade_outgoing_qos;
 };
@@ -58,7 +61,8 @@ struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
     uint64_t bytes_received, bytes_sent;
     uint64_t publish_denied, subscribe_denied;
-    uint64_t retained_refused; /* retained messages not stored: max_retained_messages reached */
+    uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
+    uint64_t sessions_refused; /* CONNECTs refused: max_sessions_per_identity reached */
     uint64_t sessions;
     uint64_t clients_online;
 };
@@ -100,7 +104,8 @@ bool broker_may_publish(const struct broker *b, const struct session *s, const c
  * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.
  * clean = clean session / clean start. persistent =
  * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
- * session; *present tells whether state was resumed. */
+ * session; *present tells whether state was resumed. NULL when a new session would exceed
+ * max_sessions_per_identity (nothing changed; counted and logged). */
 struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
                               void *client, const char *peer, bool clean, bool persistent,
                               uint32_t expiry_s, uint8_t version, bool *present, int64_t now);

@@ -16,6 +16,7 @@ struct rnode {
     struct rnode *parent;   /* NULL for the root */
     struct rnode *children; /* uthash keyed by level */
     struct msg *msg;        /* one reference, or NULL */
+    void *owner;            /* who set msg (the caller's tag), for quotas */
     UT_hash_handle hh;
     size_t level_len;
     char level[];
@@ -24,7 +25,13 @@ struct rnode {
 struct retain {
     struct rnode *root;
     size_t count;
+    uint64_t bytes; /* retain_cost of every stored message */
 };
+
+uint64_t retain_cost(const struct msg *m)
+{
+    return (uint64_t)m->topic_len + m->payload_len;
+}
 
 typedef void (*retain_cb)(void *ctx, struct msg *m);
 
@@ -91,14 +98,27 @@ bool retain_has(const struct retain *r, const char *topic, size_t len)
     return n && n->msg;
 }
 
-void retain_set(struct retain *r, struct msg *m)
+bool retain_peek(const struct retain *r, const char *topic, size_t len, void **owner,
+                 uint64_t *cost)
+{
+    const struct rnode *n = retain__find(r, topic, len, false);
+    if (!n || !n->msg)
+        return false;
+    *owner = n->owner;
+    *cost = retain_cost(n->msg);
+    return true;
+}
+
+void retain_set(struct retain *r, struct msg *m, void *owner)
 {
     if (m->payload_len == 0) {
         struct rnode *n = retain__find(r, m->topic, m->topic_len, false);
         if (!n || !n->msg)
             return;
+        r->bytes -= retain_cost(n->msg);
         msg_unref(n->msg);
         n->msg = NULL;
+        n->owner = NULL;
         r->count--;
         while (n->parent && !n->msg && !n->children) {
             struct rnode *p = n->parent;
@@ -110,11 +130,20 @@ void retain_set(struct retain *r, struct msg *m)
     }
     struct rnode *n = retain__find(r, m->topic, m->topic_len, true);
     msg_ref(m); /* before the unref: m may be the message already stored */
-    if (n->msg)
+    if (n->msg) {
+        r->bytes -= retain_cost(n->msg);
         msg_unref(n->msg);
-    else
+    } else {
         r->count++;
+    }
     n->msg = m;
+    n->owner = owner;
+    r->bytes += retain_cost(m);
+}
+
+uint64_t retain_bytes(const struct retain *r)
+{
+    return r->bytes;
 }
 
 static bool retain__dollar(const struct rnode *n)

@@ -136,7 +136,7 @@ static void fuzz__filter_name(const char *f, size_t fl, const char *t, size_t tl
     p.payload_len = 1;
     struct msg *msg = msg_new(t, tl, &p, 0, 1);
     struct retain *r = retain_new();
-    retain_set(r, msg);
+    retain_set(r, msg, NULL);
     int n = 0;
     retain_match(r, f, fl, fuzz__count_msg, &n);
     fuzz__require(n == (m ? 1 : 0));

@@ -25,6 +25,7 @@ static void on_kick(void *client, enum reason why)
 }
 
 static uint32_t max_retained; /* for the next mkbroker */
+static struct broker_limits quotas; /* retained bytes and sessions, for the next mkbroker */
 
 static struct broker *mkbroker(const char *acl_text)
 {
@@ -32,6 +33,9 @@ static struct broker *mkbroker(const char *acl_text)
         .session = {.max_inflight = 10, .max_queued = 100},
         .max_topic_length = 65535,
         .max_retained_messages = max_retained,
+        .max_retained_bytes = quotas.max_retained_bytes,
+        .max_retained_bytes_per_identity = quotas.max_retained_bytes_per_identity,
+        .max_sessions_per_identity = quotas.max_sessions_per_identity,
         .retain_available = true,
     };
     struct broker_client_ops ops = {.wakeup = on_wakeup, .kick = on_kick};
@@ -164,6 +168,74 @@ static void test_retained_and_will(void)
     msg_unref(w);
     broker_detach(b, a, false, 0);
     CHECK(next_topic(ops, NULL, NULL) == NULL);
+    broker_free(b);
+}
+
+static void publish_retained(struct broker *b, struct session *from, const char *topic,
+                             const char *payload)
+{
+    struct msg *m = mk(b, topic, payload, 0, true);
+    broker_publish(b, from, m, 0);
+    msg_unref(m);
+}
+
+/* Retained bytes are charged to the identity that set each message; over a limit a message is
+ * delivered but not retained; replacing and clearing give bytes back, to whoever set them. */
+static void test_retained_bytes(void)
+{
+    quotas = (struct broker_limits){.max_retained_bytes = 100,
+                                    .max_retained_bytes_per_identity = 60};
+    struct broker *b = mkbroker("pattern readwrite devices/#\n");
+    quotas = (struct broker_limits){0};
+    int c1, c2;
+    bool present;
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *x =
+        broker_attach(b, "dev-x", "x", &c2, "127.0.0.1:2", true, false, 0, 4, &present, 0);
+    /* "devices/1" + 31 bytes = 40 each */
+    const char *p31 = "0123456789012345678901234567890";
+    publish_retained(b, a, "devices/1", p31);
+    publish_retained(b, a, "devices/2", p31); /* dev-a would hold 80 > 60 */
+    CHECK_EQ_INT(broker_retained_count(b), 1);
+    CHECK_EQ_INT(broker_stats(b)->retained_refused, 1);
+    publish_retained(b, a, "devices/1", "short"); /* replacing its own: 14 bytes now */
+    publish_retained(b, a, "devices/2", p31);     /* 14 + 40 = 54 <= 60 */
+    CHECK_EQ_INT(broker_retained_count(b), 2);
+    publish_retained(b, x, "devices/3", p31); /* total 94 <= 100 */
+    publish_retained(b, x, "devices/4", "v"); /* total 104 > 100 */
+    CHECK_EQ_INT(broker_retained_count(b), 3);
+    CHECK_EQ_INT(broker_stats(b)->retained_refused, 2);
+    /* dev-x clears dev-a's topic: dev-a gets its 40 bytes back, and can store again. */
+    publish_retained(b, x, "devices/2", "");
+    publish_retained(b, a, "devices/5", p31);
+    CHECK_EQ_INT(broker_retained_count(b), 3);
+    CHECK_EQ_INT(broker_stats(b)->retained_refused, 2);
+    /* dev-a goes away: its retained messages stay, charged to it. */
+    broker_detach(b, a, false, 0);
+    publish_retained(b, x, "devices/1", ""); /* clearing works for anyone */
+    CHECK_EQ_INT(broker_retained_count(b), 2);
+    broker_free(b);
+}
+
+/* max_sessions_per_identity: a new client id beyond it is refused; the existing ones may come
+ * back (and take over) as often as they like. */
+static void test_sessions_per_identity(void)
+{
+    quotas = (struct broker_limits){.max_sessions_per_identity = 2};
+    struct broker *b = mkbroker(ACL);
+    quotas = (struct broker_limits){0};
+    int c[4];
+    bool present;
+    CHECK(broker_attach(b, "dev-a", "a1", &c[0], "p", false, true, 60, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-a", "a2", &c[1], "p", false, true, 60, 4, &present, 0));
+    CHECK(!broker_attach(b, "dev-a", "a3", &c[2], "p", false, true, 60, 4, &present, 0));
+    CHECK_EQ_INT(broker_stats(b)->sessions_refused, 1);
+    CHECK(broker_attach(b, "dev-b", "b1", &c[2], "p", false, true, 60, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-a", "a1", &c[3], "p", true, false, 0, 4, &present, 0));
+    struct session *a1 = broker_find(b, "dev-a", "a1");
+    broker_detach(b, a1, false, 0); /* not persistent any more: gone */
+    CHECK(broker_attach(b, "dev-a", "a3", &c[0], "p", false, false, 0, 4, &present, 0));
     broker_free(b);
 }
 
@@ -335,6 +407,8 @@ int main(void)
     test_isolation();
     test_retained_and_will();
     test_untrust();
+    test_retained_bytes();
+    test_sessions_per_identity();
     test_retained_limit();
     test_takeover_and_expiry();
     test_acl_reload_applies();

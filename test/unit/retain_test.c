@@ -57,7 +57,7 @@ static void test_match(void)
     struct msg *ms[N];
     for (int i = 0; i < N; i++) {
         ms[i] = mk(S(topics[i]), "v");
-        retain_set(r, ms[i]);
+        retain_set(r, ms[i], NULL);
     }
     CHECK_EQ_INT(retain_count(r), N);
     static const struct {
@@ -103,14 +103,14 @@ static void test_set_clear(void)
 {
     struct retain *r = retain_new();
     struct msg *a = mk(S("a/b/c"), "1"), *b = mk(S("a/b/c"), "2"), *c = mk(S("a/x"), "3");
-    retain_set(r, a);
+    retain_set(r, a, NULL);
     CHECK_EQ_INT(a->refs, 2);
-    retain_set(r, a); /* the same message again: still one reference held */
+    retain_set(r, a, NULL); /* the same message again: still one reference held */
     CHECK_EQ_INT(a->refs, 2);
-    retain_set(r, b);
+    retain_set(r, b, NULL);
     CHECK_EQ_INT(a->refs, 1);
     CHECK_EQ_INT(b->refs, 2);
-    retain_set(r, c);
+    retain_set(r, c, NULL);
     CHECK_EQ_INT(retain_count(r), 2);
     CHECK_EQ_INT(retain_nodes(r), 4); /* a, b, c, x */
     struct seen s = match(r, "a/b/c");
@@ -118,14 +118,14 @@ static void test_set_clear(void)
 
     /* Clearing prunes exactly the branch that held nothing else. */
     struct msg *clear = mk(S("a/b/c"), "");
-    retain_set(r, clear);
+    retain_set(r, clear, NULL);
     CHECK_EQ_INT(clear->refs, 1);
     CHECK_EQ_INT(b->refs, 1);
     CHECK_EQ_INT(retain_count(r), 1);
     CHECK_EQ_INT(retain_nodes(r), 2);
-    retain_set(r, clear); /* clearing what is not there is a no-op */
+    retain_set(r, clear, NULL); /* clearing what is not there is a no-op */
     struct msg *clear2 = mk(S("q/r"), "");
-    retain_set(r, clear2);
+    retain_set(r, clear2, NULL);
     CHECK_EQ_INT(retain_count(r), 1);
     CHECK_EQ_INT(retain_nodes(r), 2);
     s = match(r, "#");
@@ -133,20 +133,20 @@ static void test_set_clear(void)
 
     /* An inner node with a message keeps its place when its children go. */
     struct msg *mid = mk(S("a"), "m"), *deep = mk(S("a/y/z"), "d");
-    retain_set(r, mid);
-    retain_set(r, deep);
+    retain_set(r, mid, NULL);
+    retain_set(r, deep, NULL);
     CHECK_EQ_INT(retain_nodes(r), 4);
     struct msg *cd = mk(S("a/y/z"), "");
-    retain_set(r, cd);
+    retain_set(r, cd, NULL);
     CHECK_EQ_INT(retain_nodes(r), 2);
     CHECK_EQ_INT(deep->refs, 1);
     struct msg *cx = mk(S("a/x"), "");
-    retain_set(r, cx);
+    retain_set(r, cx, NULL);
     CHECK_EQ_INT(retain_nodes(r), 1);
     s = match(r, "a/#");
     CHECK(s.n == 1 && s.m[0] == mid);
     struct msg *cm = mk(S("a"), "");
-    retain_set(r, cm);
+    retain_set(r, cm, NULL);
     CHECK_EQ_INT(retain_nodes(r), 0);
     CHECK_EQ_INT(retain_count(r), 0);
     CHECK_EQ_INT(c->refs, 1);
@@ -170,8 +170,8 @@ static void test_deep(void)
         pluses[i] = i % 2 ? '/' : '+';
     struct retain *r = retain_new();
     struct msg *m = mk(slashes, LEN, "x"), *half = mk(slashes, 32767, "y");
-    retain_set(r, m);
-    retain_set(r, half);
+    retain_set(r, m, NULL);
+    retain_set(r, half, NULL);
     CHECK_EQ_INT(retain_nodes(r), 65536);
     struct seen s;
     memset(&s, 0, sizeof(s));
@@ -212,7 +212,7 @@ static void test_vs_bruteforce(void)
         if (!topic_name_valid(S(t)) || s.n) /* keep one message per topic */
             continue;
         ms[n] = mk(S(t), "p");
-        retain_set(r, ms[n++]);
+        retain_set(r, ms[n++], NULL);
     }
     CHECK_EQ_INT(retain_count(r), 150);
     int bad = 0, total = 0;
