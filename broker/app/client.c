@@ -43,6 +43,30 @@ void client_env_set_opts(struct client_env *e, const struct client_opts *o)
     e->o = *o;
 }
 
+void client_env_set_over_memory(struct client_env *e, bool over)
+{
+    e->over_memory = over;
+}
+
+/* A client refused for memory is told each time, but logged at most once per interval: a
+ * busy device would otherwise write a log line per message. */
+#define REFUSAL_LOG_INTERVAL_MS 10000
+
+static bool memory_refused(struct client *c, const char *what)
+{
+    struct client_env *e = c->env;
+    if (!e->over_memory)
+        return false;
+    broker_stats(e->broker)->memory_refused++;
+    uint64_t now = uv_now(e->loop);
+    if (!c->refusal_logged || now - c->refusal_logged >= REFUSAL_LOG_INTERVAL_MS) {
+        c->refusal_logged = now;
+        log_warn("client %s from %s (%s): %s refused: %s", client__id(c), conn_addr(c->conn),
+                 conn_peer(c->conn)->identity, what, reason_info(REASON_MEMORY)->text);
+    }
+    return true;
+}
+
 size_t client_count(const struct client_env *e)
 {
     return e->count;
@@ -292,6 +316,10 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
             protocol_error(c, r);
         return;
     }
+    if (memory_refused(c, "CONNECT")) {
+        refuse(c, REASON_MEMORY);
+        return;
+    }
     c->keepalive = d.keepalive;
     c->peer_max_packet = d.peer_max_packet;
     c->out_alias_max = d.out_alias_max;
@@ -370,7 +398,14 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         protocol_error(c, REASON_RETAIN_UNSUPPORTED);
         return;
     }
-    if (e->o.message_size_limit && pub->payload_len > e->o.message_size_limit) {
+    if (memory_refused(c, "PUBLISH")) {
+        if (c->version != MQTT_V5) { /* 3.1.1 has no way to refuse one message */
+            client_end(c, REASON_MEMORY, true, reason_info(REASON_MEMORY)->text);
+            return;
+        }
+        rc = MQTT_RC_QUOTA_EXCEEDED;
+        st->msgs_dropped++;
+    } else if (e->o.message_size_limit && pub->payload_len > e->o.message_size_limit) {
         rc = MQTT_RC_QUOTA_EXCEEDED;
         st->msgs_dropped++;
         log_info("client %s: message on %.*s dropped: payload %u bytes over message_size_limit",

@@ -18,7 +18,7 @@
 struct client_opts {
     struct connect_limits connect; /* what a CONNECT is judged by (connect_decide) */
     uint32_t connect_timeout_ms;
-    uint32_t packet_timeout_ms; /* to finish a packet once started, keep-alive or not */
+    uint32_t packet_timeout_ms;  /* to finish a packet once started, keep-alive or not */
     uint32_t message_size_limit; /* payload; 0 = none */
     bool connection_messages;
     bool discard_revoked; /* revoked_session: a revoked device's session goes with it */
@@ -38,6 +38,10 @@ extern const struct conn_cbs client_conn_cbs;
  * DISCONNECT with reason_info(why)'s code) without publishing its will; discard its session when
  * the revoked_session option says so. detail is the text logged and sent (NULL = the reason's). */
 void client_untrust(struct client *c, enum reason why, const char *detail);
+
+/* max_memory: while over, new CONNECTs, PUBLISHes and SUBSCRIBEs are refused (MQTT 5 0x97;
+ * a 3.1.1 client that publishes is disconnected); deliveries go on, they free memory. */
+void client_env_set_over_memory(struct client_env *e, bool over);
 
 /* Close every client (server shutdown): MQTT 5 clients get a DISCONNECT for REASON_SHUTDOWN. */
 void client_close_all(struct client_env *e);

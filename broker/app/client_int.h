@@ -27,8 +27,9 @@ struct client {
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
-    uint64_t partial_since; /* ms: a packet has been started but not finished; 0 = none */
-    uint64_t timer_due;     /* ms: when the connection's timer fires; 0 = not armed */
+    uint64_t partial_since;  /* ms: a packet has been started but not finished; 0 = none */
+    uint64_t timer_due;      /* ms: when the connection's timer fires; 0 = not armed */
+    uint64_t refusal_logged; /* ms: last log line about a refusal to this client */
     char *client_id;
 };
 
@@ -45,6 +46,7 @@ struct client_env {
     struct client *head;
     size_t count;
     uint64_t next_auto_id;
+    bool over_memory; /* max_memory reached: new work is refused */
     uint8_t scratch[SCRATCH_SIZE];
     size_t scratch_len;
 };

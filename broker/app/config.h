@@ -52,7 +52,7 @@ struct config {
     struct client_opts client;   /* connect_timeout, max_packet_size, max_keepalive, ... */
     struct conn_env_opts conn;   /* tls_handshake_timeout, max_handshakes, ... */
 
-    int32_t max_connections;                     /* default -1 = unlimited */
+    int32_t max_connections; /* default -1 = unlimited */
 
     bool session_tickets;             /* default true */
     uint32_t session_ticket_lifetime; /* seconds, default 86400 */
@@ -62,6 +62,7 @@ struct config {
     char *log_file;
     bool log_timestamp;
     uint32_t sys_interval; /* seconds, default 10, 0 = no $SYS */
+    uint64_t max_memory;   /* bytes of resident memory; 0 = 3/4 of what the process may use */
 
     char *pid_file;
     char *user; /* mosquitto's `user`: stored; certmq itself does not change user */

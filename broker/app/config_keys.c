@@ -168,6 +168,9 @@ const struct config__directive config__table[] = {
     {"log_timestamp", T_BOOL, GF(log_timestamp), .def = 1},
     {"connection_messages", T_BOOL, GF(client.connection_messages), .def = 1},
     {"sys_interval", T_UINT, GF(sys_interval), .max = DAY_S, .def = 10},
+    /* Beyond it new work is refused instead of the broker growing until the kernel kills it
+     * (and every session with it); 0 = three quarters of the machine's or cgroup's memory. */
+    {"max_memory", T_UINT, GF(max_memory), .max = INT64_MAX},
     {"pid_file", T_PATH, GF(pid_file)},
     {"user", T_STR, GF(user)},
     {"persistence", T_BOOL, GF(persistence)},

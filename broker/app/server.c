@@ -126,15 +126,32 @@ static void reload_tls(struct server *s)
 
 static void publish_sys(struct server *s)
 {
-    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S};
+    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S,
+                          .resident_bytes = s->mem.rss};
     for (size_t i = 0; i < s->nls; i++)
         x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
     sys_publish(s->b, conn_env_stats(s->cenv), &x, (int64_t)uv_now(s->loop));
 }
 
+/* max_memory: checked once a tick; the state change is what gets logged. */
+static void check_memory(struct server *s)
+{
+    if (!memwatch_check(&s->mem))
+        return;
+    client_env_set_over_memory(s->clenv, s->mem.over);
+    if (s->mem.over)
+        log_warn("max_memory: resident memory %llu MiB of %llu MiB: refusing new connections, "
+                 "publishes and subscriptions until it is back under 90%%",
+                 (unsigned long long)(s->mem.rss >> 20), (unsigned long long)(s->mem.limit >> 20));
+    else
+        log_notice("max_memory: resident memory %llu MiB, back under the budget",
+                   (unsigned long long)(s->mem.rss >> 20));
+}
+
 static void on_tick(void *ctx, uint64_t now)
 {
     struct server *s = ctx;
+    check_memory(s);
     broker_tick(s->b, (int64_t)now);
     plugin_tick(s->plugins);
     if (s->persist)
@@ -209,6 +226,8 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     }
     start_watches(s);
     loop_on_signals(s->lp, on_reload, on_stop, s);
+    memwatch_init(&s->mem, c->max_memory);
+    log_info("max_memory %llu MiB", (unsigned long long)(s->mem.limit >> 20));
     loop_every(s->lp, TICK_MS, on_tick, s);
     pidfile_write(c->pid_file);
     log_notice("certmq %s running", CERTMQ_VERSION);

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "memwatch.h"
 #include "persist.h"
 #include "plugin.h"
 #include "tls.h"
@@ -45,6 +46,7 @@ struct server {
     uv_timer_t ws_stop;
     uint64_t start_ms;
     uint64_t next_sys_ms;
+    struct memwatch mem; /* max_memory */
     bool stopping;
 };
 

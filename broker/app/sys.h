@@ -12,6 +12,7 @@
 struct sys_extra {
     uint64_t uptime_s;
     uint64_t chain_cache_hits; /* summed over every listener's current TLS context */
+    uint64_t resident_bytes;   /* at the last max_memory check */
 };
 
 /* Publish every $SYS topic once, through the broker as its own (from = NULL) retained

@@ -41,6 +41,8 @@ static const struct reason_info table[REASON_COUNT] = {
     [REASON_SESSION_QUOTA] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
                               "too many sessions for this identity (max_sessions_per_identity)",
                               "session_quota"},
+    [REASON_MEMORY] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
+                       "server memory budget (max_memory) reached", "memory"},
 
     [REASON_MALFORMED] = {0, MQTT_RC_MALFORMED, false, "malformed packet", "malformed"},
     [REASON_PROTOCOL_ERROR] = {0, MQTT_RC_PROTOCOL_ERROR, false, "protocol error",

@@ -63,6 +63,7 @@ struct broker_stats {
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_sessions_per_identity reached */
+    uint64_t memory_refused;   /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
     uint64_t sessions;
     uint64_t clients_online;
 };

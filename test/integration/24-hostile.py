@@ -10,7 +10,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from certmq_test import Harness, check, mqtt_str, packet, read_packet, varint, wait_for
+from certmq_test import (Harness, check, connect_packet, mqtt_str, packet, publish_packet, read_packet, varint,
+                         wait_for)
 
 h = Harness()
 pki = h.pki()
@@ -92,6 +93,36 @@ def test_unfinished_packet_is_timed_out():
     pb.stop()
 
 
+def test_max_memory_refuses_new_work():
+    # A budget the broker is already over (a few MB resident): after its first check (1 s) new
+    # CONNECTs get 0x97 (MQTT 5) / 0x03 (3.1.1), an MQTT 5 QoS 1 PUBLISH gets PUBACK 0x97, a 3.1.1
+    # publisher is disconnected; the broker itself keeps running.
+    mb = h.broker(pki, ACL, extra="max_memory 1048576\nsys_interval 0\n")
+    early5 = h.raw5(mb, pki, "pub", "early5")
+    early3 = h.raw_tls(mb, pki, "pub")
+    early3.sendall(connect_packet("early3"))
+    first, rest = read_packet(early3)
+    check(first == 0x20 and rest[1] == 0, "3.1.1 CONNACK before the first check")
+    mb.log_wait(r"max_memory: resident memory \d+ MiB of 1 MiB: refusing", 5)
+    s = h.raw_tls(mb, pki, "pub")
+    s.sendall(connect_packet("late3"))
+    first, rest = read_packet(s)
+    check(first == 0x20 and rest[1] == 0x03, "3.1.1 CONNECT refused 0x03: %r %r" % (first, rest))
+    s = h.raw_tls(mb, pki, "pub")
+    body = mqtt_str("MQTT") + b"\x05\x02\x00\x3c\x00" + mqtt_str("late5")
+    s.sendall(packet(0x10, body))
+    first, rest = read_packet(s)
+    check(first == 0x20 and rest[1] == 0x97, "MQTT 5 CONNECT refused 0x97: %r %r" % (first, rest))
+    early5.sendall(packet(0x32, mqtt_str("devices/pub/m") + b"\x00\x07" + b"\x00" + b"payload"))
+    first, rest = read_packet(early5)
+    check(first == 0x40 and rest[:3] == b"\x00\x07\x97", "PUBACK 0x97: %r %r" % (first, rest))
+    early3.sendall(publish_packet("devices/pub/m", b"payload", qos=1, pid=3))
+    first, rest = read_packet(early3)
+    check(first is None, "3.1.1 publisher disconnected: %r" % first)
+    mb.log_wait(r"PUBLISH refused: server memory budget \(max_memory\) reached", 5)
+    mb.stop()
+
+
 def deep_chain(n):
     """A root with n intermediate CAs below it and a device under the last: (root, chain, key),
     made with openssl directly (certmq-pki makes one level of intermediates)."""
@@ -150,4 +181,4 @@ def test_chain_too_long_is_named():
 
 
 h.run(test_alias_not_registered_for_dropped_message, test_subscription_id_from_client_is_a_protocol_error,
-      test_chain_too_long_is_named, test_unfinished_packet_is_timed_out)
+      test_chain_too_long_is_named, test_unfinished_packet_is_timed_out, test_max_memory_refuses_new_work)
