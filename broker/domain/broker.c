@@ -44,6 +44,7 @@ struct broker {
     struct match *m;
     size_t m_count, m_cap;
     const struct msg *cur;
+    int64_t now; /* of the publish (or tick) being handled */
     const struct session *cur_from;
     const struct broker_store *store;
     bool closing;
@@ -431,6 +432,7 @@ void broker_set_next_msg_id(struct broker *b, uint64_t next)
 
 void broker_tick(struct broker *b, int64_t now)
 {
+    b->now = now;
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {
@@ -513,11 +515,29 @@ static void on_group(void *ctx, struct topic_group *g)
         on_match(b, sub);
 }
 
+/* A subscriber whose queue is full loses messages: say so, once per session per interval (a
+ * slow consumer would otherwise log a line per message). */
+#define DROP_LOG_INTERVAL_MS 10000
+
+static void log_dropped(struct broker *b, struct session *s)
+{
+    int64_t *last = session_drop_logged(s);
+    if (*last && b->now - *last < DROP_LOG_INTERVAL_MS)
+        return;
+    *last = b->now ? b->now : 1;
+    const struct session_limits *l = &b->lim.session;
+    log_warn("client %s (%s): queue full (max_queued_messages %u, max_queued_bytes %llu): "
+             "%llu message(s) dropped so far",
+             session_client_id(s), session_identity(s), l->max_queued,
+             (unsigned long long)l->max_queued_bytes, (unsigned long long)session_dropped(s));
+}
+
 static void deliver(struct broker *b, struct session *s, const struct session_delivery *d)
 {
     void *client = session_client(s);
     if (session_enqueue(s, d, client != NULL) != 0) {
         b->stats.msgs_dropped++;
+        log_dropped(b, s);
         return;
     }
     if (client)
@@ -578,6 +598,7 @@ static void store_retained(struct broker *b, struct session *from, struct msg *m
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now)
 {
+    b->now = now;
     if (from && !allowed(b, from, m, ACL_WRITE)) {
         b->stats.publish_denied++;
         return BROKER_PUB_DENIED;

@@ -68,6 +68,7 @@ struct session {
     uint64_t sub_batch;        /* session_sub_batch(): the SUBSCRIBE packet being handled */
 
     uint64_t match_gen;
+    int64_t drop_logged;
     struct msg *out0; /* the QoS 0 message last returned by session_next_out */
     qitem_t out0_d;
 };
@@ -633,4 +634,9 @@ const struct session_sub *session_sub_at(const struct session *s, size_t i)
 uint64_t *session_match_gen(struct session *s)
 {
     return &s->match_gen;
+}
+
+int64_t *session_drop_logged(struct session *s)
+{
+    return &s->drop_logged;
 }

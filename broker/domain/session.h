@@ -152,14 +152,15 @@ void session_sub_batch(struct session *s);
 enum session_sub_added session_sub_add(struct session *s, const char *filter, size_t len,
                                        uint8_t options, uint32_t sub_id);
 bool session_sub_del(struct session *s, const char *filter, size_t len);
-const struct session_sub *session_sub_find(const struct session *s, const char *filter,
-                                           size_t len);
+const struct session_sub *session_sub_find(const struct session *s, const char *filter, size_t len);
 size_t session_sub_count(const struct session *s);
 const struct session_sub *session_sub_at(const struct session *s, size_t i);
 
 /* Per-publish de-duplication of overlapping subscriptions: the broker stamps each session it
  * delivers to with the publish's generation. */
 uint64_t *session_match_gen(struct session *s);
+/* When the broker last logged this session's dropped messages (ms; the broker's to use). */
+int64_t *session_drop_logged(struct session *s);
 
 /* Drop everything queued and in flight (clean start on a resumed key). */
 void session_clear_messages(struct session *s);

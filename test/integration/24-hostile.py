@@ -123,6 +123,23 @@ def test_max_memory_refuses_new_work():
     mb.stop()
 
 
+def test_dropped_messages_are_logged():
+    # A subscriber whose queue is full loses messages: counted and now also logged, once per
+    # session per interval, not once per message.
+    qb = h.broker(pki, ACL, extra="max_queued_messages 3\nmax_inflight_messages 1\n")
+    c = h.paho(qb, pki, "sub", client_id="slow", clean=False)
+    c.subscribe("devices/pub/q", 1)
+    c.disconnect()
+    start = qb.log_count()
+    for i in range(10):
+        r = h.mosquitto("mosquitto_pub", qb, pki, "pub", "-q", "1", "-t", "devices/pub/q", "-m", "m%d" % i)
+        check(r.returncode == 0, "publish")
+    qb.log_wait(r"client slow \(sub\): queue full \(max_queued_messages 3.*dropped so far", 5, start)
+    lines = [l for l in qb.log()[start:] if "queue full" in l]
+    check(len(lines) == 1, "logged once, not per message: %d lines" % len(lines))
+    qb.stop()
+
+
 def deep_chain(n):
     """A root with n intermediate CAs below it and a device under the last: (root, chain, key),
     made with openssl directly (certmq-pki makes one level of intermediates)."""
@@ -181,4 +198,5 @@ def test_chain_too_long_is_named():
 
 
 h.run(test_alias_not_registered_for_dropped_message, test_subscription_id_from_client_is_a_protocol_error,
-      test_chain_too_long_is_named, test_unfinished_packet_is_timed_out, test_max_memory_refuses_new_work)
+      test_chain_too_long_is_named, test_unfinished_packet_is_timed_out, test_max_memory_refuses_new_work,
+      test_dropped_messages_are_logged)
