@@ -9,9 +9,31 @@
 
 #include "log.h"
 #include "ws.h"
+#include "ws_scan.h"
+#include "xmalloc.h"
 
-/* RFC 6455 7.4.1: normal closure. */
+#include <stdlib.h>
+
+/* RFC 6455 7.4.1: normal closure; protocol error. */
 #define WS_CLOSE_NORMAL 1000
+#define WS_CLOSE_PROTOCOL_ERROR 1002
+
+/* c->tp: the lws bridge, and our own look at what the client sends (ws_scan). */
+struct wsc {
+    struct ws_conn *ws;
+    struct ws_scan scan;
+};
+
+static struct ws_conn *bridge_of(const struct conn *c)
+{
+    return c->tp ? ((const struct wsc *)c->tp)->ws : NULL;
+}
+
+static void wsc_free(struct conn *c)
+{
+    free(c->tp);
+    c->tp = NULL;
+}
 
 static const struct ws_io bridge;
 
@@ -29,16 +51,38 @@ static void ws_open(struct conn *c)
 {
     /* MQTT starts after the HTTP upgrade; a fresh handshake deadline covers it. */
     conn__deadline(c, c->env->o.handshake_timeout_ms, upgrade_expired);
-    c->tp = ws_conn_new(c->tp_ctx, &bridge, c);
-    if (!c->tp)
+    struct wsc *w = xcalloc(1, sizeof(*w));
+    ws_scan_init(&w->scan);
+    c->tp = w;
+    w->ws = ws_conn_new(c->tp_ctx, &bridge, c);
+    if (!w->ws) {
+        wsc_free(c);
         conn__start_close(c, false);
+    }
 }
 
 static void ws_input(struct conn *c, const uint8_t *p, size_t n)
 {
     if (!c->tp)
         return;
-    ws_conn_feed(c->tp, p, n);
+    struct wsc *w = c->tp;
+    enum ws_scan_result r = ws_scan_feed(&w->scan, p, n);
+    if (r != WS_SCAN_OK) {
+        /* Nothing more reaches lws: it would accept what RFC 6455 says to refuse. */
+        if (c->state != C_OPEN)
+            return; /* already closing */
+        log_notice("closing %s (%s): %s", c->addr, conn_peer(c)->identity,
+                   r == WS_SCAN_UNMASKED ? "unmasked WebSocket frame from the client (RFC 6455 5.1)"
+                                         : "HTTP upgrade request too large");
+        if (!c->user_ready) {
+            conn__finish_close(c, false);
+            return;
+        }
+        ws_conn_close(w->ws, WS_CLOSE_PROTOCOL_ERROR, "");
+        conn__begin_ending(c);
+        return;
+    }
+    ws_conn_feed(w->ws, p, n);
     if (c->tp)
         conn__check_backlog(c); /* lws is not keeping up: stop reading the peer until it does */
 }
@@ -47,7 +91,7 @@ static int ws_write(struct conn *c, const uint8_t *p, size_t n)
 {
     if (!c->tp)
         return -1;
-    ws_conn_write(c->tp, p, n);
+    ws_conn_write(bridge_of(c), p, n);
     conn__check_backlog(c);
     return 0;
 }
@@ -58,20 +102,20 @@ static bool ws_close(struct conn *c)
     if (!c->tp || !c->user_ready)
         return false;
     conn__begin_ending(c);
-    ws_conn_close(c->tp, WS_CLOSE_NORMAL, "");
+    ws_conn_close(bridge_of(c), WS_CLOSE_NORMAL, "");
     return true;
 }
 
 static size_t ws_backlog(const struct conn *c)
 {
-    return c->tp ? ws_conn_backlog(c->tp) : 0;
+    return c->tp ? ws_conn_backlog(bridge_of(c)) : 0;
 }
 
 static void ws_release(struct conn *c)
 {
     if (c->tp) {
-        ws_conn_release(c->tp);
-        c->tp = NULL;
+        ws_conn_release(bridge_of(c));
+        wsc_free(c);
     }
 }
 
@@ -115,7 +159,7 @@ static void bridge_send(void *ud, const uint8_t *p, size_t n)
 static void bridge_closed(void *ud)
 {
     struct conn *c = ud;
-    c->tp = NULL; /* the bridge released itself */
+    wsc_free(c); /* the bridge released itself */
     conn__finish_close(c, true);
 }
 

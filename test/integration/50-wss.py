@@ -97,6 +97,59 @@ def test_text_frame_closes_1003():
     check(c and c[0]["code"] == 1003, "text frame -> close 1003: %r" % evs)
 
 
+def raw_wss_upgrade(device):
+    """A TLS socket that went through the HTTP upgrade by hand (no WebSocket library), so it
+    can send frames a library would not."""
+    import socket
+    raw = socket.create_connection(("127.0.0.1", b.ws_port), timeout=5)
+    s = h.tls_context(pki, device).wrap_socket(raw, server_hostname="localhost")
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Protocol: mqtt\r\n\r\n" % key).encode())
+    resp = b""
+    while b"\r\n\r\n" not in resp:
+        chunk = s.recv(4096)
+        check(chunk, "upgrade response")
+        resp += chunk
+    check(resp.startswith(b"HTTP/1.1 101"), "101 Switching Protocols: %r" % resp[:40])
+    return s
+
+
+def ws_frame(payload, masked=True, opcode=2):
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    head += bytes([(0x80 if masked else 0) | n]) if n < 126 else bytes([(0x80 if masked else 0) | 126]) + n.to_bytes(2, "big")
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+def test_unmasked_client_frame_closes_1002():
+    # RFC 6455 5.1: the server must close on an unmasked client frame (libwebsockets lets it in).
+    s = raw_wss_upgrade("frag")
+    s.sendall(ws_frame(connect_packet("masked-ok")))
+    data = s.recv(64)
+    check(data[:1] == b"\x82" and b"\x20\x02\x00\x00" in data, "masked CONNECT answered: %r" % data)
+    start = b.log_count()
+    s.sendall(ws_frame(publish_packet("devices/frag/unmasked", b"x"), masked=False))
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    check(data[:2] == b"\x88\x02" and data[2:4] == (1002).to_bytes(2, "big"), "close 1002: %r" % data)
+    b.log_wait(r"unmasked WebSocket frame from the client", 5, start)
+    time.sleep(0.5)
+    with tcp.cv:
+        check(not any(m[0] == "devices/frag/unmasked" for m in tcp.messages), "the unmasked PUBLISH was not routed")
+
+
 def test_revocation_closes_with_close_frame():
     p = h.node_bg("wsraw.js", h.node_plan(b, pki, "web", protocols=["mqtt"], timeout=15000,
                                           send=[{"hex": connect_packet("web-victim").hex()}]))
@@ -182,4 +235,4 @@ def test_mqttjs_v5_will_delay():
 
 h.run(test_mqttjs_v5_aliases_expiry_shared, test_mqttjs_v5_will_delay, test_mqttjs_v5, test_mqttjs_wss_to_tcp, test_tcp_to_mqttjs_wss, test_retained_and_will_over_wss,
       test_refused_without_cert_and_revoked, test_subprotocol_required, test_fragmented_and_batched_frames,
-      test_text_frame_closes_1003, test_revocation_closes_with_close_frame)
+      test_text_frame_closes_1003, test_unmasked_client_frame_closes_1002, test_revocation_closes_with_close_frame)
