@@ -45,6 +45,7 @@ struct server {
     uv_timer_t ws_stop;
     uint64_t start_ms;
     uint64_t next_sys_ms;
+    size_t acl_rules; /* rules of the ACL in force, for the reload's shrink warning */
     bool stopping;
 };
 
