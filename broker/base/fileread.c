@@ -46,8 +46,8 @@ static bool same(const struct fileread_stamp *a, const struct fileread_stamp *b)
            a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
-/* See fileread.h: a file written in one go (content no older than its creation plus the settle
- * time) is settled; one changed in place is settled once quiet for settle_ms. An mtime in the
+/* See fileread.h: a file written in one go (last written within FILEREAD_WHOLE_MS of its
+ * creation) is settled; one changed in place is settled once quiet for settle_ms. An mtime in the
  * future (clock step, foreign file system) counts as settled: holding it back would block
  * reloads until the clock caught up. */
 static bool settled(const struct fileread_stamp *s, uint32_t settle_ms)
@@ -55,7 +55,7 @@ static bool settled(const struct fileread_stamp *s, uint32_t settle_ms)
     if (settle_ms == 0)
         return true;
     int64_t settle = (int64_t)settle_ms * NS_PER_MS;
-    if (s->btime_ns >= 0 && s->mtime_ns - s->btime_ns < settle)
+    if (s->btime_ns >= 0 && s->mtime_ns - s->btime_ns < FILEREAD_WHOLE_MS * NS_PER_MS)
         return true;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

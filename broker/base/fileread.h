@@ -9,11 +9,11 @@
  *     agree, the path still names the same inode, and exactly st_size bytes were read; otherwise
  *     the read is tried again, up to FILEREAD_TRIES times with a FILEREAD_PAUSE_US pause between
  *     tries (the caller is an event loop: a few milliseconds at most);
- *   - settled: a file changed in place (its content is younger than its creation by at least the
- *     settle time) must not have been modified in the last settle_ms. A file written in one go
- *     and renamed into place (the recommended way) is complete the moment it appears, so it is
- *     never held back. Without a birth time (file system without statx btime) every recently
- *     modified file is held back.
+ *   - settled: a file changed in place (last written more than FILEREAD_WHOLE_MS after its
+ *     creation) must not have been modified in the last settle_ms. A file written in one go and
+ *     renamed into place (the recommended way) is complete the moment it appears, so it is never
+ *     held back. Without a birth time (file system without statx btime) every recently modified
+ *     file is held back.
  * A file that fails either test is FILEREAD_UNSTABLE: not an error, the caller keeps what it has
  * and tries again later (the loop's next debounce tick). Knows no loop: libc only. */
 #ifndef CERTMQ_FILEREAD_H
@@ -32,6 +32,10 @@
  * tools that write in a few steps (tens of ms), shorter than the loop's debounce (200 ms), so a
  * reload after a normal debounce never waits for it. */
 #define FILEREAD_SETTLE_MS 100
+/* A file last written within this time of its creation was written in one go (a temporary file
+ * filled and renamed into place) rather than rewritten in place. Small, so that a file created
+ * and then soon truncated and rewritten in place still counts as rewritten. */
+#define FILEREAD_WHOLE_MS 10
 
 enum fileread_status {
     FILEREAD_OK = 0,
