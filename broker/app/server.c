@@ -6,6 +6,7 @@
 #include "server_int.h"
 
 #include "aclfile.h"
+#include "fileread.h"
 #include "listener.h"
 #include "log.h"
 #include "pidfile.h"
@@ -17,6 +18,11 @@
 #include <string.h>
 #include <time.h>
 
+/* A TLS reload whose CRLs list under half the revoked certificates they listed before, and at
+ * least this many fewer, is warned about. CRLs only grow in normal operation (an entry leaves
+ * only after its certificate expired), so a sharp drop is a truncated file or a CRL of the wrong
+ * CA; the reload still applies, since a new CA generation legitimately starts empty. */
+#define CRL_SHRINK_MIN 8
 /* Housekeeping granularity: session expiry, delayed wills and $SYS are due at most this late. */
 #define TICK_MS 1000
 /* Time WebSocket close handshakes get at shutdown before libwebsockets is taken down. */
@@ -41,18 +47,23 @@ int server_check(const struct config *cfg, struct diag *d)
 
 /* ---- file watches ------------------------------------------------------------------------ */
 
-static void reload_tls(struct server *s);
+static bool reload_tls(struct server *s);
 
-/* The ACL file's and every CRL's directory are watched; a crlpath is watched as a whole. */
+/* The ACL file's and every CRL's directory are watched; a crlpath is watched as a whole.
+ * A reload that found a file still being written comes back on the next debounce tick (and so
+ * at most LOOP_DEBOUNCE_MAX_MS later even while the writes go on). */
 static void acl_changed(void *ctx)
 {
     struct server *s = ctx;
-    aclfile_reload(s->b, s->cfg.acl_file);
+    if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
+        loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
 }
 
 static void tls_changed(void *ctx)
 {
-    reload_tls(ctx);
+    struct server *s = ctx;
+    if (reload_tls(s))
+        loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
 }
 
 static void watch_file(struct server *s, const char *path, void (*cb)(void *ctx))
@@ -88,38 +99,74 @@ static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
     return 0;
 }
 
-/* Rebuild every listener's TLS context from its files (CA, certificate, key, CRLs). All or
- * nothing: if any listener's files are bad, every listener keeps its current context. Then
- * every connected device is checked against the new CRLs. */
-static void reload_tls(struct server *s)
+static size_t crl_entries(struct tls_ctx *const *ctx, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += ctx[i] ? tls_ctx_crl_entries(ctx[i]) : 0;
+    return total;
+}
+
+/* Build every listener's new context; NULL when any failed (logged) or a file was still being
+ * written (*again set). */
+static struct tls_ctx **build_tls(struct server *s, bool *again)
 {
     struct tls_ctx **fresh = xcalloc(s->nls, sizeof(*fresh));
     bool ok = true;
-    for (size_t i = 0; i < s->nls; i++) {
+    *again = false;
+    for (size_t i = 0; i < s->nls && ok; i++) {
         struct diag d;
         diag_init(&d);
-        fresh[i] = tls_ctx_new(s->tls, &s->ls[i].cl->tls, &d);
+        struct tls_load how = {.settle_ms = FILEREAD_SETTLE_MS};
+        fresh[i] = tls_ctx_load(s->tls, &s->ls[i].cl->tls, &how, &d);
         server__log_diag(LOGL_ERR, &d, "tls reload: ");
         diag_free(&d);
-        ok &= fresh[i] != NULL;
+        if (how.unstable)
+            log_notice("tls reload: %s is still being written; keeping the certificates and "
+                       "CRLs in force, retrying",
+                       how.unstable_at);
+        *again |= how.unstable;
+        ok = fresh[i] != NULL;
     }
     if (!ok) {
-        log_err("tls reload failed: keeping the certificates and CRLs in force");
         for (size_t i = 0; i < s->nls; i++)
             tls_ctx_unref(fresh[i]);
         free(fresh);
-        return;
+        return NULL;
     }
+    return fresh;
+}
+
+/* Rebuild every listener's TLS context from its files (CA, certificate, key, CRLs). All or
+ * nothing: if any listener's files are bad or still being written, every listener keeps its
+ * current context. Then every connected device is checked against the new CRLs. True when a
+ * file was still being written: nothing changed, the caller tries again later. */
+static bool reload_tls(struct server *s)
+{
+    bool again;
+    struct tls_ctx **fresh = build_tls(s, &again);
+    if (!fresh) {
+        if (!again)
+            log_err("tls reload failed: keeping the certificates and CRLs in force");
+        return again;
+    }
+    size_t was = 0, now = crl_entries(fresh, s->nls);
     for (size_t i = 0; i < s->nls; i++) {
+        was += s->ls[i].ctx ? tls_ctx_crl_entries(s->ls[i].ctx) : 0;
         /* Connections hold their own reference to the context they were made with. */
         tls_ctx_unref(s->ls[i].ctx);
         s->ls[i].ctx = fresh[i];
     }
     free(fresh);
+    if (now * 2 < was && was - now >= CRL_SHRINK_MIN)
+        log_warn("tls: the CRLs now list %zu revoked certificates, %zu before; applied (if a CRL "
+                 "file was cut short, restore it: write a temporary file and rename it over)",
+                 now, was);
     size_t dropped = 0, checked = conn_env_recheck(s->cenv, &dropped);
-    log_notice("tls: certificates and CRLs reloaded; %zu connected device(s) checked, %zu "
-               "disconnected as revoked",
-               checked, dropped);
+    log_notice("tls: certificates and CRLs reloaded (%zu revoked certificates listed); %zu "
+               "connected device(s) checked, %zu disconnected as revoked",
+               now, checked, dropped);
+    return false;
 }
 
 /* ---- $SYS and housekeeping ---------------------------------------------------------------- */
@@ -168,8 +215,10 @@ static void on_reload(void *ctx)
 {
     struct server *s = ctx;
     log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
-    aclfile_reload(s->b, s->cfg.acl_file);
-    reload_tls(s);
+    if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
+        loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
+    if (reload_tls(s))
+        loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
     plugin_reload(s->plugins);
 }
 
@@ -215,6 +264,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         server_free(s);
         return NULL;
     }
+    s->acl_rules = acl_rule_count(a);
     broker_set_acl(s->b, a);
     if (c->persistence &&
         !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,

@@ -47,6 +47,7 @@ struct server {
     uint64_t start_ms;
     uint64_t next_sys_ms;
     struct memwatch mem; /* max_memory */
+    size_t acl_rules;    /* rules of the ACL in force, for the reload's shrink warning */
     bool stopping;
 };
 

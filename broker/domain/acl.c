@@ -9,6 +9,7 @@
 #include "acl.h"
 
 #include "codec.h"
+#include "fileread.h"
 #include "topic.h"
 #include "utf8.h"
 #include "xmalloc.h"
@@ -21,7 +22,6 @@
 #include <sys/stat.h>
 #include <uthash.h>
 
-#define ACL_MAX_FILE (16u << 20)      /* refuse bigger files: surely not an ACL */
 #define ACL_MAX_LINE (65535u + 1024u) /* a topic filter of MQTT's maximum length plus keywords */
 #define ACL_TOPIC_MAX 65535u          /* MQTT's limit: longer substituted rules can match nothing */
 #define ACL_SHOW 80                   /* bytes of a topic quoted in a diagnostic */
@@ -313,42 +313,21 @@ struct acl *acl_parse(const char *text, size_t len, const char *fname, struct di
 
 struct acl *acl_load(const char *path, struct diag *d, struct diag *warn)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    char *buf;
+    size_t n;
+    /* No settle time: this is the start-up and --test-config read, with no rules to keep. */
+    int r = fileread_stable(path, ACL_MAX_FILE, 0, NULL, &buf, &n);
+    if (r == FILEREAD_ERR)
         diag_add(d, path, 0, "cannot open ACL file: %s", strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    else if (r == FILEREAD_NOT_REGULAR)
         diag_add(d, path, 0, "ACL file is not a regular file");
-        fclose(f);
+    else if (r == FILEREAD_TOO_BIG)
+        diag_add(d, path, 0, "ACL file has more than the %u bytes allowed", ACL_MAX_FILE);
+    else if (r == FILEREAD_UNSTABLE)
+        diag_add(d, path, 0, "ACL file kept changing while it was read");
+    if (r != FILEREAD_OK)
         return NULL;
-    }
-    if (st.st_size > (off_t)ACL_MAX_FILE) {
-        diag_add(d, path, 0, "ACL file is %lld bytes, more than the %u allowed",
-                 (long long)st.st_size, ACL_MAX_FILE);
-        fclose(f);
-        return NULL;
-    }
-    /* Read at most one byte past the limit, in case the file grew since fstat. */
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    char *buf = xmalloc(cap);
-    while (!ferror(f) && !feof(f) && n <= ACL_MAX_FILE) {
-        if (n == cap) {
-            cap = cap * 2 > ACL_MAX_FILE + 1 ? ACL_MAX_FILE + 1 : cap * 2;
-            buf = xrealloc(buf, cap);
-        }
-        n += fread(buf + n, 1, cap - n, f);
-    }
-    bool err = ferror(f);
-    fclose(f);
-    struct acl *a = NULL;
-    if (err)
-        diag_add(d, path, 0, "cannot read ACL file");
-    else if (n > ACL_MAX_FILE)
-        diag_add(d, path, 0, "ACL file is larger than the %u bytes allowed", ACL_MAX_FILE);
-    else
-        a = acl_parse(buf, n, path, d, warn);
+    struct acl *a = acl_parse(buf, n, path, d, warn);
     free(buf);
     return a;
 }

@@ -18,6 +18,9 @@ enum acl_access {
     ACL_WRITE = 2, /* publish on a topic */
 };
 
+/* Largest ACL file accepted: anything bigger is surely not an ACL. */
+#define ACL_MAX_FILE (16u << 20)
+
 struct acl;
 struct acl_client;
 
@@ -27,7 +30,9 @@ struct acl_client;
  * warn and do not fail the parse; warn may be NULL. */
 struct acl *acl_parse(const char *text, size_t len, const char *fname, struct diag *d,
                       struct diag *warn);
-/* Read and parse a file; unreadable file is an error in d. */
+/* Read and parse a file; unreadable file is an error in d. The read is consistent (see
+ * fileread.h) but not held back for settling: for start-up and --test-config; reloads read with
+ * fileread_stable() and call acl_parse(). */
 struct acl *acl_load(const char *path, struct diag *d, struct diag *warn);
 void acl_free(struct acl *a);
 size_t acl_rule_count(const struct acl *a);

@@ -17,6 +17,8 @@ struct debounce {
     void (*cb)(void *ctx);
     void *ctx;
     uint64_t ms;
+    uint64_t first; /* loop time of the burst's first change; valid while pending */
+    bool pending;
     struct debounce *next;
 };
 
@@ -148,7 +150,23 @@ void loop_every(struct loop *l, uint64_t period_ms, void (*cb)(void *ctx, uint64
 static void debounced(uv_timer_t *t)
 {
     struct debounce *d = (struct debounce *)t;
+    d->pending = false;
     d->cb(d->ctx);
+}
+
+/* A change: the callback runs after d->ms of quiet, but never later than LOOP_DEBOUNCE_MAX_MS
+ * after the burst's first change (see loop.h). */
+static void debounce_arm(struct debounce *d)
+{
+    uint64_t now = uv_now(d->l->uv);
+    if (!d->pending) {
+        d->pending = true;
+        d->first = now;
+    }
+    uint64_t due = now + d->ms, limit = d->first + LOOP_DEBOUNCE_MAX_MS;
+    if (due > limit)
+        due = limit > now ? limit : now;
+    uv_timer_start(&d->t, debounced, due - now, 0);
 }
 
 static struct debounce *debounce_for(struct loop *l, uint64_t ms, void (*cb)(void *), void *ctx)
@@ -176,7 +194,7 @@ static void dir_changed(uv_fs_event_t *h, const char *name, int events, int stat
         return;
     for (struct watch_file *f = w->files; f; f = f->next)
         if (!f->name || !strcmp(f->name, name))
-            uv_timer_start(&f->d->t, debounced, f->d->ms, 0);
+            debounce_arm(f->d);
 }
 
 static struct watch_dir *dir_for(struct loop *l, const char *dir)
@@ -207,6 +225,12 @@ void loop_watch(struct loop *l, const char *dir, const char *name, uint64_t debo
     f->d = debounce_for(l, debounce_ms, cb, ctx);
     f->next = w->files;
     w->files = f;
+}
+
+void loop_again(struct loop *l, uint64_t debounce_ms, void (*cb)(void *ctx), void *ctx)
+{
+    if (!l->stopping)
+        debounce_arm(debounce_for(l, debounce_ms, cb, ctx));
 }
 
 void loop_stop(struct loop *l)

@@ -14,6 +14,12 @@
 
 /* Quiet time after the last change in a watched directory before its callback runs. */
 #define LOOP_DEBOUNCE_MS 200
+/* Longest a callback waits after the first change of a burst, even if changes never stop: the
+ * quiet time restarts on every change, so without this bound a steady stream of writes (a tool
+ * rewriting a file in a loop, an attacker touching the directory) would postpone a CRL or ACL
+ * reload, and with it a revocation, for as long as it lasts. One second keeps a revocation
+ * prompt while a normal burst (an editor's save, a `mv`) still runs the callback once. */
+#define LOOP_DEBOUNCE_MAX_MS 1000
 
 struct loop;
 
@@ -23,11 +29,16 @@ void loop_on_signals(struct loop *l, void (*reload)(void *ctx), void (*stop)(voi
 /* cb(ctx, now) every period_ms, the first time one period from now. One tick per loop. */
 void loop_every(struct loop *l, uint64_t period_ms, void (*cb)(void *ctx, uint64_t now), void *ctx);
 /* Run cb(ctx) debounce_ms after the last change to the file `name` in directory dir (name
- * NULL: any file there). Registrations with the same (cb, ctx) share one debounce, so one
- * burst of changes runs cb once even when several of its files changed. A directory that
- * cannot be watched is logged once (a reload then needs SIGHUP). */
+ * NULL: any file there), but no later than LOOP_DEBOUNCE_MAX_MS after the first change of the
+ * burst. Registrations with the same (cb, ctx) share one debounce, so one burst of changes runs
+ * cb once even when several of its files changed. A directory that cannot be watched is logged
+ * once (a reload then needs SIGHUP). */
 void loop_watch(struct loop *l, const char *dir, const char *name, uint64_t debounce_ms,
                 void (*cb)(void *ctx), void *ctx);
+/* Run cb(ctx) again as if one of its files had just changed: for a callback that found its
+ * files still being written and wants the next debounce tick. Creates the debounce (with
+ * debounce_ms) when cb has no watch. Ignored once the loop is stopping. */
+void loop_again(struct loop *l, uint64_t debounce_ms, void (*cb)(void *ctx), void *ctx);
 /* Shutdown begins: the tick and every watch are closed; signals stay handled (only logged)
  * but no longer keep the loop alive. */
 void loop_stop(struct loop *l);

@@ -5,6 +5,7 @@
  * Knows no loop, no socket, no MQTT. */
 #include "tls.h"
 
+#include "fileread.h"
 #include "log.h"
 #include "tls_verify.h"
 #include "tlsmem.h"
@@ -21,6 +22,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/platform.h>
+#include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_internal.h>
 #include <mbedtls/ssl_ticket.h>
@@ -156,68 +158,81 @@ static void parse_ciphers(struct tls_ctx *c, const char *list, struct diag *d)
         diag_add(d, NULL, 0, "ciphers: no usable cipher suite");
 }
 
-/* Open it ourselves first: Mbed TLS reports a missing file, a permission problem and an empty
- * file all as one generic I/O error. */
-static bool readable(const char *path, const char *what, struct diag *d)
+/* Largest certificate, key or CRL file read: far above real ones (a CRL of a million serials
+ * is ~30 MB in PEM would be unusual for a device fleet; 64 MiB bounds a mistaken path). */
+#define TLS_MAX_FILE (64u << 20)
+
+/* Read a file for Mbed TLS's parsers, stable (fileread.h); instead of mbedtls_*_parse_file(),
+ * which read whatever is there. The length counts the terminating NUL when the text is PEM, as
+ * Mbed TLS's own loader does (its PEM parser needs the NUL, the DER one must not see it). NULL
+ * when unreadable (in d, which also tells a missing file from an empty one: Mbed TLS reports all
+ * as one generic I/O error) or still being written (c->load->unstable set, nothing in d). */
+static char *read_file(struct tls_ctx *c, const char *path, const char *what, size_t *len,
+                       struct diag *d)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        diag_add(d, path, 0, "cannot read %s: %s", what, strerror(errno));
-        return false;
+    char *buf;
+    size_t n;
+    int r = fileread_stable(path, TLS_MAX_FILE, c->load->settle_ms, NULL, &buf, &n);
+    if (r == FILEREAD_UNSTABLE) {
+        if (!c->load->unstable)
+            snprintf(c->load->unstable_at, sizeof(c->load->unstable_at), "%s", path);
+        c->load->unstable = true;
+        return NULL;
     }
-    fclose(f);
-    return true;
+    if (r != FILEREAD_OK) {
+        diag_add(d, path, 0, "cannot read %s: %s", what, fileread_strerror(r, errno));
+        return NULL;
+    }
+    if (n == 0) {
+        diag_add(d, path, 0, "%s file is empty", what);
+        free(buf);
+        return NULL;
+    }
+    *len = strstr(buf, "-----BEGIN ") ? n + 1 : n;
+    return buf;
 }
 
-static void load_certs(mbedtls_x509_crt *chain, const char *path, const char *what, struct diag *d)
+/* Returns Mbed TLS's result: < 0 not parsed, > 0 that many certificates skipped, 0 fine;
+ * 1 (a skip) when the file could not be read. */
+static int parse_certs(struct tls_ctx *c, mbedtls_x509_crt *chain, const char *path,
+                       const char *what, struct diag *d)
+{
+    size_t n;
+    char *buf = read_file(c, path, what, &n, d);
+    if (!buf)
+        return 1;
+    int r = mbedtls_x509_crt_parse(chain, (const unsigned char *)buf, n);
+    free(buf);
+    return r;
+}
+
+static void load_certs(struct tls_ctx *c, mbedtls_x509_crt *chain, const char *path,
+                       const char *what, struct diag *d)
 {
     char eb[128];
-    if (!readable(path, what, d))
+    size_t before = d->count;
+    int r = parse_certs(c, chain, path, what, d);
+    if (d->count != before || c->load->unstable)
         return;
-    int r = mbedtls_x509_crt_parse_file(chain, path);
     if (r < 0)
         diag_add(d, path, 0, "not a certificate (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
     else if (r > 0)
         diag_add(d, path, 0, "%d of its certificates could not be parsed", r);
 }
 
-static void load_ca_dir(struct tls_ctx *c, const char *dir, struct diag *d)
+static void load_key(struct tls_ctx *c, const char *path, struct diag *d)
 {
     char eb[128];
-    DIR *dp = opendir(dir);
-    if (!dp) {
-        diag_add(d, dir, 0, "cannot open capath directory: %s", strerror(errno));
+    size_t n;
+    char *buf = read_file(c, path, "private key", &n, d);
+    if (!buf)
         return;
-    }
-    closedir(dp);
-    int r = mbedtls_x509_crt_parse_path(&c->ca, dir);
-    if (r < 0)
-        diag_add(d, dir, 0, "cannot load CA certificates: %s", mbed_err(r, eb, sizeof(eb)));
-    else if (r > 0) /* capath often holds other files (hash links, READMEs): not fatal */
-        log_warn("%s: %d files are not certificates and were skipped", dir, r);
-}
-
-/* One file may hold several CRLs (PEM); each new one is checked against the CA set under the
- * file's name. CAs must be loaded first. */
-static void load_crl_file(struct tls_ctx *c, const char *path, bool check, struct diag *d)
-{
-    char eb[128];
-    if (!readable(path, "CRL", d))
-        return;
-    mbedtls_x509_crl *last = NULL;
-    size_t before = 0;
-    for (mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next, before++)
-        last = l;
-    int r = mbedtls_x509_crl_parse_file(&c->crl, path);
-    if (r != 0) {
-        diag_add(d, path, 0, "not a CRL (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
-        return;
-    }
-    const mbedtls_x509_crl *first = last ? last->next : &c->crl;
-    for (const mbedtls_x509_crl *l = first; l && l->raw.p; l = l->next)
-        c->crl_count++;
-    if (check)
-        tls_verify_check_crls(c, first, path, d);
+    int r = mbedtls_pk_parse_key(&c->key, (const unsigned char *)buf, n, NULL, 0);
+    mbedtls_platform_zeroize(buf, n);
+    free(buf);
+    if (r != 0)
+        diag_add(d, path, 0, "not a usable private key (PEM or DER, unencrypted): %s",
+                 mbed_err(r, eb, sizeof(eb)));
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)
@@ -225,13 +240,15 @@ static int by_name(const struct dirent **a, const struct dirent **b)
     return strcmp((*a)->d_name, (*b)->d_name);
 }
 
-/* Every regular file of the directory, in name order so that problems are listed stably. */
-static void load_crl_dir(struct tls_ctx *c, const char *dir, bool check, struct diag *d)
+/* Every regular file of dir, in name order so that problems are listed stably. */
+static void each_file(struct tls_ctx *c, const char *dir, const char *what,
+                      void (*fn)(struct tls_ctx *c, const char *path, void *arg), void *arg,
+                      struct diag *d)
 {
     struct dirent **ents = NULL;
     int n = scandir(dir, &ents, NULL, by_name);
     if (n < 0) {
-        diag_add(d, dir, 0, "cannot open crlpath directory: %s", strerror(errno));
+        diag_add(d, dir, 0, "cannot open %s directory: %s", what, strerror(errno));
         return;
     }
     for (int i = 0; i < n; i++) {
@@ -239,38 +256,100 @@ static void load_crl_dir(struct tls_ctx *c, const char *dir, bool check, struct 
         struct stat st;
         snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-            load_crl_file(c, path, check, d);
+            fn(c, path, arg);
         free(ents[i]);
     }
     free(ents);
 }
 
-static void load_files(struct tls_ctx *c, const struct tls_server_opts *o, struct diag *d)
+/* An unreadable or unparsable file of a capath is skipped (counted), as Mbed TLS's own
+ * mbedtls_x509_crt_parse_path() does; one still being written fails the load (unstable). */
+static void ca_dir_file(struct tls_ctx *c, const char *path, void *arg)
+{
+    struct diag ignored;
+    diag_init(&ignored);
+    if (parse_certs(c, &c->ca, path, "CA certificates", &ignored) != 0)
+        ++*(int *)arg;
+    diag_free(&ignored);
+}
+
+static void load_ca_dir(struct tls_ctx *c, const char *dir, struct diag *d)
+{
+    int skipped = 0;
+    each_file(c, dir, "capath", ca_dir_file, &skipped, d);
+    if (skipped > 0) /* capath often holds other files (hash links, READMEs): not fatal */
+        log_warn("%s: %d files are not certificates and were skipped", dir, skipped);
+}
+
+/* One file may hold several CRLs (PEM); each new one is checked against the CA set under the
+ * file's name. CAs must be loaded first. */
+static void load_crl_file(struct tls_ctx *c, const char *path, bool check, struct diag *d)
 {
     char eb[128];
+    size_t n;
+    char *buf = read_file(c, path, "CRL", &n, d);
+    if (!buf)
+        return;
+    mbedtls_x509_crl *last = NULL;
+    for (mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next)
+        last = l;
+    int r = mbedtls_x509_crl_parse(&c->crl, (const unsigned char *)buf, n);
+    free(buf);
+    if (r != 0) {
+        diag_add(d, path, 0, "not a CRL (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
+        return;
+    }
+    const mbedtls_x509_crl *first = last ? last->next : &c->crl;
+    for (const mbedtls_x509_crl *l = first; l && l->raw.p; l = l->next) {
+        c->crl_count++;
+        for (const mbedtls_x509_crl_entry *e = &l->entry; e && e->raw.p; e = e->next)
+            c->crl_entries++;
+    }
+    if (check)
+        tls_verify_check_crls(c, first, path, d);
+}
+
+struct crl_dir {
+    bool check;
+    struct diag *d;
+};
+
+static void crl_dir_file(struct tls_ctx *c, const char *path, void *arg)
+{
+    struct crl_dir *a = arg;
+    load_crl_file(c, path, a->check, a->d);
+}
+
+static void load_crl_dir(struct tls_ctx *c, const char *dir, bool check, struct diag *d)
+{
+    struct crl_dir a = {check, d};
+    each_file(c, dir, "crlpath", crl_dir_file, &a, d);
+}
+
+static void load_files(struct tls_ctx *c, const struct tls_server_opts *o, struct diag *d)
+{
     size_t before = d->count;
     if (o->cafile)
-        load_certs(&c->ca, o->cafile, "CA certificates", d);
+        load_certs(c, &c->ca, o->cafile, "CA certificates", d);
     if (o->capath)
         load_ca_dir(c, o->capath, d);
     if (!o->cafile && !o->capath)
         diag_add(d, NULL, 0, "no cafile or capath: client certificates cannot be verified");
-    else if (d->count == before && !c->ca.raw.p)
+    else if (d->count == before && !c->load->unstable && !c->ca.raw.p)
         diag_add(d, o->cafile ? o->cafile : o->capath, 0, "no CA certificate found");
     /* CRL issuer checks need the CAs; when those failed they would only add noise. */
-    bool check_crls = d->count == before;
+    bool check_crls = d->count == before && !c->load->unstable;
     if (!o->certfile)
         diag_add(d, NULL, 0, "no certfile: the server needs a certificate");
     else
-        load_certs(&c->cert, o->certfile, "server certificate", d);
-    int r;
+        load_certs(c, &c->cert, o->certfile, "server certificate", d);
     if (!o->keyfile) {
         diag_add(d, NULL, 0, "no keyfile: the server needs a private key");
-    } else if (readable(o->keyfile, "private key", d)) {
-        if ((r = mbedtls_pk_parse_keyfile(&c->key, o->keyfile, NULL)) != 0)
-            diag_add(d, o->keyfile, 0, "not a usable private key (PEM or DER, unencrypted): %s",
-                     mbed_err(r, eb, sizeof(eb)));
-        else if (c->cert.raw.p && mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
+    } else {
+        size_t key_errors = d->count;
+        load_key(c, o->keyfile, d);
+        if (d->count == key_errors && !c->load->unstable && c->cert.raw.p &&
+            mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
             diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s",
                      o->certfile);
     }
@@ -329,7 +408,21 @@ static void setup_conf(struct tls_ctx *c, struct tls_lib *lib)
 
 struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o, struct diag *d)
 {
+    struct tls_load how = {.settle_ms = 0};
+    return tls_ctx_load(lib, o, &how, d);
+}
+
+size_t tls_ctx_crl_entries(const struct tls_ctx *c)
+{
+    return c->crl_entries;
+}
+
+struct tls_ctx *tls_ctx_load(struct tls_lib *lib, const struct tls_server_opts *o,
+                             struct tls_load *how, struct diag *d)
+{
     char eb[128];
+    how->unstable = false;
+    how->unstable_at[0] = '\0';
     size_t before = d->count;
     struct tls_ctx *c = xcalloc(1, sizeof(*c));
     c->refs = 1;
@@ -344,15 +437,17 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_config_init(&c->conf);
     c->verify_depth = o->verify_depth ? o->verify_depth : 4;
+    c->load = how;
     load_files(c, o, d);
-    if (d->count == before) {
+    c->load = NULL;
+    if (d->count == before && !how->unstable) {
         setup_conf(c, lib);
         int r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key);
         if (r != 0)
             diag_add(d, o->certfile, 0, "cannot use the certificate: %s",
                      mbed_err(r, eb, sizeof(eb)));
     }
-    if (d->count != before) {
+    if (d->count != before || how->unstable) {
         tls_ctx_unref(c);
         return NULL;
     }

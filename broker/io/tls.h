@@ -77,8 +77,23 @@ struct tls_server_opts {
 /* One listener's certificate set and Mbed TLS configuration. Refcounted: each tls_conn holds a
  * reference, so a reload can build a new ctx for new connections while old ones finish. */
 struct tls_ctx;
-/* Loads and checks every file; returns NULL with every problem in d (file: reason). */
+/* Loads and checks every file; returns NULL with every problem in d (file: reason). Every file
+ * is read stable (fileread.h) without a settle time: for start-up and --test-config. */
 struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o, struct diag *d);
+
+/* How a reload reads its files, and what it found. */
+struct tls_load {
+    uint32_t settle_ms;    /* in: fileread_stable()'s settle time */
+    bool unstable;         /* out: a file was still being written; NULL was returned */
+    char unstable_at[256]; /* out: which one (maybe cut short) */
+};
+/* tls_ctx_new for a reload: a file still being written makes it return NULL with
+ * how->unstable set (and nothing in d for that file), so the caller keeps its context and
+ * tries again later instead of reporting an error. */
+struct tls_ctx *tls_ctx_load(struct tls_lib *lib, const struct tls_server_opts *o,
+                             struct tls_load *how, struct diag *d);
+/* Revoked certificates listed by the context's CRLs (all of them, every issuer). */
+size_t tls_ctx_crl_entries(const struct tls_ctx *c);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c);
 

@@ -30,7 +30,10 @@ struct tls_ctx {
     struct tls_server_opts opts; /* flags only are used after creation; strings may dangle */
     mbedtls_x509_crt ca, cert;
     mbedtls_x509_crl crl;
-    size_t crl_count; /* CRLs loaded (0: none configured) */
+    size_t crl_count;   /* CRLs loaded (0: none configured) */
+    size_t crl_entries; /* revoked certificates listed by them, for reload warnings */
+    /* While loading: how files are read, and whether one was still being written. */
+    struct tls_load *load;
     mbedtls_pk_context key;
     mbedtls_ssl_config conf;
     int suites[8];
