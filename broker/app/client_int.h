@@ -28,6 +28,9 @@ struct client {
     uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
     char *client_id;
+    struct client_job *job;  /* a SUBSCRIBE / UNSUBSCRIBE still being handled (client_sub.c) */
+    struct client *job_next; /* in the env's queue of clients with a deferred job */
+    bool job_queued;
 };
 
 struct out_alias {
@@ -45,6 +48,11 @@ struct client_env {
     uint64_t next_auto_id;
     uint8_t scratch[SCRATCH_SIZE];
     size_t scratch_len;
+    /* client_sub.c: deferred SUBSCRIBE / UNSUBSCRIBE jobs and this turn's budget */
+    uv_idle_t sub_idle;
+    uv_check_t sub_turn;
+    uint64_t sub_spent_ns;
+    struct client *job_head, *job_tail;
 };
 
 /* What the broker asks of a client (wake up, kick); client_env_new registers it. */
@@ -59,6 +67,22 @@ void client__send_ack(struct client *c, uint8_t type, uint16_t id, uint8_t rc);
 void client__reason_string(const struct client *c, struct mqtt_props *pr, const char *why);
 /* MQTT 5 DISCONNECT written at once (before the connection closes). */
 void client__send_disconnect(struct client *c, uint8_t rc, const char *why);
+/* End the connection for a protocol violation (DISCONNECT with r's code after CONNECT). */
+void client__protocol_error(struct client *c, enum reason r);
+/* Decode what was kept in c->in (a deferred job has ended), then read again unless another
+ * job started. */
+void client__input_resume(struct client *c);
+
+/* client_sub.c. SUBSCRIBE / UNSUBSCRIBE handlers: either done at once, or c->job is left for
+ * client__job_keep (the packet must then be copied, and nothing more decoded). */
+void client__handle_subscribe(struct client *c, const struct mqtt_packet *p);
+void client__handle_unsubscribe(struct client *c, const struct mqtt_packet *p);
+/* c->job outlives this read: copy its packet (raw, len bytes), pause reading, queue it. */
+void client__job_keep(struct client *c, const uint8_t *raw, size_t len);
+/* The client is gone: unqueue and free its job, if any. */
+void client__job_drop(struct client *c);
+void client__sub_init(struct client_env *e);
+void client__sub_close(struct client_env *e);
 /* The write slot: control packets, then publishes pulled from the session. */
 void client__on_writable(void *ud, struct conn *conn);
 
