@@ -528,10 +528,12 @@ static long decode_all(struct client *c, const uint8_t *data, size_t len)
 void client__input_resume(struct client *c)
 {
     c->last_rx = uv_now(c->env->loop); /* it was waiting for us, not idle */
-    long used = decode_all(c, buf_head(&c->in), buf_size(&c->in));
-    if (used > 0)
-        buf_consume(&c->in, (size_t)used);
-    buf_shrink(&c->in, 0);
+    if (buf_size(&c->in)) {
+        long used = decode_all(c, buf_head(&c->in), buf_size(&c->in));
+        if (used > 0)
+            buf_consume(&c->in, (size_t)used);
+        buf_shrink(&c->in, 0);
+    }
     if (!c->job && c->state != CS_CLOSING)
         conn_resume(c->conn);
 }
