@@ -30,7 +30,14 @@ struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struc
     e->o = *o;
     e->next_auto_id = (uint64_t)uv_hrtime();
     broker_set_client_ops(b, &client__broker_ops);
+    client__sub_init(e);
     return e;
+}
+
+void client_env_close(struct client_env *e)
+{
+    if (e)
+        client__sub_close(e);
 }
 
 void client_env_free(struct client_env *e)
@@ -52,7 +59,7 @@ void client_env_set_over_memory(struct client_env *e, bool over)
  * busy device would otherwise write a log line per message. */
 #define REFUSAL_LOG_INTERVAL_MS 10000
 
-static bool memory_refused(struct client *c, const char *what)
+bool client__memory_refused(struct client *c, const char *what)
 {
     struct client_env *e = c->env;
     if (!e->over_memory)
@@ -151,7 +158,7 @@ void client_close_all(struct client_env *e)
 
 /* The client broke the protocol: before CONNECT the connection is just closed, after it MQTT 5
  * clients get a DISCONNECT with r's code. The log says which code. */
-static void protocol_error(struct client *c, enum reason r)
+void client__protocol_error(struct client *c, enum reason r)
 {
     const struct reason_info *ri = reason_info(r);
     char why[160];
@@ -206,7 +213,9 @@ static void check_deadlines(void *ud, struct conn *conn)
     struct client *c = ud;
     uint64_t now = uv_now(c->env->loop), next = UINT64_MAX;
     if (c->keepalive) {
-        uint64_t limit = connect_keepalive_limit_ms(c->keepalive), idle = now - c->last_rx;
+        /* A client whose packet we are still working on is not idle (it is not being read). */
+        uint64_t limit = connect_keepalive_limit_ms(c->keepalive);
+        uint64_t idle = c->job ? 0 : now - c->last_rx;
         if (idle >= limit) {
             client_end(c, REASON_KEEPALIVE_TIMEOUT, true,
                        reason_info(REASON_KEEPALIVE_TIMEOUT)->text);
@@ -313,10 +322,10 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         if (reason_info(r)->v3)
             refuse(c, r);
         else
-            protocol_error(c, r);
+            client__protocol_error(c, r);
         return;
     }
-    if (memory_refused(c, "CONNECT")) {
+    if (client__memory_refused(c, "CONNECT")) {
         refuse(c, REASON_MEMORY);
         return;
     }
@@ -352,33 +361,33 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     const char *topic = (const char *)pub->topic.p;
     size_t topic_len = pub->topic.len;
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)) {
-        protocol_error(c, REASON_SUB_ID_FROM_CLIENT);
+        client__protocol_error(c, REASON_SUB_ID_FROM_CLIENT);
         return;
     }
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS)) {
         uint16_t a = pub->props.topic_alias;
         if (a == 0 || a > e->o.connect.max_topic_alias) {
-            protocol_error(c, REASON_TOPIC_ALIAS_INVALID);
+            client__protocol_error(c, REASON_TOPIC_ALIAS_INVALID);
             return;
         }
         if (!c->in_alias)
             c->in_alias = xcalloc((size_t)e->o.connect.max_topic_alias + 1, sizeof(char *));
         if (topic_len) {
             if (!broker_topic_ok(e->broker, topic, topic_len)) {
-                protocol_error(c, REASON_TOPIC_NAME_INVALID);
+                client__protocol_error(c, REASON_TOPIC_NAME_INVALID);
                 return;
             }
             free(c->in_alias[a]);
             c->in_alias[a] = xstrndup(topic, topic_len);
         } else if (!c->in_alias[a]) {
-            protocol_error(c, REASON_TOPIC_ALIAS_UNSET);
+            client__protocol_error(c, REASON_TOPIC_ALIAS_UNSET);
             return;
         } else {
             topic = c->in_alias[a];
             topic_len = strlen(topic);
         }
     } else if (!broker_topic_ok(e->broker, topic, topic_len)) {
-        protocol_error(c, REASON_TOPIC_NAME_INVALID);
+        client__protocol_error(c, REASON_TOPIC_NAME_INVALID);
         return;
     }
     if (pub->qos == 2 && session_qos2_in_has(c->session, pub->id)) {
@@ -388,17 +397,17 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     }
     if (pub->qos > 0 && c->version == MQTT_V5 && pub->qos == 2 &&
         session_qos2_in_count(c->session) >= e->o.connect.receive_maximum) {
-        protocol_error(c, REASON_RECEIVE_MAX_EXCEEDED);
+        client__protocol_error(c, REASON_RECEIVE_MAX_EXCEEDED);
         return;
     }
     struct broker_stats *st = broker_stats(e->broker);
     st->bytes_received += pub->payload_len + pub->topic.len;
     uint8_t rc = MQTT_RC_SUCCESS;
     if (pub->retain && !e->o.connect.retain_available) {
-        protocol_error(c, REASON_RETAIN_UNSUPPORTED);
+        client__protocol_error(c, REASON_RETAIN_UNSUPPORTED);
         return;
     }
-    if (memory_refused(c, "PUBLISH")) {
+    if (client__memory_refused(c, "PUBLISH")) {
         if (c->version != MQTT_V5) { /* 3.1.1 has no way to refuse one message */
             client_end(c, REASON_MEMORY, true, reason_info(REASON_MEMORY)->text);
             return;
@@ -467,81 +476,6 @@ static void handle_ack(struct client *c, const struct mqtt_packet *p)
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE / PING / DISCONNECT ------------------------------------------ */
 
-/* SUBACK / UNSUBACK codes gathered on the stack up to this many entries (one byte each), on the
- * heap beyond (a SUBSCRIBE is bounded by max_packet_size, so that is bounded too). */
-#define ACK_RCS_ON_STACK 512
-
-static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r, size_t n,
-                        const uint8_t *stack);
-
-static void handle_subscribe(struct client *c, const struct mqtt_packet *p)
-{
-    const struct mqtt_subscribe *sb = &p->u.subscribe;
-    uint8_t rcs[ACK_RCS_ON_STACK];
-    uint8_t *r = sb->count <= sizeof(rcs) ? rcs : xmalloc(sb->count);
-    struct mqtt_sub_iter it;
-    struct mqtt_bin f;
-    uint8_t opts;
-    uint32_t sub_id = (sb->props.present & MQTT_PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID))
-                          ? sb->props.subscription_id
-                          : 0;
-    size_t i = 0;
-    /* SUBACK goes out before any retained message this subscription queues: control packets
-     * are written ahead of the session queue in the write slot. */
-    session_sub_batch(c->session);
-    codec_sub_iter(sb, true, &it);
-    while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
-        if (c->version != MQTT_V5)
-            opts &= MQTT_SUBOPT_QOS_MASK;
-        if ((opts & MQTT_SUBOPT_NO_LOCAL) && f.len > 7 && !memcmp(f.p, "$share/", 7)) {
-            if (r != rcs)
-                free(r);
-            protocol_error(c, REASON_NO_LOCAL_SHARED);
-            return;
-        }
-        uint8_t rc = broker_subscribe(c->env->broker, c->session, (const char *)f.p, f.len, opts,
-                                      sub_id, client__now(c));
-        if (c->version != MQTT_V5 && mqtt_rc_failed(rc))
-            rc = MQTT_RC_UNSPECIFIED; /* 3.1.1 has one failure code */
-        log_msg(LOGL_SUBSCRIBE, "%s %u %.*s -> 0x%02X", c->client_id, opts & 3, f.len,
-                (const char *)f.p, rc);
-        r[i++] = rc;
-    }
-    send_suback(c, MQTT_SUBACK, sb->id, r, i, rcs);
-}
-
-/* SUBACK or UNSUBACK with the reason codes gathered in r (freed here when heap-allocated). */
-static void send_suback(struct client *c, uint8_t type, uint16_t id, uint8_t *r, size_t n,
-                        const uint8_t *stack)
-{
-    struct mqtt_packet a = {0};
-    a.type = type;
-    a.u.suback.id = id;
-    a.u.suback.rcs = r;
-    a.u.suback.count = (uint16_t)n;
-    client__send(c, &a);
-    if (r != stack)
-        free(r);
-}
-
-static void handle_unsubscribe(struct client *c, const struct mqtt_packet *p)
-{
-    const struct mqtt_subscribe *sb = &p->u.subscribe;
-    uint8_t rcs[ACK_RCS_ON_STACK];
-    uint8_t *r = sb->count <= sizeof(rcs) ? rcs : xmalloc(sb->count);
-    struct mqtt_sub_iter it;
-    struct mqtt_bin f;
-    uint8_t opts;
-    size_t i = 0;
-    codec_sub_iter(sb, false, &it);
-    while (codec_sub_next(&it, &f, &opts) && i < sb->count) {
-        int x = broker_unsubscribe(c->env->broker, c->session, (const char *)f.p, f.len);
-        log_msg(LOGL_UNSUBSCRIBE, "%s %.*s", c->client_id, f.len, (const char *)f.p);
-        r[i++] = x == 0 ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
-    }
-    send_suback(c, MQTT_UNSUBACK, sb->id, r, i, rcs);
-}
-
 static void handle_pingreq(struct client *c, const struct mqtt_packet *p)
 {
     struct mqtt_packet a = {0};
@@ -554,7 +488,7 @@ static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
     const struct mqtt_disconnect *d = &p->u.disconnect;
     if (c->version == MQTT_V5 && (d->props.present & MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
         if (session_expiry_s(c->session) == 0 && d->props.session_expiry != 0) {
-            protocol_error(c, REASON_EXPIRY_AFTER_ZERO);
+            client__protocol_error(c, REASON_EXPIRY_AFTER_ZERO);
             return;
         }
         session_set_persistent(c->session, d->props.session_expiry > 0, d->props.session_expiry);
@@ -570,7 +504,7 @@ static void handle_disconnect(struct client *c, const struct mqtt_packet *p)
 
 static void handle_auth(struct client *c, const struct mqtt_packet *p)
 {
-    protocol_error(c, REASON_AUTH_UNEXPECTED);
+    client__protocol_error(c, REASON_AUTH_UNEXPECTED);
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
@@ -583,8 +517,8 @@ static const handler_fn dispatch[16] = {
     [MQTT_PUBREC] = handle_ack,
     [MQTT_PUBREL] = handle_ack,
     [MQTT_PUBCOMP] = handle_ack,
-    [MQTT_SUBSCRIBE] = handle_subscribe,
-    [MQTT_UNSUBSCRIBE] = handle_unsubscribe,
+    [MQTT_SUBSCRIBE] = client__handle_subscribe,
+    [MQTT_UNSUBSCRIBE] = client__handle_unsubscribe,
     [MQTT_PINGREQ] = handle_pingreq,
     [MQTT_DISCONNECT] = handle_disconnect,
     [MQTT_AUTH] = handle_auth,
@@ -596,7 +530,7 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
               (unsigned)buf_size(&c->in));
     if (c->state == CS_WAIT_CONNECT) {
         if (p->type != MQTT_CONNECT) {
-            protocol_error(c, REASON_FIRST_NOT_CONNECT);
+            client__protocol_error(c, REASON_FIRST_NOT_CONNECT);
             return;
         }
         handle_connect(c, p);
@@ -604,8 +538,8 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
     }
     handler_fn h = dispatch[p->type & 15];
     if (!h || (p->type == MQTT_AUTH && c->version != MQTT_V5)) {
-        protocol_error(c, p->type == MQTT_CONNECT ? REASON_SECOND_CONNECT
-                                                  : REASON_PACKET_TYPE_INVALID);
+        client__protocol_error(c, p->type == MQTT_CONNECT ? REASON_SECOND_CONNECT
+                                                          : REASON_PACKET_TYPE_INVALID);
         return;
     }
     h(c, p);
@@ -629,13 +563,32 @@ static long decode_all(struct client *c, const uint8_t *data, size_t len)
                 refuse(c, why);
                 return -1;
             }
-            protocol_error(c, why);
+            client__protocol_error(c, why);
             return -1;
         }
         on_packet(c, &p);
+        if (c->job) { /* paced over later turns: nothing after it is handled before it ends */
+            if (c->state != CS_CLOSING)
+                client__job_keep(c, data + off, (size_t)r);
+            off += (size_t)r;
+            break;
+        }
         off += (size_t)r;
     }
     return (long)off;
+}
+
+void client__input_resume(struct client *c)
+{
+    c->last_rx = uv_now(c->env->loop); /* it was waiting for us, not idle */
+    if (buf_size(&c->in)) {
+        long used = decode_all(c, buf_head(&c->in), buf_size(&c->in));
+        if (used > 0)
+            buf_consume(&c->in, (size_t)used);
+        buf_shrink(&c->in, 0);
+    }
+    if (!c->job && c->state != CS_CLOSING)
+        conn_resume(c->conn);
 }
 
 static void on_data(void *ud, struct conn *conn, const uint8_t *p, size_t n)
@@ -645,6 +598,10 @@ static void on_data(void *ud, struct conn *conn, const uint8_t *p, size_t n)
         return;
     uint64_t now = uv_now(c->env->loop);
     c->last_rx = now;
+    if (c->job) { /* bytes conn had in hand when it paused: kept for after the job */
+        buf_append(&c->in, p, n);
+        return;
+    }
     if (buf_size(&c->in) == 0) {
         long used = decode_all(c, p, n);
         if (used >= 0 && (size_t)used < n && c->state != CS_CLOSING)
@@ -705,6 +662,7 @@ static void on_close(void *ud, struct conn *conn)
     if (c->next)
         c->next->prev = c->prev;
     e->count--;
+    client__job_drop(c);
     buf_free(&c->in);
     buf_free(&c->out);
     if (c->in_alias) {

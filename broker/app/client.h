@@ -29,6 +29,8 @@ struct client;
 
 /* Also registers the client's operations (wake up, kick) with b. */
 struct client_env *client_env_new(uv_loop_t *loop, struct broker *b, const struct client_opts *o);
+/* Close the env's loop handles; the loop must run once more before client_env_free. */
+void client_env_close(struct client_env *e);
 void client_env_free(struct client_env *e);
 void client_env_set_opts(struct client_env *e, const struct client_opts *o);
 /* The callbacks every listener gives conn_accept (with the client_env as user data). */

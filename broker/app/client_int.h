@@ -31,6 +31,9 @@ struct client {
     uint64_t timer_due;      /* ms: when the connection's timer fires; 0 = not armed */
     uint64_t refusal_logged; /* ms: last log line about a refusal to this client */
     char *client_id;
+    struct client_job *job;  /* a SUBSCRIBE / UNSUBSCRIBE still being handled (client_sub.c) */
+    struct client *job_next; /* in the env's queue of clients with a deferred job */
+    bool job_queued;
 };
 
 struct out_alias {
@@ -49,12 +52,20 @@ struct client_env {
     bool over_memory; /* max_memory reached: new work is refused */
     uint8_t scratch[SCRATCH_SIZE];
     size_t scratch_len;
+    /* client_sub.c: deferred SUBSCRIBE / UNSUBSCRIBE jobs and this turn's budget */
+    uv_idle_t sub_idle;
+    uv_check_t sub_turn;
+    uint64_t sub_spent_ns;
+    struct client *job_head, *job_tail;
 };
 
 /* What the broker asks of a client (wake up, kick); client_env_new registers it. */
 extern const struct broker_client_ops client__broker_ops;
 
 int64_t client__now(const struct client *c);
+/* max_memory: true (counted, logged at most once per client per interval) when new work from
+ * this client is to be refused; what names it in the log ("PUBLISH"). */
+bool client__memory_refused(struct client *c, const char *what);
 const char *client__id(const struct client *c);
 /* Queue a control packet for this turn's write slot. */
 void client__send(struct client *c, const struct mqtt_packet *p);
@@ -63,6 +74,22 @@ void client__send_ack(struct client *c, uint8_t type, uint16_t id, uint8_t rc);
 void client__reason_string(const struct client *c, struct mqtt_props *pr, const char *why);
 /* MQTT 5 DISCONNECT written at once (before the connection closes). */
 void client__send_disconnect(struct client *c, uint8_t rc, const char *why);
+/* End the connection for a protocol violation (DISCONNECT with r's code after CONNECT). */
+void client__protocol_error(struct client *c, enum reason r);
+/* Decode what was kept in c->in (a deferred job has ended), then read again unless another
+ * job started. */
+void client__input_resume(struct client *c);
+
+/* client_sub.c. SUBSCRIBE / UNSUBSCRIBE handlers: either done at once, or c->job is left for
+ * client__job_keep (the packet must then be copied, and nothing more decoded). */
+void client__handle_subscribe(struct client *c, const struct mqtt_packet *p);
+void client__handle_unsubscribe(struct client *c, const struct mqtt_packet *p);
+/* c->job outlives this read: copy its packet (raw, len bytes), pause reading, queue it. */
+void client__job_keep(struct client *c, const uint8_t *raw, size_t len);
+/* The client is gone: unqueue and free its job, if any. */
+void client__job_drop(struct client *c);
+void client__sub_init(struct client_env *e);
+void client__sub_close(struct client_env *e);
 /* The write slot: control packets, then publishes pulled from the session. */
 void client__on_writable(void *ud, struct conn *conn);
 

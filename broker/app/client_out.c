@@ -172,7 +172,8 @@ void client__on_writable(void *ud, struct conn *conn)
         buf_consume(&c->out, buf_size(&c->out));
         buf_shrink(&c->out, 1024);
     }
-    if (c->session && c->state == CS_CONNECTED) {
+    /* While a SUBSCRIBE is being worked on, its retained messages wait behind its SUBACK. */
+    if (c->session && c->state == CS_CONNECTED && !c->job) {
         struct session_out o;
         int64_t now = client__now(c);
         while (!conn_output_full(conn) && session_next_out(c->session, now, &o)) {

@@ -317,6 +317,7 @@ void server_free(struct server *s)
     if (!s)
         return;
     conn_env_free(s->cenv);
+    client_env_close(s->clenv);
     loop_free(s->lp);
     uv_run(s->loop, UV_RUN_DEFAULT);
     if (s->ws) {

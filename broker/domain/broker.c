@@ -632,20 +632,31 @@ struct retained_ctx {
     uint32_t sub_id;
 };
 
-static void on_retained(void *ctx, struct msg *m)
+/* One retained message for a new subscription. False stops the walk: the session's queue is
+ * full, so every further message would be dropped too (the one dropped here is counted; the
+ * rest are not looked at, and the cut is counted once in retained_cut). */
+static bool on_retained(void *ctx, struct msg *m)
 {
     struct retained_ctx *r = ctx;
     if (!allowed(r->b, r->s, m, ACL_READ))
-        return;
+        return true;
     struct session_delivery d = {.msg = m, .retain = true};
     d.qos = r->b->lim.upgrade_outgoing_qos ? r->qos : (m->qos < r->qos ? m->qos : r->qos);
     if (r->sub_id)
         d.sub_ids[d.n_sub_ids++] = r->sub_id;
     deliver(r->b, r->s, &d);
+    if (!session_queue_full(r->s))
+        return true;
+    if (r->b->stats.retained_cut++ % 1000 == 0)
+        log_info("session %s: queue full, retained messages for a new subscription stopped at "
+                 "%s (%llu such cuts so far)",
+                 session_client_id(r->s), m->topic, (unsigned long long)r->b->stats.retained_cut);
+    return false;
 }
 
-uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
-                         uint8_t options, uint32_t sub_id, int64_t now)
+uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *filter, size_t len,
+                               uint8_t options, uint32_t sub_id, int64_t now,
+                               struct broker_retained *rw)
 {
     const char *group = NULL, *f = filter;
     size_t glen = 0, flen = len;
@@ -674,10 +685,42 @@ uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter
     /* A filter repeated within one SUBSCRIBE gets its retained messages once. */
     if (!group && added != SESSION_SUB_REPEATED &&
         (rh == 0 || (rh == 1 && added == SESSION_SUB_NEW))) {
-        struct retained_ctx r = {b, s, qos, sub_id};
-        retain_match(b->retained, f, flen, on_retained, &r);
+        *rw = (struct broker_retained){
+            .filter = xstrndup(f, flen), .len = flen, .qos = qos, .sub_id = sub_id, .active = true};
     }
     return qos;
+}
+
+bool broker_retained_step(struct broker *b, struct session *s, struct broker_retained *rw,
+                          size_t budget)
+{
+    if (!rw->active)
+        return true;
+    struct retained_ctx r = {b, s, rw->qos, rw->sub_id};
+    /* A full queue would drop everything: not even the first message is worth a walk. */
+    if (session_queue_full(s))
+        b->stats.retained_cut++;
+    else if (!retain_match_step(b->retained, rw->filter, rw->len, &rw->cur, budget, on_retained,
+                                &r))
+        return false;
+    broker_retained_end(rw);
+    return true;
+}
+
+void broker_retained_end(struct broker_retained *rw)
+{
+    retain_cursor_free(&rw->cur);
+    free(rw->filter);
+    *rw = (struct broker_retained){0};
+}
+
+uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
+                         uint8_t options, uint32_t sub_id, int64_t now)
+{
+    struct broker_retained rw = {0};
+    uint8_t rc = broker_subscribe_begin(b, s, filter, len, options, sub_id, now, &rw);
+    broker_retained_step(b, s, &rw, SIZE_MAX);
+    return rc;
 }
 
 int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, size_t len)

@@ -9,6 +9,7 @@
 
 #include "msg.h"
 #include "reason.h"
+#include "retain.h"
 #include "session.h"
 
 #include <stdbool.h>
@@ -64,6 +65,7 @@ struct broker_stats {
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_sessions_per_identity reached */
     uint64_t memory_refused;   /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
+    uint64_t retained_cut;     /* subscriptions whose retained messages stopped at a full queue */
     uint64_t sessions;
     uint64_t clients_online;
 };
@@ -131,6 +133,30 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
  * retained messages are queued per retain handling. */
 uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
                          uint8_t options, uint32_t sub_id, int64_t now);
+/* The retained messages one new subscription is owed, delivered in steps so that a large
+ * store cannot hold the caller: values only (a copy of the filter, a retain cursor), no pointer
+ * into the store, which may change between steps. Zero-initialise. */
+struct broker_retained {
+    struct retain_cursor cur;
+    char *filter;
+    size_t len;
+    uint8_t qos;
+    uint32_t sub_id;
+    bool active; /* call broker_retained_step until it returns true */
+};
+/* broker_subscribe, except that the retained messages are not delivered here: when some are
+ * owed, rw (inactive on entry) is made active for broker_retained_step. */
+uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *filter, size_t len,
+                               uint8_t options, uint32_t sub_id, int64_t now,
+                               struct broker_retained *rw);
+/* Deliver rw's retained messages to s, visiting at most budget nodes of the store. True when
+ * done (rw is then inactive and freed); the delivery stops early once s's queue is full, since
+ * everything more would be dropped. */
+bool broker_retained_step(struct broker *b, struct session *s, struct broker_retained *rw,
+                          size_t budget);
+/* Abandon rw (the client went away): frees it. */
+void broker_retained_end(struct broker_retained *rw);
+
 /* Returns 0 when the subscription existed, -1 otherwise. */
 int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, size_t len);
 

@@ -8,12 +8,14 @@
 #include "topic.h"
 #include "xmalloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
 
 struct rnode {
     struct rnode *parent;   /* NULL for the root */
+    uint64_t seq;           /* creation number: siblings are in this order (uthash appends) */
     struct rnode *children; /* uthash keyed by level */
     struct msg *msg;        /* one reference, or NULL */
     void *owner;            /* who set msg (the caller's tag), for quotas */
@@ -26,6 +28,7 @@ struct retain {
     struct rnode *root;
     size_t count;
     uint64_t bytes; /* retain_cost of every stored message */
+    uint64_t seq;   /* the last creation number given to a node */
 };
 
 uint64_t retain_cost(const struct msg *m)
@@ -35,10 +38,12 @@ uint64_t retain_cost(const struct msg *m)
 
 typedef void (*retain_cb)(void *ctx, struct msg *m);
 
-static struct rnode *retain__node_new(struct rnode *parent, const char *l, size_t ll)
+static struct rnode *retain__node_new(struct retain *r, struct rnode *parent, const char *l,
+                                      size_t ll)
 {
     struct rnode *n = xcalloc(1, sizeof(*n) + ll + 1);
     n->parent = parent;
+    n->seq = ++r->seq;
     n->level_len = ll;
     memcpy(n->level, l, ll);
     return n;
@@ -47,7 +52,7 @@ static struct rnode *retain__node_new(struct rnode *parent, const char *l, size_
 struct retain *retain_new(void)
 {
     struct retain *r = xcalloc(1, sizeof(*r));
-    r->root = retain__node_new(NULL, "", 0);
+    r->root = retain__node_new(r, NULL, "", 0);
     return r;
 }
 
@@ -72,7 +77,7 @@ void retain_free(struct retain *r)
     free(r);
 }
 
-static struct rnode *retain__find(const struct retain *r, const char *t, size_t len, bool create)
+static struct rnode *retain__find(struct retain *r, const char *t, size_t len, bool create)
 {
     struct rnode *n = r->root;
     for (size_t pos = 0;;) {
@@ -82,7 +87,7 @@ static struct rnode *retain__find(const struct retain *r, const char *t, size_t 
         if (!c) {
             if (!create)
                 return NULL;
-            c = retain__node_new(n, t + pos, end - pos);
+            c = retain__node_new(r, n, t + pos, end - pos);
             HASH_ADD_KEYPTR(hh, n->children, c->level, c->level_len, c);
         }
         n = c;
@@ -94,14 +99,14 @@ static struct rnode *retain__find(const struct retain *r, const char *t, size_t 
 
 bool retain_has(const struct retain *r, const char *topic, size_t len)
 {
-    const struct rnode *n = retain__find(r, topic, len, false);
+    const struct rnode *n = retain__find((struct retain *)r, topic, len, false);
     return n && n->msg;
 }
 
 bool retain_peek(const struct retain *r, const char *topic, size_t len, void **owner,
                  uint64_t *cost)
 {
-    const struct rnode *n = retain__find(r, topic, len, false);
+    const struct rnode *n = retain__find((struct retain *)r, topic, len, false);
     if (!n || !n->msg)
         return false;
     *owner = n->owner;
@@ -146,11 +151,6 @@ uint64_t retain_bytes(const struct retain *r)
     return r->bytes;
 }
 
-static bool retain__dollar(const struct rnode *n)
-{
-    return !n->parent->parent && n->level_len && n->level[0] == '$';
-}
-
 /* The node after n in a pre-order walk of the subtree at top; NULL when done. */
 static const struct rnode *retain__pre_next(const struct rnode *n, const struct rnode *top)
 {
@@ -169,70 +169,223 @@ static void retain__subtree(const struct rnode *top, retain_cb cb, void *ctx)
             cb(ctx, n->msg);
 }
 
-/* `#` below n: n itself ("a/#" matches "a", but the root is no topic) and all below, except
- * `$` topics when n is the root. */
-static void retain__hash(const struct rnode *n, retain_cb cb, void *ctx)
+/* ---- matching a filter ---------------------------------------------------------------------
+ *
+ * A filter's walk is a pre-order walk over the nodes whose levels match the filter's levels:
+ * a literal takes its one child, `+` and `#` every child (but `$` levels at the root), and
+ * below a `#` everything. It is resumable without keeping pointers into the tree between steps
+ * (messages may be set and cleared in between, pruning nodes): a pause records the next node
+ * to visit as its level names and the creation number (seq) of every node on its path.
+ * Siblings are in seq order (uthash appends and never reorders), so the node after a pruned
+ * one is the first sibling with a greater seq, and a resumed walk neither repeats nor skips
+ * the nodes that stayed. Nodes created after the walk began are skipped: their messages were
+ * published after the subscription existed and were routed to it already. */
+struct walk {
+    const char *f;
+    size_t flen, pos; /* pos: the filter level applied to n's children */
+    unsigned levels;  /* number of filter levels */
+    bool hash;        /* the last level is `#` */
+    uint64_t start;   /* nodes with a greater seq are newer than the walk */
+    const struct rnode *n;
+    unsigned d; /* depth of n, the root being 0 */
+};
+
+static void walk_init(struct walk *w, const struct retain *r, const char *f, size_t flen,
+                      uint64_t start)
 {
-    if (n->parent && n->msg)
-        cb(ctx, n->msg);
-    for (const struct rnode *c = n->children; c; c = c->hh.next)
-        if (n->parent || !retain__dollar(c))
-            retain__subtree(c, cb, ctx);
+    *w = (struct walk){.f = f, .flen = flen, .start = start, .n = r->root};
+    w->levels = topic_levels(f, flen);
+    size_t last = topic_level_prev(f, flen + 1);
+    w->hash = flen - last == 1 && f[last] == '#';
 }
 
-/* The next child of n to visit for filter level l after `prev` (NULL: the first). `+` takes
- * every child in hash order, skipping `$` levels at the root; a literal takes its one child. */
-static const struct rnode *retain__next_child(const struct rnode *n, const char *l, size_t ll,
-                                              const struct rnode *prev)
+static bool walk_has_children(const struct walk *w)
 {
-    if (ll == 1 && l[0] == '+') {
-        const struct rnode *c = prev ? prev->hh.next : n->children;
-        while (c && retain__dollar(c))
-            c = c->hh.next;
-        return c;
-    }
-    if (prev)
-        return NULL;
+    return w->d < w->levels || w->hash;
+}
+
+static bool walk_matches(const struct walk *w)
+{
+    if (!w->n->msg || w->d == 0)
+        return false;
+    return w->hash ? w->d + 1 >= w->levels : w->d == w->levels;
+}
+
+static void walk_down(struct walk *w, const struct rnode *c)
+{
+    w->n = c;
+    w->d++;
+    if (w->d + 1 <= w->levels) /* else the level stays `#`, or there are no children */
+        w->pos = topic_level_end(w->f, w->flen, w->pos) + 1;
+}
+
+static void walk_up(struct walk *w)
+{
+    if (w->d + 1 <= w->levels)
+        w->pos = topic_level_prev(w->f, w->pos);
+    w->n = w->n->parent;
+    w->d--;
+}
+
+/* May child c of n be visited under a wildcard level? */
+static bool walk_wild_ok(const struct walk *w, const struct rnode *c)
+{
+    return !(w->d == 0 && c->level_len && c->level[0] == '$');
+}
+
+static bool walk_level_wild(const struct walk *w, const char **l, size_t *ll)
+{
+    size_t end = topic_level_end(w->f, w->flen, w->pos);
+    *l = w->f + w->pos;
+    *ll = end - w->pos;
+    return *ll == 1 && (**l == '+' || **l == '#');
+}
+
+/* The first child of n to visit with a seq above floor (0: the first of all), or NULL. */
+static const struct rnode *walk_from(const struct walk *w, uint64_t floor)
+{
+    const char *l;
+    size_t ll;
     const struct rnode *c;
-    HASH_FIND(hh, n->children, l, ll, c);
-    return c;
+    if (!walk_level_wild(w, &l, &ll)) {
+        HASH_FIND(hh, w->n->children, l, ll, c);
+        return c && c->seq > floor && c->seq <= w->start ? c : NULL;
+    }
+    for (c = w->n->children; c && c->seq <= w->start; c = c->hh.next)
+        if (c->seq > floor && walk_wild_ok(w, c))
+            return c;
+    return NULL;
 }
 
-/* Depth-first over the reachable branches, iteratively: the path is the parent chain and the
- * filter offset of a level is recovered by scanning back when climbing. `pos` is the start of
- * the filter level applied to n's children. Only non-final levels are descended into, so pos
- * always names a level. */
-void retain_match(const struct retain *r, const char *filter, size_t flen, retain_cb cb, void *ctx)
+/* The sibling to visit after c, a child of n, or NULL. */
+static const struct rnode *walk_after(const struct walk *w, const struct rnode *c)
 {
-    if (!flen)
-        return;
-    const struct rnode *n = r->root, *prev = NULL;
-    size_t pos = 0;
-    for (;;) {
-        size_t end = topic_level_end(filter, flen, pos);
-        const char *l = filter + pos;
-        size_t ll = end - pos;
-        const struct rnode *c = NULL;
-        if (ll == 1 && l[0] == '#') {
-            retain__hash(n, cb, ctx); /* `#` is last: nothing to descend into */
-        } else {
-            for (c = retain__next_child(n, l, ll, prev); c && end == flen;
-                 c = retain__next_child(n, l, ll, c))
-                if (c->msg)
-                    cb(ctx, c->msg);
-        }
+    const char *l;
+    size_t ll;
+    if (!walk_level_wild(w, &l, &ll))
+        return NULL; /* a literal level has one child */
+    for (c = c->hh.next; c && c->seq <= w->start; c = c->hh.next)
+        if (walk_wild_ok(w, c))
+            return c;
+    return NULL;
+}
+
+/* n's subtree is done: on to the next sibling of n or of its nearest ancestor that has one.
+ * False when the walk is over. */
+static bool walk_skip(struct walk *w)
+{
+    while (w->d > 0) {
+        const struct rnode *done = w->n;
+        walk_up(w);
+        const struct rnode *c = walk_after(w, done);
         if (c) {
-            n = c;
-            pos = end + 1;
-            prev = NULL;
-            continue;
+            walk_down(w, c);
+            return true;
         }
-        if (!n->parent)
-            return;
-        pos = topic_level_prev(filter, pos);
-        prev = n;
-        n = n->parent;
     }
+    return false;
+}
+
+/* On to the next node in walk order; false when the walk is over. */
+static bool walk_next(struct walk *w)
+{
+    const struct rnode *c = walk_has_children(w) ? walk_from(w, 0) : NULL;
+    if (c) {
+        walk_down(w, c);
+        return true;
+    }
+    return walk_skip(w);
+}
+
+/* Back to the node the cursor names or, when it is gone, to the next one in walk order. The
+ * path was valid for this filter when saved, so every node found on it is still allowed. */
+static bool walk_resume(struct walk *w, const struct retain_cursor *cur)
+{
+    size_t p = 0;
+    for (size_t i = 0; i < cur->depth; i++) {
+        size_t e = topic_level_end(cur->path, cur->path_len, p);
+        const struct rnode *c;
+        HASH_FIND(hh, w->n->children, cur->path + p, e - p, c);
+        if (!c || c->seq != cur->seqs[i]) {
+            c = walk_from(w, cur->seqs[i]);
+            if (!c)
+                return walk_skip(w);
+            walk_down(w, c);
+            return true;
+        }
+        walk_down(w, c);
+        p = e + 1;
+    }
+    return true;
+}
+
+/* Record w's node (depth >= 1) in cur: level names and seqs, filled from the leaf up. */
+static void walk_save(const struct walk *w, struct retain_cursor *cur)
+{
+    size_t len = 0;
+    for (const struct rnode *n = w->n; n->parent; n = n->parent)
+        len += n->level_len + 1;
+    len--; /* no '/' before the first level */
+    if (len > cur->path_cap) {
+        cur->path_cap = len;
+        cur->path = xrealloc(cur->path, len ? len : 1);
+    }
+    if (w->d > cur->seqs_cap) {
+        cur->seqs_cap = w->d;
+        cur->seqs = xrealloc(cur->seqs, w->d * sizeof(*cur->seqs));
+    }
+    cur->path_len = len;
+    cur->depth = w->d;
+    size_t at = len, i = w->d;
+    for (const struct rnode *n = w->n; n->parent; n = n->parent) {
+        at -= n->level_len;
+        memcpy(cur->path + at, n->level, n->level_len);
+        if (at)
+            cur->path[--at] = '/';
+        cur->seqs[--i] = n->seq;
+    }
+}
+
+bool retain_match_step(const struct retain *r, const char *filter, size_t flen,
+                       struct retain_cursor *cur, size_t budget, retain_match_cb cb, void *ctx)
+{
+    if (cur->done || !flen) {
+        cur->done = true;
+        return true;
+    }
+    if (!cur->started) {
+        cur->started = true;
+        cur->start_seq = r->seq;
+    }
+    struct walk w;
+    walk_init(&w, r, filter, flen, cur->start_seq);
+    bool more = cur->depth ? walk_resume(&w, cur) : walk_next(&w);
+    while (more) {
+        if (budget-- == 0) {
+            walk_save(&w, cur);
+            return false;
+        }
+        if (walk_matches(&w) && !cb(ctx, w.n->msg))
+            break;
+        more = walk_next(&w);
+    }
+    cur->done = true;
+    return true;
+}
+
+void retain_cursor_free(struct retain_cursor *cur)
+{
+    free(cur->path);
+    free(cur->seqs);
+    *cur = (struct retain_cursor){0};
+}
+
+void retain_match(const struct retain *r, const char *filter, size_t flen, retain_match_cb cb,
+                  void *ctx)
+{
+    struct retain_cursor cur = {0};
+    retain_match_step(r, filter, flen, &cur, SIZE_MAX, cb, ctx);
+    retain_cursor_free(&cur);
 }
 
 void retain_foreach(const struct retain *r, retain_cb cb, void *ctx)

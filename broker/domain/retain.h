@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct retain;
 
@@ -25,9 +26,31 @@ uint64_t retain_bytes(const struct retain *r);
 /* The message stored under exactly this topic: its owner and cost; false when none. */
 bool retain_peek(const struct retain *r, const char *topic, size_t len, void **owner,
                  uint64_t *cost);
-/* Call cb for each retained message whose topic matches filter (the `$` rule applies). */
-void retain_match(const struct retain *r, const char *filter, size_t flen,
-                  void (*cb)(void *ctx, struct msg *m), void *ctx);
+/* Called for each matching message; returning false stops the walk. */
+typedef bool (*retain_match_cb)(void *ctx, struct msg *m);
+
+/* Call cb for each retained message whose topic matches filter (the `$` rule applies), until
+ * cb returns false. */
+void retain_match(const struct retain *r, const char *filter, size_t flen, retain_match_cb cb,
+                  void *ctx);
+
+/* A walk done in steps (retain_match_step) so that one filter over a large store cannot hold
+ * the caller for long. The cursor holds plain values only, never pointers into the tree (which
+ * may change between steps): the path of the next node to visit as its level names and the
+ * creation sequence number of each node on it. Zero-initialise; retain_cursor_free after. */
+struct retain_cursor {
+    char *path; /* level names of the next node, '/'-joined (not NUL-terminated) */
+    size_t path_len, path_cap;
+    uint64_t *seqs; /* creation number of each node on that path, one per level */
+    size_t depth, seqs_cap;
+    uint64_t start_seq; /* nodes created after the first step are skipped */
+    bool started, done;
+};
+/* Visit at most `budget` nodes of the walk for filter (the same filter at every step); returns
+ * true when the walk is over (every match seen, or cb returned false). */
+bool retain_match_step(const struct retain *r, const char *filter, size_t flen,
+                       struct retain_cursor *cur, size_t budget, retain_match_cb cb, void *ctx);
+void retain_cursor_free(struct retain_cursor *cur);
 /* Every retained message, for persistence and $SYS counts. */
 void retain_foreach(const struct retain *r, void (*cb)(void *ctx, struct msg *m), void *ctx);
 size_t retain_count(const struct retain *r);

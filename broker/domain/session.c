@@ -295,6 +295,12 @@ static struct inflight *inf_push(struct session *s)
     return &s->inf[s->inf_count++];
 }
 
+bool session_queue_full(const struct session *s)
+{
+    return s->q_count >= s->lim.max_queued ||
+           (s->lim.max_queued_bytes && s->q_bytes >= s->lim.max_queued_bytes);
+}
+
 int session_enqueue(struct session *s, const struct session_delivery *d, bool online)
 {
     if (d->qos == 0 && !online && !s->lim.queue_qos0_offline)

@@ -93,6 +93,9 @@ struct session_delivery {
 /* Queue a delivery (a reference to d->msg is taken). Returns 0, or -1 when dropped because a
  * limit was reached (or QoS 0 while offline without queue_qos0_offline). */
 int session_enqueue(struct session *s, const struct session_delivery *d, bool online);
+/* Is the queue at a limit (max_queued, or max_queued_bytes used up), so that session_enqueue
+ * would drop anything more? Lets a long delivery (retained messages) stop early. */
+bool session_queue_full(const struct session *s);
 /* MQTT 5 receive maximum of the connected client: the outgoing window is the smaller of this
  * and max_inflight. 0 restores max_inflight. */
 void session_set_window(struct session *s, uint16_t receive_maximum);

@@ -24,9 +24,10 @@ static void fuzz__count_sub(void *ctx, const struct topic_sub *s)
     ++*(int *)ctx;
 }
 
-static void fuzz__count_msg(void *ctx, struct msg *m)
+static bool fuzz__count_msg(void *ctx, struct msg *m)
 {
     ++*(int *)ctx;
+    return true;
 }
 
 static int fuzz__tree_hits(const struct topic_tree *t, const char *topic, size_t len)

@@ -303,6 +303,60 @@ static void test_retained_limit(void)
     broker_free(b);
 }
 
+/* Retained messages for a new subscription in steps: a step visits at most its budget of
+ * nodes, the walk stops once the queue is full (max_queued 100 of 150 matches, nothing dropped,
+ * one cut counted), a subscription made with the queue full walks nothing, and a filter
+ * repeated within one SUBSCRIBE is owed nothing the second time. */
+static void test_retained_in_steps(void)
+{
+    struct broker *b = mkbroker(ACL);
+    int c1, c2;
+    bool present;
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops =
+        broker_attach(b, "ops", "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    char topic[64];
+    for (int i = 0; i < 150; i++) {
+        snprintf(topic, sizeof(topic), "devices/dev-a/%d", i);
+        struct msg *m = mk(b, topic, "v", 0, true);
+        broker_publish(b, a, m, 0);
+        msg_unref(m);
+    }
+    uint64_t dropped = broker_stats(b)->msgs_dropped;
+    struct broker_retained rw = {0};
+    session_sub_batch(ops);
+    CHECK_EQ_INT(broker_subscribe_begin(b, ops, "devices/+/+", 11, 0, 0, 0, &rw), 0);
+    CHECK(rw.active);
+    CHECK_EQ_INT(session_queued(ops), 0); /* nothing until stepped */
+    CHECK(!broker_retained_step(b, ops, &rw, 12));
+    size_t first = session_queued(ops);
+    CHECK(first > 0 && first <= 12);
+    int steps = 1;
+    while (!broker_retained_step(b, ops, &rw, 12))
+        steps++;
+    CHECK(steps >= 100 / 12);
+    CHECK(!rw.active && rw.filter == NULL);
+    CHECK_EQ_INT(session_queued(ops), 100);
+    CHECK_EQ_INT(broker_stats(b)->msgs_dropped, dropped);
+    CHECK_EQ_INT(broker_stats(b)->retained_cut, 1);
+    /* The queue is full: the next subscription's walk ends at once. */
+    CHECK_EQ_INT(broker_subscribe_begin(b, ops, "devices/dev-a/#", 15, 0, 0, 0, &rw), 0);
+    CHECK(rw.active);
+    CHECK(broker_retained_step(b, ops, &rw, 1));
+    CHECK_EQ_INT(broker_stats(b)->retained_cut, 2);
+    /* Repeated within the batch: owed nothing. */
+    CHECK_EQ_INT(broker_subscribe_begin(b, ops, "devices/+/+", 11, 0, 0, 0, &rw), 0);
+    CHECK(!rw.active);
+    /* An abandoned walk is freed. */
+    session_sub_batch(ops);
+    CHECK_EQ_INT(broker_subscribe_begin(b, ops, "devices/+/+", 11, 0, 0, 0, &rw), 0);
+    CHECK(rw.active);
+    broker_retained_end(&rw);
+    CHECK(!rw.active);
+    broker_free(b);
+}
+
 static void test_takeover_and_expiry(void)
 {
     struct broker *b = mkbroker(ACL);
@@ -410,6 +464,7 @@ int main(void)
     test_retained_bytes();
     test_sessions_per_identity();
     test_retained_limit();
+    test_retained_in_steps();
     test_takeover_and_expiry();
     test_acl_reload_applies();
     test_policy_connect_pairs();

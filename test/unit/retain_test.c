@@ -5,6 +5,7 @@
 #include "retain.h"
 #include "topic.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,12 +16,32 @@ struct seen {
     int n;
 };
 
-static void on_msg(void *ctx, struct msg *m)
+static void on_each(void *ctx, struct msg *m)
 {
     struct seen *s = ctx;
     if (s->n < 64)
         s->m[s->n] = m;
     s->n++;
+}
+
+static bool on_msg(void *ctx, struct msg *m)
+{
+    on_each(ctx, m);
+    return true;
+}
+
+/* The same walk in steps of `budget` nodes. */
+static struct seen match_steps(const struct retain *r, const char *f, size_t budget)
+{
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct retain_cursor cur = {0};
+    int steps = 0;
+    while (!retain_match_step(r, S(f), &cur, budget, on_msg, &s))
+        steps++;
+    CHECK(steps < 10000);
+    retain_cursor_free(&cur);
+    return s;
 }
 
 static struct msg *mk(const char *topic, size_t tlen, const char *payload)
@@ -85,7 +106,7 @@ static void test_match(void)
     }
     struct seen all;
     memset(&all, 0, sizeof(all));
-    retain_foreach(r, on_msg, &all);
+    retain_foreach(r, on_each, &all);
     CHECK_EQ_INT(all.n, N);
     for (int k = 0; k < N; k++)
         CHECK(has(&all, ms[k]));
@@ -226,6 +247,12 @@ static void test_vs_bruteforce(void)
         if (!topic_filter_valid(S(f)))
             continue;
         struct seen s = match(r, f);
+        struct seen s1 = match_steps(r, f, 1), s3 = match_steps(r, f, 3);
+        if ((s1.n != s.n || s3.n != s.n) && bad++ < 5)
+            fprintf(stderr, "  retain_match_step %s: %d, %d != %d\n", f, s1.n, s3.n, s.n);
+        for (int k = 0; k < s.n && k < 64; k++)
+            if (!has(&s1, s.m[k]) || !has(&s3, s.m[k]))
+                bad++;
         int expect = 0;
         for (int k = 0; k < n; k++) {
             bool want = topic_matches(S(f), ms[k]->topic, ms[k]->topic_len);
@@ -246,8 +273,96 @@ static void test_vs_bruteforce(void)
     }
 }
 
+static bool stop_after_two(void *ctx, struct msg *m)
+{
+    struct seen *s = ctx;
+    on_each(s, m);
+    return s->n < 2;
+}
+
+/* The callback returning false ends the walk at once, in one call or in steps. */
+static void test_early_stop(void)
+{
+    struct retain *r = retain_new();
+    struct msg *ms[6];
+    char t[8];
+    for (int i = 0; i < 6; i++) {
+        snprintf(t, sizeof(t), "s/%d", i);
+        ms[i] = mk(S(t), "v");
+        retain_set(r, ms[i], NULL);
+    }
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    retain_match(r, S("s/+"), stop_after_two, &s);
+    CHECK_EQ_INT(s.n, 2);
+    memset(&s, 0, sizeof(s));
+    struct retain_cursor cur = {0};
+    CHECK(!retain_match_step(r, S("#"), &cur, 2, stop_after_two, &s)); /* s, s/0: budget out */
+    CHECK_EQ_INT(s.n, 1);
+    CHECK(retain_match_step(r, S("#"), &cur, 100, stop_after_two, &s)); /* s/1: stop */
+    CHECK_EQ_INT(s.n, 2);
+    CHECK(cur.done);
+    CHECK(retain_match_step(r, S("#"), &cur, 100, stop_after_two, &s)); /* stays over */
+    CHECK_EQ_INT(s.n, 2);
+    retain_cursor_free(&cur);
+    retain_free(r);
+    for (int i = 0; i < 6; i++)
+        msg_unref(ms[i]);
+}
+
+/* A paused walk survives the tree changing under it: the node it would resume at is cleared
+ * (and its branch pruned), others are added. It goes on after the cleared node, sees every
+ * message that stayed exactly once, and none stored after it began. */
+static void test_step_with_changes(void)
+{
+    struct retain *r = retain_new();
+    static const char *const topics[] = {"p/a/1", "p/b/1", "p/c/1", "p/d/1", "q/a/1"};
+    enum { N = 5 };
+    struct msg *ms[N];
+    for (int i = 0; i < N; i++) {
+        ms[i] = mk(S(topics[i]), "v");
+        retain_set(r, ms[i], NULL);
+    }
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    struct retain_cursor cur = {0};
+    /* Nodes in walk order: p, p/a, p/a/1, p/b, p/b/1, p/c ... four steps stop before p/b/1. */
+    CHECK(!retain_match_step(r, S("+/+/1"), &cur, 4, on_msg, &s));
+    CHECK_EQ_INT(s.n, 1);
+    CHECK_EQ_INT(cur.depth, 3);
+    struct msg *clear = mk(S("p/b/1"), ""), *late = mk(S("p/e/1"), "v"),
+               *again = mk(S("p/b/1"), "w");
+    retain_set(r, clear, NULL); /* prunes p/b and p/b/1 */
+    retain_set(r, late, NULL);
+    retain_set(r, again, NULL); /* p/b again, newer than the walk */
+    while (!retain_match_step(r, S("+/+/1"), &cur, 1, on_msg, &s))
+        ;
+    retain_cursor_free(&cur);
+    CHECK_EQ_INT(s.n, 4);
+    CHECK(has(&s, ms[0]) && has(&s, ms[2]) && has(&s, ms[3]) && has(&s, ms[4]));
+    CHECK(!has(&s, late) && !has(&s, again));
+    /* Resuming where the saved node's parent is gone too. */
+    memset(&s, 0, sizeof(s));
+    CHECK(!retain_match_step(r, S("#"), &cur, 2, on_msg, &s)); /* p, p/a: next p/a/1 */
+    struct msg *clear_a = mk(S("p/a/1"), "");
+    retain_set(r, clear_a, NULL);
+    while (!retain_match_step(r, S("#"), &cur, 2, on_msg, &s))
+        ;
+    retain_cursor_free(&cur);
+    CHECK_EQ_INT(s.n, 5); /* p/c/1 p/d/1 p/e/1 p/b/1 q/a/1 */
+    CHECK(!has(&s, ms[0]));
+    retain_free(r);
+    struct msg *all[] = {ms[0], ms[1], ms[2], ms[3], ms[4], clear, late, again, clear_a};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        CHECK_EQ_INT(all[i]->refs, 1);
+        msg_unref(all[i]);
+    }
+}
+
 int main(void)
 {
+    test_early_stop();
+    test_step_with_changes();
     test_match();
     test_set_clear();
     test_deep();

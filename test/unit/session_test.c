@@ -96,8 +96,11 @@ static void test_limits(void)
     struct session *s = session_new("d", "c", &lim);
     struct msg *m = mk("t", "payload", 1, 0);
     CHECK_EQ_INT(enq(s, m, 0, false, 0, false), -1); /* QoS 0 offline */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        CHECK(!session_queue_full(s));
         CHECK_EQ_INT(enq(s, m, 1, false, 0, false), 0);
+    }
+    CHECK(session_queue_full(s)); /* what a walk of retained messages stops at */
     CHECK_EQ_INT(enq(s, m, 1, false, 0, false), -1);
     CHECK_EQ_INT(session_dropped(s), 1);
     session_free(s);
@@ -106,7 +109,9 @@ static void test_limits(void)
     lim.max_queued_bytes = msg_size(m) * 2;
     s = session_new("d", "c", &lim);
     CHECK_EQ_INT(enq(s, m, 1, false, 0, true), 0);
+    CHECK(!session_queue_full(s));
     CHECK_EQ_INT(enq(s, m, 1, false, 0, true), 0);
+    CHECK(session_queue_full(s)); /* the byte limit is used up */
     CHECK_EQ_INT(enq(s, m, 1, false, 0, true), -1);
     session_free(s);
     CHECK_EQ_INT(m->refs, 1);
