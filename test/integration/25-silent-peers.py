@@ -112,9 +112,15 @@ def test_per_source_limit():
 
 
 def test_silent_flood():
-    silent = [peer(a) for a in FLOOD_ADDRS for _ in range(50)]
-    half = [peer(HALF_ADDR, HALF_HELLO) for _ in range(20)]
+    born = {}  # fileno -> when the peer connected
+
+    def timed(s):
+        born[s.fileno()] = time.time()
+        return s
+
     t0 = time.time()
+    silent = [timed(peer(a)) for a in FLOOD_ADDRS for _ in range(50)]
+    half = [timed(peer(HALF_ADDR, HALF_HELLO)) for _ in range(20)]
     trickled = []
     stop = threading.Event()
 
@@ -143,11 +149,11 @@ def test_silent_flood():
         print("device connect times under the flood: %s ms"
               % ", ".join("%.0f" % (x * 1000) for x in times))
         check(max(times) < 1.0, "every connect within 1 s under the flood: %r" % times)
-        check(t_pub - t0 < 0.3 + sum(times) + 2.0, "mosquitto_pub within 2 s")
+        check(t_pub - t0 < 0.5 + sum(times) + 2.0, "mosquitto_pub within 2 s")
         # The silent and half-hello peers are dropped after tls_hello_timeout (3 s), not before.
         pending = {s.fileno(): s for s in silent + half}
         closed_at = []
-        while pending and time.time() - t0 < 6:
+        while pending and time.time() - t0 < 7:
             r, _, _ = select.select(list(pending), [], [], 0.2)
             for fd in r:
                 try:
@@ -155,9 +161,9 @@ def test_silent_flood():
                 except ConnectionResetError:
                     data = b""
                 if not data:
-                    closed_at.append(time.time() - t0)
+                    closed_at.append(time.time() - born[fd])
                     del pending[fd]
-        check(not pending, "%d silent peers still open after 6 s" % len(pending))
+        check(not pending, "%d silent peers still open after 7 s" % len(pending))
         closed_at.sort()
         print("silent peers closed between %.2f and %.2f s after they connected"
               % (closed_at[0], closed_at[-1]))
