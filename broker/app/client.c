@@ -533,6 +533,7 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
             client__protocol_error(c, REASON_FIRST_NOT_CONNECT);
             return;
         }
+        conn_settle(c->conn); /* no longer a pending connection of its address */
         handle_connect(c, p);
         return;
     }

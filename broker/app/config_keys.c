@@ -120,6 +120,11 @@ const struct config__directive config__table[] = {
     {"max_keepalive", T_UINT, GF(client.connect.max_keepalive), .max = 65535, .def = 65535},
     {"max_connections", T_INT, GF(max_connections), .min = -1, .max = INT32_MAX, .def = -1},
     {"max_connections_per_ip", T_UINT, GF(conn.max_per_ip), .max = 1000000},
+    /* Connections of one address before their CONNECT (accepted, handshaking, checked, waiting
+     * for CONNECT): as many as the default max_handshakes, so a site behind one NAT address can
+     * reconnect a burst of devices at once, while one address alone cannot make the broker hold
+     * thousands of sockets in the costly states. */
+    {"max_pending_per_ip", T_UINT, GF(conn.max_pending_per_ip), .max = 1000000, .def = 64},
     {"max_topic_length", T_UINT, GF(broker.max_topic_length), .min = 1, .max = 65535, .def = 65535},
     /* Bounds the work and memory of every topic match and subscription node chain. */
     {"max_topic_levels", T_UINT, GF(broker.max_topic_levels), .max = 32768, .def = 256},
@@ -149,6 +154,10 @@ const struct config__directive config__table[] = {
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},
+    /* From accept to a complete ClientHello, which real clients send at once: a silent peer is
+     * dropped after this, holding nothing but its socket meanwhile (see conn.h). */
+    {"tls_hello_timeout", T_UINT, GF(conn.hello_timeout_ms), .min = 100, .max = 600000,
+     .def = 3000},
     {"tls_handshake_timeout", T_UINT, GF(conn.handshake_timeout_ms), .min = 100, .max = 600000,
      .def = 10000},
     {"max_handshakes", T_UINT, GF(conn.max_handshakes), .min = 1, .max = 100000, .def = 64},

@@ -27,7 +27,7 @@ static void on_conn(void *ud, uv_stream_t *server)
     if (!c)
         return;
     if (s->cfg.max_connections >= 0 &&
-        cs->open + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
+        cs->open + cs->hello + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
         log_notice("refused %s: max_connections (%d) reached", conn_addr(c),
                    s->cfg.max_connections);
         conn_close(c, false);

@@ -1,7 +1,8 @@
 /* conn: the open byte stream of one peer: socket, TLS records, flush, back-pressure, close.
  *
- * Life: WAITING (accepted, not read until a handshake slot is free) -> HANDSHAKE -> [CHECKING]
- * -> OPEN -> [ENDING] -> CLOSING. The way to OPEN is conn_handshake.c, which drives this file;
+ * Life: HELLO (accepted, read until its ClientHello is complete; no TLS engine yet) -> WAITING
+ * (not read until a handshake slot is free) -> HANDSHAKE -> [CHECKING] -> OPEN -> [ENDING] ->
+ * CLOSING. The way to OPEN is conn_handshake.c, which drives this file;
  * from here it is reached only through env->admission. What runs on top of the TLS stream (plain
  * MQTT bytes or WebSocket frames) is the connection's conn_ops, so this file knows no transport
  * protocol. Every state has a deadline on the connection's single timer. Idle connections give
@@ -158,7 +159,7 @@ bool conn_closing(const struct conn *c)
 
 size_t conn_backlog(const struct conn *c)
 {
-    return c->queued + buf_size(tls_conn_output(c->tls)) +
+    return c->queued + (c->tls ? buf_size(tls_conn_output(c->tls)) : 0) +
            (c->ops->backlog ? c->ops->backlog(c) : 0);
 }
 
@@ -227,6 +228,10 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     c->env->stats.bytes_in += (uint64_t)n;
     mark_active(c);
+    if (c->state == C_HELLO) {
+        c->env->admission->hello(c, (const uint8_t *)b->base, (size_t)n);
+        return;
+    }
     /* The shared read buffer is decrypted in place of a copy: everything below runs
      * synchronously. */
     tls_conn_input_borrow(c->tls, (const uint8_t *)b->base, (size_t)n);
@@ -238,7 +243,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 void conn__update_reading(struct conn *c)
 {
-    bool want = (c->state == C_HANDSHAKE || c->state == C_OPEN || c->state == C_ENDING) &&
+    bool want = (c->state == C_HELLO || c->state == C_HANDSHAKE || c->state == C_OPEN ||
+                 c->state == C_ENDING) &&
                 !c->paused && !c->out_full && !c->deferred;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
@@ -286,6 +292,8 @@ static void write_cb(uv_write_t *req, int status)
  * owns the buffer storage. */
 void conn__flush_out(struct conn *c)
 {
+    if (!c->tls)
+        return; /* C_HELLO: nothing to say before the peer's ClientHello */
     struct buf *o = tls_conn_output(c->tls);
     size_t n = buf_size(o);
     if (!n)
@@ -449,6 +457,7 @@ static void handle_closed(uv_handle_t *h)
         free(c->counted);
     }
     tls_conn_free(c->tls);
+    buf_free(&c->hello);
     tls_ctx_unref(c->ctx);
     free(c);
     conn__env_drop(e);

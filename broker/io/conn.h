@@ -1,11 +1,12 @@
 /* conn: one accepted TCP connection carrying TLS, seen from above as a plaintext byte stream
  * with a verified identity.
  *
- * Owns the socket, the TLS engine and the connection's timer; enforces the handshake time limit
- * and admits at most max_handshakes handshakes at once (the rest wait, unread, so a reconnect
- * storm cannot starve connected clients). Knows nothing of MQTT: it carries bytes and an
- * identity. Output is coalesced: the user asks for a write slot with conn_want_write() and
- * produces all its bytes for this loop turn in one on_writable() call, which become as few TLS
+ * Owns the socket, the TLS engine and the connection's timer; enforces the hello and handshake
+ * time limits and admits at most max_handshakes handshakes at once, counting only connections
+ * whose ClientHello is complete (the rest wait, unread, so a reconnect storm cannot starve
+ * connected clients and silent peers cannot hold the slots). Knows nothing of MQTT: it carries
+ * bytes and an identity. Output is coalesced: the user asks for a write slot with conn_want_write()
+ * and produces all its bytes for this loop turn in one on_writable() call, which become as few TLS
  * records as possible and one socket write. */
 #ifndef CERTMQ_CONN_H
 #define CERTMQ_CONN_H
@@ -57,7 +58,9 @@ struct conn_stats {
     /* Open connections ended by a trust verdict (conn_untrust), per reason. */
     uint64_t untrusted[REASON_COUNT];
     uint64_t refused_by[TLS_REJECT_COUNT];
-    uint32_t handshaking, waiting, checking, open;
+    /* hello: accepted, ClientHello not complete (no handshake slot); waiting: ClientHello in,
+     * no slot free yet. */
+    uint32_t hello, handshaking, waiting, checking, open;
 };
 
 /* Unsent output per connection beyond which its peer is no longer read: room for a burst of
@@ -68,6 +71,11 @@ struct conn_stats {
  * handshake step) for their turn during a reconnect storm; a full ECDSA P-256 handshake costs
  * ~12 ms here, in several steps. */
 #define CONN_DEFAULT_HANDSHAKE_BUDGET_US 5000
+/* From accept to a complete ClientHello. Real clients send it in their first packet, one round
+ * trip after the TCP handshake: 3 s covers a slow cellular link (several RTTs and a retransmit),
+ * while a peer that stays silent holds only a socket and a few bytes, and for less than a third
+ * of the handshake timeout. */
+#define CONN_DEFAULT_HELLO_TIMEOUT_MS 3000
 /* Idle time before a connection gives its record buffers back: long enough that a busy client
  * does not re-allocate them between messages, short enough to matter for fleets of idle
  * devices. */
@@ -77,11 +85,18 @@ struct conn_stats {
 struct conn_env;
 struct conn_env_opts {
     uint32_t cert_expiry_warning_days; /* 0 = no warning */
+    /* From accept to a complete ClientHello (0 = CONN_DEFAULT_HELLO_TIMEOUT_MS); then
+     * handshake_timeout_ms for the rest of the handshake. */
+    uint32_t hello_timeout_ms;
     uint32_t handshake_timeout_ms;
     uint32_t max_handshakes;
     /* Stop reading a peer whose unsent output exceeds this (0 = CONN_DEFAULT_MAX_BACKLOG). */
     size_t max_backlog;
     uint32_t max_per_ip; /* open connections per peer address, 0 = unlimited */
+    /* Connections per peer address not yet settled (conn_settle: accepted, hello, handshake,
+     * checks, waiting for the first application message), 0 = unlimited. Beyond it a new
+     * connection is refused before any TLS work. */
+    uint32_t max_pending_per_ip;
     /* Handshake CPU per loop turn (0 = CONN_DEFAULT_HANDSHAKE_BUDGET_US): beyond it, handshakes
      * continue next turn, so connected clients are served between public-key operations. */
     uint32_t handshake_budget_us;
@@ -125,6 +140,10 @@ struct ws_ctx;
  * the WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade). */
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
                          struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud);
+
+/* The user has the peer's first application message (MQTT: its CONNECT): the connection no
+ * longer counts against max_pending_per_ip. Idempotent. */
+void conn_settle(struct conn *c);
 
 void conn_set_user(struct conn *c, void *ud);
 const struct tls_peer *conn_peer(const struct conn *c);

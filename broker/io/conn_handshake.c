@@ -1,6 +1,10 @@
 /* conn_handshake: a connection from accept to OPEN, and every trust verdict after.
  *
- * Accepted connections are admitted up to max_handshakes (and max_per_ip); handshakes advance
+ * An accepted connection is only read (a few KB at most, no TLS engine) until its ClientHello
+ * is complete, within hello_timeout_ms, so a peer that stays silent costs a socket and never a
+ * handshake slot. Then it is admitted up to max_handshakes; a source address holds at most
+ * max_pending_per_ip connections that have not settled yet (and max_per_ip in all); handshakes
+ * advance
  * one Mbed TLS state at a time within a CPU budget per loop turn (deferred, unread, beyond it),
  * then go through the certificate checker (plugins) before the transport opens and application
  * data may flow. Afterwards the verdicts on a connected peer (CRL reload, plugin, expiry) all go
@@ -9,6 +13,7 @@
 #include "conn_internal.h"
 
 #include "log.h"
+#include "tls_hello.h"
 #include "xmalloc.h"
 
 #include <stdio.h>
@@ -31,11 +36,13 @@ static void leave_handshake(struct conn *c);
 static void leave_checking(struct conn *c);
 static void check_finish(struct conn *c, bool allow, const char *why);
 static void admission_closing(struct conn *c);
+static void hello_input(struct conn *c, const uint8_t *p, size_t n);
 static void admission_expired(struct conn *c);
 static void turn_end(uv_check_t *h);
 static void run_deferred(uv_idle_t *h);
 
 static const struct conn_admission admission = {
+    .hello = hello_input,
     .input = handshake_step,
     .closing = admission_closing,
 };
@@ -49,6 +56,8 @@ struct conn_env *conn_env_new(uv_loop_t *loop, const struct conn_env_opts *o)
     e->o = *o;
     e->admission = &admission;
     e->holds = 4; /* the four handles below and in conn__stream_init */
+    if (!e->o.hello_timeout_ms)
+        e->o.hello_timeout_ms = CONN_DEFAULT_HELLO_TIMEOUT_MS;
     if (!e->o.max_handshakes)
         e->o.max_handshakes = 1;
     if (!e->o.max_backlog)
@@ -102,11 +111,16 @@ bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const
     return tls_conn_cert_der(c->tls, der, len, issuer, issuer_len);
 }
 
+static void defer(struct conn *c);
+
+/* The ClientHello is already inside the TLS engine and the peer now waits for our answer: the
+ * first step runs from the deferred list, within this turn's handshake budget, and never inside
+ * the callbacks of the connection that gave the slot back. */
 static void begin_handshake(struct conn *c)
 {
     c->state = C_HANDSHAKE;
     c->env->stats.handshaking++;
-    conn__update_reading(c);
+    defer(c);
 }
 
 static void admit_next(struct conn_env *e)
@@ -125,7 +139,10 @@ static void leave_handshake(struct conn *c)
 {
     if (c->deferred)
         undefer(c);
-    if (c->state == C_HANDSHAKE) {
+    if (c->state == C_HELLO) {
+        c->env->stats.hello--;
+        buf_free(&c->hello);
+    } else if (c->state == C_HANDSHAKE) {
         c->env->stats.handshaking--;
         admit_next(c->env);
     } else if (c->state == C_WAITING) {
@@ -200,9 +217,14 @@ static void run_deferred(uv_idle_t *h)
 /* Refuse a connection before OPEN: counted, logged once with what is known of the peer. */
 static void refuse(struct conn *c, enum tls_reject why, const char *detail)
 {
-    const struct tls_peer *p = tls_conn_peer(c->tls);
     c->env->stats.refused++;
     c->env->stats.refused_by[why]++;
+    if (!c->tls) { /* before the ClientHello: nothing is known but the address */
+        log_notice("refused %s: %s: %s", c->addr, tls_reject_str(why), detail);
+        conn__start_close(c, false);
+        return;
+    }
+    const struct tls_peer *p = tls_conn_peer(c->tls);
     log_notice("refused %s: %s: %s (identity %s, serial %s, issuer %s)", c->addr,
                tls_reject_str(why), detail, p->identity, p->serial, p->issuer);
     conn__start_close(c, false);
@@ -280,8 +302,13 @@ static void admission_expired(struct conn *c)
     }
     c->env->stats.refused++;
     c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
-    log_notice("refused %s: handshake failed: not completed within %u ms", c->addr,
-               c->env->o.handshake_timeout_ms);
+    if (c->state == C_HELLO)
+        log_notice("refused %s: handshake failed: no complete ClientHello within %u ms "
+                   "(tls_hello_timeout, %zu bytes received)",
+                   c->addr, c->env->o.hello_timeout_ms, buf_size(&c->hello));
+    else
+        log_notice("refused %s: handshake failed: not completed within %u ms", c->addr,
+                   c->env->o.handshake_timeout_ms);
     conn__start_close(c, false);
 }
 
@@ -331,6 +358,7 @@ static void open_ready(struct conn *c)
 /* conn.c closes c (any state but C_CLOSING): undo what admission holds. */
 static void admission_closing(struct conn *c)
 {
+    conn_settle(c);
     if (c->state == C_CHECKING) {
         void *token = c->check_token;
         leave_checking(c);
@@ -376,12 +404,13 @@ static void format_addr(struct conn *c)
     }
 }
 
-/* Count c against its address; true when the address already holds its share. */
-static bool over_ip_limit(struct conn *c)
+/* Count c against its address: all its connections (max_per_ip) and those not settled yet
+ * (max_pending_per_ip). Returns the name of the limit the address is over, or NULL. */
+static const char *count_ip(struct conn *c, uint32_t *limit)
 {
     struct conn_env *e = c->env;
-    if (!e->o.max_per_ip)
-        return false;
+    if (!e->o.max_per_ip && !e->o.max_pending_per_ip)
+        return NULL;
     struct ip_count *ic;
     HASH_FIND_STR(e->per_ip, c->ip, ic);
     if (!ic) {
@@ -390,8 +419,89 @@ static bool over_ip_limit(struct conn *c)
         HASH_ADD_STR(e->per_ip, ip, ic);
     }
     ic->n++;
+    ic->pending++;
     c->counted = ic;
-    return ic->n > e->o.max_per_ip;
+    c->pending = true;
+    if (e->o.max_per_ip && ic->n > e->o.max_per_ip) {
+        *limit = e->o.max_per_ip;
+        return "max_connections_per_ip";
+    }
+    if (e->o.max_pending_per_ip && ic->pending > e->o.max_pending_per_ip) {
+        *limit = e->o.max_pending_per_ip;
+        return "max_pending_per_ip";
+    }
+    return NULL;
+}
+
+void conn_settle(struct conn *c)
+{
+    if (!c->pending)
+        return;
+    c->pending = false;
+    c->counted->pending--;
+}
+
+/* Takes c out of C_HELLO: a TLS engine for it, holding what it sent, and a handshake slot or a
+ * place on the wait list. The handshake timeout counts from here. */
+static void hello_done(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct conn_env *e = c->env;
+    e->stats.hello--;
+    c->tls = tls_conn_new(c->ctx);
+    if (e->checker.check)
+        tls_conn_keep_der(c->tls);
+    tls_conn_input(c->tls, p, n);
+    buf_free(&c->hello);
+    conn__deadline(c, e->o.handshake_timeout_ms, admission_expired);
+    if (e->stats.handshaking < e->o.max_handshakes) {
+        begin_handshake(c);
+        return;
+    }
+    c->state = C_WAITING;
+    conn__update_reading(c);
+    e->stats.waiting++;
+    c->wait_next = NULL;
+    if (e->wait_tail)
+        e->wait_tail->wait_next = c;
+    else
+        e->wait_head = c;
+    e->wait_tail = c;
+}
+
+/* C_HELLO: bytes from a peer without a TLS engine. Judged from the record headers alone
+ * (tls_hello_complete); buffered only while the hello is incomplete, never beyond
+ * TLS_HELLO_MAX. */
+static void hello_input(struct conn *c, const uint8_t *p, size_t n)
+{
+    bool pieces = buf_size(&c->hello) > 0;
+    if (pieces) {
+        buf_append(&c->hello, p, n);
+        p = buf_head(&c->hello);
+        n = buf_size(&c->hello);
+    }
+    switch (tls_hello_complete(p, n)) {
+    case TLS_HELLO_NEED:
+        if (!pieces)
+            buf_append(&c->hello, p, n);
+        return;
+    case TLS_HELLO_COMPLETE:
+        hello_done(c, p, n);
+        return;
+    case TLS_HELLO_TOO_LONG:
+        refuse(c, TLS_REJECT_HANDSHAKE,
+               "no complete ClientHello within " /* */
+               "one TLS record's worth of bytes");
+        return;
+    case TLS_HELLO_NOT_TLS:
+        break;
+    }
+    char why[96];
+    int k = snprintf(why, sizeof(why), "not a TLS ClientHello (first bytes");
+    for (size_t i = 0; i < n && i < 8 && k > 0 && (size_t)k < sizeof(why); i++)
+        k += snprintf(why + k, sizeof(why) - (size_t)k, " %02x", p[i]);
+    if (k > 0 && (size_t)k < sizeof(why))
+        snprintf(why + k, sizeof(why) - (size_t)k, ")");
+    refuse(c, TLS_REJECT_HANDSHAKE, why);
 }
 
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
@@ -421,35 +531,23 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     e->holds++; /* until handle_closed frees c */
     uv_tcp_nodelay(&c->tcp, 1);
     format_addr(c);
-    bool over = over_ip_limit(c);
-    c->ctx = tls_ctx_ref(ctx);
-    c->tls = tls_conn_new(ctx);
+    uint32_t limit = 0;
+    const char *over = count_ip(c, &limit);
+    c->ctx = tls_ctx_ref(ctx); /* the TLS engine itself waits for the ClientHello */
     c->id = ++e->next_id;
     HASH_ADD(hh, e->by_id, id, sizeof(c->id), c);
-    if (e->checker.check)
-        tls_conn_keep_der(c->tls);
-    conn__deadline(c, e->o.handshake_timeout_ms, admission_expired);
+    c->state = C_HELLO;
+    e->stats.hello++;
     if (over) {
         /* Refused before any TLS work: the address already holds its share. */
         e->stats.refused++;
         e->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
-        log_notice("refused %s: max_connections_per_ip (%u) reached", c->addr, e->o.max_per_ip);
-        c->state = C_HANDSHAKE; /* so the close's bookkeeping is symmetric */
-        e->stats.handshaking++;
+        log_notice("refused %s: %s (%u) reached", c->addr, over, limit);
         conn__start_close(c, false);
         return c;
     }
-    if (e->stats.handshaking < e->o.max_handshakes) {
-        begin_handshake(c);
-    } else {
-        c->state = C_WAITING;
-        e->stats.waiting++;
-        if (e->wait_tail)
-            e->wait_tail->wait_next = c;
-        else
-            e->wait_head = c;
-        e->wait_tail = c;
-    }
+    conn__deadline(c, e->o.hello_timeout_ms, admission_expired);
+    conn__update_reading(c);
     return c;
 }
 

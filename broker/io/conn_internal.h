@@ -25,10 +25,13 @@
 #define CONN_ADDR_MAX 64
 #define CONN_IP_MAX 48
 
-/* C_CHECKING: TLS is done, a certificate-check plugin has not answered yet.
+/* C_HELLO: accepted, its ClientHello not complete yet: read into a small buffer of its own,
+ * no TLS engine, no handshake slot (a silent peer must not hold one).
+ * C_WAITING: the ClientHello is inside the TLS engine, a handshake slot is not free yet.
+ * C_CHECKING: TLS is done, a certificate-check plugin has not answered yet.
  * C_ENDING: the transport runs its own closing exchange (a WebSocket close handshake) that TLS
  * still carries; the user has been told on_close already. */
-enum conn_state { C_WAITING, C_HANDSHAKE, C_CHECKING, C_OPEN, C_ENDING, C_CLOSING };
+enum conn_state { C_HELLO, C_WAITING, C_HANDSHAKE, C_CHECKING, C_OPEN, C_ENDING, C_CLOSING };
 
 /* A transport on top of the TLS byte stream: plain MQTT over TLS (conn__tls_ops, conn.c) or MQTT
  * over WebSocket over TLS (conn__ws_ops, conn_ws.c). conn.c calls these and never knows which
@@ -57,6 +60,8 @@ extern const struct conn_ops conn__ws_ops;
 /* What conn.c needs from the admission side (conn_handshake.c) for connections on their way to
  * OPEN; filled by conn_env_new. */
 struct conn_admission {
+    /* C_HELLO: the peer sent bytes (borrowed for the call); no TLS engine exists yet. */
+    void (*hello)(struct conn *c, const uint8_t *p, size_t n);
     /* C_HANDSHAKE: the peer sent bytes (already inside the TLS engine). */
     void (*input)(struct conn *c);
     /* The connection starts to close (any state but C_CLOSING): give back the handshake slot,
@@ -69,8 +74,9 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_shutdown_t shut;
-    struct tls_conn *tls;
+    struct tls_conn *tls; /* NULL while C_HELLO: made when the ClientHello is complete */
     struct tls_ctx *ctx;
+    struct buf hello; /* C_HELLO: a ClientHello that came in pieces (< TLS_HELLO_MAX bytes) */
     struct tls_ctx *const *ctx_slot;
     void *check_token; /* the checker's, while C_CHECKING */
     uint64_t id;
@@ -106,14 +112,16 @@ struct conn {
     bool active;
     struct conn *wait_next;   /* the wait list while C_WAITING, the defer list while deferred */
     struct ip_count *counted; /* this connection's entry in env->per_ip */
+    bool pending;             /* counted in counted->pending: no conn_settle() yet */
     char addr[CONN_ADDR_MAX];
     char ip[CONN_IP_MAX];
 };
 
-/* Open connections per peer address, for max_connections_per_ip. */
+/* Connections per peer address, for max_connections_per_ip (n: until freed) and
+ * max_pending_per_ip (pending: until conn_settle() or the close begins). */
 struct ip_count {
     char ip[CONN_IP_MAX];
-    uint32_t n;
+    uint32_t n, pending;
     UT_hash_handle hh;
 };
 

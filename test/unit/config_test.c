@@ -102,6 +102,8 @@ static void test_defaults(void)
     CHECK(!c.broker.upgrade_outgoing_qos);
     CHECK_EQ_INT(c.client.connect.clientid_match, false);
     CHECK_EQ_INT(c.conn.handshake_timeout_ms, 10000);
+    CHECK_EQ_INT(c.conn.hello_timeout_ms, 3000);
+    CHECK_EQ_INT(c.conn.max_pending_per_ip, 64);
     CHECK_EQ_INT(c.conn.max_handshakes, 64);
     CHECK_EQ_INT(c.client.connect_timeout_ms, 10000);
     CHECK(c.client.discard_revoked);
@@ -140,6 +142,7 @@ static void test_values(void)
                         "retain_available false\nqueue_qos0_messages true\n"
                         "upgrade_outgoing_qos true\nclientid_policy match\n"
                         "tls_handshake_timeout 5000\nmax_handshakes 8\nconnect_timeout 3000\n"
+                        "tls_hello_timeout 700\nmax_pending_per_ip 0\n"
                         "revoked_session keep\ncert_expiry_warning_days 0\n"
                         "session_tickets false\nsession_ticket_lifetime 60\n"
                         "log_timestamp false\nconnection_messages false\nsys_interval 0\n"
@@ -167,7 +170,7 @@ static void test_values(void)
     CHECK_EQ_INT(c.listeners[1].tls.identity, TLS_ID_SUBJECT);
     CHECK_EQ_INT(c.listeners[1].tls.verify_depth, 4); /* defaults per listener */
     CHECK_EQ_INT(c.listeners[1].protocol, CONFIG_PROTO_MQTT);
-    CHECK_EQ_INT(c.listeners[1].line, 55);
+    CHECK_EQ_INT(c.listeners[1].line, 57);
     CHECK_EQ_INT(c.broker.session.max_inflight, 65535);
     CHECK_EQ_INT(c.broker.session.max_queued, 7);
     CHECK(c.broker.session.max_queued_bytes == 9000000000ull);
@@ -187,6 +190,8 @@ static void test_values(void)
     CHECK(c.broker.upgrade_outgoing_qos);
     CHECK_EQ_INT(c.client.connect.clientid_match, true);
     CHECK_EQ_INT(c.conn.handshake_timeout_ms, 5000);
+    CHECK_EQ_INT(c.conn.hello_timeout_ms, 700);
+    CHECK_EQ_INT(c.conn.max_pending_per_ip, 0);
     CHECK_EQ_INT(c.conn.max_handshakes, 8);
     CHECK_EQ_INT(c.client.connect_timeout_ms, 3000);
     CHECK(!c.client.discard_revoked);

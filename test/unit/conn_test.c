@@ -2,8 +2,10 @@
  * env's index by id (conn_env_find); conn_untrust on a connection that is not open yet (refused,
  * counted per reason, never an untrusted count, never a user callback); conn_env_recheck over
  * connections that have not finished their handshake (they are not checked: the handshake's own
- * end re-checks them). A loopback TCP peer that never speaks TLS holds the connections in their
- * handshake. The server's certificate is made at start with the openssl CLI. */
+ * end re-checks them). Loopback TCP peers that send a ClientHello (captured from openssl
+ * s_client) and then nothing hold the connections in their handshake or on the wait list; one
+ * that sends nothing holds no handshake slot at all. The server's certificate is made at start
+ * with the openssl CLI. */
 #include "check.h"
 #include "conn.h"
 #include "reason.h"
@@ -21,6 +23,23 @@ static const char pki_script[] =
     "-subj '/CN=conn test root' -days 30 -out ca.crt\n"
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key "
     "-subj /CN=localhost -days 30 -out server.crt\n";
+
+/* openssl s_client -tls1_2: a complete ClientHello in one record. */
+static const uint8_t client_hello[] = {
+    0x16, 0x03, 0x01, 0x00, 0xb7, 0x01, 0x00, 0x00, 0xb3, 0x03, 0x03, 0x09, 0xf2, 0xa9, 0xd3, 0x03,
+    0x6b, 0xd7, 0x78, 0xe9, 0x4b, 0x2f, 0x1a, 0xb2, 0x6c, 0x00, 0x84, 0x3d, 0x9c, 0x00, 0xf8, 0x1d,
+    0x5d, 0xb1, 0xd2, 0xcf, 0x5c, 0xd7, 0xac, 0xa2, 0x27, 0x0d, 0x9e, 0x00, 0x00, 0x38, 0xc0, 0x2c,
+    0xc0, 0x30, 0x00, 0x9f, 0xcc, 0xa9, 0xcc, 0xa8, 0xcc, 0xaa, 0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9e,
+    0xc0, 0x24, 0xc0, 0x28, 0x00, 0x6b, 0xc0, 0x23, 0xc0, 0x27, 0x00, 0x67, 0xc0, 0x0a, 0xc0, 0x14,
+    0x00, 0x39, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x33, 0x00, 0x9d, 0x00, 0x9c, 0x00, 0x3d, 0x00, 0x3c,
+    0x00, 0x35, 0x00, 0x2f, 0x00, 0xff, 0x01, 0x00, 0x00, 0x52, 0x00, 0x0b, 0x00, 0x04, 0x03, 0x00,
+    0x01, 0x02, 0x00, 0x0a, 0x00, 0x0c, 0x00, 0x0a, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x1e, 0x00, 0x19,
+    0x00, 0x18, 0x00, 0x23, 0x00, 0x00, 0x00, 0x16, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0d,
+    0x00, 0x2a, 0x00, 0x28, 0x04, 0x03, 0x05, 0x03, 0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09,
+    0x08, 0x0a, 0x08, 0x0b, 0x08, 0x04, 0x08, 0x05, 0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01,
+    0x03, 0x03, 0x03, 0x01, 0x03, 0x02, 0x04, 0x02, 0x05, 0x02, 0x06, 0x02
+
+};
 
 static void test_reason_rows(void)
 {
@@ -46,9 +65,10 @@ struct harness {
     struct conn_env *env;
     struct tls_ctx *ctx;
     uv_tcp_t server;
-    uv_tcp_t peers[3];
-    uv_connect_t connects[3];
-    struct conn *conns[3];
+    uv_tcp_t peers[4];
+    uv_connect_t connects[4];
+    uv_write_t writes[4];
+    struct conn *conns[4];
     size_t accepted, user_calls;
 };
 
@@ -80,7 +100,7 @@ static void on_connection(uv_stream_t *s, int status)
 {
     struct harness *h = s->data;
     CHECK_EQ_INT(status, 0);
-    if (status == 0 && h->accepted < 3) {
+    if (status == 0 && h->accepted < 4) {
         struct tls_ctx *const *slot = &h->ctx;
         h->conns[h->accepted++] = conn_accept(h->env, s, slot, NULL, &cbs, h);
     }
@@ -89,6 +109,13 @@ static void on_connection(uv_stream_t *s, int status)
 static void on_connect(uv_connect_t *req, int status)
 {
     CHECK_EQ_INT(status, 0);
+}
+
+static void on_connect_hello(uv_connect_t *req, int status)
+{
+    CHECK_EQ_INT(status, 0);
+    uv_buf_t b = uv_buf_init((char *)client_hello, sizeof(client_hello));
+    uv_write(req->data, req->handle, &b, 1, NULL);
 }
 
 static void run_until_accepted(struct harness *h, size_t n)
@@ -131,19 +158,34 @@ static void test_verdicts(struct tls_lib *lib)
     uv_tcp_getsockname(&h.server, (struct sockaddr *)&addr, &len);
     for (int i = 0; i < 3; i++) {
         uv_tcp_init(loop, &h.peers[i]);
-        uv_tcp_connect(&h.connects[i], &h.peers[i], (const struct sockaddr *)&addr, on_connect);
+        h.connects[i].data = &h.writes[i];
+        uv_tcp_connect(&h.connects[i], &h.peers[i], (const struct sockaddr *)&addr,
+                       on_connect_hello);
     }
     run_until_accepted(&h, 3);
     CHECK_EQ_INT(h.accepted, 3);
     if (h.accepted != 3)
         return;
+    for (int i = 0; i < 1000 && st->handshaking + st->waiting < 3; i++)
+        uv_run(loop, UV_RUN_ONCE);
     CHECK_EQ_INT(st->handshaking, 1);
     CHECK_EQ_INT(st->waiting, 2);
-    for (int i = 0; i < 3; i++) {
+    CHECK_EQ_INT(st->hello, 0);
+    /* A peer that says nothing holds no slot: it is only accepted. */
+    uv_tcp_init(loop, &h.peers[3]);
+    uv_tcp_connect(&h.connects[3], &h.peers[3], (const struct sockaddr *)&addr, on_connect);
+    run_until_accepted(&h, 4);
+    CHECK_EQ_INT(h.accepted, 4);
+    if (h.accepted != 4)
+        return;
+    CHECK_EQ_INT(st->hello, 1);
+    CHECK_EQ_INT(st->handshaking, 1);
+    CHECK_EQ_INT(st->waiting, 2);
+    for (int i = 0; i < 4; i++) {
         CHECK(h.conns[i] != NULL);
         CHECK(conn_env_find(h.env, conn_id(h.conns[i])) == h.conns[i]);
     }
-    CHECK(conn_env_find(h.env, conn_id(h.conns[2]) + 1) == NULL);
+    CHECK(conn_env_find(h.env, conn_id(h.conns[3]) + 1) == NULL);
     CHECK(conn_env_find(h.env, 0) == NULL);
 
     /* Nothing has finished a handshake: nothing to re-check, nothing dropped. */
@@ -168,19 +210,23 @@ static void test_verdicts(struct tls_lib *lib)
     CHECK_EQ_INT(st->refused, 3);
     CHECK_EQ_INT(st->waiting, 0);
     CHECK_EQ_INT(st->handshaking, 0);
+    conn_untrust(h.conns[3], REASON_REVOKED_PLUGIN, "before its hello");
+    CHECK_EQ_INT(st->refused, 4);
+    CHECK_EQ_INT(st->refused_by[TLS_REJECT_PLUGIN], 2);
+    CHECK_EQ_INT(st->hello, 0);
     for (int r = 0; r < REASON_COUNT; r++)
         CHECK_EQ_INT(st->untrusted[r], 0);
 
     /* Closed connections leave the index once their handles are closed. */
-    uint64_t ids[3];
-    for (int i = 0; i < 3; i++)
+    uint64_t ids[4];
+    for (int i = 0; i < 4; i++)
         ids[i] = conn_id(h.conns[i]);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         uv_close((uv_handle_t *)&h.peers[i], NULL);
     uv_close((uv_handle_t *)&h.server, NULL);
     for (int i = 0; i < 100; i++)
         uv_run(loop, UV_RUN_NOWAIT);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         CHECK(conn_env_find(h.env, ids[i]) == NULL);
     CHECK_EQ_INT(h.user_calls, 0);
     conn_env_free(h.env);
