@@ -354,6 +354,27 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
 
 /* ---- PUBLISH and acknowledgements --------------------------------------------------------- */
 
+/* A PUBLISH that passed every check: one shared msg, routed; the acknowledgement's code. */
+static uint8_t route_publish(struct client *c, const struct mqtt_publish *pub, const char *topic,
+                             size_t topic_len)
+{
+    struct client_env *e = c->env;
+    int64_t now = client__now(c), exp = 0;
+    if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+        exp = now + (int64_t)pub->props.message_expiry * 1000;
+    struct msg *m = msg_new(topic, topic_len, pub, exp, broker_next_msg_id(e->broker));
+    enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
+    uint8_t rc = MQTT_RC_SUCCESS;
+    if (r == BROKER_PUB_DENIED) {
+        rc = MQTT_RC_NOT_AUTHORIZED;
+        log_debug("client %s: publish to %s denied by the ACL", c->client_id, m->topic);
+    } else if (r == BROKER_PUB_NO_MATCH) {
+        rc = MQTT_RC_NO_MATCHING_SUBSCRIBERS;
+    }
+    msg_unref(m);
+    return rc;
+}
+
 static void handle_publish(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_publish *pub = &p->u.publish;
@@ -421,18 +442,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
                  c->client_id, (int)topic_len, topic, pub->payload_len);
     } else {
         st->msgs_received++;
-        int64_t now = client__now(c), exp = 0;
-        if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
-            exp = now + (int64_t)pub->props.message_expiry * 1000;
-        struct msg *m = msg_new(topic, topic_len, pub, exp, broker_next_msg_id(e->broker));
-        enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
-        if (r == BROKER_PUB_DENIED) {
-            rc = MQTT_RC_NOT_AUTHORIZED;
-            log_debug("client %s: publish to %s denied by the ACL", c->client_id, m->topic);
-        } else if (r == BROKER_PUB_NO_MATCH) {
-            rc = MQTT_RC_NO_MATCHING_SUBSCRIBERS;
-        }
-        msg_unref(m);
+        rc = route_publish(c, pub, topic, topic_len);
     }
     if (pub->qos == 1) {
         client__send_ack(c, MQTT_PUBACK, pub->id, rc);

@@ -5,18 +5,14 @@
  * Knows no loop, no socket, no MQTT. */
 #include "tls.h"
 
-#include "fileread.h"
 #include "log.h"
 #include "tls_verify.h"
 #include "tlsmem.h"
 #include "xmalloc.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
@@ -84,26 +80,11 @@ void tls_lib_free(struct tls_lib *l)
 
 /* ---- contexts ----------------------------------------------------------------------------- */
 
-static const char *mbed_err(int r, char *buf, size_t n)
+const char *tls__mbed_err(int r, char *buf, size_t n)
 {
     mbedtls_strerror(r, buf, n);
     return buf;
 }
-
-/* The allowed suites: ECDHE key exchange with AEAD ciphers only, in server preference order.
- * Operators write OpenSSL names (as for mosquitto); Mbed TLS resolves its own names, so a suite
- * this build of Mbed TLS lacks is skipped rather than silently mis-numbered. */
-static const struct {
-    const char *openssl, *mbed;
-} suites[] = {
-    {"ECDHE-ECDSA-AES128-GCM-SHA256", "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"},
-    {"ECDHE-ECDSA-AES256-GCM-SHA384", "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384"},
-    {"ECDHE-ECDSA-CHACHA20-POLY1305", "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256"},
-    {"ECDHE-RSA-AES128-GCM-SHA256", "TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256"},
-    {"ECDHE-RSA-AES256-GCM-SHA384", "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384"},
-    {"ECDHE-RSA-CHACHA20-POLY1305", "TLS-ECDHE-RSA-WITH-CHACHA20-POLY1305-SHA256"},
-};
-#define NSUITES (sizeof(suites) / sizeof(suites[0]))
 
 /* X25519 is cheapest; P-256 must stay because P-256 device certificates need it in TLS 1.2. */
 static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
@@ -120,248 +101,6 @@ static const mbedtls_x509_crt_profile profile = {
         MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP521R1),
     2048,
 };
-
-static void add_suite(struct tls_ctx *c, size_t *n, size_t i)
-{
-    int id = mbedtls_ssl_get_ciphersuite_id(suites[i].mbed);
-    for (size_t k = 0; k < *n; k++)
-        if (c->suites[k] == id)
-            return;
-    if (id != 0 && *n < NSUITES)
-        c->suites[(*n)++] = id;
-}
-
-static void parse_ciphers(struct tls_ctx *c, const char *list, struct diag *d)
-{
-    size_t n = 0;
-    if (!list) {
-        for (size_t i = 0; i < NSUITES; i++)
-            add_suite(c, &n, i);
-    } else {
-        char *copy = xstrdup(list), *save = NULL;
-        for (char *t = strtok_r(copy, ":, ", &save); t; t = strtok_r(NULL, ":, ", &save)) {
-            size_t i = 0;
-            while (i < NSUITES && strcmp(suites[i].openssl, t) != 0)
-                i++;
-            if (i == NSUITES)
-                diag_add(d, NULL, 0,
-                         "ciphers: '%s' is not allowed (only ECDHE with AES-GCM or "
-                         "ChaCha20-Poly1305, e.g. ECDHE-ECDSA-AES128-GCM-SHA256)",
-                         t);
-            else
-                add_suite(c, &n, i);
-        }
-        free(copy);
-    }
-    c->suites[n] = 0;
-    if (!n)
-        diag_add(d, NULL, 0, "ciphers: no usable cipher suite");
-}
-
-/* Largest certificate, key or CRL file read: far above real ones (a CRL of a million serials
- * is ~30 MB in PEM would be unusual for a device fleet; 64 MiB bounds a mistaken path). */
-#define TLS_MAX_FILE (64u << 20)
-
-/* Read a file for Mbed TLS's parsers, stable (fileread.h); instead of mbedtls_*_parse_file(),
- * which read whatever is there. The length counts the terminating NUL when the text is PEM, as
- * Mbed TLS's own loader does (its PEM parser needs the NUL, the DER one must not see it). NULL
- * when unreadable (in d, which also tells a missing file from an empty one: Mbed TLS reports all
- * as one generic I/O error) or still being written (c->load->unstable set, nothing in d). */
-static char *read_file(struct tls_ctx *c, const char *path, const char *what, size_t *len,
-                       struct diag *d)
-{
-    char *buf;
-    size_t n;
-    int r = fileread_stable(path, TLS_MAX_FILE, c->load->settle_ms, NULL, &buf, &n);
-    if (r == FILEREAD_UNSTABLE) {
-        if (!c->load->unstable)
-            snprintf(c->load->unstable_at, sizeof(c->load->unstable_at), "%s", path);
-        c->load->unstable = true;
-        return NULL;
-    }
-    if (r != FILEREAD_OK) {
-        diag_add(d, path, 0, "cannot read %s: %s", what, fileread_strerror(r, errno));
-        return NULL;
-    }
-    if (n == 0) {
-        diag_add(d, path, 0, "%s file is empty", what);
-        free(buf);
-        return NULL;
-    }
-    *len = strstr(buf, "-----BEGIN ") ? n + 1 : n;
-    return buf;
-}
-
-/* Returns Mbed TLS's result: < 0 not parsed, > 0 that many certificates skipped, 0 fine;
- * 1 (a skip) when the file could not be read. */
-static int parse_certs(struct tls_ctx *c, mbedtls_x509_crt *chain, const char *path,
-                       const char *what, struct diag *d)
-{
-    size_t n;
-    char *buf = read_file(c, path, what, &n, d);
-    if (!buf)
-        return 1;
-    int r = mbedtls_x509_crt_parse(chain, (const unsigned char *)buf, n);
-    free(buf);
-    return r;
-}
-
-static void load_certs(struct tls_ctx *c, mbedtls_x509_crt *chain, const char *path,
-                       const char *what, struct diag *d)
-{
-    char eb[128];
-    size_t before = d->count;
-    int r = parse_certs(c, chain, path, what, d);
-    if (d->count != before || c->load->unstable)
-        return;
-    if (r < 0)
-        diag_add(d, path, 0, "not a certificate (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
-    else if (r > 0)
-        diag_add(d, path, 0, "%d of its certificates could not be parsed", r);
-}
-
-static void load_key(struct tls_ctx *c, const char *path, struct diag *d)
-{
-    char eb[128];
-    size_t n;
-    char *buf = read_file(c, path, "private key", &n, d);
-    if (!buf)
-        return;
-    int r = mbedtls_pk_parse_key(&c->key, (const unsigned char *)buf, n, NULL, 0);
-    mbedtls_platform_zeroize(buf, n);
-    free(buf);
-    if (r != 0)
-        diag_add(d, path, 0, "not a usable private key (PEM or DER, unencrypted): %s",
-                 mbed_err(r, eb, sizeof(eb)));
-}
-
-static int by_name(const struct dirent **a, const struct dirent **b)
-{
-    return strcmp((*a)->d_name, (*b)->d_name);
-}
-
-/* Every regular file of dir, in name order so that problems are listed stably. */
-static void each_file(struct tls_ctx *c, const char *dir, const char *what,
-                      void (*fn)(struct tls_ctx *c, const char *path, void *arg), void *arg,
-                      struct diag *d)
-{
-    struct dirent **ents = NULL;
-    int n = scandir(dir, &ents, NULL, by_name);
-    if (n < 0) {
-        diag_add(d, dir, 0, "cannot open %s directory: %s", what, strerror(errno));
-        return;
-    }
-    for (int i = 0; i < n; i++) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
-        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-            fn(c, path, arg);
-        free(ents[i]);
-    }
-    free(ents);
-}
-
-/* An unreadable or unparsable file of a capath is skipped (counted), as Mbed TLS's own
- * mbedtls_x509_crt_parse_path() does; one still being written fails the load (unstable). */
-static void ca_dir_file(struct tls_ctx *c, const char *path, void *arg)
-{
-    struct diag ignored;
-    diag_init(&ignored);
-    if (parse_certs(c, &c->ca, path, "CA certificates", &ignored) != 0)
-        ++*(int *)arg;
-    diag_free(&ignored);
-}
-
-static void load_ca_dir(struct tls_ctx *c, const char *dir, struct diag *d)
-{
-    int skipped = 0;
-    each_file(c, dir, "capath", ca_dir_file, &skipped, d);
-    if (skipped > 0) /* capath often holds other files (hash links, READMEs): not fatal */
-        log_warn("%s: %d files are not certificates and were skipped", dir, skipped);
-}
-
-/* One file may hold several CRLs (PEM); each new one is checked against the CA set under the
- * file's name. CAs must be loaded first. */
-static void load_crl_file(struct tls_ctx *c, const char *path, bool check, struct diag *d)
-{
-    char eb[128];
-    size_t n;
-    char *buf = read_file(c, path, "CRL", &n, d);
-    if (!buf)
-        return;
-    mbedtls_x509_crl *last = NULL;
-    for (mbedtls_x509_crl *l = &c->crl; l && l->raw.p; l = l->next)
-        last = l;
-    int r = mbedtls_x509_crl_parse(&c->crl, (const unsigned char *)buf, n);
-    free(buf);
-    if (r != 0) {
-        diag_add(d, path, 0, "not a CRL (PEM or DER): %s", mbed_err(r, eb, sizeof(eb)));
-        return;
-    }
-    const mbedtls_x509_crl *first = last ? last->next : &c->crl;
-    for (const mbedtls_x509_crl *l = first; l && l->raw.p; l = l->next) {
-        c->crl_count++;
-        for (const mbedtls_x509_crl_entry *e = &l->entry; e && e->raw.p; e = e->next)
-            c->crl_entries++;
-    }
-    if (check)
-        tls_verify_check_crls(c, first, path, d);
-}
-
-struct crl_dir {
-    bool check;
-    struct diag *d;
-};
-
-static void crl_dir_file(struct tls_ctx *c, const char *path, void *arg)
-{
-    struct crl_dir *a = arg;
-    load_crl_file(c, path, a->check, a->d);
-}
-
-static void load_crl_dir(struct tls_ctx *c, const char *dir, bool check, struct diag *d)
-{
-    struct crl_dir a = {check, d};
-    each_file(c, dir, "crlpath", crl_dir_file, &a, d);
-}
-
-static void load_files(struct tls_ctx *c, const struct tls_server_opts *o, struct diag *d)
-{
-    size_t before = d->count;
-    if (o->cafile)
-        load_certs(c, &c->ca, o->cafile, "CA certificates", d);
-    if (o->capath)
-        load_ca_dir(c, o->capath, d);
-    if (!o->cafile && !o->capath)
-        diag_add(d, NULL, 0, "no cafile or capath: client certificates cannot be verified");
-    else if (d->count == before && !c->load->unstable && !c->ca.raw.p)
-        diag_add(d, o->cafile ? o->cafile : o->capath, 0, "no CA certificate found");
-    /* CRL issuer checks need the CAs; when those failed they would only add noise. */
-    bool check_crls = d->count == before && !c->load->unstable;
-    if (!o->certfile)
-        diag_add(d, NULL, 0, "no certfile: the server needs a certificate");
-    else
-        load_certs(c, &c->cert, o->certfile, "server certificate", d);
-    if (!o->keyfile) {
-        diag_add(d, NULL, 0, "no keyfile: the server needs a private key");
-    } else {
-        size_t key_errors = d->count;
-        load_key(c, o->keyfile, d);
-        if (d->count == key_errors && !c->load->unstable && c->cert.raw.p &&
-            mbedtls_pk_check_pair(&c->cert.pk, &c->key) != 0)
-            diag_add(d, o->keyfile, 0, "private key does not match the certificate in %s",
-                     o->certfile);
-    }
-    for (size_t i = 0; i < o->crlfile_count; i++)
-        load_crl_file(c, o->crlfiles[i], check_crls, d);
-    if (o->crlpath)
-        load_crl_dir(c, o->crlpath, check_crls, d);
-    if (o->tls_version && strcmp(o->tls_version, "tlsv1.2") != 0)
-        diag_add(d, NULL, 0, "tls_version %s: only tlsv1.2 is available (Mbed TLS 2.28)",
-                 o->tls_version);
-    parse_ciphers(c, o->ciphers, d);
-}
 
 static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *start,
                         const unsigned char *end, size_t *tlen, uint32_t *lifetime)
@@ -438,14 +177,14 @@ struct tls_ctx *tls_ctx_load(struct tls_lib *lib, const struct tls_server_opts *
     mbedtls_ssl_config_init(&c->conf);
     c->verify_depth = o->verify_depth ? o->verify_depth : 4;
     c->load = how;
-    load_files(c, o, d);
+    tls__load_files(c, o, d);
     c->load = NULL;
     if (d->count == before && !how->unstable) {
         setup_conf(c, lib);
         int r = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key);
         if (r != 0)
             diag_add(d, o->certfile, 0, "cannot use the certificate: %s",
-                     mbed_err(r, eb, sizeof(eb)));
+                     tls__mbed_err(r, eb, sizeof(eb)));
     }
     if (d->count != before || how->unstable) {
         tls_ctx_unref(c);
@@ -625,7 +364,7 @@ static int fail(struct tls_conn *c, int r)
         if (r == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE)
             snprintf(c->err, sizeof(c->err), "the client sent no certificate");
         else
-            snprintf(c->err, sizeof(c->err), "%s", mbed_err(r, eb, sizeof(eb)));
+            snprintf(c->err, sizeof(c->err), "%s", tls__mbed_err(r, eb, sizeof(eb)));
     } else {
         snprintf(c->err, sizeof(c->err), "%s", c->vs.detail);
     }
@@ -791,7 +530,7 @@ int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap)
     if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || r == 0)
         return TLS_EOF;
     char eb[160];
-    snprintf(c->err, sizeof(c->err), "%s", mbed_err(r, eb, sizeof(eb)));
+    snprintf(c->err, sizeof(c->err), "%s", tls__mbed_err(r, eb, sizeof(eb)));
     return -1;
 }
 
@@ -802,7 +541,7 @@ int tls_conn_write(struct tls_conn *c, const uint8_t *p, size_t n)
         int r = mbedtls_ssl_write(&c->ssl, p, n);
         if (r < 0) {
             char eb[160];
-            snprintf(c->err, sizeof(c->err), "%s", mbed_err(r, eb, sizeof(eb)));
+            snprintf(c->err, sizeof(c->err), "%s", tls__mbed_err(r, eb, sizeof(eb)));
             return -1;
         }
         p += r;
