@@ -118,4 +118,15 @@ struct certmq_plugin_hooks {
     void (*tick)(void *ud);
 };
 
+/* The two functions a plugin exports. CERTMQ_PLUGIN_VERSION_FUNCTION, once in one of the
+ * plugin's source files, defines the first with the version the plugin is built against. */
+int certmq_plugin_version(void);
+int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_plugin_opts *opts,
+                       struct certmq_plugin_hooks *hooks);
+#define CERTMQ_PLUGIN_VERSION_FUNCTION                                                             \
+    int certmq_plugin_version(void)                                                                \
+    {                                                                                              \
+        return CERTMQ_PLUGIN_API_VERSION;                                                          \
+    }
+
 #endif

@@ -138,14 +138,7 @@ static void cleanup(void *ud)
     free_example(x);
 }
 
-int certmq_plugin_version(void);
-int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_plugin_opts *o,
-                       struct certmq_plugin_hooks *h);
-
-int certmq_plugin_version(void)
-{
-    return CERTMQ_PLUGIN_API_VERSION;
-}
+CERTMQ_PLUGIN_VERSION_FUNCTION
 
 int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_plugin_opts *o,
                        struct certmq_plugin_hooks *h)

@@ -686,14 +686,7 @@ static bool parse_opt(struct ocsp *x, const char *k, const char *v)
     return false;
 }
 
-int certmq_plugin_version(void);
-int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_plugin_opts *o,
-                       struct certmq_plugin_hooks *h);
-
-int certmq_plugin_version(void)
-{
-    return CERTMQ_PLUGIN_API_VERSION;
-}
+CERTMQ_PLUGIN_VERSION_FUNCTION
 
 int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_plugin_opts *o,
                        struct certmq_plugin_hooks *h)
