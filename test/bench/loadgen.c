@@ -1,7 +1,8 @@
 /* loadgen: MQTT 3.1.1 load generator over mutual TLS (Mbed TLS 2.28 client sessions over memory
  * buffers, one libuv loop). Self-contained: it does not use the broker's code.
  *
- * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency. One JSON line of results
+ * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency, attack (one hostile
+ * device while the fleet runs: loadgen_attack.c). One JSON line of results
  * on stdout. --ws carries MQTT over WebSockets (RFC 6455) inside the TLS session.
  * Loopback only; every phase is bounded in time (--timeout) and in count.
  *
