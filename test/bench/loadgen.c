@@ -1,7 +1,8 @@
 /* loadgen: MQTT 3.1.1 load generator over mutual TLS (Mbed TLS 2.28 client sessions over memory
  * buffers, one libuv loop). Self-contained: it does not use the broker's code.
  *
- * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency. One JSON line of results
+ * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency, attack (one hostile
+ * device while the fleet runs: loadgen_attack.c). One JSON line of results
  * on stdout. --ws carries MQTT over WebSockets (RFC 6455) inside the TLS session.
  * Loopback only; every phase is bounded in time (--timeout) and in count.
  *
@@ -207,6 +208,15 @@ int main(int argc, char **argv)
             opt.storm_post > 600)
             die("--storm-delay and --storm-post: 0 .. 600 s");
         break;
+    case SC_ATTACK:
+        npubs = 1;
+        nsubs = 1;
+        if (!rate_set)
+            opt.rate = 1000;
+        if (opt.storm_delay < 0 || opt.storm_delay > 600 || opt.storm_post < 0 ||
+            opt.storm_post > 600)
+            die("--storm-delay and --storm-post: 0 .. 600 s");
+        break;
     }
     if (strchr(opt.ws_path, '\r') || strchr(opt.ws_path, '\n') || opt.ws_path[0] != '/' ||
         strlen(opt.ws_path) > 200)
@@ -214,7 +224,9 @@ int main(int argc, char **argv)
     if (opt.scen != SC_STORM && opt.scen != SC_IDLE) {
         nconns = npubs + nsubs;
         if (!opt.window)
-            opt.window = opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT ? 50000 : 100;
+            opt.window =
+                opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK ? 50000
+                                                                                          : 100;
         if (opt.window > 60000)
             opt.window = 60000; /* QoS 1 packet identifiers must stay unique */
         total_target = opt.count;
@@ -225,6 +237,8 @@ int main(int argc, char **argv)
         opt.timeout = opt.scen == SC_IDLE || opt.scen == SC_STORM || opt.scen == SC_STORMLAT
                           ? 600
                           : opt.duration + 60;
+    if (opt.scen == SC_ATTACK && opt.timeout < opt.storm_delay + opt.attack_s + opt.arrive_timeout + 120)
+        opt.timeout = opt.storm_delay + opt.attack_s + opt.arrive_timeout + 120;
 
     struct rlimit rl;
     if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
@@ -304,11 +318,13 @@ int main(int argc, char **argv)
             child_pid = pid;
         }
     }
+    if (opt.scen == SC_ATTACK)
+        attack_fork(); /* the attacker and the arrivals: children, before any libuv state */
     snprintf(client_prefix, sizeof client_prefix, "lg%d-", (int)getpid());
 
     loop = uv_default_loop();
-    conns = calloc((size_t)nconns, sizeof *conns);
-    lat_connect = calloc((size_t)nconns, sizeof *lat_connect);
+    conns = calloc((size_t)nconns + 1, sizeof *conns);
+    lat_connect = calloc((size_t)nconns + 1, sizeof *lat_connect);
     if (!conns || !lat_connect)
         die("out of memory");
     mbedtls_ssl_session *sessions = NULL;
@@ -347,6 +363,9 @@ int main(int argc, char **argv)
         }
     }
 
+    if (atk_child || paced)
+        attack_setup_conns();
+
     uv_timer_init(loop, &tick_timer);
     uv_timer_init(loop, &hard_timer);
     uv_timer_init(loop, &rate_timer);
@@ -368,6 +387,8 @@ int main(int argc, char **argv)
     rss_start_kb = broker_rss_kb();
     cpu_start = broker_cpu();
     m_start_ns = uv_hrtime();
+    if (opt.scen == SC_ATTACK || paced)
+        attack_child_begin();
     if (opt.scen == SC_STORM && opt.resume)
         vlog("priming round: %d full handshakes", nconns);
     /* pub/sub scenarios: open all their few connections at once */
@@ -388,6 +409,8 @@ int main(int argc, char **argv)
             usleep(100000);
         }
     }
+    if (opt.scen == SC_ATTACK && !atk_child)
+        attack_reap();
     if (phase != 3 && opt.scen != SC_IDLE) {
         fprintf(stderr, "loadgen: ended before results\n");
         return 3;

@@ -35,7 +35,7 @@
 #include <mbedtls/ssl_internal.h>
 #include <mbedtls/x509_crt.h>
 
-enum scen { SC_STORM, SC_FANIN, SC_FANOUT, SC_LATENCY, SC_IDLE, SC_STORMLAT };
+enum scen { SC_STORM, SC_FANIN, SC_FANOUT, SC_LATENCY, SC_IDLE, SC_STORMLAT, SC_ATTACK };
 struct lg_opts {
     enum scen scen;
     const char *host, *cafile, *certdir, *prefix, *sub_cert, *sub_filter, *servername, *ws_path;
@@ -45,10 +45,14 @@ struct lg_opts {
     double duration, rate, timeout, hold, settle, storm_delay, storm_post;
     uint64_t count;
     int broker_pid, verbose;
+    /* attack: the hostile device's scenario, the new devices' arrival rate */
+    const char *attack, *atk_cert, *flood_filter, *flood_all;
+    double attack_s, arrive_rate, arrive_timeout, silent_rate;
+    int retained, filters, copies, payload, ret_topics, silent_src_ips;
 };
 extern struct lg_opts opt;
 extern const char *const scen_names[];
-#define NSCEN ((int)SC_STORMLAT + 1)
+#define NSCEN ((int)SC_ATTACK + 1)
 /* Options given explicitly (their defaults depend on the scenario). */
 struct lg_set {
     int conns, rate, parallel;
@@ -106,7 +110,7 @@ static inline void buf_free(buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
-enum role { R_STORM, R_PUB, R_SUB, R_IDLE };
+enum role { R_STORM, R_PUB, R_SUB, R_IDLE, R_ATK, R_SLOW };
 enum st { S_FREE, S_TCP, S_TLS, S_MQTT, S_READY, S_CLOSING };
 
 typedef struct conn {
@@ -247,5 +251,22 @@ double pct_of(const uint64_t *a, size_t n, double p);
 void finish_stormlat(char *js, size_t cap, int *np);
 void finish(void);
 void storm_begin_round(void);
+
+/* loadgen_attack.c: attack scenarios (a hostile device in a forked child, new devices arriving at
+ * a fixed rate in another, the latency pair in the parent) */
+extern int atk_child; /* this process is the attacker child */
+extern int paced;     /* arrivals child: connections start on a timer, not by start_more */
+void attack_fork(void);
+void attack_setup_conns(void);
+void attack_child_begin(void);
+void attack_on_ready(conn_t *c);
+void attack_on_suback(conn_t *c, const uint8_t *p, size_t n);
+void attack_on_puback(conn_t *c);
+void attack_on_publish(conn_t *c);
+void attack_pump(conn_t *c);
+void attack_tick(uint64_t now);
+int attack_over(uint64_t now);
+void finish_attack(char *js, size_t cap, int *np);
+void attack_reap(void);
 
 #endif

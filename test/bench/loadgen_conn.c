@@ -217,6 +217,8 @@ void on_write(uv_write_t *r, int status)
     sock_flush(c);
     if (c->role == R_PUB && c->st == S_READY)
         pump(c);
+    if (c->role == R_ATK && c->st == S_READY)
+        attack_pump(c);
 }
 
 /* encrypt the queued MQTT bytes (coalesced: up to 16 KB per record) and send them; with --ws
@@ -460,6 +462,8 @@ void conn_start(conn_t *c)
 /* start more connections while fewer than --parallel are in progress */
 void start_more(void)
 {
+    if (paced)
+        return; /* attack arrivals: a timer starts them */
     while (next_to_start < nconns && n_active_hs < opt.parallel)
         conn_start(&conns[next_to_start++]);
 }
@@ -468,7 +472,8 @@ void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = (conn_t *)s;
     if (nread < 0) {
-        if (c->st == S_READY && (phase >= 2 || c->role == R_STORM || c->role == R_IDLE) &&
+        if (c->st == S_READY &&
+            (phase >= 2 || c->role == R_STORM || c->role == R_IDLE || c->role == R_ATK) &&
             nread == UV_EOF)
             conn_close(c);
         else
@@ -518,6 +523,8 @@ void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (c->role == R_PUB && c->st == S_READY)
         pump(c);
+    if (c->role == R_ATK && c->st == S_READY)
+        attack_pump(c);
     if (c->role == R_SUB) {
         for (int i = 0; i < npubs; i++)
             if (conns[i].want_pump) {

@@ -26,7 +26,7 @@ void put_str(buf_t *b, const char *s)
 void mqtt_connect(conn_t *c)
 {
     char cid[64];
-    snprintf(cid, sizeof cid, "%s%c%d", client_prefix, "sPSi"[c->role], c -> idx);
+    snprintf(cid, sizeof cid, "%s%c%d", client_prefix, "sPSiAW"[c->role], c -> idx);
     size_t rl = 10 + 2 + strlen(cid);
     uint8_t h[16];
     size_t n = 0;
@@ -99,6 +99,8 @@ void on_ready(conn_t *c)
         c->lean = 1; /* on_read frees the TLS state once this read is processed */
     if (c->role == R_STORM && storm_disc)
         conn_disconnect(c); /* a reconnecting device: CONNECT, CONNACK, DISCONNECT */
+    if (c->role == R_ATK || c->role == R_SLOW)
+        attack_on_ready(c);
     start_more();
     scenario_progress();
 }
@@ -118,6 +120,10 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
         on_ready(c);
         return;
     case 9: /* SUBACK */
+        if (c->role == R_ATK || c->role == R_SLOW) {
+            attack_on_suback(c, p, n);
+            return;
+        }
         if (n < 3 || p[2] == 0x80) {
             conn_fail(c, "SUBSCRIBE refused", 0);
             return;
@@ -127,6 +133,8 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
         return;
     case 4: /* PUBACK */
         c->acked++;
+        if (c->role == R_ATK)
+            attack_on_puback(c);
         return;
     case 13: /* PINGRESP */
         return;
@@ -145,6 +153,8 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
         }
         if (off > n)
             return;
+        if (c->role == R_ATK)
+            attack_on_publish(c);
         if (q == 1) {
             uint8_t a[4] = {0x40, 2, (uint8_t)(pid >> 8), (uint8_t)pid};
             buf_put(&c->pout, a, 4);
@@ -160,7 +170,7 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
                 pc->delivered++;
                 total_delivered++;
                 last_deliv_ns = now;
-                if (opt.scen == SC_STORMLAT) {
+                if (opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK) {
                     if (nrecs == recs_cap) {
                         recs_cap = recs_cap ? recs_cap * 2 : 65536;
                         recs = realloc(recs, recs_cap * sizeof *recs);

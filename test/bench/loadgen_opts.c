@@ -3,7 +3,7 @@
 #include "loadgen.h"
 
 const char *const scen_names[] = {"connect-storm", "fan-in", "fan-out",
-                                  "latency",       "idle",   "storm-latency"};
+                                  "latency",       "idle",   "storm-latency", "attack"};
 
 struct lg_opts opt = {
     .host = "127.0.0.1",
@@ -33,6 +33,19 @@ struct lg_opts opt = {
     .storm_parallel = 200,
     .storm_delay = 1,
     .storm_post = 0.5,
+    .atk_cert = "dev1",
+    .flood_filter = "+/+/+/",
+    .flood_all = "#",
+    .attack_s = 20,
+    .arrive_rate = 5,
+    .arrive_timeout = 15,
+    .silent_rate = 100,
+    .retained = 20000,
+    .filters = 5000,
+    .copies = 1000,
+    .payload = 1048000,
+    .ret_topics = 256,
+    .silent_src_ips = 8,
 };
 
 void die(const char *fmt, ...)
@@ -63,7 +76,7 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: loadgen SCENARIO [options]\n"
-        "  SCENARIO: connect-storm | fan-in | fan-out | latency | idle | storm-latency\n"
+        "  SCENARIO: connect-storm | fan-in | fan-out | latency | idle | storm-latency | attack\n"
         "  --host H (127.0.0.1) --port P (8883) --cafile F --certdir D (NAME.crt + NAME.key)\n"
         "  --sub-cert NAME (bench: subscriber identity, reads devices/#) --sub-filter F\n"
         "  --topic-prefix P (devices/%%u/, %%u = cert CN; publishers use P + \"t\")\n"
@@ -80,7 +93,17 @@ static void usage(void)
         "    time, CONNECT, CONNACK, DISCONNECT; publishing stops --storm-post S (0.5) after the "
         "storm\n"
         "  --lat-dump FILE (storm-latency: every sample: ms since start, latency us, in storm "
-        "0/1)\n");
+        "0/1)\n"
+        "  attack: the latency pair (--rate 1000, --qos 0) alone for --storm-delay S, then for\n"
+        "    --attack-s S (20) one device (--atk-cert dev1) attacks while new devices arrive at\n"
+        "    --arrive-rate R/s (5; each fails after --arrive-timeout S, 15). --attack KIND:\n"
+        "    subscribe: --retained N (20000) retained messages, then SUBSCRIBEs of --filters N\n"
+        "      (5000) filters --flood-filter P (+/+/+/) + xNNNN and of --copies N (1000) x\n"
+        "      --flood-all F (#), alternately, each after the previous SUBACK\n"
+        "    silent: TCP connections that send nothing (every 10th: half a ClientHello), at\n"
+        "      --silent-rate R/s (100) from 127.0.0.2 .. 127.0.0.(1+K), --silent-src-ips K (8)\n"
+        "    memory: a subscriber (QoS 1) that never reads; --payload B (1048000) QoS 1\n"
+        "      publishes to it, alternating with retained ones on --ret-topics N (256) topics\n");
     exit(2);
 }
 
@@ -136,6 +159,20 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         {"--broker-pid", K_INT, &opt.broker_pid, NULL},
         {"--timeout", K_DBL, &opt.timeout, NULL},
         {"-v", K_ON, &opt.verbose, NULL},
+        {"--attack", K_STR, &opt.attack, NULL},
+        {"--atk-cert", K_STR, &opt.atk_cert, NULL},
+        {"--flood-filter", K_STR, &opt.flood_filter, NULL},
+        {"--flood-all", K_STR, &opt.flood_all, NULL},
+        {"--attack-s", K_DBL, &opt.attack_s, NULL},
+        {"--arrive-rate", K_DBL, &opt.arrive_rate, NULL},
+        {"--arrive-timeout", K_DBL, &opt.arrive_timeout, NULL},
+        {"--silent-rate", K_DBL, &opt.silent_rate, NULL},
+        {"--retained", K_INT, &opt.retained, NULL},
+        {"--filters", K_INT, &opt.filters, NULL},
+        {"--copies", K_INT, &opt.copies, NULL},
+        {"--payload", K_INT, &opt.payload, NULL},
+        {"--ret-topics", K_INT, &opt.ret_topics, NULL},
+        {"--silent-src-ips", K_INT, &opt.silent_src_ips, NULL},
     };
     for (int i = 2; i < argc; i++) {
         size_t k = 0;
@@ -181,6 +218,24 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         opt.parallel = 1;
     if (opt.duration <= 0 || opt.duration > 3600)
         die("--duration must be in (0, 3600]");
+    if (opt.scen == SC_ATTACK) {
+        if (!opt.attack || (strcmp(opt.attack, "subscribe") && strcmp(opt.attack, "silent") &&
+                            strcmp(opt.attack, "memory")))
+            die("--attack subscribe|silent|memory");
+        if (opt.attack_s <= 0 || opt.attack_s > 600 || opt.arrive_rate <= 0 ||
+            opt.arrive_rate > 1000 || opt.arrive_timeout <= 0 || opt.arrive_timeout > 600 ||
+            opt.silent_rate <= 0 || opt.silent_rate > 10000)
+            die("--attack-s 0 .. 600, --arrive-rate 0 .. 1000, --arrive-timeout 0 .. 600, "
+                "--silent-rate 0 .. 10000");
+        if (opt.retained < 0 || opt.retained > 1000000 || opt.filters < 1 ||
+            opt.filters > 20000 || opt.copies < 1 || opt.copies > 20000 || opt.payload < 16 ||
+            opt.payload > 16 << 20 || opt.ret_topics < 1 || opt.ret_topics > 100000 ||
+            opt.silent_src_ips < 1 || opt.silent_src_ips > 250)
+            die("--retained 0 .. 1000000, --filters/--copies 1 .. 20000, --payload 16 .. 16 MiB, "
+                "--ret-topics 1 .. 100000, --silent-src-ips 1 .. 250");
+        if (strlen(opt.flood_filter) > 200 || strlen(opt.flood_all) > 200)
+            die("--flood-filter/--flood-all: at most 200 bytes");
+    }
     if (strcmp(opt.host, "127.0.0.1") && strncmp(opt.host, "127.", 4))
         die("loopback only (--host 127.x.x.x)");
 }

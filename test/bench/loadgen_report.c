@@ -29,6 +29,8 @@ void stop_publishing(void)
 
 void scenario_progress(void)
 {
+    if (atk_child)
+        return; /* the attacker child drives itself (loadgen_attack.c) */
     switch (opt.scen) {
     case SC_STORM:
         if (n_ready + n_failed + 0 >= nconns && phase == 0) {
@@ -76,12 +78,15 @@ void on_tick(uv_timer_t *t)
 {
     (void)t;
     uint64_t now = uv_hrtime();
-    if (opt.scen == SC_STORM || opt.scen == SC_IDLE)
+    if (opt.scen == SC_STORM || opt.scen == SC_IDLE || atk_child)
         return;
+    if (opt.scen == SC_ATTACK)
+        attack_tick(now);
     if (phase == 1) {
         int over = opt.scen == SC_STORMLAT
                        ? storm_state == 2 && now >= storm_t1 + (uint64_t)(opt.storm_post * 1e9)
-                       : (double)(now - m_start_ns) / 1e9 >= opt.duration;
+                   : opt.scen == SC_ATTACK ? attack_over(now)
+                                           : (double)(now - m_start_ns) / 1e9 >= opt.duration;
         if (over || (total_target && total_sent >= total_target))
             stop_publishing();
         else if (now - last_deliv_ns > 1000000000ull) {
@@ -258,8 +263,9 @@ void finish(void)
         int ok = n_ready;
         J(",\"conns\":%d,\"resume\":%d,\"ok\":%d,\"resumed\":%d,\"errors\":%d,\"duration_s\":%.3f",
           nconns, opt.resume, ok, n_resumed, n_failed, dur);
-        J(",\"handshakes_per_s\":%.1f,\"connect_p50_ms\":%.2f,\"connect_p99_ms\":%.2f",
-          dur > 0 ? ok / dur : 0, pct_us(0.50) / 1000, pct_us(0.99) / 1000);
+        J(",\"handshakes_per_s\":%.1f,\"connect_p50_ms\":%.2f,\"connect_p99_ms\":%.2f"
+          ",\"connect_max_ms\":%.2f",
+          dur > 0 ? ok / dur : 0, pct_us(0.50) / 1000, pct_us(0.99) / 1000, pct_us(1.0) / 1000);
         if (opt.broker_pid)
             J(",\"broker_cpu_s\":%.3f,\"broker_cpu_ms_per_handshake\":%.3f,\"broker_cpu_util\":%."
               "3f",
@@ -268,6 +274,8 @@ void finish(void)
             J(",\"t_start_ns\":%" PRIu64 ",\"t_end_ns\":%" PRIu64, m_start_ns, m_end_ns);
     } else if (opt.scen == SC_STORMLAT) {
         finish_stormlat(js, sizeof js, &n);
+    } else if (opt.scen == SC_ATTACK) {
+        finish_attack(js, sizeof js, &n);
     } else if (opt.scen == SC_IDLE) {
         rss_end_kb = broker_rss_kb();
         cpu_end = broker_cpu();
