@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -145,6 +146,14 @@ static bool permissions_ok(const char *path, const struct stat *st, struct diag 
     return true;
 }
 
+/* Is the version read the one whose permissions were checked? ctime covers chmod and chown. */
+static bool same_file(const struct fileread_stamp *a, const struct stat *st)
+{
+    uint64_t dev = (uint64_t)major(st->st_dev) << 32 | minor(st->st_dev);
+    int64_t ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+    return a->dev == dev && a->ino == (uint64_t)st->st_ino && a->ctime_ns == ctime_ns;
+}
+
 struct tls_ticket_keys *tls__ticket_keys_load(const char *path, struct tls_load *how,
                                               struct diag *d)
 {
@@ -165,9 +174,9 @@ struct tls_ticket_keys *tls__ticket_keys_load(const char *path, struct tls_load 
     size_t n;
     struct fileread_stamp stamp;
     int r = fileread_stable(path, MAX_FILE, how->settle_ms, &stamp, &buf, &n);
-    if (r == FILEREAD_UNSTABLE || (r == FILEREAD_OK && (stamp.dev != (uint64_t)st.st_dev ||
-                                                        stamp.ino != (uint64_t)st.st_ino))) {
-        /* Being written, or replaced since its permissions were checked: next time. */
+    if (r == FILEREAD_UNSTABLE || (r == FILEREAD_OK && !same_file(&stamp, &st))) {
+        /* Being written, or replaced or changed (chmod) since its permissions were checked:
+         * next time. */
         if (r == FILEREAD_OK) {
             mbedtls_platform_zeroize(buf, n);
             free(buf);
