@@ -209,6 +209,7 @@ int tls__ticket_write(struct tls_ticket_keys *k, int (*f_rng)(void *, unsigned c
                       uint32_t *lifetime_out)
 {
     *tlen = 0;
+    *lifetime_out = lifetime; /* read by Mbed TLS even when writing fails */
     if (!k->n || end < start || (size_t)(end - start) < MIN_TICKET)
         return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
     unsigned char *name = start, *iv = start + TLS_TICKET_NAME_LEN, *len = iv + IV_LEN;
@@ -234,7 +235,6 @@ int tls__ticket_write(struct tls_ticket_keys *k, int (*f_rng)(void *, unsigned c
     if (ciph_len != clear_len + TAG_LEN)
         return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
     *tlen = AAD_LEN + ciph_len;
-    *lifetime_out = lifetime;
     return 0;
 }
 
