@@ -422,6 +422,8 @@ static void config__finish(struct config__parser *p)
     if (!c->acl_file)
         config__err(p, "no acl_file configured: without one every device would be denied "
                        "everything");
+    if (c->tls_ticket_key_file && !c->session_tickets)
+        config__err(p, "tls_ticket_key_file is set but session_tickets is false: remove one");
     for (size_t i = 0; i < c->listener_count; i++) {
         const struct config_listener *l = &c->listeners[i];
         p->file = l->file;
@@ -527,6 +529,7 @@ void config_free(struct config *c)
     }
     free(c->plugins);
     free(c->acl_file);
+    free(c->tls_ticket_key_file);
     free(c->log_file);
     free(c->pid_file);
     free(c->user);

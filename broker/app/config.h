@@ -56,6 +56,7 @@ struct config {
 
     bool session_tickets;             /* default true */
     uint32_t session_ticket_lifetime; /* seconds, default 86400 */
+    char *tls_ticket_key_file;        /* NULL = random keys, rotated every lifetime */
 
     unsigned log_types; /* log.h LOGL_* mask */
     unsigned log_dests; /* log.h LOGD_* mask */

@@ -172,6 +172,8 @@ const struct config__directive config__table[] = {
     {"session_tickets", T_BOOL, GF(session_tickets), .def = 1},
     {"session_ticket_lifetime", T_UINT, GF(session_ticket_lifetime), .min = 60, .max = WEEK_S,
      .def = DAY_S},
+    /* Keys that survive a restart (nginx's ssl_session_ticket_key): see tls_ticket.h. */
+    {"tls_ticket_key_file", T_PATH, GF(tls_ticket_key_file)},
     {"log_dest", T_FN, GF(log_dests), .def = LOGD_STDERR, .flags = F_REST, .fn = config__log_dest},
     {"log_type", T_FN, GF(log_types), .def = LOGL_DEFAULT, .fn = config__log_type},
     {"log_timestamp", T_BOOL, GF(log_timestamp), .def = 1},

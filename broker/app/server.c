@@ -34,6 +34,9 @@ int server_check(const struct config *cfg, struct diag *d)
 {
     size_t before = d->count;
     struct tls_lib *lib = tls_lib_new(cfg->session_tickets, cfg->session_ticket_lifetime);
+    struct tls_load how = {.settle_ms = 0};
+    if (cfg->tls_ticket_key_file)
+        tls_lib_ticket_keys(lib, cfg->tls_ticket_key_file, &how, d);
     for (size_t i = 0; i < cfg->listener_count; i++) {
         struct tls_ctx *ctx = tls_ctx_new(lib, &cfg->listeners[i].tls, d);
         if (ctx)
@@ -66,6 +69,42 @@ static void tls_changed(void *ctx)
         loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
 }
 
+/* Session-ticket keys (tls_ticket_key_file): all or nothing, like the TLS files. A key file
+ * that fails its checks leaves the keys in force, so tickets keep resuming; the operator is
+ * told. True when the file was still being written (nothing changed; try again later). */
+static bool reload_ticket_keys(struct server *s)
+{
+    const char *path = s->cfg.tls_ticket_key_file;
+    if (!path)
+        return false;
+    struct diag d;
+    diag_init(&d);
+    struct tls_load how = {.settle_ms = FILEREAD_SETTLE_MS};
+    int r = tls_lib_ticket_keys(s->tls, path, &how, &d);
+    server__log_diag(LOGL_ERR, &d, "tls reload: ");
+    diag_free(&d);
+    if (r == 0) {
+        char name[33];
+        size_t n = tls_lib_ticket_key_info(s->tls, name);
+        log_notice("tls: %zu session-ticket key(s) loaded from %s; new tickets use key %.8s...",
+                   n, path, name);
+    } else if (how.unstable) {
+        log_notice("tls reload: %s is still being written; keeping the session-ticket keys in "
+                   "force, retrying",
+                   how.unstable_at);
+    } else {
+        log_err("tls reload: keeping the session-ticket keys in force");
+    }
+    return how.unstable;
+}
+
+static void ticket_keys_changed(void *ctx)
+{
+    struct server *s = ctx;
+    if (reload_ticket_keys(s))
+        loop_again(s->lp, LOOP_DEBOUNCE_MS, ticket_keys_changed, s);
+}
+
 static void watch_file(struct server *s, const char *path, void (*cb)(void *ctx))
 {
     char *a = xstrdup(path), *b = xstrdup(path);
@@ -77,6 +116,8 @@ static void watch_file(struct server *s, const char *path, void (*cb)(void *ctx)
 static void start_watches(struct server *s)
 {
     watch_file(s, s->cfg.acl_file, acl_changed);
+    if (s->cfg.tls_ticket_key_file)
+        watch_file(s, s->cfg.tls_ticket_key_file, ticket_keys_changed);
     for (size_t i = 0; i < s->cfg.listener_count; i++) {
         const struct config_listener *cl = &s->cfg.listeners[i];
         for (size_t k = 0; k < cl->tls.crlfile_count; k++)
@@ -214,12 +255,41 @@ static void on_tick(void *ctx, uint64_t now)
 static void on_reload(void *ctx)
 {
     struct server *s = ctx;
-    log_notice("SIGHUP: reloading the ACL, certificates and CRLs");
+    log_notice("SIGHUP: reloading the ACL, certificates and CRLs%s",
+               s->cfg.tls_ticket_key_file ? ", session-ticket keys" : "");
     if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
         loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
+    if (reload_ticket_keys(s))
+        loop_again(s->lp, LOOP_DEBOUNCE_MS, ticket_keys_changed, s);
     if (reload_tls(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
     plugin_reload(s->plugins);
+}
+
+/* At start a key file that fails its checks stops the broker: starting with random keys would
+ * silently bring back the handshake storm the file is there to prevent. */
+static int start_ticket_keys(struct server *s)
+{
+    const char *path = s->cfg.tls_ticket_key_file;
+    if (!path)
+        return 0;
+    struct diag d;
+    diag_init(&d);
+    struct tls_load how = {.settle_ms = 0};
+    int r = tls_lib_ticket_keys(s->tls, path, &how, &d);
+    server__log_diag(LOGL_ERR, &d, "");
+    diag_free(&d);
+    if (r != 0) {
+        if (how.unstable)
+            log_err("%s: changed while being read; not starting", path);
+        log_err("tls_ticket_key_file: cannot use the session-ticket keys; not starting");
+        return -1;
+    }
+    char name[33];
+    size_t n = tls_lib_ticket_key_info(s->tls, name);
+    log_notice("tls: %zu session-ticket key(s) from %s; new tickets use key %.8s...", n, path,
+               name);
+    return 0;
 }
 
 static void on_stop(void *ctx)
@@ -255,7 +325,9 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     }
     s->tls = tls_lib_new(c->session_tickets, c->session_ticket_lifetime);
 
-    struct acl *a = aclfile_load(c->acl_file);
+    struct acl *a = NULL;
+    if (start_ticket_keys(s) == 0)
+        a = aclfile_load(c->acl_file);
     if (!s->plugins || !a || server__open_listeners(s) != 0) {
         acl_free(a);
         s->stopping = false;

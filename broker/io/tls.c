@@ -6,6 +6,7 @@
 #include "tls.h"
 
 #include "log.h"
+#include "tls_ticket.h"
 #include "tls_verify.h"
 #include "tlsmem.h"
 #include "xmalloc.h"
@@ -26,7 +27,9 @@
 struct tls_lib {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    mbedtls_ssl_ticket_context tickets;
+    mbedtls_ssl_ticket_context tickets; /* random keys, rotated by Mbed TLS every lifetime */
+    struct tls_ticket_keys *file_keys;  /* tls_ticket_key_file: these instead, when set */
+    uint32_t ticket_lifetime;
     bool use_tickets;
 };
 
@@ -62,6 +65,7 @@ struct tls_lib *tls_lib_new(bool tickets, uint32_t lifetime)
     }
     mbedtls_ssl_ticket_init(&l->tickets);
     l->use_tickets = tickets;
+    l->ticket_lifetime = lifetime;
     if (tickets && mbedtls_ssl_ticket_setup(&l->tickets, mbedtls_ctr_drbg_random, &l->drbg,
                                             MBEDTLS_CIPHER_AES_256_GCM, lifetime) != 0)
         l->use_tickets = false;
@@ -73,9 +77,28 @@ void tls_lib_free(struct tls_lib *l)
     if (!l)
         return;
     mbedtls_ssl_ticket_free(&l->tickets);
+    tls__ticket_keys_free(l->file_keys);
     mbedtls_ctr_drbg_free(&l->drbg);
     mbedtls_entropy_free(&l->entropy);
     free(l);
+}
+
+int tls_lib_ticket_keys(struct tls_lib *l, const char *path, struct tls_load *how, struct diag *d)
+{
+    struct tls_ticket_keys *k = tls__ticket_keys_load(path, how, d);
+    if (!k)
+        return -1;
+    /* Nothing keeps a pointer to the keys between the callbacks: swapping is safe mid-handshake
+     * (a ticket is parsed at ClientHello and written at the end, each with the keys then). */
+    tls__ticket_keys_free(l->file_keys);
+    l->file_keys = k;
+    return 0;
+}
+
+size_t tls_lib_ticket_key_info(const struct tls_lib *l, char name_hex[33])
+{
+    tls__ticket_keys_name(l->file_keys, name_hex);
+    return tls__ticket_keys_count(l->file_keys);
 }
 
 /* ---- contexts ----------------------------------------------------------------------------- */
@@ -106,17 +129,25 @@ static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *st
                         const unsigned char *end, size_t *tlen, uint32_t *lifetime)
 {
     struct tls_ctx *c = p;
-    return mbedtls_ssl_ticket_write(&c->lib->tickets, s, start, end, tlen, lifetime);
+    struct tls_lib *l = c->lib;
+    if (l->file_keys)
+        return tls__ticket_write(l->file_keys, mbedtls_ctr_drbg_random, &l->drbg,
+                                 l->ticket_lifetime, s, start, end, tlen, lifetime);
+    return mbedtls_ssl_ticket_write(&l->tickets, s, start, end, tlen, lifetime);
 }
 
 /* A ticket proves a past verification only: the certificate must still be acceptable under the
  * current CRLs, CA set and its validity period, else Mbed TLS ignores the ticket and runs a full
  * handshake, whose verification then names the reason. Accepting it is the only sign of a
- * resumption that Mbed TLS 2.28 gives, so the connection is told here. */
+ * resumption that Mbed TLS 2.28 gives, so the connection is told here. The same for keys from
+ * tls_ticket_key_file: a ticket issued before a restart proves nothing about a revocation made
+ * while the broker was down. */
 static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, size_t len)
 {
     struct tls_ctx *c = p;
-    int r = mbedtls_ssl_ticket_parse(&c->lib->tickets, s, buf, len);
+    struct tls_lib *l = c->lib;
+    int r = l->file_keys ? tls__ticket_parse(l->file_keys, l->ticket_lifetime, s, buf, len)
+                         : mbedtls_ssl_ticket_parse(&l->tickets, s, buf, len);
     if (r != 0)
         return r;
     if (tls_verify_ticket_check(c, s->peer_cert) != NULL)

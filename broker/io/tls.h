@@ -92,6 +92,18 @@ struct tls_load {
  * tries again later instead of reporting an error. */
 struct tls_ctx *tls_ctx_load(struct tls_lib *lib, const struct tls_server_opts *o,
                              struct tls_load *how, struct diag *d);
+
+/* Session-ticket keys from a file (tls_ticket_key_file; format in tls_ticket.h and
+ * docs/configuration.md) instead of Mbed TLS's random ones, so that tickets outlive a restart:
+ * the first key encrypts, every key decrypts. The file must be a regular file of mode 0600 or
+ * stricter owned by the effective user. 0: the file's keys are in force from now on (for every
+ * context of lib); -1: the keys in force stay (random ones, or the file's previous keys), with
+ * the reason in d, or with how->unstable set and nothing in d when the file is being written.
+ * The ticket lifetime (tls_lib_new) bounds a ticket's age; the keys rotate only with the file. */
+int tls_lib_ticket_keys(struct tls_lib *lib, const char *path, struct tls_load *how,
+                        struct diag *d);
+/* Keys loaded from the file (0: random keys), and the encrypting key's name in hex. */
+size_t tls_lib_ticket_key_info(const struct tls_lib *lib, char name_hex[33]);
 /* Revoked certificates listed by the context's CRLs (all of them, every issuer). */
 size_t tls_ctx_crl_entries(const struct tls_ctx *c);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);

@@ -189,5 +189,27 @@ expect "ocsp_fake wrong-nonce refused by openssl" grep -qi "nonce verify error" 
 kill "$FAKE_PID"; gone "$FAKE_PID"
 expect "ocsp_fake log counts requests" sh -c "[ \$(wc -l < '$T/fake.log') -eq 3 ]"
 
+# ticket-key: a 0600 file of 80-byte keys; a fresh key goes in front, at most --keep older ones.
+TK="$T/tk/ticket.key"; mkdir -p "$T/tk"
+size() { stat -c %s "$1"; }
+expect "ticket-key new file" P ticket-key "$TK"
+expect "ticket-key one key, 0600" sh -c "[ \$(stat -c %s:%a '$TK') = 80:600 ]"
+first=$(head -c 16 "$TK" | od -An -tx1 | tr -d ' \n')
+expect "ticket-key rotate" P ticket-key "$TK"
+expect "ticket-key two keys" sh -c "[ \$(stat -c %s '$TK') = 160 ]"
+expect "ticket-key old key second" sh -c "[ \"\$(tail -c 80 '$TK' | head -c 16 | od -An -tx1 | tr -d ' \n')\" = '$first' ]"
+expect "ticket-key new key first" sh -c "[ \"\$(head -c 16 '$TK' | od -An -tx1 | tr -d ' \n')\" != '$first' ]"
+P ticket-key "$TK" >/dev/null; P ticket-key "$TK" >/dev/null
+expect "ticket-key keeps 2 older by default" sh -c "[ \$(stat -c %s '$TK') = 240 ]"
+expect "ticket-key --keep 0" P ticket-key "$TK" --keep 0
+expect "ticket-key --keep 0 leaves one" sh -c "[ \$(stat -c %s:%a '$TK') = 80:600 ]"
+expect "ticket-key default path" sh -c "timeout 60 '$PKI_TOOL' -d '$T/tkd' ticket-key && [ -s '$T/tkd/ticket.key' ]"
+echo junk > "$T/tk/junk"
+expect_fail "ticket-key refuses a non-key file" P ticket-key "$T/tk/junk"
+expect "ticket-key left it alone" grep -q junk "$T/tk/junk"
+expect_fail "ticket-key bad --keep" P ticket-key "$TK" --keep x
+expect_fail "ticket-key no such directory" P ticket-key "$T/nope/ticket.key"
+expect "ticket-key no temporary left" sh -c "[ -z \"\$(ls -A '$T/tk' | grep '^\\.ticket-key')\" ]"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -110,6 +110,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.conn.cert_expiry_warning_days, 30);
     CHECK(c.session_tickets);
     CHECK_EQ_INT(c.session_ticket_lifetime, 86400);
+    CHECK(c.tls_ticket_key_file == NULL); /* random keys, as before the option existed */
     CHECK_EQ_INT(c.log_types, LOGL_DEFAULT);
     CHECK_EQ_INT(c.log_dests, LOGD_STDERR);
     CHECK(c.log_file == NULL);
@@ -241,7 +242,8 @@ static void test_paths(void)
     const char *text = "listener 8883\ncafile ca.crt\ncapath cas\ncertfile /abs/s.crt\n"
                        "keyfile ../keys/s key.pem\ncrlfile crl.pem\ncrlpath crls\n"
                        "acl_file acl\nlog_dest file log/certmq.log\npid_file certmq.pid\n"
-                       "persistence_location db\nplugin plugins/ocsp.so\n";
+                       "persistence_location db\nplugin plugins/ocsp.so\n"
+                       "tls_ticket_key_file keys/ticket.key\n";
     struct config c;
     struct diag d;
     diag_init(&d);
@@ -262,6 +264,7 @@ static void test_paths(void)
     CHECK_EQ_STR(c.pid_file, "/etc/certmq/certmq.pid");
     CHECK_EQ_STR(c.persistence_location, "/etc/certmq/db");
     CHECK_EQ_STR(c.plugins[0].path, "/etc/certmq/plugins/ocsp.so");
+    CHECK_EQ_STR(c.tls_ticket_key_file, "/etc/certmq/keys/ticket.key");
     config_free(&c);
 }
 
@@ -324,6 +327,8 @@ static void test_bad_values(void)
     refused("verify_depth 0\n", "t.conf:6: verify_depth: expected a whole number from 1 to 16");
     refused("verify_depth 17\n", "t.conf:6: verify_depth: expected a whole number from 1 to 16");
     refused("session_ticket_lifetime 59\n", "t.conf:6: session_ticket_lifetime: expected");
+    refused("tls_ticket_key_file k\nsession_tickets false\n",
+            "tls_ticket_key_file is set but session_tickets is false");
     refused("max_inflight_messages lots\n", "t.conf:6: max_inflight_messages: expected");
     refused("retain_available yes\n", "t.conf:6: retain_available: expected true or false");
     refused("retain_available\n", "t.conf:6: retain_available needs a value");

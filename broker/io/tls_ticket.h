@@ -1,0 +1,54 @@
+/* tls_ticket: session-ticket keys from an operator's file (tls_ticket_key_file) and the tickets
+ * they protect; shared only by tls.c and tls_ticket.c.
+ *
+ * Mbed TLS 2.28's mbedtls_ssl_ticket_* draws its keys at random and offers no way to load one,
+ * so a restarted broker cannot read the tickets it issued before. These callbacks do the same
+ * work (mbedtls_ssl_session_save/load, AES-256-GCM) with keys from a file:
+ *
+ *   key file: one or more 80-byte keys, concatenated, nothing else (binary):
+ *       name[16]  the key's public name, written into every ticket it protects
+ *       aes[32]   the AES-256-GCM key
+ *       spare[32] reserved (random; not used by this format)
+ *     The first key encrypts new tickets; every key decrypts. Names must differ.
+ *
+ *   ticket (RFC 5077 §4's recommended layout, with an AEAD instead of AES-CBC + HMAC):
+ *       key_name[16] | iv[12] | length[2] | encrypted_state[length] | tag[16]
+ *     key_name, iv and length are the additional authenticated data; the state is
+ *     mbedtls_ssl_session_save()'s serialisation (the client's certificate included). */
+#ifndef CERTMQ_TLS_TICKET_H
+#define CERTMQ_TLS_TICKET_H
+
+#include "tls.h"
+
+#include <mbedtls/ssl.h>
+
+#define TLS_TICKET_KEY_LEN 80
+#define TLS_TICKET_NAME_LEN 16
+/* Keys one file may hold: rotation needs two or three; 64 bounds a mistaken path. */
+#define TLS_TICKET_MAX_KEYS 64
+
+struct tls_ticket_keys;
+
+/* The keys in p (a whole file's bytes); NULL with the reason in d under path. */
+struct tls_ticket_keys *tls__ticket_keys_parse(const uint8_t *p, size_t n, const char *path,
+                                               struct diag *d);
+/* Reads path (mode 0600 or stricter, owned by the broker's user) stable (fileread.h) with
+ * how->settle_ms. NULL with the reason in d, or with how->unstable set (nothing in d) when the
+ * file is still being written. */
+struct tls_ticket_keys *tls__ticket_keys_load(const char *path, struct tls_load *how,
+                                              struct diag *d);
+void tls__ticket_keys_free(struct tls_ticket_keys *k);
+size_t tls__ticket_keys_count(const struct tls_ticket_keys *k);
+/* The encrypting key's name in hex (33 bytes with the NUL). */
+void tls__ticket_keys_name(const struct tls_ticket_keys *k, char hex[2 * TLS_TICKET_NAME_LEN + 1]);
+
+/* mbedtls_ssl_ticket_write_t / _parse_t with the file's keys; lifetime in seconds is the hint
+ * given to clients and the oldest session a ticket may resume. */
+int tls__ticket_write(struct tls_ticket_keys *k, int (*f_rng)(void *, unsigned char *, size_t),
+                      void *p_rng, uint32_t lifetime, const mbedtls_ssl_session *s,
+                      unsigned char *start, const unsigned char *end, size_t *tlen,
+                      uint32_t *lifetime_out);
+int tls__ticket_parse(struct tls_ticket_keys *k, uint32_t lifetime, mbedtls_ssl_session *s,
+                      unsigned char *buf, size_t len);
+
+#endif
