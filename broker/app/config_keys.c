@@ -148,9 +148,10 @@ const struct config__directive config__table[] = {
      .def = 256 << 20},
     {"max_retained_bytes_per_identity", T_UINT, GF(broker.max_retained_bytes_per_identity),
      .max = INT64_MAX, .def = 16 << 20},
-    /* Each client id is a session with queues; a device needs a handful, not thousands. */
-    {"max_sessions_per_identity", T_UINT, GF(broker.max_sessions_per_identity), .max = 10000000,
-     .def = 64},
+    /* A persistent session keeps a queue after its connection: a device needs a handful, not
+     * thousands (sessions that end with their connection are bounded by the connections). */
+    {"max_persistent_sessions_per_identity", T_UINT,
+     GF(broker.max_persistent_sessions_per_identity), .max = 10000000, .def = 64},
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},

@@ -39,8 +39,7 @@ static const struct reason_info table[REASON_COUNT] = {
                             "will topic not allowed by the ACL", "will_denied"},
     /* 3.1.1 has no quota code: "server unavailable" is the nearest it lets a client retry. */
     [REASON_SESSION_QUOTA] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
-                              "too many sessions for this identity (max_sessions_per_identity)",
-                              "session_quota"},
+                              "too many persistent sessions for this identity", "session_quota"},
     [REASON_MEMORY] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
                        "server memory budget (max_memory) reached", "memory"},
 

@@ -20,6 +20,7 @@
 struct entry {
     struct session *s;
     struct ident *id; /* the session's identity's usage */
+    bool counted;     /* in id->persistent */
     UT_hash_handle hh;
 };
 
@@ -246,6 +247,7 @@ static void destroy_session(struct broker *b, struct session *s)
     if (e) {
         HASH_DEL(b->sessions, e);
         e->id->sessions--;
+        e->id->persistent -= e->counted;
         ident_put(b->idents, e->id);
         free(e);
     }
@@ -279,7 +281,7 @@ static void publish_will(struct broker *b, struct session *s, int64_t now)
 static struct session *add_session(struct broker *b, const char *identity, const char *client_id)
 {
     struct session *s = session_new(identity, client_id, &b->lim.session);
-    struct entry *e = xmalloc(sizeof(*e));
+    struct entry *e = xcalloc(1, sizeof(*e));
     e->s = s;
     e->id = ident_get(b->idents, identity);
     e->id->sessions++;
@@ -288,6 +290,39 @@ static struct session *add_session(struct broker *b, const char *identity, const
     HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
     b->stats.sessions++;
     return s;
+}
+
+/* Keep the identity's count of persistent sessions in step with s (after its persistence
+ * may have changed). */
+static void count_persistent(struct broker *b, struct session *s)
+{
+    struct entry *e;
+    size_t klen;
+    const char *key = session_key(s, &klen);
+    HASH_FIND(hh, b->sessions, key, klen, e);
+    bool p = session_persistent(s);
+    if (e && e->counted != p) {
+        e->counted = p;
+        if (p)
+            e->id->persistent++;
+        else
+            e->id->persistent--;
+    }
+}
+
+/* max_persistent_sessions_per_identity: may this identity get one more persistent session? */
+static bool persistent_quota_ok(struct broker *b, const char *identity, const char *client_id)
+{
+    const struct ident *id = ident_find(b->idents, identity);
+    uint32_t max = b->lim.max_persistent_sessions_per_identity;
+    if (!max || !id || id->persistent < max)
+        return true;
+    if (b->stats.sessions_refused++ % QUOTA_LOG_EVERY == 0)
+        log_warn("identity %s already has %u persistent sessions "
+                 "(max_persistent_sessions_per_identity): client id %s refused (%llu so far)",
+                 identity, id->persistent, client_id,
+                 (unsigned long long)b->stats.sessions_refused);
+    return false;
 }
 
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
@@ -308,17 +343,8 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
-    if (!s && b->lim.max_sessions_per_identity) {
-        const struct ident *id = ident_find(b->idents, identity);
-        if (id && id->sessions >= b->lim.max_sessions_per_identity) {
-            if (b->stats.sessions_refused++ % QUOTA_LOG_EVERY == 0)
-                log_warn("identity %s already has %u sessions (max_sessions_per_identity): new "
-                         "client id %s refused (%llu so far)",
-                         identity, id->sessions, client_id,
-                         (unsigned long long)b->stats.sessions_refused);
-            return NULL;
-        }
-    }
+    if (persistent && !(s && session_persistent(s)) && !persistent_quota_ok(b, identity, client_id))
+        return NULL;
     if (s) {
         void *old = session_client(s);
         if (old) {
@@ -351,6 +377,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     if (session_persistent(s) && !persistent)
         BSTORE(b, session_deleted, s); /* the new connection does not keep it */
     session_set_persistent(s, persistent, expiry_s);
+    count_persistent(b, s);
     if (persistent)
         BSTORE(b, session_saved, s, 0);
     compile_acl(b, s);
@@ -402,6 +429,7 @@ struct session *broker_restore_session(struct broker *b, const char *identity,
     struct session *s = add_session(b, identity, client_id);
     session_set_version(s, version);
     session_set_persistent(s, true, expiry_s);
+    count_persistent(b, s);
     session_set_offline_since(s, offline_since);
     compile_acl(b, s);
     return s;

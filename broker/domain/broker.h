@@ -27,7 +27,7 @@ struct broker_limits {
     uint32_t max_retained_messages;           /* 0 = unlimited */
     uint64_t max_retained_bytes;              /* topic + payload of all retained; 0 = unlimited */
     uint64_t max_retained_bytes_per_identity; /* ...of those one identity set; 0 = unlimited */
-    uint32_t max_sessions_per_identity;       /* online or offline; 0 = unlimited */
+    uint32_t max_persistent_sessions_per_identity; /* outliving their connection; 0 = none */
     bool retain_available;
     bool upgrade_outgoing_qos;
 };
@@ -63,7 +63,7 @@ struct broker_stats {
     uint64_t bytes_received, bytes_sent;
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
-    uint64_t sessions_refused; /* CONNECTs refused: max_sessions_per_identity reached */
+    uint64_t sessions_refused; /* CONNECTs refused: max_persistent_sessions_per_identity reached */
     uint64_t memory_refused;   /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
     uint64_t retained_cut;     /* subscriptions whose retained messages stopped at a full queue */
     uint64_t sessions;
@@ -108,7 +108,7 @@ bool broker_may_publish(const struct broker *b, const struct session *s, const c
  * clean = clean session / clean start. persistent =
  * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
  * session; *present tells whether state was resumed. NULL when a new session would exceed
- * max_sessions_per_identity (nothing changed; counted and logged). */
+ * max_persistent_sessions_per_identity (nothing changed; counted and logged). */
 struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
                               void *client, const char *peer, bool clean, bool persistent,
                               uint32_t expiry_s, uint8_t version, bool *present, int64_t now);

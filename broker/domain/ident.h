@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 struct ident {
-    uint32_t sessions;       /* online or offline */
+    uint32_t sessions;       /* online or offline (the entry lives while any exists) */
+    uint32_t persistent;     /* ...of them, those that outlive their connection */
     uint64_t retained_bytes; /* topic + payload of the retained messages it set */
 };
 

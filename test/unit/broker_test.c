@@ -24,7 +24,7 @@ static void on_kick(void *client, enum reason why)
     CHECK_EQ_INT(reason_info(why)->v5, 0x8E);
 }
 
-static uint32_t max_retained; /* for the next mkbroker */
+static uint32_t max_retained;       /* for the next mkbroker */
 static struct broker_limits quotas; /* retained bytes and sessions, for the next mkbroker */
 
 static struct broker *mkbroker(const char *acl_text)
@@ -35,7 +35,7 @@ static struct broker *mkbroker(const char *acl_text)
         .max_retained_messages = max_retained,
         .max_retained_bytes = quotas.max_retained_bytes,
         .max_retained_bytes_per_identity = quotas.max_retained_bytes_per_identity,
-        .max_sessions_per_identity = quotas.max_sessions_per_identity,
+        .max_persistent_sessions_per_identity = quotas.max_persistent_sessions_per_identity,
         .retain_available = true,
     };
     struct broker_client_ops ops = {.wakeup = on_wakeup, .kick = on_kick};
@@ -183,8 +183,8 @@ static void publish_retained(struct broker *b, struct session *from, const char 
  * delivered but not retained; replacing and clearing give bytes back, to whoever set them. */
 static void test_retained_bytes(void)
 {
-    quotas = (struct broker_limits){.max_retained_bytes = 100,
-                                    .max_retained_bytes_per_identity = 60};
+    quotas =
+        (struct broker_limits){.max_retained_bytes = 100, .max_retained_bytes_per_identity = 60};
     struct broker *b = mkbroker("pattern readwrite devices/#\n");
     quotas = (struct broker_limits){0};
     int c1, c2;
@@ -218,24 +218,35 @@ static void test_retained_bytes(void)
     broker_free(b);
 }
 
-/* max_sessions_per_identity: a new client id beyond it is refused; the existing ones may come
- * back (and take over) as often as they like. */
+/* max_persistent_sessions_per_identity: one more persistent session for the identity is
+ * refused; sessions that end with their connection are not counted, and the existing ones may
+ * come back (and take over) as often as they like. */
 static void test_sessions_per_identity(void)
 {
-    quotas = (struct broker_limits){.max_sessions_per_identity = 2};
+    quotas = (struct broker_limits){.max_persistent_sessions_per_identity = 2};
     struct broker *b = mkbroker(ACL);
     quotas = (struct broker_limits){0};
-    int c[4];
+    int c[6];
     bool present;
     CHECK(broker_attach(b, "dev-a", "a1", &c[0], "p", false, true, 60, 4, &present, 0));
     CHECK(broker_attach(b, "dev-a", "a2", &c[1], "p", false, true, 60, 4, &present, 0));
     CHECK(!broker_attach(b, "dev-a", "a3", &c[2], "p", false, true, 60, 4, &present, 0));
     CHECK_EQ_INT(broker_stats(b)->sessions_refused, 1);
+    /* Clean sessions of the same identity: not counted. */
+    struct session *t1 =
+        broker_attach(b, "dev-a", "t1", &c[2], "p", true, false, 0, 4, &present, 0);
+    struct session *t2 =
+        broker_attach(b, "dev-a", "t2", &c[4], "p", true, false, 0, 4, &present, 0);
+    CHECK(t1 && t2);
+    broker_detach(b, t1, false, 0);
+    broker_detach(b, t2, false, 0);
     CHECK(broker_attach(b, "dev-b", "b1", &c[2], "p", false, true, 60, 4, &present, 0));
+    /* a1 takes itself over (allowed), now as a clean session: its persistence ends. */
     CHECK(broker_attach(b, "dev-a", "a1", &c[3], "p", true, false, 0, 4, &present, 0));
     struct session *a1 = broker_find(b, "dev-a", "a1");
-    broker_detach(b, a1, false, 0); /* not persistent any more: gone */
-    CHECK(broker_attach(b, "dev-a", "a3", &c[0], "p", false, false, 0, 4, &present, 0));
+    broker_detach(b, a1, false, 0);
+    CHECK(broker_attach(b, "dev-a", "a3", &c[0], "p", false, true, 60, 4, &present, 0));
+    CHECK(!broker_attach(b, "dev-a", "a4", &c[5], "p", false, true, 60, 4, &present, 0));
     broker_free(b);
 }
 

@@ -85,7 +85,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.client.packet_timeout_ms, 60000);
     CHECK(c.broker.max_retained_bytes == 256 << 20);
     CHECK(c.broker.max_retained_bytes_per_identity == 16 << 20);
-    CHECK_EQ_INT(c.broker.max_sessions_per_identity, 64);
+    CHECK_EQ_INT(c.broker.max_persistent_sessions_per_identity, 64);
     CHECK(c.max_memory == 0);
     CHECK_EQ_INT(c.client.connect.max_keepalive, 65535);
     CHECK_EQ_INT(c.max_connections, -1);
