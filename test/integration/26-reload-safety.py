@@ -3,7 +3,7 @@
 (1) A writer keeps rewriting the ACL in place, slowly (truncate, write all but the trailing deny,
 pause, write the deny) while SIGHUPs arrive: every "loaded" line shows the full rule count and a
 device denied by the trailing rule never receives a message. (2) Under a continuous stream of
-changes (the ACL replaced by rename every 50 ms) a new ACL is in force within 1.5 s: the
+changes (the ACL replaced by rename every 50 ms) a new ACL is in force within ~1 s (3 s allowed): the
 debounce has a maximum wait. (3) An emptied or much shorter ACL is applied with a warning naming
 both counts."""
 import os
@@ -107,12 +107,14 @@ def test_stream_of_changes_reloads_within_max_wait():
     content[0] = FULL + "topic read news/#\n"
     t0 = time.time()
     try:
-        b.log_wait(r"acl: loaded .* \(%d rules\)" % (FULL_RULES + 1), 1.5, start)
+        # 1 s of debounce at most, then the reload; slack for the ASan build on a loaded CI
+        # machine (the old code never reloaded while the changes went on).
+        b.log_wait(r"acl: loaded .* \(%d rules\)" % (FULL_RULES + 1), 3.0, start)
         took = time.time() - t0
     finally:
         stop.set()
         t.join()
-    check(took <= 1.5, "new ACL in force after %.2f s" % took)
+    check(took <= 3.0, "new ACL in force after %.2f s" % took)
     dev.disconnect()
 
 

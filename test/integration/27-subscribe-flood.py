@@ -12,7 +12,10 @@ from certmq_test import Harness, check, connect_packet, mqtt_str, packet, read_p
 RETAINED = 20000
 WALKING_FILTERS = 3000
 HASH_COPIES = 5000
-BOUND_MS = 100.0  # generous for CI under ASan; paced work keeps it to a few ms
+# Paced work keeps round trips to a few ms (the benchmark's attack-subscribe measures them); the
+# old code held the loop 1.9-4.1 s per packet. The bound only has to tell those apart, on a
+# loaded CI machine running the ASan build next to other tests.
+BOUND_MS = 1000.0
 
 h = Harness()
 pki = h.pki()
