@@ -182,7 +182,7 @@ int main(int argc, char **argv)
         nconns = opt.conns;
         break;
     case SC_FANIN:
-        npubs = conns_set ? opt.conns : 4;
+        npubs = conns_set ? opt.conns : 50;
         nsubs = 1;
         break;
     case SC_FANOUT:
@@ -226,11 +226,13 @@ int main(int argc, char **argv)
         if (!opt.window)
             opt.window =
                 opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK ? 50000
-                                                                                          : 100;
+                                                                                          : 200;
         if (opt.window > 60000)
             opt.window = 60000; /* QoS 1 packet identifiers must stay unique */
         total_target = opt.count;
     }
+    if (opt.pipeline < 0 || opt.pipeline > 4096)
+        die("--pipeline 0 .. 4096");
     if (nconns < 1 || nconns > 1000000)
         die("bad connection count");
     if (!opt.timeout)
