@@ -36,6 +36,7 @@ static uint64_t sent[MAXPUB], delivered[MAXPUB], acked[MAXPUB];
 static atomic_int running = 1, n_connected, n_errors, subscribed;
 static atomic_uint_fast64_t total_delivered;
 static struct mosquitto *pubs[MAXPUB], *sub;
+static int pub_idx[MAXPUB]; /* callback user data (NULL would mean the client itself) */
 static atomic_int measuring;
 static uint64_t *lat;
 static size_t nlat, lat_cap;
@@ -121,7 +122,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 static void on_publish(struct mosquitto *m, void *ud, int mid)
 {
     (void)m, (void)mid;
-    int i = (int)(intptr_t)ud;
+    int i = *(const int *)ud;
     pthread_mutex_lock(&mu);
     acked[i]++;
     pthread_cond_signal(&cv[i]);
@@ -273,7 +274,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < npubs; i++) {
         char cert[32];
         snprintf(cert, sizeof cert, "dev%d", i);
-        pubs[i] = client(cert, i, (void *)(intptr_t)i);
+        pub_idx[i] = i;
+        pubs[i] = client(cert, i, &pub_idx[i]);
     }
     for (int i = 0; i < 600 && n_connected < npubs + 1; i++)
         usleep(50000);
