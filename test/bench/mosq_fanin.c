@@ -8,7 +8,7 @@
  * /proc/PID/stat of --broker-pid), the same way loadgen does. Prints one JSON line like loadgen's.
  *
  * usage: mosq_fanin --port P --cafile CA --certdir DIR --broker-pid PID [--host H] [--conns N]
- *                   [--window W] [--qos Q] [--size S] [--duration D]
+ *                   [--window W] [--qos Q] [--size S] [--duration D] [--rate R]
  * (unknown options with a value are ignored, so run-bench can pass loadgen's common arguments) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,7 +28,8 @@
 
 static const char *host = "127.0.0.1", *cafile, *certdir = ".";
 static int port = 8883, npubs = 50, window = 200, qos = 0, size = 64, broker_pid;
-static double duration = 5;
+static double duration = 5, rate; /* rate: msg/s in total, 0 = as fast as the window allows */
+static uint64_t pub_t0;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv[MAXPUB];
@@ -140,6 +141,14 @@ static void *pub_thread(void *arg)
     uint32_t pi = (uint32_t)i;
     memcpy(payload + 8, &pi, 4);
     while (running) {
+        if (rate > 0) {
+            /* paced: publisher i's share of --rate, from the common start */
+            double el = (double)(now_ns() - pub_t0) / 1e9;
+            if ((double)sent[i] >= el * rate / npubs + 1) {
+                usleep(500);
+                continue;
+            }
+        }
         pthread_mutex_lock(&mu);
         while (running && (sent[i] - delivered[i] >= (uint64_t)window ||
                            (qos && sent[i] - acked[i] >= (uint64_t)window)))
@@ -229,6 +238,8 @@ int main(int argc, char **argv)
             qos = atoi(v);
         else if (!strcmp(a, "--size"))
             size = atoi(v);
+        else if (!strcmp(a, "--rate"))
+            rate = atof(v);
         else if (!strcmp(a, "--duration"))
             duration = atof(v);
     }
@@ -284,6 +295,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_t th[MAXPUB];
+    pub_t0 = now_ns();
     for (int i = 0; i < npubs; i++)
         pthread_create(&th[i], NULL, pub_thread, (void *)(intptr_t)i);
     usleep(1000000); /* warm-up */
@@ -312,11 +324,11 @@ int main(int argc, char **argv)
     double dur = (double)(t1 - t0) / 1e9, cpu = c1 - c0;
     uint64_t n = d1 - d0;
     printf("{\"scenario\":\"fan-in\",\"client\":\"libmosquitto\",\"qos\":%d,\"size\":%d,"
-           "\"publishers\":%d,\"subscribers\":1,\"window\":%d,\"pipeline\":0,\"delivered\":%" PRIu64
+           "\"publishers\":%d,\"subscribers\":1,\"rate_target\":%.0f,\"window\":%d,\"pipeline\":0,\"delivered\":%" PRIu64
            ",\"errors\":%d,\"duration_s\":%.3f,\"msgs_per_s\":%.1f,\"lat_p50_us\":%.1f,"
            "\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,\"broker_cpu_s\":%.3f,"
            "\"broker_cpu_us_per_msg\":%.3f}\n",
-           qos, size, npubs, window, n, (int)n_errors, dur, dur > 0 ? (double)n / dur : 0,
+           qos, size, npubs, rate, window, n, (int)n_errors, dur, dur > 0 ? (double)n / dur : 0,
            pct_us(0.5), pct_us(0.99), pct_us(0.999), cpu, n ? cpu * 1e6 / (double)n : 0);
     mosquitto_destroy(sub);
     mosquitto_lib_cleanup();
