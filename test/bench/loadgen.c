@@ -4,6 +4,9 @@
  * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency, attack (one hostile
  * device while the fleet runs: loadgen_attack.c). One JSON line of results
  * on stdout. --ws carries MQTT over WebSockets (RFC 6455) inside the TLS session.
+ * Device-like by default: every MQTT packet (PUBLISH, and the subscribers' PUBACKs) is encrypted
+ * and written as its own TLS record, as device clients do; --pipeline N is one busy gateway
+ * (up to N packets per record and flush).
  * Loopback only; every phase is bounded in time (--timeout) and in count.
  *
  * storm-latency runs in two processes: this one holds the latency pair (publisher + subscriber at

@@ -63,7 +63,8 @@ static double broker_cpu(void)
     if (!p)
         return 0;
     unsigned long ut = 0, st = 0;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -324,7 +325,8 @@ int main(int argc, char **argv)
     double dur = (double)(t1 - t0) / 1e9, cpu = c1 - c0;
     uint64_t n = d1 - d0;
     printf("{\"scenario\":\"fan-in\",\"client\":\"libmosquitto\",\"qos\":%d,\"size\":%d,"
-           "\"publishers\":%d,\"subscribers\":1,\"rate_target\":%.0f,\"window\":%d,\"pipeline\":0,\"delivered\":%" PRIu64
+           "\"publishers\":%d,\"subscribers\":1,\"rate_target\":%.0f,\"window\":%d,\"pipeline\":0,"
+           "\"delivered\":%" PRIu64
            ",\"errors\":%d,\"duration_s\":%.3f,\"msgs_per_s\":%.1f,\"lat_p50_us\":%.1f,"
            "\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,\"broker_cpu_s\":%.3f,"
            "\"broker_cpu_us_per_msg\":%.3f}\n",
