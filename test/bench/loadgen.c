@@ -4,6 +4,9 @@
  * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency, attack (one hostile
  * device while the fleet runs: loadgen_attack.c). One JSON line of results
  * on stdout. --ws carries MQTT over WebSockets (RFC 6455) inside the TLS session.
+ * Device-like by default: every MQTT packet (PUBLISH, and the subscribers' PUBACKs) is encrypted
+ * and written as its own TLS record, as device clients do; --pipeline N is one busy gateway
+ * (up to N packets per record and flush).
  * Loopback only; every phase is bounded in time (--timeout) and in count.
  *
  * storm-latency runs in two processes: this one holds the latency pair (publisher + subscriber at
@@ -182,7 +185,7 @@ int main(int argc, char **argv)
         nconns = opt.conns;
         break;
     case SC_FANIN:
-        npubs = conns_set ? opt.conns : 4;
+        npubs = conns_set ? opt.conns : 50;
         nsubs = 1;
         break;
     case SC_FANOUT:
@@ -226,11 +229,13 @@ int main(int argc, char **argv)
         if (!opt.window)
             opt.window =
                 opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK ? 50000
-                                                                                          : 100;
+                                                                                          : 200;
         if (opt.window > 60000)
             opt.window = 60000; /* QoS 1 packet identifiers must stay unique */
         total_target = opt.count;
     }
+    if (opt.pipeline < 0 || opt.pipeline > 4096)
+        die("--pipeline 0 .. 4096");
     if (nconns < 1 || nconns > 1000000)
         die("bad connection count");
     if (!opt.timeout)

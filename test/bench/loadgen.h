@@ -42,6 +42,7 @@ struct lg_opts {
     const char *lat_dump;
     int port, qos, size, conns, pubs, subs, parallel, window, src_ips, keepalive, resume, lean;
     int ws, storm, storm_parallel;
+    int pipeline; /* 0: device-like, one MQTT packet per TLS record; N: up to N per record */
     double duration, rate, timeout, hold, settle, storm_delay, storm_post;
     uint64_t count;
     int broker_pid, verbose;

@@ -221,8 +221,9 @@ void on_write(uv_write_t *r, int status)
         attack_pump(c);
 }
 
-/* encrypt the queued MQTT bytes (coalesced: up to 16 KB per record) and send them; with --ws
- * they first become one masked binary frame */
+/* encrypt the queued MQTT bytes and send them: whatever is queued becomes one record of up to
+ * 16 KB (device-like mode calls this after every packet, so one packet per record; --pipeline N
+ * after N packets); with --ws they first become one masked binary frame */
 void conn_flush(conn_t *c)
 {
     buf_t *src = &c->pout;

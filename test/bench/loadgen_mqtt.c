@@ -158,6 +158,8 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
         if (q == 1) {
             uint8_t a[4] = {0x40, 2, (uint8_t)(pid >> 8), (uint8_t)pid};
             buf_put(&c->pout, a, 4);
+            if (!opt.pipeline)
+                conn_flush(c); /* device-like: every PUBACK its own TLS record */
         }
         if (n - off >= 16) {
             uint64_t t;
@@ -272,10 +274,22 @@ void pump_n(conn_t *c, uint64_t want)
         want = 256;
     if (!want)
         return;
-    for (uint64_t i = 0; i < want; i++)
-        mqtt_publish(c, (uint32_t)c->sent++);
+    if (opt.pipeline) {
+        /* one busy gateway: up to --pipeline packets coalesced into each TLS record */
+        for (uint64_t i = 0; i < want; i++) {
+            mqtt_publish(c, (uint32_t)c->sent++);
+            if ((i + 1) % (uint64_t)opt.pipeline == 0 || i + 1 == want)
+                conn_flush(c);
+        }
+    } else {
+        /* device-like: each PUBLISH encrypted and written as its own TLS record (several may
+         * leave back to back when the window has room, as libmosquitto's queue does) */
+        for (uint64_t i = 0; i < want; i++) {
+            mqtt_publish(c, (uint32_t)c->sent++);
+            conn_flush(c);
+        }
+    }
     total_sent += want;
-    conn_flush(c);
 }
 
 uint64_t rate_due(conn_t *c)

@@ -81,8 +81,11 @@ static void usage(void)
         "  --sub-cert NAME (bench: subscriber identity, reads devices/#) --sub-filter F\n"
         "  --topic-prefix P (devices/%%u/, %%u = cert CN; publishers use P + \"t\")\n"
         "  --qos 0|1 --size B (64, min 16) --duration S (10) --count M (0 = no limit)\n"
-        "  --conns N (connect-storm/idle: 1000; fan-in publishers: 4) --subs S (fan-out: 100)\n"
-        "  --rate R (msg/s total; latency: 10000) --window W (per publisher in flight end to end)\n"
+        "  --conns N (connect-storm/idle: 1000; fan-in publishers: 50) --subs S (fan-out: 100)\n"
+        "  --rate R (msg/s total; latency: 10000) --window W (per publisher in flight end to end;\n"
+        "    fan-in/fan-out: 200)\n"
+        "  --pipeline N  one busy gateway: up to N MQTT packets per TLS record (default 0: device-\n"
+        "    like, every packet its own TLS record, as mosquitto_pub, libmosquitto, paho write)\n"
         "  --parallel C (32 handshakes in progress) --resume --src-ips K --keepalive S (0)\n"
         "  --no-lean (idle: keep TLS state) --settle S (idle: 2) --hold S (idle: 3600)\n"
         "  --broker-pid PID (read broker CPU/RSS from /proc) --timeout S --servername N -v\n"
@@ -143,6 +146,7 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         {"--subs", K_INT, &opt.subs, NULL},
         {"--rate", K_DBL, &opt.rate, &set->rate},
         {"--window", K_INT, &opt.window, NULL},
+        {"--pipeline", K_INT, &opt.pipeline, NULL},
         {"--parallel", K_INT, &opt.parallel, &set->parallel},
         {"--ws", K_ON, &opt.ws, NULL},
         {"--ws-path", K_STR, &opt.ws_path, NULL},

@@ -295,6 +295,7 @@ void finish(void)
                             : 0;
         J(",\"qos\":%d,\"size\":%d,\"publishers\":%d,\"subscribers\":%d,\"rate_target\":%.0f",
           opt.qos, opt.size, npubs, nsubs, opt.rate);
+        J(",\"window\":%d,\"pipeline\":%d", opt.window, opt.pipeline);
         J(",\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64
           ",\"errors\":%d,\"duration_s\":%.3f",
           total_sent, total_delivered, lost, n_failed, dur);
