@@ -86,8 +86,8 @@ static bool reload_ticket_keys(struct server *s)
     if (r == 0) {
         char name[33];
         size_t n = tls_lib_ticket_key_info(s->tls, name);
-        log_notice("tls: %zu session-ticket key(s) loaded from %s; new tickets use key %.8s...",
-                   n, path, name);
+        log_notice("tls: %zu session-ticket key(s) loaded from %s; new tickets use key %.8s...", n,
+                   path, name);
     } else if (how.unstable) {
         log_notice("tls reload: %s is still being written; keeping the session-ticket keys in "
                    "force, retrying",

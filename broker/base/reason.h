@@ -27,8 +27,9 @@ enum reason {
     REASON_CLIENTID_MISMATCH,  /* clientid_policy match: client id != certificate identity */
     REASON_KEEPALIVE_TOO_LONG, /* v3 keep-alive over max_keepalive (v5 gets it overridden) */
     REASON_WILL_DENIED,        /* the ACL does not let the session publish its will */
-    REASON_SESSION_QUOTA,      /* max_persistent_sessions_per_identity: no new session for this identity */
-    REASON_MEMORY,             /* max_memory reached: no new work until memory is back down */
+    REASON_SESSION_QUOTA, /* max_persistent_sessions_per_identity: no new session for this identity
+                           */
+    REASON_MEMORY,        /* max_memory reached: no new work until memory is back down */
 
     /* Protocol errors: closed (MQTT 5 DISCONNECT once connected, nothing before). */
     REASON_MALFORMED,            /* codec: malformed packet */

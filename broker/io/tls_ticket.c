@@ -106,9 +106,9 @@ struct tls_ticket_keys *tls__ticket_keys_parse(const uint8_t *p, size_t n, const
                 bad = true;
             }
         memcpy(key->name, raw, TLS_TICKET_NAME_LEN);
-        if (!bad && (!gcm || mbedtls_cipher_setup(&key->gcm, gcm) != 0 ||
-                     mbedtls_cipher_setkey(&key->gcm, raw + AES_OFF, 8 * AES_LEN,
-                                           MBEDTLS_ENCRYPT) != 0)) {
+        if (!bad &&
+            (!gcm || mbedtls_cipher_setup(&key->gcm, gcm) != 0 ||
+             mbedtls_cipher_setkey(&key->gcm, raw + AES_OFF, 8 * AES_LEN, MBEDTLS_ENCRYPT) != 0)) {
             diag_add(d, path, 0, "tls_ticket_key_file: cannot set up AES-256-GCM with key %zu",
                      i + 1);
             bad = true;
@@ -255,9 +255,8 @@ int tls__ticket_parse(struct tls_ticket_keys *k, uint32_t lifetime, mbedtls_ssl_
     if (!key) /* rotated out (or never ours): a full handshake */
         return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
     size_t clear_len;
-    int r = mbedtls_cipher_auth_decrypt_ext(&key->gcm, iv, IV_LEN,
-                                            name, AAD_LEN, state, enc_len + TAG_LEN, state,
-                                            enc_len, &clear_len, TAG_LEN);
+    int r = mbedtls_cipher_auth_decrypt_ext(&key->gcm, iv, IV_LEN, name, AAD_LEN, state,
+                                            enc_len + TAG_LEN, state, enc_len, &clear_len, TAG_LEN);
     if (r != 0)
         return r == MBEDTLS_ERR_CIPHER_AUTH_FAILED ? MBEDTLS_ERR_SSL_INVALID_MAC : r;
     if (clear_len != enc_len)

@@ -227,9 +227,9 @@ int main(int argc, char **argv)
     if (opt.scen != SC_STORM && opt.scen != SC_IDLE) {
         nconns = npubs + nsubs;
         if (!opt.window)
-            opt.window =
-                opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK ? 50000
-                                                                                          : 200;
+            opt.window = opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK
+                             ? 50000
+                             : 200;
         if (opt.window > 60000)
             opt.window = 60000; /* QoS 1 packet identifiers must stay unique */
         total_target = opt.count;
@@ -242,7 +242,8 @@ int main(int argc, char **argv)
         opt.timeout = opt.scen == SC_IDLE || opt.scen == SC_STORM || opt.scen == SC_STORMLAT
                           ? 600
                           : opt.duration + 60;
-    if (opt.scen == SC_ATTACK && opt.timeout < opt.storm_delay + opt.attack_s + opt.arrive_timeout + 120)
+    if (opt.scen == SC_ATTACK &&
+        opt.timeout < opt.storm_delay + opt.attack_s + opt.arrive_timeout + 120)
         opt.timeout = opt.storm_delay + opt.attack_s + opt.arrive_timeout + 120;
 
     struct rlimit rl;

@@ -23,7 +23,7 @@ static int atk_cert_idx = -1;
 
 /* ---- attacker child ------------------------------------------------------------------------ */
 
-static int atk_state; /* 0 set-up, 1 ready, 2 attacking, 3 done */
+static int atk_state;  /* 0 set-up, 1 ready, 2 attacking, 3 done */
 static int go_in = -1; /* child: read end of the go pipe */
 static uint64_t t_setup0, t_ready, t_go, t_end;
 static uint64_t stored, subs_sent, subacks, granted, refused, rx_msgs, pubs_sent, pubs_acked;
@@ -121,8 +121,8 @@ static void atk_report(void)
       opt.attack, t_go, t_end, t_ready > t_setup0 ? (double)(t_ready - t_setup0) / 1e9 : -1);
     if (kind == 0)
         J(",\"retained_stored\":%" PRIu64 ",\"subscribes_sent\":%" PRIu64 ",\"subacks\":%" PRIu64
-          ",\"filters_granted\":%" PRIu64 ",\"filters_refused\":%" PRIu64 ",\"msgs_received\":%" PRIu64
-          ",\"reconnects\":%" PRIu64,
+          ",\"filters_granted\":%" PRIu64 ",\"filters_refused\":%" PRIu64
+          ",\"msgs_received\":%" PRIu64 ",\"reconnects\":%" PRIu64,
           stored, subs_sent, subacks, granted, refused, rx_msgs, reconnects);
     else if (kind == 1) {
         uint64_t *ct = malloc(((size_t)nsil + 1) * sizeof *ct);
@@ -137,8 +137,7 @@ static void atk_report(void)
             qsort(ct, m, sizeof *ct, u64cmp);
         J(",\"silent_started\":%d,\"silent_connected\":%d,\"silent_connect_failed\":%d"
           ",\"silent_closed_by_broker\":%d,\"silent_open_at_end\":%d,\"silent_close_p50_s\":%.2f",
-          nsil, sil_connected, sil_failed, sil_closed, open_end,
-          ct ? pct_of(ct, m, 0.5) / 1e6 : 0);
+          nsil, sil_connected, sil_failed, sil_closed, open_end, ct ? pct_of(ct, m, 0.5) / 1e6 : 0);
         free(ct);
     } else
         J(",\"payload\":%d,\"pubs_sent\":%" PRIu64 ",\"pubs_acked\":%" PRIu64
@@ -376,8 +375,8 @@ static void pace_tick(uv_timer_t *t)
     now = uv_hrtime();
     for (int i = 0; i < next_to_start; i++) {
         conn_t *c = &conns[i];
-        if ((c->st == S_TCP || c->st == S_TLS || c->st == S_MQTT) &&
-            now > c->t_start && now - c->t_start > (uint64_t)(opt.arrive_timeout * 1e9))
+        if ((c->st == S_TCP || c->st == S_TLS || c->st == S_MQTT) && now > c->t_start &&
+            now - c->t_start > (uint64_t)(opt.arrive_timeout * 1e9))
             conn_fail(c, "no CONNACK within --arrive-timeout", 0);
     }
     if (phase == 3)
@@ -386,9 +385,9 @@ static void pace_tick(uv_timer_t *t)
 
 /* ---- parent -------------------------------------------------------------------------------- */
 
-static int go_out[2] = {-1, -1};      /* parent: go pipes to the attacker, the arrivals */
-static int res_in[2] = {-1, -1};      /* parent: result pipes */
-static pid_t kids[2];                 /* attacker, arrivals */
+static int go_out[2] = {-1, -1}; /* parent: go pipes to the attacker, the arrivals */
+static int res_in[2] = {-1, -1}; /* parent: result pipes */
+static pid_t kids[2];            /* attacker, arrivals */
 static uv_pipe_t res_pipe[2];
 static char res_buf[2][4096];
 static size_t res_len[2];
@@ -643,7 +642,8 @@ void attack_tick(uint64_t now)
 
 int attack_over(uint64_t now)
 {
-    if (go_sent && now > go_ns && now - go_ns > (uint64_t)((opt.attack_s + opt.arrive_timeout + 30) * 1e9))
+    if (go_sent && now > go_ns &&
+        now - go_ns > (uint64_t)((opt.attack_s + opt.arrive_timeout + 30) * 1e9))
         return 1; /* bounded: a child that never reports */
     if (storm_state != 2)
         return 0;
@@ -681,8 +681,8 @@ void finish_attack(char *js, size_t cap, int *np)
     /* messages the pair published inside the window and never received */
     uint64_t lost = total_sent > total_delivered ? total_sent - total_delivered : 0;
     double win_s = (double)(storm_t1 - storm_t0) / 1e9;
-    J(",\"attack\":\"%s\",\"attack_s\":%.3f,\"qos\":%d,\"size\":%d,\"rate_target\":%.0f", opt.attack,
-      win_s, opt.qos, opt.size, opt.rate);
+    J(",\"attack\":\"%s\",\"attack_s\":%.3f,\"qos\":%d,\"size\":%d,\"rate_target\":%.0f",
+      opt.attack, win_s, opt.qos, opt.size, opt.rate);
     J(",\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"errors\":%d",
       total_sent, total_delivered, lost, n_failed);
     J(",\"lat_samples\":%zu,\"lat_expected\":%.0f,\"lat_p50_ms\":%.3f,\"lat_p99_ms\":%.3f"

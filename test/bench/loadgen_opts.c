@@ -2,8 +2,8 @@
  * checks on single values (the scenario's own checks stay in main). */
 #include "loadgen.h"
 
-const char *const scen_names[] = {"connect-storm", "fan-in", "fan-out",
-                                  "latency",       "idle",   "storm-latency", "attack"};
+const char *const scen_names[] = {"connect-storm", "fan-in",        "fan-out", "latency",
+                                  "idle",          "storm-latency", "attack"};
 
 struct lg_opts opt = {
     .host = "127.0.0.1",
@@ -84,7 +84,8 @@ static void usage(void)
         "  --conns N (connect-storm/idle: 1000; fan-in publishers: 50) --subs S (fan-out: 100)\n"
         "  --rate R (msg/s total; latency: 10000) --window W (per publisher in flight end to end;\n"
         "    fan-in/fan-out: 200)\n"
-        "  --pipeline N  one busy gateway: up to N MQTT packets per TLS record (default 0: device-\n"
+        "  --pipeline N  one busy gateway: up to N MQTT packets per TLS record (default 0: "
+        "device-\n"
         "    like, every packet its own TLS record, as mosquitto_pub, libmosquitto, paho write)\n"
         "  --parallel C (32 handshakes in progress) --resume --src-ips K --keepalive S (0)\n"
         "  --no-lean (idle: keep TLS state) --settle S (idle: 2) --hold S (idle: 3600)\n"
@@ -231,10 +232,10 @@ void lg_options(int argc, char **argv, struct lg_set *set)
             opt.silent_rate <= 0 || opt.silent_rate > 10000)
             die("--attack-s 0 .. 600, --arrive-rate 0 .. 1000, --arrive-timeout 0 .. 600, "
                 "--silent-rate 0 .. 10000");
-        if (opt.retained < 0 || opt.retained > 1000000 || opt.filters < 1 ||
-            opt.filters > 20000 || opt.copies < 1 || opt.copies > 20000 || opt.payload < 16 ||
-            opt.payload > 16 << 20 || opt.ret_topics < 1 || opt.ret_topics > 100000 ||
-            opt.silent_src_ips < 1 || opt.silent_src_ips > 250)
+        if (opt.retained < 0 || opt.retained > 1000000 || opt.filters < 1 || opt.filters > 20000 ||
+            opt.copies < 1 || opt.copies > 20000 || opt.payload < 16 || opt.payload > 16 << 20 ||
+            opt.ret_topics < 1 || opt.ret_topics > 100000 || opt.silent_src_ips < 1 ||
+            opt.silent_src_ips > 250)
             die("--retained 0 .. 1000000, --filters/--copies 1 .. 20000, --payload 16 .. 16 MiB, "
                 "--ret-topics 1 .. 100000, --silent-src-ips 1 .. 250");
         if (strlen(opt.flood_filter) > 200 || strlen(opt.flood_all) > 200)

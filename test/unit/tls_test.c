@@ -281,7 +281,9 @@ static void test_identity_rules(void)
     CHECK(!tls_identity_valid((const uint8_t *)" victim", 7, &why));
     CHECK(tls_identity_valid((const uint8_t *)"sensor 7", 8, &why));
     CHECK(!tls_identity_valid((const uint8_t *)"a\xc2\x85", 3, &why)); /* U+0085 NEL */
-    CHECK(tls_identity_valid((const uint8_t *)"a\xc2\xa0" "b", 4, &why)); /* U+00A0 inside */
+    CHECK(tls_identity_valid((const uint8_t *)"a\xc2\xa0"
+                                              "b",
+                             4, &why));                                   /* U+00A0 inside */
     CHECK(!tls_identity_valid((const uint8_t *)"\xc0\xaf", 2, &why));     /* overlong '/' */
     CHECK(!tls_identity_valid((const uint8_t *)"\xed\xa0\x80", 3, &why)); /* surrogate */
     CHECK(!tls_identity_valid((const uint8_t *)"\xc3", 1, &why));         /* truncated */
