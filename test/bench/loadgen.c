@@ -2,7 +2,8 @@
  * buffers, one libuv loop). Self-contained: it does not use the broker's code.
  *
  * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency, attack (one hostile
- * device while the fleet runs: loadgen_attack.c). One JSON line of results
+ * device while the fleet runs: loadgen_attack.c), restart (fleet recovery after a broker restart:
+ * loadgen_restart.c). One JSON line of results
  * on stdout. --ws carries MQTT over WebSockets (RFC 6455) inside the TLS session.
  * Device-like by default: every MQTT packet (PUBLISH, and the subscribers' PUBACKs) is encrypted
  * and written as its own TLS record, as device clients do; --pipeline N is one busy gateway
@@ -296,7 +297,8 @@ int main(int argc, char **argv)
     }
     int child_fd = -1;
     if (opt.scen == SC_STORMLAT || opt.scen == SC_RESTART) {
-        /* fork the storm child (restart: the devices' child) now, before any libuv state exists; it waits for the go byte */
+        /* fork the storm child (restart: the devices' child) now, before any libuv state exists; it
+         * waits for the go byte */
         int gp[2], rp[2];
         if (pipe(gp) || pipe(rp))
             die("pipe: %s", strerror(errno));

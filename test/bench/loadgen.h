@@ -35,7 +35,16 @@
 #include <mbedtls/ssl_internal.h>
 #include <mbedtls/x509_crt.h>
 
-enum scen { SC_STORM, SC_FANIN, SC_FANOUT, SC_LATENCY, SC_IDLE, SC_STORMLAT, SC_ATTACK, SC_RESTART };
+enum scen {
+    SC_STORM,
+    SC_FANIN,
+    SC_FANOUT,
+    SC_LATENCY,
+    SC_IDLE,
+    SC_STORMLAT,
+    SC_ATTACK,
+    SC_RESTART
+};
 struct lg_opts {
     enum scen scen;
     const char *host, *cafile, *certdir, *prefix, *sub_cert, *sub_filter, *servername, *ws_path;
@@ -278,7 +287,7 @@ void attack_reap(void);
 
 /* loadgen_restart.c: fleet recovery after a broker restart (devices in a forked SCHED_IDLE child,
  * the latency pair in the parent; both reconnect) */
-extern int restart_child; /* this process is the devices' child */
+extern int restart_child;    /* this process is the devices' child */
 int restart_lost(conn_t *c); /* a connection lost during the restart: 1 = handled (reconnects) */
 void restart_tick(uint64_t now);
 void restart_kick(void);

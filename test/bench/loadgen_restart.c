@@ -9,26 +9,26 @@
  * drives the broker (run-bench) stops it, starts it again on the same port and writes the new
  * broker's PID into F.pid once it listens. Every connection the restart drops (devices and the
  * pair alike) reconnects after a random backoff in [0, --backoff) (a failed attempt: doubling,
- * up to 1 s, times a jitter of 0.5 .. 1.5), with at most --parallel handshakes in progress in the child, offering
- * its own ticket. A device has recovered at its SUBACK. The child reports (JSON over the pipe):
- * the recovery time from the new broker listening (F.pid seen) and from the first dropped
- * connection until the last device's SUBACK, resumed vs full handshakes, connection attempts,
- * and the new broker's CPU from its start until then (/proc/PID/stat). The parent reports the
- * pair's latency for messages published inside the recovery window and its own outage.
+ * up to 1 s, times a jitter of 0.5 .. 1.5), with at most --parallel handshakes in progress in the
+ * child, offering its own ticket. A device has recovered at its SUBACK. The child reports (JSON
+ * over the pipe): the recovery time from the new broker listening (F.pid seen) and from the first
+ * dropped connection until the last device's SUBACK, resumed vs full handshakes, connection
+ * attempts, and the new broker's CPU from its start until then (/proc/PID/stat). The parent reports
+ * the pair's latency for messages published inside the recovery window and its own outage.
  */
 #include "loadgen.h"
 
 int restart_child;
-static int rs_state;                /* child: 0 priming, 1 restart asked, 2 recovering, 3 done */
-static int n_sub;                   /* devices currently subscribed */
+static int rs_state; /* child: 0 priming, 1 restart asked, 2 recovering, 3 done */
+static int n_sub;    /* devices currently subscribed */
 static int n_rec_resumed, n_rec_full, n_attempts, n_lost;
 static uint64_t t_asked, t_lost, t_listen, t_all, t_first_ready;
 static int cursor;
 static uint64_t *t_rec; /* child: each device's SUBACK time in the recovery */
 static int n_trec;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t pair_skipped;      /* parent: messages not published while the pair was down */
-static uint64_t pair_lost_t;        /* parent: first pair connection lost */
+static uint64_t pair_skipped; /* parent: messages not published while the pair was down */
+static uint64_t pair_lost_t;  /* parent: first pair connection lost */
 static int pair_reconnects;
 
 static double rnd01(void)
