@@ -2,7 +2,8 @@
  * buffers, one libuv loop). Self-contained: it does not use the broker's code.
  *
  * Scenarios: connect-storm, fan-in, fan-out, latency, idle, storm-latency, attack (one hostile
- * device while the fleet runs: loadgen_attack.c). One JSON line of results
+ * device while the fleet runs: loadgen_attack.c), restart (fleet recovery after a broker restart:
+ * loadgen_restart.c). One JSON line of results
  * on stdout. --ws carries MQTT over WebSockets (RFC 6455) inside the TLS session.
  * Device-like by default: every MQTT packet (PUBLISH, and the subscribers' PUBACKs) is encrypted
  * and written as its own TLS record, as device clients do; --pipeline N is one busy gateway
@@ -211,6 +212,22 @@ int main(int argc, char **argv)
             opt.storm_post > 600)
             die("--storm-delay and --storm-post: 0 .. 600 s");
         break;
+    case SC_RESTART:
+        npubs = 1;
+        nsubs = 1;
+        if (!rate_set)
+            opt.rate = 1000;
+        if (!conns_set)
+            opt.conns = 5000;
+        if (parallel_set)
+            opt.storm_parallel = opt.parallel;
+        if (opt.conns < 1 || opt.conns > 1000000)
+            die("--conns 1 .. 1000000");
+        if (!opt.restart_file)
+            die("restart: --restart-file F is required");
+        if (strlen(opt.restart_file) > 4000)
+            die("--restart-file: at most 4000 bytes");
+        break;
     case SC_ATTACK:
         npubs = 1;
         nsubs = 1;
@@ -227,7 +244,8 @@ int main(int argc, char **argv)
     if (opt.scen != SC_STORM && opt.scen != SC_IDLE) {
         nconns = npubs + nsubs;
         if (!opt.window)
-            opt.window = opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK
+            opt.window = opt.scen == SC_LATENCY || opt.scen == SC_STORMLAT ||
+                                 opt.scen == SC_ATTACK || opt.scen == SC_RESTART
                              ? 50000
                              : 200;
         if (opt.window > 60000)
@@ -239,7 +257,8 @@ int main(int argc, char **argv)
     if (nconns < 1 || nconns > 1000000)
         die("bad connection count");
     if (!opt.timeout)
-        opt.timeout = opt.scen == SC_IDLE || opt.scen == SC_STORM || opt.scen == SC_STORMLAT
+        opt.timeout = opt.scen == SC_IDLE || opt.scen == SC_STORM || opt.scen == SC_STORMLAT ||
+                              opt.scen == SC_RESTART
                           ? 600
                           : opt.duration + 60;
     if (opt.scen == SC_ATTACK &&
@@ -252,6 +271,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     int maxc = opt.scen == SC_STORMLAT && opt.storm_parallel > nconns ? opt.storm_parallel : nconns;
+    if (opt.scen == SC_RESTART)
+        maxc = opt.conns;
     if (!getrlimit(RLIMIT_NOFILE, &rl) && (rlim_t)maxc + 64 > rl.rlim_cur)
         die("--conns %d exceeds the open-file limit %lu", maxc, (unsigned long)rl.rlim_cur);
     signal(SIGPIPE, SIG_IGN);
@@ -275,8 +296,9 @@ int main(int argc, char **argv)
         opt.sub_filter = filt;
     }
     int child_fd = -1;
-    if (opt.scen == SC_STORMLAT) {
-        /* fork the storm child now, before any libuv state exists; it waits for the go byte */
+    if (opt.scen == SC_STORMLAT || opt.scen == SC_RESTART) {
+        /* fork the storm child (restart: the devices' child) now, before any libuv state exists; it
+         * waits for the go byte */
         int gp[2], rp[2];
         if (pipe(gp) || pipe(rp))
             die("pipe: %s", strerror(errno));
@@ -308,12 +330,17 @@ int main(int argc, char **argv)
             close(rp[1]);
             mbedtls_ctr_drbg_reseed(&drbg, (const unsigned char *)"storm", 5);
             ws_rng ^= (uint64_t)getpid() << 32;
-            storm_child = 1;
-            storm_disc = 1;
-            opt.scen = SC_STORM;
-            opt.resume = 0; /* full handshakes */
+            if (opt.scen == SC_RESTART) {
+                restart_child = 1;
+                nconns = opt.conns;
+            } else {
+                storm_child = 1;
+                storm_disc = 1;
+                opt.scen = SC_STORM;
+                opt.resume = 0; /* full handshakes */
+                nconns = opt.storm;
+            }
             opt.parallel = opt.storm_parallel;
-            nconns = opt.storm;
             npubs = nsubs = 0;
             total_target = 0;
         } else {
@@ -334,7 +361,7 @@ int main(int argc, char **argv)
     if (!conns || !lat_connect)
         die("out of memory");
     mbedtls_ssl_session *sessions = NULL;
-    if (opt.scen == SC_STORM && opt.resume) {
+    if ((opt.scen == SC_STORM && opt.resume) || restart_child) {
         sessions = calloc((size_t)nconns, sizeof *sessions);
         if (!sessions)
             die("out of memory");
@@ -346,6 +373,8 @@ int main(int argc, char **argv)
             c->role = R_STORM;
         else if (opt.scen == SC_IDLE)
             c->role = R_IDLE;
+        else if (restart_child)
+            c->role = R_DEV;
         else
             c->role = i < npubs ? R_PUB : R_SUB;
         c->cert = c->role == R_SUB ? sub_cert_idx : pub_certs[i % npub_certs];
@@ -353,8 +382,8 @@ int main(int argc, char **argv)
             c->sess = &sessions[i];
             mbedtls_ssl_session_init(c->sess);
         }
-        if (c->role == R_PUB) {
-            /* topic prefix with %u = the cert's CN, then "t" */
+        if (c->role == R_PUB || c->role == R_DEV) {
+            /* topic prefix with %u = the cert's CN, then "t" (a device's own: "r" + index) */
             size_t o = 0;
             for (const char *s = opt.prefix; *s && o < sizeof c->topic - 130; s++) {
                 if (s[0] == '%' && s[1] == 'u') {
@@ -364,8 +393,12 @@ int main(int argc, char **argv)
                 } else
                     c->topic[o++] = *s;
             }
-            c->topic[o++] = 't';
-            c->topic[o] = 0;
+            if (c->role == R_DEV)
+                snprintf(c->topic + o, sizeof c->topic - o, "r%d", i);
+            else {
+                c->topic[o++] = 't';
+                c->topic[o] = 0;
+            }
         }
     }
 
@@ -398,7 +431,7 @@ int main(int argc, char **argv)
     if (opt.scen == SC_STORM && opt.resume)
         vlog("priming round: %d full handshakes", nconns);
     /* pub/sub scenarios: open all their few connections at once */
-    if (opt.scen != SC_STORM && opt.scen != SC_IDLE && opt.parallel < nconns)
+    if (opt.scen != SC_STORM && opt.scen != SC_IDLE && !restart_child && opt.parallel < nconns)
         opt.parallel = nconns;
     start_more();
     uv_run(loop, UV_RUN_DEFAULT);

@@ -35,7 +35,16 @@
 #include <mbedtls/ssl_internal.h>
 #include <mbedtls/x509_crt.h>
 
-enum scen { SC_STORM, SC_FANIN, SC_FANOUT, SC_LATENCY, SC_IDLE, SC_STORMLAT, SC_ATTACK };
+enum scen {
+    SC_STORM,
+    SC_FANIN,
+    SC_FANOUT,
+    SC_LATENCY,
+    SC_IDLE,
+    SC_STORMLAT,
+    SC_ATTACK,
+    SC_RESTART
+};
 struct lg_opts {
     enum scen scen;
     const char *host, *cafile, *certdir, *prefix, *sub_cert, *sub_filter, *servername, *ws_path;
@@ -50,10 +59,13 @@ struct lg_opts {
     const char *attack, *atk_cert, *flood_filter, *flood_all;
     double attack_s, arrive_rate, arrive_timeout, silent_rate;
     int retained, filters, copies, payload, ret_topics, silent_src_ips;
+    /* restart: the file that asks for the broker's restart (FILE.pid: the new broker's PID) */
+    const char *restart_file;
+    double backoff;
 };
 extern struct lg_opts opt;
 extern const char *const scen_names[];
-#define NSCEN ((int)SC_ATTACK + 1)
+#define NSCEN ((int)SC_RESTART + 1)
 /* Options given explicitly (their defaults depend on the scenario). */
 struct lg_set {
     int conns, rate, parallel;
@@ -111,7 +123,7 @@ static inline void buf_free(buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
-enum role { R_STORM, R_PUB, R_SUB, R_IDLE, R_ATK, R_SLOW };
+enum role { R_STORM, R_PUB, R_SUB, R_IDLE, R_ATK, R_SLOW, R_DEV };
 enum st { S_FREE, S_TCP, S_TLS, S_MQTT, S_READY, S_CLOSING };
 
 typedef struct conn {
@@ -130,6 +142,9 @@ typedef struct conn {
     char topic[256];
     /* publisher */
     uint64_t sent, acked, delivered, lost_adj;
+    /* restart: reconnect at t_retry (ns) once closed; attempts since the last success */
+    uint64_t t_retry;
+    int retry, attempts;
 } conn_t;
 
 typedef struct {
@@ -269,5 +284,16 @@ void attack_tick(uint64_t now);
 int attack_over(uint64_t now);
 void finish_attack(char *js, size_t cap, int *np);
 void attack_reap(void);
+
+/* loadgen_restart.c: fleet recovery after a broker restart (devices in a forked SCHED_IDLE child,
+ * the latency pair in the parent; both reconnect) */
+extern int restart_child;    /* this process is the devices' child */
+int restart_lost(conn_t *c); /* a connection lost during the restart: 1 = handled (reconnects) */
+void restart_tick(uint64_t now);
+void restart_kick(void);
+void restart_on_ready(conn_t *c);
+void restart_on_suback(conn_t *c);
+void restart_progress(void);
+void finish_restart(char *js, size_t cap, int *np);
 
 #endif

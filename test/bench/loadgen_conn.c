@@ -291,6 +291,8 @@ void conn_fail(conn_t *c, const char *why, int code)
 {
     if (c->st == S_FREE || c->st == S_CLOSING)
         return;
+    if (opt.scen == SC_RESTART && restart_lost(c))
+        return; /* the broker restarted: reconnect after a backoff */
     if (!c->failed) {
         c->failed = 1;
         n_failed++;
@@ -360,10 +362,15 @@ void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b)
 
 void drive_handshake(conn_t *c)
 {
-    int r;
-    while ((r = mbedtls_ssl_handshake(&c->ssl)) != 0) {
-        if (c->ssl.handshake && c->ssl.handshake->resume)
-            c->resumed = 1;
+    /* step by step (as mbedtls_ssl_handshake does) to see whether the server resumed: the
+     * client marks the handshake "resume" as soon as it offers a session, and the ServerHello
+     * decides; the handshake state is freed at the end */
+    while (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+        int r = mbedtls_ssl_handshake_step(&c->ssl);
+        if (c->ssl.handshake && c->ssl.state > MBEDTLS_SSL_SERVER_HELLO)
+            c->resumed = c->ssl.handshake->resume;
+        if (!r)
+            continue;
         if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
             sock_flush(c);
             return;
@@ -373,8 +380,17 @@ void drive_handshake(conn_t *c)
     }
     if (c->resumed)
         n_resumed++;
+    /* restart: every device keeps its own session (ticket); its certificate's first one primes
+     * the others' first connection */
+    if (c->role == R_DEV && c->sess) {
+        mbedtls_ssl_session_free(c->sess);
+        mbedtls_ssl_session_init(c->sess);
+        mbedtls_ssl_get_session(&c->ssl, c->sess);
+        if (!certs[c->cert].have_sess && !mbedtls_ssl_get_session(&c->ssl, &certs[c->cert].sess))
+            certs[c->cert].have_sess = 1;
+    }
     /* keep the session for a later resumption */
-    if (opt.resume) {
+    if (opt.resume && c->role != R_DEV) {
         if (c->role == R_STORM && c->sess) {
             mbedtls_ssl_session_free(c->sess);
             mbedtls_ssl_session_init(c->sess);
@@ -403,7 +419,12 @@ void start_tls(conn_t *c)
     if (opt.servername)
         mbedtls_ssl_set_hostname(&c->ssl, opt.servername);
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
-    if (opt.resume) {
+    if (c->role == R_DEV) {
+        if (c->sess && c->sess->ticket_len)
+            mbedtls_ssl_set_session(&c->ssl, c->sess);
+        else if (certs[c->cert].have_sess)
+            mbedtls_ssl_set_session(&c->ssl, &certs[c->cert].sess);
+    } else if (opt.resume) {
         if (c->role == R_STORM && c->sess && c->sess->ticket_len)
             mbedtls_ssl_set_session(&c->ssl, c->sess);
         else if (c->role != R_STORM && certs[c->cert].have_sess)
@@ -465,6 +486,8 @@ void start_more(void)
 {
     if (paced)
         return; /* attack arrivals: a timer starts them */
+    if (opt.scen == SC_RESTART)
+        restart_kick(); /* reconnections due */
     while (next_to_start < nconns && n_active_hs < opt.parallel)
         conn_start(&conns[next_to_start++]);
 }

@@ -26,7 +26,7 @@ void put_str(buf_t *b, const char *s)
 void mqtt_connect(conn_t *c)
 {
     char cid[64];
-    snprintf(cid, sizeof cid, "%s%c%d", client_prefix, "sPSiAW"[c->role], c -> idx);
+    snprintf(cid, sizeof cid, "%s%c%d", client_prefix, "sPSiAWD"[c->role], c -> idx);
     size_t rl = 10 + 2 + strlen(cid);
     uint8_t h[16];
     size_t n = 0;
@@ -101,6 +101,8 @@ void on_ready(conn_t *c)
         conn_disconnect(c); /* a reconnecting device: CONNECT, CONNACK, DISCONNECT */
     if (c->role == R_ATK || c->role == R_SLOW)
         attack_on_ready(c);
+    if (opt.scen == SC_RESTART)
+        restart_on_ready(c);
     start_more();
     scenario_progress();
 }
@@ -129,6 +131,8 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
             return;
         }
         c->subacked = 1;
+        if (opt.scen == SC_RESTART)
+            restart_on_suback(c);
         scenario_progress();
         return;
     case 4: /* PUBACK */
@@ -172,7 +176,7 @@ void handle_packet(conn_t *c, uint8_t type, const uint8_t *p, size_t n)
                 pc->delivered++;
                 total_delivered++;
                 last_deliv_ns = now;
-                if (opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK) {
+                if (opt.scen == SC_STORMLAT || opt.scen == SC_ATTACK || opt.scen == SC_RESTART) {
                     if (nrecs == recs_cap) {
                         recs_cap = recs_cap ? recs_cap * 2 : 65536;
                         recs = realloc(recs, recs_cap * sizeof *recs);

@@ -3,7 +3,7 @@
 #include "loadgen.h"
 
 const char *const scen_names[] = {"connect-storm", "fan-in",        "fan-out", "latency",
-                                  "idle",          "storm-latency", "attack"};
+                                  "idle",          "storm-latency", "attack",  "restart"};
 
 struct lg_opts opt = {
     .host = "127.0.0.1",
@@ -46,6 +46,7 @@ struct lg_opts opt = {
     .payload = 1048000,
     .ret_topics = 256,
     .silent_src_ips = 8,
+    .backoff = 0.25,
 };
 
 void die(const char *fmt, ...)
@@ -76,7 +77,8 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: loadgen SCENARIO [options]\n"
-        "  SCENARIO: connect-storm | fan-in | fan-out | latency | idle | storm-latency | attack\n"
+        "  SCENARIO: connect-storm | fan-in | fan-out | latency | idle | storm-latency | attack |\n"
+        "    restart\n"
         "  --host H (127.0.0.1) --port P (8883) --cafile F --certdir D (NAME.crt + NAME.key)\n"
         "  --sub-cert NAME (bench: subscriber identity, reads devices/#) --sub-filter F\n"
         "  --topic-prefix P (devices/%%u/, %%u = cert CN; publishers use P + \"t\")\n"
@@ -107,7 +109,16 @@ static void usage(void)
         "    silent: TCP connections that send nothing (every 10th: half a ClientHello), at\n"
         "      --silent-rate R/s (100) from 127.0.0.2 .. 127.0.0.(1+K), --silent-src-ips K (8)\n"
         "    memory: a subscriber (QoS 1) that never reads; --payload B (1048000) QoS 1\n"
-        "      publishes to it, alternating with retained ones on --ret-topics N (256) topics\n");
+        "      publishes to it, alternating with retained ones on --ret-topics N (256) topics\n"
+        "  restart: the latency pair (--rate 1000, --qos 0) alone for --storm-delay S, then "
+        "--conns\n"
+        "    N (5000) devices connect (--src-ips K, --parallel C (200) in progress; the first of\n"
+        "    each certificate with a full handshake, the others resume its ticket) and subscribe\n"
+        "    to their own topic; after --settle S (2) loadgen creates --restart-file F and waits\n"
+        "    for the broker's restart (F.pid: the new broker's PID, written when it listens).\n"
+        "    Every lost connection reconnects after a random backoff in [0, --backoff S (0.25))\n"
+        "    (failed attempts: doubling, up to 1 s), resuming with its own ticket; recovered =\n"
+        "    CONNACK + SUBACK again\n");
     exit(2);
 }
 
@@ -178,6 +189,8 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         {"--payload", K_INT, &opt.payload, NULL},
         {"--ret-topics", K_INT, &opt.ret_topics, NULL},
         {"--silent-src-ips", K_INT, &opt.silent_src_ips, NULL},
+        {"--restart-file", K_STR, &opt.restart_file, NULL},
+        {"--backoff", K_DBL, &opt.backoff, NULL},
     };
     for (int i = 2; i < argc; i++) {
         size_t k = 0;
@@ -241,6 +254,8 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         if (strlen(opt.flood_filter) > 200 || strlen(opt.flood_all) > 200)
             die("--flood-filter/--flood-all: at most 200 bytes");
     }
+    if (opt.backoff < 0 || opt.backoff > 60)
+        die("--backoff 0 .. 60 s");
     if (strcmp(opt.host, "127.0.0.1") && strncmp(opt.host, "127.", 4))
         die("loopback only (--host 127.x.x.x)");
 }

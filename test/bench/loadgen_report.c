@@ -11,7 +11,7 @@ void start_measuring(void)
     vlog("measuring: %d publishers, %d subscribers", npubs, nsubs);
     if (opt.rate > 0)
         uv_timer_start(&rate_timer, on_rate, 1, 1);
-    if (opt.scen == SC_STORMLAT)
+    if (opt.scen == SC_STORMLAT || opt.scen == SC_RESTART)
         uv_timer_start(&go_timer, on_go, (uint64_t)(opt.storm_delay * 1000), 0);
     for (int i = 0; i < npubs; i++)
         pump(&conns[i]);
@@ -31,6 +31,10 @@ void scenario_progress(void)
 {
     if (atk_child)
         return; /* the attacker child drives itself (loadgen_attack.c) */
+    if (restart_child) {
+        restart_progress();
+        return;
+    }
     switch (opt.scen) {
     case SC_STORM:
         if (n_ready + n_failed + 0 >= nconns && phase == 0) {
@@ -78,12 +82,14 @@ void on_tick(uv_timer_t *t)
 {
     (void)t;
     uint64_t now = uv_hrtime();
-    if (opt.scen == SC_STORM || opt.scen == SC_IDLE || atk_child)
+    if (opt.scen == SC_RESTART)
+        restart_tick(now);
+    if (opt.scen == SC_STORM || opt.scen == SC_IDLE || atk_child || restart_child)
         return;
     if (opt.scen == SC_ATTACK)
         attack_tick(now);
     if (phase == 1) {
-        int over = opt.scen == SC_STORMLAT
+        int over = opt.scen == SC_STORMLAT || opt.scen == SC_RESTART
                        ? storm_state == 2 && now >= storm_t1 + (uint64_t)(opt.storm_post * 1e9)
                    : opt.scen == SC_ATTACK ? attack_over(now)
                                            : (double)(now - m_start_ns) / 1e9 >= opt.duration;
@@ -276,6 +282,8 @@ void finish(void)
         finish_stormlat(js, sizeof js, &n);
     } else if (opt.scen == SC_ATTACK) {
         finish_attack(js, sizeof js, &n);
+    } else if (opt.scen == SC_RESTART) {
+        finish_restart(js, sizeof js, &n);
     } else if (opt.scen == SC_IDLE) {
         rss_end_kb = broker_rss_kb();
         cpu_end = broker_cpu();
