@@ -380,7 +380,7 @@ void server_stop(struct server *s)
          * loop alive until then). */
         uv_timer_init(s->loop, &s->ws_stop);
         s->ws_stop.data = s;
-        uv_timer_start(&s->ws_stop, ws_shutdown, WS_CLOSE_GRACE_MS, 0);
+        uv_timer_start(&s->ws_stop, ws_shutdown, ws_ctx_live(s->ws) ? WS_CLOSE_GRACE_MS : 0, 0);
     }
 }
 

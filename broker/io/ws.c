@@ -28,6 +28,7 @@ struct ws_ctx {
     uv_loop_t *loop;
     uv_timer_t closer; /* runs deferred closes outside lws callbacks */
     bool stopped;
+    size_t live; /* bridged connections not yet freed */
     struct ws_conn *close_head;
     uint8_t frame[LWS_PRE + FRAME_MAX];
 };
@@ -59,6 +60,7 @@ struct pwrite {
 static void unref(struct ws_conn *c)
 {
     if (--c->refs == 0) {
+        c->w->live--;
         buf_free(&c->out);
         free(c);
     }
@@ -207,6 +209,11 @@ static void closer_closed(uv_handle_t *h)
     free(h->data);
 }
 
+size_t ws_ctx_live(const struct ws_ctx *w)
+{
+    return w->live;
+}
+
 void ws_ctx_stop(struct ws_ctx *w)
 {
     if (w && !w->stopped) {
@@ -294,6 +301,7 @@ struct ws_conn *ws_conn_new(struct ws_ctx *w, const struct ws_io *io, void *ud)
     }
     c->pipe_open = true;
     c->refs = 2; /* the pipe handle and the wsi */
+    w->live++;
     lws_adopt_desc_t ad;
     memset(&ad, 0, sizeof(ad));
     ad.vh = w->vh;

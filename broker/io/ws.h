@@ -34,6 +34,8 @@ struct ws_ctx *ws_ctx_new(uv_loop_t *loop, unsigned max_clients);
 /* Two steps, because lws on a foreign libuv loop needs the loop to run in between: stop starts
  * the destruction (lws closes its handles), free completes it once the loop has run dry. */
 void ws_ctx_stop(struct ws_ctx *w);
+/* Bridged connections still alive (closing ones included). */
+size_t ws_ctx_live(const struct ws_ctx *w);
 void ws_ctx_free(struct ws_ctx *w);
 
 struct ws_conn *ws_conn_new(struct ws_ctx *w, const struct ws_io *io, void *ud);
