@@ -7,6 +7,7 @@
  * that sends nothing holds no handshake slot at all. The server's certificate is made at start
  * with the openssl CLI. */
 #include "check.h"
+#include "pki_script.h"
 #include "conn.h"
 #include "reason.h"
 
@@ -237,25 +238,15 @@ static void test_verdicts(struct tls_lib *lib)
 int main(void)
 {
     test_reason_rows();
-    if (!mkdtemp(dir))
+    if (pki_script_run(dir, pki_script) != 0)
         return 1;
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "%s/gen.sh", dir);
-    FILE *f = fopen(cmd, "w");
-    if (!f || fputs(pki_script, f) < 0 || fclose(f) != 0)
-        return 1;
-    snprintf(cmd, sizeof(cmd), "cd '%s' && sh gen.sh >gen.log 2>&1 || { cat gen.log; exit 1; }",
-             dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "PKI generation failed\n");
-        return 1;
-    }
     snprintf(path[0], sizeof(path[0]), "%s/ca.crt", dir);
     snprintf(path[1], sizeof(path[1]), "%s/server.crt", dir);
     snprintf(path[2], sizeof(path[2]), "%s/server.key", dir);
     struct tls_lib *lib = tls_lib_new(false, 0);
     test_verdicts(lib);
     tls_lib_free(lib);
+    char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         return 1;

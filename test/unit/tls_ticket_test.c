@@ -8,6 +8,7 @@
  *     are refused with a message, and a refused reload keeps the keys in force;
  *   - a tampered ticket falls back to a full handshake. */
 #include "check.h"
+#include "pki_script.h"
 #include "tls_client.h"
 #include "tls.h"
 
@@ -333,19 +334,8 @@ static void test_bad_files(void)
 
 int main(void)
 {
-    if (!mkdtemp(dir))
+    if (pki_script_run(dir, pki_script) != 0)
         return 1;
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "%s/gen.sh", dir);
-    FILE *f = fopen(cmd, "w");
-    if (!f || fputs(pki_script, f) < 0 || fclose(f) != 0)
-        return 1;
-    snprintf(cmd, sizeof(cmd), "cd '%s' && sh gen.sh >gen.log 2>&1 || { cat gen.log; exit 1; }",
-             dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "PKI generation failed\n");
-        return 1;
-    }
     mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
     mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, NULL, 0);
@@ -358,6 +348,7 @@ int main(void)
 
     mbedtls_ctr_drbg_free(&drbg);
     mbedtls_entropy_free(&entropy);
+    char cmd[4096];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         return 1;
