@@ -172,6 +172,25 @@ void on_child_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 /* --- main ------------------------------------------------------------------------------- */
 
+pid_t fork_child(int go[2], int res[2])
+{
+    if (pipe(go) || pipe(res))
+        die("pipe: %s", strerror(errno));
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(go[1]);
+        close(res[0]);
+    } else {
+        close(go[0]);
+        close(res[1]);
+    }
+    return pid;
+}
+
 int main(int argc, char **argv)
 {
     struct lg_set set;
@@ -300,16 +319,8 @@ int main(int argc, char **argv)
         /* fork the storm child (restart: the devices' child) now, before any libuv state exists; it
          * waits for the go byte */
         int gp[2], rp[2];
-        if (pipe(gp) || pipe(rp))
-            die("pipe: %s", strerror(errno));
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid < 0)
-            die("fork: %s", strerror(errno));
+        pid_t pid = fork_child(gp, rp);
         if (pid == 0) {
-            close(gp[1]);
-            close(rp[0]);
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() == 1)
                 _exit(3);
@@ -344,8 +355,6 @@ int main(int argc, char **argv)
             npubs = nsubs = 0;
             total_target = 0;
         } else {
-            close(gp[0]);
-            close(rp[1]);
             go_fd = gp[1];
             child_fd = rp[0];
             child_pid = pid;

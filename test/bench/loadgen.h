@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,9 @@ extern int phase; /* 0 setup, 1 measuring, 2 draining, 3 done, 4 idle settling, 
 extern uint64_t ws_rng;
 
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* fork a child with a go pipe (parent writes go[1], child reads go[0]) and a result pipe (child
+ * writes res[1], parent reads res[0]); each side's unused ends are closed; dies on failure */
+pid_t fork_child(int go[2], int res[2]);
 void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------------------------------------ */

@@ -419,16 +419,8 @@ void attack_fork(void)
         die("--atk-cert %s: no such device certificate in %s", opt.atk_cert, opt.certdir);
     for (int w = 0; w < 2; w++) {
         int gp[2], rp[2];
-        if (pipe(gp) || pipe(rp))
-            die("pipe: %s", strerror(errno));
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid < 0)
-            die("fork: %s", strerror(errno));
+        pid_t pid = fork_child(gp, rp);
         if (pid == 0) {
-            close(gp[1]);
-            close(rp[0]);
             for (int k = 0; k < w; k++) {
                 close(go_out[k]);
                 close(res_in[k]);
@@ -475,8 +467,6 @@ void attack_fork(void)
             }
             return;
         }
-        close(gp[0]);
-        close(rp[1]);
         go_out[w] = gp[1];
         res_in[w] = rp[0];
         kids[w] = pid;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 /* dir: a mkdtemp template, filled in. 0, or -1 (the script's output is printed). */
-static int pki_script_run(char *dir, const char *script)
+static inline int pki_script_run(char *dir, const char *script)
 {
     if (!mkdtemp(dir))
         return -1;
@@ -23,6 +23,16 @@ static int pki_script_run(char *dir, const char *script)
         return -1;
     }
     return 0;
+}
+
+/* dir/name in one of 16 rotating buffers, so a call can take several paths at once. */
+static inline const char *pki_path(const char *dir, const char *name)
+{
+    static char buf[16][512];
+    static int i;
+    char *p = buf[i++ % 16];
+    snprintf(p, sizeof(buf[0]), "%s/%s", dir, name);
+    return p;
 }
 
 #endif

@@ -82,14 +82,9 @@ static const char pki_script[] =
     "mkdir crldir; cp root.crl inter.crl crldir/; mkdir baddir; cp root.crl garbage.crl baddir/\n"
     "for c in dev1 uri twocn plus; do openssl x509 -in $c.crt -outform DER -out $c.der; done\n";
 
-static char path_buf[16][512];
-static int path_i;
-
 static const char *P(const char *name)
 {
-    char *p = path_buf[path_i++ % 16];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
+    return pki_path(dir, name);
 }
 
 static void client_init(struct client *c, const char *name, bool chain,

@@ -54,14 +54,9 @@ static const char pki_script[] =
     "openssl ca -batch -config root.cnf -revoke later.crt 2>/dev/null\n"
     "openssl ca -batch -config root.cnf -gencrl -out root2.crl 2>/dev/null\n";
 
-static char path_buf[16][512];
-static int path_i;
-
 static const char *P(const char *name)
 {
-    char *p = path_buf[path_i++ % 16];
-    snprintf(p, 512, "%s/%s", dir, name);
-    return p;
+    return pki_path(dir, name);
 }
 
 static void client_init(struct client *c, const char *name, const mbedtls_ssl_session *resume)
