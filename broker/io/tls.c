@@ -203,6 +203,8 @@ struct tls_ctx *tls_ctx_load(struct tls_lib *lib, const struct tls_server_opts *
     mbedtls_x509_crt_init(&c->cert);
     mbedtls_x509_crt_init(&c->seen);
     mbedtls_x509_crt_init(&c->no_ca);
+    for (size_t i = 0; i < sizeof(c->verifier) / sizeof(c->verifier[0]); i++)
+        mbedtls_ecdsa_init(&c->verifier[i]);
     c->profile = &profile;
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_config_init(&c->conf);
@@ -245,6 +247,8 @@ void tls_ctx_unref(struct tls_ctx *c)
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_x509_crt_free(&c->seen);
     mbedtls_x509_crt_free(&c->no_ca);
+    for (size_t i = 0; i < sizeof(c->verifier) / sizeof(c->verifier[0]); i++)
+        mbedtls_ecdsa_free(&c->verifier[i]);
     tls_vcache_free(c);
     mbedtls_pk_free(&c->key);
     free(c);
@@ -429,6 +433,37 @@ static void prefer_our_curves(struct tls_conn *c)
     memcpy(list, out, n * sizeof(out[0]));
 }
 
+/* Mbed TLS 2.28 checks a CertificateVerify made with an EC key by copying the key into a
+ * temporary ECDSA context whose freshly loaded group recomputes the generator's comb table:
+ * 1.6 ms per full handshake here instead of 1.1 ms. For the one step that checks it, the
+ * device's public key is lent to a long-lived ECDSA context of its curve, which keeps the table;
+ * the certificate gets its own key context back right after the step. */
+static mbedtls_x509_crt *lend_peer_key(struct tls_conn *c, mbedtls_pk_context *saved)
+{
+    static const mbedtls_ecp_group_id ids[] = {MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+                                               MBEDTLS_ECP_DP_SECP521R1};
+    _Static_assert(sizeof(ids) / sizeof(ids[0]) ==
+                       sizeof(c->ctx->verifier) / sizeof(c->ctx->verifier[0]),
+                   "one verifier per curve");
+    mbedtls_x509_crt *peer = c->ssl.session_negotiate ? c->ssl.session_negotiate->peer_cert : NULL;
+    if (!peer || mbedtls_pk_get_type(&peer->pk) != MBEDTLS_PK_ECKEY)
+        return NULL;
+    const mbedtls_ecp_keypair *kp = mbedtls_pk_ec(peer->pk);
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        mbedtls_ecdsa_context *v = &c->ctx->verifier[i];
+        if (ids[i] != kp->grp.id)
+            continue;
+        if ((v->grp.id != ids[i] && mbedtls_ecp_group_load(&v->grp, ids[i]) != 0) ||
+            mbedtls_ecp_copy(&v->Q, &kp->Q) != 0)
+            return NULL;
+        *saved = peer->pk;
+        peer->pk.pk_info = mbedtls_pk_info_from_type(MBEDTLS_PK_ECDSA);
+        peer->pk.pk_ctx = v;
+        return peer;
+    }
+    return NULL;
+}
+
 int tls_conn_handshake_step(struct tls_conn *c)
 {
     if (c->done)
@@ -447,7 +482,12 @@ int tls_conn_handshake_step(struct tls_conn *c)
             mbedtls_ssl_set_hs_ca_chain(&c->ssl, &c->ctx->no_ca, NULL);
         }
         c->ctx->ticket_flag = &c->ticket;
+        mbedtls_pk_context own_key;
+        mbedtls_x509_crt *lent =
+            c->ssl.state == MBEDTLS_SSL_CERTIFICATE_VERIFY ? lend_peer_key(c, &own_key) : NULL;
         int r = mbedtls_ssl_handshake_step(&c->ssl);
+        if (lent)
+            lent->pk = own_key;
         c->ctx->ticket_flag = NULL;
         if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
             buf_shrink(&c->in, 0);

@@ -8,6 +8,7 @@
 
 #include "tls.h"
 
+#include <mbedtls/ecdsa.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crl.h>
@@ -36,7 +37,7 @@ struct tls_ctx {
     struct tls_load *load;
     mbedtls_pk_context key;
     mbedtls_ssl_config conf;
-    int suites[8];
+    int suites[12]; /* the allowed suites (tls_load.c) + 0 */
     unsigned verify_depth;
     mbedtls_x509_crt seen; /* see TLS_SEEN_MAX */
     unsigned seen_count;
@@ -50,6 +51,9 @@ struct tls_ctx {
     size_t vcache_count;
     uint64_t vcache_hits;
     mbedtls_x509_crt no_ca; /* an empty trust list: Mbed TLS's own chain check finds nothing */
+    /* Long-lived ECDSA contexts (P-256, P-384, P-521) lent the device's key for the
+     * CertificateVerify check, so the generator's comb table is computed once (tls.c). */
+    mbedtls_ecdsa_context verifier[3];
     const mbedtls_x509_crt_profile *profile;
 };
 

@@ -65,6 +65,9 @@ static const char pki_script[] =
     "sign plus root dev '/CN=a\\+b'\n"
     "sign twocn root dev /CN=a/CN=b\n"
     "sign uri root uri /CN=uri1\n"
+    "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out $1.key; }\n"
+    "sign dev384 root dev /CN=dev384\n"
+    "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1.key; }\n"
     "sign idev inter dev /CN=idev; cat idev.crt inter.crt > idev-chain.pem\n"
     "cat root.crt inter.crt > cas.pem\n"
     "dated expired 20200101000000Z 20210101000000Z\n"
@@ -588,6 +591,21 @@ static void test_chain_cache(struct tls_lib *lib)
     CHECK(handshake(&c, ctx) < 0);
     CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
     client_free(&c);
+    /* The CertificateVerify check borrows a shared ECDSA context per curve: the key lent for
+     * the refused handshake does not stick, the right ones still pass, in any order. */
+    expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
+    expect(ctx, "idev", true, TLS_REJECT_NONE, "idev");
+    client_init(&c, "idev", true, NULL);
+    mbedtls_pk_free(&c.key);
+    mbedtls_pk_init(&c.key);
+    CHECK_EQ_INT(mbedtls_pk_parse_keyfile(&c.key, P("dev1.key"), NULL), 0);
+    CHECK(handshake(&c, ctx) < 0);
+    CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
+    client_free(&c);
+    expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
+    expect(ctx, "dev384", false, TLS_REJECT_NONE, "dev384");
+    expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
+    expect(ctx, "dev384", false, TLS_REJECT_NONE, "dev384");
     /* Revoked and foreign chains are never cached, so they are refused every time. */
     for (int i = 0; i < 2; i++) {
         expect(ctx, "revoked", false, TLS_REJECT_REVOKED, NULL);
