@@ -181,8 +181,14 @@ void conn__drained(struct conn *c)
     }
 }
 
-bool conn_output_full(const struct conn *c)
+bool conn_output_full(struct conn *c)
 {
+    /* A writer that stops here must be called again once there is room: marking the
+     * connection full makes conn__drained (write callback or a complete write) resume it.
+     * Without the mark, a backlog that filled up during one write slot and then went out
+     * whole in one try_write left the session's queue stalled until its next PUBACK or
+     * publish. */
+    conn__check_backlog(c);
     return conn_backlog(c) >= c->env->o.max_backlog;
 }
 
@@ -335,6 +341,7 @@ void conn__flush_out(struct conn *c)
         conn__check_backlog(c);
     } else {
         buf_shrink(o, 0);
+        conn__drained(c);
     }
 }
 

@@ -160,7 +160,7 @@ void conn_want_write(struct conn *c);
 int conn_write(struct conn *c, const uint8_t *p, size_t n);
 /* Bytes accepted but not yet handed to the kernel. */
 size_t conn_backlog(const struct conn *c);
-bool conn_output_full(const struct conn *c);
+bool conn_output_full(struct conn *c);
 
 /* Stop/restart delivering on_data (back-pressure from above). */
 void conn_pause(struct conn *c);
