@@ -362,7 +362,8 @@ static uint8_t route_publish(struct client *c, const struct mqtt_publish *pub, c
     int64_t now = client__now(c), exp = 0;
     if (pub->props.present & MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
         exp = now + (int64_t)pub->props.message_expiry * 1000;
-    struct msg *m = msg_new(topic, topic_len, pub, exp, broker_next_msg_id(e->broker));
+    struct msg *m = msg_new_in(broker_msg_pool(e->broker), topic, topic_len, pub, exp,
+                               broker_next_msg_id(e->broker));
     enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
     uint8_t rc = MQTT_RC_SUCCESS;
     if (r == BROKER_PUB_DENIED) {

@@ -29,6 +29,10 @@ struct match {
     struct session_delivery d;
 };
 
+/* Free message blocks kept for reuse: 8,192 x 256 bytes = 2 MiB at most, enough to absorb a
+ * burst of a few thousand messages in flight without going back to malloc. */
+#define BROKER_MSG_POOL_FREE 8192
+
 struct broker {
     struct broker_limits lim;
     struct broker_client_ops ops;
@@ -38,6 +42,7 @@ struct broker {
     struct retain *retained;
     struct ident_table *idents;
     struct acl *acl;
+    struct msg_pool *msgs;
     struct entry *sessions;
     uint64_t gen;
     uint64_t msg_id;
@@ -68,6 +73,7 @@ struct broker *broker_new(const struct broker_limits *l)
     b->subs = topic_tree_new();
     b->retained = retain_new();
     b->idents = ident_table_new();
+    b->msgs = msg_pool_new(BROKER_MSG_POOL_FREE);
     return b;
 }
 
@@ -102,8 +108,14 @@ void broker_free(struct broker *b)
     retain_free(b->retained);
     ident_table_free(b->idents);
     acl_free(b->acl);
+    msg_pool_free(b->msgs);
     free(b->m);
     free(b);
+}
+
+struct msg_pool *broker_msg_pool(struct broker *b)
+{
+    return b->msgs;
 }
 
 struct broker_stats *broker_stats(struct broker *b)

@@ -179,5 +179,7 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
 /* Visit every session (online or offline). */
 void broker_foreach_session(struct broker *b, void (*cb)(void *ctx, struct session *s), void *ctx);
 uint64_t broker_next_msg_id(struct broker *b);
+/* Where publish paths take their messages from (msg_new_in). */
+struct msg_pool *broker_msg_pool(struct broker *b);
 
 #endif

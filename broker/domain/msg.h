@@ -25,12 +25,23 @@ struct msg {
     struct mqtt_bin content_type, response_topic, correlation_data;
     const uint8_t *user_props;
     uint32_t user_props_len;
+    struct msg_pool *pool; /* where the block goes back to; NULL: malloc'd */
 };
+
+/* Recycled blocks for small messages (the common case: telemetry of a few dozen bytes), so
+ * the publish path does not call malloc and free per message. Owned by the broker; freeing it
+ * with messages still alive defers the release to the last of them. */
+struct msg_pool;
+struct msg_pool *msg_pool_new(size_t max_free);
+void msg_pool_free(struct msg_pool *p);
 
 /* Copies everything it needs from the borrowed publish view; topic may differ from pub->topic
  * (topic alias resolved). expiry_at computed by the caller. Starts with one reference. */
 struct msg *msg_new(const char *topic, size_t topic_len, const struct mqtt_publish *pub,
                     int64_t expiry_at, uint64_t id);
+/* The same from pool (NULL: malloc). */
+struct msg *msg_new_in(struct msg_pool *pool, const char *topic, size_t topic_len,
+                       const struct mqtt_publish *pub, int64_t expiry_at, uint64_t id);
 static inline struct msg *msg_ref(struct msg *m)
 {
     m->refs++;
