@@ -300,7 +300,11 @@ uint64_t rate_due(conn_t *c)
 {
     double per_pub = opt.rate / npubs;
     double el = (double)(uv_hrtime() - m_start_ns) / 1e9;
-    uint64_t due = (uint64_t)(el * per_pub) + 1;
+    /* Each device its own phase (publisher 0 sends at once, the others spread over one
+     * period), as a fleet's devices are: all in step, 1,000 devices at 10 msg/s would arrive
+     * as a burst of 1,000 every 100 ms. */
+    double offset = 1.0 - (double)(c - conns) / npubs;
+    uint64_t due = (uint64_t)(el * per_pub + offset);
     return due > c->sent ? due - c->sent : 0;
 }
 
