@@ -439,8 +439,10 @@ int main(int argc, char **argv)
         attack_child_begin();
     if (opt.scen == SC_STORM && opt.resume)
         vlog("priming round: %d full handshakes", nconns);
-    /* pub/sub scenarios: open all their few connections at once */
-    if (opt.scen != SC_STORM && opt.scen != SC_IDLE && !restart_child && opt.parallel < nconns)
+    /* pub/sub scenarios: open all their few connections at once, unless told otherwise (a
+     * fleet of 1,000 devices opened at once is a connect storm, not the thing measured) */
+    if (opt.scen != SC_STORM && opt.scen != SC_IDLE && !restart_child && !parallel_set &&
+        opt.parallel < nconns)
         opt.parallel = nconns;
     start_more();
     uv_run(loop, UV_RUN_DEFAULT);
