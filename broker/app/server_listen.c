@@ -23,7 +23,8 @@ static void on_conn(void *ud, uv_stream_t *server)
     struct srv_listener *sl = ud;
     struct server *s = sl->srv;
     const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c = conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv);
+    struct conn *c =
+        conn_accept(s->cenv, server, &sl->ctx, sl->ws, &sl->cl->proxy, &client_conn_cbs, s->clenv);
     if (!c)
         return;
     if (s->cfg.max_connections >= 0 &&
@@ -84,8 +85,8 @@ int server__open_listeners(struct server *s)
         }
         const char *a = listener_address(sl->l);
         const char *proto = sl->ws ? "websockets" : "mqtt";
-        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s)" : "listening on %s:%u (%s)", a,
-                   listener_port(sl->l), proto);
+        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s%s)" : "listening on %s:%u (%s%s)", a,
+                   listener_port(sl->l), proto, cl->proxy.v2 ? ", PROXY protocol v2" : "");
     }
     return bad;
 }

@@ -70,7 +70,7 @@ const char *proxy_v2_strerror(int err)
 {
     switch (err) {
     case PROXY_V2_ERR_SIGNATURE:
-        return "no PROXY protocol v2 header (the signature is missing)";
+        return "not a PROXY protocol v2 header";
     case PROXY_V2_ERR_V1:
         return "a PROXY protocol v1 (text) header; only v2 is accepted (HAProxy: send-proxy-v2)";
     case PROXY_V2_ERR_VERSION:
