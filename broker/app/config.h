@@ -30,6 +30,7 @@ struct config_listener {
     struct tls_server_opts tls;
     /* proxy_protocol v2 and proxy_protocol_from (the networks are owned by the config). */
     struct conn_proxy_opts proxy;
+    bool reuse_port;  /* SO_REUSEPORT: several processes share the port */
     const char *file; /* where the `listener` line is, for diagnostics */
     int line;
 };

@@ -82,6 +82,8 @@ const struct config__directive config__table[] = {
      * the proxies' own addresses (anyone else could claim any address). */
     {"proxy_protocol", T_ENUM, LF(proxy.v2), .names = proxy_versions},
     {"proxy_protocol_from", T_FN, .scope = S_LISTENER, .flags = F_REST, .fn = config__proxy_from},
+    /* Several certmq processes on one port (the kernel spreads connections over them). */
+    {"reuse_port", T_BOOL, LF(reuse_port)},
     /* refused anywhere: they would admit a client without a certificate, or cannot work */
     {"allow_anonymous", T_BOOL, .scope = S_GLOBAL, .flags = F_NOSTORE | F_ONLY_FALSE,
      .why = CERT_ONLY},

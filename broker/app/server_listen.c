@@ -76,7 +76,7 @@ int server__open_listeners(struct server *s)
             sl->ws = s->ws;
         }
         int err = 0;
-        sl->l = listener_open(s->loop, cl->address, cl->port, on_conn, sl, &err);
+        sl->l = listener_open(s->loop, cl->address, cl->port, cl->reuse_port, on_conn, sl, &err);
         if (!sl->l) {
             log_err("%s:%d: cannot listen on %s:%u: %s", cl->file, cl->line,
                     cl->address ? cl->address : "*", cl->port, uv_strerror(err));
@@ -85,8 +85,9 @@ int server__open_listeners(struct server *s)
         }
         const char *a = listener_address(sl->l);
         const char *proto = sl->ws ? "websockets" : "mqtt";
-        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s%s)" : "listening on %s:%u (%s%s)", a,
-                   listener_port(sl->l), proto, cl->proxy.v2 ? ", PROXY protocol v2" : "");
+        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s%s%s)" : "listening on %s:%u (%s%s%s)",
+                   a, listener_port(sl->l), proto, cl->proxy.v2 ? ", PROXY protocol v2" : "",
+                   cl->reuse_port ? ", reuse_port" : "");
     }
     return bad;
 }

@@ -313,20 +313,23 @@ static void test_retained_limit(void)
 }
 
 /* proxy_protocol v2 needs the proxies' networks (and they need it); several per line, spaces or
- * commas, lines accumulate; typos in a network are refused with the reason. */
+ * commas, lines accumulate; typos in a network are refused with the reason. reuse_port is off
+ * by default. */
 static void test_front_door(void)
 {
     struct config c;
     if (accepted("", &c)) {
         CHECK(!c.listeners[0].proxy.v2);
         CHECK_EQ_INT(c.listeners[0].proxy.from_count, 0);
+        CHECK(!c.listeners[0].reuse_port);
         config_free(&c);
     }
     if (accepted("proxy_protocol v2\nproxy_protocol_from 127.0.0.0/8, 10.0.0.1\n"
-                 "proxy_protocol_from 2001:db8::/32\n",
+                 "proxy_protocol_from 2001:db8::/32\nreuse_port true\n",
                  &c)) {
         const struct config_listener *l = &c.listeners[0];
         CHECK(l->proxy.v2);
+        CHECK(l->reuse_port);
         CHECK_EQ_INT(l->proxy.from_count, 3);
         CHECK_EQ_INT(l->proxy.from[0].bits, 8);
         CHECK_EQ_INT(l->proxy.from[1].bits, 32);
@@ -345,6 +348,7 @@ static void test_front_door(void)
             "t.conf:7: proxy_protocol_from haproxy: not an IPv4 or IPv6 address");
     refused("proxy_protocol v2\nproxy_protocol_from ,\n",
             "t.conf:7: proxy_protocol_from needs at least one network");
+    refused("reuse_port yes\n", "t.conf:6: reuse_port: expected true or false, not 'yes'");
 }
 
 static void test_bad_values(void)
