@@ -628,7 +628,14 @@ static bool admit_peer(struct conn *c, const struct conn_proxy_opts *proxy)
         set_addr(c, ip, len, port);
     if (!proxy || !proxy->v2)
         return admit_ip(c);
-    if (!known || !cidr_match_any(proxy->from, proxy->from_count, ip, len)) {
+    if (!known) {
+        /* Gone before its accept (HAProxy resets its health checks at once): nobody to refuse,
+         * and no reason to spend the refusal log line on it. */
+        log_debug("connection on a PROXY protocol listener closed before it was accepted");
+        conn__start_close(c, false);
+        return false;
+    }
+    if (!cidr_match_any(proxy->from, proxy->from_count, ip, len)) {
         refuse_not_proxy(c);
         return false;
     }
