@@ -12,9 +12,9 @@
 static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
-/* Fixed part + body_len bytes of body (copied from body, the rest zero). */
-static size_t header(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *body,
-                     size_t body_len)
+/* Fixed part + body_len bytes of body: the first copy bytes from body, the rest zero. */
+static size_t header_n(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *body, size_t copy,
+                       size_t body_len)
 {
     memcpy(out, sig, sizeof(sig));
     out[12] = ver_cmd;
@@ -23,8 +23,14 @@ static size_t header(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *
     out[15] = (uint8_t)body_len;
     memset(out + 16, 0, body_len);
     if (body)
-        memcpy(out + 16, body, body_len);
+        memcpy(out + 16, body, copy < body_len ? copy : body_len);
     return 16 + body_len;
+}
+
+static size_t header(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *body,
+                     size_t body_len)
+{
+    return header_n(out, ver_cmd, fam, body, body_len, body_len);
 }
 
 static const uint8_t v4_block[12] = {10, 1, 2, 3, 127, 0, 0, 1, 0xC3, 0x50, 0x22, 0xB3};
@@ -138,9 +144,9 @@ static void test_refusals(void)
     check_refused_from(b, n, 16, PROXY_V2_ERR_SHORT);
     n = header(b, 0x21, 0x21, v4_block, sizeof(v4_block)); /* 12 bytes for IPv6 */
     check_refused_from(b, n, 16, PROXY_V2_ERR_SHORT);
-    n = header(b, 0x21, 0x11, v4_block, 513);
+    n = header_n(b, 0x21, 0x11, v4_block, sizeof(v4_block), 513);
     check_refused_from(b, n, 16, PROXY_V2_ERR_TOO_LONG);
-    n = header(b, 0x21, 0x11, v4_block, 512); /* the bound itself is accepted */
+    n = header_n(b, 0x21, 0x11, v4_block, sizeof(v4_block), 512); /* the bound itself */
     CHECK_EQ_INT(proxy_v2_parse(b, n, &r), 528);
     for (int e = PROXY_V2_ERR_TOO_LONG; e <= PROXY_V2_ERR_SIGNATURE; e++)
         CHECK(strlen(proxy_v2_strerror(e)) > 20);
