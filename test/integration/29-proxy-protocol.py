@@ -22,7 +22,8 @@ import ssl
 import subprocess
 import time
 
-from certmq_test import SRC, Harness, TestFailure, check, connect_packet, read_packet, wait_for
+from certmq_test import (SRC, Harness, TestFailure, check, closed_by_broker, connect_packet, free_port,
+                         read_packet, wait_for)
 
 h = Harness()
 pki = h.pki()
@@ -138,16 +139,6 @@ def proxied(src, sport, cid, port=None, source="127.0.0.1"):
     return connack_ok(BioTLS(raw, v2_header(src, sport)), cid)
 
 
-def closed_by_broker(s, timeout=3.0):
-    s.settimeout(timeout)
-    try:
-        return s.recv(4096) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
 def refused_at_handshake(raw, first):
     try:
         BioTLS(raw, first)
@@ -181,14 +172,6 @@ def loud_lines_since(start, needle):
 
 
 # ---- HAProxy ------------------------------------------------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
 
 class HAProxy:
     """haproxy -db (foreground) with a generated configuration; stopped by its PID."""
@@ -327,7 +310,7 @@ def test_local_is_quiet():
         s = tcp(PROXY_PORT)
         ports.append(s.getsockname()[1])
         s.sendall(LOCAL)
-        check(closed_by_broker(s), "LOCAL is closed by the broker")
+        check(closed_by_broker(s, 3.0), "LOCAL is closed by the broker")
         s.close()
     sys_value("$SYS/broker/proxy/health_checks", lambda v: v >= before + 10, what="LOCAL counted")
     loud = [l for p in ports for l in loud_lines_since(start, "127.0.0.1:%d" % p)]
@@ -359,7 +342,7 @@ def test_malformed_refused():
         s = tcp(PROXY_PORT)
         port = s.getsockname()[1]
         s.sendall(data)
-        check(closed_by_broker(s), "malformed header closed: %r" % data[:20])
+        check(closed_by_broker(s, 3.0), "malformed header closed: %r" % data[:20])
         s.close()
         b.log_wait(r"refused 127\.0\.0\.1:%d: proxy protocol: .*%s" % (port, why), 5, start)
     proxied("10.5.5.6", 40022, "after-malformed").close()
@@ -372,7 +355,7 @@ def test_only_listed_proxies():
     for i in range(5):
         s = tcp(STRICT_PORT)
         s.sendall(v2_header("10.6.6.6", 40030 + i))
-        check(closed_by_broker(s), "a header from 127.0.0.1 is refused where only 127.0.0.2 may send one")
+        check(closed_by_broker(s, 3.0), "a header from 127.0.0.1 is refused where only 127.0.0.2 may send one")
         s.close()
     sys_value("$SYS/broker/tls/refused/proxy_protocol", lambda v: v >= before + 5, what="refusals counted")
     lines = [l for l in b.log()[start:] if "not from an address in proxy_protocol_from" in l]
@@ -391,7 +374,7 @@ def test_plain_listener_unaffected():
     s = tcp(b.port)
     port = s.getsockname()[1]
     s.sendall(v2_header("10.8.8.8", 40050))
-    check(closed_by_broker(s), "a PROXY header where none is expected is refused")
+    check(closed_by_broker(s, 3.0), "a PROXY header where none is expected is refused")
     s.close()
     b.log_wait(r"refused 127\.0\.0\.1:%d: handshake failed: not a TLS ClientHello \(first bytes 0d 0a 0d 0a"
                % port, 5, start)

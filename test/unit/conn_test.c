@@ -128,38 +128,62 @@ static void run_until_accepted(struct harness *h, size_t n)
         uv_run(uv_default_loop(), UV_RUN_ONCE);
 }
 
+/* A TLS context, an env with max_handshakes and a loopback listening socket (its address in
+ * *addr) whose connections go to conn_accept. False when the context cannot be made. */
+static bool harness_start(struct harness *h, struct tls_lib *lib, uint32_t max_handshakes,
+                          struct sockaddr_in *addr)
+{
+    uv_loop_t *loop = uv_default_loop();
+    memset(h, 0, sizeof(*h));
+    struct tls_server_opts o = {.cafile = path[0], .certfile = path[1], .keyfile = path[2]};
+    struct diag d;
+    diag_init(&d);
+    h->ctx = tls_ctx_new(lib, &o, &d);
+    for (size_t i = 0; i < d.count; i++)
+        fprintf(stderr, "  unexpected: %s\n", d.msgs[i]);
+    diag_free(&d);
+    CHECK(h->ctx != NULL);
+    if (!h->ctx)
+        return false;
+    struct conn_env_opts eo = {.handshake_timeout_ms = 10000, .max_handshakes = max_handshakes};
+    h->env = conn_env_new(loop, &eo);
+    uv_tcp_init(loop, &h->server);
+    h->server.data = h;
+    uv_ip4_addr("127.0.0.1", 0, addr);
+    CHECK_EQ_INT(uv_tcp_bind(&h->server, (const struct sockaddr *)addr, 0), 0);
+    CHECK_EQ_INT(uv_listen((uv_stream_t *)&h->server, 8, on_connection), 0);
+    int len = sizeof(*addr);
+    uv_tcp_getsockname(&h->server, (struct sockaddr *)addr, &len);
+    return true;
+}
+
+/* Closes the peers (the first n), the listening socket and the env, and runs the loop dry. */
+static void harness_stop(struct harness *h, int n)
+{
+    uv_loop_t *loop = uv_default_loop();
+    for (int i = 0; i < n; i++)
+        uv_close((uv_handle_t *)&h->peers[i], NULL);
+    uv_close((uv_handle_t *)&h->server, NULL);
+    for (int i = 0; i < 100; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    conn_env_free(h->env);
+    tls_ctx_unref(h->ctx);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 static void test_verdicts(struct tls_lib *lib)
 {
     uv_loop_t *loop = uv_default_loop();
     struct harness h;
-    memset(&h, 0, sizeof(h));
-    struct tls_server_opts o = {.cafile = path[0], .certfile = path[1], .keyfile = path[2]};
-    struct diag d;
-    diag_init(&d);
-    h.ctx = tls_ctx_new(lib, &o, &d);
-    for (size_t i = 0; i < d.count; i++)
-        fprintf(stderr, "  unexpected: %s\n", d.msgs[i]);
-    diag_free(&d);
-    CHECK(h.ctx != NULL);
-    if (!h.ctx)
-        return;
+    struct sockaddr_in addr;
     /* max_handshakes 1: the second connection waits, the third too. */
-    struct conn_env_opts eo = {.handshake_timeout_ms = 10000, .max_handshakes = 1};
-    h.env = conn_env_new(loop, &eo);
+    if (!harness_start(&h, lib, 1, &addr))
+        return;
     const struct conn_stats *st = conn_env_stats(h.env);
     CHECK(conn_env_find(h.env, 1) == NULL);
     size_t dropped = 7;
     CHECK_EQ_INT(conn_env_recheck(h.env, &dropped), 0);
     CHECK_EQ_INT(dropped, 0);
-
-    uv_tcp_init(loop, &h.server);
-    h.server.data = &h;
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    CHECK_EQ_INT(uv_tcp_bind(&h.server, (const struct sockaddr *)&addr, 0), 0);
-    CHECK_EQ_INT(uv_listen((uv_stream_t *)&h.server, 8, on_connection), 0);
-    int len = sizeof(addr);
-    uv_tcp_getsockname(&h.server, (struct sockaddr *)&addr, &len);
     for (int i = 0; i < 3; i++) {
         uv_tcp_init(loop, &h.peers[i]);
         h.connects[i].data = &h.writes[i];
@@ -227,15 +251,12 @@ static void test_verdicts(struct tls_lib *lib)
         ids[i] = conn_id(h.conns[i]);
     for (int i = 0; i < 4; i++)
         uv_close((uv_handle_t *)&h.peers[i], NULL);
-    uv_close((uv_handle_t *)&h.server, NULL);
     for (int i = 0; i < 100; i++)
         uv_run(loop, UV_RUN_NOWAIT);
     for (int i = 0; i < 4; i++)
         CHECK(conn_env_find(h.env, ids[i]) == NULL);
     CHECK_EQ_INT(h.user_calls, 0);
-    conn_env_free(h.env);
-    tls_ctx_unref(h.ctx);
-    uv_run(loop, UV_RUN_DEFAULT);
+    harness_stop(&h, 0);
 }
 
 /* A peer that sends bytes as soon as it is connected (req->data: a struct send). */
@@ -283,35 +304,18 @@ static const uint8_t proxy_local[] = {PROXY_SIG, 0x20, 0x00, 0, 0};
  * not a proxy are refused as "proxy protocol". */
 static void test_proxy(struct tls_lib *lib)
 {
-    uv_loop_t *loop = uv_default_loop();
     struct harness h;
-    memset(&h, 0, sizeof(h));
-    struct tls_server_opts o = {.cafile = path[0], .certfile = path[1], .keyfile = path[2]};
-    struct diag d;
-    diag_init(&d);
-    h.ctx = tls_ctx_new(lib, &o, &d);
-    diag_free(&d);
-    CHECK(h.ctx != NULL);
-    if (!h.ctx)
+    struct sockaddr_in addr;
+    if (!harness_start(&h, lib, 4, &addr))
         return;
+    const struct conn_stats *st = conn_env_stats(h.env);
     struct cidr loopback, elsewhere;
     const char *why;
     CHECK_EQ_INT(cidr_parse("127.0.0.0/8", &loopback, &why), 0);
     CHECK_EQ_INT(cidr_parse("10.0.0.0/8", &elsewhere, &why), 0);
     struct conn_proxy_opts from_loopback = {.v2 = true, .from = &loopback, .from_count = 1};
     struct conn_proxy_opts from_elsewhere = {.v2 = true, .from = &elsewhere, .from_count = 1};
-    struct conn_env_opts eo = {.handshake_timeout_ms = 10000, .max_handshakes = 4};
-    h.env = conn_env_new(loop, &eo);
-    const struct conn_stats *st = conn_env_stats(h.env);
     h.proxy = &from_loopback;
-    uv_tcp_init(loop, &h.server);
-    h.server.data = &h;
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    CHECK_EQ_INT(uv_tcp_bind(&h.server, (const struct sockaddr *)&addr, 0), 0);
-    CHECK_EQ_INT(uv_listen((uv_stream_t *)&h.server, 8, on_connection), 0);
-    int len = sizeof(addr);
-    uv_tcp_getsockname(&h.server, (struct sockaddr *)&addr, &len);
 
     static uint8_t header_and_hello[sizeof(proxy4) + sizeof(client_hello)];
     memcpy(header_and_hello, proxy4, sizeof(proxy4));
@@ -356,14 +360,7 @@ static void test_proxy(struct tls_lib *lib)
     CHECK_EQ_INT(st->handshaking, 2);
     CHECK_EQ_INT(h.user_calls, 0);
 
-    for (int i = 0; i < 5; i++)
-        uv_close((uv_handle_t *)&h.peers[i], NULL);
-    uv_close((uv_handle_t *)&h.server, NULL);
-    for (int i = 0; i < 100; i++)
-        uv_run(loop, UV_RUN_NOWAIT);
-    conn_env_free(h.env);
-    tls_ctx_unref(h.ctx);
-    uv_run(loop, UV_RUN_DEFAULT);
+    harness_stop(&h, 5);
 }
 
 int main(void)
