@@ -25,7 +25,9 @@ static void on_conn(void *ud, uv_stream_t *server)
     const struct conn_stats *cs = conn_env_stats(s->cenv);
     struct conn *c =
         conn_accept(s->cenv, server, &sl->ctx, sl->ws, &sl->cl->proxy, &client_conn_cbs, s->clenv);
-    if (!c)
+    /* Refused by conn already (a per-address limit, not a proxy): logged there, at most once
+     * per 10 s for non-proxies, so not again here. */
+    if (!c || conn_closing(c))
         return;
     if (s->cfg.max_connections >= 0 &&
         cs->open + cs->hello + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
