@@ -437,6 +437,17 @@ static void config__finish(struct config__parser *p)
             config__err(p, "listener %u needs certfile (the server certificate)", l->port);
         if (!l->tls.keyfile)
             config__err(p, "listener %u needs keyfile (the server's private key)", l->port);
+        if (l->proxy.v2 && !l->proxy.from_count)
+            config__err(p,
+                        "listener %u: proxy_protocol v2 needs proxy_protocol_from (the addresses "
+                        "of the proxies that may send the header: from anywhere else a header "
+                        "could claim any device's address)",
+                        l->port);
+        if (!l->proxy.v2 && l->proxy.from_count)
+            config__err(p,
+                        "listener %u: proxy_protocol_from without proxy_protocol v2 (add "
+                        "'proxy_protocol v2' or remove proxy_protocol_from)",
+                        l->port);
     }
 }
 
@@ -515,6 +526,7 @@ void config_free(struct config *c)
         free((void *)l->tls.crlpath);
         free((void *)l->tls.tls_version);
         free((void *)l->tls.ciphers);
+        free((void *)l->proxy.from);
     }
     free(c->listeners);
     for (size_t i = 0; i < c->plugin_count; i++) {

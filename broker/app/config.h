@@ -28,6 +28,9 @@ struct config_listener {
     /* cafile ... crl_expired, written by the directive table; the strings are owned by the
      * config (crlfile may repeat; verify_depth default 4; cert_identity default cn). */
     struct tls_server_opts tls;
+    /* proxy_protocol v2 and proxy_protocol_from (the networks are owned by the config). */
+    struct conn_proxy_opts proxy;
+    bool reuse_port;  /* SO_REUSEPORT: several processes share the port */
     const char *file; /* where the `listener` line is, for diagnostics */
     int line;
 };

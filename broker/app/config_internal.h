@@ -17,7 +17,8 @@
 #define CONFIG__MAX_FILES 256 /* files read in total: bounds include fan-out */
 #define CONFIG__MAX_ARGS 8
 #define CONFIG__MAX_LISTENERS 256
-#define CONFIG__MAX_LIST 1024 /* crlfiles per listener, plugins, options per plugin */
+/* crlfiles and proxy_protocol_from networks per listener, plugins, options per plugin */
+#define CONFIG__MAX_LIST 1024
 /* Unsent output per connection before we stop reading its peer: a few large packets or many
  * coalesced small ones, yet bounded per device under a reconnect storm. Not a config key. */
 #define CONFIG__CONN_BACKLOG (256 * 1024)
@@ -102,6 +103,7 @@ config__fn config__include_dir;
 
 /* config_keys.c */
 config__fn config__listener, config__crlfile, config__tls_version, config__subject_username,
-    config__duration, config__log_dest, config__log_type, config__plugin, config__plugin_opt;
+    config__proxy_from, config__duration, config__log_dest, config__log_type, config__plugin,
+    config__plugin_opt;
 
 #endif

@@ -20,6 +20,9 @@ static const struct config__enum crl_modes[] = {{"strict", 1}, {"present", 0}, {
 static const struct config__enum crl_expired[] = {{"reject", 0}, {"warn", 1}, {NULL, 0}};
 static const struct config__enum clientid_policies[] = {{"any", 0}, {"match", 1}, {NULL, 0}};
 static const struct config__enum revoked_sessions[] = {{"discard", 1}, {"keep", 0}, {NULL, 0}};
+/* Version 1 (text) is not offered: HAProxy sends v2 just as well, and one parser is less to
+ * get wrong before TLS. */
+static const struct config__enum proxy_versions[] = {{"v2", 1}, {NULL, 0}};
 static const struct config__enum socket_domains[] = {
     {"ipv4", CONFIG_SOCKET_IPV4}, {"ipv6", CONFIG_SOCKET_IPV6}, {NULL, 0}};
 static const struct config__enum log_dests[] = {{"stderr", LOGD_STDERR},
@@ -75,6 +78,12 @@ const struct config__directive config__table[] = {
     {"use_identity_as_username", T_BOOL, .scope = S_LISTENER, .flags = F_NOSTORE | F_ONLY_TRUE,
      .why = IDENTITY},
     {"use_subject_as_username", T_FN, .scope = S_LISTENER, .fn = config__subject_username},
+    /* Behind a load balancer: the device's address from a PROXY v2 header, accepted only from
+     * the proxies' own addresses (anyone else could claim any address). */
+    {"proxy_protocol", T_ENUM, LF(proxy.v2), .names = proxy_versions},
+    {"proxy_protocol_from", T_FN, .scope = S_LISTENER, .flags = F_REST, .fn = config__proxy_from},
+    /* Several certmq processes on one port (the kernel spreads connections over them). */
+    {"reuse_port", T_BOOL, LF(reuse_port)},
     /* refused anywhere: they would admit a client without a certificate, or cannot work */
     {"allow_anonymous", T_BOOL, .scope = S_GLOBAL, .flags = F_NOSTORE | F_ONLY_FALSE,
      .why = CERT_ONLY},
@@ -261,6 +270,35 @@ void config__subject_username(struct config__parser *p, const struct config__dir
         ((struct config_listener *)base)->tls.identity = TLS_ID_SUBJECT;
     else if (b == 0)
         config__err(p, "%s false: %s", a->key, IDENTITY);
+}
+
+/* Networks separated by spaces or commas; the line may repeat and accumulates. */
+void config__proxy_from(struct config__parser *p, const struct config__directive *dr, void *base,
+                        const struct config__args *a)
+{
+    struct config_listener *l = base;
+    char *list = xstrdup(a->rest[0]), *save = NULL;
+    size_t seen = 0;
+    for (char *tok = strtok_r(list, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+        seen++;
+        if (l->proxy.from_count >= CONFIG__MAX_LIST) {
+            config__err(p, "more than %d proxy_protocol_from networks in one listener",
+                        CONFIG__MAX_LIST);
+            break;
+        }
+        struct cidr net;
+        const char *why = "";
+        if (cidr_parse(tok, &net, &why) != 0) {
+            config__err(p, "%s %s: %s", a->key, tok, why);
+            continue;
+        }
+        struct cidr *v = xrealloc((void *)l->proxy.from, (l->proxy.from_count + 1) * sizeof(*v));
+        v[l->proxy.from_count++] = net;
+        l->proxy.from = v;
+    }
+    if (!seen)
+        config__err(p, "%s needs at least one network (ADDRESS or ADDRESS/BITS)", a->key);
+    free(list);
 }
 
 /* mosquitto's duration: a number and one of h d w m y (a month is 30 days, a year 365). */

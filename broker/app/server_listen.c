@@ -23,8 +23,11 @@ static void on_conn(void *ud, uv_stream_t *server)
     struct srv_listener *sl = ud;
     struct server *s = sl->srv;
     const struct conn_stats *cs = conn_env_stats(s->cenv);
-    struct conn *c = conn_accept(s->cenv, server, &sl->ctx, sl->ws, &client_conn_cbs, s->clenv);
-    if (!c)
+    struct conn *c =
+        conn_accept(s->cenv, server, &sl->ctx, sl->ws, &sl->cl->proxy, &client_conn_cbs, s->clenv);
+    /* Refused by conn already (a per-address limit, not a proxy): logged there, at most once
+     * per 10 s for non-proxies, so not again here. */
+    if (!c || conn_closing(c))
         return;
     if (s->cfg.max_connections >= 0 &&
         cs->open + cs->hello + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
@@ -75,7 +78,7 @@ int server__open_listeners(struct server *s)
             sl->ws = s->ws;
         }
         int err = 0;
-        sl->l = listener_open(s->loop, cl->address, cl->port, on_conn, sl, &err);
+        sl->l = listener_open(s->loop, cl->address, cl->port, cl->reuse_port, on_conn, sl, &err);
         if (!sl->l) {
             log_err("%s:%d: cannot listen on %s:%u: %s", cl->file, cl->line,
                     cl->address ? cl->address : "*", cl->port, uv_strerror(err));
@@ -84,8 +87,9 @@ int server__open_listeners(struct server *s)
         }
         const char *a = listener_address(sl->l);
         const char *proto = sl->ws ? "websockets" : "mqtt";
-        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s)" : "listening on %s:%u (%s)", a,
-                   listener_port(sl->l), proto);
+        log_notice(strchr(a, ':') ? "listening on [%s]:%u (%s%s%s)" : "listening on %s:%u (%s%s%s)",
+                   a, listener_port(sl->l), proto, cl->proxy.v2 ? ", PROXY protocol v2" : "",
+                   cl->reuse_port ? ", reuse_port" : "");
     }
     return bad;
 }

@@ -57,6 +57,8 @@ static const struct sys_row rows[] = {
     {"$SYS/broker/tls/expiring_soon", CS(expiring_soon), NULL},
     {"$SYS/broker/tls/chain_cache_hits", XS(chain_cache_hits), NULL},
     {"$SYS/broker/tls/buffers_released", CS(parked), NULL},
+    {"$SYS/broker/proxy/connections", CS(proxied), NULL},
+    {"$SYS/broker/proxy/health_checks", CS(proxy_checks), NULL},
     {"$SYS/broker/memory/resident", XS(resident_bytes), NULL},
     {"$SYS/broker/refused/memory", BS(memory_refused), NULL},
     {"$SYS/broker/refused/sessions", BS(sessions_refused), NULL},

@@ -11,6 +11,7 @@
 #ifndef CERTMQ_CONN_H
 #define CERTMQ_CONN_H
 
+#include "cidr.h"
 #include "reason.h"
 #include "tls.h"
 
@@ -55,6 +56,8 @@ struct conn_stats {
     uint64_t handshakes, resumed, refused;
     uint64_t expiring_soon; /* connections whose certificate expires within the warning window */
     uint64_t parked;        /* times an idle connection gave its TLS record buffers back */
+    uint64_t proxied;       /* connections whose PROXY v2 header named the device's address */
+    uint64_t proxy_checks;  /* PROXY v2 LOCAL connections (the proxy's health checks) */
     /* Open connections ended by a trust verdict (conn_untrust), per reason. */
     uint64_t untrusted[REASON_COUNT];
     uint64_t refused_by[TLS_REJECT_COUNT];
@@ -132,14 +135,28 @@ void conn_untrust(struct conn *c, enum reason why, const char *detail);
  * connections were checked; *dropped = how many of those were revoked. */
 size_t conn_env_recheck(struct conn_env *e, size_t *dropped);
 
+/* PROXY protocol v2 on a listener (HAProxy send-proxy-v2): a connection from one of the from
+ * networks (the proxies) must begin with a PROXY v2 header, read before TLS within the hello
+ * timeout; the device's address it carries becomes the connection's address (conn_addr,
+ * conn_ip, the per-address limits, counted only then). A LOCAL header (the proxy's health
+ * check) is closed quietly and counted; a connection from anywhere else is refused, its log
+ * lines rate-limited. from is the caller's and must outlive the listener. */
+struct conn_proxy_opts {
+    bool v2;
+    const struct cidr *from;
+    size_t from_count;
+};
+
 struct ws_ctx;
 /* Take the pending connection from a listening stream. Returns NULL (and logs) when accept
  * fails. ctx_slot points at the listener's current TLS context: the handshake uses (and
  * references) the one current at accept; if the slot has moved on by the end of the handshake
  * (a CRL reload), the peer is re-checked against the new one. ws: NULL for MQTT over TLS, or
- * the WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade). */
+ * the WebSocket context for MQTT over secure WebSockets (on_ready then waits for the upgrade).
+ * proxy: NULL, or the listener's PROXY protocol settings. */
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
-                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud);
+                         struct ws_ctx *ws, const struct conn_proxy_opts *proxy,
+                         const struct conn_cbs *cbs, void *ud);
 
 /* The user has the peer's first application message (MQTT: its CONNECT): the connection no
  * longer counts against max_pending_per_ip. Idempotent. */

@@ -13,9 +13,11 @@
 #include "conn_internal.h"
 
 #include "log.h"
+#include "proxy_v2.h"
 #include "tls_hello.h"
 #include "xmalloc.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +303,15 @@ static void admission_expired(struct conn *c)
         return;
     }
     c->env->stats.refused++;
+    if (c->await_proxy) {
+        c->env->stats.refused_by[TLS_REJECT_PROXY]++;
+        log_notice("refused %s: %s: no complete PROXY v2 header within %u ms (tls_hello_timeout, "
+                   "%zu bytes received)",
+                   c->addr, tls_reject_str(TLS_REJECT_PROXY), c->env->o.hello_timeout_ms,
+                   buf_size(&c->hello));
+        conn__start_close(c, false);
+        return;
+    }
     c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
     if (c->state == C_HELLO)
         log_notice("refused %s: handshake failed: no complete ClientHello within %u ms "
@@ -374,34 +385,42 @@ static void admission_closing(struct conn *c)
 
 /* ---- accept ---------------------------------------------------------------------------------- */
 
-static void format_addr(struct conn *c)
+/* The address every log line, per-address limit and plugin sees: c->ip and c->addr from raw
+ * network-order bytes. Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know
+ * them as a.b.c.d. */
+static void set_addr(struct conn *c, const uint8_t *ip, size_t len, uint16_t port)
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (len == 16 && !memcmp(ip, v4_mapped, sizeof(v4_mapped))) {
+        ip += sizeof(v4_mapped);
+        len = 4;
+    }
+    inet_ntop(len == 4 ? AF_INET : AF_INET6, ip, c->ip, sizeof(c->ip));
+    snprintf(c->addr, sizeof(c->addr), len == 4 ? "%s:%u" : "[%s]:%u", c->ip, port);
+}
+
+/* The socket's peer as bytes (4 or 16 in ip, *len), or false when the kernel does not say. */
+static bool socket_peer(struct conn *c, uint8_t ip[16], size_t *len, uint16_t *port)
 {
     struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    strcpy(c->addr, "?");
-    strcpy(c->ip, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
-    int port = 0;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0)
+        return false;
     if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, c->ip, sizeof(c->ip));
-        port = ntohs(a->sin_port);
-        snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, c->ip, sizeof(c->ip));
-        port = ntohs(a->sin6_port);
-        /* Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know them as a.b.c.d. */
-        static const char v4_mapped[] = "::ffff:";
-        size_t skip = sizeof(v4_mapped) - 1;
-        if (!strncmp(c->ip, v4_mapped, skip) && strchr(c->ip, '.')) {
-            memmove(c->ip, c->ip + skip, strlen(c->ip + skip) + 1);
-            snprintf(c->addr, sizeof(c->addr), "%s:%d", c->ip, port);
-        } else {
-            snprintf(c->addr, sizeof(c->addr), "[%s]:%d", c->ip, port);
-        }
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        memcpy(ip, &a->sin_addr, 4);
+        *len = 4;
+        *port = ntohs(a->sin_port);
+        return true;
     }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        memcpy(ip, &a->sin6_addr, 16);
+        *len = 16;
+        *port = ntohs(a->sin6_port);
+        return true;
+    }
+    return false;
 }
 
 /* Count c against its address: all its connections (max_per_ip) and those not settled yet
@@ -468,9 +487,68 @@ static void hello_done(struct conn *c, const uint8_t *p, size_t n)
     e->wait_tail = c;
 }
 
-/* C_HELLO: bytes from a peer without a TLS engine. Judged from the record headers alone
- * (tls_hello_complete); buffered only while the hello is incomplete, never beyond
- * TLS_HELLO_MAX. */
+/* "WHAT (first bytes 16 03 01 ...)": what a refusal says of bytes that are not what it expected,
+ * so the operator can tell plain HTTP, TLS and a misconfigured proxy apart. */
+static void first_bytes(char *why, size_t size, const char *what, const uint8_t *p, size_t n)
+{
+    int k = snprintf(why, size, "%s (first bytes", what);
+    for (size_t i = 0; i < n && i < 8 && k > 0 && (size_t)k < size; i++)
+        k += snprintf(why + k, size - (size_t)k, " %02x", p[i]);
+    if (k > 0 && (size_t)k < size)
+        snprintf(why + k, size - (size_t)k, ")");
+}
+
+/* Count c against its address (conn_accept, or the PROXY header's address): refused before any
+ * TLS work when the address already holds its share. Returns false when c was refused. */
+static bool admit_ip(struct conn *c)
+{
+    uint32_t limit = 0;
+    const char *over = count_ip(c, &limit);
+    if (!over)
+        return true;
+    c->env->stats.refused++;
+    c->env->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
+    log_notice("refused %s: %s (%u) reached", c->addr, over, limit);
+    conn__start_close(c, false);
+    return false;
+}
+
+/* C_HELLO on a proxy_protocol listener: the header comes before the first TLS byte. Returns its
+ * length once it is complete and the device's address has replaced the proxy's, 0 while more
+ * bytes are needed (fewer than PROXY_V2_MAX so far), or -1 when c was closed: a malformed
+ * header, a health check (LOCAL), or the device's address over its limits. */
+static int proxy_input(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct proxy_v2 h;
+    int r = proxy_v2_parse(p, n, &h);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        char why[160];
+        first_bytes(why, sizeof(why), proxy_v2_strerror(r), p, n);
+        refuse(c, TLS_REJECT_PROXY, why);
+        return -1;
+    }
+    c->await_proxy = false;
+    if (h.command == PROXY_V2_LOCAL) {
+        /* Every second or so per proxy: a line each would drown the log. */
+        c->env->stats.proxy_checks++;
+        log_debug("%s: PROXY v2 LOCAL (the proxy's health check), closed", c->addr);
+        conn__start_close(c, false);
+        return -1;
+    }
+    char proxy[CONN_ADDR_MAX];
+    memcpy(proxy, c->addr, sizeof(proxy));
+    set_addr(c, h.src.ip, h.src.len, h.src.port);
+    c->env->stats.proxied++;
+    log_debug("%s: connection via proxy %s", c->addr, proxy);
+    return admit_ip(c) ? r : -1;
+}
+
+/* C_HELLO: bytes from a peer without a TLS engine: first its PROXY header when the listener
+ * wants one, then the ClientHello, judged from the record headers alone (tls_hello_complete).
+ * Buffered only while incomplete (never beyond PROXY_V2_MAX + TLS_HELLO_MAX); the TLS bytes that
+ * came with the header are kept. */
 static void hello_input(struct conn *c, const uint8_t *p, size_t n)
 {
     bool pieces = buf_size(&c->hello) > 0;
@@ -478,6 +556,19 @@ static void hello_input(struct conn *c, const uint8_t *p, size_t n)
         buf_append(&c->hello, p, n);
         p = buf_head(&c->hello);
         n = buf_size(&c->hello);
+    }
+    if (c->await_proxy) {
+        int used = proxy_input(c, p, n);
+        if (used == 0 && !pieces)
+            buf_append(&c->hello, p, n);
+        if (used <= 0)
+            return;
+        if (pieces)
+            buf_consume(&c->hello, (size_t)used);
+        p += used;
+        n -= (size_t)used;
+        if (!n)
+            return;
     }
     switch (tls_hello_complete(p, n)) {
     case TLS_HELLO_NEED:
@@ -496,16 +587,65 @@ static void hello_input(struct conn *c, const uint8_t *p, size_t n)
         break;
     }
     char why[96];
-    int k = snprintf(why, sizeof(why), "not a TLS ClientHello (first bytes");
-    for (size_t i = 0; i < n && i < 8 && k > 0 && (size_t)k < sizeof(why); i++)
-        k += snprintf(why + k, sizeof(why) - (size_t)k, " %02x", p[i]);
-    if (k > 0 && (size_t)k < sizeof(why))
-        snprintf(why + k, sizeof(why) - (size_t)k, ")");
+    first_bytes(why, sizeof(why), "not a TLS ClientHello", p, n);
     refuse(c, TLS_REJECT_HANDSHAKE, why);
 }
 
+/* A peer that is not one of the listener's proxies: it may not speak for others, and without a
+ * header it is not what the listener serves. Anyone on the network can provoke this at line
+ * rate, so it is logged at most every CONN_REFUSAL_LOG_MS, with the count of the quiet ones. */
+static void refuse_not_proxy(struct conn *c)
+{
+    struct conn_env *e = c->env;
+    e->stats.refused++;
+    e->stats.refused_by[TLS_REJECT_PROXY]++;
+    uint64_t now = uv_now(e->loop);
+    if (now < e->proxy_log_next_ms) {
+        e->proxy_unlogged++;
+        conn__start_close(c, false);
+        return;
+    }
+    char more[64] = "";
+    if (e->proxy_unlogged)
+        snprintf(more, sizeof(more), " (and %llu more since the last such line)",
+                 (unsigned long long)e->proxy_unlogged);
+    log_notice("refused %s: %s: not from an address in proxy_protocol_from%s", c->addr,
+               tls_reject_str(TLS_REJECT_PROXY), more);
+    e->proxy_log_next_ms = now + CONN_REFUSAL_LOG_MS;
+    e->proxy_unlogged = 0;
+    conn__start_close(c, false);
+}
+
+/* The socket peer's address; on a proxy_protocol listener only a proxy may connect, and the
+ * per-address limits wait for the device's address in its header. */
+static bool admit_peer(struct conn *c, const struct conn_proxy_opts *proxy)
+{
+    uint8_t ip[16];
+    size_t len = 0;
+    uint16_t port = 0;
+    bool known = socket_peer(c, ip, &len, &port);
+    if (known)
+        set_addr(c, ip, len, port);
+    if (!proxy || !proxy->v2)
+        return admit_ip(c);
+    if (!known) {
+        /* Gone before its accept (HAProxy resets its health checks at once): nobody to refuse,
+         * and no reason to spend the refusal log line on it. */
+        log_debug("connection on a PROXY protocol listener closed before it was accepted");
+        conn__start_close(c, false);
+        return false;
+    }
+    if (!cidr_match_any(proxy->from, proxy->from_count, ip, len)) {
+        refuse_not_proxy(c);
+        return false;
+    }
+    c->await_proxy = true;
+    return true;
+}
+
 struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx *const *ctx_slot,
-                         struct ws_ctx *ws, const struct conn_cbs *cbs, void *ud)
+                         struct ws_ctx *ws, const struct conn_proxy_opts *proxy,
+                         const struct conn_cbs *cbs, void *ud)
 {
     struct tls_ctx *ctx = *ctx_slot;
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -530,22 +670,15 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     c->handles = 3;
     e->holds++; /* until handle_closed frees c */
     uv_tcp_nodelay(&c->tcp, 1);
-    format_addr(c);
-    uint32_t limit = 0;
-    const char *over = count_ip(c, &limit);
+    strcpy(c->addr, "?");
+    strcpy(c->ip, "?");
     c->ctx = tls_ctx_ref(ctx); /* the TLS engine itself waits for the ClientHello */
     c->id = ++e->next_id;
     HASH_ADD(hh, e->by_id, id, sizeof(c->id), c);
     c->state = C_HELLO;
     e->stats.hello++;
-    if (over) {
-        /* Refused before any TLS work: the address already holds its share. */
-        e->stats.refused++;
-        e->stats.refused_by[TLS_REJECT_HANDSHAKE]++;
-        log_notice("refused %s: %s (%u) reached", c->addr, over, limit);
-        conn__start_close(c, false);
+    if (!admit_peer(c, proxy))
         return c;
-    }
     conn__deadline(c, e->o.hello_timeout_ms, admission_expired);
     conn__update_reading(c);
     return c;

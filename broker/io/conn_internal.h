@@ -21,6 +21,9 @@
  * pin the connection. */
 #define CLOSE_GRACE_MS 3000
 
+/* A refusal that anyone on the network can provoke at line rate is logged at most this often. */
+#define CONN_REFUSAL_LOG_MS 10000
+
 /* Room for "[ipv6]:port" and for an IPv6 address as text. */
 #define CONN_ADDR_MAX 64
 #define CONN_IP_MAX 48
@@ -113,6 +116,7 @@ struct conn {
     struct conn *wait_next;   /* the wait list while C_WAITING, the defer list while deferred */
     struct ip_count *counted; /* this connection's entry in env->per_ip */
     bool pending;             /* counted in counted->pending: no conn_settle() yet */
+    bool await_proxy;         /* C_HELLO: its PROXY v2 header is still to come */
     char addr[CONN_ADDR_MAX];
     char ip[CONN_IP_MAX];
 };
@@ -144,6 +148,9 @@ struct conn_env {
     void *before_flush_ctx;
     struct conn_checker checker;
     uint64_t next_id;
+    /* Refusals of peers that are not proxies on a proxy_protocol listener: logged at most once
+     * per CONN_REFUSAL_LOG_MS, the rest counted for the next line. */
+    uint64_t proxy_log_next_ms, proxy_unlogged;
     /* Handshake CPU per loop turn: a reconnect storm must not stall connected clients. */
     uv_idle_t defer_idle;
     uv_check_t turn_end;

@@ -4,8 +4,12 @@
 #include "log.h"
 #include "xmalloc.h"
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct listener {
     uv_tcp_t tcp;
@@ -45,7 +49,32 @@ static int resolve(const char *address, uint16_t port, struct sockaddr_storage *
     return UV_EINVAL;
 }
 
-struct listener *listener_open(uv_loop_t *loop, const char *address, uint16_t port,
+/* libuv 1.44 has no UV_TCP_REUSEPORT (it came with 1.49): make and bind the socket here, with
+ * the options uv_tcp_bind would set (SO_REUSEADDR; dual-stack IPv6), then hand it to libuv. */
+static int bind_reuse_port(uv_tcp_t *tcp, const struct sockaddr_storage *ss)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int on = 1, off = 0;
+    socklen_t len =
+        ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        (ss->ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        int r = uv_translate_sys_error(errno);
+        close(fd);
+        return r;
+    }
+    int r = uv_tcp_open(tcp, fd);
+    if (r != 0)
+        close(fd);
+    return r;
+}
+
+struct listener *listener_open(uv_loop_t *loop, const char *address, uint16_t port, bool reuse_port,
                                void (*on_conn)(void *ud, uv_stream_t *server), void *ud, int *err)
 {
     struct sockaddr_storage ss;
@@ -53,10 +82,10 @@ struct listener *listener_open(uv_loop_t *loop, const char *address, uint16_t po
     int r = resolve(address, port, &ss);
     if (r == 0 && !address) {
         /* All addresses: try dual-stack IPv6, fall back to IPv4 where IPv6 is off. */
-        struct listener *l = listener_open(loop, "::", port, on_conn, ud, err);
+        struct listener *l = listener_open(loop, "::", port, reuse_port, on_conn, ud, err);
         if (l)
             return l;
-        return listener_open(loop, "0.0.0.0", port, on_conn, ud, err);
+        return listener_open(loop, "0.0.0.0", port, reuse_port, on_conn, ud, err);
     }
     if (r != 0) {
         *err = r;
@@ -67,7 +96,8 @@ struct listener *listener_open(uv_loop_t *loop, const char *address, uint16_t po
     l->ud = ud;
     uv_tcp_init(loop, &l->tcp);
     l->tcp.data = l;
-    r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+    r = reuse_port ? bind_reuse_port(&l->tcp, &ss)
+                   : uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&l->tcp, 1024, connection_cb);
     if (r != 0) {

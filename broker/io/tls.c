@@ -659,6 +659,7 @@ const char *tls_reject_str(enum tls_reject r)
         [TLS_REJECT_CHAIN_TOO_LONG] = "chain too long",
         [TLS_REJECT_HANDSHAKE] = "handshake failed",
         [TLS_REJECT_PLUGIN] = "refused by plugin",
+        [TLS_REJECT_PROXY] = "proxy protocol",
     };
     return (unsigned)r < TLS_REJECT_COUNT ? s[r] : "unknown";
 }

@@ -51,6 +51,8 @@ enum tls_reject {
     TLS_REJECT_CHAIN_TOO_LONG,
     TLS_REJECT_HANDSHAKE, /* protocol failure: no common cipher, bad record, not TLS, ... */
     TLS_REJECT_PLUGIN,    /* a certificate-check plugin said no (or did not answer in time) */
+    /* before TLS, on a proxy_protocol listener: not from a proxy, or no valid PROXY v2 header */
+    TLS_REJECT_PROXY,
     TLS_REJECT_COUNT
 };
 const char *tls_reject_str(enum tls_reject r);

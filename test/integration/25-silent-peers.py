@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from certmq_test import Harness, check, wait_for
+from certmq_test import Harness, check, closed_by_broker, wait_for
 
 h = Harness()
 pki = h.pki()
@@ -42,17 +42,6 @@ def peer(src, first=b""):
     if first:
         s.sendall(first)
     return s
-
-
-def closed_by_broker(s, timeout):
-    """True when the broker closes s (EOF or reset) within timeout seconds."""
-    s.settimeout(timeout)
-    try:
-        return s.recv(4096) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
 
 
 def close_all(socks):

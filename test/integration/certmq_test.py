@@ -35,6 +35,26 @@ def check(cond, what):
         raise TestFailure(what)
 
 
+def closed_by_broker(s, timeout):
+    """True when the broker closes s (EOF or reset) within timeout seconds."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def free_port():
+    """A 127.0.0.1 port nobody listens on now (for peers that cannot be given port 0)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, timeout=5.0, what="condition"):
     end = time.time() + timeout
     while time.time() < end:

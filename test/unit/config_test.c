@@ -312,6 +312,45 @@ static void test_retained_limit(void)
     diag_free(&d);
 }
 
+/* proxy_protocol v2 needs the proxies' networks (and they need it); several per line, spaces or
+ * commas, lines accumulate; typos in a network are refused with the reason. reuse_port is off
+ * by default. */
+static void test_front_door(void)
+{
+    struct config c;
+    if (accepted("", &c)) {
+        CHECK(!c.listeners[0].proxy.v2);
+        CHECK_EQ_INT(c.listeners[0].proxy.from_count, 0);
+        CHECK(!c.listeners[0].reuse_port);
+        config_free(&c);
+    }
+    if (accepted("proxy_protocol v2\nproxy_protocol_from 127.0.0.0/8, 10.0.0.1\n"
+                 "proxy_protocol_from 2001:db8::/32\nreuse_port true\n",
+                 &c)) {
+        const struct config_listener *l = &c.listeners[0];
+        CHECK(l->proxy.v2);
+        CHECK(l->reuse_port);
+        CHECK_EQ_INT(l->proxy.from_count, 3);
+        CHECK_EQ_INT(l->proxy.from[0].bits, 8);
+        CHECK_EQ_INT(l->proxy.from[1].bits, 32);
+        CHECK_EQ_INT(l->proxy.from[2].len, 16);
+        config_free(&c);
+    }
+    refused("proxy_protocol v2\n", "t.conf:1: listener 8883: proxy_protocol v2 needs "
+                                   "proxy_protocol_from");
+    refused("proxy_protocol_from 127.0.0.1\n",
+            "t.conf:1: listener 8883: proxy_protocol_from without proxy_protocol v2");
+    refused("proxy_protocol v1\nproxy_protocol_from ::1\n",
+            "t.conf:6: proxy_protocol: 'v1' is not one of v2");
+    refused("proxy_protocol v2\nproxy_protocol_from 10.1.2.3/8\n",
+            "t.conf:7: proxy_protocol_from 10.1.2.3/8: address bits are set beyond the prefix");
+    refused("proxy_protocol v2\nproxy_protocol_from 127.0.0.1 haproxy\n",
+            "t.conf:7: proxy_protocol_from haproxy: not an IPv4 or IPv6 address");
+    refused("proxy_protocol v2\nproxy_protocol_from ,\n",
+            "t.conf:7: proxy_protocol_from needs at least one network");
+    refused("reuse_port yes\n", "t.conf:6: reuse_port: expected true or false, not 'yes'");
+}
+
 static void test_bad_values(void)
 {
     refused("max_queued_messages -1\n",
@@ -592,6 +631,7 @@ int main(void)
     test_paths();
     test_refusals();
     test_retained_limit();
+    test_front_door();
     test_bad_values();
     test_many_errors();
     test_lexing();

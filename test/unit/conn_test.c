@@ -62,14 +62,17 @@ static void test_reason_rows(void)
     CHECK(reason_info((enum reason) - 1) == reason_info(REASON_NONE));
 }
 
+#define PEERS 6
+
 struct harness {
     struct conn_env *env;
     struct tls_ctx *ctx;
+    const struct conn_proxy_opts *proxy; /* the listener's, for the next accept */
     uv_tcp_t server;
-    uv_tcp_t peers[4];
-    uv_connect_t connects[4];
-    uv_write_t writes[4];
-    struct conn *conns[4];
+    uv_tcp_t peers[PEERS];
+    uv_connect_t connects[PEERS];
+    uv_write_t writes[PEERS];
+    struct conn *conns[PEERS];
     size_t accepted, user_calls;
 };
 
@@ -101,9 +104,9 @@ static void on_connection(uv_stream_t *s, int status)
 {
     struct harness *h = s->data;
     CHECK_EQ_INT(status, 0);
-    if (status == 0 && h->accepted < 4) {
+    if (status == 0 && h->accepted < PEERS) {
         struct tls_ctx *const *slot = &h->ctx;
-        h->conns[h->accepted++] = conn_accept(h->env, s, slot, NULL, &cbs, h);
+        h->conns[h->accepted++] = conn_accept(h->env, s, slot, NULL, h->proxy, &cbs, h);
     }
 }
 
@@ -125,38 +128,62 @@ static void run_until_accepted(struct harness *h, size_t n)
         uv_run(uv_default_loop(), UV_RUN_ONCE);
 }
 
+/* A TLS context, an env with max_handshakes and a loopback listening socket (its address in
+ * *addr) whose connections go to conn_accept. False when the context cannot be made. */
+static bool harness_start(struct harness *h, struct tls_lib *lib, uint32_t max_handshakes,
+                          struct sockaddr_in *addr)
+{
+    uv_loop_t *loop = uv_default_loop();
+    memset(h, 0, sizeof(*h));
+    struct tls_server_opts o = {.cafile = path[0], .certfile = path[1], .keyfile = path[2]};
+    struct diag d;
+    diag_init(&d);
+    h->ctx = tls_ctx_new(lib, &o, &d);
+    for (size_t i = 0; i < d.count; i++)
+        fprintf(stderr, "  unexpected: %s\n", d.msgs[i]);
+    diag_free(&d);
+    CHECK(h->ctx != NULL);
+    if (!h->ctx)
+        return false;
+    struct conn_env_opts eo = {.handshake_timeout_ms = 10000, .max_handshakes = max_handshakes};
+    h->env = conn_env_new(loop, &eo);
+    uv_tcp_init(loop, &h->server);
+    h->server.data = h;
+    uv_ip4_addr("127.0.0.1", 0, addr);
+    CHECK_EQ_INT(uv_tcp_bind(&h->server, (const struct sockaddr *)addr, 0), 0);
+    CHECK_EQ_INT(uv_listen((uv_stream_t *)&h->server, 8, on_connection), 0);
+    int len = sizeof(*addr);
+    uv_tcp_getsockname(&h->server, (struct sockaddr *)addr, &len);
+    return true;
+}
+
+/* Closes the peers (the first n), the listening socket and the env, and runs the loop dry. */
+static void harness_stop(struct harness *h, int n)
+{
+    uv_loop_t *loop = uv_default_loop();
+    for (int i = 0; i < n; i++)
+        uv_close((uv_handle_t *)&h->peers[i], NULL);
+    uv_close((uv_handle_t *)&h->server, NULL);
+    for (int i = 0; i < 100; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    conn_env_free(h->env);
+    tls_ctx_unref(h->ctx);
+    uv_run(loop, UV_RUN_DEFAULT);
+}
+
 static void test_verdicts(struct tls_lib *lib)
 {
     uv_loop_t *loop = uv_default_loop();
     struct harness h;
-    memset(&h, 0, sizeof(h));
-    struct tls_server_opts o = {.cafile = path[0], .certfile = path[1], .keyfile = path[2]};
-    struct diag d;
-    diag_init(&d);
-    h.ctx = tls_ctx_new(lib, &o, &d);
-    for (size_t i = 0; i < d.count; i++)
-        fprintf(stderr, "  unexpected: %s\n", d.msgs[i]);
-    diag_free(&d);
-    CHECK(h.ctx != NULL);
-    if (!h.ctx)
-        return;
+    struct sockaddr_in addr;
     /* max_handshakes 1: the second connection waits, the third too. */
-    struct conn_env_opts eo = {.handshake_timeout_ms = 10000, .max_handshakes = 1};
-    h.env = conn_env_new(loop, &eo);
+    if (!harness_start(&h, lib, 1, &addr))
+        return;
     const struct conn_stats *st = conn_env_stats(h.env);
     CHECK(conn_env_find(h.env, 1) == NULL);
     size_t dropped = 7;
     CHECK_EQ_INT(conn_env_recheck(h.env, &dropped), 0);
     CHECK_EQ_INT(dropped, 0);
-
-    uv_tcp_init(loop, &h.server);
-    h.server.data = &h;
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    CHECK_EQ_INT(uv_tcp_bind(&h.server, (const struct sockaddr *)&addr, 0), 0);
-    CHECK_EQ_INT(uv_listen((uv_stream_t *)&h.server, 8, on_connection), 0);
-    int len = sizeof(addr);
-    uv_tcp_getsockname(&h.server, (struct sockaddr *)&addr, &len);
     for (int i = 0; i < 3; i++) {
         uv_tcp_init(loop, &h.peers[i]);
         h.connects[i].data = &h.writes[i];
@@ -224,15 +251,116 @@ static void test_verdicts(struct tls_lib *lib)
         ids[i] = conn_id(h.conns[i]);
     for (int i = 0; i < 4; i++)
         uv_close((uv_handle_t *)&h.peers[i], NULL);
-    uv_close((uv_handle_t *)&h.server, NULL);
     for (int i = 0; i < 100; i++)
         uv_run(loop, UV_RUN_NOWAIT);
     for (int i = 0; i < 4; i++)
         CHECK(conn_env_find(h.env, ids[i]) == NULL);
     CHECK_EQ_INT(h.user_calls, 0);
-    conn_env_free(h.env);
-    tls_ctx_unref(h.ctx);
-    uv_run(loop, UV_RUN_DEFAULT);
+    harness_stop(&h, 0);
+}
+
+/* A peer that sends bytes as soon as it is connected (req->data: a struct send). */
+struct send {
+    uv_write_t w;
+    const uint8_t *p;
+    size_t n;
+};
+
+static void on_connect_send(uv_connect_t *req, int status)
+{
+    CHECK_EQ_INT(status, 0);
+    struct send *sd = req->data;
+    uv_buf_t b = uv_buf_init((char *)sd->p, (unsigned)sd->n);
+    uv_write(&sd->w, req->handle, &b, 1, NULL);
+}
+
+static void connect_peer(struct harness *h, int i, const struct sockaddr_in *to, struct send *sd)
+{
+    uv_tcp_init(uv_default_loop(), &h->peers[i]);
+    h->connects[i].data = sd;
+    uv_tcp_connect(&h->connects[i], &h->peers[i], (const struct sockaddr *)to, on_connect_send);
+    run_until_accepted(h, (size_t)i + 1);
+}
+
+/* Runs the loop until cond holds (at most 1000 turns). */
+#define RUN_UNTIL(cond)                                                                            \
+    for (int turn_ = 0; turn_ < 1000 && !(cond); turn_++)                                          \
+    uv_run(uv_default_loop(), UV_RUN_ONCE)
+
+/* PROXY v2 headers (built here, not by proxy_v2.c): TCP over IPv4 from 10.1.2.3:50000, TCP over
+ * IPv6 from 2001:db8::7, LOCAL. */
+#define PROXY_SIG 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A
+static const uint8_t proxy4[] = {PROXY_SIG, 0x21, 0x11, 0, 12,   10,   1,    2,   3,
+                                 127,       0,    0,    1, 0xC3, 0x50, 0x22, 0xB3};
+static const uint8_t proxy6[] = {PROXY_SIG, 0x21, 0x21, 0, 36,   0x20, 0x01, 0x0d, 0xb8, 0, 0,
+                                 0,         0,    0,    0, 0,    0,    0,    0,    0,    7, 0,
+                                 0,         0,    0,    0, 0,    0,    0,    0,    0,    0, 0,
+                                 0,         0,    0,    1, 0x9C, 0x40, 0x22, 0xB3};
+static const uint8_t proxy_local[] = {PROXY_SIG, 0x20, 0x00, 0, 0};
+
+/* On a proxy_protocol listener: the header's address replaces the proxy's, and the ClientHello
+ * that came in the same write is not lost (the handshake starts); a header alone waits for its
+ * hello; LOCAL is closed and counted, not refused; a hello without a header and a peer that is
+ * not a proxy are refused as "proxy protocol". */
+static void test_proxy(struct tls_lib *lib)
+{
+    struct harness h;
+    struct sockaddr_in addr;
+    if (!harness_start(&h, lib, 4, &addr))
+        return;
+    const struct conn_stats *st = conn_env_stats(h.env);
+    struct cidr loopback, elsewhere;
+    const char *why;
+    CHECK_EQ_INT(cidr_parse("127.0.0.0/8", &loopback, &why), 0);
+    CHECK_EQ_INT(cidr_parse("10.0.0.0/8", &elsewhere, &why), 0);
+    struct conn_proxy_opts from_loopback = {.v2 = true, .from = &loopback, .from_count = 1};
+    struct conn_proxy_opts from_elsewhere = {.v2 = true, .from = &elsewhere, .from_count = 1};
+    h.proxy = &from_loopback;
+
+    static uint8_t header_and_hello[sizeof(proxy4) + sizeof(client_hello)];
+    memcpy(header_and_hello, proxy4, sizeof(proxy4));
+    memcpy(header_and_hello + sizeof(proxy4), client_hello, sizeof(client_hello));
+    struct send sends[PEERS] = {
+        {.p = header_and_hello, .n = sizeof(header_and_hello)},
+        {.p = proxy6, .n = sizeof(proxy6)},
+        {.p = proxy_local, .n = sizeof(proxy_local)},
+        {.p = client_hello, .n = sizeof(client_hello)},
+        {.p = proxy4, .n = sizeof(proxy4)},
+    };
+    connect_peer(&h, 0, &addr, &sends[0]);
+    RUN_UNTIL(st->handshaking == 1);
+    CHECK_EQ_INT(st->handshaking, 1);
+    CHECK_EQ_STR(conn_ip(h.conns[0]), "10.1.2.3");
+    CHECK_EQ_STR(conn_addr(h.conns[0]), "10.1.2.3:50000");
+
+    connect_peer(&h, 1, &addr, &sends[1]);
+    RUN_UNTIL(st->proxied == 2);
+    CHECK_EQ_STR(conn_addr(h.conns[1]), "[2001:db8::7]:40000");
+    CHECK_EQ_INT(st->hello, 1); /* the header alone: still waiting for its ClientHello */
+    uv_buf_t b = uv_buf_init((char *)client_hello, sizeof(client_hello));
+    uv_write(&h.writes[1], (uv_stream_t *)&h.peers[1], &b, 1, NULL);
+    RUN_UNTIL(st->handshaking == 2);
+    CHECK_EQ_INT(st->handshaking, 2);
+    CHECK_EQ_INT(st->hello, 0);
+
+    connect_peer(&h, 2, &addr, &sends[2]);
+    RUN_UNTIL(st->proxy_checks == 1);
+    CHECK_EQ_INT(st->proxy_checks, 1);
+    CHECK_EQ_INT(st->refused, 0); /* closed, not refused */
+
+    connect_peer(&h, 3, &addr, &sends[3]);
+    RUN_UNTIL(st->refused == 1);
+    CHECK_EQ_INT(st->refused_by[TLS_REJECT_PROXY], 1);
+
+    h.proxy = &from_elsewhere; /* 127.0.0.1 is not a proxy of this listener */
+    connect_peer(&h, 4, &addr, &sends[4]);
+    CHECK_EQ_INT(st->refused_by[TLS_REJECT_PROXY], 2);
+    CHECK_EQ_INT(st->proxied, 2);
+    CHECK_EQ_INT(st->hello, 0); /* the refused and the health check are gone */
+    CHECK_EQ_INT(st->handshaking, 2);
+    CHECK_EQ_INT(h.user_calls, 0);
+
+    harness_stop(&h, 5);
 }
 
 int main(void)
@@ -245,6 +373,7 @@ int main(void)
     snprintf(path[2], sizeof(path[2]), "%s/server.key", dir);
     struct tls_lib *lib = tls_lib_new(false, 0);
     test_verdicts(lib);
+    test_proxy(lib);
     tls_lib_free(lib);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
