@@ -65,7 +65,7 @@ test-fast: build js-deps
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
 
 format:
-	clang-format -i broker/*/*.c broker/*/*.h plugins/*/*.c plugins/*/*.h test/unit/*.c test/fuzz/*.c
+	clang-format -i broker/*/*.c broker/*/*.h lib/*/*.c lib/*/*.h plugins/*/*.c plugins/*/*.h test/unit/*.c test/fuzz/*.c
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -525,6 +525,7 @@ void config_free(struct config *c)
         free((void *)l->tls.crlfiles);
         free((void *)l->tls.crlpath);
         free((void *)l->tls.tls_version);
+        free((void *)l->tls.min_tls_version);
         free((void *)l->tls.ciphers);
         free((void *)l->proxy.from);
     }

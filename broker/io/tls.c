@@ -1,4 +1,5 @@
-/* tls: Mbed TLS 2.28 server sessions over memory buffers.
+/* tls: Mbed TLS server sessions over memory buffers (2.28: TLS 1.2; 3.6: TLS 1.2 and 1.3, public
+ * API only).
  *
  * Ciphertext in and out are plain byte buffers, so the transport decides when to read and write
  * and many records can leave in one socket write. Certificate policy lives in tls_verify.c.
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
@@ -21,14 +23,20 @@
 #include <mbedtls/platform.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/ssl.h>
+#if MBEDTLS_VERSION_MAJOR < 3
 #include <mbedtls/ssl_internal.h>
-#include <mbedtls/ssl_ticket.h>
+#else
+#include <psa/crypto.h>
+#endif
 
 struct tls_lib {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    mbedtls_ssl_ticket_context tickets; /* random keys, rotated by Mbed TLS every lifetime */
-    struct tls_ticket_keys *file_keys;  /* tls_ticket_key_file: these instead, when set */
+    /* Random ticket keys, the newest first: a new one every lifetime, the one before still
+     * decrypts (what Mbed TLS's own ticket module does, which cannot carry certmq's data). */
+    struct tls_ticket_keys *rand_keys[2];
+    int64_t rand_keys_at;
+    struct tls_ticket_keys *file_keys; /* tls_ticket_key_file: these instead, when set */
     uint32_t ticket_lifetime;
     bool use_tickets;
 };
@@ -44,6 +52,7 @@ struct tls_conn {
     struct tls_peer peer;
     bool done, failed;
     bool ticket; /* set by the ticket wrapper when it accepted this connection's ticket */
+    mbedtls_x509_crt *ticket_crt; /* the certificate carried by that ticket */
     bool keep_der;
     bool parked; /* record buffers released; the sequence numbers are here */
     uint8_t in_ctr[8], out_ctr[8];
@@ -55,6 +64,13 @@ struct tls_conn {
 struct tls_lib *tls_lib_new(bool tickets, uint32_t lifetime)
 {
     struct tls_lib *l = xcalloc(1, sizeof(*l));
+#if MBEDTLS_VERSION_MAJOR >= 3
+    /* TLS 1.3 and key parsing run on PSA; nothing works before this. */
+    if (psa_crypto_init() != PSA_SUCCESS) {
+        fputs("certmq: cannot initialise PSA crypto\n", stderr);
+        abort();
+    }
+#endif
     mbedtls_entropy_init(&l->entropy);
     mbedtls_ctr_drbg_init(&l->drbg);
     static const char pers[] = "certmq";
@@ -63,12 +79,13 @@ struct tls_lib *tls_lib_new(bool tickets, uint32_t lifetime)
         fputs("certmq: cannot seed the random generator\n", stderr);
         abort();
     }
-    mbedtls_ssl_ticket_init(&l->tickets);
     l->use_tickets = tickets;
     l->ticket_lifetime = lifetime;
-    if (tickets && mbedtls_ssl_ticket_setup(&l->tickets, mbedtls_ctr_drbg_random, &l->drbg,
-                                            MBEDTLS_CIPHER_AES_256_GCM, lifetime) != 0)
-        l->use_tickets = false;
+    if (tickets) {
+        l->rand_keys[0] = tls__ticket_keys_random(mbedtls_ctr_drbg_random, &l->drbg);
+        l->rand_keys_at = (int64_t)time(NULL);
+        l->use_tickets = l->rand_keys[0] != NULL;
+    }
     return l;
 }
 
@@ -76,7 +93,8 @@ void tls_lib_free(struct tls_lib *l)
 {
     if (!l)
         return;
-    mbedtls_ssl_ticket_free(&l->tickets);
+    tls__ticket_keys_free(l->rand_keys[0]);
+    tls__ticket_keys_free(l->rand_keys[1]);
     tls__ticket_keys_free(l->file_keys);
     mbedtls_ctr_drbg_free(&l->drbg);
     mbedtls_entropy_free(&l->entropy);
@@ -110,8 +128,16 @@ const char *tls__mbed_err(int r, char *buf, size_t n)
 }
 
 /* X25519 is cheapest; P-256 must stay because P-256 device certificates need it in TLS 1.2. */
+#if MBEDTLS_VERSION_MAJOR < 3
 static const mbedtls_ecp_group_id curves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
                                               MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
+#else
+/* 3.6 picks the ECDHE group in this (the server's) order for TLS 1.2, and accepts a TLS 1.3
+ * key share in any of them. */
+static const uint16_t groups[] = {MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+                                  MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+                                  MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, 0};
+#endif
 
 /* Certificates and CRLs: SHA-256 or better, EC (named NIST curves) or RSA of 2048 bits or more. */
 static const mbedtls_x509_crt_profile profile = {
@@ -125,35 +151,84 @@ static const mbedtls_x509_crt_profile profile = {
     2048,
 };
 
+/* The newest random key, replaced every ticket lifetime (the previous one still decrypts). */
+static struct tls_ticket_keys *rand_keys(struct tls_lib *l)
+{
+    int64_t now = (int64_t)time(NULL);
+    if (now - l->rand_keys_at >= (int64_t)l->ticket_lifetime) {
+        struct tls_ticket_keys *k = tls__ticket_keys_random(mbedtls_ctr_drbg_random, &l->drbg);
+        if (k) {
+            tls__ticket_keys_free(l->rand_keys[1]);
+            l->rand_keys[1] = l->rand_keys[0];
+            l->rand_keys[0] = k;
+            l->rand_keys_at = now;
+        }
+    }
+    return l->rand_keys[0];
+}
+
 static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *start,
                         const unsigned char *end, size_t *tlen, uint32_t *lifetime)
 {
     struct tls_ctx *c = p;
     struct tls_lib *l = c->lib;
-    if (l->file_keys)
-        return tls__ticket_write(l->file_keys, mbedtls_ctr_drbg_random, &l->drbg,
-                                 l->ticket_lifetime, s, start, end, tlen, lifetime);
-    return mbedtls_ssl_ticket_write(&l->tickets, s, start, end, tlen, lifetime);
+    struct tls_conn *conn = c->cur_conn;
+    /* The client's certificate goes into the ticket: from this handshake's verification, or
+     * from the ticket this (resumed) connection presented. */
+    const uint8_t *der = conn ? conn->vs.leaf_der : NULL;
+    size_t der_len = conn ? conn->vs.leaf_der_len : 0;
+    if (!der && conn && conn->ticket_crt) {
+        der = conn->ticket_crt->raw.p;
+        der_len = conn->ticket_crt->raw.len;
+    }
+    *tlen = 0;
+    *lifetime = l->ticket_lifetime;
+    if (!der)
+        return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+    return tls__ticket_write(l->file_keys ? l->file_keys : rand_keys(l), mbedtls_ctr_drbg_random,
+                             &l->drbg, l->ticket_lifetime, der, der_len, s, start, end, tlen,
+                             lifetime);
 }
 
 /* A ticket proves a past verification only: the certificate must still be acceptable under the
  * current CRLs, CA set and its validity period, else Mbed TLS ignores the ticket and runs a full
  * handshake, whose verification then names the reason. Accepting it is the only sign of a
- * resumption that Mbed TLS 2.28 gives, so the connection is told here. The same for keys from
+ * resumption that Mbed TLS gives, so the connection is told here. The same for keys from
  * tls_ticket_key_file: a ticket issued before a restart proves nothing about a revocation made
  * while the broker was down. */
 static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, size_t len)
 {
     struct tls_ctx *c = p;
     struct tls_lib *l = c->lib;
-    int r = l->file_keys ? tls__ticket_parse(l->file_keys, l->ticket_lifetime, s, buf, len)
-                         : mbedtls_ssl_ticket_parse(&l->tickets, s, buf, len);
+    uint8_t *der;
+    size_t der_len;
+    int r;
+    if (l->file_keys) {
+        r = tls__ticket_parse(l->file_keys, l->ticket_lifetime, s, buf, len, &der, &der_len);
+    } else {
+        /* An unknown key name is refused before anything is decrypted, so buf is intact for
+         * the previous key. */
+        r = tls__ticket_parse(l->rand_keys[0], l->ticket_lifetime, s, buf, len, &der, &der_len);
+        if (r == MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED && l->rand_keys[1])
+            r = tls__ticket_parse(l->rand_keys[1], l->ticket_lifetime, s, buf, len, &der, &der_len);
+    }
     if (r != 0)
         return r;
-    if (tls_verify_ticket_check(c, s->peer_cert) != NULL)
+    mbedtls_x509_crt *crt = xmalloc(sizeof(*crt));
+    mbedtls_x509_crt_init(crt);
+    if (!c->cur_conn || mbedtls_x509_crt_parse_der(crt, der, der_len) != 0 ||
+        tls_verify_ticket_check(c, crt) != NULL) {
+        mbedtls_x509_crt_free(crt);
+        free(crt);
         return MBEDTLS_ERR_SSL_INVALID_MAC;
-    if (c->ticket_flag)
-        *c->ticket_flag = true;
+    }
+    struct tls_conn *conn = c->cur_conn;
+    if (conn->ticket_crt) {
+        mbedtls_x509_crt_free(conn->ticket_crt);
+        free(conn->ticket_crt);
+    }
+    conn->ticket_crt = crt;
+    conn->ticket = true;
     return 0;
 }
 
@@ -162,16 +237,24 @@ static void setup_conf(struct tls_ctx *c, struct tls_lib *lib)
     mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
                                 MBEDTLS_SSL_PRESET_DEFAULT);
     mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &lib->drbg);
+#if MBEDTLS_VERSION_MAJOR < 3
     mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_curves(&c->conf, curves);
+#else
+    mbedtls_ssl_conf_min_tls_version(&c->conf, (mbedtls_ssl_protocol_version)c->min_version);
+    mbedtls_ssl_conf_max_tls_version(&c->conf, (mbedtls_ssl_protocol_version)c->max_version);
+    mbedtls_ssl_conf_groups(&c->conf, groups);
+#endif
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, c->crl_count ? &c->crl : NULL);
     mbedtls_ssl_conf_cert_profile(&c->conf, &profile);
     mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
-    mbedtls_ssl_conf_curves(&c->conf, curves);
+#if defined(MBEDTLS_SSL_RENEGOTIATION) /* a build without it cannot renegotiate anyway */
     mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
     if (lib->use_tickets)
         mbedtls_ssl_conf_session_tickets_cb(&c->conf, ticket_write, ticket_parse, c);
 }
@@ -203,8 +286,10 @@ struct tls_ctx *tls_ctx_load(struct tls_lib *lib, const struct tls_server_opts *
     mbedtls_x509_crt_init(&c->cert);
     mbedtls_x509_crt_init(&c->seen);
     mbedtls_x509_crt_init(&c->no_ca);
+#if MBEDTLS_VERSION_MAJOR < 3
     for (size_t i = 0; i < sizeof(c->verifier) / sizeof(c->verifier[0]); i++)
         mbedtls_ecdsa_init(&c->verifier[i]);
+#endif
     c->profile = &profile;
     mbedtls_pk_init(&c->key);
     mbedtls_ssl_config_init(&c->conf);
@@ -247,8 +332,10 @@ void tls_ctx_unref(struct tls_ctx *c)
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_x509_crt_free(&c->seen);
     mbedtls_x509_crt_free(&c->no_ca);
+#if MBEDTLS_VERSION_MAJOR < 3
     for (size_t i = 0; i < sizeof(c->verifier) / sizeof(c->verifier[0]); i++)
         mbedtls_ecdsa_free(&c->verifier[i]);
+#endif
     tls_vcache_free(c);
     mbedtls_pk_free(&c->key);
     free(c);
@@ -299,21 +386,34 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx)
     return c;
 }
 
+static void drop_ticket_crt(struct tls_conn *c)
+{
+    if (c->ticket_crt) {
+        mbedtls_x509_crt_free(c->ticket_crt);
+        free(c->ticket_crt);
+        c->ticket_crt = NULL;
+    }
+}
+
 void tls_conn_free(struct tls_conn *c)
 {
     if (!c)
         return;
+    unsigned char *in = NULL, *out = NULL;
+#if MBEDTLS_VERSION_MAJOR < 3
     /* mbedtls_ssl_free zeroes both record buffers before freeing them, faulting in every page
      * the pool kept non-resident; pooled buffers are wiped by discarding their pages instead. */
-    unsigned char *in = NULL, *out = NULL;
     if (tlsmem_owns(c->ssl.in_buf) && tlsmem_owns(c->ssl.out_buf)) {
         in = c->ssl.in_buf;
         out = c->ssl.out_buf;
         c->ssl.in_buf = c->ssl.out_buf = NULL;
     }
+#endif
     mbedtls_ssl_free(&c->ssl);
     free(in);
     free(out);
+    drop_ticket_crt(c);
+    free(c->vs.leaf_der);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->peer.chain);
@@ -407,6 +507,7 @@ static int fail(struct tls_conn *c, int r)
     return -1;
 }
 
+#if MBEDTLS_VERSION_MAJOR < 3
 /* Mbed TLS picks the ECDHE group in the client's order; many device stacks list the costly
  * NIST curves first. Reorder the client's list by ours (X25519 first): same groups, cheaper
  * key exchange when the client supports X25519. */
@@ -481,14 +582,14 @@ int tls_conn_handshake_step(struct tls_conn *c)
             mbedtls_ssl_set_hs_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_OPTIONAL);
             mbedtls_ssl_set_hs_ca_chain(&c->ssl, &c->ctx->no_ca, NULL);
         }
-        c->ctx->ticket_flag = &c->ticket;
+        c->ctx->cur_conn = c;
         mbedtls_pk_context own_key;
         mbedtls_x509_crt *lent =
             c->ssl.state == MBEDTLS_SSL_CERTIFICATE_VERIFY ? lend_peer_key(c, &own_key) : NULL;
         int r = mbedtls_ssl_handshake_step(&c->ssl);
         if (lent)
             lent->pk = own_key;
-        c->ctx->ticket_flag = NULL;
+        c->ctx->cur_conn = NULL;
         if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
             buf_shrink(&c->in, 0);
             return TLS_AGAIN;
@@ -520,6 +621,40 @@ int tls_conn_handshake_step(struct tls_conn *c)
     return finish_handshake(c);
 }
 
+#else
+/* 3.6 needs none of 2.28's tricks: the ECDHE group follows the server's order (setup_conf),
+ * ECDSA uses precomputed generator tables, and Mbed TLS checks the chain against the real CA set
+ * with tls_verify_cb applying the policy (the handshake state, which the deferred chain check
+ * keyed on, is private in 3.6). Nor can it be stepped: mbedtls_ssl_is_handshake_over() is also
+ * true inside a TLS 1.3 handshake (its states are numbered after HANDSHAKE_OVER), so each call
+ * runs mbedtls_ssl_handshake() as far as the input allows. */
+int tls_conn_handshake_step(struct tls_conn *c)
+{
+    if (c->done)
+        return 0;
+    if (c->failed)
+        return -1;
+    c->ctx->cur_conn = c;
+    int r = mbedtls_ssl_handshake(&c->ssl);
+    c->ctx->cur_conn = NULL;
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        buf_shrink(&c->in, 0);
+        return TLS_AGAIN;
+    }
+    if (r == MBEDTLS_ERR_X509_FATAL_ERROR && c->vs.reject == TLS_REJECT_NONE) {
+        /* Mbed TLS walks at most MBEDTLS_X509_MAX_INTERMEDIATE_CA CAs and then gives up with a
+         * bare "fatal error": the device cannot be named, but the reason can. */
+        c->vs.reject = TLS_REJECT_CHAIN_TOO_LONG;
+        snprintf(c->vs.detail, sizeof(c->vs.detail),
+                 "certificate chain longer than %d CAs (verify_depth %u)",
+                 MBEDTLS_X509_MAX_INTERMEDIATE_CA, c->ctx->verify_depth);
+    }
+    if (r != 0)
+        return fail(c, r);
+    return finish_handshake(c);
+}
+#endif
+
 int tls_conn_handshake(struct tls_conn *c)
 {
     int r;
@@ -533,9 +668,11 @@ int tls_conn_handshake(struct tls_conn *c)
 static int finish_handshake(struct tls_conn *c)
 {
     /* Resumed: the ticket wrapper accepted a ticket, so the verify callback did not run and
-     * the policy's per-certificate checks are applied here, to the ticket's certificate. */
+     * the policy's per-certificate checks are applied here, to the ticket's certificate (on a
+     * full handshake after a refused ticket, the verification's own). */
     c->peer.resumed = c->ticket && !c->vs.verified;
-    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(&c->ssl);
+    const mbedtls_x509_crt *crt =
+        c->peer.resumed ? c->ticket_crt : mbedtls_ssl_get_peer_cert(&c->ssl);
     if (!crt) {
         c->vs.reject = TLS_REJECT_NO_CERT;
         snprintf(c->vs.detail, sizeof(c->vs.detail), "no peer certificate after the handshake");
@@ -547,12 +684,21 @@ static int finish_handshake(struct tls_conn *c)
         tls_verify_remember(&c->vs);
     if (c->keep_der)
         keep_der(c, crt);
+    drop_ticket_crt(c);
+    free(c->vs.leaf_der);
+    c->vs.leaf_der = NULL;
+    c->vs.leaf_der_len = 0;
+#if MBEDTLS_VERSION_MAJOR < 3
     /* Everything the broker needs is copied out and the ticket (which embeds the certificate)
      * is already written: the certificate (~2.5 KB) is not kept (notes/mbedtls-2.28.md §3.4).
-     * Safe because renegotiation is off and mbedtls_ssl_get_session() is never called. */
-    mbedtls_x509_crt_free(c->ssl.session->peer_cert);
-    mbedtls_free(c->ssl.session->peer_cert);
-    c->ssl.session->peer_cert = NULL;
+     * Safe because renegotiation is off and mbedtls_ssl_get_session() is never called. 3.6
+     * keeps it: its session is private, and TLS 1.3 needs MBEDTLS_SSL_KEEP_PEER_CERTIFICATE. */
+    if (c->ssl.session->peer_cert) {
+        mbedtls_x509_crt_free(c->ssl.session->peer_cert);
+        mbedtls_free(c->ssl.session->peer_cert);
+        c->ssl.session->peer_cert = NULL;
+    }
+#endif
     c->done = true;
     buf_shrink(&c->in, 0);
     return 0;
@@ -561,6 +707,7 @@ static int finish_handshake(struct tls_conn *c)
 /* TLS 1.2 keeps the record sequence numbers in the first bytes of the record buffers
  * (in_ctr = in_buf, out_ctr = out_buf); nothing else in them outlives a completely processed
  * record. */
+#if MBEDTLS_VERSION_MAJOR < 3
 bool tls_conn_park(struct tls_conn *c)
 {
     mbedtls_ssl_context *s = &c->ssl;
@@ -587,6 +734,19 @@ static void unpark(struct tls_conn *c)
     memcpy(c->ssl.out_ctr, c->out_ctr, 8);
     c->parked = false;
 }
+#else
+/* 3.6 keeps its record buffers private; parking is not done there (yet). */
+bool tls_conn_park(struct tls_conn *c)
+{
+    (void)c;
+    return false;
+}
+
+static void unpark(struct tls_conn *c)
+{
+    (void)c;
+}
+#endif
 
 int tls_conn_read(struct tls_conn *c, uint8_t *out, size_t cap)
 {

@@ -68,8 +68,9 @@ struct tls_server_opts {
     const char *const *crlfiles;
     size_t crlfile_count;
     const char *crlpath;
-    const char *tls_version; /* NULL or "tlsv1.2" */
-    const char *ciphers;     /* NULL = default set; else OpenSSL-style names joined by ':' */
+    const char *tls_version;     /* NULL, "tlsv1.2" or "tlsv1.3": that version only */
+    const char *min_tls_version; /* NULL, "tlsv1.2" or "tlsv1.3": that version or newer */
+    const char *ciphers;         /* NULL = default set; else OpenSSL-style names joined by ':' */
     unsigned verify_depth;
     enum tls_identity_mode identity;
     bool crl_strict;       /* a CA in the chain with no CRL loaded refuses the device */

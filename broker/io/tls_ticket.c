@@ -203,14 +203,33 @@ struct tls_ticket_keys *tls__ticket_keys_load(const char *path, struct tls_load 
 
 /* ---- the tickets -------------------------------------------------------------------------- */
 
+struct tls_ticket_keys *tls__ticket_keys_random(int (*f_rng)(void *, unsigned char *, size_t),
+                                                void *p_rng)
+{
+    uint8_t raw[TLS_TICKET_KEY_LEN];
+    struct tls_ticket_keys *k = NULL;
+    struct diag d;
+    diag_init(&d);
+    /* An all-zero name or key (the parser's refusal) is as likely as guessing the key. */
+    if (f_rng(p_rng, raw, sizeof(raw)) == 0)
+        k = tls__ticket_keys_parse(raw, sizeof(raw), "(random)", &d);
+    mbedtls_platform_zeroize(raw, sizeof(raw));
+    diag_free(&d);
+    return k;
+}
+
+/* The clear state: issued_at[8] | extra_len[2] | extra | mbedtls_ssl_session_save(). */
+#define HEAD_LEN 10
+
 int tls__ticket_write(struct tls_ticket_keys *k, int (*f_rng)(void *, unsigned char *, size_t),
-                      void *p_rng, uint32_t lifetime, const mbedtls_ssl_session *s,
-                      unsigned char *start, const unsigned char *end, size_t *tlen,
-                      uint32_t *lifetime_out)
+                      void *p_rng, uint32_t lifetime, const uint8_t *extra, size_t extra_len,
+                      const mbedtls_ssl_session *s, unsigned char *start, const unsigned char *end,
+                      size_t *tlen, uint32_t *lifetime_out)
 {
     *tlen = 0;
     *lifetime_out = lifetime; /* read by Mbed TLS even when writing fails */
-    if (!k->n || end < start || (size_t)(end - start) < MIN_TICKET)
+    if (!k->n || end < start || (size_t)(end - start) < MIN_TICKET + HEAD_LEN + extra_len ||
+        extra_len > 0xffff)
         return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
     unsigned char *name = start, *iv = start + TLS_TICKET_NAME_LEN, *len = iv + IV_LEN;
     unsigned char *state = len + LEN_LEN;
@@ -219,10 +238,17 @@ int tls__ticket_write(struct tls_ticket_keys *k, int (*f_rng)(void *, unsigned c
     memcpy(name, k->k[0].name, TLS_TICKET_NAME_LEN);
     if ((r = f_rng(p_rng, iv, IV_LEN)) != 0)
         return r;
-    if (room < TAG_LEN)
-        return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
-    if ((r = mbedtls_ssl_session_save(s, state, room - TAG_LEN, &clear_len)) != 0)
+    uint64_t now = (uint64_t)time(NULL);
+    for (int i = 0; i < 8; i++)
+        state[i] = (unsigned char)(now >> (56 - 8 * i));
+    state[8] = (unsigned char)(extra_len >> 8);
+    state[9] = (unsigned char)extra_len;
+    if (extra_len)
+        memcpy(state + HEAD_LEN, extra, extra_len);
+    size_t used = HEAD_LEN + extra_len;
+    if ((r = mbedtls_ssl_session_save(s, state + used, room - TAG_LEN - used, &clear_len)) != 0)
         return r;
+    clear_len += used;
     if (clear_len > 0xffff)
         return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
     len[0] = (unsigned char)(clear_len >> 8);
@@ -239,8 +265,10 @@ int tls__ticket_write(struct tls_ticket_keys *k, int (*f_rng)(void *, unsigned c
 }
 
 int tls__ticket_parse(struct tls_ticket_keys *k, uint32_t lifetime, mbedtls_ssl_session *s,
-                      unsigned char *buf, size_t len)
+                      unsigned char *buf, size_t len, uint8_t **extra, size_t *extra_len)
 {
+    *extra = NULL;
+    *extra_len = 0;
     if (len < MIN_TICKET)
         return MBEDTLS_ERR_SSL_BAD_INPUT_DATA;
     const unsigned char *name = buf, *iv = buf + TLS_TICKET_NAME_LEN, *lp = iv + IV_LEN;
@@ -259,16 +287,29 @@ int tls__ticket_parse(struct tls_ticket_keys *k, uint32_t lifetime, mbedtls_ssl_
                                             enc_len + TAG_LEN, state, enc_len, &clear_len, TAG_LEN);
     if (r != 0)
         return r == MBEDTLS_ERR_CIPHER_AUTH_FAILED ? MBEDTLS_ERR_SSL_INVALID_MAC : r;
-    if (clear_len != enc_len)
+    if (clear_len != enc_len || clear_len < HEAD_LEN)
         return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
-    r = mbedtls_ssl_session_load(s, state, clear_len);
-    mbedtls_platform_zeroize(state, clear_len);
-    if (r != 0)
+    uint64_t issued = 0;
+    for (int i = 0; i < 8; i++)
+        issued = issued << 8 | state[i];
+    size_t xlen = (size_t)state[8] << 8 | state[9];
+    if (xlen > clear_len - HEAD_LEN)
+        return MBEDTLS_ERR_SSL_BAD_INPUT_DATA;
+    r = mbedtls_ssl_session_load(s, state + HEAD_LEN + xlen, clear_len - HEAD_LEN - xlen);
+    if (r != 0) {
+        mbedtls_platform_zeroize(state, clear_len);
         return r;
+    }
     /* The key may be older than the ticket lifetime (it rotates only when the operator rotates
-     * the file): the session's own age is what bounds a ticket. */
-    time_t now = time(NULL);
-    if ((int64_t)now < (int64_t)s->start || (uint64_t)(now - s->start) > lifetime)
+     * the file): the ticket's own age is what bounds it. */
+    uint64_t now = (uint64_t)time(NULL);
+    if (now < issued || now - issued > lifetime) {
+        mbedtls_platform_zeroize(state, clear_len);
         return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+    }
+    /* The extra part (a certificate) is not secret; the session's secrets are wiped. */
+    mbedtls_platform_zeroize(state + HEAD_LEN + xlen, clear_len - HEAD_LEN - xlen);
+    *extra = state + HEAD_LEN;
+    *extra_len = xlen;
     return 0;
 }

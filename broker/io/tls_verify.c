@@ -6,6 +6,8 @@
 #include "tls_verify.h"
 #include "utf8.h"
 
+#include "mbedx.h"
+
 #include "log.h"
 #include "xmalloc.h"
 
@@ -78,26 +80,71 @@ bool tls_identity_valid(const uint8_t *p, size_t len, const char **why)
     return true;
 }
 
+/* One attribute of a DN, read from its DER (Mbed TLS 3.6 keeps which attributes share an RDN
+ * private). */
+struct dn_attr {
+    mbedtls_asn1_buf oid;
+    const unsigned char *val;
+    size_t len;
+    bool merged; /* the next attribute is in the same (multi-valued) RDN */
+};
+
+/* Name ::= SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }. Returns the count or -1. */
+static int dn_attrs(const mbedtls_x509_buf *raw, struct dn_attr *a, int max)
+{
+    unsigned char *p = raw->p, *end = p + raw->len, *set_end, *e;
+    size_t len;
+    int n = 0;
+    if (!p || mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
+        return -1;
+    end = p + len;
+    while (p < end) {
+        if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SET))
+            return -1;
+        for (set_end = p + len; p < set_end; p = e) {
+            if (n == max || mbedtls_asn1_get_tag(&p, set_end, &len,
+                                                 MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE))
+                return -1;
+            e = p + len;
+            a[n].oid.tag = MBEDTLS_ASN1_OID;
+            if (mbedtls_asn1_get_tag(&p, e, &a[n].oid.len, MBEDTLS_ASN1_OID))
+                return -1;
+            a[n].oid.p = p;
+            p += a[n].oid.len;
+            if (p >= e)
+                return -1;
+            p++; /* the value's tag: any string type */
+            if (mbedtls_asn1_get_len(&p, e, &len) || p + len != e)
+                return -1;
+            a[n].val = p;
+            a[n].len = len;
+            a[n].merged = e < set_end;
+            n++;
+        }
+    }
+    return n;
+}
+
 /* RFC 4514 string of a DN: RDNs in reverse order, ',' between them, '+' inside a multi-valued
  * RDN, special characters escaped. Returns the length, or -1 when it does not fit. */
-static int dn_rfc4514(const mbedtls_x509_name *dn, char *out, size_t cap)
+static int dn_rfc4514(const mbedtls_x509_buf *raw, char *out, size_t cap)
 {
-    const mbedtls_x509_name *v[64];
-    int n = 0;
-    for (const mbedtls_x509_name *x = dn; x && x->oid.p && n < 64; x = x->next)
-        v[n++] = x;
+    struct dn_attr v[64];
+    int n = dn_attrs(raw, v, 64);
+    if (n < 0)
+        return -1;
     size_t o = 0;
     /* Walk RDN groups from the last to the first; each group stays in its own order. */
     int end = n;
     while (end > 0) {
         int start = end - 1;
-        while (start > 0 && v[start - 1]->next_merged)
+        while (start > 0 && v[start - 1].merged)
             start--;
         for (int i = start; i < end; i++) {
             const char *sn = NULL;
             char num[64];
-            if (mbedtls_oid_get_attr_short_name(&v[i]->oid, &sn) != 0) {
-                if (mbedtls_oid_get_numeric_string(num, sizeof(num), &v[i]->oid) < 0)
+            if (mbedtls_oid_get_attr_short_name(&v[i].oid, &sn) != 0) {
+                if (mbedtls_oid_get_numeric_string(num, sizeof(num), &v[i].oid) < 0)
                     return -1;
                 sn = num;
             }
@@ -105,10 +152,10 @@ static int dn_rfc4514(const mbedtls_x509_name *dn, char *out, size_t cap)
             if (w < 0 || (size_t)w >= cap - o)
                 return -1;
             o += (size_t)w;
-            for (size_t k = 0; k < v[i]->val.len; k++) {
-                unsigned char ch = v[i]->val.p[k];
+            for (size_t k = 0; k < v[i].len; k++) {
+                unsigned char ch = v[i].val[k];
                 bool esc = strchr("\"+,;<>\\", ch) || (k == 0 && (ch == '#' || ch == ' ')) ||
-                           (k + 1 == v[i]->val.len && ch == ' ');
+                           (k + 1 == v[i].len && ch == ' ');
                 if (ch < 0x20 || ch == 0x7F)
                     w = snprintf(out + o, cap - o, "\\%02X", ch);
                 else
@@ -139,7 +186,7 @@ static int identity_get(const mbedtls_x509_crt *crt, enum tls_identity_mode mode
             }
         }
     } else if (mode == TLS_ID_SUBJECT) {
-        int r = dn_rfc4514(&crt->subject, dn, sizeof(dn));
+        int r = dn_rfc4514(&crt->subject_raw, dn, sizeof(dn));
         if (r > 0) {
             found = 1;
             v = (const uint8_t *)dn;
@@ -196,7 +243,7 @@ static void add_chain(struct tls_peer *p, const mbedtls_x509_crt *c)
     p->chain = xrealloc(p->chain, (p->chain_len + 1u) * sizeof(*p->chain));
     struct tls_cert_id *id = &p->chain[p->chain_len++];
     memset(id, 0, sizeof(*id));
-    mbedtls_sha256_ret(c->issuer_raw.p, c->issuer_raw.len, id->issuer_hash, 0);
+    mbedtls_sha256(c->issuer_raw.p, c->issuer_raw.len, id->issuer_hash, 0);
     id->serial_len =
         (uint8_t)(c->serial.len < sizeof(id->serial) ? c->serial.len : sizeof(id->serial));
     memcpy(id->serial, c->serial.p, id->serial_len);
@@ -235,7 +282,7 @@ static bool has_crl_for(const struct tls_ctx *c, const mbedtls_x509_crt *crt)
 static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
 {
     struct tls_peer *p = vs->peer;
-    if ((crt->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) &&
+    if (mbedx_has_ext(crt, MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) &&
         mbedtls_x509_crt_check_extended_key_usage(crt, MBEDTLS_OID_CLIENT_AUTH,
                                                   MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH)) != 0) {
         reject(vs, TLS_REJECT_BAD_EKU, crt, "extended key usage without clientAuth");
@@ -256,6 +303,9 @@ static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
     mbedtls_x509_dn_gets(p->subject, sizeof(p->subject), &crt->subject);
     mbedtls_x509_dn_gets(p->issuer, sizeof(p->issuer), &crt->issuer);
     mbedtls_x509_serial_gets(p->serial, sizeof(p->serial), &crt->serial);
+    free(vs->leaf_der);
+    vs->leaf_der = xmemdup(crt->raw.p, crt->raw.len);
+    vs->leaf_der_len = crt->raw.len;
     return 0;
 }
 
@@ -454,11 +504,7 @@ void tls_verify_check_crls(struct tls_ctx *c, const mbedtls_x509_crl *first, con
             diag_add(d, file, 0, "CRL issued by %s, whose key usage does not allow cRLSign", iss);
             continue;
         }
-        const mbedtls_md_info_t *md = mbedtls_md_info_from_type(l->sig_md);
-        unsigned char hash[MBEDTLS_MD_MAX_SIZE];
-        if (!md || mbedtls_md(md, l->tbs.p, l->tbs.len, hash) != 0 ||
-            mbedtls_pk_verify_ext(l->sig_pk, l->sig_opts, (mbedtls_pk_context *)&ca->pk, l->sig_md,
-                                  hash, mbedtls_md_get_size(md), l->sig.p, l->sig.len) != 0) {
+        if (mbedx_crl_signed_by(l, ca) != 0) {
             diag_add(d, file, 0, "CRL claiming issuer %s: signature does not verify with that CA",
                      iss);
             continue;
@@ -472,7 +518,7 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, cha
 {
     for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
         uint8_t h[32];
-        mbedtls_sha256_ret(l->issuer_raw.p, l->issuer_raw.len, h, 0);
+        mbedtls_sha256(l->issuer_raw.p, l->issuer_raw.len, h, 0);
         for (uint8_t i = 0; i < p->chain_len; i++) {
             const struct tls_cert_id *id = &p->chain[i];
             if (memcmp(h, id->issuer_hash, 32) != 0)
@@ -504,14 +550,14 @@ static void chain_key(const mbedtls_x509_crt *chain, uint8_t key[32])
 {
     mbedtls_sha256_context h;
     mbedtls_sha256_init(&h);
-    mbedtls_sha256_starts_ret(&h, 0);
+    mbedtls_sha256_starts(&h, 0);
     for (const mbedtls_x509_crt *x = chain; x && x->raw.p; x = x->next) {
         uint8_t len[4] = {(uint8_t)(x->raw.len >> 24), (uint8_t)(x->raw.len >> 16),
                           (uint8_t)(x->raw.len >> 8), (uint8_t)x->raw.len};
-        mbedtls_sha256_update_ret(&h, len, sizeof(len));
-        mbedtls_sha256_update_ret(&h, x->raw.p, x->raw.len);
+        mbedtls_sha256_update(&h, len, sizeof(len));
+        mbedtls_sha256_update(&h, x->raw.p, x->raw.len);
     }
-    mbedtls_sha256_finish_ret(&h, key);
+    mbedtls_sha256_finish(&h, key);
     mbedtls_sha256_free(&h);
 }
 

@@ -8,11 +8,20 @@
 
 #include "tls.h"
 
+#include <mbedtls/version.h>
+
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crl.h>
 #include <mbedtls/x509_crt.h>
+
+/* Can this build speak TLS 1.3 (Mbed TLS 3.6 with it configured)? */
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && MBEDTLS_VERSION_MAJOR >= 3
+#define TLS_HAVE_13 1
+#else
+#define TLS_HAVE_13 0
+#endif
 
 /* Intermediates a device sent (not in the CA set) that passed a full verification here, kept
  * so a ticket's certificate can be re-checked up to a trust anchor: tickets hold the leaf only. */
@@ -37,23 +46,26 @@ struct tls_ctx {
     struct tls_load *load;
     mbedtls_pk_context key;
     mbedtls_ssl_config conf;
-    int suites[12]; /* the allowed suites (tls_load.c) + 0 */
+    int suites[16];               /* the allowed suites (tls_load.c) + 0 */
+    int min_version, max_version; /* 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3) */
     unsigned verify_depth;
     mbedtls_x509_crt seen; /* see TLS_SEEN_MAX */
     unsigned seen_count;
-    /* Set by tls_conn_handshake around mbedtls_ssl_handshake(): the ticket parse callback only
-     * gets the ctx, and this is how it tells the connection that its ticket was accepted.
-     * Single-threaded by design, so one slot per ctx suffices. */
-    bool *ticket_flag;
+    /* Set by tls_conn_handshake_step around mbedtls_ssl_handshake_step(): the ticket callbacks
+     * only get the ctx, and this is the connection they work for. Single-threaded by design, so
+     * one slot per ctx suffices. */
+    struct tls_conn *cur_conn;
     int64_t crl_warned_at; /* last "expired CRL accepted" warning (unix seconds) */
     uint64_t crl_expired_accepted;
     struct tls_vcache_entry *vcache;
     size_t vcache_count;
     uint64_t vcache_hits;
     mbedtls_x509_crt no_ca; /* an empty trust list: Mbed TLS's own chain check finds nothing */
+#if MBEDTLS_VERSION_MAJOR < 3
     /* Long-lived ECDSA contexts (P-256, P-384, P-521) lent the device's key for the
      * CertificateVerify check, so the generator's comb table is computed once (tls.c). */
     mbedtls_ecdsa_context verifier[3];
+#endif
     const mbedtls_x509_crt_profile *profile;
 };
 
@@ -68,6 +80,10 @@ struct tls_verify_state {
     const mbedtls_x509_crt *leaf;    /* the device's certificate, named when a CA is at fault */
     const mbedtls_x509_crt *sent[8]; /* verified intermediates not in the CA set */
     unsigned nsent;
+    /* The accepted client certificate (DER), for the session ticket written at the end of the
+     * handshake; freed when the handshake is over. */
+    uint8_t *leaf_der;
+    size_t leaf_der_len;
     char detail[320];
 };
 

@@ -8,6 +8,8 @@
  * only looked at once the signature over them has been verified. */
 #include "ocsp_codec.h"
 
+#include "mbedx.h"
+
 #include <mbedtls/asn1.h>
 #include <mbedtls/asn1write.h>
 #include <mbedtls/md.h>
@@ -16,6 +18,7 @@
 #include <mbedtls/platform.h>
 #include <mbedtls/sha1.h>
 #include <mbedtls/x509.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,31 +79,15 @@ static int skip_tlv(unsigned char **p, const unsigned char *end)
     return 0;
 }
 
-/* Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil): unlike
- * timegm it does not depend on TZ or on the C library. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 static int64_t unix_time(const mbedtls_x509_time *t)
 {
-    return days_from_civil(t->year, t->mon, t->day) * 86400 + t->hour * 3600 + t->min * 60 + t->sec;
+    return mbedx_time_unix(t);
 }
 
-/* OCSP times are GeneralizedTime only; mbedtls_x509_get_time would also take UTCTime. */
+/* OCSP times are GeneralizedTime only (mbedtls_x509_get_time would also take UTCTime). */
 static int get_gentime(unsigned char **p, const unsigned char *end, int64_t *out)
 {
-    mbedtls_x509_time t;
-    if (*p >= end || **p != MBEDTLS_ASN1_GENERALIZED_TIME || mbedtls_x509_get_time(p, end, &t) != 0)
-        return -1;
-    *out = unix_time(&t);
-    return 0;
+    return mbedx_get_gentime(p, end, out);
 }
 
 /* SHA-1 of the subjectPublicKey BIT STRING value (unused-bits octet excluded, as openssl does). */
@@ -114,7 +101,7 @@ static int key_hash(const mbedtls_x509_crt *c, uint8_t out[20])
     p = alg_end;
     if (mbedtls_asn1_get_bitstring(&p, end, &bs) != 0 || bs.unused_bits != 0)
         return -1;
-    return mbedtls_sha1_ret(bs.p, bs.len, out) == 0 ? 0 : -1;
+    return mbedtls_sha1(bs.p, bs.len, out) == 0 ? 0 : -1;
 }
 
 int ocsp_certid_from(const mbedtls_x509_crt *leaf, const mbedtls_x509_crt *issuer,
@@ -124,7 +111,7 @@ int ocsp_certid_from(const mbedtls_x509_crt *leaf, const mbedtls_x509_crt *issue
         leaf->serial.len > sizeof(out->serial))
         return -1;
     memset(out, 0, sizeof(*out));
-    if (mbedtls_sha1_ret(leaf->issuer_raw.p, leaf->issuer_raw.len, out->name_hash) != 0 ||
+    if (mbedtls_sha1(leaf->issuer_raw.p, leaf->issuer_raw.len, out->name_hash) != 0 ||
         key_hash(issuer, out->key_hash) != 0)
         return -1;
     memcpy(out->serial, leaf->serial.p, leaf->serial.len);
@@ -362,9 +349,13 @@ static int parse_response(unsigned char *p, const unsigned char *end, const stru
     if (parse_tbs(p, te, id, b) != 0)
         return -1;
     p = te;
-    if (mbedtls_x509_get_alg(&p, be, &b->sig_oid, &b->sig_params) != 0 ||
-        mbedtls_x509_get_sig(&p, be, &b->sig) != 0)
+    size_t sig_len;
+    if (mbedtls_asn1_get_alg(&p, be, &b->sig_oid, &b->sig_params) != 0 ||
+        mbedtls_asn1_get_bitstring_null(&p, be, &sig_len) != 0)
         return -1;
+    b->sig.p = p;
+    b->sig.len = sig_len;
+    p += sig_len;
     if (p < be) {
         if (enter(&p, be, T_EXPL(0), &e) != 0 || enter(&p, e, T_SEQ, &te) != 0 || te != e)
             return -1;
@@ -386,18 +377,13 @@ static int strong_md(mbedtls_md_type_t md)
            md == MBEDTLS_MD_SHA512;
 }
 
-static int check_sig(mbedtls_md_type_t md, mbedtls_pk_type_t pk, const void *opts,
-                     const mbedtls_x509_crt *signer, const unsigned char *data, size_t len,
-                     const unsigned char *sig, size_t sig_len)
+static int check_sig(const struct mbedx_sig_alg *alg, const mbedtls_x509_crt *signer,
+                     const unsigned char *data, size_t len, const unsigned char *sig,
+                     size_t sig_len)
 {
-    unsigned char hash[MBEDTLS_MD_MAX_SIZE];
-    const mbedtls_md_info_t *mi = mbedtls_md_info_from_type(md);
-    if (!strong_md(md) || !mi || mbedtls_md(mi, data, len, hash) != 0)
+    if (!strong_md(alg->md))
         return -1;
-    return mbedtls_pk_verify_ext(pk, opts, (mbedtls_pk_context *)&signer->pk, md, hash,
-                                 mbedtls_md_get_size(mi), sig, sig_len) == 0
-               ? 0
-               : -1;
+    return mbedx_verify(alg, &signer->pk, data, len, sig, sig_len);
 }
 
 static int rid_matches(const struct basic *b, const mbedtls_x509_crt *c)
@@ -419,8 +405,11 @@ static const char *delegate_refusal(const mbedtls_x509_crt *r, const mbedtls_x50
     if (r->issuer_raw.len != issuer->subject_raw.len ||
         memcmp(r->issuer_raw.p, issuer->subject_raw.p, r->issuer_raw.len) != 0)
         return "responder certificate not issued by the CA";
-    if (check_sig(r->sig_md, r->sig_pk, r->sig_opts, issuer, r->tbs.p, r->tbs.len, r->sig.p,
-                  r->sig.len) != 0)
+    struct mbedx_sig_alg alg;
+    const unsigned char *sig;
+    size_t sig_len;
+    if (mbedx_signed(&r->raw, &r->tbs, &alg, &sig, &sig_len) != 0 ||
+        check_sig(&alg, issuer, r->tbs.p, r->tbs.len, sig, sig_len) != 0)
         return "responder certificate not signed by the CA";
     /* The floor of Mbed TLS's default verification profile; the CA's own key is the caller's. */
     if (mbedtls_pk_get_type(&r->pk) == MBEDTLS_PK_RSA && mbedtls_pk_get_bitlen(&r->pk) < 2048)
@@ -431,11 +420,12 @@ static const char *delegate_refusal(const mbedtls_x509_crt *r, const mbedtls_x50
         return "responder certificate expired";
     /* Mbed TLS treats a missing EKU as "any"; a delegated responder must say OCSPSigning, and
      * anyExtendedKeyUsage does not count either. */
-    if (r->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE)
+    bool has_eku = mbedx_has_ext(r, MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE);
+    if (has_eku)
         for (u = &r->ext_key_usage; u; u = u->next)
             if (OID_IS(u->buf.p, u->buf.len, MBEDTLS_OID_OCSP_SIGNING))
                 break;
-    if (!(r->ext_types & MBEDTLS_X509_EXT_EXTENDED_KEY_USAGE) || !u)
+    if (!has_eku || !u)
         return "responder certificate lacks the OCSPSigning extended key usage";
     if (mbedtls_x509_crt_check_key_usage(r, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0)
         return "responder certificate key usage forbids signing";
@@ -478,9 +468,7 @@ int ocsp_response_verify(const uint8_t *der, size_t len, const struct ocsp_certi
     struct basic b;
     mbedtls_x509_crt certs;
     const mbedtls_x509_crt *signer = NULL, *c;
-    mbedtls_md_type_t md;
-    mbedtls_pk_type_t pk;
-    void *sig_opts = NULL;
+    struct mbedx_sig_alg alg;
     const char *err = NULL;
     int n = 0;
 
@@ -496,11 +484,11 @@ int ocsp_response_verify(const uint8_t *der, size_t len, const struct ocsp_certi
         say(why, why_len, st < 0 ? "malformed response" : status_refusal(st));
         return -1;
     }
-    if (mbedtls_x509_get_sig_alg(&b.sig_oid, &b.sig_params, &md, &pk, &sig_opts) != 0) {
+    if (mbedx_sig_alg(&b.sig_oid, &b.sig_params, &alg) != 0) {
         err = "unsupported signature algorithm";
         goto out;
     }
-    if (!strong_md(md)) {
+    if (!strong_md(alg.md)) {
         err = "signature hash too weak";
         goto out;
     }
@@ -522,7 +510,7 @@ int ocsp_response_verify(const uint8_t *der, size_t len, const struct ocsp_certi
             goto out;
         err = NULL;
     }
-    if (check_sig(md, pk, sig_opts, signer, b.tbs, b.tbs_len, b.sig.p, b.sig.len) != 0)
+    if (check_sig(&alg, signer, b.tbs, b.tbs_len, b.sig.p, b.sig.len) != 0)
         err = "bad response signature";
     else if (!b.matched)
         err = "no response for this certificate";
@@ -536,7 +524,6 @@ int ocsp_response_verify(const uint8_t *der, size_t len, const struct ocsp_certi
         err = "response expired";
 out:
     mbedtls_x509_crt_free(&certs);
-    mbedtls_free(sig_opts);
     if (err) {
         say(why, why_len, err);
         return -1;

@@ -284,9 +284,8 @@ static void test_refusals(void)
             "t.conf:6: use_identity_as_username false: certmq always uses the certificate");
     refused("use_subject_as_username false\n",
             "t.conf:6: use_subject_as_username false: certmq always uses the certificate");
-    refused("tls_version tlsv1.3\n", "t.conf:6: tls_version tlsv1.3: not supported: Mbed TLS "
-                                     "2.28 in certmq speaks TLS 1.2 only");
-    refused("tls_version tlsv1.1\n", "t.conf:6: tls_version tlsv1.1: not supported");
+    refused("tls_version tlsv1.1\n", "t.conf:6: tls_version tlsv1.1: not supported: use tlsv1.2");
+    refused("min_tls_version sslv3\n", "t.conf:6: min_tls_version sslv3: not supported");
     refused("http_dir /www\n", "t.conf:6: http_dir: not supported: WebSocket listeners");
     refused("websockets_log_level 255\n", "t.conf:6: websockets_log_level: not supported");
     refused("bind_address 0.0.0.0\n", "t.conf:6: bind_address: not supported: use 'listener");

@@ -7,6 +7,11 @@
 #include "pki_script.h"
 #include "tls_client.h"
 #include "tls.h"
+#include <mbedtls/version.h>
+
+/* Mbed TLS 3.6 builds neither park idle record buffers nor cache verified chains (tls.c). */
+#define CAN_PARK (MBEDTLS_VERSION_MAJOR < 3)
+#define CHAIN_CACHE (MBEDTLS_VERSION_MAJOR < 3)
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
@@ -285,8 +290,16 @@ static void test_load_errors(struct tls_lib *lib)
     o.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:AES128-SHA";
     load_fails(lib, o, "AES128-SHA", "not allowed");
     o = ok;
+    o.tls_version = "tlsv1.1";
+    load_fails(lib, o, "tlsv1.1", "use tlsv1.2 or tlsv1.3");
+#if MBEDTLS_VERSION_MAJOR < 3
     o.tls_version = "tlsv1.3";
-    load_fails(lib, o, "tlsv1.3", "only tlsv1.2");
+    load_fails(lib, o, "tlsv1.3", "TLS 1.2 only");
+#endif
+    o = ok;
+    o.tls_version = "tlsv1.2";
+    o.min_tls_version = "tlsv1.2";
+    load_fails(lib, o, "min_tls_version", "give one of them");
     /* The good set loads; an allowed cipher list too. */
     o = ok;
     o.ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305";
@@ -439,7 +452,7 @@ static void test_data(struct tls_lib *lib)
     /* Parked between exchanges (the record buffers given back, zeroed when not pooled): the
      * sequence numbers survive in both directions, round after round. */
     for (int round = 0; round < 3; round++) {
-        CHECK(tls_conn_park(c.server));
+        CHECK(tls_conn_park(c.server) == CAN_PARK);
         CHECK(!tls_conn_park(c.server));
         CHECK_EQ_INT(mbedtls_ssl_write(&c.ssl, big + round, 500), 500);
         have = 0;
@@ -447,7 +460,7 @@ static void test_data(struct tls_lib *lib)
             have += (size_t)r;
         CHECK_EQ_INT(have, 500);
         CHECK(!memcmp(big + round, got, 500));
-        CHECK(tls_conn_park(c.server));
+        CHECK(tls_conn_park(c.server) == CAN_PARK);
         CHECK_EQ_INT(tls_conn_write(c.server, big + 7 + round, 300), 0);
         pump_to_client(&c);
         CHECK_EQ_INT(mbedtls_ssl_read(&c.ssl, got, sizeof(got)), 300);
@@ -467,7 +480,7 @@ static void test_data(struct tls_lib *lib)
         have += (size_t)r;
     CHECK_EQ_INT(have, 1000);
     CHECK(!memcmp(big, got, 1000));
-    CHECK(tls_conn_park(c.server));
+    CHECK(tls_conn_park(c.server) == CAN_PARK);
     buf_free(&wire);
 
     /* close_notify both ways */
@@ -577,7 +590,7 @@ static void test_chain_cache(struct tls_lib *lib)
         expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
         expect(ctx, "idev", true, TLS_REJECT_NONE, "idev");
     }
-    CHECK_EQ_INT(tls_ctx_chain_cache_hits(ctx) - hits, 4);
+    CHECK_EQ_INT(tls_ctx_chain_cache_hits(ctx) - hits, CHAIN_CACHE ? 4 : 0);
     struct client c;
     client_init(&c, "idev", true, NULL);
     CHECK_EQ_INT(handshake(&c, ctx), 0);
@@ -587,7 +600,7 @@ static void test_chain_cache(struct tls_lib *lib)
     client_init(&c, "dev1", false, NULL);
     mbedtls_pk_free(&c.key);
     mbedtls_pk_init(&c.key);
-    CHECK_EQ_INT(mbedtls_pk_parse_keyfile(&c.key, P("later.key"), NULL), 0);
+    CHECK_EQ_INT(mbedx_pk_parse_keyfile(&c.key, P("later.key")), 0);
     CHECK(handshake(&c, ctx) < 0);
     CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
     client_free(&c);
@@ -598,7 +611,7 @@ static void test_chain_cache(struct tls_lib *lib)
     client_init(&c, "idev", true, NULL);
     mbedtls_pk_free(&c.key);
     mbedtls_pk_init(&c.key);
-    CHECK_EQ_INT(mbedtls_pk_parse_keyfile(&c.key, P("dev1.key"), NULL), 0);
+    CHECK_EQ_INT(mbedx_pk_parse_keyfile(&c.key, P("dev1.key")), 0);
     CHECK(handshake(&c, ctx) < 0);
     CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
     client_free(&c);
