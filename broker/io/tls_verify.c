@@ -350,12 +350,26 @@ int tls_verify_cb(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     if ((*flags & MBEDTLS_X509_BADCRL_EXPIRED) && c->opts.crl_expired_warn)
         crl_expired_accept(vs, flags);
     if ((unsigned)depth > c->verify_depth) {
-        /* The certificate at that depth is a CA: the operator needs the device's name. */
+        /* The certificate at that depth is a CA: the operator needs the device's name. Without
+         * the chain at hand (Mbed TLS's own verification, 3.6) the refusal is taken now and
+         * described when the callback reaches the device's certificate (depth 0). */
         char what[96];
         snprintf(what, sizeof(what), "certificate chain of %d CAs, longer than verify_depth %u",
                  depth, c->verify_depth);
-        reject(vs, TLS_REJECT_CHAIN_TOO_LONG, vs->leaf ? vs->leaf : crt, what);
+        if (vs->leaf) {
+            reject(vs, TLS_REJECT_CHAIN_TOO_LONG, vs->leaf, what);
+        } else if (vs->reject == TLS_REJECT_NONE) {
+            vs->reject = TLS_REJECT_CHAIN_TOO_LONG;
+            vs->name_leaf = true;
+            snprintf(vs->detail, sizeof(vs->detail), "%s", what);
+        }
         *flags |= MBEDTLS_X509_BADCERT_OTHER;
+    }
+    if (depth == 0 && vs->name_leaf) {
+        char what[sizeof(vs->detail)];
+        memcpy(what, vs->detail, sizeof(what));
+        describe(vs, crt, what);
+        vs->name_leaf = false;
     }
     if (*flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
         reject(vs, TLS_REJECT_UNKNOWN_CA, crt, "certificate not issued by a trusted CA");

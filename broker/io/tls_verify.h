@@ -76,6 +76,7 @@ struct tls_verify_state {
     bool verified;   /* the verify callback ran: a full handshake */
     bool crl_warned; /* this handshake already counted an expired CRL */
     bool deferred;   /* Mbed TLS's chain check is a formality: tls_verify_peer_chain decides */
+    bool name_leaf;  /* a refusal waits for the device's certificate to be named */
     int top;         /* depth of the top of the verified path */
     const mbedtls_x509_crt *leaf;    /* the device's certificate, named when a CA is at fault */
     const mbedtls_x509_crt *sent[8]; /* verified intermediates not in the CA set */

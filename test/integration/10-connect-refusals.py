@@ -1,6 +1,7 @@
 """Who gets in: a device certificate from the fleet CA, valid now, with clientAuth (or no EKU),
 not revoked, with a usable CN. Everyone else is refused at the TLS handshake, with a log line
 naming the reason."""
+import os
 import re
 import subprocess
 
@@ -84,21 +85,28 @@ def test_mqtt31():
     c.disconnect()
 
 
-def s_client_temp_key(groups):
+def s_client_temp_key(groups, *extra):
     crt, key = pki.cert("dev1")
     r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % b.port, "-CAfile", pki.ca,
-                        "-cert", crt, "-key", key, "-groups", groups], input="", capture_output=True,
+                        "-cert", crt, "-key", key, "-groups", groups] + list(extra), input="", capture_output=True,
                        text=True, timeout=10)
     m = re.search(r"Server Temp Key: ([^\n]*)", r.stdout)
     return m.group(1) if m else r.stdout[-300:]
 
 
 def test_key_exchange_prefers_x25519():
-    """The broker's group preference wins over the client's order (X25519 is the cheapest)."""
-    got = s_client_temp_key("P-256:X25519")
+    """TLS 1.2: the broker's group preference wins over the client's order (X25519 is the
+    cheapest). TLS 1.3: the client's key share is taken when it is one of ours, since asking for
+    another (HelloRetryRequest) costs a round trip more than the ECDHE saves."""
+    got = s_client_temp_key("P-256:X25519", "-tls1_2")
     check(got.startswith("X25519"), "X25519 chosen over a P-256-first client: %s" % got)
-    got = s_client_temp_key("P-384:P-256")
+    got = s_client_temp_key("P-384:P-256", "-tls1_2")
     check("prime256v1" in got, "P-256 chosen over a P-384-first client: %s" % got)
+    if os.environ.get("CERTMQ_TLS13") == "1":
+        got = s_client_temp_key("P-256:X25519", "-tls1_3")
+        check("prime256v1" in got, "TLS 1.3 takes the client's P-256 share: %s" % got)
+        got = s_client_temp_key("X25519:P-256", "-tls1_3")
+        check(got.startswith("X25519"), "TLS 1.3 takes the client's X25519 share: %s" % got)
 
 
 h.run(test_accepted_paho, test_accepted_mosquitto_clients, test_accepted_without_eku,
