@@ -1,24 +1,35 @@
-/* tlsmem: the record-buffer pool behind --wrap=calloc/free (see tlsmem.h). Process-wide state,
+/* tlsmem: the record-buffer pool behind --wrap=calloc/free (2.28) or Mbed TLS's allocator hooks
+ * (3.x) (see tlsmem.h). Process-wide state,
  * like the allocator it stands in for. Single-threaded by design (the broker's one loop). */
 #include "tlsmem.h"
-
-#ifdef CERTMQ_TLSMEM
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(CERTMQ_TLSMEM) || defined(CERTMQ_TLSMEM_POOL)
+#define HAVE_POOL 1
+
 #include <sys/mman.h>
 
-#define RECORD_BUF_LEN 16717u /* MBEDTLS_SSL_IN_BUFFER_LEN == MBEDTLS_SSL_OUT_BUFFER_LEN */
-#define SLOT (5u * 4096u)     /* the buffer rounded up to whole pages */
-#define MAX_SLOTS (1u << 18)  /* 262,144 buffers = 131,072 connections; 5 GiB of address space */
+#define SLOT (5u * 4096u)    /* a record buffer (16,717 B in 2.28) rounded up to whole pages */
+#define MAX_SLOTS (1u << 18) /* 262,144 buffers = 131,072 connections; 5 GiB of address space */
 
+#ifdef CERTMQ_TLSMEM
+/* 2.28: the real allocator behind --wrap. */
+#define RECORD_BUF_LEN 16717u /* MBEDTLS_SSL_IN_BUFFER_LEN == MBEDTLS_SSL_OUT_BUFFER_LEN */
 void *__real_calloc(size_t n, size_t size);
 void __real_free(void *p);
 void *__real_realloc(void *p, size_t n);
 void *__wrap_calloc(size_t n, size_t size);
 void __wrap_free(void *p);
 void *__wrap_realloc(void *p, size_t n);
+#define REAL_CALLOC __real_calloc
+#define REAL_FREE __real_free
+#else
+#define REAL_CALLOC calloc
+#define REAL_FREE free
+#endif
 
 /* Freed slots wait here and are given back in batches: one madvise per run of adjacent slots
  * instead of one per buffer (at a reconnect storm's rate that syscall alone cost ~15% of the
@@ -77,23 +88,35 @@ static void flush_dirty(void)
     pool.ndirty = 0;
 }
 
+/* A fresh slot (its pages read as zero), or NULL when the pool is full or unavailable. */
+static void *slot_get(void)
+{
+    uint32_t i;
+    if (pool_init() != 0)
+        return NULL;
+    if (!pool.nfree && pool.ndirty)
+        flush_dirty();
+    if (pool.nfree)
+        i = pool.free[--pool.nfree];
+    else if (pool.used < MAX_SLOTS)
+        i = pool.used++;
+    else
+        return NULL;
+    pool.in_use++;
+    return pool.base + (size_t)i * SLOT; /* fresh or MADV_DONTNEED'd pages read as zero */
+}
+
+#ifdef CERTMQ_TLSMEM
 void *__wrap_calloc(size_t n, size_t size)
 {
-    if (n == 1 && size == RECORD_BUF_LEN && pool_init() == 0) {
-        uint32_t i;
-        if (!pool.nfree && pool.ndirty)
-            flush_dirty();
-        if (pool.nfree)
-            i = pool.free[--pool.nfree];
-        else if (pool.used < MAX_SLOTS)
-            i = pool.used++;
-        else
-            return __real_calloc(n, size);
-        pool.in_use++;
-        return pool.base + (size_t)i * SLOT; /* fresh or MADV_DONTNEED'd pages read as zero */
+    if (n == 1 && size == RECORD_BUF_LEN) {
+        void *p = slot_get();
+        if (p)
+            return p;
     }
     return __real_calloc(n, size);
 }
+#endif
 
 static int in_pool(const void *p)
 {
@@ -101,6 +124,16 @@ static int in_pool(const void *p)
     return pool.base && q >= pool.base && q < pool.base + (size_t)MAX_SLOTS * SLOT;
 }
 
+static void slot_put(void *p)
+{
+    uint8_t *q = p;
+    pool.dirty[pool.ndirty++] = (uint32_t)((size_t)(q - pool.base) / SLOT);
+    pool.in_use--;
+    if (pool.ndirty == DIRTY_MAX)
+        flush_dirty();
+}
+
+#ifdef CERTMQ_TLSMEM
 /* Nothing reallocates record buffers today; this keeps it correct if something ever does. */
 void *__wrap_realloc(void *p, size_t n)
 {
@@ -115,16 +148,13 @@ void *__wrap_realloc(void *p, size_t n)
 
 void __wrap_free(void *p)
 {
-    uint8_t *q = p;
-    if (in_pool(q)) {
-        pool.dirty[pool.ndirty++] = (uint32_t)((size_t)(q - pool.base) / SLOT);
-        pool.in_use--;
-        if (pool.ndirty == DIRTY_MAX)
-            flush_dirty();
+    if (in_pool(p)) {
+        slot_put(p);
         return;
     }
     __real_free(p);
 }
+#endif
 
 bool tlsmem_owns(const void *p)
 {
@@ -151,7 +181,21 @@ size_t tlsmem_capacity(void)
     return pool.used;
 }
 
-#else
+#else /* no pool: sanitizer builds, where every buffer stays under the sanitizer's eye */
+
+#define REAL_CALLOC calloc
+#define REAL_FREE free
+
+static bool in_pool(const void *p)
+{
+    (void)p;
+    return false;
+}
+
+static void slot_put(void *p)
+{
+    (void)p;
+}
 
 bool tlsmem_owns(const void *p)
 {
@@ -176,3 +220,48 @@ size_t tlsmem_capacity(void)
 }
 
 #endif
+
+/* ---- allocator hooks (Mbed TLS 3.x, mbedtls_platform_set_calloc_free) ---------------------- */
+
+/* Set by tlsmem_capture() around mbedtls_ssl_setup(); the broker is single-threaded. */
+static struct {
+    struct tlsmem_buf *out;
+    unsigned left;
+} capture;
+
+void tlsmem_capture(struct tlsmem_buf *out, unsigned n)
+{
+    capture.out = out;
+    capture.left = out ? n : 0;
+}
+
+void *tlsmem_calloc(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    size_t total = n * size;
+    void *p = NULL;
+    /* Only the record buffers are this large among what mbedtls_ssl_setup() allocates. */
+    bool record = capture.left && total >= TLSMEM_RECORD_MIN;
+#ifdef HAVE_POOL
+    if (record && total <= SLOT)
+        p = slot_get();
+#endif
+    if (!p)
+        p = REAL_CALLOC(n, size);
+    if (record && p) {
+        capture.out->p = p;
+        capture.out->size = total;
+        capture.out++;
+        capture.left--;
+    }
+    return p;
+}
+
+void tlsmem_free(void *p)
+{
+    if (in_pool(p))
+        slot_put(p);
+    else
+        REAL_FREE(p);
+}

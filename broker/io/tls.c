@@ -41,6 +41,14 @@ struct tls_lib {
     bool use_tickets;
 };
 
+#if MBEDTLS_VERSION_MAJOR >= 3
+/* Bytes kept from the start of each record buffer while parked: in TLS (not DTLS) Mbed TLS 3.6
+ * keeps the incoming sequence number in the input buffer's first 8 bytes and the next record's
+ * header right after it; the rest of a buffer holds nothing once its records are processed.
+ * 64 is a margin over those 13 bytes; tls_test's park rounds check the sequence numbers. */
+#define PARK_KEEP 64
+#endif
+
 struct tls_conn {
     struct tls_ctx *ctx;
     mbedtls_ssl_context ssl;
@@ -55,7 +63,17 @@ struct tls_conn {
     mbedtls_x509_crt *ticket_crt; /* the certificate carried by that ticket */
     bool keep_der;
     bool parked; /* record buffers released; the sequence numbers are here */
+#if MBEDTLS_VERSION_MAJOR < 3
     uint8_t in_ctr[8], out_ctr[8];
+#else
+    struct tlsmem_buf rec[2]; /* the record buffers, as tlsmem saw mbedtls_ssl_setup() take them */
+    uint8_t rec_head[2][PARK_KEEP];
+    /* Where the ciphertext handed to Mbed TLS stands in TLS's record framing, so that a partial
+     * record inside its input buffer (which 3.x's public API does not report) stops parking. */
+    uint8_t hdr[5];
+    uint8_t hdr_have;
+    size_t rec_left;
+#endif
     uint8_t *der, *issuer_der; /* kept for a certificate check (tls_conn_keep_der) */
     size_t der_len, issuer_der_len;
     char err[384];
@@ -65,6 +83,11 @@ struct tls_lib *tls_lib_new(bool tickets, uint32_t lifetime)
 {
     struct tls_lib *l = xcalloc(1, sizeof(*l));
 #if MBEDTLS_VERSION_MAJOR >= 3
+#if defined(MBEDTLS_PLATFORM_MEMORY)
+    /* Process-wide, like the allocator it replaces; safe whenever it is set, since tlsmem_free
+     * frees any pointer it does not own with free(). */
+    mbedtls_platform_set_calloc_free(tlsmem_calloc, tlsmem_free);
+#endif
     /* TLS 1.3 and key parsing run on PSA; nothing works before this. */
     if (psa_crypto_init() != PSA_SUCCESS) {
         fputs("certmq: cannot initialise PSA crypto\n", stderr);
@@ -350,6 +373,32 @@ static int bio_send(void *p, const unsigned char *b, size_t n)
     return (int)n;
 }
 
+#if MBEDTLS_VERSION_MAJOR >= 3
+/* Follows the record framing (5-byte header with the length in its last two bytes) over the
+ * bytes Mbed TLS takes. */
+static void track_records(struct tls_conn *c, const unsigned char *b, size_t n)
+{
+    while (n) {
+        if (c->rec_left) {
+            size_t k = n < c->rec_left ? n : c->rec_left;
+            c->rec_left -= k;
+            b += k;
+            n -= k;
+            continue;
+        }
+        c->hdr[c->hdr_have++] = *b++;
+        n--;
+        if (c->hdr_have == sizeof(c->hdr)) {
+            c->rec_left = (size_t)c->hdr[3] << 8 | c->hdr[4];
+            c->hdr_have = 0;
+        }
+    }
+}
+#define TRACK(c, b, n) track_records(c, b, n)
+#else
+#define TRACK(c, b, n) ((void)0)
+#endif
+
 /* Leftovers of earlier reads first, then the borrowed bytes of the current read. */
 static int bio_recv(void *p, unsigned char *b, size_t n)
 {
@@ -360,6 +409,7 @@ static int bio_recv(void *p, unsigned char *b, size_t n)
             n = have;
         memcpy(b, buf_head(&c->in), n);
         buf_consume(&c->in, n);
+        TRACK(c, b, n);
         return (int)n;
     }
     if (!c->ext_len)
@@ -369,6 +419,7 @@ static int bio_recv(void *p, unsigned char *b, size_t n)
     memcpy(b, c->ext, n);
     c->ext += n;
     c->ext_len -= n;
+    TRACK(c, b, n);
     return (int)n;
 }
 
@@ -377,7 +428,13 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx)
     struct tls_conn *c = xcalloc(1, sizeof(*c));
     c->ctx = tls_ctx_ref(ctx);
     mbedtls_ssl_init(&c->ssl);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    tlsmem_capture(c->rec, 2);
     mbedtls_ssl_setup(&c->ssl, &ctx->conf);
+    tlsmem_capture(NULL, 0);
+#else
+    mbedtls_ssl_setup(&c->ssl, &ctx->conf);
+#endif
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
     c->vs.ctx = ctx;
     c->vs.peer = &c->peer;
@@ -735,16 +792,34 @@ static void unpark(struct tls_conn *c)
     c->parked = false;
 }
 #else
-/* 3.6 keeps its record buffers private; parking is not done there (yet). */
+/* 3.x: the record buffers' addresses come from tlsmem (allocator hooks); whether anything is
+ * still buffered, from the public API (our BIO takes every byte written, so nothing waits to
+ * be sent). Without the hooks (a system Mbed TLS without MBEDTLS_PLATFORM_MEMORY) nothing is
+ * parked. */
 bool tls_conn_park(struct tls_conn *c)
 {
-    (void)c;
-    return false;
+    if (!c->done || c->parked || !c->rec[0].p || !c->rec[1].p || buf_size(&c->in) || c->ext_len ||
+        c->hdr_have || c->rec_left || mbedtls_ssl_check_pending(&c->ssl) ||
+        mbedtls_ssl_get_bytes_avail(&c->ssl))
+        return false;
+    for (int i = 0; i < 2; i++) {
+        memcpy(c->rec_head[i], c->rec[i].p, PARK_KEEP);
+        /* Without the pool (sanitizer builds) zeroing stands in for the kernel's fresh pages,
+         * so the same code path is exercised. */
+        if (!tlsmem_release(c->rec[i].p))
+            memset(c->rec[i].p, 0, c->rec[i].size);
+    }
+    c->parked = true;
+    return true;
 }
 
 static void unpark(struct tls_conn *c)
 {
-    (void)c;
+    if (!c->parked)
+        return;
+    for (int i = 0; i < 2; i++)
+        memcpy(c->rec[i].p, c->rec_head[i], PARK_KEEP);
+    c->parked = false;
 }
 #endif
 

@@ -9,8 +9,13 @@
 #include "tls.h"
 #include <mbedtls/version.h>
 
-/* Mbed TLS 3.6 builds neither park idle record buffers nor cache verified chains (tls.c). */
-#define CAN_PARK (MBEDTLS_VERSION_MAJOR < 3)
+/* Mbed TLS 3.x parks idle record buffers only with its allocator hooks, and caches no verified
+ * chains (tls.c). */
+#if MBEDTLS_VERSION_MAJOR < 3 || defined(MBEDTLS_PLATFORM_MEMORY)
+#define CAN_PARK 1
+#else
+#define CAN_PARK 0
+#endif
 #define CHAIN_CACHE (MBEDTLS_VERSION_MAJOR < 3)
 
 #include <mbedtls/ctr_drbg.h>
