@@ -17,6 +17,7 @@ static const struct config__enum identities[] = {
     {"subject", TLS_ID_SUBJECT}, {NULL, 0}};
 /* Enums that land in a bool of the module's options: the value is the bool. */
 static const struct config__enum crl_modes[] = {{"strict", 1}, {"present", 0}, {NULL, 0}};
+static const struct config__enum tls13_resumptions[] = {{"psk_dhe_ke", 0}, {"any", 1}, {NULL, 0}};
 static const struct config__enum crl_expired[] = {{"reject", 0}, {"warn", 1}, {NULL, 0}};
 static const struct config__enum clientid_policies[] = {{"any", 0}, {"match", 1}, {NULL, 0}};
 static const struct config__enum revoked_sessions[] = {{"discard", 1}, {"keep", 0}, {NULL, 0}};
@@ -74,6 +75,7 @@ const struct config__directive config__table[] = {
     {"verify_depth", T_UINT, LF(tls.verify_depth), .min = 1, .max = 16, .def = 4},
     {"cert_identity", T_ENUM, LF(tls.identity), .names = identities},
     {"crl_mode", T_ENUM, LF(tls.crl_strict), .names = crl_modes, .def = 1},
+    {"tls13_resumption", T_ENUM, LF(tls.tls13_psk_ke), .names = tls13_resumptions},
     {"crl_expired", T_ENUM, LF(tls.crl_expired_warn), .names = crl_expired},
     {"require_certificate", T_BOOL, .scope = S_LISTENER, .flags = F_NOSTORE | F_ONLY_TRUE,
      .why = CERT_ONLY},

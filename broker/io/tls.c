@@ -270,6 +270,14 @@ static void setup_conf(struct tls_ctx *c, struct tls_lib *lib)
     mbedtls_ssl_conf_min_tls_version(&c->conf, (mbedtls_ssl_protocol_version)c->min_version);
     mbedtls_ssl_conf_max_tls_version(&c->conf, (mbedtls_ssl_protocol_version)c->max_version);
     mbedtls_ssl_conf_groups(&c->conf, groups);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    /* Full handshakes, and resumption with ECDHE (psk_dhe_ke, forward secret); resumption from
+     * the ticket alone (psk_ke) only when the listener allows it (docs/configuration.md). */
+    mbedtls_ssl_conf_tls13_key_exchange_modes(
+        &c->conf, c->opts.tls13_psk_ke ? MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_ALL
+                                       : MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL |
+                                             MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL);
+#endif
 #endif
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, c->crl_count ? &c->crl : NULL);

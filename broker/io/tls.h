@@ -74,6 +74,7 @@ struct tls_server_opts {
     unsigned verify_depth;
     enum tls_identity_mode identity;
     bool crl_strict;       /* a CA in the chain with no CRL loaded refuses the device */
+    bool tls13_psk_ke;     /* TLS 1.3 resumption without ECDHE (psk_ke) allowed too */
     bool crl_expired_warn; /* accept under an expired CRL (logged) instead of refusing */
 };
 

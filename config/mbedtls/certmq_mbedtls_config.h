@@ -97,8 +97,8 @@
 #define MBEDTLS_SSL_TLS1_3_COMPATIBILITY_MODE /* middlebox-compatible, what OpenSSL sends */
 #define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ENABLED
 #define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL_ENABLED
-#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_ENABLED /* offered only if tls13_resumption psk   \
-                                                          */
+/* psk_ke resumption: accepted only on listeners with tls13_resumption any */
+#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_ENABLED
 #define MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA_ENABLED
 #define MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED
 #define MBEDTLS_SSL_EXTENDED_MASTER_SECRET
