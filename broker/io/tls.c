@@ -572,6 +572,19 @@ static int fail(struct tls_conn *c, int r)
     return -1;
 }
 
+/* Mbed TLS walks at most MBEDTLS_X509_MAX_INTERMEDIATE_CA CAs and then gives up with a bare
+ * "fatal error", having already freed the chain: the device cannot be named, but the reason
+ * can. */
+static void chain_too_long(struct tls_conn *c)
+{
+    if (c->vs.reject != TLS_REJECT_NONE)
+        return;
+    c->vs.reject = TLS_REJECT_CHAIN_TOO_LONG;
+    snprintf(c->vs.detail, sizeof(c->vs.detail),
+             "certificate chain longer than %d CAs (verify_depth %u)",
+             MBEDTLS_X509_MAX_INTERMEDIATE_CA, c->ctx->verify_depth);
+}
+
 #if MBEDTLS_VERSION_MAJOR < 3
 /* Mbed TLS picks the ECDHE group in the client's order; many device stacks list the costly
  * NIST curves first. Reorder the client's list by ours (X25519 first): same groups, cheaper
@@ -659,16 +672,10 @@ int tls_conn_handshake_step(struct tls_conn *c)
             buf_shrink(&c->in, 0);
             return TLS_AGAIN;
         }
-        if (r == MBEDTLS_ERR_X509_FATAL_ERROR && cert_step && c->vs.reject == TLS_REJECT_NONE) {
-            /* Mbed TLS walks at most MBEDTLS_X509_MAX_INTERMEDIATE_CA CAs and then gives up
-             * with a bare "fatal error", having already freed the chain: the device cannot be
-             * named, but the reason can. Shorter chains over verify_depth are refused by
-             * tls_verify_peer_chain with the device's name. */
-            c->vs.reject = TLS_REJECT_CHAIN_TOO_LONG;
-            snprintf(c->vs.detail, sizeof(c->vs.detail),
-                     "certificate chain longer than %d CAs (verify_depth %u)",
-                     MBEDTLS_X509_MAX_INTERMEDIATE_CA, c->ctx->verify_depth);
-        }
+        /* Shorter chains over verify_depth are refused by tls_verify_peer_chain with the
+         * device's name. */
+        if (r == MBEDTLS_ERR_X509_FATAL_ERROR && cert_step)
+            chain_too_long(c);
         if (r != 0)
             return fail(c, r);
         if (hello_step && c->ssl.state != MBEDTLS_SSL_CLIENT_HELLO)
@@ -706,14 +713,8 @@ int tls_conn_handshake_step(struct tls_conn *c)
         buf_shrink(&c->in, 0);
         return TLS_AGAIN;
     }
-    if (r == MBEDTLS_ERR_X509_FATAL_ERROR && c->vs.reject == TLS_REJECT_NONE) {
-        /* Mbed TLS walks at most MBEDTLS_X509_MAX_INTERMEDIATE_CA CAs and then gives up with a
-         * bare "fatal error": the device cannot be named, but the reason can. */
-        c->vs.reject = TLS_REJECT_CHAIN_TOO_LONG;
-        snprintf(c->vs.detail, sizeof(c->vs.detail),
-                 "certificate chain longer than %d CAs (verify_depth %u)",
-                 MBEDTLS_X509_MAX_INTERMEDIATE_CA, c->ctx->verify_depth);
-    }
+    if (r == MBEDTLS_ERR_X509_FATAL_ERROR)
+        chain_too_long(c);
     if (r != 0)
         return fail(c, r);
     return finish_handshake(c);
