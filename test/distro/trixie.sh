@@ -18,8 +18,9 @@ KEEP=0
 
 mirror() {
     [ -n "${DEBIAN_MIRROR:-}" ] && { echo "$DEBIAN_MIRROR"; return; }
-    grep -hoE '(https?|ftp)://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* \
-        2>/dev/null | grep -v '^#' | head -1 | tr -d ' '
+    # Missing files are fine: sources may live in either place.
+    { grep -hv '^[[:space:]]*#' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null || true; } |
+        { grep -oE '(https?|ftp)://[^ ]+/debian/?( |$)' || true; } | head -1 | tr -d ' '
 }
 MIRROR=$(mirror)
 [ -n "$MIRROR" ] || { echo "trixie.sh: no Debian mirror in /etc/apt/sources.list(.d); set DEBIAN_MIRROR" >&2; exit 2; }
