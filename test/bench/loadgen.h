@@ -33,7 +33,13 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/sha1.h>
 #include <mbedtls/ssl.h>
-#include <mbedtls/ssl_internal.h>
+#include <mbedtls/version.h>
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include <psa/crypto.h>
+#define LG_SHA1 mbedtls_sha1
+#else
+#define LG_SHA1 mbedtls_sha1_ret
+#endif
 #include <mbedtls/x509_crt.h>
 
 enum scen {
@@ -134,6 +140,11 @@ typedef struct conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
     int idx, role, cert, st, writing, resumed, lean, failed, subacked, want_pump;
+    /* Whether a session was offered, and whether the server then sent its certificate (the
+     * verify callback ran): offered and no certificate = resumed. Public API only, so the same
+     * under Mbed TLS 2.28 and 3.6. */
+    int offered, saw_cert;
+    int sess_ok; /* *sess holds a session from an earlier handshake */
     mbedtls_ssl_context ssl;
     int ssl_live;
     int ws_state; /* --ws: 0 before the upgrade, 1 upgrade sent, 2 open, 3 close sent */

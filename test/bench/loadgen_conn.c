@@ -19,6 +19,10 @@ int name_cmp(const void *a, const void *b)
 
 void load_certs(void)
 {
+#if MBEDTLS_VERSION_MAJOR >= 3
+    if (psa_crypto_init() != PSA_SUCCESS)
+        die("psa_crypto_init failed");
+#endif
     mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
     if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, (const unsigned char *)"lg",
@@ -69,7 +73,11 @@ void load_certs(void)
         if (mbedtls_x509_crt_parse_file(&c->crt, p))
             die("cannot parse %s", p);
         snprintf(p, sizeof p, "%s/%s.key", opt.certdir, c->name);
+#if MBEDTLS_VERSION_MAJOR >= 3
+        if (mbedtls_pk_parse_keyfile(&c->key, p, NULL, mbedtls_ctr_drbg_random, &drbg))
+#else
         if (mbedtls_pk_parse_keyfile(&c->key, p, NULL))
+#endif
             die("cannot parse %s", p);
         for (const mbedtls_x509_name *nm = &c->crt.subject; nm; nm = nm->next)
             if (nm->oid.p && MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &nm->oid) == 0 &&
@@ -87,8 +95,15 @@ void load_certs(void)
         mbedtls_ssl_conf_ca_chain(&c->conf, &cacrt, NULL);
         mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &drbg);
         mbedtls_ssl_conf_session_tickets(&c->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+#if MBEDTLS_VERSION_MAJOR >= 3
+        /* TLS 1.2 as under 2.28, so that figures compare; a TLS 1.3 client (tickets arrive
+         * after the handshake) is still to be written (issue #17). */
+        mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+        mbedtls_ssl_conf_max_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#else
         mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                      MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
         if (mbedtls_ssl_conf_own_cert(&c->conf, &c->crt, &c->key))
             die("own cert %s", c->name);
         mbedtls_ssl_session_init(&c->sess);
@@ -362,22 +377,16 @@ void on_alloc(uv_handle_t *h, size_t sug, uv_buf_t *b)
 
 void drive_handshake(conn_t *c)
 {
-    /* step by step (as mbedtls_ssl_handshake does) to see whether the server resumed: the
-     * client marks the handshake "resume" as soon as it offers a session, and the ServerHello
-     * decides; the handshake state is freed at the end */
-    while (c->ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
-        int r = mbedtls_ssl_handshake_step(&c->ssl);
-        if (c->ssl.handshake && c->ssl.state > MBEDTLS_SSL_SERVER_HELLO)
-            c->resumed = c->ssl.handshake->resume;
-        if (!r)
-            continue;
-        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
-            sock_flush(c);
-            return;
-        }
+    int r = mbedtls_ssl_handshake(&c->ssl);
+    if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        sock_flush(c);
+        return;
+    }
+    if (r) {
         conn_fail(c, "handshake", r);
         return;
     }
+    c->resumed = c->offered && !c->saw_cert;
     if (c->resumed)
         n_resumed++;
     /* restart: every device keeps its own session (ticket); its certificate's first one primes
@@ -385,7 +394,7 @@ void drive_handshake(conn_t *c)
     if (c->role == R_DEV && c->sess) {
         mbedtls_ssl_session_free(c->sess);
         mbedtls_ssl_session_init(c->sess);
-        mbedtls_ssl_get_session(&c->ssl, c->sess);
+        c->sess_ok = !mbedtls_ssl_get_session(&c->ssl, c->sess);
         if (!certs[c->cert].have_sess && !mbedtls_ssl_get_session(&c->ssl, &certs[c->cert].sess))
             certs[c->cert].have_sess = 1;
     }
@@ -394,7 +403,7 @@ void drive_handshake(conn_t *c)
         if (c->role == R_STORM && c->sess) {
             mbedtls_ssl_session_free(c->sess);
             mbedtls_ssl_session_init(c->sess);
-            mbedtls_ssl_get_session(&c->ssl, c->sess);
+            c->sess_ok = !mbedtls_ssl_get_session(&c->ssl, c->sess);
         } else if (c->role != R_STORM && !certs[c->cert].have_sess) {
             if (!mbedtls_ssl_get_session(&c->ssl, &certs[c->cert].sess))
                 certs[c->cert].have_sess = 1;
@@ -408,6 +417,16 @@ void drive_handshake(conn_t *c)
     conn_flush(c);
 }
 
+/* Called for each certificate of the server's chain: only in a full handshake. */
+static int saw_cert(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+    (void)crt;
+    (void)depth;
+    (void)flags;
+    ((conn_t *)p)->saw_cert = 1;
+    return 0;
+}
+
 void start_tls(conn_t *c)
 {
     mbedtls_ssl_init(&c->ssl);
@@ -418,18 +437,21 @@ void start_tls(conn_t *c)
     c->ssl_live = 1;
     if (opt.servername)
         mbedtls_ssl_set_hostname(&c->ssl, opt.servername);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    else /* as 2.28 did: the chain is verified, the name is not (3.6 wants that said) */
+        mbedtls_ssl_set_hostname(&c->ssl, NULL);
+#endif
     mbedtls_ssl_set_bio(&c->ssl, c, bio_send, bio_recv, NULL);
-    if (c->role == R_DEV) {
-        if (c->sess && c->sess->ticket_len)
-            mbedtls_ssl_set_session(&c->ssl, c->sess);
-        else if (certs[c->cert].have_sess)
-            mbedtls_ssl_set_session(&c->ssl, &certs[c->cert].sess);
-    } else if (opt.resume) {
-        if (c->role == R_STORM && c->sess && c->sess->ticket_len)
-            mbedtls_ssl_set_session(&c->ssl, c->sess);
-        else if (c->role != R_STORM && certs[c->cert].have_sess)
-            mbedtls_ssl_set_session(&c->ssl, &certs[c->cert].sess);
-    }
+    mbedtls_ssl_set_verify(&c->ssl, saw_cert, c);
+    const mbedtls_ssl_session *s = NULL;
+    if (c->role == R_DEV)
+        s = c->sess && c->sess_ok ? c->sess : certs[c->cert].have_sess ? &certs[c->cert].sess : NULL;
+    else if (opt.resume && c->role == R_STORM)
+        s = c->sess && c->sess_ok ? c->sess : NULL;
+    else if (opt.resume)
+        s = certs[c->cert].have_sess ? &certs[c->cert].sess : NULL;
+    c->offered = s && !mbedtls_ssl_set_session(&c->ssl, s);
+    c->saw_cert = 0;
     c->st = S_TLS;
     drive_handshake(c);
 }

@@ -82,7 +82,7 @@ static int ws_check_response(conn_t *c, const char *h, size_t n)
     char want[32];
     size_t wl = 0;
     snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", c->ws_key);
-    if (mbedtls_sha1_ret((const unsigned char *)cat, strlen(cat), dg) ||
+    if (LG_SHA1((const unsigned char *)cat, strlen(cat), dg) ||
         mbedtls_base64_encode((unsigned char *)want, sizeof want, &wl, dg, sizeof dg))
         return -2;
     int accept_ok = 0, proto_ok = 0;
