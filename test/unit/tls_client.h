@@ -13,6 +13,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/version.h>
+#include <stdbool.h>
 #include <string.h>
 
 struct client {
@@ -26,6 +27,8 @@ struct client {
     struct buf *capture; /* when set, client -> server bytes go here instead */
 };
 
+/* Set by a test to speak TLS 1.3 (Mbed TLS 3.x with it); ignored on 2.28. */
+static bool client_tls13 __attribute__((unused));
 static mbedtls_entropy_context entropy;
 static mbedtls_ctr_drbg_context drbg;
 
@@ -84,9 +87,16 @@ static void client_start(struct client *c, const char *ca_path, const char *crt_
                                 MBEDTLS_SSL_PRESET_DEFAULT);
     mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &drbg);
 #if MBEDTLS_VERSION_MAJOR >= 3
-    /* These tests drive TLS 1.2 (tickets inside the handshake); TLS 1.3 is tested with real
-     * peers (test/integration). */
-    mbedtls_ssl_conf_max_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+    /* TLS 1.2 unless the test asks for 1.3 (whose ticket comes after the handshake, taken only
+     * when the client is told to); the version is fixed by mbedtls_ssl_setup below. */
+    mbedtls_ssl_protocol_version v =
+        client_tls13 ? MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2;
+    mbedtls_ssl_conf_min_tls_version(&c->conf, v);
+    mbedtls_ssl_conf_max_tls_version(&c->conf, v);
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SESSION_TICKETS)
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        &c->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
 #endif
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
