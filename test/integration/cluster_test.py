@@ -37,8 +37,10 @@ class NatsServer:
             f.write("server_name: %s\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\n"
                     "max_control_line: %d\n"
                     "jetstream { store_dir: \"%s\", max_memory_store: 64MB, max_file_store: 256MB }\n"
-                    "cluster { name: certmq-test, listen: 127.0.0.1:%d, routes: [%s] }\n"
-                    % (name, port, mport, MAX_CONTROL_LINE, store, cport, routes))
+                    % (name, port, mport, MAX_CONTROL_LINE, store))
+            if route_ports:
+                f.write("cluster { name: certmq-test, listen: 127.0.0.1:%d, routes: [%s] }\n"
+                        % (cport, routes))
         self.log = open(os.path.join(h.tmp, name + ".log"), "wb")
         self.proc = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=self.log, stderr=subprocess.STDOUT)
         h.procs.append(self.proc)

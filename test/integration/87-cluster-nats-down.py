@@ -1,0 +1,55 @@
+"""A cluster node whose NATS servers are down still starts and serves its own clients, says so,
+and connects by itself once a server comes up; losing the server again is logged and local
+delivery goes on."""
+import os
+
+from certmq_test import Harness, check
+from cluster_test import NatsServer, free_port
+
+h = Harness()
+pki = h.pki()
+pki.device("any")
+port, cport, mport = free_port(), free_port(), free_port()
+b = h.broker(pki, "user any\ntopic readwrite #\n",
+             extra="cluster_name test\nnode_name lonely\ncluster_nats nats://127.0.0.1:%d\n" % port)
+
+
+def local_round_trip(tag):
+    c = h.paho(b, pki, "any", client_id="local-" + tag)
+    check(c.subscribe("local/#", 1) == 1, "granted")
+    c.publish("local/" + tag, b"x", 1)
+    c.expect("local/" + tag)
+    c.disconnect()
+
+
+def test_starts_and_serves_without_nats():
+    b.log_wait(r"routing link: no NATS server reachable yet", 5)
+    local_round_trip("before")
+
+
+def test_connects_when_nats_comes_up():
+    s = NatsServer(h, "solo", port, cport, mport, [])
+    b.log_wait(r"routing link connected to NATS", 15)
+    b.log_wait(r"shared link connected to NATS", 15)
+    local_round_trip("connected")
+    s.stop()
+    b.log_wait(r"routing link to NATS lost; reconnecting", 15)
+    local_round_trip("after")
+
+
+def test_config_check_prints_plan():
+    import subprocess
+    from certmq_test import BIN
+    r = subprocess.run([BIN, "--test-config", "-c", b.conf], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "--test-config: " + r.stderr)
+    check("cluster: test, this node lonely" in r.stdout and "cmq.test.t." in r.stdout, r.stdout)
+    check("planned, not created yet" in r.stdout, "JetStream plan is shown")
+    bad = os.path.join(h.tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write(open(b.conf).read() + "cluster_nats_creds /nonexistent/creds\n")
+    r = subprocess.run([BIN, "--test-config", "-c", bad], capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and "cluster_nats_creds /nonexistent/creds: cannot be read" in r.stderr,
+          "unreadable creds reported: " + r.stderr)
+
+
+h.run(test_starts_and_serves_without_nats, test_connects_when_nats_comes_up, test_config_check_prints_plan)
