@@ -3,6 +3,7 @@
  * reject or decode to a topic that encodes back to exactly that subject (canonical form); and,
  * when it is a valid filter, as a filter whose subjects must match the encoded topic exactly
  * when topic_matches says so. Any disagreement aborts. */
+#include "../unit/nats_match.h"
 #include "subject.h"
 #include "topic.h"
 
@@ -43,24 +44,6 @@ static void fuzz__subject(const char *s, size_t len)
     fuzz__require(n == (int)len && memcmp(enc2, s, len) == 0);
 }
 
-/* NATS token matching: `*` one token, `>` the rest (at least one). */
-static bool fuzz__nats_match(const char *pat, const char *subj)
-{
-    for (;;) {
-        const char *pd = strchr(pat, '.'), *sd = strchr(subj, '.');
-        size_t pl = pd ? (size_t)(pd - pat) : strlen(pat);
-        size_t sl = sd ? (size_t)(sd - subj) : strlen(subj);
-        if (pl == 1 && pat[0] == '>')
-            return true;
-        if (!(pl == 1 && pat[0] == '*') && (pl != sl || memcmp(pat, subj, pl) != 0))
-            return false;
-        if (!pd || !sd)
-            return !pd && !sd;
-        pat = pd + 1;
-        subj = sd + 1;
-    }
-}
-
 /* Input "FILTER NUL TOPIC": the subjects must agree with topic_matches. */
 static void fuzz__filter(const char *d, size_t size)
 {
@@ -76,7 +59,7 @@ static void fuzz__filter(const char *d, size_t size)
     fuzz__require(n == 1 || n == 2);
     if (subject_from_topic(PREFIX, t, tl, 0, 0, dec, sizeof(dec)) < 0)
         abort();
-    bool a = fuzz__nats_match(enc, dec), b = n == 2 && fuzz__nats_match(enc + lens[0] + 1, dec);
+    bool a = nats_match(enc, dec), b = n == 2 && nats_match(enc + lens[0] + 1, dec);
     fuzz__require(!(a && b));
     fuzz__require((a || b) == topic_matches(d, fl, t, tl));
 }

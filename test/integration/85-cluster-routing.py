@@ -4,7 +4,7 @@ byte-identical), `#` never sees `$` topics from another node, NATS forwards noth
 without interest (checked on the NATS monitoring ports), and the receiving node's ACL decides."""
 import time
 
-from certmq_test import Harness, TestFailure, check, wait_for
+from certmq_test import Harness, check, wait_for
 from cluster_test import Cluster, wait_routed
 
 h = Harness()

@@ -7,13 +7,12 @@ down, until they age out; bad answers are refused and never crash the broker; co
 of one certificate share a request; a responder that never answers does not delay connected
 clients' messages."""
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 
-from certmq_test import PKI_TOOL, SRC, Harness, check, connect_packet, read_packet, wait_for
+from certmq_test import PKI_TOOL, SRC, Harness, check, connect_packet, free_port, read_packet, wait_for
 
 PLUGIN = os.environ.get("CERTMQ_OCSP_PLUGIN",
                         os.path.join(os.environ.get("CERTMQ_BUILD", os.path.join(SRC, "build")),
@@ -44,14 +43,6 @@ def stop(p):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 real, real_port = start_listening([PKI_TOOL, "-d", pki.dir, "ocsp-responder", "0", "--nmin", "10"])

@@ -35,6 +35,15 @@ def check(cond, what):
         raise TestFailure(what)
 
 
+def free_port():
+    """A 127.0.0.1 port free at the moment (for peers that cannot report the one they bound)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_for(pred, timeout=5.0, what="condition"):
     end = time.time() + timeout
     while time.time() < end:

@@ -5,26 +5,17 @@ started and stopped by PID through the Harness; every wait is bounded."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 
-from certmq_test import TestFailure, check, wait_for  # noqa: F401  (re-exported for the tests)
+from certmq_test import TestFailure, check, free_port, wait_for  # noqa: F401  (re-exported)
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 # Long topics become long subjects: the NATS servers accept protocol lines up to this, and the
 # nodes' cluster_max_subject_length stays below it.
 MAX_CONTROL_LINE = 262144
 MAX_SUBJECT = 250000
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class NatsServer:

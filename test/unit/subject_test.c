@@ -2,6 +2,7 @@
  * wildcard semantics of the encoded filters checked with a small NATS subject matcher against
  * the broker's own topic_matches over many random topic/filter pairs. */
 #include "check.h"
+#include "nats_match.h"
 #include "subject.h"
 #include "topic.h"
 
@@ -136,24 +137,6 @@ static void test_decode_rejects(void)
     }
     CHECK_EQ_INT(subject_to_topic(P, S("cmq.c1.t.0.0.=.="), back, sizeof(back), NULL, NULL), 1);
     CHECK_EQ_INT(subject_to_topic(P, S("cmq.c1.t.0.0.abc"), back, 2, NULL, NULL), SUBJECT_INVALID);
-}
-
-/* NATS semantics: tokens split on '.', `*` one token, `>` one or more trailing tokens. */
-static bool nats_match(const char *pat, const char *subj)
-{
-    for (;;) {
-        const char *pd = strchr(pat, '.'), *sd = strchr(subj, '.');
-        size_t pl = pd ? (size_t)(pd - pat) : strlen(pat);
-        size_t sl = sd ? (size_t)(sd - subj) : strlen(subj);
-        if (pl == 1 && pat[0] == '>')
-            return true;
-        if (!(pl == 1 && pat[0] == '*') && (pl != sl || memcmp(pat, subj, pl) != 0))
-            return false;
-        if (!pd || !sd)
-            return !pd && !sd;
-        pat = pd + 1;
-        subj = sd + 1;
-    }
 }
 
 static bool encoded_match(const char *f, const char *t)
