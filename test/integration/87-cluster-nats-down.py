@@ -22,9 +22,16 @@ def local_round_trip(tag):
     c.disconnect()
 
 
+early = None
+
+
 def test_starts_and_serves_without_nats():
+    global early
     b.log_wait(r"routing link: no NATS server reachable yet", 5)
     local_round_trip("before")
+    # Subscribed while no NATS server is up: the interest must reach NATS once one is.
+    early = h.paho(b, pki, "any", client_id="early")
+    check(early.subscribe("remote/#", 1) == 1, "granted")
 
 
 def test_connects_when_nats_comes_up():
@@ -32,6 +39,13 @@ def test_connects_when_nats_comes_up():
     b.log_wait(r"routing link connected to NATS", 15)
     b.log_wait(r"shared link connected to NATS", 15)
     local_round_trip("connected")
+    other = h.broker(pki, "user any\ntopic readwrite #\n",
+                     extra="cluster_name test\nnode_name other\ncluster_nats nats://127.0.0.1:%d\n" % port)
+    other.log_wait(r"routing link connected to NATS", 10)
+    pub = h.paho(other, pki, "any", client_id="remote-pub")
+    pub.publish("remote/x", b"r", 1)
+    early.expect("remote/x", 5)
+    check(other.stop() == 0, "second node stops cleanly")
     s.stop()
     b.log_wait(r"routing link to NATS lost; reconnecting", 15)
     local_round_trip("after")
