@@ -426,7 +426,9 @@ void cluster_free(struct cluster *c)
     free(c);
 }
 
-const struct cluster_stats *cluster_stats(const struct cluster *c)
+const struct cluster_stats *cluster_stats(struct cluster *c)
 {
+    c->stats.connected = c->route.connected && c->share.connected;
+    c->stats.delivered = broker_stats(c->b)->remote_in;
     return &c->stats;
 }

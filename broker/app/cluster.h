@@ -57,11 +57,16 @@ void cluster_stop(struct cluster *c);
 /* After the loop has run the closes: frees everything. */
 void cluster_free(struct cluster *c);
 
+/* For $SYS/broker/cluster/...: every field a uint64_t. */
 struct cluster_stats {
-    uint64_t sent, send_failed, received, bad_received, dropped_long;
-    uint64_t interests;
-    bool connected;
+    uint64_t connected; /* 1 while both NATS connections are up */
+    uint64_t interests; /* filters and shared groups this node holds NATS interest for */
+    uint64_t sent, send_failed;
+    uint64_t dropped_long; /* topics too long for a subject: delivered on this node only */
+    uint64_t received;     /* valid messages from NATS, before the overlapping-filter rule */
+    uint64_t bad_received; /* dropped: not a valid subject or envelope */
+    uint64_t delivered;    /* messages from other nodes delivered to at least one session */
 };
-const struct cluster_stats *cluster_stats(const struct cluster *c);
+const struct cluster_stats *cluster_stats(struct cluster *c);
 
 #endif

@@ -217,7 +217,8 @@ static bool reload_tls(struct server *s)
 static void publish_sys(struct server *s)
 {
     struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S,
-                          .resident_bytes = s->mem.rss};
+                          .resident_bytes = s->mem.rss,
+                          .cluster = s->cluster ? cluster_stats(s->cluster) : NULL};
     for (size_t i = 0; i < s->nls; i++)
         x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
     sys_publish(s->b, conn_env_stats(s->cenv), &x, (int64_t)uv_now(s->loop));
