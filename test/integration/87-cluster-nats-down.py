@@ -2,6 +2,7 @@
 and connects by itself once a server comes up; losing the server again is logged and local
 delivery goes on."""
 import os
+import time
 
 from certmq_test import Harness, check
 from cluster_test import NatsServer, free_port
@@ -34,8 +35,12 @@ def test_starts_and_serves_without_nats():
     check(early.subscribe("remote/#", 1) == 1, "granted")
 
 
+other = pub = nats = None
+
+
 def test_connects_when_nats_comes_up():
-    s = NatsServer(h, "solo", port, cport, mport, [])
+    global other, pub, nats
+    nats = NatsServer(h, "solo", port, cport, mport, [])
     b.log_wait(r"routing link connected to NATS", 15)
     b.log_wait(r"shared link connected to NATS", 15)
     local_round_trip("connected")
@@ -45,10 +50,24 @@ def test_connects_when_nats_comes_up():
     pub = h.paho(other, pki, "any", client_id="remote-pub")
     pub.publish("remote/x", b"r", 1)
     early.expect("remote/x", 5)
-    check(other.stop() == 0, "second node stops cleanly")
-    s.stop()
+
+
+def test_reconnects_after_nats_restart():
+    global nats
+    nats.stop()
     b.log_wait(r"routing link to NATS lost; reconnecting", 15)
     local_round_trip("after")
+    nats = NatsServer(h, "solo", port, cport, mport, [])
+    b.log_wait(r"routing link reconnected to NATS", 15)
+    other.log_wait(r"routing link reconnected to NATS", 15)
+    # The subscription is sent again on the new connection: messages flow as before.
+    deadline = time.time() + 10
+    while time.time() < deadline and not early.messages:
+        pub.publish("remote/y", b"again", 0)
+        time.sleep(0.1)
+    early.expect("remote/y", 2)
+    check(other.stop() == 0, "second node stops cleanly")
+    nats.stop()
 
 
 def test_config_check_prints_plan():
@@ -66,4 +85,5 @@ def test_config_check_prints_plan():
           "unreadable creds reported: " + r.stderr)
 
 
-h.run(test_starts_and_serves_without_nats, test_connects_when_nats_comes_up, test_config_check_prints_plan)
+h.run(test_starts_and_serves_without_nats, test_connects_when_nats_comes_up,
+      test_reconnects_after_nats_restart, test_config_check_prints_plan)
