@@ -54,6 +54,7 @@ struct cluster {
     char *subj; /* max_subject + 1 bytes, reused */
     size_t subj_cap;
     char *topic; /* decoded topics, reused */
+    char *queue; /* queue group names, reused */
     uint8_t *env;
     size_t env_cap;
     struct cluster_stats stats;
@@ -188,17 +189,24 @@ static bool interest_subscribe(struct cluster *c, struct interest *i)
 {
     size_t lens[2];
     int n = subject_from_filter(c->prefix, i->filter, i->flen, c->subj, c->subj_cap, lens);
-    char queue[512];
+    /* A SUB line carries the subject and the queue name: both within the bound together. */
     if (n > 0 && i->group &&
-        subject_queue_name(i->group, i->glen, i->filter, i->flen, queue, sizeof(queue)) < 0)
+        subject_queue_name(i->group, i->glen, i->filter, i->flen, c->queue, c->subj_cap - lens[0]) <
+            0)
         n = SUBJECT_TOO_LONG;
-    if (n < 0) {
-        log_warn("cluster: filter %.*s%s%.*s is too long for a NATS subject "
-                 "(cluster_max_subject_length %u): it gets messages from this node only",
-                 (int)i->flen, i->filter, i->group ? " of group " : "", (int)i->glen,
-                 i->group ? i->group : "", c->o->max_subject);
+    if (n < 0 && i->group) {
+        log_warn("cluster: shared subscription $share/%.*s/%.*s is too long for NATS "
+                 "(cluster_max_subject_length %u): its group gets no messages",
+                 (int)i->glen, i->group, (int)i->flen, i->filter, c->o->max_subject);
         return false;
     }
+    if (n < 0) {
+        log_warn("cluster: filter %.*s is too long for a NATS subject (cluster_max_subject_length "
+                 "%u): it gets messages from this node only",
+                 (int)i->flen, i->filter, c->o->max_subject);
+        return false;
+    }
+    const char *queue = c->queue;
     const char *subj[2] = {c->subj, c->subj + lens[0] + 1};
     for (int k = 0; k < n; k++) {
         natsStatus s =
@@ -369,6 +377,7 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     c->subj_cap = (size_t)o->max_subject + 1;
     c->subj = xmalloc(c->subj_cap);
     c->topic = xmalloc(c->subj_cap);
+    c->queue = xmalloc(c->subj_cap);
     uv_check_init(loop, &c->drain);
     c->drain.data = c;
     uv_check_start(&c->drain, on_check);
@@ -422,6 +431,7 @@ void cluster_free(struct cluster *c)
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
+    free(c->queue);
     free(c->env);
     free(c);
 }
