@@ -422,6 +422,7 @@ static void config__finish(struct config__parser *p)
     if (!c->acl_file)
         config__err(p, "no acl_file configured: without one every device would be denied "
                        "everything");
+    config__cluster_finish(p);
     if (c->tls_ticket_key_file && !c->session_tickets)
         config__err(p, "tls_ticket_key_file is set but session_tickets is false: remove one");
     for (size_t i = 0; i < c->listener_count; i++) {
@@ -540,6 +541,7 @@ void config_free(struct config *c)
         free(pl->opt_values);
     }
     free(c->plugins);
+    config__cluster_free(&c->cluster);
     free(c->acl_file);
     free(c->tls_ticket_key_file);
     free(c->log_file);

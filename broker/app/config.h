@@ -8,6 +8,7 @@
 
 #include "broker.h"
 #include "client.h"
+#include "cluster.h"
 #include "conn.h"
 #include "diag.h"
 #include "tls.h"
@@ -76,6 +77,8 @@ struct config {
 
     struct config_plugin *plugins;
     size_t plugin_count;
+
+    struct cluster_opts cluster; /* cluster mode when cluster_nats is set (docs/cluster.md) */
 
     char *path;   /* the main config file */
     char **files; /* every file read (listeners point at these for diagnostics) */

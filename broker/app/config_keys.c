@@ -199,6 +199,23 @@ const struct config__directive config__table[] = {
     {"plugin", T_FN, .scope = S_GLOBAL, .flags = F_REST, .fn = config__plugin},
     {"plugin_opt_", T_FN, .scope = S_GLOBAL, .flags = F_PREFIX | F_REST, .fn = config__plugin_opt},
     {"include_dir", T_FN, .scope = S_GLOBAL, .flags = F_REST, .fn = config__include_dir},
+    /* cluster mode (docs/cluster.md); checked together in config_cluster.c */
+    {"cluster_name", T_STR, GF(cluster.name)},
+    {"node_name", T_STR, GF(cluster.node)},
+    {"cluster_nats", T_FN, .scope = S_GLOBAL, .max_args = CONFIG__MAX_ARGS,
+     .fn = config__cluster_nats},
+    {"cluster_nats_user", T_STR, GF(cluster.user)},
+    {"cluster_nats_password", T_STR, GF(cluster.password)},
+    {"cluster_nats_creds", T_PATH, GF(cluster.creds)},
+    {"cluster_nats_tls_ca", T_PATH, GF(cluster.tls_ca)},
+    {"cluster_nats_tls_cert", T_PATH, GF(cluster.tls_cert)},
+    {"cluster_nats_tls_key", T_PATH, GF(cluster.tls_key)},
+    /* JetStream streams for QoS 1/2 (several Raft groups share the load); not used yet. */
+    {"cluster_partitions", T_UINT, GF(cluster.partitions), .min = 1, .max = 1024, .def = 1},
+    /* nats-server refuses protocol lines over its max_control_line (4 KB by default) and drops
+     * the connection: topics whose subject would be longer stay on this node. */
+    {"cluster_max_subject_length", T_UINT, GF(cluster.max_subject), .min = 256, .max = 16 << 20,
+     .def = 4000},
 };
 const size_t config__table_len = sizeof(config__table) / sizeof(config__table[0]);
 

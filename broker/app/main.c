@@ -67,6 +67,8 @@ int main(int argc, char **argv)
     if (test_only) {
         int r = server_check(&cfg, &d);
         print_diag(&d);
+        if (r == 0 && cluster_enabled(&cfg.cluster))
+            cluster_print_plan(&cfg.cluster, stdout);
         if (r == 0)
             printf("%s: configuration OK\n", path);
         diag_free(&d);

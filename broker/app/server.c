@@ -44,6 +44,8 @@ int server_check(const struct config *cfg, struct diag *d)
     }
     tls_lib_free(lib);
     plugin_check_all(cfg, d);
+    if (cluster_enabled(&cfg->cluster))
+        cluster_check(&cfg->cluster, d);
     size_t warnings = aclfile_check(cfg->acl_file, d);
     return d->count - before > warnings ? -1 : 0;
 }
@@ -215,7 +217,8 @@ static bool reload_tls(struct server *s)
 static void publish_sys(struct server *s)
 {
     struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S,
-                          .resident_bytes = s->mem.rss};
+                          .resident_bytes = s->mem.rss,
+                          .cluster = s->cluster ? cluster_stats(s->cluster) : NULL};
     for (size_t i = 0; i < s->nls; i++)
         x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
     sys_publish(s->b, conn_env_stats(s->cenv), &x, (int64_t)uv_now(s->loop));
@@ -338,9 +341,13 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     }
     s->acl_rules = acl_rule_count(a);
     broker_set_acl(s->b, a);
-    if (c->persistence &&
-        !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,
-                                     s->cenv, (int64_t)uv_now(loop), (int64_t)time(NULL)))) {
+    /* Before persistence restores subscriptions: the cluster learns interest from changes. */
+    if (cluster_enabled(&c->cluster))
+        s->cluster = cluster_new(loop, s->b, &c->cluster);
+    if ((s->cluster && cluster_connect(s->cluster) != 0) ||
+        (c->persistence &&
+         !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,
+                                      s->cenv, (int64_t)uv_now(loop), (int64_t)time(NULL))))) {
         server_stop(s);
         uv_run(loop, UV_RUN_DEFAULT);
         server_free(s);
@@ -374,6 +381,7 @@ void server_stop(struct server *s)
     }
     loop_stop(s->lp);
     client_close_all(s->clenv);
+    cluster_stop(s->cluster);
     plugin_stop_all(s->plugins);
     if (s->ws) {
         /* Give WebSocket close handshakes a moment, then take lws down (its handles keep the
@@ -402,6 +410,7 @@ void server_free(struct server *s)
     free(s->ls);
     persist_stop(s->persist, s->b);
     broker_free(s->b);
+    cluster_free(s->cluster); /* the broker's hooks point at it until here */
     client_env_free(s->clenv);
     plugin_free_all(s->plugins);
     tls_lib_free(s->tls);

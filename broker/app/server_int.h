@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "client.h"
+#include "cluster.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -41,6 +42,7 @@ struct server {
     struct ws_ctx *ws;
     struct persist *persist;
     struct plugin_set *plugins;
+    struct cluster *cluster; /* cluster mode only */
     uint64_t next_vacuum_ms;
     struct loop *lp;
     uv_timer_t ws_stop;

@@ -23,6 +23,7 @@ enum sys_source {
     SYS_SUBSCRIPTIONS, /* broker_subscription_count() */
     SYS_RETAINED,      /* broker_retained_count() */
     SYS_REVOKED,       /* connected devices revoked by a CRL or a plugin */
+    SYS_CLUSTER,       /* a uint64_t of struct cluster_stats; cluster mode only */
 };
 
 struct sys_row {
@@ -35,6 +36,7 @@ struct sys_row {
 #define BS(f) SYS_BROKER, offsetof(struct broker_stats, f)
 #define CS(f) SYS_CONN, offsetof(struct conn_stats, f)
 #define XS(f) SYS_EXTRA, offsetof(struct sys_extra, f)
+#define KS(f) SYS_CLUSTER, offsetof(struct cluster_stats, f)
 
 /* In publishing order. */
 static const struct sys_row rows[] = {
@@ -63,6 +65,14 @@ static const struct sys_row rows[] = {
     {"$SYS/broker/refused/memory", BS(memory_refused), NULL},
     {"$SYS/broker/refused/sessions", BS(sessions_refused), NULL},
     {"$SYS/broker/refused/retained", BS(retained_refused), NULL},
+    {"$SYS/broker/cluster/connected", KS(connected), NULL},
+    {"$SYS/broker/cluster/interests", KS(interests), NULL},
+    {"$SYS/broker/cluster/messages/sent", KS(sent), NULL},
+    {"$SYS/broker/cluster/messages/send_failed", KS(send_failed), NULL},
+    {"$SYS/broker/cluster/messages/local_only", KS(dropped_long), NULL},
+    {"$SYS/broker/cluster/messages/received", KS(received), NULL},
+    {"$SYS/broker/cluster/messages/invalid", KS(bad_received), NULL},
+    {"$SYS/broker/cluster/messages/delivered", KS(delivered), NULL},
 };
 
 static void sys_pub(struct broker *b, const char *topic, const char *payload, int64_t now)
@@ -93,6 +103,8 @@ static uint64_t row_value(struct broker *b, const struct conn_stats *cs, const s
         return field(cs, r->off);
     case SYS_EXTRA:
         return field(x, r->off);
+    case SYS_CLUSTER:
+        return field(x->cluster, r->off);
     case SYS_SUBSCRIPTIONS:
         return broker_subscription_count(b);
     case SYS_RETAINED:
@@ -111,6 +123,8 @@ void sys_publish(struct broker *b, const struct conn_stats *cs, const struct sys
     char payload[SYS_PAYLOAD_MAX];
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         const struct sys_row *r = &rows[i];
+        if (r->src == SYS_CLUSTER && !x->cluster)
+            continue;
         if (r->src == SYS_VERSION)
             snprintf(payload, sizeof(payload), "certmq %s", CERTMQ_VERSION);
         else

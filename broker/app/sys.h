@@ -4,6 +4,7 @@
 #define CERTMQ_SYS_H
 
 #include "broker.h"
+#include "cluster.h"
 #include "conn.h"
 
 #include <stdint.h>
@@ -11,8 +12,9 @@
 /* Values only the caller knows. */
 struct sys_extra {
     uint64_t uptime_s;
-    uint64_t chain_cache_hits; /* summed over every listener's current TLS context */
-    uint64_t resident_bytes;   /* at the last max_memory check */
+    uint64_t chain_cache_hits;           /* summed over every listener's current TLS context */
+    uint64_t resident_bytes;             /* at the last max_memory check */
+    const struct cluster_stats *cluster; /* NULL: no cluster topics */
 };
 
 /* Publish every $SYS topic once, through the broker as its own (from = NULL) retained

@@ -37,6 +37,7 @@ struct broker {
     struct broker_limits lim;
     struct broker_client_ops ops;
     struct broker_policy policy;
+    struct broker_cluster cluster;
     struct broker_stats stats;
     struct topic_tree *subs;
     struct retain *retained;
@@ -85,6 +86,22 @@ void broker_set_client_ops(struct broker *b, const struct broker_client_ops *ops
 void broker_set_policy(struct broker *b, const struct broker_policy *p)
 {
     b->policy = *p;
+}
+
+/* The subscription tree's first/last watch, passed on to the cluster. Nothing is reported
+ * while the broker is being freed: the cluster may be gone, and so is every interest. */
+static void on_interest(void *ctx, const char *filter, size_t flen, const char *group, size_t glen,
+                        bool add)
+{
+    struct broker *b = ctx;
+    if (!b->closing && b->cluster.interest)
+        b->cluster.interest(b->cluster.ctx, filter, flen, group, glen, add);
+}
+
+void broker_set_cluster(struct broker *b, const struct broker_cluster *c)
+{
+    b->cluster = *c;
+    topic_tree_set_watch(b->subs, on_interest, b);
 }
 
 static void destroy_session(struct broker *b, struct session *s);
@@ -635,6 +652,31 @@ static void store_retained(struct broker *b, struct session *from, struct msg *m
     BSTORE(b, retained, m);
 }
 
+/* Start collecting the deliveries of m (from = publishing session or NULL). */
+static void collect_begin(struct broker *b, const struct session *from, const struct msg *m)
+{
+    b->gen++;
+    b->m_count = 0;
+    b->cur = m;
+    b->cur_from = from;
+}
+
+/* Queue the collected deliveries that pass the receiver's read check; returns how many. */
+static size_t deliver_collected(struct broker *b, const struct msg *m)
+{
+    size_t delivered = 0;
+    for (size_t i = 0; i < b->m_count; i++) {
+        struct match *x = &b->m[i];
+        if (!allowed(b, x->s, m, ACL_READ))
+            continue;
+        deliver(b, x->s, &x->d);
+        delivered++;
+    }
+    b->cur = NULL;
+    b->cur_from = NULL;
+    return delivered;
+}
+
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now)
 {
@@ -647,21 +689,34 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
         b->policy.observe(b->policy.ctx, from, m);
     if (m->retain && b->lim.retain_available)
         store_retained(b, from, m);
-    b->gen++;
-    b->m_count = 0;
-    b->cur = m;
-    b->cur_from = from;
-    topic_tree_match(b->subs, m->topic, m->topic_len, on_match, on_group, b);
-    size_t delivered = 0;
-    for (size_t i = 0; i < b->m_count; i++) {
-        struct match *x = &b->m[i];
-        if (!allowed(b, x->s, m, ACL_READ))
-            continue;
-        deliver(b, x->s, &x->d);
-        delivered++;
+    collect_begin(b, from, m);
+    topic_tree_match(b->subs, m->topic, m->topic_len, on_match,
+                     b->cluster.shared_remote ? NULL : on_group, b);
+    size_t delivered = deliver_collected(b, m);
+    /* Other nodes' subscribers are unknown here: a message sent on counts as matched. */
+    if (from && b->cluster.publish) {
+        b->cluster.publish(b->cluster.ctx, from, m, now);
+        return BROKER_PUB_OK;
     }
-    b->cur = NULL;
-    b->cur_from = NULL;
+    return delivered ? BROKER_PUB_OK : BROKER_PUB_NO_MATCH;
+}
+
+enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, const char *group,
+                                             size_t glen, const char *filter, size_t flen,
+                                             int64_t now)
+{
+    b->now = now;
+    collect_begin(b, NULL, m);
+    if (!group) {
+        topic_tree_match(b->subs, m->topic, m->topic_len, on_match, NULL, b);
+    } else {
+        struct topic_group *g = topic_tree_group(b->subs, filter, flen, group, glen);
+        const struct topic_sub *sub = g ? pick_member(b, g, m, NULL) : NULL;
+        if (sub)
+            on_match(b, sub);
+    }
+    size_t delivered = deliver_collected(b, m);
+    b->stats.remote_in += delivered != 0;
     return delivered ? BROKER_PUB_OK : BROKER_PUB_NO_MATCH;
 }
 

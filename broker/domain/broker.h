@@ -58,6 +58,22 @@ struct broker_policy {
     void (*disconnected)(void *ctx, const struct session *s);
 };
 
+/* The cluster (cluster module, cluster mode only) fills these; broker never knows NATS. */
+struct broker_cluster {
+    void *ctx;
+    /* A message from a local client passed every check and was routed locally: send it to
+     * the other nodes. Not called for the broker's own messages ($SYS) nor for messages that
+     * came from another node. */
+    void (*publish)(void *ctx, const struct session *from, const struct msg *m, int64_t now);
+    /* A filter (group NULL) gained its first / lost its last non-shared subscriber on this
+     * node, or a shared group on a filter its first / last member (add tells which). */
+    void (*interest)(void *ctx, const char *filter, size_t flen, const char *group, size_t glen,
+                     bool add);
+    /* Shared groups are served cluster-wide: a local publish picks no group member here; each
+     * message comes back once, for one node's group, through broker_deliver_remote. */
+    bool shared_remote;
+};
+
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
     uint64_t bytes_received, bytes_sent;
@@ -68,6 +84,7 @@ struct broker_stats {
     uint64_t retained_cut;     /* subscriptions whose retained messages stopped at a full queue */
     uint64_t sessions;
     uint64_t clients_online;
+    uint64_t remote_in; /* messages from other nodes delivered to at least one session */
 };
 
 /* Where the broker's durable state goes (persist module): sessions, subscriptions, retained
@@ -87,6 +104,9 @@ struct broker;
 struct broker *broker_new(const struct broker_limits *l);
 void broker_set_client_ops(struct broker *b, const struct broker_client_ops *ops);
 void broker_set_policy(struct broker *b, const struct broker_policy *p);
+/* Install the cluster hooks before any subscription exists (before restoring sessions): the
+ * interest hook reports changes, not the state. */
+void broker_set_cluster(struct broker *b, const struct broker_cluster *c);
 void broker_free(struct broker *b);
 struct broker_stats *broker_stats(struct broker *b);
 const struct broker_limits *broker_limits(const struct broker *b);
@@ -127,6 +147,14 @@ enum broker_pub_result { BROKER_PUB_OK = 0, BROKER_PUB_DENIED = 1, BROKER_PUB_NO
  * own messages ($SYS). */
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now);
+
+/* A message from another node (cluster): delivered to local sessions only, with the same
+ * per-delivery ACL check as a local publish, never stored as retained nor sent on. group NULL:
+ * to the non-shared subscriptions it matches; otherwise to one member of that shared group on
+ * filter. The caller keeps its reference. */
+enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, const char *group,
+                                             size_t glen, const char *filter, size_t flen,
+                                             int64_t now);
 
 /* SUBSCRIBE one filter: returns the granted QoS, or the MQTT 5 failure code (enum mqtt_rc:
  * topic filter invalid, not authorized, quota exceeded = over the subscription limit). Matching

@@ -467,6 +467,91 @@ static void test_policy_connect_pairs(void)
     broker_free(b);
 }
 
+/* The cluster hooks: interest changes per filter and group, every local publish sent on (the
+ * broker's own not), groups skipped locally when shared_remote, and remote messages delivered
+ * locally with the receiver's ACL checked. */
+struct cluster_log {
+    int published, adds, dels;
+    char last[64];
+};
+
+static void cl_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    ((struct cluster_log *)ctx)->published++;
+}
+
+static void cl_interest(void *ctx, const char *f, size_t flen, const char *g, size_t glen, bool add)
+{
+    struct cluster_log *c = ctx;
+    snprintf(c->last, sizeof(c->last), "%.*s%s%.*s", (int)flen, f, g ? "@" : "", (int)glen,
+             g ? g : "");
+    if (add)
+        c->adds++;
+    else
+        c->dels++;
+}
+
+static void test_cluster_hooks(void)
+{
+    struct broker *b = mkbroker(ACL);
+    struct cluster_log log = {0};
+    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true};
+    broker_set_cluster(b, &hooks);
+    int c1, c2, c3;
+    bool present;
+    struct session *ops =
+        broker_attach(b, "ops", "ops", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *w =
+        broker_attach(b, "ops", "w", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    CHECK_EQ_INT(broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0), 1);
+    CHECK_EQ_STR(log.last, "devices/#");
+    CHECK_EQ_INT(broker_subscribe(b, a, "devices/#", 9, 1, 0, 0), 1);
+    CHECK_EQ_INT(log.adds, 1);
+    CHECK_EQ_INT(broker_subscribe(b, w, "$share/g/fleet/+", 16, 1, 0, 0), 1);
+    CHECK_EQ_STR(log.last, "fleet/+@g");
+
+    /* Local publish: delivered locally, sent on once; the group is left to the cluster. */
+    struct msg *m = mk(b, "devices/dev-a/t", "1", 1, false);
+    CHECK_EQ_INT(broker_publish(b, a, m, 0), BROKER_PUB_OK);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 1);
+    CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/t");
+    CHECK_EQ_STR(next_topic(a, NULL, NULL), "devices/dev-a/t");
+    m = mk(b, "fleet/x", "1", 1, false);
+    CHECK_EQ_INT(broker_publish(b, ops, m, 0), BROKER_PUB_OK);
+    CHECK(next_topic(w, NULL, NULL) == NULL);
+    CHECK_EQ_INT(broker_deliver_remote(b, m, "g", 1, "fleet/+", 7, 0), BROKER_PUB_OK);
+    CHECK_EQ_STR(next_topic(w, NULL, NULL), "fleet/x");
+    CHECK_EQ_INT(broker_deliver_remote(b, m, "h", 1, "fleet/+", 7, 0), BROKER_PUB_NO_MATCH);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 2);
+    m = mk(b, "$SYS/x", "1", 0, false);
+    broker_publish(b, NULL, m, 0);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 2);
+
+    /* Remote: the receiver's ACL decides (dev-a may not read dev-b's subtree). */
+    m = mk(b, "devices/dev-b/t", "2", 1, true);
+    CHECK_EQ_INT(broker_deliver_remote(b, m, NULL, 0, NULL, 0, 0), BROKER_PUB_OK);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 2);
+    CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-b/t");
+    CHECK(next_topic(a, NULL, NULL) == NULL);
+    CHECK_EQ_INT(broker_retained_count(b), 0);
+    CHECK_EQ_INT(broker_stats(b)->remote_in, 2);
+
+    CHECK_EQ_INT(broker_unsubscribe(b, ops, "devices/#", 9), 0);
+    CHECK_EQ_INT(log.dels, 0);
+    broker_detach(b, a, false, 0);
+    CHECK_EQ_INT(log.dels, 1);
+    CHECK_EQ_STR(log.last, "devices/#");
+    broker_detach(b, w, false, 0);
+    CHECK_EQ_INT(log.dels, 2);
+    broker_free(b);
+}
+
 int main(void)
 {
     test_isolation();
@@ -479,5 +564,6 @@ int main(void)
     test_takeover_and_expiry();
     test_acl_reload_applies();
     test_policy_connect_pairs();
+    test_cluster_hooks();
     return check_finish("broker_test");
 }
