@@ -18,6 +18,10 @@ MAX_CONTROL_LINE = 262144
 MAX_SUBJECT = 250000
 
 
+class PortTaken(TestFailure):
+    """A port free_port() chose was taken by another test before nats-server bound it."""
+
+
 class NatsServer:
     def __init__(self, h, name, port, cport, mport, route_ports):
         self.name, self.port, self.mport = name, port, mport
@@ -38,6 +42,10 @@ class NatsServer:
         wait_for(self._up, 10, "nats-server %s monitoring port" % name)
 
     def _up(self):
+        if self.proc.poll() is not None:
+            self.log.flush()
+            if b"address already in use" in open(self.log.name, "rb").read():
+                raise PortTaken(self.name)
         check(self.proc.poll() is None, "nats-server %s exited (see %s)" % (self.name, self.log.name))
         try:
             self.get("varz")
@@ -69,11 +77,18 @@ class Cluster:
 
     def __init__(self, h, pki, acl, nodes=3, extra=""):
         self.h = h
-        ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
-        self.nats = []
-        for i, (p, cp, mp) in enumerate(ports):
-            others = [ports[k][1] for k in range(3) if k != i]
-            self.nats.append(NatsServer(h, "n%d" % (i + 1), p, cp, mp, others))
+        for attempt in range(4):  # tests run in parallel: a chosen port can be taken meanwhile
+            ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+            self.nats = []
+            try:
+                for i, (p, cp, mp) in enumerate(ports):
+                    others = [ports[k][1] for k in range(3) if k != i]
+                    self.nats.append(NatsServer(h, "n%d" % (i + 1), p, cp, mp, others))
+                break
+            except PortTaken:
+                self.stop_nats()
+                if attempt == 3:
+                    raise
         wait_for(lambda: all(s.get("routez")["num_routes"] >= 2 for s in self.nats), 15, "NATS routes")
         self.nodes = []
         for i in range(nodes):
