@@ -9,6 +9,7 @@
 #include "fileread.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "pidfile.h"
 #include "sys.h"
 #include "xmalloc.h"
@@ -258,6 +259,7 @@ static void on_tick(void *ctx, uint64_t now)
 static void on_reload(void *ctx)
 {
     struct server *s = ctx;
+    notify_reloading();
     log_notice("SIGHUP: reloading the ACL, certificates and CRLs%s",
                s->cfg.tls_ticket_key_file ? ", session-ticket keys" : "");
     if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
@@ -267,6 +269,9 @@ static void on_reload(void *ctx)
     if (reload_tls(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
     plugin_reload(s->plugins);
+    /* Files still being written are retried on the debounce tick; the broker serves on with
+     * what it has meanwhile, so it is ready again now. */
+    notify_ready("running");
 }
 
 /* At start a key file that fails its checks stops the broker: starting with random keys would
@@ -360,6 +365,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     loop_every(s->lp, TICK_MS, on_tick, s);
     pidfile_write(c->pid_file);
     log_notice("certmq %s running", CERTMQ_VERSION);
+    notify_ready("running");
     return s;
 }
 
@@ -375,6 +381,7 @@ void server_stop(struct server *s)
     if (s->stopping)
         return;
     s->stopping = true;
+    notify_stopping();
     for (size_t i = 0; i < s->nls; i++) {
         listener_close(s->ls[i].l);
         s->ls[i].l = NULL;
