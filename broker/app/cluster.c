@@ -45,6 +45,7 @@ struct cluster {
     const struct cluster_opts *o;
     uv_loop_t *loop;
     struct cluster_link route, share;
+    struct cluster_kv *kv; /* retained messages (cluster_kv.c) */
     uv_check_t drain;
     uv_idle_t more;
     struct interest *interests;
@@ -108,8 +109,14 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
     fprintf(f, "cluster: subscribes one NATS subject per local filter; $share groups as queue "
                "groups share.<group>.<filter>\n");
     fprintf(f,
+            "cluster: retained messages in JetStream KV bucket cmq_ret_%s (stream KV_cmq_ret_%s, "
+            "created at start-up when missing, %u replica(s))\n",
+            o->name, o->name,
+            o->retained_replicas ? o->retained_replicas
+                                 : (unsigned)(o->url_count < 3 ? o->url_count : 3));
+    fprintf(f,
             "cluster: planned, not created yet: %u JetStream stream(s) CMQ_Q_0..%u for QoS 1/2, "
-            "KV buckets cmq_ret (retained), cmq_sess and cmq_claim (sessions), cmq_nodes\n",
+            "KV buckets cmq_sess and cmq_claim (sessions), cmq_nodes\n",
             o->partitions, o->partitions - 1);
 }
 
@@ -334,6 +341,7 @@ static void drain(struct cluster *c)
         return;
     int64_t now = (int64_t)uv_now(c->loop);
     size_t budget = DRAIN_BUDGET;
+    cluster__kv_drain(c->kv, now, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
     {
@@ -356,12 +364,39 @@ static void drain(struct cluster *c)
 
 static void on_check(uv_check_t *h)
 {
-    drain(h->data);
+    struct cluster *c = h->data;
+    drain(c);
+    if (!c->stopped)
+        cluster__kv_turn_end(c->kv);
 }
 
 void cluster__rx(struct cluster *c)
 {
     c->rx = true;
+}
+
+void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
+{
+    if (l == &c->route && c->kv)
+        cluster__kv_link(c->kv, up);
+}
+
+static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    struct cluster *c = ctx;
+    return c->stopped ? 0 : cluster__kv_retain(c->kv, from, m, now);
+}
+
+static uint64_t on_barrier(void *ctx)
+{
+    struct cluster *c = ctx;
+    return c->stopped ? 0 : cluster__kv_barrier(c->kv);
+}
+
+void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                        void *ctx)
+{
+    cluster__kv_set_done(c->kv, done, ctx);
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
@@ -383,6 +418,7 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     uv_check_start(&c->drain, on_check);
     uv_idle_init(loop, &c->more);
     c->more.data = c;
+    c->kv = cluster__kv_new(loop, b, o, &c->route);
     return c;
 }
 
@@ -394,8 +430,10 @@ int cluster_connect(struct cluster *c)
     if (cluster__link_open(&c->route, c, "routing", c->loop, o, true) != 0 ||
         cluster__link_open(&c->share, c, "shared", c->loop, o, false) != 0)
         return -1;
-    struct broker_cluster hooks = {c, on_publish, on_interest, true};
+    struct broker_cluster hooks = {c, on_publish, on_interest, true, on_retain, on_barrier};
     broker_set_cluster(c->b, &hooks);
+    if (c->route.connected) /* otherwise when the link comes up */
+        cluster__kv_link(c->kv, true);
     return 0;
 }
 
@@ -411,6 +449,7 @@ void cluster_stop(struct cluster *c)
         interest_free(c, i);
     }
     c->stats.interests = 0;
+    cluster__kv_stop(c->kv);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);
     uv_close((uv_handle_t *)&c->drain, NULL);
@@ -428,6 +467,7 @@ void cluster_free(struct cluster *c)
     nats_CloseAndWait(2000);
     cluster__link_release(&c->route);
     cluster__link_release(&c->share);
+    cluster__kv_free(c->kv);
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
@@ -440,5 +480,12 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
 {
     c->stats.connected = c->route.connected && c->share.connected;
     c->stats.delivered = broker_stats(c->b)->remote_in;
+    const struct cluster_kv_stats *k = cluster__kv_stats(c->kv);
+    c->stats.retained_ready = cluster__kv_ready(c->kv);
+    c->stats.retained_writes = k->writes;
+    c->stats.retained_failed = k->writes_failed;
+    c->stats.retained_applied = k->applied;
+    c->stats.retained_invalid = k->bad_updates;
+    c->stats.barriers_skipped = k->barriers_skipped;
     return &c->stats;
 }

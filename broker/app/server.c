@@ -300,6 +300,11 @@ static void on_stop(void *ctx)
     server_stop(ctx);
 }
 
+static void wait_done(void *clenv, uint64_t ticket, bool ok)
+{
+    client_env_wait_done(clenv, ticket, ok);
+}
+
 struct server *server_start(uv_loop_t *loop, struct config *cfg)
 {
     struct server *s = xcalloc(1, sizeof(*s));
@@ -342,8 +347,11 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     s->acl_rules = acl_rule_count(a);
     broker_set_acl(s->b, a);
     /* Before persistence restores subscriptions: the cluster learns interest from changes. */
-    if (cluster_enabled(&c->cluster))
+    if (cluster_enabled(&c->cluster)) {
         s->cluster = cluster_new(loop, s->b, &c->cluster);
+        /* Retained writes and read barriers complete for the clients waiting on them. */
+        cluster_set_waiter(s->cluster, wait_done, s->clenv);
+    }
     if ((s->cluster && cluster_connect(s->cluster) != 0) ||
         (c->persistence &&
          !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,
