@@ -45,7 +45,10 @@ struct cluster {
     const struct cluster_opts *o;
     uv_loop_t *loop;
     struct cluster_link route, share;
-    struct cluster_kv *kv; /* retained messages (cluster_kv.c) */
+    struct cluster_kv *kv;         /* retained messages (cluster_kv.c) */
+    natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
+    void (*revoked)(void *ctx, const struct envelope_revoke *r);
+    void *revoked_ctx;
     uv_check_t drain;
     uv_idle_t more;
     struct interest *interests;
@@ -331,6 +334,57 @@ static void receive(struct cluster *c, const struct interest *i, natsMsg *nm, in
     msg_unref(m);
 }
 
+/* ---- certificate revocations between nodes ---------------------------------------------- */
+
+void cluster_set_revoker(struct cluster *c,
+                         void (*revoked)(void *ctx, const struct envelope_revoke *r), void *ctx)
+{
+    c->revoked = revoked;
+    c->revoked_ctx = ctx;
+}
+
+static int revocation_subject(const struct cluster *c, char *out, size_t cap)
+{
+    return snprintf(out, cap, "%s.ctl.revoked", c->prefix);
+}
+
+void cluster_revoked(struct cluster *c, const struct envelope_revoke *r)
+{
+    uint8_t buf[ENVELOPE_REVOKE_MAX];
+    size_t len = envelope_revoke_encode(r, c->o->node, buf, sizeof(buf));
+    if (c->stopped || !len)
+        return;
+    char subj[sizeof(c->prefix) + 16];
+    revocation_subject(c, subj, sizeof(subj));
+    natsStatus s = natsConnection_Publish(c->route.nc, subj, buf, (int)len);
+    if (s == NATS_OK)
+        c->stats.revocations_sent++;
+    else
+        log_warn("cluster: cannot announce a revoked certificate to the other nodes: %s (each "
+                 "node still applies its own CRLs)",
+                 natsStatus_GetText(s));
+}
+
+static void drain_revocations(struct cluster *c, size_t *budget)
+{
+    natsMsg *nm;
+    while (*budget && c->revocations &&
+           natsSubscription_NextMsg(&nm, c->revocations, 0) == NATS_OK) {
+        struct envelope_revoke r;
+        int e = envelope_revoke_decode((const uint8_t *)natsMsg_GetData(nm),
+                                       (size_t)natsMsg_GetDataLength(nm), &r);
+        if (e != 0) {
+            bad_input(c, natsMsg_GetSubject(nm), envelope_strerror(e));
+        } else {
+            c->stats.revocations_received++;
+            if (c->revoked)
+                c->revoked(c->revoked_ctx, &r);
+        }
+        natsMsg_Destroy(nm);
+        (*budget)--;
+    }
+}
+
 /* Only there so that the loop does not block while messages wait: the check handle drains. */
 static void on_idle(uv_idle_t *h) {}
 
@@ -342,6 +396,7 @@ static void drain(struct cluster *c)
     int64_t now = (int64_t)uv_now(c->loop);
     size_t budget = DRAIN_BUDGET;
     cluster__kv_drain(c->kv, now, &budget);
+    drain_revocations(c, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
     {
@@ -430,6 +485,13 @@ int cluster_connect(struct cluster *c)
     if (cluster__link_open(&c->route, c, "routing", c->loop, o, true) != 0 ||
         cluster__link_open(&c->share, c, "shared", c->loop, o, false) != 0)
         return -1;
+    char subj[sizeof(c->prefix) + 16];
+    revocation_subject(c, subj, sizeof(subj));
+    natsStatus s = natsConnection_SubscribeSync(&c->revocations, c->route.nc, subj);
+    if (s != NATS_OK)
+        log_err("cluster: cannot subscribe to %s: %s (revocations on other nodes are not "
+                "heard here; this node's own CRLs still apply)",
+                subj, natsStatus_GetText(s));
     struct broker_cluster hooks = {c, on_publish, on_interest, true, on_retain, on_barrier};
     broker_set_cluster(c->b, &hooks);
     if (c->route.connected) /* otherwise when the link comes up */
@@ -449,6 +511,8 @@ void cluster_stop(struct cluster *c)
         interest_free(c, i);
     }
     c->stats.interests = 0;
+    natsSubscription_Destroy(c->revocations);
+    c->revocations = NULL;
     cluster__kv_stop(c->kv);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);

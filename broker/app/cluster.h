@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "diag.h"
+#include "envelope.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,6 +63,14 @@ void cluster_free(struct cluster *c);
 void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t ticket, bool ok),
                         void *ctx);
 
+/* Certificate revocations between nodes: this node learnt r (its CRL reload, a plugin's
+ * verdict) and tells the others at once (core NATS, at most once; every node still enforces its
+ * own CRLs). */
+void cluster_revoked(struct cluster *c, const struct envelope_revoke *r);
+/* Who acts on a revocation another node announced (r borrows the message). */
+void cluster_set_revoker(struct cluster *c,
+                         void (*revoked)(void *ctx, const struct envelope_revoke *r), void *ctx);
+
 /* For $SYS/broker/cluster/...: every field a uint64_t. */
 struct cluster_stats {
     uint64_t connected; /* 1 while both NATS connections are up */
@@ -77,6 +86,8 @@ struct cluster_stats {
     uint64_t retained_applied; /* updates from the bucket applied to this node's store */
     uint64_t retained_invalid; /* updates ignored: not a valid key or envelope */
     uint64_t barriers_skipped; /* subscriptions answered without the read barrier */
+    uint64_t revocations_sent; /* certificate revocations announced to the other nodes */
+    uint64_t revocations_received; /* ...announced by them (valid ones) */
 };
 const struct cluster_stats *cluster_stats(struct cluster *c);
 

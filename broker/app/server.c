@@ -138,6 +138,7 @@ static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
     struct conn *c = conn_env_find(s->cenv, conn_id);
     if (!c)
         return -1;
+    server__revoke_plugin(s, c);
     conn_untrust(c, REASON_REVOKED_PLUGIN, reason && *reason ? reason : "by plugin");
     return 0;
 }
@@ -194,6 +195,11 @@ static bool reload_tls(struct server *s)
         return again;
     }
     size_t was = 0, now = crl_entries(fresh, s->nls);
+    struct tls_ctx **old = xcalloc(s->nls, sizeof(*old));
+    for (size_t i = 0; i < s->nls; i++)
+        old[i] = s->ls[i].ctx;
+    server__revoke_announce(s, old, fresh, s->nls);
+    free(old);
     for (size_t i = 0; i < s->nls; i++) {
         was += s->ls[i].ctx ? tls_ctx_crl_entries(s->ls[i].ctx) : 0;
         /* Connections hold their own reference to the context they were made with. */
@@ -351,6 +357,7 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         s->cluster = cluster_new(loop, s->b, &c->cluster);
         /* Retained writes and read barriers complete for the clients waiting on them. */
         cluster_set_waiter(s->cluster, wait_done, s->clenv);
+        cluster_set_revoker(s->cluster, server__revoked_elsewhere, s);
     }
     if ((s->cluster && cluster_connect(s->cluster) != 0) ||
         (c->persistence &&

@@ -79,6 +79,8 @@ static const struct sys_row rows[] = {
     {"$SYS/broker/cluster/retained/applied", KS(retained_applied), NULL},
     {"$SYS/broker/cluster/retained/invalid", KS(retained_invalid), NULL},
     {"$SYS/broker/cluster/retained/barriers_skipped", KS(barriers_skipped), NULL},
+    {"$SYS/broker/cluster/revocations/sent", KS(revocations_sent), NULL},
+    {"$SYS/broker/cluster/revocations/received", KS(revocations_received), NULL},
 };
 
 static void sys_pub(struct broker *b, const char *topic, const char *payload, int64_t now)

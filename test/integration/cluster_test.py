@@ -67,7 +67,7 @@ class NatsServer:
 class Cluster:
     """3 NATS servers; nodes are certmq brokers made with h.broker (so the harness stops them)."""
 
-    def __init__(self, h, pki, acl, nodes=3, extra=""):
+    def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None):
         self.h = h
         ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
         self.nats = []
@@ -76,6 +76,7 @@ class Cluster:
             self.nats.append(NatsServer(h, "n%d" % (i + 1), p, cp, mp, others))
         wait_for(lambda: all(s.get("routez")["num_routes"] >= 2 for s in self.nats), 15, "NATS routes")
         self.ports, self.pki, self.acl, self.extra = ports, pki, acl, extra
+        self.crlfiles = crlfiles  # per node: its own CRL files (None: the PKI's CRL for all)
         self.nodes = []
         for i in range(nodes):
             self.add_node()
@@ -87,7 +88,8 @@ class Cluster:
         urls = " ".join("nats://127.0.0.1:%d" % self.ports[(i + k) % 3][0] for k in range(3))
         b = self.h.broker(self.pki, acl=self.acl,
                           extra="cluster_name test\nnode_name node%d\ncluster_nats %s\n"
-                          "cluster_max_subject_length %d\n%s" % (i + 1, urls, MAX_SUBJECT, self.extra))
+                          "cluster_max_subject_length %d\n%s" % (i + 1, urls, MAX_SUBJECT, self.extra),
+                          crlfiles=self.crlfiles[i] if self.crlfiles else None)
         b.log_wait(r"routing link connected", 10)
         b.log_wait(r"shared link connected", 10)
         b.log_wait(r"retained messages in JetStream bucket", 15)
