@@ -14,8 +14,7 @@
 #include <string.h>
 #include <uthash.h>
 
-/* issuer name hash, serial length, serial (zero-padded) */
-#define ID_KEY (32 + 1 + 32)
+#define ID_KEY TLS_CERT_KEY_LEN
 
 struct id_entry {
     uint8_t key[ID_KEY];
@@ -26,19 +25,11 @@ struct id_set {
     struct id_entry *all;
 };
 
-static void id_key(const struct tls_cert_id *id, uint8_t key[ID_KEY])
-{
-    memset(key, 0, ID_KEY);
-    memcpy(key, id->issuer_hash, 32);
-    key[32] = id->serial_len;
-    memcpy(key + 33, id->serial, id->serial_len <= 32 ? id->serial_len : 32);
-}
-
 /* Add id to the set; false when it was there already. */
 static bool id_add(struct id_set *set, const struct tls_cert_id *id)
 {
     uint8_t key[ID_KEY];
-    id_key(id, key);
+    tls_cert_id_key(id, key);
     struct id_entry *e;
     HASH_FIND(hh, set->all, key, ID_KEY, e);
     if (e)

@@ -350,21 +350,13 @@ void conn_check_done(struct conn *c, bool allow, const char *why)
         conn__pump(c); /* bytes that came with the handshake's last flight */
 }
 
-static void cert_key(const struct tls_cert_id *id, uint8_t key[CONN_CERT_KEY])
-{
-    memset(key, 0, CONN_CERT_KEY);
-    memcpy(key, id->issuer_hash, 32);
-    key[32] = id->serial_len <= 32 ? id->serial_len : 32;
-    memcpy(key + 33, id->serial, key[32]);
-}
-
 /* Index c under its leaf certificate (conn_env_untrust_cert). */
 static void cert_index(struct conn *c, const struct tls_peer *peer)
 {
     if (!peer->chain_len)
         return;
     uint8_t key[CONN_CERT_KEY];
-    cert_key(&peer->chain[0], key);
+    tls_cert_id_key(&peer->chain[0], key);
     struct conn_env *e = c->env;
     struct conn_cert *cc;
     HASH_FIND(hh, e->by_cert, key, CONN_CERT_KEY, cc);
@@ -402,7 +394,7 @@ size_t conn_env_untrust_cert(struct conn_env *e, const struct tls_cert_id *id, e
                              const char *detail)
 {
     uint8_t key[CONN_CERT_KEY];
-    cert_key(id, key);
+    tls_cert_id_key(id, key);
     struct conn_cert *cc;
     HASH_FIND(hh, e->by_cert, key, CONN_CERT_KEY, cc);
     size_t n = 0;

@@ -135,8 +135,7 @@ struct ip_count {
 #define CONN_READ_BUF (64 * 1024)
 /* Plaintext per TLS read: one full TLS record (2^14 bytes). */
 #define CONN_PLAIN_BUF (16 * 1024)
-/* issuer name hash, serial length, serial (zero-padded) */
-#define CONN_CERT_KEY (32 + 1 + 32)
+#define CONN_CERT_KEY TLS_CERT_KEY_LEN
 
 /* The open connections presenting one leaf certificate (issuer name hash and serial), so a
  * revocation learnt from another node finds them without a walk. */

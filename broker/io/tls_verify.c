@@ -492,6 +492,15 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, cha
     return false;
 }
 
+void tls_cert_id_key(const struct tls_cert_id *id, uint8_t key[TLS_CERT_KEY_LEN])
+{
+    uint8_t n = id->serial_len <= 32 ? id->serial_len : 32;
+    memset(key, 0, TLS_CERT_KEY_LEN);
+    memcpy(key, id->issuer_hash, 32);
+    key[32] = n;
+    memcpy(key + 33, id->serial, n);
+}
+
 void tls_ctx_crl_foreach(const struct tls_ctx *c,
                          void (*cb)(void *ud, const struct tls_cert_id *id), void *ud)
 {

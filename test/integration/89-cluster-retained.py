@@ -2,6 +2,7 @@
 rounds of "publish retained QoS 1 on node 1, wait for the PUBACK, subscribe at once on nodes 2
 and 3": every subscription gets the latest value (the read barrier). A clear propagates; a node
 started later gets the whole retained set; the bucket holds it as one message per topic."""
+import socket
 import threading
 import time
 
@@ -21,6 +22,10 @@ cl = Cluster(h, pki, ACL)
 n1, n2, n3 = cl.nodes
 
 
+def nodelay(client):
+    client.c.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Retained:
     """Collects the retained messages (retain flag set: answers to a SUBSCRIBE) per topic."""
 
@@ -29,6 +34,9 @@ class Retained:
         self.cv = threading.Condition()
         self.got = []
         client.c.on_message = self._on
+        # The client's PUBACK for one round's retained message and the next SUBSCRIBE are both
+        # small: with Nagle on, the SUBSCRIBE waits for the broker's delayed ACK (40 ms).
+        nodelay(client)
 
     def _on(self, c, u, m):
         if m.retain:
@@ -57,6 +65,7 @@ def wait_ack(client, info, timeout=10):
 
 def test_1000_rounds_latest_value_everywhere():
     pub = h.paho(n1, pki, "any", client_id="ret-pub")
+    nodelay(pub)
     s2 = Retained(h.paho(n2, pki, "any", client_id="ret-s2"))
     s3 = Retained(h.paho(n3, pki, "any", client_id="ret-s3"))
     t0 = time.time()
