@@ -100,6 +100,7 @@ struct cluster_kv {
     size_t env_cap;
     char *ident; /* a delivery's identity, NUL-terminated */
     struct cluster_kv_stats stats;
+    bool restart; /* updates were missed: a new consumer after this drain */
     bool stopped;
 };
 
@@ -506,7 +507,7 @@ static void on_feed(struct cluster_kv *k, natsMsg *nm, int64_t now)
         log_warn("cluster: retained: updates from the bucket missed (consumer sequence %" PRIu64
                  " after %" PRIu64 "); resuming after stream sequence %" PRIu64,
                  cseq, k->last_cseq, k->applied);
-        ask_consumer(k);
+        k->restart = true;
         return;
     }
     k->last_cseq = cseq;
@@ -526,12 +527,16 @@ void cluster__kv_drain(struct cluster_kv *k, int64_t now, size_t *budget)
         (*budget)--;
     }
     bool fed = false;
-    /* on_feed may recreate the consumer (and destroy k->feed): look at it each time. */
-    while (*budget && k->feed && natsSubscription_NextMsg(&nm, k->feed, 0) == NATS_OK) {
+    while (*budget && !k->restart && k->feed &&
+           natsSubscription_NextMsg(&nm, k->feed, 0) == NATS_OK) {
         on_feed(k, nm, now);
         natsMsg_Destroy(nm);
         (*budget)--;
         fed = true;
+    }
+    if (k->restart) { /* after the loop: the subscription goes with the old consumer */
+        k->restart = false;
+        ask_consumer(k);
     }
     if (fed)
         barriers_release(k);
