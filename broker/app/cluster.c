@@ -45,6 +45,10 @@ struct cluster {
     const struct cluster_opts *o;
     uv_loop_t *loop;
     struct cluster_link route, share;
+    struct cluster_kv *kv;         /* retained messages (cluster_kv.c) */
+    natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
+    void (*revoked)(void *ctx, const struct envelope_revoke *r);
+    void *revoked_ctx;
     uv_check_t drain;
     uv_idle_t more;
     struct interest *interests;
@@ -108,8 +112,14 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
     fprintf(f, "cluster: subscribes one NATS subject per local filter; $share groups as queue "
                "groups share.<group>.<filter>\n");
     fprintf(f,
+            "cluster: retained messages in JetStream KV bucket cmq_ret_%s (stream KV_cmq_ret_%s, "
+            "created at start-up when missing, %u replica(s))\n",
+            o->name, o->name,
+            o->retained_replicas ? o->retained_replicas
+                                 : (unsigned)(o->url_count < 3 ? o->url_count : 3));
+    fprintf(f,
             "cluster: planned, not created yet: %u JetStream stream(s) CMQ_Q_0..%u for QoS 1/2, "
-            "KV buckets cmq_ret (retained), cmq_sess and cmq_claim (sessions), cmq_nodes\n",
+            "KV buckets cmq_sess and cmq_claim (sessions), cmq_nodes\n",
             o->partitions, o->partitions - 1);
 }
 
@@ -324,6 +334,57 @@ static void receive(struct cluster *c, const struct interest *i, natsMsg *nm, in
     msg_unref(m);
 }
 
+/* ---- certificate revocations between nodes ---------------------------------------------- */
+
+void cluster_set_revoker(struct cluster *c,
+                         void (*revoked)(void *ctx, const struct envelope_revoke *r), void *ctx)
+{
+    c->revoked = revoked;
+    c->revoked_ctx = ctx;
+}
+
+static int revocation_subject(const struct cluster *c, char *out, size_t cap)
+{
+    return snprintf(out, cap, "%s.ctl.revoked", c->prefix);
+}
+
+void cluster_revoked(struct cluster *c, const struct envelope_revoke *r)
+{
+    uint8_t buf[ENVELOPE_REVOKE_MAX];
+    size_t len = envelope_revoke_encode(r, c->o->node, buf, sizeof(buf));
+    if (c->stopped || !len)
+        return;
+    char subj[sizeof(c->prefix) + 16];
+    revocation_subject(c, subj, sizeof(subj));
+    natsStatus s = natsConnection_Publish(c->route.nc, subj, buf, (int)len);
+    if (s == NATS_OK)
+        c->stats.revocations_sent++;
+    else
+        log_warn("cluster: cannot announce a revoked certificate to the other nodes: %s (each "
+                 "node still applies its own CRLs)",
+                 natsStatus_GetText(s));
+}
+
+static void drain_revocations(struct cluster *c, size_t *budget)
+{
+    natsMsg *nm;
+    while (*budget && c->revocations &&
+           natsSubscription_NextMsg(&nm, c->revocations, 0) == NATS_OK) {
+        struct envelope_revoke r;
+        int e = envelope_revoke_decode((const uint8_t *)natsMsg_GetData(nm),
+                                       (size_t)natsMsg_GetDataLength(nm), &r);
+        if (e != 0) {
+            bad_input(c, natsMsg_GetSubject(nm), envelope_strerror(e));
+        } else {
+            c->stats.revocations_received++;
+            if (c->revoked)
+                c->revoked(c->revoked_ctx, &r);
+        }
+        natsMsg_Destroy(nm);
+        (*budget)--;
+    }
+}
+
 /* Only there so that the loop does not block while messages wait: the check handle drains. */
 static void on_idle(uv_idle_t *h) {}
 
@@ -334,6 +395,8 @@ static void drain(struct cluster *c)
         return;
     int64_t now = (int64_t)uv_now(c->loop);
     size_t budget = DRAIN_BUDGET;
+    cluster__kv_drain(c->kv, now, &budget);
+    drain_revocations(c, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
     {
@@ -356,12 +419,39 @@ static void drain(struct cluster *c)
 
 static void on_check(uv_check_t *h)
 {
-    drain(h->data);
+    struct cluster *c = h->data;
+    drain(c);
+    if (!c->stopped)
+        cluster__kv_turn_end(c->kv);
 }
 
 void cluster__rx(struct cluster *c)
 {
     c->rx = true;
+}
+
+void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
+{
+    if (l == &c->route && c->kv)
+        cluster__kv_link(c->kv, up);
+}
+
+static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    struct cluster *c = ctx;
+    return c->stopped ? 0 : cluster__kv_retain(c->kv, from, m, now);
+}
+
+static uint64_t on_barrier(void *ctx)
+{
+    struct cluster *c = ctx;
+    return c->stopped ? 0 : cluster__kv_barrier(c->kv);
+}
+
+void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                        void *ctx)
+{
+    cluster__kv_set_done(c->kv, done, ctx);
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
@@ -383,6 +473,7 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     uv_check_start(&c->drain, on_check);
     uv_idle_init(loop, &c->more);
     c->more.data = c;
+    c->kv = cluster__kv_new(loop, b, o, &c->route);
     return c;
 }
 
@@ -394,8 +485,17 @@ int cluster_connect(struct cluster *c)
     if (cluster__link_open(&c->route, c, "routing", c->loop, o, true) != 0 ||
         cluster__link_open(&c->share, c, "shared", c->loop, o, false) != 0)
         return -1;
-    struct broker_cluster hooks = {c, on_publish, on_interest, true};
+    char subj[sizeof(c->prefix) + 16];
+    revocation_subject(c, subj, sizeof(subj));
+    natsStatus s = natsConnection_SubscribeSync(&c->revocations, c->route.nc, subj);
+    if (s != NATS_OK)
+        log_err("cluster: cannot subscribe to %s: %s (revocations on other nodes are not "
+                "heard here; this node's own CRLs still apply)",
+                subj, natsStatus_GetText(s));
+    struct broker_cluster hooks = {c, on_publish, on_interest, true, on_retain, on_barrier};
     broker_set_cluster(c->b, &hooks);
+    if (c->route.connected) /* otherwise when the link comes up */
+        cluster__kv_link(c->kv, true);
     return 0;
 }
 
@@ -411,6 +511,9 @@ void cluster_stop(struct cluster *c)
         interest_free(c, i);
     }
     c->stats.interests = 0;
+    natsSubscription_Destroy(c->revocations);
+    c->revocations = NULL;
+    cluster__kv_stop(c->kv);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);
     uv_close((uv_handle_t *)&c->drain, NULL);
@@ -428,6 +531,7 @@ void cluster_free(struct cluster *c)
     nats_CloseAndWait(2000);
     cluster__link_release(&c->route);
     cluster__link_release(&c->share);
+    cluster__kv_free(c->kv);
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
@@ -440,5 +544,12 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
 {
     c->stats.connected = c->route.connected && c->share.connected;
     c->stats.delivered = broker_stats(c->b)->remote_in;
+    const struct cluster_kv_stats *k = cluster__kv_stats(c->kv);
+    c->stats.retained_ready = cluster__kv_ready(c->kv);
+    c->stats.retained_writes = k->writes;
+    c->stats.retained_failed = k->writes_failed;
+    c->stats.retained_applied = k->applied;
+    c->stats.retained_invalid = k->bad_updates;
+    c->stats.barriers_skipped = k->barriers_skipped;
     return &c->stats;
 }

@@ -47,5 +47,33 @@ void cluster__link_free(struct cluster_link *l);
 void cluster__link_release(struct cluster_link *l);
 /* The loop read from the link's socket: messages may wait in its subscriptions. */
 void cluster__rx(struct cluster *c);
+/* The link is (again) connected to NATS, or lost it. */
+void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up);
+
+/* cluster_kv.c: retained messages in a JetStream KV bucket (see there). Counters are the
+ * retained_* and barriers_skipped fields of struct cluster_stats. */
+struct cluster_kv_stats {
+    uint64_t writes, writes_failed, applied, bad_updates, barriers_skipped;
+};
+struct cluster_kv;
+struct cluster_kv *cluster__kv_new(uv_loop_t *loop, struct broker *b, const struct cluster_opts *o,
+                                   struct cluster_link *link);
+const char *cluster__kv_bucket(const struct cluster_kv *k);
+void cluster__kv_set_done(struct cluster_kv *k, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                          void *ctx);
+/* The routing link came up (set up the bucket and its consumer again) or went down. */
+void cluster__kv_link(struct cluster_kv *k, bool up);
+/* The broker's retain and barrier hooks (broker_cluster). */
+uint64_t cluster__kv_retain(struct cluster_kv *k, const struct session *from, const struct msg *m,
+                            int64_t now);
+uint64_t cluster__kv_barrier(struct cluster_kv *k);
+/* Replies and updates waiting on the routing link, up to *budget messages (lowered). */
+void cluster__kv_drain(struct cluster_kv *k, int64_t now, size_t *budget);
+/* End of a loop turn: ask for the barriers that arrived in it. */
+void cluster__kv_turn_end(struct cluster_kv *k);
+bool cluster__kv_ready(const struct cluster_kv *k);
+const struct cluster_kv_stats *cluster__kv_stats(const struct cluster_kv *k);
+void cluster__kv_stop(struct cluster_kv *k);
+void cluster__kv_free(struct cluster_kv *k);
 
 #endif

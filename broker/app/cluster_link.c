@@ -210,6 +210,7 @@ static void on_async(uv_async_t *h)
     uv_mutex_unlock(&l->lock);
     if (ev & EV_DISCONNECTED) {
         l->connected = false;
+        cluster__link_event(l->c, l, false);
         log_warn("cluster: %s link to NATS lost; reconnecting (local delivery goes on, messages "
                  "to and from other nodes wait or are lost meanwhile)",
                  l->label);
@@ -218,6 +219,8 @@ static void on_async(uv_async_t *h)
         log_up(l, "connected");
     if (ev & EV_RECONNECTED)
         log_up(l, "reconnected");
+    if (ev & (EV_CONNECTED | EV_RECONNECTED))
+        cluster__link_event(l->c, l, true);
     if (ev & EV_ERROR)
         log_warn("cluster: %s link: NATS reports %s", l->label, natsStatus_GetText(err));
     if (ev & EV_CLOSED) {

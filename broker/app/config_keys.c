@@ -212,6 +212,10 @@ const struct config__directive config__table[] = {
     {"cluster_nats_tls_key", T_PATH, GF(cluster.tls_key)},
     /* JetStream streams for QoS 1/2 (several Raft groups share the load); not used yet. */
     {"cluster_partitions", T_UINT, GF(cluster.partitions), .min = 1, .max = 1024, .def = 1},
+    /* Copies of the retained bucket's stream JetStream keeps; 0 = min(3, cluster_nats URLs).
+     * Used only when the bucket is created: an existing bucket keeps its own. */
+    {"cluster_retained_replicas", T_UINT, GF(cluster.retained_replicas), .min = 0, .max = 5,
+     .def = 0},
     /* nats-server refuses protocol lines over its max_control_line (4 KB by default) and drops
      * the connection: topics whose subject would be longer stay on this node. */
     {"cluster_max_subject_length", T_UINT, GF(cluster.max_subject), .min = 256, .max = 16 << 20,

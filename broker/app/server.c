@@ -139,6 +139,7 @@ static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
     struct conn *c = conn_env_find(s->cenv, conn_id);
     if (!c)
         return -1;
+    server__revoke_plugin(s, c);
     conn_untrust(c, REASON_REVOKED_PLUGIN, reason && *reason ? reason : "by plugin");
     return 0;
 }
@@ -195,6 +196,11 @@ static bool reload_tls(struct server *s)
         return again;
     }
     size_t was = 0, now = crl_entries(fresh, s->nls);
+    struct tls_ctx **old = xcalloc(s->nls, sizeof(*old));
+    for (size_t i = 0; i < s->nls; i++)
+        old[i] = s->ls[i].ctx;
+    server__revoke_announce(s, old, fresh, s->nls);
+    free(old);
     for (size_t i = 0; i < s->nls; i++) {
         was += s->ls[i].ctx ? tls_ctx_crl_entries(s->ls[i].ctx) : 0;
         /* Connections hold their own reference to the context they were made with. */
@@ -305,6 +311,11 @@ static void on_stop(void *ctx)
     server_stop(ctx);
 }
 
+static void wait_done(void *clenv, uint64_t ticket, bool ok)
+{
+    client_env_wait_done(clenv, ticket, ok);
+}
+
 struct server *server_start(uv_loop_t *loop, struct config *cfg)
 {
     struct server *s = xcalloc(1, sizeof(*s));
@@ -347,8 +358,12 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     s->acl_rules = acl_rule_count(a);
     broker_set_acl(s->b, a);
     /* Before persistence restores subscriptions: the cluster learns interest from changes. */
-    if (cluster_enabled(&c->cluster))
+    if (cluster_enabled(&c->cluster)) {
         s->cluster = cluster_new(loop, s->b, &c->cluster);
+        /* Retained writes and read barriers complete for the clients waiting on them. */
+        cluster_set_waiter(s->cluster, wait_done, s->clenv);
+        cluster_set_revoker(s->cluster, server__revoked_elsewhere, s);
+    }
     if ((s->cluster && cluster_connect(s->cluster) != 0) ||
         (c->persistence &&
          !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,

@@ -58,4 +58,13 @@ void server__log_diag(enum log_level lvl, const struct diag *d, const char *pref
  * when one is a websockets listener). 0, or -1 with every reason logged. */
 int server__open_listeners(struct server *s);
 
+/* server_revoke.c: revocations shared between cluster nodes (nothing without a cluster). */
+/* After a CRL reload: announce what fresh revokes and old (the contexts replaced) did not. */
+void server__revoke_announce(struct server *s, struct tls_ctx *const *old,
+                             struct tls_ctx *const *fresh, size_t n);
+/* A plugin's verdict on c: announce its certificate. */
+void server__revoke_plugin(struct server *s, struct conn *c);
+/* Another node announced r (the cluster's revoker). */
+void server__revoked_elsewhere(void *ctx, const struct envelope_revoke *r);
+
 #endif

@@ -73,6 +73,14 @@ static const struct sys_row rows[] = {
     {"$SYS/broker/cluster/messages/received", KS(received), NULL},
     {"$SYS/broker/cluster/messages/invalid", KS(bad_received), NULL},
     {"$SYS/broker/cluster/messages/delivered", KS(delivered), NULL},
+    {"$SYS/broker/cluster/retained/ready", KS(retained_ready), NULL},
+    {"$SYS/broker/cluster/retained/writes", KS(retained_writes), NULL},
+    {"$SYS/broker/cluster/retained/failed", KS(retained_failed), NULL},
+    {"$SYS/broker/cluster/retained/applied", KS(retained_applied), NULL},
+    {"$SYS/broker/cluster/retained/invalid", KS(retained_invalid), NULL},
+    {"$SYS/broker/cluster/retained/barriers_skipped", KS(barriers_skipped), NULL},
+    {"$SYS/broker/cluster/revocations/sent", KS(revocations_sent), NULL},
+    {"$SYS/broker/cluster/revocations/received", KS(revocations_received), NULL},
 };
 
 static void sys_pub(struct broker *b, const char *topic, const char *payload, int64_t now)

@@ -94,6 +94,9 @@ static const struct reason_info table[REASON_COUNT] = {
                            "session taken over by another connection", "taken_over"},
     [REASON_SHUTDOWN] = {0, MQTT_RC_SERVER_SHUTTING_DOWN, false, "server shutting down",
                          "shutdown"},
+    [REASON_RETAIN_UNAVAILABLE] = {0, MQTT_RC_UNSPECIFIED, false,
+                                   "the cluster's retained store is unavailable",
+                                   "retain_unavailable"},
 };
 
 const struct reason_info *reason_info(enum reason r)

@@ -52,10 +52,11 @@ enum reason {
     REASON_SUB_ID_FROM_CLIENT,   /* PUBLISH to the server with a Subscription Identifier */
 
     /* The broker ends a live connection. */
-    REASON_KEEPALIVE_TIMEOUT, /* nothing received for 1.5 x keep-alive */
-    REASON_PACKET_TIMEOUT,    /* a packet started but not finished within packet_timeout */
-    REASON_TAKEN_OVER,        /* another connection attached to the session */
-    REASON_SHUTDOWN,          /* the server stops */
+    REASON_KEEPALIVE_TIMEOUT,  /* nothing received for 1.5 x keep-alive */
+    REASON_PACKET_TIMEOUT,     /* a packet started but not finished within packet_timeout */
+    REASON_TAKEN_OVER,         /* another connection attached to the session */
+    REASON_SHUTDOWN,           /* the server stops */
+    REASON_RETAIN_UNAVAILABLE, /* 3.1.1: a retained QoS >= 1 publish the cluster could not store */
     REASON_COUNT
 };
 

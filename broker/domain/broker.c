@@ -621,24 +621,31 @@ static const char *retained_over(const struct broker *b, const struct ident *id,
     return NULL;
 }
 
-/* Keep m as the topic's retained message if the limits allow: beyond them it is delivered but
- * not retained (counted, logged now and then), so the store stays bounded per device and in
- * total. Usage is charged to the identity that set each message. */
-static void store_retained(struct broker *b, struct session *from, struct msg *m)
+/* Does storing m stay within the retained limits? Beyond them it is delivered but not
+ * retained (counted, logged now and then), so the store stays bounded per device and in total. */
+static bool retained_fits(struct broker *b, const char *identity, const struct msg *m)
 {
     void *prev_owner = NULL;
     uint64_t prev = 0;
     bool had = retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
-    struct ident *id = from ? ident_get(b->idents, session_identity(from)) : NULL;
+    struct ident *id = identity ? ident_get(b->idents, identity) : NULL;
     const char *limit = retained_over(b, id, m, prev_owner, prev, had);
-    if (limit) {
-        if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
-            log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
-                     from ? session_identity(from) : "the broker",
-                     (unsigned long long)b->stats.retained_refused);
-        ident_put(b->idents, id);
-        return;
-    }
+    ident_put(b->idents, id);
+    if (!limit)
+        return true;
+    if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
+        log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
+                 identity ? identity : "the broker", (unsigned long long)b->stats.retained_refused);
+    return false;
+}
+
+/* Store m as the topic's retained message; usage is charged to the identity that set it. */
+static void store_retained(struct broker *b, const char *identity, struct msg *m)
+{
+    void *prev_owner = NULL;
+    uint64_t prev = 0;
+    retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
+    struct ident *id = identity ? ident_get(b->idents, identity) : NULL;
     if (prev_owner) {
         struct ident *old = prev_owner;
         old->retained_bytes -= prev;
@@ -650,6 +657,32 @@ static void store_retained(struct broker *b, struct session *from, struct msg *m
     retain_set(b->retained, m, m->payload_len ? id : NULL);
     ident_put(b->idents, id);
     BSTORE(b, retained, m);
+}
+
+/* A retained set or clear from a publish: into the local store, or (cluster, from a client)
+ * to the cluster's store, which feeds every node's local one in its own order. */
+static enum broker_pub_result keep_retained(struct broker *b, struct session *from, struct msg *m,
+                                            int64_t now, uint64_t *ticket)
+{
+    const char *identity = from ? session_identity(from) : NULL;
+    if (!retained_fits(b, identity, m))
+        return BROKER_PUB_OK;
+    if (!from || !b->cluster.retain) {
+        store_retained(b, identity, m);
+        return BROKER_PUB_OK;
+    }
+    *ticket = b->cluster.retain(b->cluster.ctx, from, m, now);
+    return *ticket ? BROKER_PUB_OK : BROKER_PUB_NOT_RETAINED;
+}
+
+void broker_retained_apply(struct broker *b, struct msg *m, const char *identity)
+{
+    store_retained(b, identity, m);
+}
+
+uint64_t broker_retained_barrier(struct broker *b)
+{
+    return b->cluster.barrier ? b->cluster.barrier(b->cluster.ctx) : 0;
 }
 
 /* Start collecting the deliveries of m (from = publishing session or NULL). */
@@ -677,9 +710,10 @@ static size_t deliver_collected(struct broker *b, const struct msg *m)
     return delivered;
 }
 
-enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
-                                      int64_t now)
+enum broker_pub_result broker_publish_wait(struct broker *b, struct session *from, struct msg *m,
+                                           int64_t now, uint64_t *ticket)
 {
+    *ticket = 0;
     b->now = now;
     if (from && !allowed(b, from, m, ACL_WRITE)) {
         b->stats.publish_denied++;
@@ -687,8 +721,9 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
     }
     if (from && b->policy.observe)
         b->policy.observe(b->policy.ctx, from, m);
+    enum broker_pub_result r = BROKER_PUB_OK;
     if (m->retain && b->lim.retain_available)
-        store_retained(b, from, m);
+        r = keep_retained(b, from, m, now, ticket);
     collect_begin(b, from, m);
     topic_tree_match(b->subs, m->topic, m->topic_len, on_match,
                      b->cluster.shared_remote ? NULL : on_group, b);
@@ -696,9 +731,16 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
     /* Other nodes' subscribers are unknown here: a message sent on counts as matched. */
     if (from && b->cluster.publish) {
         b->cluster.publish(b->cluster.ctx, from, m, now);
-        return BROKER_PUB_OK;
+        return r;
     }
-    return delivered ? BROKER_PUB_OK : BROKER_PUB_NO_MATCH;
+    return r != BROKER_PUB_OK || delivered ? r : BROKER_PUB_NO_MATCH;
+}
+
+enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
+                                      int64_t now)
+{
+    uint64_t ticket;
+    return broker_publish_wait(b, from, m, now, &ticket);
 }
 
 enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, const char *group,

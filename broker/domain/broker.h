@@ -72,6 +72,16 @@ struct broker_cluster {
     /* Shared groups are served cluster-wide: a local publish picks no group member here; each
      * message comes back once, for one node's group, through broker_deliver_remote. */
     bool shared_remote;
+    /* Retained messages are cluster-wide (optional): a retained set or clear from a local
+     * client that passed the limits goes here instead of into the local store, which the
+     * cluster feeds back through broker_retained_apply in the cluster's order. Returns a ticket
+     * (> 0) that completes when the cluster store accepted it, or 0 when it cannot be written
+     * now (not retained anywhere; the publish is still delivered). */
+    uint64_t (*retain)(void *ctx, const struct session *from, const struct msg *m, int64_t now);
+    /* Read barrier for a new subscription's retained messages: a ticket (> 0) that completes
+     * once the local store holds every retained message the cluster had accepted when it was
+     * asked, or 0 when there is nothing to wait for. */
+    uint64_t (*barrier)(void *ctx);
 };
 
 struct broker_stats {
@@ -142,11 +152,27 @@ void broker_discard(struct broker *b, struct session *s);
  * will); a persistent session is destroyed too when discard is set. */
 void broker_untrust(struct broker *b, struct session *s, bool discard, int64_t now);
 
-enum broker_pub_result { BROKER_PUB_OK = 0, BROKER_PUB_DENIED = 1, BROKER_PUB_NO_MATCH = 2 };
+enum broker_pub_result {
+    BROKER_PUB_OK = 0,
+    BROKER_PUB_DENIED = 1,
+    BROKER_PUB_NO_MATCH = 2,
+    BROKER_PUB_NOT_RETAINED = 3, /* delivered, but the cluster's retained store is unavailable */
+};
 /* Route m (the caller keeps its reference). from = publishing session or NULL for the broker's
  * own messages ($SYS). */
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now);
+/* broker_publish; *ticket is the cluster's ticket for m's retained write when the
+ * acknowledgement is to wait for it (0 otherwise). */
+enum broker_pub_result broker_publish_wait(struct broker *b, struct session *from, struct msg *m,
+                                           int64_t now, uint64_t *ticket);
+/* Cluster: a retained set or clear (empty payload) in the cluster's order, set by identity
+ * (NULL: unknown). Stored without the limits (they were checked where it was published, so
+ * that every node holds the same set); usage is charged to identity as for a local one. */
+void broker_retained_apply(struct broker *b, struct msg *m, const char *identity);
+/* The cluster's read barrier for a new subscription (see broker_cluster.barrier): a ticket, or
+ * 0 when the retained messages can be answered at once. */
+uint64_t broker_retained_barrier(struct broker *b);
 
 /* A message from another node (cluster): delivered to local sessions only, with the same
  * per-delivery ACL check as a local publish, never stored as retained nor sent on. group NULL:

@@ -225,3 +225,61 @@ const char *envelope_strerror(int err)
         return "no error";
     }
 }
+
+/* ---- certificate revocations ---------------------------------------------------------------- */
+
+static bool revoke_valid(uint8_t kind, uint8_t serial_len)
+{
+    return (kind == ENVELOPE_REVOKED_CRL || kind == ENVELOPE_REVOKED_PLUGIN) && serial_len >= 1 &&
+           serial_len <= 32;
+}
+
+size_t envelope_revoke_encode(const struct envelope_revoke *r, const char *node, uint8_t *out,
+                              size_t cap)
+{
+    size_t nlen = strlen(node);
+    size_t need = 2 + 32 + 1 + (size_t)r->serial_len + 1 + nlen;
+    if (!revoke_valid(r->kind, r->serial_len) || nlen > 255 || need > cap)
+        return 0;
+    uint8_t *p = out;
+    *p++ = ENVELOPE_VERSION;
+    *p++ = r->kind;
+    memcpy(p, r->issuer_hash, 32);
+    p += 32;
+    *p++ = r->serial_len;
+    memcpy(p, r->serial, r->serial_len);
+    p += r->serial_len;
+    *p++ = (uint8_t)nlen;
+    memcpy(p, node, nlen);
+    return need;
+}
+
+int envelope_revoke_decode(const uint8_t *p, size_t len, struct envelope_revoke *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (len < 2)
+        return ENVELOPE_SHORT;
+    if (p[0] != ENVELOPE_VERSION)
+        return ENVELOPE_VERSION_BAD;
+    if (len < 2 + 32 + 1)
+        return ENVELOPE_SHORT;
+    r->kind = p[1];
+    memcpy(r->issuer_hash, p + 2, 32);
+    r->serial_len = p[34];
+    if (!revoke_valid(r->kind, r->serial_len))
+        return ENVELOPE_MALFORMED;
+    size_t at = 35;
+    if (len < at + r->serial_len + 1)
+        return ENVELOPE_SHORT;
+    memcpy(r->serial, p + at, r->serial_len);
+    at += r->serial_len;
+    size_t nlen = p[at++];
+    if (len < at + nlen)
+        return ENVELOPE_SHORT;
+    if (len > at + nlen)
+        return ENVELOPE_MALFORMED;
+    if (!utf8_valid(p + at, nlen, false))
+        return ENVELOPE_MALFORMED;
+    r->node = (struct mqtt_bin){p + at, (uint16_t)nlen};
+    return 0;
+}

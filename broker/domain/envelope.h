@@ -57,6 +57,25 @@ int envelope_decode(const uint8_t *p, size_t len, struct envelope *e);
 /* A publish view of e on topic (for msg_new); borrows e's bytes. */
 void envelope_publish(const struct envelope *e, const char *topic, size_t topic_len,
                       struct mqtt_publish *pub);
+/* A certificate revocation a node learnt (its CRL reload, a plugin's verdict), for the others
+ * to end their connections with that certificate. Layout: u8 version (1) | u8 kind | 32 bytes
+ * SHA-256 of the issuer's DER name | u8 serial length (1-32) | serial | u8 length + node. */
+enum envelope_revoke_kind { ENVELOPE_REVOKED_CRL = 1, ENVELOPE_REVOKED_PLUGIN = 2 };
+struct envelope_revoke {
+    uint8_t kind; /* enum envelope_revoke_kind */
+    uint8_t issuer_hash[32];
+    uint8_t serial[32];
+    uint8_t serial_len;
+    struct mqtt_bin node; /* decode: borrows the bytes; encode: ignored (node is given) */
+};
+#define ENVELOPE_REVOKE_MAX (2 + 32 + 1 + 32 + 1 + 255)
+/* Encode r from node (shorter than 256 bytes) into out; the length, or 0 when cap is too small
+ * or r is invalid. */
+size_t envelope_revoke_encode(const struct envelope_revoke *r, const char *node, uint8_t *out,
+                              size_t cap);
+/* 0, or an enum envelope_err. */
+int envelope_revoke_decode(const uint8_t *p, size_t len, struct envelope_revoke *r);
+
 /* Text for an enum envelope_err, for log lines. */
 const char *envelope_strerror(int err);
 

@@ -130,6 +130,11 @@ struct conn *conn_env_find(struct conn_env *e, uint64_t id);
  * yet open is refused (counted and logged as a refusal) and closed. detail (NULL = the reason's
  * text) is what the log says. */
 void conn_untrust(struct conn *c, enum reason why, const char *detail);
+/* Untrust (conn_untrust) every open connection whose leaf certificate is id: a revocation
+ * learnt from elsewhere (another cluster node). Found through an index, no walk. Returns how
+ * many. */
+size_t conn_env_untrust_cert(struct conn_env *e, const struct tls_cert_id *id, enum reason why,
+                             const char *detail);
 /* Re-check every connection past its handshake against its listener's current TLS context (after
  * a CRL reload) and untrust the revoked ones (REASON_REVOKED_CRL). Returns how many open
  * connections were checked; *dropped = how many of those were revoked. */

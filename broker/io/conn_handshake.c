@@ -350,11 +350,66 @@ void conn_check_done(struct conn *c, bool allow, const char *why)
         conn__pump(c); /* bytes that came with the handshake's last flight */
 }
 
+/* Index c under its leaf certificate (conn_env_untrust_cert). */
+static void cert_index(struct conn *c, const struct tls_peer *peer)
+{
+    if (!peer->chain_len)
+        return;
+    uint8_t key[CONN_CERT_KEY];
+    tls_cert_id_key(&peer->chain[0], key);
+    struct conn_env *e = c->env;
+    struct conn_cert *cc;
+    HASH_FIND(hh, e->by_cert, key, CONN_CERT_KEY, cc);
+    if (!cc) {
+        cc = xcalloc(1, sizeof(*cc));
+        memcpy(cc->key, key, CONN_CERT_KEY);
+        HASH_ADD(hh, e->by_cert, key, CONN_CERT_KEY, cc);
+    }
+    c->cert = cc;
+    c->cert_next = cc->head;
+    if (cc->head)
+        cc->head->cert_prev = c;
+    cc->head = c;
+}
+
+void conn__cert_unindex(struct conn *c)
+{
+    struct conn_cert *cc = c->cert;
+    if (!cc)
+        return;
+    if (c->cert_prev)
+        c->cert_prev->cert_next = c->cert_next;
+    else
+        cc->head = c->cert_next;
+    if (c->cert_next)
+        c->cert_next->cert_prev = c->cert_prev;
+    c->cert = NULL;
+    if (!cc->head) {
+        HASH_DEL(c->env->by_cert, cc);
+        free(cc);
+    }
+}
+
+size_t conn_env_untrust_cert(struct conn_env *e, const struct tls_cert_id *id, enum reason why,
+                             const char *detail)
+{
+    uint8_t key[CONN_CERT_KEY];
+    tls_cert_id_key(id, key);
+    struct conn_cert *cc;
+    HASH_FIND(hh, e->by_cert, key, CONN_CERT_KEY, cc);
+    size_t n = 0;
+    /* conn_untrust never frees (that waits for the handles' close callbacks): the list holds. */
+    for (struct conn *c = cc ? cc->head : NULL; c; c = c->cert_next, n++)
+        conn_untrust(c, why, detail);
+    return n;
+}
+
 /* Every certificate check passed: the transport opens, application data may flow. */
 static void open_ready(struct conn *c)
 {
     const struct tls_peer *peer = tls_conn_peer(c->tls);
     arm_cert_timer(c, peer);
+    cert_index(c, peer);
     c->state = C_OPEN;
     c->env->stats.handshakes++;
     if (peer->resumed)

@@ -136,6 +136,13 @@ struct tls_peer {
 uint64_t tls_ctx_chain_cache_hits(const struct tls_ctx *ctx);
 /* Is any certificate of the peer's chain revoked by the CRLs of ctx? Fills why when so. */
 bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, char *why, size_t n);
+/* A certificate id as a fixed-size hash key: issuer name hash, serial length, serial
+ * (zero-padded). */
+#define TLS_CERT_KEY_LEN (32 + 1 + 32)
+void tls_cert_id_key(const struct tls_cert_id *id, uint8_t key[TLS_CERT_KEY_LEN]);
+/* Every certificate the CRLs of ctx revoke, as (issuer name hash, serial). */
+void tls_ctx_crl_foreach(const struct tls_ctx *ctx,
+                         void (*cb)(void *ud, const struct tls_cert_id *id), void *ud);
 /* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */
 int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
                           size_t cap, const char **why);

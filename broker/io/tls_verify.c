@@ -492,6 +492,32 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, cha
     return false;
 }
 
+void tls_cert_id_key(const struct tls_cert_id *id, uint8_t key[TLS_CERT_KEY_LEN])
+{
+    uint8_t n = id->serial_len <= 32 ? id->serial_len : 32;
+    memset(key, 0, TLS_CERT_KEY_LEN);
+    memcpy(key, id->issuer_hash, 32);
+    key[32] = n;
+    memcpy(key + 33, id->serial, n);
+}
+
+void tls_ctx_crl_foreach(const struct tls_ctx *c,
+                         void (*cb)(void *ud, const struct tls_cert_id *id), void *ud)
+{
+    for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
+        struct tls_cert_id id = {0};
+        mbedtls_sha256_ret(l->issuer_raw.p, l->issuer_raw.len, id.issuer_hash, 0);
+        for (const mbedtls_x509_crl_entry *e = &l->entry; e && e->raw.p; e = e->next) {
+            if (e->serial.len > sizeof(id.serial))
+                continue; /* RFC 5280: at most 20 octets; no certificate of ours can match */
+            memset(id.serial, 0, sizeof(id.serial));
+            memcpy(id.serial, e->serial.p, e->serial.len);
+            id.serial_len = (uint8_t)e->serial.len;
+            cb(ud, &id);
+        }
+    }
+}
+
 /* ---- the verified-chain cache ------------------------------------------------------------ */
 
 struct tls_vcache_entry {

@@ -50,15 +50,32 @@ def test_connects_when_nats_comes_up():
     pub = h.paho(other, pki, "any", client_id="remote-pub")
     pub.publish("remote/x", b"r", 1)
     early.expect("remote/x", 5)
+    # The retained bucket is made once JetStream is there (one server: one replica).
+    b.log_wait(r"retained messages in JetStream bucket cmq_ret_test", 15)
+    other.log_wait(r"retained messages in JetStream bucket cmq_ret_test", 15)
+    pub.publish("kept/x", b"k1", 1, retain=True)
+    retained_seen("kept/x", b"k1")
+
+
+def retained_seen(topic, payload):
+    c = h.paho(b, pki, "any", client_id="ret-" + topic.replace("/", "-"))
+    check(c.subscribe(topic, 1) == 1, "granted")
+    t, p, q, r = c.expect(topic, 5)
+    check(p == payload and r, "retained %r from the other node: got %r" % (payload, p))
+    c.disconnect()
 
 
 def test_reconnects_after_nats_restart():
     global nats
     nats.stop()
     b.log_wait(r"routing link to NATS lost; reconnecting", 15)
+    b.log_wait(r"retained: JetStream unreachable", 5)
     local_round_trip("after")
+    retained_seen("kept/x", b"k1")  # from this node's copy meanwhile
+    n, m = b.log_count(), other.log_count()
     nats = NatsServer(h, "solo", port, cport, mport, [])
     b.log_wait(r"routing link reconnected to NATS", 15)
+    b.log_wait(r"retained messages in JetStream bucket cmq_ret_test", 15, n)
     other.log_wait(r"routing link reconnected to NATS", 15)
     # The subscription is sent again on the new connection: messages flow as before.
     deadline = time.time() + 10
@@ -66,6 +83,9 @@ def test_reconnects_after_nats_restart():
         pub.publish("remote/y", b"again", 0)
         time.sleep(0.1)
     early.expect("remote/y", 2)
+    other.log_wait(r"retained messages in JetStream bucket cmq_ret_test", 15, m)
+    pub.publish("kept/x", b"k2", 1, retain=True)  # the bucket survived the restart
+    retained_seen("kept/x", b"k2")
     check(other.stop() == 0, "second node stops cleanly")
     nats.stop()
 
@@ -77,6 +97,7 @@ def test_config_check_prints_plan():
     check(r.returncode == 0, "--test-config: " + r.stderr)
     check("cluster: test, this node lonely" in r.stdout and "cmq.test.t." in r.stdout, r.stdout)
     check("planned, not created yet" in r.stdout, "JetStream plan is shown")
+    check("KV bucket cmq_ret_test" in r.stdout and "1 replica(s)" in r.stdout, "retained bucket shown")
     bad = os.path.join(h.tmp, "bad.conf")
     with open(bad, "w") as f:
         f.write(open(b.conf).read() + "cluster_nats_creds /nonexistent/creds\n")

@@ -75,7 +75,7 @@ class NatsServer:
 class Cluster:
     """3 NATS servers; nodes are certmq brokers made with h.broker (so the harness stops them)."""
 
-    def __init__(self, h, pki, acl, nodes=3, extra=""):
+    def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None):
         self.h = h
         for attempt in range(4):  # tests run in parallel: a chosen port can be taken meanwhile
             ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
@@ -90,14 +90,26 @@ class Cluster:
                 if attempt == 3:
                     raise
         wait_for(lambda: all(s.get("routez")["num_routes"] >= 2 for s in self.nats), 15, "NATS routes")
+        self.ports, self.pki, self.acl, self.extra = ports, pki, acl, extra
+        self.crlfiles = crlfiles  # per node: its own CRL files (None: the PKI's CRL for all)
         self.nodes = []
         for i in range(nodes):
-            urls = " ".join("nats://127.0.0.1:%d" % ports[(i + k) % 3][0] for k in range(3))
-            b = h.broker(pki, acl=acl, extra="cluster_name test\nnode_name node%d\ncluster_nats %s\n"
-                         "cluster_max_subject_length %d\n%s" % (i + 1, urls, MAX_SUBJECT, extra))
-            b.log_wait(r"routing link connected", 10)
-            b.log_wait(r"shared link connected", 10)
-            self.nodes.append(b)
+            self.add_node()
+
+    def add_node(self):
+        """Start one more certmq node (node N, first connected to NATS server N mod 3) and wait
+        until it is linked to NATS and watches the retained bucket."""
+        i = len(self.nodes)
+        urls = " ".join("nats://127.0.0.1:%d" % self.ports[(i + k) % 3][0] for k in range(3))
+        b = self.h.broker(self.pki, acl=self.acl,
+                          extra="cluster_name test\nnode_name node%d\ncluster_nats %s\n"
+                          "cluster_max_subject_length %d\n%s" % (i + 1, urls, MAX_SUBJECT, self.extra),
+                          crlfiles=self.crlfiles[i] if self.crlfiles else None)
+        b.log_wait(r"routing link connected", 10)
+        b.log_wait(r"shared link connected", 10)
+        b.log_wait(r"retained messages in JetStream bucket", 15)
+        self.nodes.append(b)
+        return b
 
     def stop_nats(self):
         for s in self.nats:

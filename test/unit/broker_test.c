@@ -495,7 +495,7 @@ static void test_cluster_hooks(void)
 {
     struct broker *b = mkbroker(ACL);
     struct cluster_log log = {0};
-    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true};
+    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL, NULL};
     broker_set_cluster(b, &hooks);
     int c1, c2, c3;
     bool present;
@@ -552,6 +552,73 @@ static void test_cluster_hooks(void)
     broker_free(b);
 }
 
+/* Cluster-wide retained: a client's retained set or clear goes to the cluster (never into the
+ * local store directly), its ticket is handed back; when the cluster cannot take it the publish
+ * is still delivered and says so; what the cluster applies is stored whatever the limits, and
+ * charged to the identity that set it; the broker's own retained messages stay local. */
+struct retain_log {
+    int writes;
+    uint64_t next; /* ticket to return; 0 = refuse */
+    bool cleared;
+};
+
+static uint64_t cl_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    struct retain_log *r = ctx;
+    r->writes++;
+    r->cleared = m->payload_len == 0;
+    return r->next;
+}
+
+static uint64_t cl_barrier(void *ctx)
+{
+    return 42;
+}
+
+static void test_cluster_retained(void)
+{
+    struct broker *b = mkbroker(ACL);
+    CHECK_EQ_INT(broker_retained_barrier(b), 0); /* single node: nothing to wait for */
+    struct retain_log rl = {.next = 7};
+    struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier};
+    broker_set_cluster(b, &hooks);
+    int c1, c2;
+    bool present;
+    struct session *a =
+        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops =
+        broker_attach(b, "ops", "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    CHECK_EQ_INT(broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0), 1);
+    uint64_t ticket = 0;
+    struct msg *m = mk(b, "devices/dev-a/state", "on", 1, true);
+    CHECK_EQ_INT(broker_publish_wait(b, a, m, 0, &ticket), BROKER_PUB_OK);
+    CHECK_EQ_INT(ticket, 7);
+    CHECK_EQ_INT(rl.writes, 1);
+    CHECK_EQ_INT(broker_retained_count(b), 0); /* only what the cluster applies */
+    CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/state"); /* live all the same */
+    broker_retained_apply(b, m, "dev-a");
+    msg_unref(m);
+    CHECK_EQ_INT(broker_retained_count(b), 1);
+    rl.next = 0;
+    m = mk(b, "devices/dev-a/state", "", 1, true);
+    CHECK_EQ_INT(broker_publish_wait(b, a, m, 0, &ticket), BROKER_PUB_NOT_RETAINED);
+    CHECK_EQ_INT(ticket, 0);
+    CHECK(rl.cleared);
+    CHECK_EQ_INT(broker_retained_count(b), 1); /* the refused clear changed nothing */
+    broker_retained_apply(b, m, NULL);
+    msg_unref(m);
+    CHECK_EQ_INT(broker_retained_count(b), 0);
+    m = mk(b, "$SYS/broker/x", "1", 0, true);
+    broker_publish(b, NULL, m, 0);
+    msg_unref(m);
+    CHECK_EQ_INT(rl.writes, 2);
+    CHECK_EQ_INT(broker_retained_count(b), 1);
+    CHECK_EQ_INT(broker_retained_barrier(b), 42);
+    broker_detach(b, a, false, 0);
+    broker_detach(b, ops, false, 0);
+    broker_free(b);
+}
+
 int main(void)
 {
     test_isolation();
@@ -565,5 +632,6 @@ int main(void)
     test_acl_reload_applies();
     test_policy_connect_pairs();
     test_cluster_hooks();
+    test_cluster_retained();
     return check_finish("broker_test");
 }

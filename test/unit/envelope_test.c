@@ -106,9 +106,45 @@ static void test_minimal_and_bad(void)
     CHECK_EQ_INT(envelope_decode(bad_utf8, sizeof(bad_utf8), &e), ENVELOPE_MALFORMED);
 }
 
+/* A revocation round-trips; every truncation, a trailing byte, an unknown kind or version, a
+ * serial of 0 or over 32 bytes are refused. */
+static void test_revoke(void)
+{
+    struct envelope_revoke r = {.kind = ENVELOPE_REVOKED_CRL, .serial_len = 3};
+    memset(r.issuer_hash, 0xAB, 32);
+    memcpy(r.serial, "\x01\x02\x03", 3);
+    uint8_t buf[ENVELOPE_REVOKE_MAX];
+    size_t n = envelope_revoke_encode(&r, "node1", buf, sizeof(buf));
+    CHECK_EQ_INT(n, 2 + 32 + 1 + 3 + 1 + 5);
+    struct envelope_revoke d;
+    CHECK_EQ_INT(envelope_revoke_decode(buf, n, &d), 0);
+    CHECK(d.kind == ENVELOPE_REVOKED_CRL && d.serial_len == 3 && !memcmp(d.serial, r.serial, 3) &&
+          !memcmp(d.issuer_hash, r.issuer_hash, 32));
+    CHECK(d.node.len == 5 && !memcmp(d.node.p, "node1", 5));
+    for (size_t cut = 0; cut < n; cut++)
+        CHECK(envelope_revoke_decode(buf, cut, &d) != 0);
+    uint8_t longer[ENVELOPE_REVOKE_MAX + 1];
+    memcpy(longer, buf, n);
+    longer[n] = 0;
+    CHECK_EQ_INT(envelope_revoke_decode(longer, n + 1, &d), ENVELOPE_MALFORMED);
+    buf[1] = 9;
+    CHECK_EQ_INT(envelope_revoke_decode(buf, n, &d), ENVELOPE_MALFORMED);
+    buf[1] = ENVELOPE_REVOKED_PLUGIN;
+    buf[0] = 2;
+    CHECK_EQ_INT(envelope_revoke_decode(buf, n, &d), ENVELOPE_VERSION_BAD);
+    buf[0] = ENVELOPE_VERSION;
+    buf[34] = 33;
+    CHECK_EQ_INT(envelope_revoke_decode(buf, n, &d), ENVELOPE_MALFORMED);
+    r.serial_len = 0;
+    CHECK_EQ_INT(envelope_revoke_encode(&r, "node1", buf, sizeof(buf)), 0);
+    r.serial_len = 3;
+    CHECK_EQ_INT(envelope_revoke_encode(&r, "node1", buf, 10), 0);
+}
+
 int main(void)
 {
     test_roundtrip();
     test_minimal_and_bad();
+    test_revoke();
     return check_finish("envelope");
 }
