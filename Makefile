@@ -9,7 +9,8 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages: build, run, and the real peers the tests use.
 DEPS := cmake make gcc clang libclang-rt-14-dev pkg-config openssl \
         libmbedtls-dev libuv1-dev uthash-dev libwebsockets-dev libwebsockets-evlib-uv libsqlite3-dev \
-        mosquitto mosquitto-clients python3 python3-paho-mqtt python3-cryptography haproxy
+        mosquitto mosquitto-clients python3 python3-paho-mqtt python3-cryptography haproxy \
+        python3-prometheus-client curl
 
 .PHONY: all deps js-deps build build-release build-asan run pki test test-fast test-asan format clean
 

@@ -60,7 +60,10 @@ struct broker_policy {
 
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
-    uint64_t bytes_received, bytes_sent;
+    uint64_t bytes_received, bytes_sent; /* topic + payload */
+    /* The same per QoS (0, 1, 2) of the PUBLISH as received or as sent. */
+    uint64_t msgs_received_qos[3], msgs_sent_qos[3];
+    uint64_t bytes_received_qos[3], bytes_sent_qos[3];
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_persistent_sessions_per_identity reached */
