@@ -71,29 +71,32 @@ static void listener_name(const struct srv_listener *sl, char *out, size_t n)
     snprintf(out, n, strchr(a, ':') ? "[%s]:%u" : "%s:%u", a, port);
 }
 
+/* One family with a sample per listener, v[i] for listener i. */
+static void per_listener(struct server *s, struct buf *out, const char *name, enum prom_type type,
+                         const char *help, const uint64_t *v)
+{
+    prom_family(out, name, type, help);
+    for (size_t i = 0; i < s->nls; i++) {
+        char lname[96];
+        listener_name(&s->ls[i], lname, sizeof(lname));
+        struct prom_labels l = {{"listener", "transport"},
+                                {lname, s->ls[i].ws ? "websockets" : "mqtt"}};
+        prom_u64(out, name, &l, v[i]);
+    }
+}
+
 static void write_connections(struct server *s, struct buf *out)
 {
     struct conn_walk w = {.s = s, .now = (int64_t)time(NULL)};
     w.per_listener = xcalloc(s->nls ? s->nls : 1, sizeof(uint64_t));
     conn_env_each_open(s->cenv, walk_conn, &w);
-    prom_family(out, "certmq_listener_connections", PROM_GAUGE,
-                "Open device connections (TLS and certificate checks passed) per listener");
-    for (size_t i = 0; i < s->nls; i++) {
-        char name[96];
-        listener_name(&s->ls[i], name, sizeof(name));
-        struct prom_labels l = {{"listener", "transport"},
-                                {name, s->ls[i].ws ? "websockets" : "mqtt"}};
-        prom_u64(out, "certmq_listener_connections", &l, w.per_listener[i]);
-    }
-    prom_family(out, "certmq_listener_accepted_total", PROM_COUNTER,
-                "TCP connections accepted per listener");
-    for (size_t i = 0; i < s->nls; i++) {
-        char name[96];
-        listener_name(&s->ls[i], name, sizeof(name));
-        struct prom_labels l = {{"listener", "transport"},
-                                {name, s->ls[i].ws ? "websockets" : "mqtt"}};
-        prom_u64(out, "certmq_listener_accepted_total", &l, s->ls[i].accepted);
-    }
+    per_listener(s, out, "certmq_listener_connections", PROM_GAUGE,
+                 "Open device connections (TLS and certificate checks passed) per listener",
+                 w.per_listener);
+    for (size_t i = 0; i < s->nls; i++)
+        w.per_listener[i] = s->ls[i].accepted;
+    per_listener(s, out, "certmq_listener_accepted_total", PROM_COUNTER,
+                 "TCP connections accepted per listener", w.per_listener);
     free(w.per_listener);
     prom_family(out, "certmq_device_certificates", PROM_GAUGE,
                 "Connected devices whose certificate chain expires within N days (cumulative; "

@@ -590,24 +590,25 @@ static void metrics(void *ud, certmq_metric_emit *emit, void *ctx)
         m.value = (double)counts[i];
         emit(ctx, &m);
     }
-    m = (struct certmq_metric){.size = sizeof(m),
-                               .name = "certmq_ocsp_cache_hits_total",
-                               .help = "Certificate checks answered from the OCSP cache",
-                               .type = CERTMQ_METRIC_COUNTER,
-                               .value = (double)x->stats_cached};
-    emit(ctx, &m);
-    m = (struct certmq_metric){.size = sizeof(m),
-                               .name = "certmq_ocsp_cache_entries",
-                               .help = "OCSP answers cached",
-                               .type = CERTMQ_METRIC_GAUGE,
-                               .value = (double)x->cache_count};
-    emit(ctx, &m);
-    m = (struct certmq_metric){.size = sizeof(m),
-                               .name = "certmq_ocsp_requests_in_flight",
-                               .help = "OCSP requests waiting for their responder",
-                               .type = CERTMQ_METRIC_GAUGE,
-                               .value = (double)x->inflight};
-    emit(ctx, &m);
+    const struct {
+        const char *name, *help;
+        int type;
+        uint64_t value;
+    } plain[] = {
+        {"certmq_ocsp_cache_hits_total", "Certificate checks answered from the OCSP cache",
+         CERTMQ_METRIC_COUNTER, x->stats_cached},
+        {"certmq_ocsp_cache_entries", "OCSP answers cached", CERTMQ_METRIC_GAUGE, x->cache_count},
+        {"certmq_ocsp_requests_in_flight", "OCSP requests waiting for their responder",
+         CERTMQ_METRIC_GAUGE, x->inflight},
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        m = (struct certmq_metric){.size = sizeof(m),
+                                   .name = plain[i].name,
+                                   .help = plain[i].help,
+                                   .type = plain[i].type,
+                                   .value = (double)plain[i].value};
+        emit(ctx, &m);
+    }
     m = (struct certmq_metric){.size = sizeof(m),
                                .name = "certmq_ocsp_responder_latency_seconds",
                                .help = "Time from an OCSP request to its answer or failure",

@@ -15,6 +15,8 @@ static int parse_prefix(const uint8_t *data, size_t n, struct httpreq *out, size
     uint8_t *copy = malloc(n ? n : 1);
     if (n)
         memcpy(copy, data, n);
+    else
+        copy[0] = 0; /* never read (n is 0), but the optimiser cannot know */
     int r = httpreq_parse(copy, n, out);
     if (r > 0) {
         if (out->path < copy || out->path + out->path_len > copy + r)
