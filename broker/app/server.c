@@ -43,6 +43,11 @@ int server_check(const struct config *cfg, struct diag *d)
         if (ctx)
             tls_ctx_unref(ctx);
     }
+    if (cfg->metrics.require_certificate) {
+        struct tls_ctx *ctx = server__metrics_tls(lib, cfg, d);
+        if (ctx)
+            tls_ctx_unref(ctx);
+    }
     tls_lib_free(lib);
     plugin_check_all(cfg, d);
     size_t warnings = aclfile_check(cfg->acl_file, d);

@@ -67,6 +67,8 @@ void server__stats_extra(struct server *s, struct stats_extra *x);
 
 /* server_metrics.c: the metrics endpoint (metrics_listener). start: 0, or -1 logged. */
 int server__metrics_start(struct server *s);
+/* The endpoint's TLS context (metrics_require_certificate), NULL with the problems in d. */
+struct tls_ctx *server__metrics_tls(struct tls_lib *lib, const struct config *cfg, struct diag *d);
 void server__metrics_stop(struct server *s);
 
 #endif

@@ -267,17 +267,23 @@ static void metrics_free(uv_handle_t *h)
     free(m);
 }
 
-static struct tls_ctx *metrics_tls(struct server *s)
+struct tls_ctx *server__metrics_tls(struct tls_lib *lib, const struct config *cfg, struct diag *d)
 {
-    const struct config_metrics *cm = &s->cfg.metrics;
+    const struct config_metrics *cm = &cfg->metrics;
+    /* A scraper's certificate is checked like a device's; its identity (CN) is only logged. */
     struct tls_server_opts o = {.cafile = cm->cafile,
                                 .certfile = cm->certfile,
                                 .keyfile = cm->keyfile,
                                 .verify_depth = 4,
                                 .identity = TLS_ID_CN};
+    return tls_ctx_new(lib, &o, d);
+}
+
+static struct tls_ctx *metrics_tls(struct server *s)
+{
     struct diag d;
     diag_init(&d);
-    struct tls_ctx *ctx = tls_ctx_new(s->tls, &o, &d);
+    struct tls_ctx *ctx = server__metrics_tls(s->tls, &s->cfg, &d);
     server__log_diag(LOGL_ERR, &d, "metrics: ");
     diag_free(&d);
     return ctx;

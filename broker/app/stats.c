@@ -103,6 +103,12 @@ const struct stats_row stats_rows[] = {
              "Topic and payload bytes of PUBLISHes received, by QoS", bytes_received_qos),
     QOS_ROWS("certmq_payload_sent_bytes_total",
              "PUBLISH bytes (header, topic, payload) delivered, by QoS", bytes_sent_qos),
+    {NULL, NULL, "certmq_session_messages", PROM_GAUGE,
+     "Messages held by sessions: queued (waiting for the in-flight window or an offline "
+     "device) and in flight (sent, not yet acknowledged)",
+     "state", "queued", STATS_QUEUED, 0},
+    {NULL, NULL, "certmq_session_messages", PROM_GAUGE, NULL, "state", "inflight", STATS_INFLIGHT,
+     0},
     {NULL, NULL, "certmq_subscriptions_retained_cut_total", PROM_COUNTER,
      "Subscriptions whose retained messages stopped at a full session queue", NULL, NULL,
      BS(retained_cut)},
@@ -134,6 +140,7 @@ static uint64_t field(const void *base, size_t off)
 uint64_t stats_value(const struct stats_src *s, const struct stats_row *r)
 {
     uint32_t v32;
+    uint64_t queued, inflight;
     switch (r->src) {
     case STATS_BROKER:
         return field(broker_stats(s->b), r->off);
@@ -152,6 +159,10 @@ uint64_t stats_value(const struct stats_src *s, const struct stats_row *r)
         return s->cs->untrusted[REASON_REVOKED_CRL] + s->cs->untrusted[REASON_REVOKED_PLUGIN];
     case STATS_FULL:
         return s->cs->handshakes - s->cs->resumed;
+    case STATS_QUEUED:
+    case STATS_INFLIGHT:
+        broker_queue_totals(s->b, &queued, &inflight);
+        return r->src == STATS_QUEUED ? queued : inflight;
     case STATS_VERSION:
         break;
     }

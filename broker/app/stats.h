@@ -40,6 +40,8 @@ enum stats_source {
     STATS_RETAINED,      /* broker_retained_count() */
     STATS_REVOKED,       /* connected devices revoked by a CRL or a plugin */
     STATS_FULL,          /* handshakes that were not resumptions */
+    STATS_QUEUED,        /* broker_queue_totals(): queued */
+    STATS_INFLIGHT,      /* broker_queue_totals(): in flight */
 };
 
 struct stats_row {

@@ -95,6 +95,9 @@ struct broker_stats *broker_stats(struct broker *b);
 const struct broker_limits *broker_limits(const struct broker *b);
 size_t broker_retained_count(const struct broker *b);
 size_t broker_subscription_count(const struct broker *b);
+/* Messages waiting in every session's queue, and in flight (sent, not yet acknowledged): a walk
+ * over the sessions, for metrics at scrape time, not for hot paths. */
+void broker_queue_totals(const struct broker *b, uint64_t *queued, uint64_t *inflight);
 
 /* Replace the ACL (takes ownership; NULL = deny everything) and recompile it for every session,
  * so new rules apply at once to existing clients and deliveries. */

@@ -117,8 +117,10 @@ static void flush(struct hclient *c, bool last)
 {
     if (c->tls) {
         struct buf *o = tls_conn_output(c->tls);
-        buf_append(&c->out, buf_head(o), buf_size(o));
-        buf_consume(o, buf_size(o));
+        if (buf_size(o)) {
+            buf_append(&c->out, buf_head(o), buf_size(o));
+            buf_consume(o, buf_size(o));
+        }
     }
     if (!buf_size(&c->out)) {
         if (last)
@@ -187,7 +189,7 @@ static void respond(struct hclient *c, const struct httpd_response *r, bool head
         tls_conn_close_notify(c->tls);
     } else {
         buf_append(&c->out, hdr, (size_t)n);
-        if (!head_only)
+        if (!head_only && blen)
             buf_append(&c->out, buf_head(r->body), blen);
     }
     flush(c, true);

@@ -200,6 +200,9 @@ def test_config_check():
              ("metrics_listener 127.0.0.1:99999\n", "expected ADDRESS:PORT"),
              ("metrics_cafile %s\n" % pki.ca, "without metrics_listener"),
              ("metrics_listener 127.0.0.1:9100\nmetrics_cafile %s\n" % pki.ca, "need metrics_require_certificate"))
+    cases += (("metrics_listener 127.0.0.1:0\nmetrics_require_certificate true\nmetrics_cafile %s\n"
+               "metrics_certfile %s\nmetrics_keyfile %s\n" % (pki.ca, srv, os.path.join(h.tmp, "nokey")),
+               "nokey"),)
     for i, (extra, want) in enumerate(cases):
         path = os.path.join(h.tmp, "m%d.conf" % i)
         with open(path, "w") as f:
