@@ -50,10 +50,11 @@ struct conn_walk {
 static void walk_conn(void *ud, const struct conn *c)
 {
     struct conn_walk *w = ud;
-    struct tls_ctx *const *slot = conn_ctx_slot(c);
-    for (size_t i = 0; i < w->s->nls; i++)
-        if (slot == &w->s->ls[i].ctx)
-            w->per_listener[i]++;
+    /* The slot is the ctx member of its listener's srv_listener: its index, in O(1). */
+    const char *slot = (const char *)conn_ctx_slot(c), *first = (const char *)&w->s->ls[0].ctx;
+    size_t li = (size_t)(slot - first) / sizeof(struct srv_listener);
+    if (slot >= first && li < w->s->nls && (const char *)&w->s->ls[li].ctx == slot)
+        w->per_listener[li]++;
     const struct tls_peer *p = conn_peer(c);
     w->expiring[EXPIRY_BUCKETS]++;
     if (!p || !p->not_after)

@@ -68,7 +68,7 @@ const struct stats_row stats_rows[] = {
     {"$SYS/broker/tls/disconnected/expired", NULL, "certmq_devices_disconnected_total",
      PROM_COUNTER, NULL, "reason", "expired", CS(untrusted[REASON_CERT_EXPIRED])},
     {"$SYS/broker/tls/expiring_soon", NULL, "certmq_tls_expiring_soon_total", PROM_COUNTER,
-     "Connections whose certificate expired within cert_expiry_warning_days", NULL, NULL,
+     "Connections made with a certificate that expires within cert_expiry_warning_days", NULL, NULL,
      CS(expiring_soon)},
     {"$SYS/broker/tls/chain_cache_hits", NULL, "certmq_tls_chain_cache_hits_total", PROM_COUNTER,
      "Full handshakes whose client chain was verified before on the current certificates", NULL,
@@ -186,8 +186,13 @@ static void write_tls_reasons(struct buf *out, const struct stats_src *s)
         for (char *p = name; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p - 'A' + 'a');
+        uint64_t v = s->cs->refused_by[r];
+        /* conn counts the per-address limits as handshake failures ($SYS keeps that); here they
+         * have reasons of their own, so that the family sums to every refusal once. */
+        if (r == TLS_REJECT_HANDSHAKE)
+            v -= s->cs->refused_per_ip + s->cs->refused_pending_per_ip;
         struct prom_labels l = {{"reason"}, {name}};
-        prom_u64(out, REFUSALS, &l, s->cs->refused_by[r]);
+        prom_u64(out, REFUSALS, &l, v);
     }
 }
 

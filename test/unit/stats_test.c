@@ -61,6 +61,9 @@ static void test_exposition(void)
     cs.handshakes = 10;
     cs.resumed = 4;
     cs.refused_by[TLS_REJECT_UNKNOWN_CA] = 2;
+    cs.refused_by[TLS_REJECT_HANDSHAKE] = 9;
+    cs.refused_per_ip = 3;
+    cs.refused_pending_per_ip = 1;
     cs.untrusted[REASON_CERT_EXPIRED] = 5;
     cs.open = 6;
     struct stats_extra x = {.acl_reload_failures = 1};
@@ -76,6 +79,9 @@ static void test_exposition(void)
     CHECK(strstr(t, "\ncertmq_refusals_total{reason=\"acl_publish\"} 3\n"));
     CHECK(strstr(t, "\ncertmq_refusals_total{reason=\"unknown_ca\"} 2\n"));
     CHECK(strstr(t, "\ncertmq_refusals_total{reason=\"refused_by_plugin\"} 0\n"));
+    /* The per-address limits have their own reasons, not also handshake_failed. */
+    CHECK(strstr(t, "\ncertmq_refusals_total{reason=\"handshake_failed\"} 5\n"));
+    CHECK(strstr(t, "\ncertmq_refusals_total{reason=\"max_connections_per_ip\"} 3\n"));
     CHECK(strstr(t, "\ncertmq_tls_handshakes_total{kind=\"full\"} 6\n"));
     CHECK(strstr(t, "\ncertmq_tls_handshakes_total{kind=\"resumed\"} 4\n"));
     CHECK(strstr(t, "\ncertmq_devices_disconnected_total{reason=\"expired\"} 5\n"));
