@@ -290,6 +290,7 @@ static void on_reload(void *ctx)
         loop_again(s->lp, LOOP_DEBOUNCE_MS, ticket_keys_changed, s);
     if (reload_tls(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
+    server__metrics_reload(s);
     plugin_reload(s->plugins);
 }
 

@@ -70,5 +70,8 @@ int server__metrics_start(struct server *s);
 /* The endpoint's TLS context (metrics_require_certificate), NULL with the problems in d. */
 struct tls_ctx *server__metrics_tls(struct tls_lib *lib, const struct config *cfg, struct diag *d);
 void server__metrics_stop(struct server *s);
+/* SIGHUP: the endpoint's certificate, key and scraper CA read again; on failure the ones in
+ * force stay (logged). */
+void server__metrics_reload(struct server *s);
 
 #endif

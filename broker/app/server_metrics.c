@@ -329,6 +329,22 @@ int server__metrics_start(struct server *s)
     return 0;
 }
 
+void server__metrics_reload(struct server *s)
+{
+    struct server_metrics *m = s->metrics;
+    if (!m || !m->tls)
+        return;
+    struct tls_ctx *ctx = metrics_tls(s);
+    if (!ctx) {
+        log_err("metrics: reload failed: keeping the endpoint's certificates in force");
+        return;
+    }
+    httpd_set_tls(m->httpd, ctx);
+    tls_ctx_unref(m->tls);
+    m->tls = ctx;
+    log_notice("metrics: certificates reloaded");
+}
+
 void server__metrics_stop(struct server *s)
 {
     struct server_metrics *m = s->metrics;

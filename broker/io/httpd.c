@@ -334,6 +334,15 @@ uint16_t httpd_port(const struct httpd *h)
     return listener_port(h->l);
 }
 
+void httpd_set_tls(struct httpd *h, struct tls_ctx *ctx)
+{
+    if (!h->o.tls)
+        return;
+    tls_ctx_ref(ctx);
+    tls_ctx_unref(h->o.tls);
+    h->o.tls = ctx;
+}
+
 const struct httpd_stats *httpd_stats(const struct httpd *h)
 {
     return &h->stats;

@@ -45,6 +45,9 @@ struct httpd;
 struct httpd *httpd_open(uv_loop_t *loop, const struct httpd_opts *o, httpd_handler *h, void *ud,
                          int *err);
 uint16_t httpd_port(const struct httpd *h);
+/* New TLS connections use ctx from now on (httpd takes a reference; connections in progress keep
+ * theirs). Only for a server opened with TLS. */
+void httpd_set_tls(struct httpd *h, struct tls_ctx *ctx);
 const struct httpd_stats *httpd_stats(const struct httpd *h);
 /* Stop listening and drop every connection; the memory goes once the loop has closed the
  * handles. */

@@ -2,7 +2,8 @@
 parser (python3-prometheus-client); a revoked device's refusal, a CRL revocation of a connected
 device, an expiry kick, an OCSP failure and a QoS 1 publish each move their own counter;
 /healthz and /readyz; malformed requests get 4xx and the endpoint keeps serving, also past its
-limit of concurrent scrapers; mutual TLS for scrapers (no client certificate: no answer);
+limit of concurrent scrapers; mutual TLS for scrapers (no client certificate: no answer), its
+certificates reloaded on SIGHUP;
 --test-config refuses a non-loopback address without it; every metric name the Grafana
 dashboard and the alert rules use exists in a scrape."""
 import os
@@ -259,6 +260,10 @@ def test_metrics_over_mutual_tls():
     code, _ = curl("/metrics", url=OCSP_URL.replace("https", "http"))
     check(code != 200, "plain HTTP on the TLS port: no metrics (%d)" % code)
     check(scrape(OCSP_URL, *SCRAPER_TLS), "still serving after refusals")
+    n = ob.log_count()
+    ob.reload()
+    ob.log_wait(r"metrics: certificates reloaded", 5, n)
+    check(scrape(OCSP_URL, *SCRAPER_TLS), "serving with the reloaded certificates")
 
 
 def test_ocsp_failure_counted():
