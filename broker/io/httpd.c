@@ -179,7 +179,9 @@ static void respond(struct hclient *c, const struct httpd_response *r, bool head
                      r->content_type ? r->content_type : "text/plain; charset=utf-8", blen,
                      r->allow ? "Allow: " : "", r->allow ? r->allow : "", r->allow ? "\r\n" : "");
     c->answered = true;
-    uv_timer_stop(&c->timer);
+    /* A peer that does not read its answer must not hold its slot: the write gets as long as the
+     * request had. */
+    uv_timer_start(&c->timer, on_timeout, c->h->o.idle_ms, 0);
     if (c->tls) {
         if (tls_conn_write(c->tls, (const uint8_t *)hdr, (size_t)n) < 0 ||
             (!head_only && blen && tls_conn_write(c->tls, buf_head(r->body), blen) < 0)) {

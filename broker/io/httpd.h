@@ -1,8 +1,9 @@
 /* httpd: a small HTTP/1.1 server on the loop, for the metrics endpoint. One request per
  * connection (answered with Connection: close), the head parsed by httpreq (strict, bounded),
  * at most max_clients connections at once (more are closed at accept), each given idle_ms to
- * send its request. Optionally over mutual TLS through the tls module's engine (the client's
- * certificate verified like a device's: chain, validity, CRLs, EKU, identity).
+ * send its request and as long again to take the answer. Optionally over mutual TLS through
+ * the tls module's engine (the client's certificate verified like a device's: chain, validity,
+ * CRLs, EKU, identity).
  *
  * Knows nothing of what it serves: the handler fills the response for a valid request; bad
  * requests (400, 414, 431, 505) are answered here without calling it. */
