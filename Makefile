@@ -11,7 +11,8 @@ DEPS := cmake make gcc clang libclang-rt-14-dev pkg-config openssl \
         libmbedtls-dev libuv1-dev uthash-dev libwebsockets-dev libwebsockets-evlib-uv libsqlite3-dev \
         libnats-dev nats-server libsystemd-dev \
         dpkg-dev groff-base man-db procps \
-        mosquitto mosquitto-clients python3 python3-paho-mqtt python3-cryptography haproxy
+        mosquitto mosquitto-clients python3 python3-paho-mqtt python3-cryptography haproxy \
+        python3-prometheus-client curl
 
 .PHONY: all deps js-deps build build-release build-asan run pki test test-fast test-asan deb format clean
 

@@ -430,6 +430,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     }
     struct broker_stats *st = broker_stats(e->broker);
     st->bytes_received += pub->payload_len + pub->topic.len;
+    st->bytes_received_qos[pub->qos] += pub->payload_len + pub->topic.len; /* qos <= 2: codec */
     uint8_t rc = MQTT_RC_SUCCESS;
     if (pub->retain && !e->o.connect.retain_available) {
         client__protocol_error(c, REASON_RETAIN_UNSUPPORTED);
@@ -449,6 +450,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
                  c->client_id, (int)topic_len, topic, pub->payload_len);
     } else {
         st->msgs_received++;
+        st->msgs_received_qos[pub->qos]++;
         uint64_t ticket;
         rc = route_publish(c, pub, topic, topic_len, &ticket);
         if (ticket && pub->qos > 0) { /* acknowledged once the cluster stored it */

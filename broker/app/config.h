@@ -36,6 +36,17 @@ struct config_listener {
     int line;
 };
 
+/* metrics_listener and its TLS settings: the Prometheus endpoint (off when address is NULL). */
+struct config_metrics {
+    char *address; /* numeric IPv4 or IPv6 address */
+    uint16_t port; /* 0 = let the kernel choose (tests); the bound port is logged */
+    bool loopback; /* the address is 127.0.0.0/8 or ::1 */
+    bool require_certificate;
+    char *cafile, *certfile, *keyfile;
+    const char *file; /* where the metrics_listener line is, for diagnostics */
+    int line;
+};
+
 struct config_plugin {
     char *path;
     char **opt_keys; /* plugin_opt_NAME -> "NAME" */
@@ -68,6 +79,8 @@ struct config {
     bool log_timestamp;
     uint32_t sys_interval; /* seconds, default 10, 0 = no $SYS */
     uint64_t max_memory;   /* bytes of resident memory; 0 = 3/4 of what the process may use */
+
+    struct config_metrics metrics;
 
     char *pid_file;
     char *user; /* mosquitto's `user`: stored; certmq itself does not change user */

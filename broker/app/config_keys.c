@@ -192,6 +192,13 @@ const struct config__directive config__table[] = {
     /* Beyond it new work is refused instead of the broker growing until the kernel kills it
      * (and every session with it); 0 = three quarters of the machine's or cgroup's memory. */
     {"max_memory", T_UINT, GF(max_memory), .max = INT64_MAX},
+    /* The Prometheus endpoint: off by default, loopback unless scrapers present certificates
+     * (config.c checks the pairing). */
+    {"metrics_listener", T_FN, .scope = S_GLOBAL, .fn = config__metrics_listener},
+    {"metrics_require_certificate", T_BOOL, GF(metrics.require_certificate)},
+    {"metrics_cafile", T_PATH, GF(metrics.cafile)},
+    {"metrics_certfile", T_PATH, GF(metrics.certfile)},
+    {"metrics_keyfile", T_PATH, GF(metrics.keyfile)},
     {"pid_file", T_PATH, GF(pid_file)},
     {"user", T_STR, GF(user)},
     {"persistence", T_BOOL, GF(persistence)},
@@ -408,6 +415,49 @@ void config__log_type(struct config__parser *p, const struct config__directive *
         p->log_type_seen = true;
     }
     c->log_types |= (unsigned)e->value;
+}
+
+/* ADDRESS:PORT with a numeric address; IPv6 in brackets ([::1]:9100). */
+void config__metrics_listener(struct config__parser *p, const struct config__directive *dr,
+                              void *base, const struct config__args *a)
+{
+    struct config_metrics *m = &p->c->metrics;
+    const char *v = a->v[0];
+    const char *colon = strrchr(v, ':');
+    char addr[CIDR_TEXT_MAX];
+    size_t alen = colon ? (size_t)(colon - v) : 0;
+    if (alen > 1 && v[0] == '[' && v[alen - 1] == ']') {
+        v++;
+        alen -= 2;
+    } else if (alen && memchr(v, ':', alen)) {
+        alen = 0; /* an IPv6 address without brackets: its port is ambiguous */
+    }
+    int64_t port;
+    struct cidr net;
+    const char *why = "";
+    if (!alen || alen >= sizeof(addr) || !config__number(colon + 1, &port) || port < 0 ||
+        port > 65535) {
+        config__err(p,
+                    "metrics_listener: expected ADDRESS:PORT (e.g. 127.0.0.1:9100 or "
+                    "[::1]:9100), not '%s'",
+                    a->v[0]);
+        return;
+    }
+    memcpy(addr, v, alen);
+    addr[alen] = '\0';
+    if (cidr_parse(addr, &net, &why) != 0 || strchr(addr, '/')) {
+        config__err(p, "metrics_listener: '%s' is not a numeric IP address", addr);
+        return;
+    }
+    static const uint8_t v4_loopback = 127;
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    free(m->address);
+    m->address = xstrdup(addr);
+    m->port = (uint16_t)port;
+    m->loopback = net.len == 4 ? net.addr[0] == v4_loopback
+                               : memcmp(net.addr, v6_loopback, sizeof(v6_loopback)) == 0;
+    m->file = p->file;
+    m->line = p->line;
 }
 
 void config__plugin(struct config__parser *p, const struct config__directive *dr, void *base,

@@ -38,7 +38,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--test-config") || !strcmp(argv[i], "-t")) {
             test_only = 1;
         } else if (!strcmp(argv[i], "--version")) {
-            printf("certmq %s\n", CERTMQ_VERSION);
+            char v[512];
+            server_versions(v, sizeof(v));
+            fputs(v, stdout);
             return 0;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);

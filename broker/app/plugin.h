@@ -7,6 +7,7 @@
 #define CERTMQ_PLUGIN_MOD_H
 
 #include "config.h"
+#include "buf.h"
 #include "diag.h"
 
 #include <stdbool.h>
@@ -38,6 +39,8 @@ void plugin_policy(struct plugin_set *p, struct broker_policy *out);
 void plugin_reload(struct plugin_set *p);
 /* The loop's tick (once a second). */
 void plugin_tick(struct plugin_set *p);
+/* Every plugin's metrics (API 3.2 metrics hook), appended in the Prometheus text format. */
+void plugin_metrics(struct plugin_set *p, struct buf *out);
 
 /* Certificate checks: true when some plugin has one; then every new connection goes through
  * the checker plugin_checker() fills in. */

@@ -15,6 +15,7 @@
 #include "xmalloc.h"
 
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +44,11 @@ int server_check(const struct config *cfg, struct diag *d)
         if (ctx)
             tls_ctx_unref(ctx);
     }
+    if (cfg->metrics.require_certificate) {
+        struct tls_ctx *ctx = server__metrics_tls(lib, cfg, d);
+        if (ctx)
+            tls_ctx_unref(ctx);
+    }
     tls_lib_free(lib);
     plugin_check_all(cfg, d);
     if (cluster_enabled(&cfg->cluster))
@@ -58,10 +64,21 @@ static bool reload_tls(struct server *s);
 /* The ACL file's and every CRL's directory are watched; a crlpath is watched as a whole.
  * A reload that found a file still being written comes back on the next debounce tick (and so
  * at most LOOP_DEBOUNCE_MAX_MS later even while the writes go on). */
+/* aclfile_reload, counted for metrics; true when the file was still being written. */
+static bool reload_acl(struct server *s)
+{
+    int r = aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules);
+    if (r == ACLFILE_OK)
+        s->counts.acl_reloads++;
+    else if (r == ACLFILE_FAILED)
+        s->counts.acl_reload_failures++;
+    return r == ACLFILE_AGAIN;
+}
+
 static void acl_changed(void *ctx)
 {
     struct server *s = ctx;
-    if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
+    if (reload_acl(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
 }
 
@@ -191,10 +208,13 @@ static bool reload_tls(struct server *s)
     bool again;
     struct tls_ctx **fresh = build_tls(s, &again);
     if (!fresh) {
-        if (!again)
+        if (!again) {
+            s->counts.tls_reload_failures++;
             log_err("tls reload failed: keeping the certificates and CRLs in force");
+        }
         return again;
     }
+    s->counts.tls_reloads++;
     size_t was = 0, now = crl_entries(fresh, s->nls);
     struct tls_ctx **old = xcalloc(s->nls, sizeof(*old));
     for (size_t i = 0; i < s->nls; i++)
@@ -221,13 +241,20 @@ static bool reload_tls(struct server *s)
 
 /* ---- $SYS and housekeeping ---------------------------------------------------------------- */
 
+void server__stats_extra(struct server *s, struct stats_extra *x)
+{
+    *x = s->counts;
+    x->uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S;
+    x->resident_bytes = s->mem.rss;
+    x->cluster = s->cluster ? cluster_stats(s->cluster) : NULL;
+    for (size_t i = 0; i < s->nls; i++)
+        x->chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
+}
+
 static void publish_sys(struct server *s)
 {
-    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S,
-                          .resident_bytes = s->mem.rss,
-                          .cluster = s->cluster ? cluster_stats(s->cluster) : NULL};
-    for (size_t i = 0; i < s->nls; i++)
-        x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
+    struct stats_extra x;
+    server__stats_extra(s, &x);
     sys_publish(s->b, conn_env_stats(s->cenv), &x, (int64_t)uv_now(s->loop));
 }
 
@@ -268,12 +295,13 @@ static void on_reload(void *ctx)
     notify_reloading();
     log_notice("SIGHUP: reloading the ACL, certificates and CRLs%s",
                s->cfg.tls_ticket_key_file ? ", session-ticket keys" : "");
-    if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
+    if (reload_acl(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
     if (reload_ticket_keys(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, ticket_keys_changed, s);
     if (reload_tls(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
+    server__metrics_reload(s);
     plugin_reload(s->plugins);
     /* Files still being written are retried on the debounce tick; the broker serves on with
      * what it has meanwhile, so it is ready again now. */
@@ -373,15 +401,31 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
         server_free(s);
         return NULL;
     }
+    if (server__metrics_start(s) != 0) {
+        server_stop(s);
+        uv_run(loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return NULL;
+    }
     start_watches(s);
     loop_on_signals(s->lp, on_reload, on_stop, s);
     memwatch_init(&s->mem, c->max_memory);
     log_info("max_memory %llu MiB", (unsigned long long)(s->mem.limit >> 20));
     loop_every(s->lp, TICK_MS, on_tick, s);
     pidfile_write(c->pid_file);
+    s->ready = true;
     log_notice("certmq %s running", CERTMQ_VERSION);
     notify_ready("running");
     return s;
+}
+
+void server_versions(char *out, size_t n)
+{
+    char mbed[32];
+    tls_library_version(mbed);
+    snprintf(out, n, "certmq %s\nMbed TLS %s\nlibuv %s\nlibwebsockets %s\nSQLite %s\n",
+             CERTMQ_VERSION, mbed, uv_version_string(), ws_library_version(),
+             persist_sqlite_version());
 }
 
 static void ws_shutdown(uv_timer_t *t)
@@ -397,6 +441,8 @@ void server_stop(struct server *s)
         return;
     s->stopping = true;
     notify_stopping();
+    s->ready = false;
+    server__metrics_stop(s);
     for (size_t i = 0; i < s->nls; i++) {
         listener_close(s->ls[i].l);
         s->ls[i].l = NULL;

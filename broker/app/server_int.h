@@ -15,6 +15,7 @@
 #include "memwatch.h"
 #include "persist.h"
 #include "plugin.h"
+#include "stats.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -28,7 +29,10 @@ struct srv_listener {
     struct tls_ctx *ctx;
     struct ws_ctx *ws; /* websockets listeners only */
     const struct config_listener *cl;
+    uint64_t accepted; /* connections accepted (metrics) */
 };
+
+struct server_metrics;
 
 struct server {
     uv_loop_t *loop;
@@ -48,8 +52,11 @@ struct server {
     uv_timer_t ws_stop;
     uint64_t start_ms;
     uint64_t next_sys_ms;
-    struct memwatch mem; /* max_memory */
-    size_t acl_rules;    /* rules of the ACL in force, for the reload's shrink warning */
+    struct memwatch mem;            /* max_memory */
+    size_t acl_rules;               /* rules of the ACL in force, for the reload's shrink warning */
+    struct stats_extra counts;      /* reloads and refusals counted here (uptime etc. on demand) */
+    struct server_metrics *metrics; /* metrics_listener, NULL when off */
+    bool ready;                     /* every listener up, persistence restored */
     bool stopping;
 };
 
@@ -57,6 +64,17 @@ void server__log_diag(enum log_level lvl, const struct diag *d, const char *pref
 /* A TLS context and a listening socket per configured listener (and the WebSocket context
  * when one is a websockets listener). 0, or -1 with every reason logged. */
 int server__open_listeners(struct server *s);
+/* The counters only the server knows, as of now. */
+void server__stats_extra(struct server *s, struct stats_extra *x);
+
+/* server_metrics.c: the metrics endpoint (metrics_listener). start: 0, or -1 logged. */
+int server__metrics_start(struct server *s);
+/* The endpoint's TLS context (metrics_require_certificate), NULL with the problems in d. */
+struct tls_ctx *server__metrics_tls(struct tls_lib *lib, const struct config *cfg, struct diag *d);
+void server__metrics_stop(struct server *s);
+/* SIGHUP: the endpoint's certificate, key and scraper CA read again; on failure the ones in
+ * force stay (logged). */
+void server__metrics_reload(struct server *s);
 
 /* server_revoke.c: revocations shared between cluster nodes (nothing without a cluster). */
 /* After a CRL reload: announce what fresh revokes and old (the contexts replaced) did not. */

@@ -155,6 +155,17 @@ size_t broker_subscription_count(const struct broker *b)
     return topic_tree_count(b->subs);
 }
 
+void broker_queue_totals(const struct broker *b, uint64_t *queued, uint64_t *inflight)
+{
+    *queued = *inflight = 0;
+    const struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        *queued += session_queued(e->s);
+        *inflight += session_inflight(e->s);
+    }
+}
+
 uint64_t broker_next_msg_id(struct broker *b)
 {
     return ++b->msg_id;

@@ -86,7 +86,10 @@ struct broker_cluster {
 
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
-    uint64_t bytes_received, bytes_sent;
+    uint64_t bytes_received, bytes_sent; /* topic + payload */
+    /* The same per QoS (0, 1, 2) of the PUBLISH as received or as sent. */
+    uint64_t msgs_received_qos[3], msgs_sent_qos[3];
+    uint64_t bytes_received_qos[3], bytes_sent_qos[3];
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_persistent_sessions_per_identity reached */
@@ -122,6 +125,9 @@ struct broker_stats *broker_stats(struct broker *b);
 const struct broker_limits *broker_limits(const struct broker *b);
 size_t broker_retained_count(const struct broker *b);
 size_t broker_subscription_count(const struct broker *b);
+/* Messages waiting in every session's queue, and in flight (sent, not yet acknowledged): a walk
+ * over the sessions, for metrics at scrape time, not for hot paths. */
+void broker_queue_totals(const struct broker *b, uint64_t *queued, uint64_t *inflight);
 
 /* Replace the ACL (takes ownership; NULL = deny everything) and recompile it for every session,
  * so new rules apply at once to existing clients and deliveries. */

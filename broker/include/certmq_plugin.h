@@ -30,9 +30,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. */
+/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. 3.2: the metrics hook. */
 #define CERTMQ_PLUGIN_API_MAJOR 3
-#define CERTMQ_PLUGIN_API_MINOR 1
+#define CERTMQ_PLUGIN_API_MINOR 2
 /* What certmq_plugin_version() returns. Versions before 3.0 returned a plain 1 or 2. */
 #define CERTMQ_PLUGIN_VERSION_OF(major, minor) ((major)*1000 + (minor))
 #define CERTMQ_PLUGIN_API_VERSION                                                                  \
@@ -85,6 +85,29 @@ struct certmq_plugin_api {
     int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
 };
 
+/* Since 3.2: one sample a plugin reports to the metrics endpoint (Prometheus text format). */
+enum certmq_metric_type {
+    CERTMQ_METRIC_COUNTER = 1,
+    CERTMQ_METRIC_GAUGE = 2,
+    CERTMQ_METRIC_HISTOGRAM = 3
+};
+struct certmq_metric {
+    size_t size;      /* sizeof(struct certmq_metric) as the plugin was built */
+    const char *name; /* [a-zA-Z_:][a-zA-Z0-9_:]*, e.g. certmq_ocsp_requests_total */
+    const char *help; /* taken from the first sample of a name */
+    int type;         /* enum certmq_metric_type */
+    const char *label_name, *label_value; /* one optional label: NULL, or [a-zA-Z_][a-zA-Z0-9_]* */
+    double value;                         /* counters and gauges */
+    /* Histograms: nbuckets (at most 16) ascending upper bounds and nbuckets + 1 counts per
+     * bucket, not cumulative (the last: above every bound); sum of the observed values. Bounds
+     * and sum are in the plugin's unit; divided by scale they are seconds (or the base unit). */
+    const uint64_t *bounds, *counts;
+    size_t nbuckets;
+    uint64_t sum;
+    double scale;
+};
+typedef void certmq_metric_emit(void *ctx, const struct certmq_metric *m);
+
 /* What a plugin gives certmq; any hook may be NULL. ud is passed back to every hook. New
  * minor versions append hooks at the end. */
 struct certmq_plugin_hooks {
@@ -116,6 +139,10 @@ struct certmq_plugin_hooks {
     void (*cleanup)(void *ud);
     /* Since 3.1: once a second, on the loop (housekeeping without a timer of one's own). */
     void (*tick)(void *ud);
+    /* Since 3.2: at every scrape of the metrics endpoint, on the loop: call emit(ctx, m) once per
+     * sample, the samples of one name one after another. Samples with an invalid name, label or
+     * type are dropped (logged). Must be cheap: read counters, do not compute. */
+    void (*metrics)(void *ud, certmq_metric_emit *emit, void *ctx);
 };
 
 /* The two functions a plugin exports. CERTMQ_PLUGIN_VERSION_FUNCTION, once in one of the

@@ -81,7 +81,8 @@ struct conn {
     struct tls_ctx *ctx;
     struct buf hello; /* C_HELLO: a ClientHello that came in pieces (< TLS_HELLO_MAX bytes) */
     struct tls_ctx *const *ctx_slot;
-    void *check_token; /* the checker's, while C_CHECKING */
+    void *check_token;  /* the checker's, while C_CHECKING */
+    uint64_t hs_cpu_ns; /* spent in the TLS engine's handshake so far (metrics) */
     uint64_t id;
     UT_hash_handle hh;                  /* env->by_id */
     struct conn_cert *cert;             /* env->by_cert, once open: its leaf certificate */

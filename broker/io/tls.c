@@ -23,6 +23,7 @@
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_internal.h>
 #include <mbedtls/ssl_ticket.h>
+#include <mbedtls/version.h>
 
 struct tls_lib {
     mbedtls_entropy_context entropy;
@@ -182,6 +183,12 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
     return tls_ctx_load(lib, o, &how, d);
 }
 
+const struct tls_crl_file *tls_ctx_crl_files(const struct tls_ctx *c, size_t *n)
+{
+    *n = c->crl_file_count;
+    return c->crl_files;
+}
+
 size_t tls_ctx_crl_entries(const struct tls_ctx *c)
 {
     return c->crl_entries;
@@ -244,6 +251,9 @@ void tls_ctx_unref(struct tls_ctx *c)
     mbedtls_ssl_config_free(&c->conf);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_x509_crl_free(&c->crl);
+    for (size_t i = 0; i < c->crl_file_count; i++)
+        free(c->crl_files[i].path);
+    free(c->crl_files);
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_x509_crt_free(&c->seen);
     mbedtls_x509_crt_free(&c->no_ca);
@@ -662,4 +672,9 @@ const char *tls_reject_str(enum tls_reject r)
         [TLS_REJECT_PROXY] = "proxy protocol",
     };
     return (unsigned)r < TLS_REJECT_COUNT ? s[r] : "unknown";
+}
+
+void tls_library_version(char *out)
+{
+    mbedtls_version_get_string(out);
 }

@@ -56,6 +56,8 @@ enum tls_reject {
     TLS_REJECT_COUNT
 };
 const char *tls_reject_str(enum tls_reject r);
+/* The Mbed TLS version the process runs with ("2.28.3"), into out (at least 18 bytes). */
+void tls_library_version(char *out);
 
 /* Process-wide TLS state: entropy, DRBG, session-ticket keys. Shared by every listener and kept
  * across reloads so that tickets stay valid when certificates are rotated. */
@@ -108,6 +110,13 @@ int tls_lib_ticket_keys(struct tls_lib *lib, const char *path, struct tls_load *
 size_t tls_lib_ticket_key_info(const struct tls_lib *lib, char name_hex[33]);
 /* Revoked certificates listed by the context's CRLs (all of them, every issuer). */
 size_t tls_ctx_crl_entries(const struct tls_ctx *c);
+/* One CRL file of the context (crlfile, or a file of crlpath) and its update times (unix seconds;
+ * with several CRLs in the file, the oldest thisUpdate and the earliest nextUpdate, 0 = none). */
+struct tls_crl_file {
+    char *path;
+    int64_t this_update, next_update;
+};
+const struct tls_crl_file *tls_ctx_crl_files(const struct tls_ctx *c, size_t *n);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c);
 

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t to_unix(const mbedtls_x509_time *t)
+int64_t tls__unix_time(const mbedtls_x509_time *t)
 {
     struct tm tm = {0};
     tm.tm_year = t->year - 1900;
@@ -200,7 +200,7 @@ static void add_chain(struct tls_peer *p, const mbedtls_x509_crt *c)
     id->serial_len =
         (uint8_t)(c->serial.len < sizeof(id->serial) ? c->serial.len : sizeof(id->serial));
     memcpy(id->serial, c->serial.p, id->serial_len);
-    id->not_after = to_unix(&c->valid_to);
+    id->not_after = tls__unix_time(&c->valid_to);
     if (!p->not_after || id->not_after < p->not_after)
         p->not_after = id->not_after;
 }

@@ -513,6 +513,52 @@ static void test_plugins(void)
     config_free(&c);
 }
 
+/* metrics_listener: off by default; ADDRESS:PORT, IPv6 in brackets, loopback known; another
+ * address only with the three TLS files and metrics_require_certificate, which come together. */
+static void test_metrics(void)
+{
+    struct config c;
+    if (accepted("", &c)) {
+        CHECK(c.metrics.address == NULL);
+        CHECK(!c.metrics.require_certificate);
+        config_free(&c);
+    }
+    if (accepted("metrics_listener 127.0.0.1:9100\n", &c)) {
+        CHECK_EQ_STR(c.metrics.address, "127.0.0.1");
+        CHECK_EQ_INT(c.metrics.port, 9100);
+        CHECK(c.metrics.loopback);
+        CHECK_EQ_INT(c.metrics.line, 6);
+        config_free(&c);
+    }
+    if (accepted("metrics_listener [::1]:0\n", &c)) {
+        CHECK_EQ_STR(c.metrics.address, "::1");
+        CHECK(c.metrics.loopback);
+        config_free(&c);
+    }
+    if (accepted("metrics_listener 0.0.0.0:9100\nmetrics_require_certificate true\n"
+                 "metrics_cafile ca\nmetrics_certfile crt\nmetrics_keyfile key\n",
+                 &c)) {
+        CHECK(!c.metrics.loopback);
+        CHECK(c.metrics.require_certificate);
+        CHECK(c.metrics.cafile && c.metrics.certfile && c.metrics.keyfile);
+        config_free(&c);
+    }
+    refused("metrics_listener 0.0.0.0:9100\n",
+            "t.conf:6: metrics_listener 0.0.0.0: not a loopback");
+    refused("metrics_listener [2001:db8::1]:9100\n", "not a loopback address");
+    refused("metrics_listener 127.0.0.1\n", "expected ADDRESS:PORT");
+    refused("metrics_listener ::1:9100\n", "expected ADDRESS:PORT");
+    refused("metrics_listener 127.0.0.1:65536\n", "expected ADDRESS:PORT");
+    refused("metrics_listener 127.0.0.1:-1\n", "expected ADDRESS:PORT");
+    refused("metrics_listener host.example:9100\n", "not a numeric IP address");
+    refused("metrics_listener 127.0.0.0/8:9100\n", "not a numeric IP address");
+    refused("metrics_listener 127.0.0.1:9100\nmetrics_require_certificate true\n",
+            "needs metrics_cafile");
+    refused("metrics_listener 127.0.0.1:9100\nmetrics_keyfile k\n",
+            "need metrics_require_certificate true");
+    refused("metrics_require_certificate true\n", "without metrics_listener");
+}
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
     char path[1024];
@@ -679,5 +725,6 @@ int main(void)
     test_plugins();
     test_include_dir();
     test_cluster();
+    test_metrics();
     return check_finish("config_test");
 }
