@@ -8,6 +8,7 @@
 #ifndef CERTMQ_ACL_H
 #define CERTMQ_ACL_H
 
+#include "certattr.h"
 #include "diag.h"
 
 #include <stdbool.h>
@@ -41,6 +42,11 @@ size_t acl_rule_count(const struct acl *a);
  * contains + # /). Patterns using %c are skipped when client_id contains '+', '#' or '/', since
  * substituting it could widen the rule. The result does not reference a or its strings. */
 struct acl_client *acl_compile(const struct acl *a, const char *identity, const char *client_id);
+/* The same for a certificate's attributes (NULL: none): `match` blocks whose conditions all hold
+ * add their rules, and %{attr} in patterns is replaced by the attribute's one value. A pattern
+ * whose value is missing, ambiguous or unusable as a topic level is skipped. */
+struct acl_client *acl_compile_cert(const struct acl *a, const char *identity,
+                                    const char *client_id, const struct certattrs *attrs);
 void acl_client_free(struct acl_client *c);
 /* Number of rules compiled for this client (its user's rules plus the usable patterns). */
 size_t acl_client_rule_count(const struct acl_client *c);

@@ -176,8 +176,9 @@ static bool allowed(const struct broker *b, const struct session *s, const struc
 
 static void compile_acl(struct broker *b, struct session *s)
 {
-    session_set_acl(s,
-                    b->acl ? acl_compile(b->acl, session_identity(s), session_client_id(s)) : NULL);
+    session_set_acl(s, b->acl ? acl_compile_cert(b->acl, session_identity(s), session_client_id(s),
+                                                 session_attrs(s))
+                              : NULL);
 }
 
 void broker_set_acl(struct broker *b, struct acl *a)
@@ -366,9 +367,10 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
     return e ? e->s : NULL;
 }
 
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, const char *peer, bool clean, bool persistent,
-                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now)
+struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
+                              const char *client_id, void *client, const char *peer, bool clean,
+                              bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
+                              int64_t now)
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
@@ -409,6 +411,8 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     count_persistent(b, s);
     if (persistent)
         BSTORE(b, session_saved, s, 0);
+    /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
+    session_set_attrs(s, certattrs_dup(attrs));
     compile_acl(b, s);
     if (*present)
         session_resend_all(s);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct acl;
+struct certattrs;
 
 struct broker_limits {
     struct session_limits session;
@@ -129,9 +130,10 @@ bool broker_may_publish(const struct broker *b, const struct session *s, const c
  * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
  * session; *present tells whether state was resumed. NULL when a new session would exceed
  * max_persistent_sessions_per_identity (nothing changed; counted and logged). */
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, const char *peer, bool clean, bool persistent,
-                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now);
+struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
+                              const char *client_id, void *client, const char *peer, bool clean,
+                              bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
+                              int64_t now);
 /* The connection ended. publish_will: the will is published (abnormal close). A session that is
  * not persistent is destroyed. */
 void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);

@@ -15,6 +15,7 @@
 #define CERTMQ_TLS_H
 
 #include "buf.h"
+#include "certattr.h"
 #include "diag.h"
 
 #include <stdbool.h>
@@ -130,6 +131,9 @@ struct tls_peer {
     bool resumed;              /* session ticket used */
     struct tls_cert_id *chain; /* leaf first, then intermediates (not the trust anchor) */
     uint8_t chain_len;
+    /* The leaf's policy attributes, captured once per handshake (full or resumed) so the ACL
+     * never parses X.509; NULL until then. Owned by the connection. */
+    struct certattrs *attrs;
 };
 
 /* Full handshakes whose client chain was found in the verified-chain cache. */
@@ -139,6 +143,9 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, c
 /* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */
 int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
                           size_t cap, const char **why);
+/* The policy attributes of a DER certificate (for --explain, tests and the fuzzer); NULL when it
+ * does not parse. The caller frees with certattrs_free(). */
+struct certattrs *tls_attrs_from_der(const uint8_t *der, size_t len);
 
 struct tls_conn;
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx);
