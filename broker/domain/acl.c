@@ -275,7 +275,8 @@ static int acl__parse_rule(struct parser *p, bool is_pattern, char *rest)
     struct rule r = {.len = (uint32_t)len,
                      .line = (uint32_t)p->line,
                      .access = (uint8_t)access,
-                     .wild = strpbrk(topic, "+#") != NULL};
+                     .wild = strpbrk(topic, "+#") != NULL,
+                     .pattern = is_pattern};
     const char *bad = acl__scan_subst(topic, len, &r.nsub);
     if (is_pattern && bad) {
         diag_add(p->d, p->fname, p->line, "%s", bad);

@@ -58,4 +58,12 @@ bool acl_check(const struct acl_client *c, const char *topic, size_t len, enum a
  * never readable: no read rule intersects it, or a deny rule covers all of it. */
 bool acl_check_subscribe(const struct acl_client *c, const char *filter, size_t len);
 
+/* certmq --explain: what the file means for one device. print receives one line at a time: the
+ * attributes, every rule that applies (file:line, substituted), every rule or match block that
+ * does not and why, and, when topic is not NULL, whether publishing on it, receiving messages
+ * on it and subscribing to it are allowed and by which line. client_id "" = not given. */
+typedef void (*acl_print_fn)(void *ctx, const char *line);
+void acl_explain(const struct acl *a, const char *identity, const char *client_id,
+                 const struct certattrs *attrs, const char *topic, acl_print_fn print, void *ctx);
+
 #endif

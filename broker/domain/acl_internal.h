@@ -21,7 +21,8 @@ struct rule {
     char *topic;
     uint32_t len, nsub, line;
     uint8_t access;
-    bool wild; /* contains a + or # level */
+    bool wild;    /* contains a + or # level */
+    bool pattern; /* written as `pattern` (for --explain) */
 };
 
 struct rules {

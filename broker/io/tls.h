@@ -146,6 +146,11 @@ int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode
 /* The policy attributes of a DER certificate (for --explain, tests and the fuzzer); NULL when it
  * does not parse. The caller frees with certattrs_free(). */
 struct certattrs *tls_attrs_from_der(const uint8_t *der, size_t len);
+/* certmq --explain: the first certificate of a file (PEM or DER) as a handshake would see it:
+ * *attrs, and its identity under mode in identity (or "" with *idwhy when a handshake would
+ * refuse it). 0, or -1 with err when the file does not hold a certificate. */
+int tls_cert_file_read(const char *path, enum tls_identity_mode mode, char *identity, size_t cap,
+                       const char **idwhy, struct certattrs **attrs, char *err, size_t errlen);
 
 struct tls_conn;
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx);

@@ -71,6 +71,27 @@ struct certattrs *tls__attrs_get(const mbedtls_x509_crt *crt)
     return add_policies(a, crt);
 }
 
+int tls_cert_file_read(const char *path, enum tls_identity_mode mode, char *identity, size_t cap,
+                       const char **idwhy, struct certattrs **attrs, char *err, size_t errlen)
+{
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    int r = mbedtls_x509_crt_parse_file(&crt, path);
+    if (r != 0 || !crt.raw.p) {
+        char m[128];
+        snprintf(err, errlen, "%s: not a certificate (%s)", path, tls__mbed_err(r, m, sizeof(m)));
+        mbedtls_x509_crt_free(&crt);
+        return -1;
+    }
+    *attrs = tls__attrs_get(&crt);
+    identity[0] = '\0';
+    *idwhy = NULL;
+    if (tls_identity_from_der(crt.raw.p, crt.raw.len, mode, identity, cap, idwhy) != 0)
+        identity[0] = '\0';
+    mbedtls_x509_crt_free(&crt);
+    return 0;
+}
+
 struct certattrs *tls_attrs_from_der(const uint8_t *der, size_t len)
 {
     mbedtls_x509_crt crt;

@@ -72,6 +72,12 @@ static struct certattrs *fuzz__attrs(size_t i)
     return a;
 }
 
+static void fuzz__print(void *ctx, const char *line)
+{
+    (void)ctx;
+    (void)line;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
@@ -86,9 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *ids[][2] = {{"dev-1", "c1"}, {"admin", ""}, {"x", "a/+"}, {"a", "#"}};
         struct span topics[MAX_TOPICS];
         size_t nt = fuzz__topics(text, size, topics, MAX_TOPICS);
+        char last[MAX_TOPIC_LEN + 1]; /* the spans are not NUL-terminated */
+        memcpy(last, topics[nt - 1].p, topics[nt - 1].len);
+        last[topics[nt - 1].len] = '\0';
         for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
             struct certattrs *at = fuzz__attrs(i);
             struct acl_client *c = acl_compile_cert(a, ids[i][0], ids[i][1], at);
+            /* --explain over the same rules: must not crash on anything that parses. */
+            acl_explain(a, ids[i][0], ids[i][1], at, last, fuzz__print, NULL);
             certattrs_free(at);
             for (size_t t = 0; t < nt; t++) {
                 bool r = acl_check(c, topics[t].p, topics[t].len, ACL_READ);
