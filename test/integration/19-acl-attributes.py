@@ -5,7 +5,6 @@ wins), ambiguous and hostile attributes, a reload recompiling live clients from 
 kept with their sessions, mosquitto_pub, and certmq --explain on the same file."""
 import os
 import subprocess
-import time
 
 import paho.mqtt.client as mqtt
 
