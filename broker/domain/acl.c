@@ -571,11 +571,15 @@ long acl__expand(const struct rule *r, const struct acl_who *w, char *out, const
 {
     const char *dummy;
     why = why ? why : &dummy;
+    if (!r->nsub) { /* most rules: no scan (every session is recompiled on a reload) */
+        if (out)
+            memcpy(out, r->topic, r->len);
+        return (long)r->len;
+    }
     size_t o = 0;
     for (size_t i = 0; i < r->len; i++) {
         int attr, field;
-        long tl =
-            r->nsub && r->topic[i] == '%' ? acl__token(r->topic, r->len, i, &attr, &field, why) : 0;
+        long tl = r->topic[i] == '%' ? acl__token(r->topic, r->len, i, &attr, &field, why) : 0;
         if (tl <= 0) { /* the parser refused bad tokens: < 0 cannot happen here */
             if (out)
                 out[o] = r->topic[i];
