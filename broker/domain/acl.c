@@ -1,8 +1,10 @@
 /* acl: mosquitto-syntax ACL files, compiled per client, evaluated without allocating.
  *
  * The parsed file keeps each user's rules in a hash keyed by the user name (= certificate
- * identity) and the patterns in one list. acl_compile() turns one client's rules (its user
- * block plus the patterns with %u/%c substituted) into a single allocation: deny rules first,
+ * identity), the patterns in one list and the `match` blocks (conditions on certificate
+ * attributes, then rules) in another. acl_compile_cert() turns one client's rules (its user
+ * block, the patterns and the blocks its certificate satisfies, with %u/%c/%{attr}
+ * substituted) into a single allocation: deny rules first,
  * then wildcard grants, then exact-topic grants reachable through a small open-addressing hash,
  * so a check costs the deny rules + wildcard grants + one hash probe, never the whole file.
  * This module never knows sessions, sockets or the clock; only acl_load() touches a file. */
@@ -164,7 +166,8 @@ static size_t acl__brace(const char *t, size_t len, int *attr, int *field, const
         char *end;
         memcpy(num, colon + 1, n < sizeof(num) - 1 ? n : sizeof(num) - 1);
         long v = strtol(num, &end, 10);
-        if (!n || n >= sizeof(num) || *end || v == 0 || v > ACL_FIELD_MAX || v < -ACL_FIELD_MAX) {
+        bool num_ok = n && n < sizeof(num) && (num[0] == '-' || (num[0] >= '0' && num[0] <= '9'));
+        if (!num_ok || *end || v == 0 || v > ACL_FIELD_MAX || v < -ACL_FIELD_MAX) {
             *why = "bad field number in %{attr:N} (N = 1..64 counts fields from the start, "
                    "-1..-64 from the end)";
             return 0;

@@ -1,8 +1,11 @@
-/* acl: the operator's ACL file (mosquitto syntax) and its evaluation.
+/* acl: the operator's ACL file (mosquitto syntax, plus `match` blocks and %{attr}) and its
+ * evaluation.
  *
- * Parsing turns the file into rules grouped by user, plus patterns that apply to everyone.
- * acl_compile() builds one client's rule list at CONNECT (the user's rules plus patterns with
- * %u = certificate identity and %c = client id substituted), so a check never scans the file.
+ * Parsing turns the file into rules grouped by user, patterns that apply to everyone, and
+ * `match` blocks that apply to devices by their certificate attributes (certattr.h).
+ * acl_compile_cert() builds one client's rule list at CONNECT (the user's rules, the patterns and
+ * the rules of the blocks it satisfies, with %u = certificate identity, %c = client id and
+ * %{attr} = certificate attribute substituted), so a check never scans the file.
  * Evaluation is pure: deny rules win, then any matching allow rule with the access bit,
  * otherwise deny. Never touches the filesystem except in acl_load(). */
 #ifndef CERTMQ_ACL_H

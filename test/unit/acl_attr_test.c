@@ -240,7 +240,8 @@ static void test_match_errors(void)
                        "pattern read a/%{san_uri:-2}/#\n" /* 14 ok */
                        "match ou=a o=b\n"                 /* 15 warning */
                        "topic read lit/%{ou}\n"           /* 16 warning */
-                       "pattern read rates/50%{/x\n";     /* 17 */
+                       "pattern read rates/50%{/x\n"      /* 17 */
+                       "pattern read a/%{san_uri: 1}\n";  /* 18 */
     CHECK(acl_parse(text, strlen(text), "t.acl", &d, &w) == NULL);
     CHECK(has(&d, "t.acl:2: 'match' needs ATTR=VALUE"));
     CHECK(has(&d, "t.acl:3: 'match' needs ATTR=VALUE"));
@@ -255,11 +256,12 @@ static void test_match_errors(void)
     CHECK(has(&d, "t.acl:12: bad field number"));
     CHECK(has(&d, "t.acl:13: match value is not valid UTF-8"));
     CHECK(has(&d, "t.acl:17: unknown substitution %{...}"));
+    CHECK(has(&d, "t.acl:18: bad field number"));
     CHECK(!has(&d, "t.acl:1:"));
     CHECK(!has(&d, "t.acl:14:"));
     CHECK(!has(&d, "t.acl:15:"));
     CHECK(!has(&d, "t.acl:16:"));
-    CHECK_EQ_INT(d.count, 13);
+    CHECK_EQ_INT(d.count, 14);
     CHECK(has(&w, "t.acl:15: the value 'a o=b' contains 'o='"));
     CHECK(has(&w, "t.acl:16: 'topic' rules are not substituted"));
     diag_free(&d);
