@@ -44,6 +44,10 @@ int explain_run(const struct config *cfg, const char *cert, const char *client_i
         fprintf(out, "client id: %s\n", client_id ? client_id : "(not given: %c rules skipped)");
         /* Without an identity no device can connect; the rules are still shown for it. */
         acl_explain(a, identity, client_id ? client_id : "", attrs, topic, print_line, out);
+        uint64_t max = cfg->broker.max_connections_per_identity;
+        bool from_acl = acl_limit(a, attrs, ACL_LIMIT_CONNECTIONS, &max);
+        fprintf(out, "max_connections_per_identity: %llu%s (%s)\n", (unsigned long long)max,
+                max ? "" : " = unlimited", from_acl ? "a match block's limit" : "certmq.conf");
         if (topic)
             fprintf(out, "(plugins may refuse further; the chain and CRLs are not checked here)\n");
     }

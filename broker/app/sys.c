@@ -64,6 +64,7 @@ static const struct sys_row rows[] = {
     {"$SYS/broker/memory/resident", XS(resident_bytes), NULL},
     {"$SYS/broker/refused/memory", BS(memory_refused), NULL},
     {"$SYS/broker/refused/sessions", BS(sessions_refused), NULL},
+    {"$SYS/broker/refused/identity_connections", BS(connections_refused), NULL},
     {"$SYS/broker/refused/retained", BS(retained_refused), NULL},
     {"$SYS/broker/cluster/connected", KS(connected), NULL},
     {"$SYS/broker/cluster/interests", KS(interests), NULL},

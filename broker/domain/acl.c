@@ -305,6 +305,8 @@ static int acl__parse_rule(struct parser *p, bool is_pattern, char *rest)
     }
     r.topic = xstrdup(topic);
     acl__rules_add(to, &r);
+    if (p->blk)
+        p->blk->body = true;
     p->a->total++;
     return 0;
 }
@@ -431,7 +433,7 @@ static int acl__parse_match(struct parser *p, char *rest)
     if (acl__parse_cond(p, rest, &c) != 0)
         return -1;
     struct acl *a = p->a;
-    if (!p->blk || p->blk->rules.n) {
+    if (!p->blk || p->blk->body) {
         if (a->nblocks == a->cap) {
             a->cap = a->cap ? a->cap * 2 : 4;
             a->blocks = xrealloc(a->blocks, a->cap * sizeof(*a->blocks));
@@ -443,6 +445,61 @@ static int acl__parse_match(struct parser *p, char *rest)
     b->conds = xrealloc(b->conds, (b->ncond + 1) * sizeof(*b->conds));
     b->conds[b->ncond++] = c;
     return 0;
+}
+
+static const char *const limit_names[ACL_LIMIT_COUNT] = {"max_connections_per_identity"};
+
+const char *acl_limit_name(enum acl_limit k)
+{
+    return (unsigned)k < ACL_LIMIT_COUNT ? limit_names[k] : "?";
+}
+
+/* `limit NAME VALUE` in a match block: VALUE overrides certmq.conf's NAME for its devices. */
+static int acl__parse_limit(struct parser *p, char *rest)
+{
+    if (!p->blk) {
+        diag_add(p->d, p->fname, p->line,
+                 "'limit' belongs in a 'match' block (for every device, set it in certmq.conf)");
+        return -1;
+    }
+    char *value = acl__word(rest);
+    int k = 0;
+    while (k < ACL_LIMIT_COUNT && strcmp(rest, limit_names[k]) != 0)
+        k++;
+    char *end = NULL;
+    unsigned long long v = *value && isdigit((unsigned char)*value) ? strtoull(value, &end, 10) : 0;
+    if (k == ACL_LIMIT_COUNT) {
+        diag_add(p->d, p->fname, p->line, "unknown limit '%.*s' (expected %s)", ACL_SHOW, rest,
+                 limit_names[0]);
+        return -1;
+    }
+    if (!end || *end || v > 10000000) {
+        diag_add(p->d, p->fname, p->line,
+                 "'limit %s' needs a number from 0 (unlimited) to "
+                 "10000000",
+                 limit_names[k]);
+        return -1;
+    }
+    p->blk->limits[k].set = true;
+    p->blk->limits[k].line = (uint32_t)p->line;
+    p->blk->limits[k].v = v;
+    p->blk->body = true;
+    return 0;
+}
+
+bool acl_limit(const struct acl *a, const struct certattrs *attrs, enum acl_limit k, uint64_t *v)
+{
+    bool found = false;
+    for (size_t i = 0; attrs && i < a->nblocks; i++) {
+        const struct block *b = a->blocks[i];
+        if (!b->limits[k].set || !acl__block_applies(b, attrs))
+            continue;
+        /* The most generous block wins: a device of two kinds gets the larger allowance. */
+        if (!found || b->limits[k].v == 0 || (*v != 0 && b->limits[k].v > *v))
+            *v = b->limits[k].v;
+        found = true;
+    }
+    return found;
 }
 
 static int acl__parse_line(struct parser *p, char *line)
@@ -457,8 +514,11 @@ static int acl__parse_line(struct parser *p, char *line)
         return acl__parse_user(p, rest);
     if (!strcmp(kw, "match"))
         return acl__parse_match(p, rest);
+    if (!strcmp(kw, "limit"))
+        return acl__parse_limit(p, rest);
     diag_add(p->d, p->fname, p->line,
-             "unknown keyword '%.*s' (expected user, match, topic or pattern)", ACL_SHOW, kw);
+             "unknown keyword '%.*s' (expected user, match, topic, pattern or limit)", ACL_SHOW,
+             kw);
     return -1;
 }
 

@@ -61,6 +61,18 @@ bool acl_check(const struct acl_client *c, const char *topic, size_t len, enum a
  * never readable: no read rule intersects it, or a deny rule covers all of it. */
 bool acl_check_subscribe(const struct acl_client *c, const char *filter, size_t len);
 
+/* Limits a `match` block may set for the devices it selects (`limit NAME VALUE`). */
+enum acl_limit {
+    ACL_LIMIT_CONNECTIONS = 0, /* max_connections_per_identity */
+    ACL_LIMIT_COUNT
+};
+/* The name of a limit in the file (and in certmq.conf, where it sets the default). */
+const char *acl_limit_name(enum acl_limit k);
+/* The limit k for a certificate with these attributes: when some block it satisfies sets it,
+ * *v becomes the largest such value (0 = unlimited, the largest of all) and true is returned;
+ * otherwise *v is left as it is (the configured default). */
+bool acl_limit(const struct acl *a, const struct certattrs *attrs, enum acl_limit k, uint64_t *v);
+
 /* certmq --explain: what the file means for one device. print receives one line at a time: the
  * attributes, every rule that applies (file:line, substituted), every rule or match block that
  * does not and why, and, when topic is not NULL, whether publishing on it, receiving messages

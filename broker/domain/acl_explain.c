@@ -120,6 +120,10 @@ static void ex__block(struct ex *e, const struct block *b)
                       certattr_name(b->conds[i].attr), b->conds[i].value);
     if (acl__block_applies(b, e->w.attrs)) {
         ex__rules(e, &b->rules, scope);
+        for (int k = 0; k < ACL_LIMIT_COUNT; k++)
+            if (b->limits[k].set)
+                ex__say(e, "  %s:%u: limit %s %llu  [%s]", e->a->fname, b->limits[k].line,
+                        acl_limit_name(k), (unsigned long long)b->limits[k].v, scope);
         return;
     }
     for (size_t i = 0; i < b->ncond; i++) {

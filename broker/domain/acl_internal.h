@@ -49,6 +49,12 @@ struct block {
     struct cond *conds;
     size_t ncond;
     struct rules rules;
+    bool body; /* a rule or limit came after the conditions: the next `match` starts a block */
+    struct {
+        bool set;
+        uint32_t line;
+        uint64_t v;
+    } limits[ACL_LIMIT_COUNT];
 };
 
 struct acl {

@@ -158,6 +158,37 @@ def test_reload_recompiles_from_kept_attributes():
     s.disconnect()
 
 
+def test_connections_per_identity():
+    """max_connections_per_identity 1, raised to 2 for gateways by a match block's limit."""
+    acl = open(FLEET).read() + "\nmatch ou=gateways\nlimit max_connections_per_identity 2\n"
+    b2 = h.broker(pki, acl, cafile=bundle, crlfiles=[pki.crl, os.path.join(field.dir, "crl.pem")],
+                  extra="max_connections_per_identity 1\n")
+    s1 = h.paho(b2, pki, "sensor-0042", client_id="s1", protocol=mqtt.MQTTv5)
+    s2 = h.paho(b2, pki, "sensor-0042", client_id="s2", protocol=mqtt.MQTTv5)
+    check(s1.connack[1] == 0 and s2.connack[1] == 0x97, "second sensor client: %r" % (s2.connack,))
+    s2.disconnect()  # stop paho from retrying: it would compete for the place freed below
+    s1b = h.paho(b2, pki, "sensor-0042", client_id="s1", protocol=mqtt.MQTTv5)
+    check(s1b.connack[1] == 0, "taking over its own session is not one more connection")
+    s3 = h.paho(b2, pki, "sensor-0042", client_id="s3")  # MQTT 3.1.1: 3 = server unavailable
+    check(s3.connack[1] == 3, "3.1.1 refusal: %r" % (s3.connack,))
+    s3.disconnect()
+    b2.log_wait(r"identity sensor-0042 already has 1 clients connected "
+                r"\(max_connections_per_identity 1\): client id s2 refused", 3)
+    g = [h.paho(b2, pki, "gw-east", client_id="g%d" % i, protocol=mqtt.MQTTv5) for i in range(3)]
+    check([c.connack[1] == 0 for c in g] == [True, True, False], "gateways: 2 by their block")
+    g[2].disconnect()
+    s1b.disconnect()
+    s4 = h.paho(b2, pki, "sensor-0042", client_id="s4")
+    check(s4.connack[1] == 0, "a freed place can be taken")
+    r = subprocess.run([BIN, "--explain", "-c", b2.conf, "--cert", pki.cert("gw-east")[0]],
+                       capture_output=True, text=True, timeout=20)
+    check("limit max_connections_per_identity 2" in r.stdout and
+          "max_connections_per_identity: 2 (a match block's limit)" in r.stdout, r.stdout)
+    for c in [s1, s4] + g[:2]:
+        c.disconnect()
+    check(b2.stop() == 0, "clean exit")
+
+
 def explain(*args):
     return subprocess.run([BIN, "--explain", "-c", b.conf] + list(args), capture_output=True,
                           text=True, timeout=20)
@@ -191,5 +222,5 @@ def test_explain():
 
 
 h.run(test_sensor_by_urn, test_ambiguous_and_hostile_urn, test_gateway_needs_every_condition,
-      test_engineer_by_issuer_and_policy, test_mosquitto_pub, test_explain,
+      test_engineer_by_issuer_and_policy, test_mosquitto_pub, test_explain, test_connections_per_identity,
       test_reload_recompiles_from_kept_attributes)

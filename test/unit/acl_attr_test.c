@@ -268,11 +268,63 @@ static void test_match_errors(void)
     diag_free(&w);
 }
 
+static void test_limits(void)
+{
+    const char *text = "match ou=gateways\n"
+                       "limit max_connections_per_identity 50\n"
+                       "match ou=gateways\n" /* after a limit: a new block */
+                       "match o=Acme\n"
+                       "limit max_connections_per_identity 80\n"
+                       "match ou=unlimited\n"
+                       "limit max_connections_per_identity 0\n";
+    struct acl *a = parse(text);
+    CHECK(a != NULL);
+    uint64_t v = 7;
+    CHECK(!acl_limit(a, NULL, ACL_LIMIT_CONNECTIONS, &v) && v == 7);
+    struct certattrs *s = attrs("ou=sensors");
+    CHECK(!acl_limit(a, s, ACL_LIMIT_CONNECTIONS, &v) && v == 7);
+    certattrs_free(s);
+    s = attrs("ou=gateways");
+    CHECK(acl_limit(a, s, ACL_LIMIT_CONNECTIONS, &v) && v == 50);
+    certattrs_free(s);
+    s = attrs("ou=gateways;o=Acme"); /* two blocks: the larger allowance */
+    CHECK(acl_limit(a, s, ACL_LIMIT_CONNECTIONS, &v) && v == 80);
+    certattrs_free(s);
+    s = attrs("ou=gateways;ou=unlimited;o=Acme"); /* 0 = unlimited, the largest */
+    CHECK(acl_limit(a, s, ACL_LIMIT_CONNECTIONS, &v) && v == 0);
+    certattrs_free(s);
+    acl_free(a);
+    CHECK_EQ_STR(acl_limit_name(ACL_LIMIT_CONNECTIONS), "max_connections_per_identity");
+
+    struct diag d;
+    diag_init(&d);
+    const char *bad = "limit max_connections_per_identity 5\n"        /* 1: outside a block */
+                      "match ou=x\n"                                  /* 2 ok */
+                      "limit max_speed 5\n"                           /* 3 */
+                      "limit max_connections_per_identity\n"          /* 4 */
+                      "limit max_connections_per_identity -1\n"       /* 5 */
+                      "limit max_connections_per_identity 1x\n"       /* 6 */
+                      "limit max_connections_per_identity 99999999\n" /* 7 */
+                      "user u\n"
+                      "limit max_connections_per_identity 5\n"; /* 9: a user block */
+    CHECK(acl_parse(bad, strlen(bad), "t.acl", &d, NULL) == NULL);
+    CHECK(has(&d, "t.acl:1: 'limit' belongs in a 'match' block"));
+    CHECK(has(&d, "t.acl:3: unknown limit 'max_speed'"));
+    CHECK(has(&d, "t.acl:4: 'limit max_connections_per_identity' needs a number"));
+    CHECK(has(&d, "t.acl:5: 'limit max_connections_per_identity' needs a number"));
+    CHECK(has(&d, "t.acl:6: 'limit max_connections_per_identity' needs a number"));
+    CHECK(has(&d, "t.acl:7: 'limit max_connections_per_identity' needs a number"));
+    CHECK(has(&d, "t.acl:9: 'limit' belongs in a 'match' block"));
+    CHECK_EQ_INT(d.count, 7);
+    diag_free(&d);
+}
+
 int main(void)
 {
     test_certattr();
     test_substitutions();
     test_match();
     test_match_errors();
+    test_limits();
     return check_finish("acl_attr_test");
 }

@@ -36,6 +36,7 @@ static struct broker *mkbroker(const char *acl_text)
         .max_retained_bytes = quotas.max_retained_bytes,
         .max_retained_bytes_per_identity = quotas.max_retained_bytes_per_identity,
         .max_persistent_sessions_per_identity = quotas.max_persistent_sessions_per_identity,
+        .max_connections_per_identity = quotas.max_connections_per_identity,
         .retain_available = true,
     };
     struct broker_client_ops ops = {.wakeup = on_wakeup, .kick = on_kick};
@@ -247,6 +248,45 @@ static void test_sessions_per_identity(void)
     broker_detach(b, a1, false, 0);
     CHECK(broker_attach(b, "dev-a", NULL, "a3", &c[0], "p", false, true, 60, 4, &present, 0));
     CHECK(!broker_attach(b, "dev-a", NULL, "a4", &c[5], "p", false, true, 60, 4, &present, 0));
+    broker_free(b);
+}
+
+/* max_connections_per_identity, and a match block's limit overriding it for its devices. */
+static void test_connections_per_identity(void)
+{
+    quotas = (struct broker_limits){.max_connections_per_identity = 2};
+    struct broker *b = mkbroker("pattern readwrite devices/%u/#\n"
+                                "match ou=gateways\n"
+                                "limit max_connections_per_identity 3\n");
+    quotas = (struct broker_limits){0};
+    int c[8];
+    bool present;
+    struct session *s[4];
+    for (int i = 0; i < 2; i++) {
+        char cid[8];
+        snprintf(cid, sizeof(cid), "s%d", i);
+        CHECK(broker_connection_ok(b, "dev-a", NULL, cid));
+        s[i] = broker_attach(b, "dev-a", NULL, cid, &c[i], "p", true, false, 0, 4, &present, 0);
+    }
+    CHECK(!broker_connection_ok(b, "dev-a", NULL, "s2"));
+    CHECK_EQ_INT(broker_stats(b)->connections_refused, 1);
+    CHECK(broker_connection_ok(b, "dev-a", NULL, "s1")); /* a takeover is not one more */
+    s[1] = broker_attach(b, "dev-a", NULL, "s1", &c[2], "p", true, false, 0, 4, &present, 0);
+    CHECK(!broker_connection_ok(b, "dev-a", NULL, "s2"));
+    broker_detach(b, s[0], false, 0);
+    CHECK(broker_connection_ok(b, "dev-a", NULL, "s2"));
+    CHECK(broker_connection_ok(b, "dev-b", NULL, "s0")); /* per identity */
+    /* A gateway's certificate: its block allows 3. */
+    struct certattrs *gw = certattrs_add(NULL, CERTATTR_OU, "gateways", 8);
+    for (int i = 0; i < 3; i++) {
+        char cid[8];
+        snprintf(cid, sizeof(cid), "g%d", i);
+        CHECK(broker_connection_ok(b, "gw", gw, cid));
+        broker_attach(b, "gw", gw, cid, &c[3 + i], "p", true, false, 0, 4, &present, 0);
+    }
+    CHECK(!broker_connection_ok(b, "gw", gw, "g3"));
+    CHECK(!broker_connection_ok(b, "gw", NULL, "g3"));
+    certattrs_free(gw);
     broker_free(b);
 }
 
@@ -559,6 +599,7 @@ int main(void)
     test_untrust();
     test_retained_bytes();
     test_sessions_per_identity();
+    test_connections_per_identity();
     test_retained_limit();
     test_retained_in_steps();
     test_takeover_and_expiry();
