@@ -332,9 +332,14 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->keepalive = d.keepalive;
     c->peer_max_packet = d.peer_max_packet;
     c->out_alias_max = d.out_alias_max;
+    if (!broker_connection_ok(e->broker, identity, conn_peer(c->conn)->attrs, c->client_id)) {
+        refuse(c, REASON_IDENTITY_CONNECTIONS);
+        return;
+    }
     bool present;
-    c->session = broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean,
-                               d.persistent, d.expiry_s, c->version, &present, client__now(c));
+    c->session = broker_attach(e->broker, identity, conn_peer(c->conn)->attrs, c->client_id, c,
+                               conn_addr(c->conn), k->clean, d.persistent, d.expiry_s, c->version,
+                               &present, client__now(c));
     if (!c->session) {
         refuse(c, REASON_SESSION_QUOTA);
         return;

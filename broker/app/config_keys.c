@@ -161,6 +161,10 @@ const struct config__directive config__table[] = {
      * thousands (sessions that end with their connection are bounded by the connections). */
     {"max_persistent_sessions_per_identity", T_UINT,
      GF(broker.max_persistent_sessions_per_identity), .max = 10000000, .def = 64},
+    /* One certificate, many simultaneous clients: bounded per identity when set (ACL match
+     * blocks may raise or lower it per kind of device). */
+    {"max_connections_per_identity", T_UINT, GF(broker.max_connections_per_identity),
+     .max = 10000000},
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},

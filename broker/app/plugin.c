@@ -85,8 +85,7 @@ static void plugin_log(int level, const char *fmt, ...)
 }
 
 struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
-                                   int (*disconnect)(void *, uint64_t, const char *), void *broker,
-                                   struct diag *d)
+                                   const struct plugin_server *srv, struct diag *d)
 {
     struct plugin_set *s = xcalloc(1, sizeof(*s));
     s->v = xcalloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof(*s->v));
@@ -95,9 +94,10 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
                                         .api_minor = CERTMQ_PLUGIN_API_MINOR,
                                         .loop = loop,
                                         .log = plugin_log,
-                                        .broker = broker,
+                                        .broker = srv->broker,
                                         .cert_decide = cert_decide,
-                                        .disconnect = disconnect};
+                                        .disconnect = srv->disconnect,
+                                        .cert_attr = srv->cert_attr};
     for (size_t i = 0; i < cfg->plugin_count; i++) {
         const struct config_plugin *cp = &cfg->plugins[i];
         init_fn init;

@@ -161,6 +161,22 @@ static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
     return 0;
 }
 
+static int server_cert_attr(void *ctx, uint64_t conn_id, const char *attr, size_t index,
+                            const char **value, size_t *len)
+{
+    struct server *s = ctx;
+    struct conn *c = conn_env_find(s->cenv, conn_id);
+    int k = attr ? certattr_from_name(attr, strlen(attr)) : -1;
+    if (!c || k < 0)
+        return -1;
+    const struct certattrs *a = conn_peer(c)->attrs;
+    if (value && len && !certattrs_value(a, k, index, value, len)) {
+        *value = NULL;
+        *len = 0;
+    }
+    return (int)certattrs_count(a, k);
+}
+
 static size_t crl_entries(struct tls_ctx *const *ctx, size_t n)
 {
     size_t total = 0;
@@ -356,7 +372,8 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
 
     struct diag pd;
     diag_init(&pd);
-    s->plugins = plugin_load_all(c, loop, server_disconnect, s, &pd);
+    struct plugin_server ps = {s, server_disconnect, server_cert_attr};
+    s->plugins = plugin_load_all(c, loop, &ps, &pd);
     server__log_diag(LOGL_ERR, &pd, "");
     diag_free(&pd);
     s->b = broker_new(&c->broker);

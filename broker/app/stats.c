@@ -93,6 +93,8 @@ const struct stats_row stats_rows[] = {
      "max_memory", BS(memory_refused)},
     {"$SYS/broker/refused/sessions", NULL, REFUSALS, PROM_COUNTER, NULL, "reason",
      "max_persistent_sessions_per_identity", BS(sessions_refused)},
+    {"$SYS/broker/refused/identity_connections", NULL, REFUSALS, PROM_COUNTER, NULL, "reason",
+     "max_connections_per_identity", BS(connections_refused)},
     {"$SYS/broker/refused/retained", NULL, REFUSALS, PROM_COUNTER, NULL, "reason", "retained_limit",
      BS(retained_refused)},
     /* metrics only */

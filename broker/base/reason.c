@@ -42,6 +42,10 @@ static const struct reason_info table[REASON_COUNT] = {
                               "too many persistent sessions for this identity", "session_quota"},
     [REASON_MEMORY] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
                        "server memory budget (max_memory) reached", "memory"},
+    [REASON_IDENTITY_CONNECTIONS] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
+                                     "too many clients connected with this identity "
+                                     "(max_connections_per_identity)",
+                                     "identity_connections"},
 
     [REASON_MALFORMED] = {0, MQTT_RC_MALFORMED, false, "malformed packet", "malformed"},
     [REASON_PROTOCOL_ERROR] = {0, MQTT_RC_PROTOCOL_ERROR, false, "protocol error",

@@ -30,6 +30,7 @@ enum reason {
     REASON_SESSION_QUOTA, /* max_persistent_sessions_per_identity: no new session for this identity
                            */
     REASON_MEMORY,        /* max_memory reached: no new work until memory is back down */
+    REASON_IDENTITY_CONNECTIONS, /* max_connections_per_identity: that many clients connected */
 
     /* Protocol errors: closed (MQTT 5 DISCONNECT once connected, nothing before). */
     REASON_MALFORMED,            /* codec: malformed packet */

@@ -187,8 +187,9 @@ static bool allowed(const struct broker *b, const struct session *s, const struc
 
 static void compile_acl(struct broker *b, struct session *s)
 {
-    session_set_acl(s,
-                    b->acl ? acl_compile(b->acl, session_identity(s), session_client_id(s)) : NULL);
+    session_set_acl(s, b->acl ? acl_compile_cert(b->acl, session_identity(s), session_client_id(s),
+                                                 session_attrs(s))
+                              : NULL);
 }
 
 void broker_set_acl(struct broker *b, struct acl *a)
@@ -365,6 +366,43 @@ static bool persistent_quota_ok(struct broker *b, const char *identity, const ch
     return false;
 }
 
+/* The identity entry of a session (it exists while the session does). */
+static struct ident *session_ident(struct broker *b, const struct session *s)
+{
+    struct entry *e;
+    size_t klen;
+    const char *key = session_key(s, &klen);
+    HASH_FIND(hh, b->sessions, key, klen, e);
+    return e->id;
+}
+
+/* One more or one less client connected (the broker's count and its identity's). */
+static void count_online(struct broker *b, const struct session *s, int delta)
+{
+    b->stats.clients_online += (uint64_t)(int64_t)delta;
+    session_ident(b, s)->online += (uint32_t)delta;
+}
+
+bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
+                          const char *client_id)
+{
+    uint64_t max = b->lim.max_connections_per_identity;
+    if (b->acl)
+        acl_limit(b->acl, attrs, ACL_LIMIT_CONNECTIONS, &max);
+    const struct ident *id = ident_find(b->idents, identity);
+    if (!max || !id || id->online < max)
+        return true;
+    const struct session *s = broker_find(b, identity, client_id);
+    if (s && session_client(s))
+        return true; /* a takeover: the old connection goes */
+    if (b->stats.connections_refused++ % QUOTA_LOG_EVERY == 0)
+        log_warn("identity %s already has %u clients connected (max_connections_per_identity "
+                 "%llu): client id %s refused (%llu so far)",
+                 identity, id->online, (unsigned long long)max, client_id,
+                 (unsigned long long)b->stats.connections_refused);
+    return false;
+}
+
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
 {
     size_t il = strlen(identity), cl = strlen(client_id);
@@ -377,9 +415,10 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
     return e ? e->s : NULL;
 }
 
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, const char *peer, bool clean, bool persistent,
-                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now)
+struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
+                              const char *client_id, void *client, const char *peer, bool clean,
+                              bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
+                              int64_t now)
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
@@ -389,7 +428,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
         void *old = session_client(s);
         if (old) {
             session_set_client(s, NULL);
-            b->stats.clients_online--;
+            count_online(b, s, -1);
             if (b->policy.disconnected)
                 b->policy.disconnected(b->policy.ctx, s);
             b->ops.kick(old, REASON_TAKEN_OVER);
@@ -420,10 +459,12 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     count_persistent(b, s);
     if (persistent)
         BSTORE(b, session_saved, s, 0);
+    /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
+    session_set_attrs(s, certattrs_dup(attrs));
     compile_acl(b, s);
     if (*present)
         session_resend_all(s);
-    b->stats.clients_online++;
+    count_online(b, s, 1);
     if (b->policy.connected)
         b->policy.connected(b->policy.ctx, s, peer);
     return s;
@@ -432,7 +473,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
 void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
 {
     if (session_client(s)) {
-        b->stats.clients_online--;
+        count_online(b, s, -1);
         if (b->policy.disconnected)
             b->policy.disconnected(b->policy.ctx, s);
     }

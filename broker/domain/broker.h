@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct acl;
+struct certattrs;
 
 struct broker_limits {
     struct session_limits session;
@@ -28,6 +29,9 @@ struct broker_limits {
     uint64_t max_retained_bytes;              /* topic + payload of all retained; 0 = unlimited */
     uint64_t max_retained_bytes_per_identity; /* ...of those one identity set; 0 = unlimited */
     uint32_t max_persistent_sessions_per_identity; /* outliving their connection; 0 = none */
+    /* Connected clients of one identity at once; 0 = unlimited. An ACL `match` block's
+     * `limit max_connections_per_identity N` overrides it for the devices it selects. */
+    uint32_t max_connections_per_identity;
     bool retain_available;
     bool upgrade_outgoing_qos;
 };
@@ -93,8 +97,9 @@ struct broker_stats {
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_persistent_sessions_per_identity reached */
-    uint64_t memory_refused;   /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
-    uint64_t retained_cut;     /* subscriptions whose retained messages stopped at a full queue */
+    uint64_t connections_refused; /* CONNECTs refused: max_connections_per_identity reached */
+    uint64_t memory_refused;      /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
+    uint64_t retained_cut; /* subscriptions whose retained messages stopped at a full queue */
     uint64_t sessions;
     uint64_t clients_online;
     uint64_t remote_in; /* messages from other nodes delivered to at least one session */
@@ -139,15 +144,21 @@ bool broker_topic_ok(const struct broker *b, const char *t, size_t len);
 bool broker_may_publish(const struct broker *b, const struct session *s, const char *topic,
                         size_t len);
 
+/* CONNECT, before broker_attach: may the identity (with these certificate attributes, for the
+ * ACL's limit overrides) connect one more client? A client taking over its own session
+ * (same client id, still connected) is not one more. False is counted and logged. */
+bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
+                          const char *client_id);
 /* CONNECT: find or create the session (identity, client_id) and attach client, connected from
  * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.
  * clean = clean session / clean start. persistent =
  * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
  * session; *present tells whether state was resumed. NULL when a new session would exceed
  * max_persistent_sessions_per_identity (nothing changed; counted and logged). */
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, const char *peer, bool clean, bool persistent,
-                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now);
+struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
+                              const char *client_id, void *client, const char *peer, bool clean,
+                              bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
+                              int64_t now);
 /* The connection ended. publish_will: the will is published (abnormal close). A session that is
  * not persistent is destroyed. */
 void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);

@@ -30,7 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. 3.2: the metrics hook. */
+/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. 3.2: the metrics hook and
+ * cert_attr. */
 #define CERTMQ_PLUGIN_API_MAJOR 3
 #define CERTMQ_PLUGIN_API_MINOR 2
 /* What certmq_plugin_version() returns. Versions before 3.0 returned a plain 1 or 2. */
@@ -83,6 +84,16 @@ struct certmq_plugin_api {
     /* Disconnect the client on conn_id as untrusted (MQTT 5: DISCONNECT 0x98; its will is not
      * published). 0 when it was connected, -1 when not (any more). */
     int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
+    /* Since 3.2 (check api_minor >= 2 first): the certificate attributes of the client on
+     * conn_id, read once at its handshake, exactly as the ACL sees them (docs/acl.md): attr is
+     * "o", "ou", "cn", "serial", "san_uri", "san_dns", "issuer_cn" or "policy". Returns how many
+     * values of attr the certificate has (0: none), or -1 when conn_id is not connected or attr
+     * is unknown. When index is below that count and the value was kept (at most 8 values of
+     * 256 bytes), *value (NUL-terminated; may hold hostile bytes, even a NUL before *len) and
+     * *len are set, else *value is NULL; value and len may be NULL to only count. Valid until
+     * the calling hook returns. */
+    int (*cert_attr)(void *broker, uint64_t conn_id, const char *attr, size_t index,
+                     const char **value, size_t *len);
 };
 
 /* Since 3.2: one sample a plugin reports to the metrics endpoint (Prometheus text format). */

@@ -327,6 +327,7 @@ void tls_conn_free(struct tls_conn *c)
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->peer.chain);
+    certattrs_free(c->peer.attrs);
     tls_conn_drop_der(c);
     tls_ctx_unref(c->ctx);
     free(c);

@@ -15,6 +15,7 @@
 #define CERTMQ_TLS_H
 
 #include "buf.h"
+#include "certattr.h"
 #include "diag.h"
 
 #include <stdbool.h>
@@ -139,6 +140,9 @@ struct tls_peer {
     bool resumed;              /* session ticket used */
     struct tls_cert_id *chain; /* leaf first, then intermediates (not the trust anchor) */
     uint8_t chain_len;
+    /* The leaf's policy attributes, captured once per handshake (full or resumed) so the ACL
+     * never parses X.509; NULL until then. Owned by the connection. */
+    struct certattrs *attrs;
 };
 
 /* Full handshakes whose client chain was found in the verified-chain cache. */
@@ -155,6 +159,14 @@ void tls_ctx_crl_foreach(const struct tls_ctx *ctx,
 /* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */
 int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
                           size_t cap, const char **why);
+/* The policy attributes of a DER certificate (for --explain, tests and the fuzzer); NULL when it
+ * does not parse. The caller frees with certattrs_free(). */
+struct certattrs *tls_attrs_from_der(const uint8_t *der, size_t len);
+/* certmq --explain: the first certificate of a file (PEM or DER) as a handshake would see it:
+ * *attrs, and its identity under mode in identity (or "" with *idwhy when a handshake would
+ * refuse it). 0, or -1 with err when the file does not hold a certificate. */
+int tls_cert_file_read(const char *path, enum tls_identity_mode mode, char *identity, size_t cap,
+                       const char **idwhy, struct certattrs **attrs, char *err, size_t errlen);
 
 struct tls_conn;
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx);

@@ -256,6 +256,10 @@ static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
     mbedtls_x509_dn_gets(p->subject, sizeof(p->subject), &crt->subject);
     mbedtls_x509_dn_gets(p->issuer, sizeof(p->issuer), &crt->issuer);
     mbedtls_x509_serial_gets(p->serial, sizeof(p->serial), &crt->serial);
+    /* Replaced, not added to: a verified-chain cache hit that fails falls back to a full
+     * verification, which comes here again. */
+    certattrs_free(p->attrs);
+    p->attrs = tls__attrs_get(crt);
     return 0;
 }
 

@@ -96,6 +96,9 @@ int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
 void tls_verify_check_crls(struct tls_ctx *c, const mbedtls_x509_crl *first, const char *file,
                            struct diag *d);
 
+/* tls_attrs.c: the leaf's policy attributes (never NULL). */
+struct certattrs *tls__attrs_get(const mbedtls_x509_crt *crt);
+
 /* tls_load.c: every file of the context and its cipher list; problems go to d. */
 void tls__load_files(struct tls_ctx *c, const struct tls_server_opts *o, struct diag *d);
 /* Mbed TLS's text for an error code, in buf. */
