@@ -15,9 +15,12 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages: build, run, and the real peers the tests use.
 DEPS := cmake make gcc clang libclang-rt-14-dev pkg-config openssl dpkg-dev \
         libmbedtls-dev libuv1-dev uthash-dev libwebsockets-dev libwebsockets-evlib-uv libsqlite3-dev \
-        mosquitto mosquitto-clients python3 python3-paho-mqtt python3-cryptography haproxy
+        libnats-dev nats-server libsystemd-dev \
+        dpkg-dev groff-base man-db procps \
+        mosquitto mosquitto-clients python3 python3-paho-mqtt python3-cryptography haproxy \
+        python3-prometheus-client curl
 
-.PHONY: all deps js-deps build build-release build-asan build-228 run pki test test-fast test-asan format clean
+.PHONY: all deps js-deps build build-release build-asan build-228 run pki test test-fast test-asan deb format clean
 
 all: build
 
@@ -78,6 +81,10 @@ test: build build-release build-asan build-228 js-deps
 
 test-fast: build js-deps
 	cd $(BUILD) && ctest -j $(JOBS) --output-on-failure
+
+# The Debian package from the Release build: build-release/certmq_VERSION_ARCH.deb
+deb: build-release
+	cd $(REL_BUILD) && cpack -G DEB
 
 format:
 	clang-format -i broker/*/*.c broker/*/*.h lib/*/*.c lib/*/*.h plugins/*/*.c plugins/*/*.h test/unit/*.c test/fuzz/*.c

@@ -332,9 +332,14 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->keepalive = d.keepalive;
     c->peer_max_packet = d.peer_max_packet;
     c->out_alias_max = d.out_alias_max;
+    if (!broker_connection_ok(e->broker, identity, conn_peer(c->conn)->attrs, c->client_id)) {
+        refuse(c, REASON_IDENTITY_CONNECTIONS);
+        return;
+    }
     bool present;
-    c->session = broker_attach(e->broker, identity, c->client_id, c, conn_addr(c->conn), k->clean,
-                               d.persistent, d.expiry_s, c->version, &present, client__now(c));
+    c->session = broker_attach(e->broker, identity, conn_peer(c->conn)->attrs, c->client_id, c,
+                               conn_addr(c->conn), k->clean, d.persistent, d.expiry_s, c->version,
+                               &present, client__now(c));
     if (!c->session) {
         refuse(c, REASON_SESSION_QUOTA);
         return;
@@ -354,9 +359,10 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
 
 /* ---- PUBLISH and acknowledgements --------------------------------------------------------- */
 
-/* A PUBLISH that passed every check: one shared msg, routed; the acknowledgement's code. */
+/* A PUBLISH that passed every check: one shared msg, routed; the acknowledgement's code.
+ * *ticket: the cluster's retained write the acknowledgement waits for (0: none). */
 static uint8_t route_publish(struct client *c, const struct mqtt_publish *pub, const char *topic,
-                             size_t topic_len)
+                             size_t topic_len, uint64_t *ticket)
 {
     struct client_env *e = c->env;
     int64_t now = client__now(c), exp = 0;
@@ -364,9 +370,14 @@ static uint8_t route_publish(struct client *c, const struct mqtt_publish *pub, c
         exp = now + (int64_t)pub->props.message_expiry * 1000;
     struct msg *m = msg_new_in(broker_msg_pool(e->broker), topic, topic_len, pub, exp,
                                broker_next_msg_id(e->broker));
-    enum broker_pub_result r = broker_publish(e->broker, c->session, m, now);
+    enum broker_pub_result r = broker_publish_wait(e->broker, c->session, m, now, ticket);
     uint8_t rc = MQTT_RC_SUCCESS;
-    if (r == BROKER_PUB_DENIED) {
+    if (r == BROKER_PUB_NOT_RETAINED) {
+        rc = MQTT_RC_UNSPECIFIED;
+        log_info("client %s: retained message on %s not stored: the cluster's retained store is "
+                 "unavailable",
+                 c->client_id, m->topic);
+    } else if (r == BROKER_PUB_DENIED) {
         rc = MQTT_RC_NOT_AUTHORIZED;
         log_debug("client %s: publish to %s denied by the ACL", c->client_id, m->topic);
     } else if (r == BROKER_PUB_NO_MATCH) {
@@ -424,6 +435,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
     }
     struct broker_stats *st = broker_stats(e->broker);
     st->bytes_received += pub->payload_len + pub->topic.len;
+    st->bytes_received_qos[pub->qos] += pub->payload_len + pub->topic.len; /* qos <= 2: codec */
     uint8_t rc = MQTT_RC_SUCCESS;
     if (pub->retain && !e->o.connect.retain_available) {
         client__protocol_error(c, REASON_RETAIN_UNSUPPORTED);
@@ -443,15 +455,34 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
                  c->client_id, (int)topic_len, topic, pub->payload_len);
     } else {
         st->msgs_received++;
-        rc = route_publish(c, pub, topic, topic_len);
+        st->msgs_received_qos[pub->qos]++;
+        uint64_t ticket;
+        rc = route_publish(c, pub, topic, topic_len, &ticket);
+        if (ticket && pub->qos > 0) { /* acknowledged once the cluster stored it */
+            client__wait_publish(c, pub->qos, pub->id, ticket);
+            return;
+        }
     }
-    if (pub->qos == 1) {
-        client__send_ack(c, MQTT_PUBACK, pub->id, rc);
-    } else if (pub->qos == 2) {
+    client__publish_answer(c, pub->qos, pub->id, rc);
+}
+
+void client__publish_answer(struct client *c, uint8_t qos, uint16_t id, uint8_t rc)
+{
+    if (qos && rc == MQTT_RC_UNSPECIFIED && c->version != MQTT_V5) {
+        /* 3.1.1 cannot refuse one message: without an acknowledgement the device sends it
+         * again after it reconnects. */
+        client_end(c, REASON_RETAIN_UNAVAILABLE, false,
+                   reason_info(REASON_RETAIN_UNAVAILABLE)->text);
+        return;
+    }
+    if (qos == 1) {
+        client__send_ack(c, MQTT_PUBACK, id, rc);
+    } else if (qos == 2) {
         if (!mqtt_rc_failed(rc))
-            session_qos2_in_add(c->session, pub->id);
-        client__send_ack(c, MQTT_PUBREC, pub->id, rc);
+            session_qos2_in_add(c->session, id);
+        client__send_ack(c, MQTT_PUBREC, id, rc);
     }
+    conn_want_write(c->conn);
 }
 
 static void handle_ack(struct client *c, const struct mqtt_packet *p)

@@ -48,5 +48,8 @@ void client_env_set_over_memory(struct client_env *e, bool over);
 /* Close every client (server shutdown): MQTT 5 clients get a DISCONNECT for REASON_SHUTDOWN. */
 void client_close_all(struct client_env *e);
 size_t client_count(const struct client_env *e);
+/* A cluster ticket completed (ok: the cluster stored the retained message, or the read barrier
+ * was reached): the client waiting for it, if still there, goes on. */
+void client_env_wait_done(struct client_env *e, uint64_t ticket, bool ok);
 
 #endif

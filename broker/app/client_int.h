@@ -57,6 +57,7 @@ struct client_env {
     uv_check_t sub_turn;
     uint64_t sub_spent_ns;
     struct client *job_head, *job_tail;
+    struct client_job *waits; /* jobs waiting for a cluster ticket, by ticket */
 };
 
 /* What the broker asks of a client (wake up, kick); client_env_new registers it. */
@@ -86,6 +87,12 @@ void client__handle_subscribe(struct client *c, const struct mqtt_packet *p);
 void client__handle_unsubscribe(struct client *c, const struct mqtt_packet *p);
 /* c->job outlives this read: copy its packet (raw, len bytes), pause reading, queue it. */
 void client__job_keep(struct client *c, const uint8_t *raw, size_t len);
+/* A retained QoS >= 1 PUBLISH waits for the cluster's ticket: the acknowledgement (qos, packet
+ * id) goes out when it completes; nothing more from c is decoded before. */
+void client__wait_publish(struct client *c, uint8_t qos, uint16_t id, uint64_t ticket);
+/* The acknowledgement of a QoS > 0 PUBLISH with code rc (3.1.1, which cannot refuse one
+ * message: the connection is closed when the cluster could not store a retained one). */
+void client__publish_answer(struct client *c, uint8_t qos, uint16_t id, uint8_t rc);
 /* The client is gone: unqueue and free its job, if any. */
 void client__job_drop(struct client *c);
 void client__sub_init(struct client_env *e);

@@ -160,6 +160,8 @@ static void emit_publish(struct client *c, const struct session_out *o)
     struct broker_stats *st = broker_stats(e->broker);
     st->msgs_sent++;
     st->bytes_sent += hn + m->payload_len;
+    st->msgs_sent_qos[o->qos]++;
+    st->bytes_sent_qos[o->qos] += hn + m->payload_len;
 }
 
 void client__on_writable(void *ud, struct conn *conn)

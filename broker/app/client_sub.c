@@ -8,7 +8,12 @@
  * on in later turns from an idle handle, clients taking turns. Nothing else the client sent is
  * handled before the job ends (client.c stops decoding while there is one), and its SUBACK,
  * with every reason code in order, goes out at the end; publishes stay queued until then, so
- * the SUBACK still precedes the retained messages it announces. */
+ * the SUBACK still precedes the retained messages it announces.
+ *
+ * In cluster mode a job may also wait, unqueued and costing nothing, for a cluster ticket
+ * (client_env_wait_done): a SUBSCRIBE for the read barrier (the local retained store has caught
+ * up with the cluster's), a retained QoS >= 1 PUBLISH for the cluster store's acknowledgement.
+ * The connection stays paused meanwhile, so acknowledgements keep the order of the packets. */
 #include "client_int.h"
 
 #include "log.h"
@@ -23,7 +28,13 @@
 #define CLIENT_SUB_WALK_CHUNK 256
 
 struct client_job {
-    uint8_t type; /* MQTT_SUBSCRIBE or MQTT_UNSUBSCRIBE */
+    uint8_t type; /* MQTT_SUBSCRIBE, MQTT_UNSUBSCRIBE or MQTT_PUBLISH (waiting for its ack) */
+    uint8_t qos;  /* MQTT_PUBLISH */
+    bool waiting; /* for ticket: in the env's wait table, not in its run queue */
+    bool wait_ok; /* how the ticket completed */
+    uint64_t ticket;
+    struct client *c;
+    UT_hash_handle hh; /* env->waits, by ticket */
     uint16_t id, count;
     uint32_t sub_id;
     struct mqtt_sub_iter it;   /* the filters left: in the read buffer, then in pkt */
@@ -59,6 +70,8 @@ void client__sub_close(struct client_env *e)
 static void job_free(struct client *c)
 {
     struct client_job *j = c->job;
+    if (j->waiting)
+        HASH_DEL(c->env->waits, j);
     broker_retained_end(&j->rw);
     free(j->pkt);
     free(j->rcs);
@@ -115,6 +128,12 @@ static bool job_run(struct client *c)
         job_free(c);
         return true;
     }
+    if (j->type == MQTT_PUBLISH) {
+        client__publish_answer(c, j->qos, j->id,
+                               j->wait_ok ? MQTT_RC_SUCCESS : MQTT_RC_UNSPECIFIED);
+        job_free(c);
+        return true;
+    }
     uint64_t t0 = uv_hrtime(), t = t0;
     bool more = true;
     while (e->sub_spent_ns + (t - t0) < CLIENT_SUB_BUDGET_NS) {
@@ -141,10 +160,30 @@ static bool job_run(struct client *c)
     return true;
 }
 
+/* Park c's job until ticket completes (client_env_wait_done). */
+static void job_wait(struct client *c, struct client_job *j, uint64_t ticket)
+{
+    j->ticket = ticket;
+    j->waiting = true;
+    HASH_ADD(hh, c->env->waits, ticket, sizeof(j->ticket), j);
+}
+
+void client__wait_publish(struct client *c, uint8_t qos, uint16_t id, uint64_t ticket)
+{
+    struct client_job *j = xcalloc(1, sizeof(*j));
+    j->type = MQTT_PUBLISH;
+    j->c = c;
+    j->qos = qos;
+    j->id = id;
+    c->job = j;
+    job_wait(c, j, ticket);
+}
+
 static void job_start(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_subscribe *sb = &p->u.subscribe;
     struct client_job *j = xcalloc(1, sizeof(*j));
+    j->c = c;
     j->type = p->type;
     j->id = sb->id;
     j->count = sb->count;
@@ -155,7 +194,11 @@ static void job_start(struct client *c, const struct mqtt_packet *p)
     c->job = j;
     if (p->type == MQTT_SUBSCRIBE)
         session_sub_batch(c->session); /* a filter repeated in this packet: retained once */
-    job_run(c);
+    uint64_t barrier = p->type == MQTT_SUBSCRIBE ? broker_retained_barrier(c->env->broker) : 0;
+    if (barrier)
+        job_wait(c, j, barrier);
+    else
+        job_run(c);
 }
 
 void client__handle_subscribe(struct client *c, const struct mqtt_packet *p)
@@ -193,13 +236,30 @@ static struct client *queue_pop(struct client_env *e)
 void client__job_keep(struct client *c, const uint8_t *raw, size_t len)
 {
     struct client_job *j = c->job;
-    j->pkt = xmalloc(len);
-    memcpy(j->pkt, raw, len);
-    j->it.p = j->pkt + (j->it.p - raw);
-    j->it.end = j->pkt + (j->it.end - raw);
+    if (j->type != MQTT_PUBLISH) { /* a PUBLISH job needs nothing of its packet */
+        j->pkt = xmalloc(len);
+        memcpy(j->pkt, raw, len);
+        j->it.p = j->pkt + (j->it.p - raw);
+        j->it.end = j->pkt + (j->it.end - raw);
+    }
     conn_pause(c->conn);
+    if (j->waiting)
+        return;
     queue_push(c->env, c);
     uv_idle_start(&c->env->sub_idle, run_jobs);
+}
+
+void client_env_wait_done(struct client_env *e, uint64_t ticket, bool ok)
+{
+    struct client_job *j;
+    HASH_FIND(hh, e->waits, &ticket, sizeof(ticket), j);
+    if (!j) /* its client went away meanwhile */
+        return;
+    HASH_DEL(e->waits, j);
+    j->waiting = false;
+    j->wait_ok = ok;
+    queue_push(e, j->c);
+    uv_idle_start(&e->sub_idle, run_jobs);
 }
 
 void client__job_drop(struct client *c)

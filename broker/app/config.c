@@ -412,6 +412,37 @@ static bool config__read(struct config__parser *p, const char *path)
 }
 
 /* Checks that need the whole file: they are reported at the listener's line or file-wide. */
+/* A scraper from another host must prove who it is: the metrics show the fleet's identities'
+ * health and the broker's load. Loopback needs nothing (whoever is on the host can read more). */
+static void config__finish_metrics(struct config__parser *p)
+{
+    const struct config_metrics *m = &p->c->metrics;
+    bool tls_keys = m->cafile || m->certfile || m->keyfile;
+    if (!m->address) {
+        if (m->require_certificate || tls_keys) {
+            p->line = 0;
+            config__err(p, "metrics_require_certificate / metrics_cafile / metrics_certfile / "
+                           "metrics_keyfile without metrics_listener");
+        }
+        return;
+    }
+    p->file = m->file;
+    p->line = m->line;
+    if (m->require_certificate && (!m->cafile || !m->certfile || !m->keyfile))
+        config__err(p, "metrics_require_certificate true needs metrics_cafile (the CA of the "
+                       "scrapers' certificates), metrics_certfile and metrics_keyfile");
+    else if (!m->require_certificate && tls_keys)
+        config__err(p, "metrics_cafile / metrics_certfile / metrics_keyfile need "
+                       "metrics_require_certificate true");
+    else if (!m->loopback && !m->require_certificate)
+        config__err(p,
+                    "metrics_listener %s: not a loopback address; scrapers from other hosts "
+                    "must present certificates: set metrics_require_certificate true with "
+                    "metrics_cafile, metrics_certfile and metrics_keyfile, or listen on "
+                    "127.0.0.1",
+                    m->address);
+}
+
 static void config__finish(struct config__parser *p)
 {
     struct config *c = p->c;
@@ -422,6 +453,7 @@ static void config__finish(struct config__parser *p)
     if (!c->acl_file)
         config__err(p, "no acl_file configured: without one every device would be denied "
                        "everything");
+    config__cluster_finish(p);
     if (c->tls_ticket_key_file && !c->session_tickets)
         config__err(p, "tls_ticket_key_file is set but session_tickets is false: remove one");
     for (size_t i = 0; i < c->listener_count; i++) {
@@ -449,6 +481,7 @@ static void config__finish(struct config__parser *p)
                         "'proxy_protocol v2' or remove proxy_protocol_from)",
                         l->port);
     }
+    config__finish_metrics(p);
 }
 
 static void config__start(struct config *out, struct config__parser *p, struct diag *d)
@@ -541,9 +574,14 @@ void config_free(struct config *c)
         free(pl->opt_values);
     }
     free(c->plugins);
+    config__cluster_free(&c->cluster);
     free(c->acl_file);
     free(c->tls_ticket_key_file);
     free(c->log_file);
+    free(c->metrics.address);
+    free(c->metrics.cafile);
+    free(c->metrics.certfile);
+    free(c->metrics.keyfile);
     free(c->pid_file);
     free(c->user);
     free(c->persistence_location);

@@ -8,6 +8,7 @@
 
 #include "broker.h"
 #include "client.h"
+#include "cluster.h"
 #include "conn.h"
 #include "diag.h"
 #include "tls.h"
@@ -32,6 +33,17 @@ struct config_listener {
     struct conn_proxy_opts proxy;
     bool reuse_port;  /* SO_REUSEPORT: several processes share the port */
     const char *file; /* where the `listener` line is, for diagnostics */
+    int line;
+};
+
+/* metrics_listener and its TLS settings: the Prometheus endpoint (off when address is NULL). */
+struct config_metrics {
+    char *address; /* numeric IPv4 or IPv6 address */
+    uint16_t port; /* 0 = let the kernel choose (tests); the bound port is logged */
+    bool loopback; /* the address is 127.0.0.0/8 or ::1 */
+    bool require_certificate;
+    char *cafile, *certfile, *keyfile;
+    const char *file; /* where the metrics_listener line is, for diagnostics */
     int line;
 };
 
@@ -68,6 +80,8 @@ struct config {
     uint32_t sys_interval; /* seconds, default 10, 0 = no $SYS */
     uint64_t max_memory;   /* bytes of resident memory; 0 = 3/4 of what the process may use */
 
+    struct config_metrics metrics;
+
     char *pid_file;
     char *user; /* mosquitto's `user`: stored; certmq itself does not change user */
 
@@ -76,6 +90,8 @@ struct config {
 
     struct config_plugin *plugins;
     size_t plugin_count;
+
+    struct cluster_opts cluster; /* cluster mode when cluster_nats is set (docs/cluster.md) */
 
     char *path;   /* the main config file */
     char **files; /* every file read (listeners point at these for diagnostics) */

@@ -104,6 +104,11 @@ config__fn config__include_dir;
 /* config_keys.c */
 config__fn config__listener, config__crlfile, config__tls_version, config__subject_username,
     config__proxy_from, config__duration, config__log_dest, config__log_type, config__plugin,
-    config__plugin_opt;
+    config__plugin_opt, config__metrics_listener;
+
+/* config_cluster.c */
+config__fn config__cluster_nats;
+void config__cluster_finish(struct config__parser *p);
+void config__cluster_free(struct cluster_opts *o);
 
 #endif

@@ -165,6 +165,10 @@ const struct config__directive config__table[] = {
      * thousands (sessions that end with their connection are bounded by the connections). */
     {"max_persistent_sessions_per_identity", T_UINT,
      GF(broker.max_persistent_sessions_per_identity), .max = 10000000, .def = 64},
+    /* One certificate, many simultaneous clients: bounded per identity when set (ACL match
+     * blocks may raise or lower it per kind of device). */
+    {"max_connections_per_identity", T_UINT, GF(broker.max_connections_per_identity),
+     .max = 10000000},
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},
@@ -196,6 +200,13 @@ const struct config__directive config__table[] = {
     /* Beyond it new work is refused instead of the broker growing until the kernel kills it
      * (and every session with it); 0 = three quarters of the machine's or cgroup's memory. */
     {"max_memory", T_UINT, GF(max_memory), .max = INT64_MAX},
+    /* The Prometheus endpoint: off by default, loopback unless scrapers present certificates
+     * (config.c checks the pairing). */
+    {"metrics_listener", T_FN, .scope = S_GLOBAL, .fn = config__metrics_listener},
+    {"metrics_require_certificate", T_BOOL, GF(metrics.require_certificate)},
+    {"metrics_cafile", T_PATH, GF(metrics.cafile)},
+    {"metrics_certfile", T_PATH, GF(metrics.certfile)},
+    {"metrics_keyfile", T_PATH, GF(metrics.keyfile)},
     {"pid_file", T_PATH, GF(pid_file)},
     {"user", T_STR, GF(user)},
     {"persistence", T_BOOL, GF(persistence)},
@@ -203,6 +214,27 @@ const struct config__directive config__table[] = {
     {"plugin", T_FN, .scope = S_GLOBAL, .flags = F_REST, .fn = config__plugin},
     {"plugin_opt_", T_FN, .scope = S_GLOBAL, .flags = F_PREFIX | F_REST, .fn = config__plugin_opt},
     {"include_dir", T_FN, .scope = S_GLOBAL, .flags = F_REST, .fn = config__include_dir},
+    /* cluster mode (docs/cluster.md); checked together in config_cluster.c */
+    {"cluster_name", T_STR, GF(cluster.name)},
+    {"node_name", T_STR, GF(cluster.node)},
+    {"cluster_nats", T_FN, .scope = S_GLOBAL, .max_args = CONFIG__MAX_ARGS,
+     .fn = config__cluster_nats},
+    {"cluster_nats_user", T_STR, GF(cluster.user)},
+    {"cluster_nats_password", T_STR, GF(cluster.password)},
+    {"cluster_nats_creds", T_PATH, GF(cluster.creds)},
+    {"cluster_nats_tls_ca", T_PATH, GF(cluster.tls_ca)},
+    {"cluster_nats_tls_cert", T_PATH, GF(cluster.tls_cert)},
+    {"cluster_nats_tls_key", T_PATH, GF(cluster.tls_key)},
+    /* JetStream streams for QoS 1/2 (several Raft groups share the load); not used yet. */
+    {"cluster_partitions", T_UINT, GF(cluster.partitions), .min = 1, .max = 1024, .def = 1},
+    /* Copies of the retained bucket's stream JetStream keeps; 0 = min(3, cluster_nats URLs).
+     * Used only when the bucket is created: an existing bucket keeps its own. */
+    {"cluster_retained_replicas", T_UINT, GF(cluster.retained_replicas), .min = 0, .max = 5,
+     .def = 0},
+    /* nats-server refuses protocol lines over its max_control_line (4 KB by default) and drops
+     * the connection: topics whose subject would be longer stay on this node. */
+    {"cluster_max_subject_length", T_UINT, GF(cluster.max_subject), .min = 256, .max = 16 << 20,
+     .def = 4000},
 };
 const size_t config__table_len = sizeof(config__table) / sizeof(config__table[0]);
 
@@ -394,6 +426,49 @@ void config__log_type(struct config__parser *p, const struct config__directive *
         p->log_type_seen = true;
     }
     c->log_types |= (unsigned)e->value;
+}
+
+/* ADDRESS:PORT with a numeric address; IPv6 in brackets ([::1]:9100). */
+void config__metrics_listener(struct config__parser *p, const struct config__directive *dr,
+                              void *base, const struct config__args *a)
+{
+    struct config_metrics *m = &p->c->metrics;
+    const char *v = a->v[0];
+    const char *colon = strrchr(v, ':');
+    char addr[CIDR_TEXT_MAX];
+    size_t alen = colon ? (size_t)(colon - v) : 0;
+    if (alen > 1 && v[0] == '[' && v[alen - 1] == ']') {
+        v++;
+        alen -= 2;
+    } else if (alen && memchr(v, ':', alen)) {
+        alen = 0; /* an IPv6 address without brackets: its port is ambiguous */
+    }
+    int64_t port;
+    struct cidr net;
+    const char *why = "";
+    if (!alen || alen >= sizeof(addr) || !config__number(colon + 1, &port) || port < 0 ||
+        port > 65535) {
+        config__err(p,
+                    "metrics_listener: expected ADDRESS:PORT (e.g. 127.0.0.1:9100 or "
+                    "[::1]:9100), not '%s'",
+                    a->v[0]);
+        return;
+    }
+    memcpy(addr, v, alen);
+    addr[alen] = '\0';
+    if (cidr_parse(addr, &net, &why) != 0 || strchr(addr, '/')) {
+        config__err(p, "metrics_listener: '%s' is not a numeric IP address", addr);
+        return;
+    }
+    static const uint8_t v4_loopback = 127;
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    free(m->address);
+    m->address = xstrdup(addr);
+    m->port = (uint16_t)port;
+    m->loopback = net.len == 4 ? net.addr[0] == v4_loopback
+                               : memcmp(net.addr, v6_loopback, sizeof(v6_loopback)) == 0;
+    m->file = p->file;
+    m->line = p->line;
 }
 
 void config__plugin(struct config__parser *p, const struct config__directive *dr, void *base,

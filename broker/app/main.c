@@ -1,6 +1,7 @@
 /* main: command line, configuration, and the loop's life. Knows every module only through
  * server. */
 #include "config.h"
+#include "explain.h"
 #include "log.h"
 #include "server.h"
 
@@ -14,6 +15,8 @@ static void usage(FILE *f)
 {
     fputs("usage: certmq -c FILE            run the broker in the foreground\n"
           "       certmq --test-config -c FILE  check config, certificates, keys, CRLs, ACL\n"
+          "       certmq --explain -c FILE --cert CRT [--client-id ID] [--topic T]\n"
+          "                                   what the ACL allows the device holding CRT\n"
           "       certmq --version | --help\n"
           "\n"
           "certmq accepts MQTT 3.1, 3.1.1 and 5.0 clients over mutual TLS only: every client\n"
@@ -30,15 +33,25 @@ static void print_diag(const struct diag *d)
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL;
-    int test_only = 0;
+    const char *path = NULL, *cert = NULL, *client_id = NULL, *topic = NULL;
+    int test_only = 0, explain = 0;
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config-file")) && i + 1 < argc) {
             path = argv[++i];
+        } else if (!strcmp(argv[i], "--explain")) {
+            explain = 1;
+        } else if (!strcmp(argv[i], "--cert") && i + 1 < argc) {
+            cert = argv[++i];
+        } else if (!strcmp(argv[i], "--client-id") && i + 1 < argc) {
+            client_id = argv[++i];
+        } else if (!strcmp(argv[i], "--topic") && i + 1 < argc) {
+            topic = argv[++i];
         } else if (!strcmp(argv[i], "--test-config") || !strcmp(argv[i], "-t")) {
             test_only = 1;
         } else if (!strcmp(argv[i], "--version")) {
-            printf("certmq %s\n", CERTMQ_VERSION);
+            char v[512];
+            server_versions(v, sizeof(v));
+            fputs(v, stdout);
             return 0;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -48,6 +61,12 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (explain != (cert != NULL) || (!explain && (client_id || topic))) {
+        fputs("certmq: --explain needs --cert, and --cert, --client-id, --topic need --explain\n",
+              stderr);
+        usage(stderr);
+        return 2;
     }
     if (!path) {
         fputs("certmq: a configuration file is required (-c FILE)\n", stderr);
@@ -64,9 +83,17 @@ int main(int argc, char **argv)
         diag_free(&d);
         return 1;
     }
+    if (explain) {
+        int r = explain_run(&cfg, cert, client_id, topic, stdout, stderr);
+        diag_free(&d);
+        config_free(&cfg);
+        return r;
+    }
     if (test_only) {
         int r = server_check(&cfg, &d);
         print_diag(&d);
+        if (r == 0 && cluster_enabled(&cfg.cluster))
+            cluster_print_plan(&cfg.cluster, stdout);
         if (r == 0)
             printf("%s: configuration OK\n", path);
         diag_free(&d);

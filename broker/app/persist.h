@@ -11,6 +11,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "diag.h"
+#include "hist.h"
 
 #include <stdint.h>
 
@@ -19,6 +20,8 @@ struct persist;
 /* Open or create DIR/certmq.db. A database that is corrupt, unreadable, locked by another
  * process or of an unknown schema version is refused with the reason in d. */
 struct persist *persist_open(const char *dir, struct diag *d);
+/* The SQLite version the process runs with. */
+const char *persist_sqlite_version(void);
 /* Restore everything into b (sessions with their subscriptions, queues and in-flight messages,
  * retained messages), dropping expired sessions and messages. now_ms is the loop clock,
  * wall_now the unix time. Returns 0, or -1 with the reason in d. */
@@ -28,6 +31,8 @@ int persist_load(struct persist *p, struct broker *b, int64_t now_ms, int64_t wa
 const struct broker_store *persist_store(struct persist *p);
 /* Make everything written so far durable. Returns 0 or -1 (logged). */
 int persist_commit(struct persist *p);
+/* Time each persist_commit() that had something to commit took (ns), for metrics. */
+const struct hist *persist_commit_hist(const struct persist *p);
 /* Remove message bodies nothing refers to any more. */
 void persist_vacuum(struct persist *p);
 void persist_close(struct persist *p);

@@ -6,6 +6,7 @@
 #include "certmq_plugin.h"
 #include "conn.h"
 #include "log.h"
+#include "prom.h"
 #include "xmalloc.h"
 
 #include <dlfcn.h>
@@ -84,8 +85,7 @@ static void plugin_log(int level, const char *fmt, ...)
 }
 
 struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
-                                   int (*disconnect)(void *, uint64_t, const char *), void *broker,
-                                   struct diag *d)
+                                   const struct plugin_server *srv, struct diag *d)
 {
     struct plugin_set *s = xcalloc(1, sizeof(*s));
     s->v = xcalloc(cfg->plugin_count ? cfg->plugin_count : 1, sizeof(*s->v));
@@ -94,9 +94,10 @@ struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
                                         .api_minor = CERTMQ_PLUGIN_API_MINOR,
                                         .loop = loop,
                                         .log = plugin_log,
-                                        .broker = broker,
+                                        .broker = srv->broker,
                                         .cert_decide = cert_decide,
-                                        .disconnect = disconnect};
+                                        .disconnect = srv->disconnect,
+                                        .cert_attr = srv->cert_attr};
     for (size_t i = 0; i < cfg->plugin_count; i++) {
         const struct config_plugin *cp = &cfg->plugins[i];
         init_fn init;
@@ -309,6 +310,65 @@ void plugin_tick(struct plugin_set *s)
     for (size_t i = 0; s && i < s->n; i++)
         if (s->v[i].hooks.tick)
             s->v[i].hooks.tick(s->v[i].hooks.ud);
+}
+
+/* ---- metrics ----------------------------------------------------------------------------- */
+
+struct metrics_emit {
+    struct buf *out;
+    char family[128]; /* the name announced last */
+    const char *plugin;
+};
+
+static bool metric_ok(const struct certmq_metric *m)
+{
+    if (m->size < offsetof(struct certmq_metric, scale) + sizeof(m->scale))
+        return false;
+    if (!prom_name_valid(m->name, false) || strlen(m->name) >= 128)
+        return false;
+    if (m->label_name &&
+        (!prom_name_valid(m->label_name, true) || !m->label_value || !strcmp(m->label_name, "le")))
+        return false;
+    if (m->type == CERTMQ_METRIC_HISTOGRAM)
+        return m->bounds && m->counts && m->nbuckets <= HIST_MAX_BUCKETS && m->scale > 0;
+    return m->type == CERTMQ_METRIC_COUNTER || m->type == CERTMQ_METRIC_GAUGE;
+}
+
+static void emit_metric(void *ctx, const struct certmq_metric *m)
+{
+    struct metrics_emit *e = ctx;
+    if (!m || !metric_ok(m)) {
+        log_warn("plugin %s: a metric with an invalid name, label or type was dropped", e->plugin);
+        return;
+    }
+    if (strcmp(e->family, m->name) != 0) {
+        snprintf(e->family, sizeof(e->family), "%s", m->name);
+        enum prom_type t = m->type == CERTMQ_METRIC_COUNTER ? PROM_COUNTER
+                           : m->type == CERTMQ_METRIC_GAUGE ? PROM_GAUGE
+                                                            : PROM_HISTOGRAM;
+        prom_family(e->out, m->name, t, m->help ? m->help : "");
+    }
+    struct prom_labels l = {{m->label_name}, {m->label_value}};
+    const struct prom_labels *lp = m->label_name ? &l : NULL;
+    if (m->type != CERTMQ_METRIC_HISTOGRAM) {
+        prom_double(e->out, m->name, lp, m->value);
+        return;
+    }
+    struct hist h = {.bounds = m->bounds, .n = (uint8_t)m->nbuckets, .sum = m->sum};
+    memcpy(h.counts, m->counts, (m->nbuckets + 1) * sizeof(uint64_t));
+    prom_hist(e->out, m->name, lp, &h, m->scale);
+}
+
+void plugin_metrics(struct plugin_set *s, struct buf *out)
+{
+    if (!s || s->stopped)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->v[i].hooks.metrics)
+            continue;
+        struct metrics_emit e = {.out = out, .plugin = s->v[i].path};
+        s->v[i].hooks.metrics(s->v[i].hooks.ud, emit_metric, &e);
+    }
 }
 
 void plugin_reload(struct plugin_set *s)

@@ -7,6 +7,7 @@
 #define CERTMQ_PLUGIN_MOD_H
 
 #include "config.h"
+#include "buf.h"
 #include "diag.h"
 
 #include <stdbool.h>
@@ -17,10 +18,15 @@ struct plugin_set;
 
 /* Load every `plugin` of cfg. NULL with the reasons in d when one fails; an empty set when
  * there are none. */
+/* What the server lends plugins through their api table (see certmq_plugin.h). */
+struct plugin_server {
+    void *broker;
+    int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
+    int (*cert_attr)(void *broker, uint64_t conn_id, const char *attr, size_t index,
+                     const char **value, size_t *len);
+};
 struct plugin_set *plugin_load_all(const struct config *cfg, void *loop,
-                                   int (*disconnect)(void *broker, uint64_t conn_id,
-                                                     const char *reason),
-                                   void *broker, struct diag *d);
+                                   const struct plugin_server *srv, struct diag *d);
 /* For --test-config: every plugin file loads, is a certmq plugin and speaks a compatible API
  * version
  * (its init is not run: that may open files or connections). Problems go to d. */
@@ -38,6 +44,8 @@ void plugin_policy(struct plugin_set *p, struct broker_policy *out);
 void plugin_reload(struct plugin_set *p);
 /* The loop's tick (once a second). */
 void plugin_tick(struct plugin_set *p);
+/* Every plugin's metrics (API 3.2 metrics hook), appended in the Prometheus text format. */
+void plugin_metrics(struct plugin_set *p, struct buf *out);
 
 /* Certificate checks: true when some plugin has one; then every new connection goes through
  * the checker plugin_checker() fills in. */

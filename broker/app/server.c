@@ -9,11 +9,13 @@
 #include "fileread.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "pidfile.h"
 #include "sys.h"
 #include "xmalloc.h"
 
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,8 +44,15 @@ int server_check(const struct config *cfg, struct diag *d)
         if (ctx)
             tls_ctx_unref(ctx);
     }
+    if (cfg->metrics.require_certificate) {
+        struct tls_ctx *ctx = server__metrics_tls(lib, cfg, d);
+        if (ctx)
+            tls_ctx_unref(ctx);
+    }
     tls_lib_free(lib);
     plugin_check_all(cfg, d);
+    if (cluster_enabled(&cfg->cluster))
+        cluster_check(&cfg->cluster, d);
     size_t warnings = aclfile_check(cfg->acl_file, d);
     return d->count - before > warnings ? -1 : 0;
 }
@@ -55,10 +64,21 @@ static bool reload_tls(struct server *s);
 /* The ACL file's and every CRL's directory are watched; a crlpath is watched as a whole.
  * A reload that found a file still being written comes back on the next debounce tick (and so
  * at most LOOP_DEBOUNCE_MAX_MS later even while the writes go on). */
+/* aclfile_reload, counted for metrics; true when the file was still being written. */
+static bool reload_acl(struct server *s)
+{
+    int r = aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules);
+    if (r == ACLFILE_OK)
+        s->counts.acl_reloads++;
+    else if (r == ACLFILE_FAILED)
+        s->counts.acl_reload_failures++;
+    return r == ACLFILE_AGAIN;
+}
+
 static void acl_changed(void *ctx)
 {
     struct server *s = ctx;
-    if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
+    if (reload_acl(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
 }
 
@@ -136,8 +156,25 @@ static int server_disconnect(void *ctx, uint64_t conn_id, const char *reason)
     struct conn *c = conn_env_find(s->cenv, conn_id);
     if (!c)
         return -1;
+    server__revoke_plugin(s, c);
     conn_untrust(c, REASON_REVOKED_PLUGIN, reason && *reason ? reason : "by plugin");
     return 0;
+}
+
+static int server_cert_attr(void *ctx, uint64_t conn_id, const char *attr, size_t index,
+                            const char **value, size_t *len)
+{
+    struct server *s = ctx;
+    struct conn *c = conn_env_find(s->cenv, conn_id);
+    int k = attr ? certattr_from_name(attr, strlen(attr)) : -1;
+    if (!c || k < 0)
+        return -1;
+    const struct certattrs *a = conn_peer(c)->attrs;
+    if (value && len && !certattrs_value(a, k, index, value, len)) {
+        *value = NULL;
+        *len = 0;
+    }
+    return (int)certattrs_count(a, k);
 }
 
 static size_t crl_entries(struct tls_ctx *const *ctx, size_t n)
@@ -187,11 +224,19 @@ static bool reload_tls(struct server *s)
     bool again;
     struct tls_ctx **fresh = build_tls(s, &again);
     if (!fresh) {
-        if (!again)
+        if (!again) {
+            s->counts.tls_reload_failures++;
             log_err("tls reload failed: keeping the certificates and CRLs in force");
+        }
         return again;
     }
+    s->counts.tls_reloads++;
     size_t was = 0, now = crl_entries(fresh, s->nls);
+    struct tls_ctx **old = xcalloc(s->nls, sizeof(*old));
+    for (size_t i = 0; i < s->nls; i++)
+        old[i] = s->ls[i].ctx;
+    server__revoke_announce(s, old, fresh, s->nls);
+    free(old);
     for (size_t i = 0; i < s->nls; i++) {
         was += s->ls[i].ctx ? tls_ctx_crl_entries(s->ls[i].ctx) : 0;
         /* Connections hold their own reference to the context they were made with. */
@@ -212,12 +257,20 @@ static bool reload_tls(struct server *s)
 
 /* ---- $SYS and housekeeping ---------------------------------------------------------------- */
 
+void server__stats_extra(struct server *s, struct stats_extra *x)
+{
+    *x = s->counts;
+    x->uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S;
+    x->resident_bytes = s->mem.rss;
+    x->cluster = s->cluster ? cluster_stats(s->cluster) : NULL;
+    for (size_t i = 0; i < s->nls; i++)
+        x->chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
+}
+
 static void publish_sys(struct server *s)
 {
-    struct sys_extra x = {.uptime_s = (uv_now(s->loop) - s->start_ms) / MS_PER_S,
-                          .resident_bytes = s->mem.rss};
-    for (size_t i = 0; i < s->nls; i++)
-        x.chain_cache_hits += s->ls[i].ctx ? tls_ctx_chain_cache_hits(s->ls[i].ctx) : 0;
+    struct stats_extra x;
+    server__stats_extra(s, &x);
     sys_publish(s->b, conn_env_stats(s->cenv), &x, (int64_t)uv_now(s->loop));
 }
 
@@ -255,15 +308,20 @@ static void on_tick(void *ctx, uint64_t now)
 static void on_reload(void *ctx)
 {
     struct server *s = ctx;
+    notify_reloading();
     log_notice("SIGHUP: reloading the ACL, certificates and CRLs%s",
                s->cfg.tls_ticket_key_file ? ", session-ticket keys" : "");
-    if (aclfile_reload(s->b, s->cfg.acl_file, &s->acl_rules) == ACLFILE_AGAIN)
+    if (reload_acl(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, acl_changed, s);
     if (reload_ticket_keys(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, ticket_keys_changed, s);
     if (reload_tls(s))
         loop_again(s->lp, LOOP_DEBOUNCE_MS, tls_changed, s);
+    server__metrics_reload(s);
     plugin_reload(s->plugins);
+    /* Files still being written are retried on the debounce tick; the broker serves on with
+     * what it has meanwhile, so it is ready again now. */
+    notify_ready("running");
 }
 
 /* At start a key file that fails its checks stops the broker: starting with random keys would
@@ -297,6 +355,11 @@ static void on_stop(void *ctx)
     server_stop(ctx);
 }
 
+static void wait_done(void *clenv, uint64_t ticket, bool ok)
+{
+    client_env_wait_done(clenv, ticket, ok);
+}
+
 struct server *server_start(uv_loop_t *loop, struct config *cfg)
 {
     struct server *s = xcalloc(1, sizeof(*s));
@@ -309,7 +372,8 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
 
     struct diag pd;
     diag_init(&pd);
-    s->plugins = plugin_load_all(c, loop, server_disconnect, s, &pd);
+    struct plugin_server ps = {s, server_disconnect, server_cert_attr};
+    s->plugins = plugin_load_all(c, loop, &ps, &pd);
     server__log_diag(LOGL_ERR, &pd, "");
     diag_free(&pd);
     s->b = broker_new(&c->broker);
@@ -338,9 +402,23 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     }
     s->acl_rules = acl_rule_count(a);
     broker_set_acl(s->b, a);
-    if (c->persistence &&
-        !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,
-                                     s->cenv, (int64_t)uv_now(loop), (int64_t)time(NULL)))) {
+    /* Before persistence restores subscriptions: the cluster learns interest from changes. */
+    if (cluster_enabled(&c->cluster)) {
+        s->cluster = cluster_new(loop, s->b, &c->cluster);
+        /* Retained writes and read barriers complete for the clients waiting on them. */
+        cluster_set_waiter(s->cluster, wait_done, s->clenv);
+        cluster_set_revoker(s->cluster, server__revoked_elsewhere, s);
+    }
+    if ((s->cluster && cluster_connect(s->cluster) != 0) ||
+        (c->persistence &&
+         !(s->persist = persist_start(c->persistence_location ? c->persistence_location : ".", s->b,
+                                      s->cenv, (int64_t)uv_now(loop), (int64_t)time(NULL))))) {
+        server_stop(s);
+        uv_run(loop, UV_RUN_DEFAULT);
+        server_free(s);
+        return NULL;
+    }
+    if (server__metrics_start(s) != 0) {
         server_stop(s);
         uv_run(loop, UV_RUN_DEFAULT);
         server_free(s);
@@ -352,8 +430,19 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg)
     log_info("max_memory %llu MiB", (unsigned long long)(s->mem.limit >> 20));
     loop_every(s->lp, TICK_MS, on_tick, s);
     pidfile_write(c->pid_file);
+    s->ready = true;
     log_notice("certmq %s running", CERTMQ_VERSION);
+    notify_ready("running");
     return s;
+}
+
+void server_versions(char *out, size_t n)
+{
+    char mbed[32];
+    tls_library_version(mbed);
+    snprintf(out, n, "certmq %s\nMbed TLS %s\nlibuv %s\nlibwebsockets %s\nSQLite %s\n",
+             CERTMQ_VERSION, mbed, uv_version_string(), ws_library_version(),
+             persist_sqlite_version());
 }
 
 static void ws_shutdown(uv_timer_t *t)
@@ -368,12 +457,16 @@ void server_stop(struct server *s)
     if (s->stopping)
         return;
     s->stopping = true;
+    notify_stopping();
+    s->ready = false;
+    server__metrics_stop(s);
     for (size_t i = 0; i < s->nls; i++) {
         listener_close(s->ls[i].l);
         s->ls[i].l = NULL;
     }
     loop_stop(s->lp);
     client_close_all(s->clenv);
+    cluster_stop(s->cluster);
     plugin_stop_all(s->plugins);
     if (s->ws) {
         /* Give WebSocket close handshakes a moment, then take lws down (its handles keep the
@@ -402,6 +495,7 @@ void server_free(struct server *s)
     free(s->ls);
     persist_stop(s->persist, s->b);
     broker_free(s->b);
+    cluster_free(s->cluster); /* the broker's hooks point at it until here */
     client_env_free(s->clenv);
     plugin_free_all(s->plugins);
     tls_lib_free(s->tls);

@@ -23,5 +23,8 @@ struct server *server_start(uv_loop_t *loop, struct config *cfg);
 void server_stop(struct server *s);
 /* After uv_run has returned. */
 void server_free(struct server *s);
+/* "certmq X.Y.Z" and the versions of the libraries the process runs with (Mbed TLS, libuv,
+ * libwebsockets, SQLite: what the loaded libraries report, not the headers), one per line. */
+void server_versions(char *out, size_t n);
 
 #endif

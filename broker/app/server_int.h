@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "client.h"
+#include "cluster.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -14,6 +15,7 @@
 #include "memwatch.h"
 #include "persist.h"
 #include "plugin.h"
+#include "stats.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -27,7 +29,10 @@ struct srv_listener {
     struct tls_ctx *ctx;
     struct ws_ctx *ws; /* websockets listeners only */
     const struct config_listener *cl;
+    uint64_t accepted; /* connections accepted (metrics) */
 };
+
+struct server_metrics;
 
 struct server {
     uv_loop_t *loop;
@@ -41,13 +46,17 @@ struct server {
     struct ws_ctx *ws;
     struct persist *persist;
     struct plugin_set *plugins;
+    struct cluster *cluster; /* cluster mode only */
     uint64_t next_vacuum_ms;
     struct loop *lp;
     uv_timer_t ws_stop;
     uint64_t start_ms;
     uint64_t next_sys_ms;
-    struct memwatch mem; /* max_memory */
-    size_t acl_rules;    /* rules of the ACL in force, for the reload's shrink warning */
+    struct memwatch mem;            /* max_memory */
+    size_t acl_rules;               /* rules of the ACL in force, for the reload's shrink warning */
+    struct stats_extra counts;      /* reloads and refusals counted here (uptime etc. on demand) */
+    struct server_metrics *metrics; /* metrics_listener, NULL when off */
+    bool ready;                     /* every listener up, persistence restored */
     bool stopping;
 };
 
@@ -55,5 +64,25 @@ void server__log_diag(enum log_level lvl, const struct diag *d, const char *pref
 /* A TLS context and a listening socket per configured listener (and the WebSocket context
  * when one is a websockets listener). 0, or -1 with every reason logged. */
 int server__open_listeners(struct server *s);
+/* The counters only the server knows, as of now. */
+void server__stats_extra(struct server *s, struct stats_extra *x);
+
+/* server_metrics.c: the metrics endpoint (metrics_listener). start: 0, or -1 logged. */
+int server__metrics_start(struct server *s);
+/* The endpoint's TLS context (metrics_require_certificate), NULL with the problems in d. */
+struct tls_ctx *server__metrics_tls(struct tls_lib *lib, const struct config *cfg, struct diag *d);
+void server__metrics_stop(struct server *s);
+/* SIGHUP: the endpoint's certificate, key and scraper CA read again; on failure the ones in
+ * force stay (logged). */
+void server__metrics_reload(struct server *s);
+
+/* server_revoke.c: revocations shared between cluster nodes (nothing without a cluster). */
+/* After a CRL reload: announce what fresh revokes and old (the contexts replaced) did not. */
+void server__revoke_announce(struct server *s, struct tls_ctx *const *old,
+                             struct tls_ctx *const *fresh, size_t n);
+/* A plugin's verdict on c: announce its certificate. */
+void server__revoke_plugin(struct server *s, struct conn *c);
+/* Another node announced r (the cluster's revoker). */
+void server__revoked_elsewhere(void *ctx, const struct envelope_revoke *r);
 
 #endif

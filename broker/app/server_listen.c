@@ -29,8 +29,10 @@ static void on_conn(void *ud, uv_stream_t *server)
      * per 10 s for non-proxies, so not again here. */
     if (!c || conn_closing(c))
         return;
+    sl->accepted++;
     if (s->cfg.max_connections >= 0 &&
         cs->open + cs->hello + cs->handshaking + cs->waiting > (uint32_t)s->cfg.max_connections) {
+        s->counts.max_connections_refused++;
         log_notice("refused %s: max_connections (%d) reached", conn_addr(c),
                    s->cfg.max_connections);
         conn_close(c, false);

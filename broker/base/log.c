@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,7 +18,20 @@ static struct {
     int fd;
     bool timestamps;
     bool syslog_open;
-} L = {LOGL_DEFAULT, LOGD_STDERR, -1, true, false};
+    bool journal; /* stderr is systemd's journal: priorities as <N> prefixes, no timestamps */
+} L = {LOGL_DEFAULT, LOGD_STDERR, -1, true, false, false};
+
+/* systemd sets JOURNAL_STREAM to the device:inode of the stream it connected; stderr may have
+ * been redirected since (a shell wrapper), so it counts only if it is still that stream. */
+static bool stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 int log_configure(unsigned levels, unsigned dests, const char *file_path, bool timestamps)
 {
@@ -32,6 +47,7 @@ int log_configure(unsigned levels, unsigned dests, const char *file_path, bool t
     L.levels = levels;
     L.dests = dests;
     L.timestamps = timestamps;
+    L.journal = stderr_is_journal();
     if ((dests & LOGD_SYSLOG) && !L.syslog_open) {
         openlog("certmq", LOG_PID, LOG_DAEMON);
         L.syslog_open = true;
@@ -135,8 +151,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
-    if (L.dests & LOGD_STDERR)
+    if ((L.dests & LOGD_STDERR) && L.journal) {
+        /* journald keeps its own timestamps and reads the level from the prefix */
+        char jl[1700];
+        int jn =
+            snprintf(jl, sizeof(jl), "<%d>%s: %s\n", syslog_prio(level), level_name(level), body);
+        if (jn > 0)
+            write_all(STDERR_FILENO, jl, (size_t)jn < sizeof(jl) ? (size_t)jn : sizeof(jl) - 1);
+    } else if (L.dests & LOGD_STDERR) {
         write_all(STDERR_FILENO, line, len);
+    }
     if (L.dests & LOGD_STDOUT)
         write_all(STDOUT_FILENO, line, len);
     if ((L.dests & LOGD_FILE) && L.fd >= 0)

@@ -42,6 +42,10 @@ static const struct reason_info table[REASON_COUNT] = {
                               "too many persistent sessions for this identity", "session_quota"},
     [REASON_MEMORY] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
                        "server memory budget (max_memory) reached", "memory"},
+    [REASON_IDENTITY_CONNECTIONS] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_QUOTA_EXCEEDED, false,
+                                     "too many clients connected with this identity "
+                                     "(max_connections_per_identity)",
+                                     "identity_connections"},
 
     [REASON_MALFORMED] = {0, MQTT_RC_MALFORMED, false, "malformed packet", "malformed"},
     [REASON_PROTOCOL_ERROR] = {0, MQTT_RC_PROTOCOL_ERROR, false, "protocol error",
@@ -94,6 +98,9 @@ static const struct reason_info table[REASON_COUNT] = {
                            "session taken over by another connection", "taken_over"},
     [REASON_SHUTDOWN] = {0, MQTT_RC_SERVER_SHUTTING_DOWN, false, "server shutting down",
                          "shutdown"},
+    [REASON_RETAIN_UNAVAILABLE] = {0, MQTT_RC_UNSPECIFIED, false,
+                                   "the cluster's retained store is unavailable",
+                                   "retain_unavailable"},
 };
 
 const struct reason_info *reason_info(enum reason r)

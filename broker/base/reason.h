@@ -30,6 +30,7 @@ enum reason {
     REASON_SESSION_QUOTA, /* max_persistent_sessions_per_identity: no new session for this identity
                            */
     REASON_MEMORY,        /* max_memory reached: no new work until memory is back down */
+    REASON_IDENTITY_CONNECTIONS, /* max_connections_per_identity: that many clients connected */
 
     /* Protocol errors: closed (MQTT 5 DISCONNECT once connected, nothing before). */
     REASON_MALFORMED,            /* codec: malformed packet */
@@ -52,10 +53,11 @@ enum reason {
     REASON_SUB_ID_FROM_CLIENT,   /* PUBLISH to the server with a Subscription Identifier */
 
     /* The broker ends a live connection. */
-    REASON_KEEPALIVE_TIMEOUT, /* nothing received for 1.5 x keep-alive */
-    REASON_PACKET_TIMEOUT,    /* a packet started but not finished within packet_timeout */
-    REASON_TAKEN_OVER,        /* another connection attached to the session */
-    REASON_SHUTDOWN,          /* the server stops */
+    REASON_KEEPALIVE_TIMEOUT,  /* nothing received for 1.5 x keep-alive */
+    REASON_PACKET_TIMEOUT,     /* a packet started but not finished within packet_timeout */
+    REASON_TAKEN_OVER,         /* another connection attached to the session */
+    REASON_SHUTDOWN,           /* the server stops */
+    REASON_RETAIN_UNAVAILABLE, /* 3.1.1: a retained QoS >= 1 publish the cluster could not store */
     REASON_COUNT
 };
 

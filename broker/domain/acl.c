@@ -1,12 +1,14 @@
 /* acl: mosquitto-syntax ACL files, compiled per client, evaluated without allocating.
  *
  * The parsed file keeps each user's rules in a hash keyed by the user name (= certificate
- * identity) and the patterns in one list. acl_compile() turns one client's rules (its user
- * block plus the patterns with %u/%c substituted) into a single allocation: deny rules first,
+ * identity), the patterns in one list and the `match` blocks (conditions on certificate
+ * attributes, then rules) in another. acl_compile_cert() turns one client's rules (its user
+ * block, the patterns and the blocks its certificate satisfies, with %u/%c/%{attr}
+ * substituted) into a single allocation: deny rules first,
  * then wildcard grants, then exact-topic grants reachable through a small open-addressing hash,
  * so a check costs the deny rules + wildcard grants + one hash probe, never the whole file.
  * This module never knows sessions, sockets or the clock; only acl_load() touches a file. */
-#include "acl.h"
+#include "acl_internal.h"
 
 #include "codec.h"
 #include "fileread.h"
@@ -20,38 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <uthash.h>
+#include <ctype.h>
 
-#define ACL_MAX_LINE (65535u + 1024u) /* a topic filter of MQTT's maximum length plus keywords */
-#define ACL_TOPIC_MAX 65535u          /* MQTT's limit: longer substituted rules can match nothing */
-#define ACL_SHOW 80                   /* bytes of a topic quoted in a diagnostic */
-
-enum { A_READ = ACL_READ, A_WRITE = ACL_WRITE, A_DENY = 4 };
-
-/* One rule as written in the file. For patterns, nu/nc count the %u/%c levels. */
-struct rule {
-    char *topic;
-    uint32_t len, nu, nc;
-    uint8_t access;
-    bool wild; /* contains a + or # level */
-};
-
-struct rules {
-    struct rule *v;
-    size_t n, cap;
-};
-
-struct user {
-    char *name;
-    struct rules rules;
-    UT_hash_handle hh;
-};
-
-struct acl {
-    struct user *users;
-    struct rules patterns;
-    size_t total;
-};
+#define ACL_SHOW 80 /* bytes of a topic quoted in a diagnostic */
 
 /* A compiled rule; its topic is arena[off, off + len). */
 struct crule {
@@ -87,10 +60,23 @@ static void acl__rules_free(struct rules *r)
     free(r->v);
 }
 
+static void acl__block_free(struct block *b)
+{
+    for (size_t i = 0; i < b->ncond; i++)
+        free(b->conds[i].value);
+    free(b->conds);
+    acl__rules_free(&b->rules);
+    free(b);
+}
+
 void acl_free(struct acl *a)
 {
     if (!a)
         return;
+    for (size_t i = 0; i < a->nblocks; i++)
+        acl__block_free(a->blocks[i]);
+    free(a->blocks);
+    free(a->fname);
     struct user *u, *tmp;
     HASH_ITER(hh, a->users, u, tmp)
     {
@@ -109,6 +95,16 @@ size_t acl_rule_count(const struct acl *a)
 }
 
 /* ---- parsing -------------------------------------------------------------------------------- */
+
+/* Where the parser is: the file position and the block rules go to. */
+struct parser {
+    struct acl *a;
+    struct user *user; /* after `user NAME` */
+    struct block *blk; /* after `match ...` (then user is NULL) */
+    const char *fname;
+    int line;
+    struct diag *d, *warn;
+};
 
 static bool acl__blank(char c)
 {
@@ -149,139 +145,390 @@ static int acl__access(const char *w)
     return -1;
 }
 
-/* Finds %u/%c in t. A '%' followed by a letter must be %u or %c occupying a whole level;
- * a '%' followed by anything else is a literal character, as in mosquitto. Returns NULL or the
- * problem; counts the %u and %c levels in *nu and *nc. */
-static const char *acl__scan_subst(const char *t, size_t len, uint32_t *nu, uint32_t *nc)
+/* `%{attr}` or `%{attr:N}` at t (after the '%'), len bytes available: the token's length
+ * including the braces, the attribute and N (0: the whole value), or 0 with *why. */
+static size_t acl__brace(const char *t, size_t len, int *attr, int *field, const char **why)
 {
-    *nu = *nc = 0;
-    for (size_t i = 0; i + 1 < len; i++) {
-        char k = t[i + 1];
-        if (t[i] != '%' || !((k >= 'a' && k <= 'z') || (k >= 'A' && k <= 'Z')))
+    const char *close = memchr(t, '}', len);
+    const char *colon = close ? memchr(t, ':', (size_t)(close - t)) : NULL;
+    *why = "unknown substitution %{...} (expected %{o}, %{ou}, %{cn}, %{serial}, %{san_uri}, "
+           "%{san_dns}, %{issuer_cn} or %{policy}, optionally with :N for the Nth "
+           "colon-separated field)";
+    if (!close)
+        return 0;
+    *attr = certattr_from_name(t + 1, (size_t)((colon ? colon : close) - t - 1));
+    if (*attr < 0)
+        return 0;
+    *field = 0;
+    if (colon) {
+        char num[8] = {0};
+        size_t n = (size_t)(close - colon - 1);
+        char *end;
+        memcpy(num, colon + 1, n < sizeof(num) - 1 ? n : sizeof(num) - 1);
+        long v = strtol(num, &end, 10);
+        bool num_ok = n && n < sizeof(num) && (num[0] == '-' || (num[0] >= '0' && num[0] <= '9'));
+        if (!num_ok || *end || v == 0 || v > ACL_FIELD_MAX || v < -ACL_FIELD_MAX) {
+            *why = "bad field number in %{attr:N} (N = 1..64 counts fields from the start, "
+                   "-1..-64 from the end)";
+            return 0;
+        }
+        *field = (int)v;
+    }
+    return (size_t)(close - t) + 1;
+}
+
+/* At t[i] == '%': the length of the substitution token there (%u, %c, %{attr}, %{attr:N}), 0
+ * when the '%' is a literal character (followed by neither a letter nor '{', as in mosquitto),
+ * or -1 with *why. *attr is the attribute, -'u' or -'c'. */
+static long acl__token(const char *t, size_t len, size_t i, int *attr, int *field, const char **why)
+{
+    char k = i + 1 < len ? t[i + 1] : '\0';
+    size_t tl = 0;
+    *field = 0;
+    if (k == 'u' || k == 'c') {
+        tl = 2;
+        *attr = -k;
+    } else if (k == '{') {
+        tl = acl__brace(t + i + 1, len - i - 1, attr, field, why);
+        if (!tl)
+            return -1;
+        tl++;
+    } else if ((k >= 'a' && k <= 'z') || (k >= 'A' && k <= 'Z')) {
+        *why = "unknown substitution (only %u = certificate identity, %c = client id and "
+               "%{attr} = certificate attribute)";
+        return -1;
+    } else {
+        return 0;
+    }
+    if ((i > 0 && t[i - 1] != '/') || (i + tl < len && t[i + tl] != '/')) {
+        *why = k == '{' ? "%{...} must be a whole topic level (e.g. fleet/%{ou}/#)"
+                        : "%u and %c must be a whole topic level (e.g. devices/%u/#)";
+        return -1;
+    }
+    return (long)tl;
+}
+
+/* Counts the substitution levels of t in *n. Returns NULL or the problem. */
+static const char *acl__scan_subst(const char *t, size_t len, uint32_t *n)
+{
+    *n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (t[i] != '%')
             continue;
-        if (k != 'u' && k != 'c')
-            return "unknown substitution (only %u = certificate identity and %c = client id)";
-        if ((i > 0 && t[i - 1] != '/') || (i + 2 < len && t[i + 2] != '/'))
-            return "%u and %c must be a whole topic level (e.g. devices/%u/#)";
-        if (k == 'u')
-            (*nu)++;
-        else
-            (*nc)++;
-        i++;
+        int attr, field;
+        const char *why = NULL;
+        long tl = acl__token(t, len, i, &attr, &field, &why);
+        if (tl < 0)
+            return why;
+        if (tl > 0) {
+            (*n)++;
+            i += (size_t)tl - 1;
+        }
     }
     return NULL;
 }
 
-/* `topic` and `pattern` lines. Returns 0 or -1 after reporting the problem. */
-static int acl__parse_rule(struct acl *a, struct user *cur, bool is_pattern, char *rest,
-                           const char *fname, int lineno, struct diag *d, struct diag *warn)
+/* The access word and topic of a `topic`/`pattern` line. Returns the topic or NULL after
+ * reporting the problem. */
+static char *acl__rule_words(struct parser *p, const char *kw, char *rest, int *access)
 {
-    const char *kw = is_pattern ? "pattern" : "topic";
     if (!*rest) {
-        diag_add(d, fname, lineno, "'%s' needs a topic", kw);
-        return -1;
+        diag_add(p->d, p->fname, p->line, "'%s' needs a topic", kw);
+        return NULL;
     }
-    int access = A_READ | A_WRITE;
-    char *topic = rest;
+    *access = A_READ | A_WRITE;
     char *after = acl__word(rest);
     if (*after) {
         /* As in mosquitto, a line with two or more words names the access first; the topic is
          * the rest of the line, so a topic with spaces needs an explicit access word. */
-        access = acl__access(rest);
-        if (access < 0) {
-            diag_add(d, fname, lineno,
+        *access = acl__access(rest);
+        if (*access < 0) {
+            diag_add(p->d, p->fname, p->line,
                      "bad access '%.*s' (expected read, write, readwrite or deny before the "
                      "topic; a topic with spaces needs one)",
                      ACL_SHOW, rest);
-            return -1;
+            return NULL;
         }
-        topic = after;
-    } else if (acl__access(rest) >= 0) {
-        /* mosquitto would take "topic read" as the topic "read": almost surely a mistake. */
-        diag_add(d, fname, lineno, "'%s %s' has no topic", kw, rest);
-        return -1;
+        return after;
     }
+    if (acl__access(rest) >= 0) {
+        /* mosquitto would take "topic read" as the topic "read": almost surely a mistake. */
+        diag_add(p->d, p->fname, p->line, "'%s %s' has no topic", kw, rest);
+        return NULL;
+    }
+    return rest;
+}
+
+/* `topic` and `pattern` lines. Returns 0 or -1 after reporting the problem. */
+static int acl__parse_rule(struct parser *p, bool is_pattern, char *rest)
+{
+    int access;
+    char *topic = acl__rule_words(p, is_pattern ? "pattern" : "topic", rest, &access);
+    if (!topic)
+        return -1;
     size_t len = strlen(topic);
     if (!topic_filter_valid(topic, len) || len > ACL_TOPIC_MAX) {
-        diag_add(d, fname, lineno, "invalid topic filter '%.*s'", ACL_SHOW, topic);
+        diag_add(p->d, p->fname, p->line, "invalid topic filter '%.*s'", ACL_SHOW, topic);
         return -1;
     }
     if (!utf8_valid((const uint8_t *)topic, len, false)) {
-        diag_add(d, fname, lineno, "topic filter is not valid UTF-8");
+        diag_add(p->d, p->fname, p->line, "topic filter is not valid UTF-8");
         return -1;
     }
-    struct rule r = {
-        .len = (uint32_t)len, .access = (uint8_t)access, .wild = strpbrk(topic, "+#") != NULL};
-    const char *bad = acl__scan_subst(topic, len, &r.nu, &r.nc);
+    struct rule r = {.len = (uint32_t)len,
+                     .line = (uint32_t)p->line,
+                     .access = (uint8_t)access,
+                     .wild = strpbrk(topic, "+#") != NULL,
+                     .pattern = is_pattern};
+    const char *bad = acl__scan_subst(topic, len, &r.nsub);
     if (is_pattern && bad) {
-        diag_add(d, fname, lineno, "%s", bad);
+        diag_add(p->d, p->fname, p->line, "%s", bad);
         return -1;
     }
+    struct rules *to = p->blk ? &p->blk->rules : &p->a->patterns;
     if (!is_pattern) {
-        if (!bad && (r.nu || r.nc) && warn)
-            diag_add(warn, fname, lineno,
-                     "'topic' rules are not substituted: %%u/%%c here is literal text (did you "
-                     "mean 'pattern'?)");
-        r.nu = r.nc = 0;
-        if (!cur) {
-            if (warn)
-                diag_add(warn, fname, lineno,
+        if (!bad && r.nsub && p->warn)
+            diag_add(p->warn, p->fname, p->line,
+                     "'topic' rules are not substituted: %%u/%%c/%%{...} here is literal text "
+                     "(did you mean 'pattern'?)");
+        r.nsub = 0;
+        if (!p->user && !p->blk) {
+            if (p->warn)
+                diag_add(p->warn, p->fname, p->line,
                          "topic rule before any 'user' line applies to anonymous clients, which "
                          "certmq never has, so it applies to no device; use 'pattern' to apply "
-                         "it to every device");
+                         "it to every device (or put it in a 'match' block)");
             return 0;
         }
+        if (p->user)
+            to = &p->user->rules;
     }
     r.topic = xstrdup(topic);
-    acl__rules_add(is_pattern ? &a->patterns : &cur->rules, &r);
-    a->total++;
+    acl__rules_add(to, &r);
+    if (p->blk)
+        p->blk->body = true;
+    p->a->total++;
     return 0;
 }
 
-static int acl__parse_line(struct acl *a, struct user **cur, char *line, const char *fname,
-                           int lineno, struct diag *d, struct diag *warn)
+static int acl__parse_user(struct parser *p, char *rest)
+{
+    if (!*rest) {
+        diag_add(p->d, p->fname, p->line, "'user' needs a name");
+        return -1;
+    }
+    if (!utf8_valid((const uint8_t *)rest, strlen(rest), false)) {
+        diag_add(p->d, p->fname, p->line, "user name is not valid UTF-8");
+        return -1;
+    }
+    if (strpbrk(rest, "+#/") && p->warn)
+        diag_add(p->warn, p->fname, p->line,
+                 "user '%.*s' contains '+', '#' or '/': certificates with such an identity are "
+                 "refused, so these rules apply to no device",
+                 ACL_SHOW, rest);
+    struct user *u;
+    HASH_FIND_STR(p->a->users, rest, u);
+    if (!u) {
+        u = xcalloc(1, sizeof(*u));
+        u->name = xstrdup(rest);
+        HASH_ADD_KEYPTR(hh, p->a->users, u->name, strlen(u->name), u);
+    }
+    p->user = u;
+    p->blk = NULL;
+    return 0;
+}
+
+/* A serial as the certificate's is kept (certattr.h): upper-case hex, even length, no leading
+ * zero bytes; colons (as Mbed TLS prints serials) are dropped. False when v is not hex. */
+static bool acl__serial_norm(char *v)
+{
+    size_t o = 0;
+    for (size_t i = 0; v[i]; i++) {
+        if (v[i] == ':')
+            continue;
+        if (!isxdigit((unsigned char)v[i]))
+            return false;
+        if (o || v[i] != '0')
+            v[o++] = (char)toupper((unsigned char)v[i]);
+    }
+    v[o] = '\0';
+    if (o == 0 || o % 2) { /* "A" is the byte 0A, "" the byte 00 */
+        memmove(v + 1, v, o + 1);
+        v[0] = '0';
+        if (o == 0)
+            strcpy(v, "00");
+    }
+    return true;
+}
+
+static bool acl__oid_ok(const char *v)
+{
+    bool digit = false;
+    for (; *v; v++) {
+        if (*v == '.' && !digit)
+            return false;
+        digit = *v != '.';
+        if (digit && !isdigit((unsigned char)*v))
+            return false;
+    }
+    return digit;
+}
+
+/* Warns when a value looks like several conditions written on one line. */
+static void acl__match_warn(struct parser *p, const char *v)
+{
+    for (const char *s = strpbrk(v, " \t"); s && p->warn; s = strpbrk(s + 1, " \t")) {
+        const char *name = s + 1, *eq = strchr(name, '=');
+        if (eq && certattr_from_name(name, (size_t)(eq - name)) >= 0) {
+            diag_add(p->warn, p->fname, p->line,
+                     "the value '%.*s' contains '%.*s': one condition per 'match' line (write "
+                     "consecutive 'match' lines when all must hold)",
+                     ACL_SHOW, v, (int)(eq - name + 1), name);
+            return;
+        }
+    }
+}
+
+/* The condition ATTR=VALUE of a `match` line, checked and normalised; -1 after reporting. */
+static int acl__parse_cond(struct parser *p, char *rest, struct cond *c)
+{
+    char *eq = strchr(rest, '=');
+    int attr = eq ? certattr_from_name(rest, (size_t)(eq - rest)) : -1;
+    if (attr < 0) {
+        diag_add(p->d, p->fname, p->line,
+                 "'match' needs ATTR=VALUE with ATTR one of o, ou, cn, serial, san_uri, "
+                 "san_dns, issuer_cn, policy (got '%.*s')",
+                 ACL_SHOW, rest);
+        return -1;
+    }
+    char *v = acl__trim(eq + 1);
+    if (!*v) {
+        diag_add(p->d, p->fname, p->line, "'match %s=' needs a value", certattr_name(attr));
+        return -1;
+    }
+    if (!utf8_valid((const uint8_t *)v, strlen(v), false)) {
+        diag_add(p->d, p->fname, p->line, "match value is not valid UTF-8");
+        return -1;
+    }
+    char *val = xmalloc(strlen(v) + 3);
+    strcpy(val, v);
+    if ((attr == CERTATTR_SERIAL && !acl__serial_norm(val)) ||
+        (attr == CERTATTR_POLICY && !acl__oid_ok(val))) {
+        diag_add(p->d, p->fname, p->line, "bad %s '%.*s' (expected %s)", certattr_name(attr),
+                 ACL_SHOW, v,
+                 attr == CERTATTR_SERIAL ? "hexadecimal digits" : "a dotted OID like 1.3.6.1");
+        free(val);
+        return -1;
+    }
+    acl__match_warn(p, v);
+    *c = (struct cond){(uint8_t)attr, (uint32_t)strlen(val), (uint32_t)p->line, val};
+    return 0;
+}
+
+/* `match ATTR=VALUE`: a condition of the current block while it has no rules yet, else the
+ * first condition of a new block. */
+static int acl__parse_match(struct parser *p, char *rest)
+{
+    struct cond c;
+    if (acl__parse_cond(p, rest, &c) != 0)
+        return -1;
+    struct acl *a = p->a;
+    if (!p->blk || p->blk->body) {
+        if (a->nblocks == a->cap) {
+            a->cap = a->cap ? a->cap * 2 : 4;
+            a->blocks = xrealloc(a->blocks, a->cap * sizeof(*a->blocks));
+        }
+        p->blk = a->blocks[a->nblocks++] = xcalloc(1, sizeof(struct block));
+        p->user = NULL;
+    }
+    struct block *b = p->blk;
+    b->conds = xrealloc(b->conds, (b->ncond + 1) * sizeof(*b->conds));
+    b->conds[b->ncond++] = c;
+    return 0;
+}
+
+static const char *const limit_names[ACL_LIMIT_COUNT] = {"max_connections_per_identity"};
+
+const char *acl_limit_name(enum acl_limit k)
+{
+    return (unsigned)k < ACL_LIMIT_COUNT ? limit_names[k] : "?";
+}
+
+/* `limit NAME VALUE` in a match block: VALUE overrides certmq.conf's NAME for its devices. */
+static int acl__parse_limit(struct parser *p, char *rest)
+{
+    if (!p->blk) {
+        diag_add(p->d, p->fname, p->line,
+                 "'limit' belongs in a 'match' block (for every device, set it in certmq.conf)");
+        return -1;
+    }
+    char *value = acl__word(rest);
+    int k = 0;
+    while (k < ACL_LIMIT_COUNT && strcmp(rest, limit_names[k]) != 0)
+        k++;
+    char *end = NULL;
+    unsigned long long v = *value && isdigit((unsigned char)*value) ? strtoull(value, &end, 10) : 0;
+    if (k == ACL_LIMIT_COUNT) {
+        diag_add(p->d, p->fname, p->line, "unknown limit '%.*s' (expected %s)", ACL_SHOW, rest,
+                 limit_names[0]);
+        return -1;
+    }
+    if (!end || *end || v > 10000000) {
+        diag_add(p->d, p->fname, p->line,
+                 "'limit %s' needs a number from 0 (unlimited) to "
+                 "10000000",
+                 limit_names[k]);
+        return -1;
+    }
+    p->blk->limits[k].set = true;
+    p->blk->limits[k].line = (uint32_t)p->line;
+    p->blk->limits[k].v = v;
+    p->blk->body = true;
+    return 0;
+}
+
+bool acl_limit(const struct acl *a, const struct certattrs *attrs, enum acl_limit k, uint64_t *v)
+{
+    bool found = false;
+    for (size_t i = 0; attrs && i < a->nblocks; i++) {
+        const struct block *b = a->blocks[i];
+        if (!b->limits[k].set || !acl__block_applies(b, attrs))
+            continue;
+        /* The most generous block wins: a device of two kinds gets the larger allowance. */
+        if (!found || b->limits[k].v == 0 || (*v != 0 && b->limits[k].v > *v))
+            *v = b->limits[k].v;
+        found = true;
+    }
+    return found;
+}
+
+static int acl__parse_line(struct parser *p, char *line)
 {
     char *kw = acl__trim(line);
     if (!*kw || *kw == '#')
         return 0;
     char *rest = acl__word(kw);
     if (!strcmp(kw, "topic") || !strcmp(kw, "pattern"))
-        return acl__parse_rule(a, *cur, kw[0] == 'p', rest, fname, lineno, d, warn);
-    if (strcmp(kw, "user") != 0) {
-        diag_add(d, fname, lineno, "unknown keyword '%.*s' (expected user, topic or pattern)",
-                 ACL_SHOW, kw);
-        return -1;
-    }
-    if (!*rest) {
-        diag_add(d, fname, lineno, "'user' needs a name");
-        return -1;
-    }
-    if (!utf8_valid((const uint8_t *)rest, strlen(rest), false)) {
-        diag_add(d, fname, lineno, "user name is not valid UTF-8");
-        return -1;
-    }
-    if (strpbrk(rest, "+#/") && warn)
-        diag_add(warn, fname, lineno,
-                 "user '%.*s' contains '+', '#' or '/': certificates with such an identity are "
-                 "refused, so these rules apply to no device",
-                 ACL_SHOW, rest);
-    struct user *u;
-    HASH_FIND_STR(a->users, rest, u);
-    if (!u) {
-        u = xcalloc(1, sizeof(*u));
-        u->name = xstrdup(rest);
-        HASH_ADD_KEYPTR(hh, a->users, u->name, strlen(u->name), u);
-    }
-    *cur = u;
-    return 0;
+        return acl__parse_rule(p, kw[0] == 'p', rest);
+    if (!strcmp(kw, "user"))
+        return acl__parse_user(p, rest);
+    if (!strcmp(kw, "match"))
+        return acl__parse_match(p, rest);
+    if (!strcmp(kw, "limit"))
+        return acl__parse_limit(p, rest);
+    diag_add(p->d, p->fname, p->line,
+             "unknown keyword '%.*s' (expected user, match, topic, pattern or limit)", ACL_SHOW,
+             kw);
+    return -1;
 }
 
 struct acl *acl_parse(const char *text, size_t len, const char *fname, struct diag *d,
                       struct diag *warn)
 {
     struct acl *a = xcalloc(1, sizeof(*a));
-    struct user *cur = NULL;
-    int errors = 0, lineno = 0;
+    a->fname = xstrdup(fname ? fname : "");
+    struct parser p = {.a = a, .fname = fname, .d = d, .warn = warn};
+    int errors = 0;
     /* One mutable copy; each line is cut in place. */
     char *buf = xmalloc(len + 1);
     memcpy(buf, text, len);
@@ -289,16 +536,16 @@ struct acl *acl_parse(const char *text, size_t len, const char *fname, struct di
     for (size_t i = 0; i < len;) {
         char *nl = memchr(buf + i, '\n', len - i);
         size_t end = nl ? (size_t)(nl - buf) : len;
-        lineno++;
+        p.line++;
         if (end - i > ACL_MAX_LINE) {
-            diag_add(d, fname, lineno, "line longer than %u bytes", ACL_MAX_LINE);
+            diag_add(d, fname, p.line, "line longer than %u bytes", ACL_MAX_LINE);
             errors++;
         } else if (memchr(buf + i, '\0', end - i)) {
-            diag_add(d, fname, lineno, "line contains a NUL byte");
+            diag_add(d, fname, p.line, "line contains a NUL byte");
             errors++;
         } else {
             buf[end] = '\0';
-            if (acl__parse_line(a, &cur, buf + i, fname, lineno, d, warn) != 0)
+            if (acl__parse_line(&p, buf + i) != 0)
                 errors++;
         }
         i = end + 1;
@@ -342,33 +589,97 @@ static uint32_t acl__hash(const char *s, size_t len)
     return h;
 }
 
-/* Copies r's topic to out with %u/%c levels replaced (the parser guaranteed they are whole
- * levels and that every other '%' is literal). Returns the length written. */
-static size_t acl__subst(char *out, const struct rule *r, const char *identity, size_t il,
-                         const char *client_id, size_t cl)
+void acl__who(struct acl_who *w, const char *identity, const char *client_id,
+              const struct certattrs *attrs)
 {
-    if (!r->nu && !r->nc) {
-        memcpy(out, r->topic, r->len);
-        return r->len;
+    w->identity = identity;
+    w->client_id = client_id;
+    w->il = strlen(identity);
+    w->cl = strlen(client_id);
+    /* A value with a wildcard or separator would widen a rule; an empty one would make a
+     * different level count. Either way the rules using it match nothing for this client. */
+    w->id_ok = w->il && !strpbrk(identity, "+#/");
+    w->cid_ok = w->cl && !strpbrk(client_id, "+#/");
+    w->attrs = attrs;
+}
+
+/* The value of one substitution token for this client, or false (with *why) when the rule
+ * must match nothing. */
+static bool acl__value(const struct acl_who *w, int attr, int field, const char **v, size_t *vl,
+                       const char **why)
+{
+    if (attr == -'u' || attr == -'c') {
+        bool u = attr == -'u';
+        *v = u ? w->identity : w->client_id;
+        *vl = u ? w->il : w->cl;
+        *why = u ? "%u: the identity cannot be a topic level"
+                 : "%c: the client id is empty or contains '+', '#' or '/'";
+        return u ? w->id_ok : w->cid_ok;
+    }
+    size_t n = certattrs_count(w->attrs, attr);
+    *why = n == 0  ? "the certificate has no such attribute"
+           : n > 1 ? "the certificate has several values"
+                   : "the value cannot be a topic level (empty, too long, control "
+                     "characters, '+', '#' or '/')";
+    if (!certattrs_single(w->attrs, attr, v, vl))
+        return false;
+    if (field && !certattr_field(*v, *vl, field, v, vl)) {
+        *why = "the value has no such colon-separated field";
+        return false;
+    }
+    return certattr_level_ok(*v, *vl);
+}
+
+long acl__expand(const struct rule *r, const struct acl_who *w, char *out, const char **why)
+{
+    const char *dummy;
+    why = why ? why : &dummy;
+    if (!r->nsub) { /* most rules: no scan (every session is recompiled on a reload) */
+        if (out)
+            memcpy(out, r->topic, r->len);
+        return (long)r->len;
     }
     size_t o = 0;
     for (size_t i = 0; i < r->len; i++) {
-        char k = i + 1 < r->len ? r->topic[i + 1] : '\0';
-        if (r->topic[i] == '%' && (k == 'u' || k == 'c')) {
-            memcpy(out + o, k == 'u' ? identity : client_id, k == 'u' ? il : cl);
-            o += k == 'u' ? il : cl;
-            i++;
-        } else {
-            out[o++] = r->topic[i];
+        int attr, field;
+        long tl = r->topic[i] == '%' ? acl__token(r->topic, r->len, i, &attr, &field, why) : 0;
+        if (tl <= 0) { /* the parser refused bad tokens: < 0 cannot happen here */
+            if (out)
+                out[o] = r->topic[i];
+            o++;
+            continue;
         }
+        const char *v;
+        size_t vl;
+        if (!acl__value(w, attr, field, &v, &vl, why))
+            return -1;
+        if (out)
+            memcpy(out + o, v, vl);
+        o += vl;
+        i += (size_t)tl - 1;
     }
-    return o;
+    if (o > ACL_TOPIC_MAX) {
+        *why = "longer than any MQTT topic once substituted";
+        return -1;
+    }
+    return (long)o;
 }
 
-/* A source rule chosen for this client and the length it will have once substituted. */
-struct pick {
-    const struct rule *r;
-    size_t len;
+bool acl__block_applies(const struct block *b, const struct certattrs *attrs)
+{
+    for (size_t i = 0; i < b->ncond; i++)
+        if (!certattrs_has(attrs, b->conds[i].attr, b->conds[i].value, b->conds[i].len))
+            return false;
+    return true;
+}
+
+/* The rules chosen for one client and their lengths once substituted. */
+struct picks {
+    struct {
+        const struct rule *r;
+        size_t len;
+    } * v;
+    size_t n, cap, bytes, per[3];
 };
 
 static size_t acl__class(const struct rule *r)
@@ -376,49 +687,46 @@ static size_t acl__class(const struct rule *r)
     return (r->access & A_DENY) ? 0 : r->wild ? 1 : 2;
 }
 
-struct acl_client *acl_compile(const struct acl *a, const char *identity, const char *client_id)
+static void acl__pick(struct picks *ps, const struct rules *rs, const struct acl_who *w)
 {
-    size_t il = strlen(identity), cl = strlen(client_id);
-    /* A value with a wildcard or separator would widen a rule; an empty one would make a
-     * different level count. Either way the rules using it match nothing for this client. */
-    bool id_ok = il && !strpbrk(identity, "+#/");
-    bool cid_ok = cl && !strpbrk(client_id, "+#/");
-    struct user *u = NULL;
-    HASH_FIND_STR(a->users, identity, u);
-    size_t nsrc = (u ? u->rules.n : 0) + a->patterns.n, n = 0, bytes = 0, per[3] = {0};
-    struct pick *picks = xmalloc((nsrc ? nsrc : 1) * sizeof(*picks));
-    for (size_t i = 0; i < nsrc; i++) {
-        const struct rule *r =
-            u && i < u->rules.n ? &u->rules.v[i] : &a->patterns.v[i - (u ? u->rules.n : 0)];
-        if ((r->nu && !id_ok) || (r->nc && !cid_ok))
+    for (size_t i = 0; i < rs->n; i++) {
+        long len = acl__expand(&rs->v[i], w, NULL, NULL);
+        if (len < 0)
             continue;
-        size_t len = r->len - 2 * (size_t)(r->nu + r->nc) + r->nu * il + r->nc * cl;
-        if (len > ACL_TOPIC_MAX)
-            continue; /* no MQTT topic is that long */
-        picks[n++] = (struct pick){r, len};
-        bytes += len;
-        per[acl__class(r)]++;
+        if (ps->n == ps->cap) {
+            ps->cap = ps->cap ? 2 * ps->cap : 16;
+            ps->v = xrealloc(ps->v, ps->cap * sizeof(*ps->v));
+        }
+        ps->v[ps->n].r = &rs->v[i];
+        ps->v[ps->n++].len = (size_t)len;
+        ps->bytes += (size_t)len;
+        ps->per[acl__class(&rs->v[i])]++;
     }
+}
+
+/* One allocation from the picks: deny rules, wildcard grants, exact grants and their hash. */
+static struct acl_client *acl__build(const struct picks *ps, const struct acl_who *w)
+{
     /* Offsets are 32-bit to keep rules small. Past 4 GiB for one client the file is a sizing
      * bug (xmalloc's contract); dropping rules instead could drop a deny. */
-    if (bytes > UINT32_MAX)
+    if (ps->bytes > UINT32_MAX)
         abort();
-    size_t nslots = 0;
-    while (per[2] && nslots < 2 * per[2])
+    size_t nslots = 0, n = ps->n;
+    while (ps->per[2] && nslots < 2 * ps->per[2])
         nslots = nslots ? nslots * 2 : 4;
     struct acl_client *c =
-        xcalloc(1, sizeof(*c) + n * sizeof(struct crule) + nslots * sizeof(uint32_t) + bytes);
+        xcalloc(1, sizeof(*c) + n * sizeof(struct crule) + nslots * sizeof(uint32_t) + ps->bytes);
     c->n = (uint32_t)n;
-    c->ndeny = (uint32_t)per[0];
-    c->nwild = (uint32_t)(per[0] + per[1]);
+    c->ndeny = (uint32_t)ps->per[0];
+    c->nwild = (uint32_t)(ps->per[0] + ps->per[1]);
     c->hmask = nslots ? (uint32_t)(nslots - 1) : 0;
     c->slots = (uint32_t *)(c->rules + n);
     c->arena = (char *)(c->slots + nslots);
-    size_t next[3] = {0, per[0], per[0] + per[1]}, off = 0;
+    size_t next[3] = {0, ps->per[0], ps->per[0] + ps->per[1]}, off = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct rule *r = picks[i].r;
+        const struct rule *r = ps->v[i].r;
         size_t k = acl__class(r), at = next[k]++;
-        size_t len = acl__subst(c->arena + off, r, identity, il, client_id, cl);
+        size_t len = (size_t)acl__expand(r, w, c->arena + off, NULL);
         c->rules[at] = (struct crule){(uint32_t)off, (uint32_t)len, r->access, r->wild};
         if (k == 2) {
             uint32_t h = acl__hash(c->arena + off, len) & c->hmask;
@@ -428,8 +736,32 @@ struct acl_client *acl_compile(const struct acl *a, const char *identity, const 
         }
         off += len;
     }
-    free(picks);
     return c;
+}
+
+struct acl_client *acl_compile_cert(const struct acl *a, const char *identity,
+                                    const char *client_id, const struct certattrs *attrs)
+{
+    struct acl_who w;
+    acl__who(&w, identity, client_id, attrs);
+    struct picks ps = {0};
+    struct user *u = NULL;
+    HASH_FIND_STR(a->users, identity, u);
+    if (u)
+        acl__pick(&ps, &u->rules, &w);
+    acl__pick(&ps, &a->patterns, &w);
+    /* Blocks are kinds of devices, a handful: checking each costs less than indexing them. */
+    for (size_t i = 0; attrs && i < a->nblocks; i++)
+        if (acl__block_applies(a->blocks[i], attrs))
+            acl__pick(&ps, &a->blocks[i]->rules, &w);
+    struct acl_client *c = acl__build(&ps, &w);
+    free(ps.v);
+    return c;
+}
+
+struct acl_client *acl_compile(const struct acl *a, const char *identity, const char *client_id)
+{
+    return acl_compile_cert(a, identity, client_id, NULL);
 }
 
 void acl_client_free(struct acl_client *c)

@@ -37,6 +37,7 @@ struct broker {
     struct broker_limits lim;
     struct broker_client_ops ops;
     struct broker_policy policy;
+    struct broker_cluster cluster;
     struct broker_stats stats;
     struct topic_tree *subs;
     struct retain *retained;
@@ -85,6 +86,22 @@ void broker_set_client_ops(struct broker *b, const struct broker_client_ops *ops
 void broker_set_policy(struct broker *b, const struct broker_policy *p)
 {
     b->policy = *p;
+}
+
+/* The subscription tree's first/last watch, passed on to the cluster. Nothing is reported
+ * while the broker is being freed: the cluster may be gone, and so is every interest. */
+static void on_interest(void *ctx, const char *filter, size_t flen, const char *group, size_t glen,
+                        bool add)
+{
+    struct broker *b = ctx;
+    if (!b->closing && b->cluster.interest)
+        b->cluster.interest(b->cluster.ctx, filter, flen, group, glen, add);
+}
+
+void broker_set_cluster(struct broker *b, const struct broker_cluster *c)
+{
+    b->cluster = *c;
+    topic_tree_set_watch(b->subs, on_interest, b);
 }
 
 static void destroy_session(struct broker *b, struct session *s);
@@ -138,6 +155,17 @@ size_t broker_subscription_count(const struct broker *b)
     return topic_tree_count(b->subs);
 }
 
+void broker_queue_totals(const struct broker *b, uint64_t *queued, uint64_t *inflight)
+{
+    *queued = *inflight = 0;
+    const struct entry *e, *tmp;
+    HASH_ITER(hh, b->sessions, e, tmp)
+    {
+        *queued += session_queued(e->s);
+        *inflight += session_inflight(e->s);
+    }
+}
+
 uint64_t broker_next_msg_id(struct broker *b)
 {
     return ++b->msg_id;
@@ -159,8 +187,9 @@ static bool allowed(const struct broker *b, const struct session *s, const struc
 
 static void compile_acl(struct broker *b, struct session *s)
 {
-    session_set_acl(s,
-                    b->acl ? acl_compile(b->acl, session_identity(s), session_client_id(s)) : NULL);
+    session_set_acl(s, b->acl ? acl_compile_cert(b->acl, session_identity(s), session_client_id(s),
+                                                 session_attrs(s))
+                              : NULL);
 }
 
 void broker_set_acl(struct broker *b, struct acl *a)
@@ -337,6 +366,43 @@ static bool persistent_quota_ok(struct broker *b, const char *identity, const ch
     return false;
 }
 
+/* The identity entry of a session (it exists while the session does). */
+static struct ident *session_ident(struct broker *b, const struct session *s)
+{
+    struct entry *e;
+    size_t klen;
+    const char *key = session_key(s, &klen);
+    HASH_FIND(hh, b->sessions, key, klen, e);
+    return e->id;
+}
+
+/* One more or one less client connected (the broker's count and its identity's). */
+static void count_online(struct broker *b, const struct session *s, int delta)
+{
+    b->stats.clients_online += (uint64_t)(int64_t)delta;
+    session_ident(b, s)->online += (uint32_t)delta;
+}
+
+bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
+                          const char *client_id)
+{
+    uint64_t max = b->lim.max_connections_per_identity;
+    if (b->acl)
+        acl_limit(b->acl, attrs, ACL_LIMIT_CONNECTIONS, &max);
+    const struct ident *id = ident_find(b->idents, identity);
+    if (!max || !id || id->online < max)
+        return true;
+    const struct session *s = broker_find(b, identity, client_id);
+    if (s && session_client(s))
+        return true; /* a takeover: the old connection goes */
+    if (b->stats.connections_refused++ % QUOTA_LOG_EVERY == 0)
+        log_warn("identity %s already has %u clients connected (max_connections_per_identity "
+                 "%llu): client id %s refused (%llu so far)",
+                 identity, id->online, (unsigned long long)max, client_id,
+                 (unsigned long long)b->stats.connections_refused);
+    return false;
+}
+
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
 {
     size_t il = strlen(identity), cl = strlen(client_id);
@@ -349,9 +415,10 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
     return e ? e->s : NULL;
 }
 
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, const char *peer, bool clean, bool persistent,
-                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now)
+struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
+                              const char *client_id, void *client, const char *peer, bool clean,
+                              bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
+                              int64_t now)
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
@@ -361,7 +428,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
         void *old = session_client(s);
         if (old) {
             session_set_client(s, NULL);
-            b->stats.clients_online--;
+            count_online(b, s, -1);
             if (b->policy.disconnected)
                 b->policy.disconnected(b->policy.ctx, s);
             b->ops.kick(old, REASON_TAKEN_OVER);
@@ -392,10 +459,12 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
     count_persistent(b, s);
     if (persistent)
         BSTORE(b, session_saved, s, 0);
+    /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
+    session_set_attrs(s, certattrs_dup(attrs));
     compile_acl(b, s);
     if (*present)
         session_resend_all(s);
-    b->stats.clients_online++;
+    count_online(b, s, 1);
     if (b->policy.connected)
         b->policy.connected(b->policy.ctx, s, peer);
     return s;
@@ -404,7 +473,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const char
 void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
 {
     if (session_client(s)) {
-        b->stats.clients_online--;
+        count_online(b, s, -1);
         if (b->policy.disconnected)
             b->policy.disconnected(b->policy.ctx, s);
     }
@@ -604,24 +673,31 @@ static const char *retained_over(const struct broker *b, const struct ident *id,
     return NULL;
 }
 
-/* Keep m as the topic's retained message if the limits allow: beyond them it is delivered but
- * not retained (counted, logged now and then), so the store stays bounded per device and in
- * total. Usage is charged to the identity that set each message. */
-static void store_retained(struct broker *b, struct session *from, struct msg *m)
+/* Does storing m stay within the retained limits? Beyond them it is delivered but not
+ * retained (counted, logged now and then), so the store stays bounded per device and in total. */
+static bool retained_fits(struct broker *b, const char *identity, const struct msg *m)
 {
     void *prev_owner = NULL;
     uint64_t prev = 0;
     bool had = retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
-    struct ident *id = from ? ident_get(b->idents, session_identity(from)) : NULL;
+    struct ident *id = identity ? ident_get(b->idents, identity) : NULL;
     const char *limit = retained_over(b, id, m, prev_owner, prev, had);
-    if (limit) {
-        if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
-            log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
-                     from ? session_identity(from) : "the broker",
-                     (unsigned long long)b->stats.retained_refused);
-        ident_put(b->idents, id);
-        return;
-    }
+    ident_put(b->idents, id);
+    if (!limit)
+        return true;
+    if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
+        log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
+                 identity ? identity : "the broker", (unsigned long long)b->stats.retained_refused);
+    return false;
+}
+
+/* Store m as the topic's retained message; usage is charged to the identity that set it. */
+static void store_retained(struct broker *b, const char *identity, struct msg *m)
+{
+    void *prev_owner = NULL;
+    uint64_t prev = 0;
+    retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
+    struct ident *id = identity ? ident_get(b->idents, identity) : NULL;
     if (prev_owner) {
         struct ident *old = prev_owner;
         old->retained_bytes -= prev;
@@ -635,23 +711,44 @@ static void store_retained(struct broker *b, struct session *from, struct msg *m
     BSTORE(b, retained, m);
 }
 
-enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
-                                      int64_t now)
+/* A retained set or clear from a publish: into the local store, or (cluster, from a client)
+ * to the cluster's store, which feeds every node's local one in its own order. */
+static enum broker_pub_result keep_retained(struct broker *b, struct session *from, struct msg *m,
+                                            int64_t now, uint64_t *ticket)
 {
-    b->now = now;
-    if (from && !allowed(b, from, m, ACL_WRITE)) {
-        b->stats.publish_denied++;
-        return BROKER_PUB_DENIED;
+    const char *identity = from ? session_identity(from) : NULL;
+    if (!retained_fits(b, identity, m))
+        return BROKER_PUB_OK;
+    if (!from || !b->cluster.retain) {
+        store_retained(b, identity, m);
+        return BROKER_PUB_OK;
     }
-    if (from && b->policy.observe)
-        b->policy.observe(b->policy.ctx, from, m);
-    if (m->retain && b->lim.retain_available)
-        store_retained(b, from, m);
+    *ticket = b->cluster.retain(b->cluster.ctx, from, m, now);
+    return *ticket ? BROKER_PUB_OK : BROKER_PUB_NOT_RETAINED;
+}
+
+void broker_retained_apply(struct broker *b, struct msg *m, const char *identity)
+{
+    store_retained(b, identity, m);
+}
+
+uint64_t broker_retained_barrier(struct broker *b)
+{
+    return b->cluster.barrier ? b->cluster.barrier(b->cluster.ctx) : 0;
+}
+
+/* Start collecting the deliveries of m (from = publishing session or NULL). */
+static void collect_begin(struct broker *b, const struct session *from, const struct msg *m)
+{
     b->gen++;
     b->m_count = 0;
     b->cur = m;
     b->cur_from = from;
-    topic_tree_match(b->subs, m->topic, m->topic_len, on_match, on_group, b);
+}
+
+/* Queue the collected deliveries that pass the receiver's read check; returns how many. */
+static size_t deliver_collected(struct broker *b, const struct msg *m)
+{
     size_t delivered = 0;
     for (size_t i = 0; i < b->m_count; i++) {
         struct match *x = &b->m[i];
@@ -662,6 +759,58 @@ enum broker_pub_result broker_publish(struct broker *b, struct session *from, st
     }
     b->cur = NULL;
     b->cur_from = NULL;
+    return delivered;
+}
+
+enum broker_pub_result broker_publish_wait(struct broker *b, struct session *from, struct msg *m,
+                                           int64_t now, uint64_t *ticket)
+{
+    *ticket = 0;
+    b->now = now;
+    if (from && !allowed(b, from, m, ACL_WRITE)) {
+        b->stats.publish_denied++;
+        return BROKER_PUB_DENIED;
+    }
+    if (from && b->policy.observe)
+        b->policy.observe(b->policy.ctx, from, m);
+    enum broker_pub_result r = BROKER_PUB_OK;
+    if (m->retain && b->lim.retain_available)
+        r = keep_retained(b, from, m, now, ticket);
+    collect_begin(b, from, m);
+    topic_tree_match(b->subs, m->topic, m->topic_len, on_match,
+                     b->cluster.shared_remote ? NULL : on_group, b);
+    size_t delivered = deliver_collected(b, m);
+    /* Other nodes' subscribers are unknown here: a message sent on counts as matched. */
+    if (from && b->cluster.publish) {
+        b->cluster.publish(b->cluster.ctx, from, m, now);
+        return r;
+    }
+    return r != BROKER_PUB_OK || delivered ? r : BROKER_PUB_NO_MATCH;
+}
+
+enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
+                                      int64_t now)
+{
+    uint64_t ticket;
+    return broker_publish_wait(b, from, m, now, &ticket);
+}
+
+enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, const char *group,
+                                             size_t glen, const char *filter, size_t flen,
+                                             int64_t now)
+{
+    b->now = now;
+    collect_begin(b, NULL, m);
+    if (!group) {
+        topic_tree_match(b->subs, m->topic, m->topic_len, on_match, NULL, b);
+    } else {
+        struct topic_group *g = topic_tree_group(b->subs, filter, flen, group, glen);
+        const struct topic_sub *sub = g ? pick_member(b, g, m, NULL) : NULL;
+        if (sub)
+            on_match(b, sub);
+    }
+    size_t delivered = deliver_collected(b, m);
+    b->stats.remote_in += delivered != 0;
     return delivered ? BROKER_PUB_OK : BROKER_PUB_NO_MATCH;
 }
 

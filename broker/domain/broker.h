@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct acl;
+struct certattrs;
 
 struct broker_limits {
     struct session_limits session;
@@ -28,6 +29,9 @@ struct broker_limits {
     uint64_t max_retained_bytes;              /* topic + payload of all retained; 0 = unlimited */
     uint64_t max_retained_bytes_per_identity; /* ...of those one identity set; 0 = unlimited */
     uint32_t max_persistent_sessions_per_identity; /* outliving their connection; 0 = none */
+    /* Connected clients of one identity at once; 0 = unlimited. An ACL `match` block's
+     * `limit max_connections_per_identity N` overrides it for the devices it selects. */
+    uint32_t max_connections_per_identity;
     bool retain_available;
     bool upgrade_outgoing_qos;
 };
@@ -58,16 +62,47 @@ struct broker_policy {
     void (*disconnected)(void *ctx, const struct session *s);
 };
 
+/* The cluster (cluster module, cluster mode only) fills these; broker never knows NATS. */
+struct broker_cluster {
+    void *ctx;
+    /* A message from a local client passed every check and was routed locally: send it to
+     * the other nodes. Not called for the broker's own messages ($SYS) nor for messages that
+     * came from another node. */
+    void (*publish)(void *ctx, const struct session *from, const struct msg *m, int64_t now);
+    /* A filter (group NULL) gained its first / lost its last non-shared subscriber on this
+     * node, or a shared group on a filter its first / last member (add tells which). */
+    void (*interest)(void *ctx, const char *filter, size_t flen, const char *group, size_t glen,
+                     bool add);
+    /* Shared groups are served cluster-wide: a local publish picks no group member here; each
+     * message comes back once, for one node's group, through broker_deliver_remote. */
+    bool shared_remote;
+    /* Retained messages are cluster-wide (optional): a retained set or clear from a local
+     * client that passed the limits goes here instead of into the local store, which the
+     * cluster feeds back through broker_retained_apply in the cluster's order. Returns a ticket
+     * (> 0) that completes when the cluster store accepted it, or 0 when it cannot be written
+     * now (not retained anywhere; the publish is still delivered). */
+    uint64_t (*retain)(void *ctx, const struct session *from, const struct msg *m, int64_t now);
+    /* Read barrier for a new subscription's retained messages: a ticket (> 0) that completes
+     * once the local store holds every retained message the cluster had accepted when it was
+     * asked, or 0 when there is nothing to wait for. */
+    uint64_t (*barrier)(void *ctx);
+};
+
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
-    uint64_t bytes_received, bytes_sent;
+    uint64_t bytes_received, bytes_sent; /* topic + payload */
+    /* The same per QoS (0, 1, 2) of the PUBLISH as received or as sent. */
+    uint64_t msgs_received_qos[3], msgs_sent_qos[3];
+    uint64_t bytes_received_qos[3], bytes_sent_qos[3];
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_persistent_sessions_per_identity reached */
-    uint64_t memory_refused;   /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
-    uint64_t retained_cut;     /* subscriptions whose retained messages stopped at a full queue */
+    uint64_t connections_refused; /* CONNECTs refused: max_connections_per_identity reached */
+    uint64_t memory_refused;      /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
+    uint64_t retained_cut; /* subscriptions whose retained messages stopped at a full queue */
     uint64_t sessions;
     uint64_t clients_online;
+    uint64_t remote_in; /* messages from other nodes delivered to at least one session */
 };
 
 /* Where the broker's durable state goes (persist module): sessions, subscriptions, retained
@@ -87,11 +122,17 @@ struct broker;
 struct broker *broker_new(const struct broker_limits *l);
 void broker_set_client_ops(struct broker *b, const struct broker_client_ops *ops);
 void broker_set_policy(struct broker *b, const struct broker_policy *p);
+/* Install the cluster hooks before any subscription exists (before restoring sessions): the
+ * interest hook reports changes, not the state. */
+void broker_set_cluster(struct broker *b, const struct broker_cluster *c);
 void broker_free(struct broker *b);
 struct broker_stats *broker_stats(struct broker *b);
 const struct broker_limits *broker_limits(const struct broker *b);
 size_t broker_retained_count(const struct broker *b);
 size_t broker_subscription_count(const struct broker *b);
+/* Messages waiting in every session's queue, and in flight (sent, not yet acknowledged): a walk
+ * over the sessions, for metrics at scrape time, not for hot paths. */
+void broker_queue_totals(const struct broker *b, uint64_t *queued, uint64_t *inflight);
 
 /* Replace the ACL (takes ownership; NULL = deny everything) and recompile it for every session,
  * so new rules apply at once to existing clients and deliveries. */
@@ -103,15 +144,21 @@ bool broker_topic_ok(const struct broker *b, const char *t, size_t len);
 bool broker_may_publish(const struct broker *b, const struct session *s, const char *topic,
                         size_t len);
 
+/* CONNECT, before broker_attach: may the identity (with these certificate attributes, for the
+ * ACL's limit overrides) connect one more client? A client taking over its own session
+ * (same client id, still connected) is not one more. False is counted and logged. */
+bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
+                          const char *client_id);
 /* CONNECT: find or create the session (identity, client_id) and attach client, connected from
  * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.
  * clean = clean session / clean start. persistent =
  * the session outlives the connection, for expiry_s seconds (UINT32_MAX = forever). Returns the
  * session; *present tells whether state was resumed. NULL when a new session would exceed
  * max_persistent_sessions_per_identity (nothing changed; counted and logged). */
-struct session *broker_attach(struct broker *b, const char *identity, const char *client_id,
-                              void *client, const char *peer, bool clean, bool persistent,
-                              uint32_t expiry_s, uint8_t version, bool *present, int64_t now);
+struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
+                              const char *client_id, void *client, const char *peer, bool clean,
+                              bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
+                              int64_t now);
 /* The connection ended. publish_will: the will is published (abnormal close). A session that is
  * not persistent is destroyed. */
 void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);
@@ -122,11 +169,35 @@ void broker_discard(struct broker *b, struct session *s);
  * will); a persistent session is destroyed too when discard is set. */
 void broker_untrust(struct broker *b, struct session *s, bool discard, int64_t now);
 
-enum broker_pub_result { BROKER_PUB_OK = 0, BROKER_PUB_DENIED = 1, BROKER_PUB_NO_MATCH = 2 };
+enum broker_pub_result {
+    BROKER_PUB_OK = 0,
+    BROKER_PUB_DENIED = 1,
+    BROKER_PUB_NO_MATCH = 2,
+    BROKER_PUB_NOT_RETAINED = 3, /* delivered, but the cluster's retained store is unavailable */
+};
 /* Route m (the caller keeps its reference). from = publishing session or NULL for the broker's
  * own messages ($SYS). */
 enum broker_pub_result broker_publish(struct broker *b, struct session *from, struct msg *m,
                                       int64_t now);
+/* broker_publish; *ticket is the cluster's ticket for m's retained write when the
+ * acknowledgement is to wait for it (0 otherwise). */
+enum broker_pub_result broker_publish_wait(struct broker *b, struct session *from, struct msg *m,
+                                           int64_t now, uint64_t *ticket);
+/* Cluster: a retained set or clear (empty payload) in the cluster's order, set by identity
+ * (NULL: unknown). Stored without the limits (they were checked where it was published, so
+ * that every node holds the same set); usage is charged to identity as for a local one. */
+void broker_retained_apply(struct broker *b, struct msg *m, const char *identity);
+/* The cluster's read barrier for a new subscription (see broker_cluster.barrier): a ticket, or
+ * 0 when the retained messages can be answered at once. */
+uint64_t broker_retained_barrier(struct broker *b);
+
+/* A message from another node (cluster): delivered to local sessions only, with the same
+ * per-delivery ACL check as a local publish, never stored as retained nor sent on. group NULL:
+ * to the non-shared subscriptions it matches; otherwise to one member of that shared group on
+ * filter. The caller keeps its reference. */
+enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, const char *group,
+                                             size_t glen, const char *filter, size_t flen,
+                                             int64_t now);
 
 /* SUBSCRIBE one filter: returns the granted QoS, or the MQTT 5 failure code (enum mqtt_rc:
  * topic filter invalid, not authorized, quota exceeded = over the subscription limit). Matching

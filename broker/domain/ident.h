@@ -12,6 +12,7 @@
 struct ident {
     uint32_t sessions;       /* online or offline (the entry lives while any exists) */
     uint32_t persistent;     /* ...of them, those that outlive their connection */
+    uint32_t online;         /* ...of them, those with a client connected now */
     uint64_t retained_bytes; /* topic + payload of the retained messages it set */
 };
 

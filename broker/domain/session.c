@@ -37,6 +37,7 @@ struct session {
     const char *client_id;
     void *client;
     struct acl_client *acl;
+    struct certattrs *attrs;
     struct session_limits lim;
     uint8_t version;
     bool persistent;
@@ -131,6 +132,7 @@ void session_free(struct session *s)
     free(s->q);
     msg_unref(s->will);
     acl_client_free(s->acl);
+    certattrs_free(s->attrs);
     HASH_CLEAR(hh, s->sub_index);
     for (size_t i = 0; i < s->sub_count; i++) {
         free(s->subs[i]->sub.filter);
@@ -199,6 +201,17 @@ void session_set_acl(struct session *s, struct acl_client *acl)
 {
     acl_client_free(s->acl);
     s->acl = acl;
+}
+
+void session_set_attrs(struct session *s, struct certattrs *attrs)
+{
+    certattrs_free(s->attrs);
+    s->attrs = attrs;
+}
+
+const struct certattrs *session_attrs(const struct session *s)
+{
+    return s->attrs;
 }
 
 const struct acl_client *session_acl(const struct session *s)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 struct acl_client;
+struct certattrs;
 struct session_delivery;
 
 struct session_limits {
@@ -56,6 +57,10 @@ void session_restore(struct session *s, const struct session_delivery *d, uint16
 void session_set_client(struct session *s, void *client);
 void *session_client(const struct session *s);
 void session_set_acl(struct session *s, struct acl_client *acl); /* takes ownership */
+/* The certificate attributes of the session's latest connection (takes ownership; NULL: none,
+ * e.g. a session restored from disk), kept to recompile the ACL on reloads. */
+void session_set_attrs(struct session *s, struct certattrs *attrs);
+const struct certattrs *session_attrs(const struct session *s);
 const struct acl_client *session_acl(const struct session *s);
 
 /* Protocol details of the current (or last) connection. */

@@ -231,6 +231,8 @@ struct node {
 struct topic_tree {
     struct node *root;
     size_t count;
+    topic_watch_cb watch;
+    void *watch_ctx;
 };
 
 static struct node *topic__node_new(struct node *parent, const char *l, size_t ll)
@@ -367,11 +369,14 @@ int topic_tree_subscribe(struct topic_tree *t, const char *filter, size_t flen, 
                          bool *replaced)
 {
     struct node *n = topic__walk(t, filter, flen, true);
+    bool first;
     if (group) {
-        *replaced =
-            topic__group_add(topic__group(n, group, glen, true), subscriber, options, sub_id);
+        struct topic_group *g = topic__group(n, group, glen, true);
+        first = g->count == 0;
+        *replaced = topic__group_add(g, subscriber, options, sub_id);
     } else {
         struct subent *s;
+        first = n->subs == NULL;
         HASH_FIND_PTR(n->subs, &subscriber, s);
         *replaced = s != NULL;
         if (!s) {
@@ -384,6 +389,8 @@ int topic_tree_subscribe(struct topic_tree *t, const char *filter, size_t flen, 
     }
     if (!*replaced)
         t->count++;
+    if (first && t->watch)
+        t->watch(t->watch_ctx, filter, flen, group, glen, true);
     return 0;
 }
 
@@ -392,8 +399,10 @@ static bool topic__node_empty(const struct node *n)
     return !n->children && !n->plus && !n->hash && !n->subs && !n->groups;
 }
 
-/* Remove one member, keeping order; the cursor keeps pointing at the same next member. */
-static bool topic__group_remove(struct node *n, struct topic_group *g, void *subscriber)
+/* Remove one member, keeping order; the cursor keeps pointing at the same next member. The
+ * group is freed with its last member (*emptied). */
+static bool topic__group_remove(struct node *n, struct topic_group *g, void *subscriber,
+                                bool *emptied)
 {
     size_t i = 0;
     while (i < g->count && g->members[i].subscriber != subscriber)
@@ -406,7 +415,8 @@ static bool topic__group_remove(struct node *n, struct topic_group *g, void *sub
         g->cursor--;
     if (g->count && g->cursor >= g->count)
         g->cursor = 0;
-    if (g->count == 0) {
+    *emptied = g->count == 0;
+    if (*emptied) {
         HASH_DEL(n->groups, g);
         topic__group_free(g);
     }
@@ -419,9 +429,10 @@ int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen
     struct node *n = topic__walk(t, filter, flen, false);
     if (!n)
         return -1;
+    bool last;
     if (group) {
         struct topic_group *g = topic__group(n, group, glen, false);
-        if (!g || !topic__group_remove(n, g, subscriber))
+        if (!g || !topic__group_remove(n, g, subscriber, &last))
             return -1;
     } else {
         struct subent *s;
@@ -430,8 +441,11 @@ int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t flen
             return -1;
         HASH_DEL(n->subs, s);
         free(s);
+        last = n->subs == NULL;
     }
     t->count--;
+    if (last && t->watch)
+        t->watch(t->watch_ctx, filter, flen, group, glen, false);
     while (n->parent && topic__node_empty(n)) {
         struct node *p = n->parent;
         topic__node_free(n);
@@ -528,6 +542,19 @@ const char *topic_group_name(const struct topic_group *g, size_t *len)
 {
     *len = g->name_len;
     return g->name;
+}
+
+void topic_tree_set_watch(struct topic_tree *t, topic_watch_cb cb, void *ctx)
+{
+    t->watch = cb;
+    t->watch_ctx = ctx;
+}
+
+struct topic_group *topic_tree_group(const struct topic_tree *t, const char *filter, size_t flen,
+                                     const char *group, size_t glen)
+{
+    struct node *n = topic__walk(t, filter, flen, false);
+    return n ? topic__group(n, group, glen, false) : NULL;
 }
 
 size_t topic_tree_count(const struct topic_tree *t)

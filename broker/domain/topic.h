@@ -49,8 +49,18 @@ struct topic_sub {
 };
 
 struct topic_tree *topic_tree_new(void);
-/* Frees the tree; subscriber pointers are not touched. */
+/* Frees the tree; subscriber pointers are not touched, the watch is not called. */
 void topic_tree_free(struct topic_tree *t);
+
+/* Called when a filter gets its first non-shared subscription or loses its last one (group
+ * NULL), and when a shared group on a filter gets its first member or loses its last one; add
+ * tells which. The strings are only valid during the call. At most one watch per tree. */
+typedef void (*topic_watch_cb)(void *ctx, const char *filter, size_t flen, const char *group,
+                               size_t glen, bool add);
+void topic_tree_set_watch(struct topic_tree *t, topic_watch_cb cb, void *ctx);
+/* The shared group on filter, or NULL. */
+struct topic_group *topic_tree_group(const struct topic_tree *t, const char *filter, size_t flen,
+                                     const char *group, size_t glen);
 
 /* Add or replace (same subscriber, same filter, same group) a subscription. group may be NULL.
  * *replaced is set to whether one existed. Returns 0. Filter must be valid. */

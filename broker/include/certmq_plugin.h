@@ -30,9 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. */
+/* 3.0: size-prefixed tables, major/minor versions. 3.1: the tick hook. 3.2: the metrics hook and
+ * cert_attr. */
 #define CERTMQ_PLUGIN_API_MAJOR 3
-#define CERTMQ_PLUGIN_API_MINOR 1
+#define CERTMQ_PLUGIN_API_MINOR 2
 /* What certmq_plugin_version() returns. Versions before 3.0 returned a plain 1 or 2. */
 #define CERTMQ_PLUGIN_VERSION_OF(major, minor) ((major)*1000 + (minor))
 #define CERTMQ_PLUGIN_API_VERSION                                                                  \
@@ -83,7 +84,40 @@ struct certmq_plugin_api {
     /* Disconnect the client on conn_id as untrusted (MQTT 5: DISCONNECT 0x98; its will is not
      * published). 0 when it was connected, -1 when not (any more). */
     int (*disconnect)(void *broker, uint64_t conn_id, const char *reason);
+    /* Since 3.2 (check api_minor >= 2 first): the certificate attributes of the client on
+     * conn_id, read once at its handshake, exactly as the ACL sees them (docs/acl.md): attr is
+     * "o", "ou", "cn", "serial", "san_uri", "san_dns", "issuer_cn" or "policy". Returns how many
+     * values of attr the certificate has (0: none), or -1 when conn_id is not connected or attr
+     * is unknown. When index is below that count and the value was kept (at most 8 values of
+     * 256 bytes), *value (NUL-terminated; may hold hostile bytes, even a NUL before *len) and
+     * *len are set, else *value is NULL; value and len may be NULL to only count. Valid until
+     * the calling hook returns. */
+    int (*cert_attr)(void *broker, uint64_t conn_id, const char *attr, size_t index,
+                     const char **value, size_t *len);
 };
+
+/* Since 3.2: one sample a plugin reports to the metrics endpoint (Prometheus text format). */
+enum certmq_metric_type {
+    CERTMQ_METRIC_COUNTER = 1,
+    CERTMQ_METRIC_GAUGE = 2,
+    CERTMQ_METRIC_HISTOGRAM = 3
+};
+struct certmq_metric {
+    size_t size;      /* sizeof(struct certmq_metric) as the plugin was built */
+    const char *name; /* [a-zA-Z_:][a-zA-Z0-9_:]*, e.g. certmq_ocsp_requests_total */
+    const char *help; /* taken from the first sample of a name */
+    int type;         /* enum certmq_metric_type */
+    const char *label_name, *label_value; /* one optional label: NULL, or [a-zA-Z_][a-zA-Z0-9_]* */
+    double value;                         /* counters and gauges */
+    /* Histograms: nbuckets (at most 16) ascending upper bounds and nbuckets + 1 counts per
+     * bucket, not cumulative (the last: above every bound); sum of the observed values. Bounds
+     * and sum are in the plugin's unit; divided by scale they are seconds (or the base unit). */
+    const uint64_t *bounds, *counts;
+    size_t nbuckets;
+    uint64_t sum;
+    double scale;
+};
+typedef void certmq_metric_emit(void *ctx, const struct certmq_metric *m);
 
 /* What a plugin gives certmq; any hook may be NULL. ud is passed back to every hook. New
  * minor versions append hooks at the end. */
@@ -116,6 +150,10 @@ struct certmq_plugin_hooks {
     void (*cleanup)(void *ud);
     /* Since 3.1: once a second, on the loop (housekeeping without a timer of one's own). */
     void (*tick)(void *ud);
+    /* Since 3.2: at every scrape of the metrics endpoint, on the loop: call emit(ctx, m) once per
+     * sample, the samples of one name one after another. Samples with an invalid name, label or
+     * type are dropped (logged). Must be cheap: read counters, do not compute. */
+    void (*metrics)(void *ud, certmq_metric_emit *emit, void *ctx);
 };
 
 /* The two functions a plugin exports. CERTMQ_PLUGIN_VERSION_FUNCTION, once in one of the

@@ -459,6 +459,7 @@ static void handle_closed(uv_handle_t *h)
         return;
     struct conn_env *e = c->env;
     HASH_DEL(e->by_id, c);
+    conn__cert_unindex(c);
     if (c->counted && --c->counted->n == 0) {
         HASH_DEL(e->per_ip, c->counted);
         free(c->counted);

@@ -12,6 +12,7 @@
 #define CERTMQ_CONN_H
 
 #include "cidr.h"
+#include "hist.h"
 #include "reason.h"
 #include "tls.h"
 
@@ -61,6 +62,10 @@ struct conn_stats {
     /* Open connections ended by a trust verdict (conn_untrust), per reason. */
     uint64_t untrusted[REASON_COUNT];
     uint64_t refused_by[TLS_REJECT_COUNT];
+    /* Of refused_by[TLS_REJECT_HANDSHAKE]: refused before any TLS work by a per-address limit. */
+    uint64_t refused_per_ip, refused_pending_per_ip;
+    /* CPU spent in the TLS engine per completed handshake (ns), full and resumed. */
+    struct hist handshake_cpu_full, handshake_cpu_resumed;
     /* hello: accepted, ClientHello not complete (no handshake slot); waiting: ClientHello in,
      * no slot free yet. */
     uint32_t hello, handshaking, waiting, checking, open;
@@ -122,6 +127,11 @@ bool conn_cert_der(const struct conn *c, const uint8_t **der, size_t *len, const
                    size_t *issuer_len);
 /* Unique within the process, never reused; 1 is the first. */
 uint64_t conn_id(const struct conn *c);
+/* Every open connection (handshake and checks passed, not closing), in no order: for figures
+ * computed on demand (metrics) rather than kept on the hot path. cb must not close anything. */
+void conn_env_each_open(struct conn_env *e, void (*cb)(void *ud, const struct conn *c), void *ud);
+/* The listener slot c was accepted with (conn_accept's ctx_slot): tells its listener apart. */
+struct tls_ctx *const *conn_ctx_slot(const struct conn *c);
 /* The connection with that id, or NULL once it is gone (O(1)). */
 struct conn *conn_env_find(struct conn_env *e, uint64_t id);
 
@@ -130,6 +140,11 @@ struct conn *conn_env_find(struct conn_env *e, uint64_t id);
  * yet open is refused (counted and logged as a refusal) and closed. detail (NULL = the reason's
  * text) is what the log says. */
 void conn_untrust(struct conn *c, enum reason why, const char *detail);
+/* Untrust (conn_untrust) every open connection whose leaf certificate is id: a revocation
+ * learnt from elsewhere (another cluster node). Found through an index, no walk. Returns how
+ * many. */
+size_t conn_env_untrust_cert(struct conn_env *e, const struct tls_cert_id *id, enum reason why,
+                             const char *detail);
 /* Re-check every connection past its handshake against its listener's current TLS context (after
  * a CRL reload) and untrust the revoked ones (REASON_REVOKED_CRL). Returns how many open
  * connections were checked; *dropped = how many of those were revoked. */

@@ -81,10 +81,13 @@ struct conn {
     struct tls_ctx *ctx;
     struct buf hello; /* C_HELLO: a ClientHello that came in pieces (< TLS_HELLO_MAX bytes) */
     struct tls_ctx *const *ctx_slot;
-    void *check_token; /* the checker's, while C_CHECKING */
+    void *check_token;  /* the checker's, while C_CHECKING */
+    uint64_t hs_cpu_ns; /* spent in the TLS engine's handshake so far (metrics) */
     uint64_t id;
-    UT_hash_handle hh;     /* env->by_id */
-    uv_timer_t cert_timer; /* fires when the peer's certificate chain expires */
+    UT_hash_handle hh;                  /* env->by_id */
+    struct conn_cert *cert;             /* env->by_cert, once open: its leaf certificate */
+    struct conn *cert_next, *cert_prev; /* the other open connections with that certificate */
+    uv_timer_t cert_timer;              /* fires when the peer's certificate chain expires */
     const struct conn_ops *ops;
     void *tp_ctx;       /* the transport's per-listener context (the ws_ctx) */
     void *tp;           /* the transport's per-connection state (the ws_conn) */
@@ -133,11 +136,21 @@ struct ip_count {
 #define CONN_READ_BUF (64 * 1024)
 /* Plaintext per TLS read: one full TLS record (2^14 bytes). */
 #define CONN_PLAIN_BUF (16 * 1024)
+#define CONN_CERT_KEY TLS_CERT_KEY_LEN
+
+/* The open connections presenting one leaf certificate (issuer name hash and serial), so a
+ * revocation learnt from another node finds them without a walk. */
+struct conn_cert {
+    uint8_t key[CONN_CERT_KEY];
+    struct conn *head;
+    UT_hash_handle hh;
+};
 
 struct conn_env {
     uv_loop_t *loop;
     struct ip_count *per_ip;
-    struct conn *by_id; /* every connection until it is freed, by conn_id */
+    struct conn *by_id;        /* every connection until it is freed, by conn_id */
+    struct conn_cert *by_cert; /* open connections by leaf certificate */
     struct conn_env_opts o;
     const struct conn_admission *admission;
     uv_check_t check;
@@ -172,6 +185,8 @@ struct conn_env {
 void conn__stream_init(struct conn_env *e);
 /* Drop one of env->holds; the last frees the env. */
 void conn__env_drop(struct conn_env *e);
+/* The connection is being freed: out of the by-certificate index (conn_handshake.c). */
+void conn__cert_unindex(struct conn *c);
 /* Closes the stream side's two env handles with cb. */
 void conn__stream_close(struct conn_env *e, uv_close_cb cb);
 void conn__update_reading(struct conn *c);

@@ -28,6 +28,8 @@
 #else
 #include <psa/crypto.h>
 #endif
+#include <mbedtls/ssl_ticket.h>
+#include <mbedtls/version.h>
 
 struct tls_lib {
     mbedtls_entropy_context entropy;
@@ -296,6 +298,12 @@ struct tls_ctx *tls_ctx_new(struct tls_lib *lib, const struct tls_server_opts *o
     return tls_ctx_load(lib, o, &how, d);
 }
 
+const struct tls_crl_file *tls_ctx_crl_files(const struct tls_ctx *c, size_t *n)
+{
+    *n = c->crl_file_count;
+    return c->crl_files;
+}
+
 size_t tls_ctx_crl_entries(const struct tls_ctx *c)
 {
     return c->crl_entries;
@@ -360,6 +368,9 @@ void tls_ctx_unref(struct tls_ctx *c)
     mbedtls_ssl_config_free(&c->conf);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_x509_crl_free(&c->crl);
+    for (size_t i = 0; i < c->crl_file_count; i++)
+        free(c->crl_files[i].path);
+    free(c->crl_files);
     mbedtls_x509_crt_free(&c->cert);
     mbedtls_x509_crt_free(&c->seen);
     mbedtls_x509_crt_free(&c->no_ca);
@@ -482,6 +493,7 @@ void tls_conn_free(struct tls_conn *c)
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->peer.chain);
+    certattrs_free(c->peer.attrs);
     tls_conn_drop_der(c);
     tls_ctx_unref(c->ctx);
     free(c);
@@ -906,4 +918,9 @@ const char *tls_reject_str(enum tls_reject r)
         [TLS_REJECT_PROXY] = "proxy protocol",
     };
     return (unsigned)r < TLS_REJECT_COUNT ? s[r] : "unknown";
+}
+
+void tls_library_version(char *out)
+{
+    mbedtls_version_get_string(out);
 }

@@ -15,6 +15,7 @@
 #define CERTMQ_TLS_H
 
 #include "buf.h"
+#include "certattr.h"
 #include "diag.h"
 
 #include <stdbool.h>
@@ -56,6 +57,8 @@ enum tls_reject {
     TLS_REJECT_COUNT
 };
 const char *tls_reject_str(enum tls_reject r);
+/* The Mbed TLS version the process runs with ("2.28.3"), into out (at least 18 bytes). */
+void tls_library_version(char *out);
 
 /* Process-wide TLS state: entropy, DRBG, session-ticket keys. Shared by every listener and kept
  * across reloads so that tickets stay valid when certificates are rotated. */
@@ -110,6 +113,13 @@ int tls_lib_ticket_keys(struct tls_lib *lib, const char *path, struct tls_load *
 size_t tls_lib_ticket_key_info(const struct tls_lib *lib, char name_hex[33]);
 /* Revoked certificates listed by the context's CRLs (all of them, every issuer). */
 size_t tls_ctx_crl_entries(const struct tls_ctx *c);
+/* One CRL file of the context (crlfile, or a file of crlpath) and its update times (unix seconds;
+ * with several CRLs in the file, the oldest thisUpdate and the earliest nextUpdate, 0 = none). */
+struct tls_crl_file {
+    char *path;
+    int64_t this_update, next_update;
+};
+const struct tls_crl_file *tls_ctx_crl_files(const struct tls_ctx *c, size_t *n);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c);
 
@@ -132,15 +142,33 @@ struct tls_peer {
     bool resumed;              /* session ticket used */
     struct tls_cert_id *chain; /* leaf first, then intermediates (not the trust anchor) */
     uint8_t chain_len;
+    /* The leaf's policy attributes, captured once per handshake (full or resumed) so the ACL
+     * never parses X.509; NULL until then. Owned by the connection. */
+    struct certattrs *attrs;
 };
 
 /* Full handshakes whose client chain was found in the verified-chain cache. */
 uint64_t tls_ctx_chain_cache_hits(const struct tls_ctx *ctx);
 /* Is any certificate of the peer's chain revoked by the CRLs of ctx? Fills why when so. */
 bool tls_ctx_peer_revoked(const struct tls_ctx *ctx, const struct tls_peer *p, char *why, size_t n);
+/* A certificate id as a fixed-size hash key: issuer name hash, serial length, serial
+ * (zero-padded). */
+#define TLS_CERT_KEY_LEN (32 + 1 + 32)
+void tls_cert_id_key(const struct tls_cert_id *id, uint8_t key[TLS_CERT_KEY_LEN]);
+/* Every certificate the CRLs of ctx revoke, as (issuer name hash, serial). */
+void tls_ctx_crl_foreach(const struct tls_ctx *ctx,
+                         void (*cb)(void *ud, const struct tls_cert_id *id), void *ud);
 /* Identity of a DER certificate under mode (for tests and the fuzzer). 0 or -1 with *why. */
 int tls_identity_from_der(const uint8_t *der, size_t len, enum tls_identity_mode mode, char *out,
                           size_t cap, const char **why);
+/* The policy attributes of a DER certificate (for --explain, tests and the fuzzer); NULL when it
+ * does not parse. The caller frees with certattrs_free(). */
+struct certattrs *tls_attrs_from_der(const uint8_t *der, size_t len);
+/* certmq --explain: the first certificate of a file (PEM or DER) as a handshake would see it:
+ * *attrs, and its identity under mode in identity (or "" with *idwhy when a handshake would
+ * refuse it). 0, or -1 with err when the file does not hold a certificate. */
+int tls_cert_file_read(const char *path, enum tls_identity_mode mode, char *identity, size_t cap,
+                       const char **idwhy, struct certattrs **attrs, char *err, size_t errlen);
 
 struct tls_conn;
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx);

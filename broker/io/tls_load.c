@@ -306,11 +306,20 @@ static void load_crl_file(struct tls_ctx *c, const char *path, bool check, struc
         return;
     }
     const mbedtls_x509_crl *first = last ? last->next : &c->crl;
+    struct tls_crl_file f = {.path = xstrdup(path)};
     for (const mbedtls_x509_crl *l = first; l && l->raw.p; l = l->next) {
         c->crl_count++;
         for (const mbedtls_x509_crl_entry *e = &l->entry; e && e->raw.p; e = e->next)
             c->crl_entries++;
+        int64_t tu = tls__unix_time(&l->this_update);
+        int64_t nu = l->next_update.year ? tls__unix_time(&l->next_update) : 0;
+        if (!f.this_update || tu < f.this_update)
+            f.this_update = tu;
+        if (nu && (!f.next_update || nu < f.next_update))
+            f.next_update = nu;
     }
+    c->crl_files = xrealloc(c->crl_files, (c->crl_file_count + 1) * sizeof(*c->crl_files));
+    c->crl_files[c->crl_file_count++] = f;
     if (check)
         tls_verify_check_crls(c, first, path, d);
 }

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-static int64_t to_unix(const mbedtls_x509_time *t)
+int64_t tls__unix_time(const mbedtls_x509_time *t)
 {
     struct tm tm = {0};
     tm.tm_year = t->year - 1900;
@@ -247,7 +247,7 @@ static void add_chain(struct tls_peer *p, const mbedtls_x509_crt *c)
     id->serial_len =
         (uint8_t)(c->serial.len < sizeof(id->serial) ? c->serial.len : sizeof(id->serial));
     memcpy(id->serial, c->serial.p, id->serial_len);
-    id->not_after = to_unix(&c->valid_to);
+    id->not_after = tls__unix_time(&c->valid_to);
     if (!p->not_after || id->not_after < p->not_after)
         p->not_after = id->not_after;
 }
@@ -306,6 +306,10 @@ static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
     free(vs->leaf_der);
     vs->leaf_der = xmemdup(crt->raw.p, crt->raw.len);
     vs->leaf_der_len = crt->raw.len;
+    /* Replaced, not added to: a verified-chain cache hit that fails falls back to a full
+     * verification, which comes here again. */
+    certattrs_free(p->attrs);
+    p->attrs = tls__attrs_get(crt);
     return 0;
 }
 
@@ -550,6 +554,32 @@ bool tls_ctx_peer_revoked(const struct tls_ctx *c, const struct tls_peer *p, cha
         }
     }
     return false;
+}
+
+void tls_cert_id_key(const struct tls_cert_id *id, uint8_t key[TLS_CERT_KEY_LEN])
+{
+    uint8_t n = id->serial_len <= 32 ? id->serial_len : 32;
+    memset(key, 0, TLS_CERT_KEY_LEN);
+    memcpy(key, id->issuer_hash, 32);
+    key[32] = n;
+    memcpy(key + 33, id->serial, n);
+}
+
+void tls_ctx_crl_foreach(const struct tls_ctx *c,
+                         void (*cb)(void *ud, const struct tls_cert_id *id), void *ud)
+{
+    for (const mbedtls_x509_crl *l = &c->crl; c->crl_count && l && l->raw.p; l = l->next) {
+        struct tls_cert_id id = {0};
+        mbedtls_sha256(l->issuer_raw.p, l->issuer_raw.len, id.issuer_hash, 0);
+        for (const mbedtls_x509_crl_entry *e = &l->entry; e && e->raw.p; e = e->next) {
+            if (e->serial.len > sizeof(id.serial))
+                continue; /* RFC 5280: at most 20 octets; no certificate of ours can match */
+            memset(id.serial, 0, sizeof(id.serial));
+            memcpy(id.serial, e->serial.p, e->serial.len);
+            id.serial_len = (uint8_t)e->serial.len;
+            cb(ud, &id);
+        }
+    }
 }
 
 /* ---- the verified-chain cache ------------------------------------------------------------ */

@@ -40,8 +40,10 @@ struct tls_ctx {
     struct tls_server_opts opts; /* flags only are used after creation; strings may dangle */
     mbedtls_x509_crt ca, cert;
     mbedtls_x509_crl crl;
-    size_t crl_count;   /* CRLs loaded (0: none configured) */
-    size_t crl_entries; /* revoked certificates listed by them, for reload warnings */
+    size_t crl_count;               /* CRLs loaded (0: none configured) */
+    size_t crl_entries;             /* revoked certificates listed by them, for reload warnings */
+    struct tls_crl_file *crl_files; /* per file: its update times, for metrics */
+    size_t crl_file_count;
     /* While loading: how files are read, and whether one was still being written. */
     struct tls_load *load;
     mbedtls_pk_context key;
@@ -111,9 +113,14 @@ int tls_verify_resumed(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
 void tls_verify_check_crls(struct tls_ctx *c, const mbedtls_x509_crl *first, const char *file,
                            struct diag *d);
 
+/* tls_attrs.c: the leaf's policy attributes (never NULL). */
+struct certattrs *tls__attrs_get(const mbedtls_x509_crt *crt);
+
 /* tls_load.c: every file of the context and its cipher list; problems go to d. */
 void tls__load_files(struct tls_ctx *c, const struct tls_server_opts *o, struct diag *d);
 /* Mbed TLS's text for an error code, in buf. */
 const char *tls__mbed_err(int r, char *buf, size_t n);
+/* An X.509 time (UTC) as unix seconds. */
+int64_t tls__unix_time(const mbedtls_x509_time *t);
 
 #endif

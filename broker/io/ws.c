@@ -378,3 +378,8 @@ void ws_conn_release(struct ws_conn *c)
     c->ud = NULL;
     close_pipe(c);
 }
+
+const char *ws_library_version(void)
+{
+    return lws_get_library_version();
+}

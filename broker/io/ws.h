@@ -31,6 +31,8 @@ struct ws_io {
 
 /* max_clients sizes lws's fd tables (3 fds per WSS client). NULL on failure (logged). */
 struct ws_ctx *ws_ctx_new(uv_loop_t *loop, unsigned max_clients);
+/* The libwebsockets version the process runs with (its own string). */
+const char *ws_library_version(void);
 /* Two steps, because lws on a foreign libuv loop needs the loop to run in between: stop starts
  * the destruction (lws closes its handles), free completes it once the loop has run dry. */
 void ws_ctx_stop(struct ws_ctx *w);

@@ -6,6 +6,8 @@
  * plugin_opt_deny_cert ID      refuse the certificate whose identity is ID at the handshake
  * plugin_opt_cert_delay_ms N   decide every certificate N ms later (a stand-in for a network
  *                              lookup: the connection waits, the broker serves everyone else)
+ * plugin_opt_log_attributes true  log each certificate's attributes (O, OU, SAN URI, ...) as
+ *                              the ACL sees them (API 3.2 cert_attr)
  *
  * It shows the whole contract: version check, options, hooks that can only restrict, an
  * asynchronous certificate decision on the broker's libuv loop, logging through the broker,
@@ -27,7 +29,7 @@ struct delayed {
 struct example {
     const struct certmq_plugin_api *api;
     char *deny_level, *deny_cert;
-    int log_messages;
+    int log_messages, log_attributes;
     unsigned long messages;
     long cert_delay_ms;
     struct delayed *delayed;
@@ -56,9 +58,30 @@ static void delayed_fire(uv_timer_t *t)
     uv_close((uv_handle_t *)t, delayed_closed);
 }
 
+/* Every attribute value of the connection's certificate, through the 3.2 api. */
+static void log_attributes(struct example *x, const struct certmq_cert *cert)
+{
+    static const char *const names[] = {"o",       "ou",      "cn",        "serial",
+                                        "san_uri", "san_dns", "issuer_cn", "policy"};
+    if (x->api->api_minor < 2) /* an older certmq: no cert_attr in its table */
+        return;
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        int n = x->api->cert_attr(x->api->broker, cert->conn_id, names[k], 0, NULL, NULL);
+        for (int i = 0; i < n; i++) {
+            const char *v;
+            size_t len;
+            x->api->cert_attr(x->api->broker, cert->conn_id, names[k], (size_t)i, &v, &len);
+            x->api->log(CERTMQ_LOG_NOTICE, "example: %s has %s=%.*s", cert->identity, names[k],
+                        v ? (int)len : 0, v ? v : "");
+        }
+    }
+}
+
 static int cert_check(void *ud, const struct certmq_cert *cert, struct certmq_pending *p)
 {
     struct example *x = ud;
+    if (x->log_attributes)
+        log_attributes(x, cert);
     if (x->deny_cert && !strcmp(cert->identity, x->deny_cert)) {
         x->api->cert_decide(p, CERTMQ_DENY, "example: identity on the deny list");
         return CERTMQ_DENY;
@@ -169,6 +192,8 @@ int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_
             }
         } else if (!strcmp(o->keys[i], "log_messages")) {
             x->log_messages = !strcmp(o->values[i], "true");
+        } else if (!strcmp(o->keys[i], "log_attributes")) {
+            x->log_attributes = !strcmp(o->values[i], "true");
         } else {
             api->log(CERTMQ_LOG_ERR, "example: unknown option plugin_opt_%s", o->keys[i]);
             free_example(x);
@@ -181,7 +206,7 @@ int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_
     h->message = message;
     h->connect = connected;
     h->cleanup = cleanup;
-    if (x->deny_cert || x->cert_delay_ms)
+    if (x->deny_cert || x->cert_delay_ms || x->log_attributes)
         h->cert_check = cert_check;
     api->log(CERTMQ_LOG_NOTICE, "example: ready (deny_level %s)",
              x->deny_level ? x->deny_level : "none");

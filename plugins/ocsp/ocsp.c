@@ -33,6 +33,11 @@
 #define MAX_INFLIGHT 64          /* HTTP requests at once; more wait in a queue */
 #define MAX_RESPONSE (64 * 1024) /* an OCSP answer with a responder chain is a few KB */
 #define REQ_MAX 512
+/* Responder latency buckets (us), for the metrics hook: a local responder answers in a few ms,
+ * a CA's over the internet in 50-500 ms; timeout_ms ends the rest. */
+static const uint64_t latency_bounds[] = {1000,   5000,   10000,   25000,   50000,   100000,
+                                          250000, 500000, 1000000, 2500000, 5000000, 10000000};
+#define LATENCY_BUCKETS (sizeof(latency_bounds) / sizeof(latency_bounds[0]))
 
 struct issuer {      /* shared by every tracked device it issued */
     uint8_t key[40]; /* name hash + key hash of its CertIDs */
@@ -65,6 +70,7 @@ struct lookup {
     char *url_s;
     uint8_t nonce[OCSP_NONCE_LEN];
     struct ocsp_http *http;
+    uint64_t started_ns; /* uv_hrtime when the request went out */
     struct waiter *waiters;
     struct lookup *queue_next;
     struct ocsp *x;
@@ -101,6 +107,8 @@ struct ocsp {
     uv_timer_t recheck;
     bool recheck_on;
     uint64_t stats_good, stats_revoked, stats_unknown, stats_failed, stats_cached;
+    /* Time from request to answer (or failure) per responder exchange, us. */
+    uint64_t latency[LATENCY_BUCKETS + 1], latency_sum_us;
 };
 
 #define LOG(x, lvl, ...) (x)->api->log(lvl, "ocsp: " __VA_ARGS__)
@@ -321,6 +329,12 @@ static void on_answer(void *ud, const uint8_t *body, size_t len, const char *err
     struct ocsp *x = l->x;
     x->inflight--;
     l->http = NULL;
+    uint64_t us = (uv_hrtime() - l->started_ns) / 1000;
+    size_t b = 0;
+    while (b < LATENCY_BUCKETS && us > latency_bounds[b])
+        b++;
+    x->latency[b]++;
+    x->latency_sum_us += us;
     if (err) {
         x->stats_failed++;
         lookup_done(l, -1, err);
@@ -355,6 +369,7 @@ static void lookup_start(struct lookup *l)
     int n = -1;
     if (uv_random(NULL, NULL, l->nonce, sizeof(l->nonce), 0, NULL) == 0)
         n = ocsp_request_encode(&l->id, l->nonce, sizeof(l->nonce), req, sizeof(req));
+    l->started_ns = uv_hrtime();
     if (n > 0)
         l->http = ocsp_http_post(x->api->loop, &l->url, req, (size_t)n, x->timeout_ms, MAX_RESPONSE,
                                  on_answer, l);
@@ -558,6 +573,54 @@ static void reload(void *ud)
         (unsigned long long)x->stats_cached);
 }
 
+/* API 3.2: the counters above as Prometheus samples (docs/operations.md, "Metrics"). */
+static void metrics(void *ud, certmq_metric_emit *emit, void *ctx)
+{
+    struct ocsp *x = ud;
+    static const char *const results[] = {"good", "revoked", "unknown", "failed"};
+    const uint64_t counts[] = {x->stats_good, x->stats_revoked, x->stats_unknown, x->stats_failed};
+    struct certmq_metric m = {.size = sizeof(m)};
+    m.name = "certmq_ocsp_requests_total";
+    m.help = "OCSP requests sent to responders, by outcome (failed: no valid answer: "
+             "unreachable, timeout, HTTP error, bad signature or nonce)";
+    m.type = CERTMQ_METRIC_COUNTER;
+    m.label_name = "result";
+    for (int i = 0; i < 4; i++) {
+        m.label_value = results[i];
+        m.value = (double)counts[i];
+        emit(ctx, &m);
+    }
+    const struct {
+        const char *name, *help;
+        int type;
+        uint64_t value;
+    } plain[] = {
+        {"certmq_ocsp_cache_hits_total", "Certificate checks answered from the OCSP cache",
+         CERTMQ_METRIC_COUNTER, x->stats_cached},
+        {"certmq_ocsp_cache_entries", "OCSP answers cached", CERTMQ_METRIC_GAUGE, x->cache_count},
+        {"certmq_ocsp_requests_in_flight", "OCSP requests waiting for their responder",
+         CERTMQ_METRIC_GAUGE, x->inflight},
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        m = (struct certmq_metric){.size = sizeof(m),
+                                   .name = plain[i].name,
+                                   .help = plain[i].help,
+                                   .type = plain[i].type,
+                                   .value = (double)plain[i].value};
+        emit(ctx, &m);
+    }
+    m = (struct certmq_metric){.size = sizeof(m),
+                               .name = "certmq_ocsp_responder_latency_seconds",
+                               .help = "Time from an OCSP request to its answer or failure",
+                               .type = CERTMQ_METRIC_HISTOGRAM,
+                               .bounds = latency_bounds,
+                               .counts = x->latency,
+                               .nbuckets = LATENCY_BUCKETS,
+                               .sum = x->latency_sum_us,
+                               .scale = 1e6};
+    emit(ctx, &m);
+}
+
 static void free_ocsp(struct ocsp *x)
 {
     while (x->responder_for) {
@@ -718,6 +781,7 @@ int certmq_plugin_init(const struct certmq_plugin_api *api, const struct certmq_
     h->conn_closed = conn_closed;
     h->reload = reload;
     h->cleanup = cleanup;
+    h->metrics = metrics;
     LOG(x, CERTMQ_LOG_NOTICE,
         "ready: responder %s, fail mode %s, unknown %s, timeout %u ms, "
         "re-check every %u s, cache %u answers up to %u s",

@@ -1,8 +1,9 @@
 /* ACL fuzz target: parse arbitrary text; when it parses, compile it for a few identities (one
- * with a client id that must not widen %c patterns) and evaluate fixed topics plus the last word
- * of every input line. Oracle: for a valid topic name t, "may read t" and "may subscribe to the
- * filter t" must agree, since a filter without wildcards covers and intersects exactly what it
- * matches. Any disagreement aborts. */
+ * with a client id that must not widen %c patterns, each with certificate attributes: clean,
+ * ambiguous and hostile ones, for %{attr} patterns and match blocks) and evaluate fixed topics plus
+ * the last word of every input line. Oracle: for a valid topic name t, "may read t" and "may
+ * subscribe to the filter t" must agree, since a filter without wildcards covers and intersects
+ * exactly what it matches. Any disagreement aborts. */
 #include "acl.h"
 #include "topic.h"
 
@@ -24,8 +25,9 @@ struct span {
  * asking about, so the checks reach the matching code instead of default deny. */
 static size_t fuzz__topics(const char *text, size_t size, struct span *out, size_t max)
 {
-    static const char *fixed[] = {"devices/dev-1/t", "devices/dev-2/t", "$SYS/x", "a", "a/b/c", "/",
-                                  "c/c1/o",          "fleet/x"};
+    static const char *fixed[] = {
+        "devices/dev-1/t", "devices/dev-2/t",  "$SYS/x",       "a", "a/b/c", "/", "c/c1/o",
+        "fleet/x",         "gateways/0042/up", "s/sensor/0042"};
     size_t n = 0;
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) && n < max; i++)
         out[n++] = (struct span){fixed[i], strlen(fixed[i])};
@@ -46,6 +48,36 @@ static size_t fuzz__topics(const char *text, size_t size, struct span *out, size
     return n;
 }
 
+/* Attributes for identity i: 0 clean (a gateway with a URN), 1 none, 2 ambiguous, 3 hostile. */
+static struct certattrs *fuzz__attrs(size_t i)
+{
+    static const struct {
+        int k;
+        const char *v;
+    } sets[][5] = {
+        {{CERTATTR_OU, "gateways"},
+         {CERTATTR_SAN_URI, "urn:acme:device:sensor:0042"},
+         {CERTATTR_ISSUER_CN, "Acme Gateway CA"},
+         {CERTATTR_POLICY, "1.3.6.1.4.1.99999.1.2"},
+         {CERTATTR_SERIAL, "0A1B"}},
+        {{-1, NULL}},
+        {{CERTATTR_OU, "a"}, {CERTATTR_OU, "b"}, {CERTATTR_O, "Acme"}, {CERTATTR_O, "Acme"}},
+        {{CERTATTR_OU, "+"}, {CERTATTR_O, "#"}, {CERTATTR_CN, "a/b"}, {CERTATTR_SAN_URI, "u:+:/"}},
+    };
+    if (i == 1)
+        return NULL;
+    struct certattrs *a = certattrs_new();
+    for (size_t j = 0; j < 5 && sets[i][j].v; j++)
+        a = certattrs_add(a, sets[i][j].k, sets[i][j].v, strlen(sets[i][j].v));
+    return a;
+}
+
+static void fuzz__print(void *ctx, const char *line)
+{
+    (void)ctx;
+    (void)line;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
@@ -60,8 +92,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *ids[][2] = {{"dev-1", "c1"}, {"admin", ""}, {"x", "a/+"}, {"a", "#"}};
         struct span topics[MAX_TOPICS];
         size_t nt = fuzz__topics(text, size, topics, MAX_TOPICS);
+        char last[MAX_TOPIC_LEN + 1]; /* the spans are not NUL-terminated */
+        memcpy(last, topics[nt - 1].p, topics[nt - 1].len);
+        last[topics[nt - 1].len] = '\0';
         for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-            struct acl_client *c = acl_compile(a, ids[i][0], ids[i][1]);
+            struct certattrs *at = fuzz__attrs(i);
+            uint64_t lim = 7;
+            if (!acl_limit(a, at, ACL_LIMIT_CONNECTIONS, &lim) && lim != 7)
+                abort(); /* no block set it: the default stays */
+            struct acl_client *c = acl_compile_cert(a, ids[i][0], ids[i][1], at);
+            /* --explain over the same rules: must not crash on anything that parses. */
+            acl_explain(a, ids[i][0], ids[i][1], at, last, fuzz__print, NULL);
+            certattrs_free(at);
             for (size_t t = 0; t < nt; t++) {
                 bool r = acl_check(c, topics[t].p, topics[t].len, ACL_READ);
                 acl_check(c, topics[t].p, topics[t].len, ACL_WRITE);

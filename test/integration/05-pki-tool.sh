@@ -53,6 +53,16 @@ P device weird --cn 'a+b/c' >/dev/null
 expect "CN taken literally" sh -c "openssl x509 -in '$T/pki/issued/weird.crt' -noout -subject -nameopt RFC2253 | grep -q 'CN=a\\\\+b/c'"
 P device sans --san URI:urn:dev:7 --san DNS:d.example >/dev/null
 expect "SANs" sh -c "openssl x509 -in '$T/pki/issued/sans.crt' -noout -text | grep -q 'URI:urn:dev:7'"
+P device gw7 --o Acme --ou gateways --ou east --policy 1.3.6.1.4.1.99999.1.2 --policy 1.2.3 \
+    --san URI:urn:acme:device:gateway:0007 >/dev/null
+openssl x509 -in "$T/pki/issued/gw7.crt" -noout -subject -nameopt RFC2253 -ext certificatePolicies,subjectAltName > "$T/gw7.txt" 2>&1
+expect "--o and --ou in the subject" grep -q "subject=CN=gw7,OU=east,OU=gateways,O=Acme" "$T/gw7.txt"
+expect "--policy OIDs" sh -c "grep -q 'Policy: 1.3.6.1.4.1.99999.1.2' '$T/gw7.txt' && grep -q 'Policy: 1.2.3' '$T/gw7.txt'"
+expect "SAN URI with --o" grep -q "URI:urn:acme:device:gateway:0007" "$T/gw7.txt"
+expect "attributes chain verifies" openssl verify -CAfile "$T/pki/ca.crt" "$T/pki/issued/gw7.crt"
+expect_fail "--policy not an OID" P device badoid --policy 1..2
+expect_fail "--o with a dollar" P device badorg --o 'a$b'
+expect_fail "--ou without a value" P device badou --ou
 expect "revoke" P revoke dev1
 expect_fail "revoke twice" P revoke dev1
 expect_fail "revoke unknown" P revoke nobody

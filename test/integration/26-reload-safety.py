@@ -51,14 +51,18 @@ def test_in_place_writer_never_loads_a_prefix():
     start = b.log_count()
     stop = threading.Event()
 
+    longest_gap = [0.0]
+
     def writer():
         cycle = 0
         while not stop.is_set():
             fd = os.open(b.acl, os.O_WRONLY)
             os.ftruncate(fd, 0)
             os.write(fd, BODY.encode())
+            t0 = time.monotonic()
             time.sleep(0.03)
             os.write(fd, DENY.encode())
+            longest_gap[0] = max(longest_gap[0], time.monotonic() - t0)
             os.close(fd)
             cycle += 1
             # Now and then a quiet spell long enough for a debounced reload of the whole file.
@@ -79,12 +83,22 @@ def test_in_place_writer_never_loads_a_prefix():
     time.sleep(0.5)  # the writer's last change is reloaded too
     counts = loaded_counts(start)
     check(counts, "some reload happened")
-    check(all(c == FULL_RULES for c in counts),
-          "only whole files are loaded: rule counts seen %r, want %d" % (sorted(set(counts)), FULL_RULES))
+    # The broker trusts a file changed in place once it has been quiet for 100 ms
+    # (FILEREAD_SETTLE_MS): a writer descheduled that long between its two writes (a loaded CI
+    # machine) is indistinguishable from one that has finished, so the check only holds when
+    # every pause of this writer stayed well under that.
+    if longest_gap[0] < 0.09:
+        check(all(c == FULL_RULES for c in counts),
+              "only whole files are loaded: rule counts seen %r, want %d" % (sorted(set(counts)),
+                                                                              FULL_RULES))
+    else:
+        print("writer paused %.0f ms between its writes (machine busy): prefix check skipped"
+              % (longest_gap[0] * 1000))
     pub.publish("devices/dev/ping", b"p", qos=1)
     dev.expect("devices/dev/ping", 3)  # deliveries work: silence below means denial
     got = [m[0] for m in dev.messages if m[0].startswith("devices/secret/")]
-    check(not got, "dev received %d messages the whole file denies" % len(got))
+    check(not got or longest_gap[0] >= 0.09,
+          "dev received %d messages the whole file denies" % len(got))
     dev.disconnect()
     pub.disconnect()
 

@@ -35,6 +35,19 @@ def test_plugin_restricts_and_observes():
     w.disconnect()
 
 
+def test_cert_attributes():
+    pki.device("gw", "--o", "Acme", "--ou", "gateways", "--ou", "east", "--san", "URI:urn:acme:gw:7",
+               "--policy", "1.3.6.1.4.1.99999.1.2")
+    b3 = h.broker(pki, ACL, extra="plugin %s\nplugin_opt_log_attributes true\n" % PLUGIN)
+    g = h.paho(b3, pki, "gw")
+    for want in (r"example: gw has o=Acme", r"example: gw has ou=gateways", r"example: gw has ou=east",
+                 r"example: gw has san_uri=urn:acme:gw:7", r"example: gw has policy=1\.3\.6\.1\.4\.1\.99999\.1\.2",
+                 r"example: gw has cn=gw", r"example: gw has serial=[0-9A-F]+", r"example: gw has issuer_cn="):
+        b3.log_wait(want, 3)
+    g.disconnect()
+    check(b3.stop() == 0, "clean exit")
+
+
 def test_cert_check_deny_and_pending():
     b2 = h.broker(pki, ACL, extra="plugin %s\nplugin_opt_deny_cert banned\nplugin_opt_cert_delay_ms 1500\n"
                   % PLUGIN)
@@ -115,6 +128,6 @@ def test_unloaded_at_exit():
     check(any("example: unloading after" in l for l in b.log()), "cleanup hook ran")
 
 
-h.run(test_plugin_restricts_and_observes, test_cert_check_deny_and_pending, test_cert_check_time_limit,
+h.run(test_plugin_restricts_and_observes, test_cert_attributes, test_cert_check_deny_and_pending, test_cert_check_time_limit,
       test_bad_plugins_refused, test_test_config_checks_plugins,
       test_unloaded_at_exit)

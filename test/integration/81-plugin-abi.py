@@ -24,7 +24,7 @@ b = h.broker(pki, ACL, extra="plugin %s\n" % plugin("old_minor"))
 
 
 def test_old_minor_loads_and_runs():
-    b.log_wait(r"old_minor: ready \(built for API 3\.0, certmq speaks 3\.1\)", 3)
+    b.log_wait(r"old_minor: ready \(built for API 3\.0, certmq speaks 3\.2\)", 3)
     n = b.log_count()
     a = h.paho(b, pki, "a", client_id="dev-a")
     a.publish("devices/a/x", b"1", 1)
@@ -59,9 +59,9 @@ def refused(name, want):
 
 
 def test_incompatible_versions_refused():
-    refused("newer_minor", "plugin built for API 3.2, newer than this certmq's 3.1")
-    refused("next_major", "plugin built for API 4.1, certmq speaks 3.1: only plugins for API 3.0 to 3.1 load")
-    refused("legacy", "plugin API version 2, certmq speaks 3.1: rebuild the plugin")
+    refused("newer_minor", "plugin built for API 3.3, newer than this certmq's 3.2")
+    refused("next_major", "plugin built for API 4.2, certmq speaks 3.2: only plugins for API 3.0 to 3.2 load")
+    refused("legacy", "plugin API version 2, certmq speaks 3.2: rebuild the plugin")
 
 
 def test_test_config_accepts_old_minor():

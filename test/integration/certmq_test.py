@@ -145,6 +145,15 @@ class PKI:
     def cert(self, name):
         return (os.path.join(self.dir, "issued", name + ".crt"), os.path.join(self.dir, "private", name + ".key"))
 
+    def expiring(self, name, seconds):
+        """A device whose certificate began an hour ago and ends in `seconds` (issued now: under a
+        loaded sanitizer run the caller may start late)."""
+        from datetime import datetime, timedelta, timezone
+        now = datetime.now(timezone.utc)
+        fmt = lambda t: t.strftime("%Y%m%d%H%M%SZ")
+        return self.device(name, "--start", fmt(now - timedelta(hours=1)), "--end",
+                           fmt(now + timedelta(seconds=seconds)))
+
     def revoke(self, name, *opts):
         self.run("revoke", name, *opts)
 

@@ -36,6 +36,7 @@ static struct broker *mkbroker(const char *acl_text)
         .max_retained_bytes = quotas.max_retained_bytes,
         .max_retained_bytes_per_identity = quotas.max_retained_bytes_per_identity,
         .max_persistent_sessions_per_identity = quotas.max_persistent_sessions_per_identity,
+        .max_connections_per_identity = quotas.max_connections_per_identity,
         .retain_available = true,
     };
     struct broker_client_ops ops = {.wakeup = on_wakeup, .kick = on_kick};
@@ -94,11 +95,11 @@ static void test_isolation(void)
     int c1, c2, c3;
     bool present;
     struct session *a =
-        broker_attach(b, "dev-a", "x", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "x", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     struct session *bb =
-        broker_attach(b, "dev-b", "x", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-b", NULL, "x", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     struct session *ops =
-        broker_attach(b, "ops", "ops", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "ops", NULL, "ops", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     CHECK(a != bb); /* same client id, different identity: separate sessions */
     CHECK_EQ_INT(kicks, 0);
     CHECK_EQ_INT(broker_subscribe(b, a, "devices/#", 9, 1, 0, 0), 1);
@@ -138,13 +139,13 @@ static void test_retained_and_will(void)
     int c1, c2;
     bool present;
     struct session *a =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     struct msg *m = mk(b, "devices/dev-a/state", "on", 1, true);
     CHECK_EQ_INT(broker_publish(b, a, m, 0), BROKER_PUB_NO_MATCH);
     msg_unref(m);
     CHECK_EQ_INT(broker_retained_count(b), 1);
     struct session *ops =
-        broker_attach(b, "ops", "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "ops", NULL, "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0);
     bool retain = false;
     CHECK_EQ_STR(next_topic(ops, NULL, &retain), "devices/dev-a/state");
@@ -162,7 +163,7 @@ static void test_retained_and_will(void)
     msg_unref(w);
     broker_detach(b, a, true, 0);
     CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/status");
-    a = broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    a = broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     w = mk(b, "devices/dev-a/status", "gone", 1, false);
     session_set_will(a, w);
     msg_unref(w);
@@ -190,9 +191,9 @@ static void test_retained_bytes(void)
     int c1, c2;
     bool present;
     struct session *a =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     struct session *x =
-        broker_attach(b, "dev-x", "x", &c2, "127.0.0.1:2", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-x", NULL, "x", &c2, "127.0.0.1:2", true, false, 0, 4, &present, 0);
     /* "devices/1" + 31 bytes = 40 each */
     const char *p31 = "0123456789012345678901234567890";
     publish_retained(b, a, "devices/1", p31);
@@ -228,25 +229,64 @@ static void test_sessions_per_identity(void)
     quotas = (struct broker_limits){0};
     int c[6];
     bool present;
-    CHECK(broker_attach(b, "dev-a", "a1", &c[0], "p", false, true, 60, 4, &present, 0));
-    CHECK(broker_attach(b, "dev-a", "a2", &c[1], "p", false, true, 60, 4, &present, 0));
-    CHECK(!broker_attach(b, "dev-a", "a3", &c[2], "p", false, true, 60, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-a", NULL, "a1", &c[0], "p", false, true, 60, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-a", NULL, "a2", &c[1], "p", false, true, 60, 4, &present, 0));
+    CHECK(!broker_attach(b, "dev-a", NULL, "a3", &c[2], "p", false, true, 60, 4, &present, 0));
     CHECK_EQ_INT(broker_stats(b)->sessions_refused, 1);
     /* Clean sessions of the same identity: not counted. */
     struct session *t1 =
-        broker_attach(b, "dev-a", "t1", &c[2], "p", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "t1", &c[2], "p", true, false, 0, 4, &present, 0);
     struct session *t2 =
-        broker_attach(b, "dev-a", "t2", &c[4], "p", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "t2", &c[4], "p", true, false, 0, 4, &present, 0);
     CHECK(t1 && t2);
     broker_detach(b, t1, false, 0);
     broker_detach(b, t2, false, 0);
-    CHECK(broker_attach(b, "dev-b", "b1", &c[2], "p", false, true, 60, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-b", NULL, "b1", &c[2], "p", false, true, 60, 4, &present, 0));
     /* a1 takes itself over (allowed), now as a clean session: its persistence ends. */
-    CHECK(broker_attach(b, "dev-a", "a1", &c[3], "p", true, false, 0, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-a", NULL, "a1", &c[3], "p", true, false, 0, 4, &present, 0));
     struct session *a1 = broker_find(b, "dev-a", "a1");
     broker_detach(b, a1, false, 0);
-    CHECK(broker_attach(b, "dev-a", "a3", &c[0], "p", false, true, 60, 4, &present, 0));
-    CHECK(!broker_attach(b, "dev-a", "a4", &c[5], "p", false, true, 60, 4, &present, 0));
+    CHECK(broker_attach(b, "dev-a", NULL, "a3", &c[0], "p", false, true, 60, 4, &present, 0));
+    CHECK(!broker_attach(b, "dev-a", NULL, "a4", &c[5], "p", false, true, 60, 4, &present, 0));
+    broker_free(b);
+}
+
+/* max_connections_per_identity, and a match block's limit overriding it for its devices. */
+static void test_connections_per_identity(void)
+{
+    quotas = (struct broker_limits){.max_connections_per_identity = 2};
+    struct broker *b = mkbroker("pattern readwrite devices/%u/#\n"
+                                "match ou=gateways\n"
+                                "limit max_connections_per_identity 3\n");
+    quotas = (struct broker_limits){0};
+    int c[8];
+    bool present;
+    struct session *s[4];
+    for (int i = 0; i < 2; i++) {
+        char cid[8];
+        snprintf(cid, sizeof(cid), "s%d", i);
+        CHECK(broker_connection_ok(b, "dev-a", NULL, cid));
+        s[i] = broker_attach(b, "dev-a", NULL, cid, &c[i], "p", true, false, 0, 4, &present, 0);
+    }
+    CHECK(!broker_connection_ok(b, "dev-a", NULL, "s2"));
+    CHECK_EQ_INT(broker_stats(b)->connections_refused, 1);
+    CHECK(broker_connection_ok(b, "dev-a", NULL, "s1")); /* a takeover is not one more */
+    s[1] = broker_attach(b, "dev-a", NULL, "s1", &c[2], "p", true, false, 0, 4, &present, 0);
+    CHECK(!broker_connection_ok(b, "dev-a", NULL, "s2"));
+    broker_detach(b, s[0], false, 0);
+    CHECK(broker_connection_ok(b, "dev-a", NULL, "s2"));
+    CHECK(broker_connection_ok(b, "dev-b", NULL, "s0")); /* per identity */
+    /* A gateway's certificate: its block allows 3. */
+    struct certattrs *gw = certattrs_add(NULL, CERTATTR_OU, "gateways", 8);
+    for (int i = 0; i < 3; i++) {
+        char cid[8];
+        snprintf(cid, sizeof(cid), "g%d", i);
+        CHECK(broker_connection_ok(b, "gw", gw, cid));
+        broker_attach(b, "gw", gw, cid, &c[3 + i], "p", true, false, 0, 4, &present, 0);
+    }
+    CHECK(!broker_connection_ok(b, "gw", gw, "g3"));
+    CHECK(!broker_connection_ok(b, "gw", NULL, "g3"));
+    certattrs_free(gw);
     broker_free(b);
 }
 
@@ -258,11 +298,11 @@ static void test_untrust(void)
     int c1, c2;
     bool present;
     struct session *ops =
-        broker_attach(b, "ops", "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "ops", NULL, "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0);
     for (int discard = 0; discard <= 1; discard++) {
-        struct session *a =
-            broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, true, 3600, 5, &present, 0);
+        struct session *a = broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, true,
+                                          3600, 5, &present, 0);
         struct msg *w = mk(b, "devices/dev-a/status", "gone", 1, false);
         session_set_will(a, w);
         session_set_will_delay(a, 1);
@@ -277,7 +317,7 @@ static void test_untrust(void)
     }
     /* A session that is not persistent goes with its connection either way. */
     struct session *a =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     broker_untrust(b, a, false, 0);
     CHECK(broker_find(b, "dev-a", "a") == NULL);
     broker_free(b);
@@ -293,7 +333,7 @@ static void test_retained_limit(void)
     int c1;
     bool present;
     struct session *a =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     const char *topics[] = {"devices/dev-a/1", "devices/dev-a/2", "devices/dev-a/3",
                             "devices/dev-a/1", "devices/dev-a/2"};
     for (size_t i = 0; i < 5; i++) {
@@ -324,9 +364,9 @@ static void test_retained_in_steps(void)
     int c1, c2;
     bool present;
     struct session *a =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     struct session *ops =
-        broker_attach(b, "ops", "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "ops", NULL, "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     char topic[64];
     for (int i = 0; i < 150; i++) {
         snprintf(topic, sizeof(topic), "devices/dev-a/%d", i);
@@ -375,11 +415,11 @@ static void test_takeover_and_expiry(void)
     bool present;
     kicks = 0;
     struct session *s1 =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", false, true, 60, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", false, true, 60, 4, &present, 0);
     CHECK(!present);
     broker_subscribe(b, s1, "devices/dev-a/cmd", 17, 1, 0, 0);
     struct session *s2 =
-        broker_attach(b, "dev-a", "a", &c2, "127.0.0.1:1", false, true, 60, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c2, "127.0.0.1:1", false, true, 60, 4, &present, 0);
     CHECK(present);
     CHECK(s1 == s2);
     CHECK_EQ_INT(kicks, 1);
@@ -388,7 +428,7 @@ static void test_takeover_and_expiry(void)
     /* Offline: QoS 1 queued, QoS 0 not. */
     broker_detach(b, s2, false, 1000);
     struct session *ops =
-        broker_attach(b, "ops", "o", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "ops", NULL, "o", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     (void)ops;
     struct msg *m = mk(b, "devices/dev-a/cmd", "reboot", 1, false);
     /* ops may not write devices/... : denied. dev-b may not either; dev-a itself may. */
@@ -411,7 +451,7 @@ static void test_acl_reload_applies(void)
     int c1;
     bool present;
     struct session *s =
-        broker_attach(b, "dev-a", "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
     CHECK_EQ_INT(broker_subscribe(b, s, "fleet/#", 7, 0, 0, 0), 0);
     struct msg *m = mk(b, "fleet/news", "1", 0, false);
     broker_publish(b, NULL, m, 0);
@@ -454,16 +494,168 @@ static void test_policy_connect_pairs(void)
     int c1, c2;
     bool present;
     struct session *s =
-        broker_attach(b, "dev-a", "a", &c1, "10.0.0.1:5", false, true, 60, 4, &present, 0);
+        broker_attach(b, "dev-a", NULL, "a", &c1, "10.0.0.1:5", false, true, 60, 4, &present, 0);
     CHECK_EQ_INT(connected, 1);
     CHECK_EQ_STR(last_peer, "10.0.0.1:5");
-    s = broker_attach(b, "dev-a", "a", &c2, "10.0.0.2:6", false, true, 60, 4, &present, 0);
+    s = broker_attach(b, "dev-a", NULL, "a", &c2, "10.0.0.2:6", false, true, 60, 4, &present, 0);
     CHECK_EQ_INT(disconnected, 1); /* the kicked one */
     CHECK_EQ_INT(connected, 2);
     broker_detach(b, s, false, 0);
     CHECK_EQ_INT(disconnected, 2);
     broker_detach(b, s, false, 0); /* offline already: nothing more */
     CHECK_EQ_INT(disconnected, 2);
+    broker_free(b);
+}
+
+/* The cluster hooks: interest changes per filter and group, every local publish sent on (the
+ * broker's own not), groups skipped locally when shared_remote, and remote messages delivered
+ * locally with the receiver's ACL checked. */
+struct cluster_log {
+    int published, adds, dels;
+    char last[64];
+};
+
+static void cl_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    ((struct cluster_log *)ctx)->published++;
+}
+
+static void cl_interest(void *ctx, const char *f, size_t flen, const char *g, size_t glen, bool add)
+{
+    struct cluster_log *c = ctx;
+    snprintf(c->last, sizeof(c->last), "%.*s%s%.*s", (int)flen, f, g ? "@" : "", (int)glen,
+             g ? g : "");
+    if (add)
+        c->adds++;
+    else
+        c->dels++;
+}
+
+static void test_cluster_hooks(void)
+{
+    struct broker *b = mkbroker(ACL);
+    struct cluster_log log = {0};
+    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL, NULL};
+    broker_set_cluster(b, &hooks);
+    int c1, c2, c3;
+    bool present;
+    struct session *ops =
+        broker_attach(b, "ops", NULL, "ops", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a =
+        broker_attach(b, "dev-a", NULL, "a", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *w =
+        broker_attach(b, "ops", NULL, "w", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    CHECK_EQ_INT(broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0), 1);
+    CHECK_EQ_STR(log.last, "devices/#");
+    CHECK_EQ_INT(broker_subscribe(b, a, "devices/#", 9, 1, 0, 0), 1);
+    CHECK_EQ_INT(log.adds, 1);
+    CHECK_EQ_INT(broker_subscribe(b, w, "$share/g/fleet/+", 16, 1, 0, 0), 1);
+    CHECK_EQ_STR(log.last, "fleet/+@g");
+
+    /* Local publish: delivered locally, sent on once; the group is left to the cluster. */
+    struct msg *m = mk(b, "devices/dev-a/t", "1", 1, false);
+    CHECK_EQ_INT(broker_publish(b, a, m, 0), BROKER_PUB_OK);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 1);
+    CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/t");
+    CHECK_EQ_STR(next_topic(a, NULL, NULL), "devices/dev-a/t");
+    m = mk(b, "fleet/x", "1", 1, false);
+    CHECK_EQ_INT(broker_publish(b, ops, m, 0), BROKER_PUB_OK);
+    CHECK(next_topic(w, NULL, NULL) == NULL);
+    CHECK_EQ_INT(broker_deliver_remote(b, m, "g", 1, "fleet/+", 7, 0), BROKER_PUB_OK);
+    CHECK_EQ_STR(next_topic(w, NULL, NULL), "fleet/x");
+    CHECK_EQ_INT(broker_deliver_remote(b, m, "h", 1, "fleet/+", 7, 0), BROKER_PUB_NO_MATCH);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 2);
+    m = mk(b, "$SYS/x", "1", 0, false);
+    broker_publish(b, NULL, m, 0);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 2);
+
+    /* Remote: the receiver's ACL decides (dev-a may not read dev-b's subtree). */
+    m = mk(b, "devices/dev-b/t", "2", 1, true);
+    CHECK_EQ_INT(broker_deliver_remote(b, m, NULL, 0, NULL, 0, 0), BROKER_PUB_OK);
+    msg_unref(m);
+    CHECK_EQ_INT(log.published, 2);
+    CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-b/t");
+    CHECK(next_topic(a, NULL, NULL) == NULL);
+    CHECK_EQ_INT(broker_retained_count(b), 0);
+    CHECK_EQ_INT(broker_stats(b)->remote_in, 2);
+
+    CHECK_EQ_INT(broker_unsubscribe(b, ops, "devices/#", 9), 0);
+    CHECK_EQ_INT(log.dels, 0);
+    broker_detach(b, a, false, 0);
+    CHECK_EQ_INT(log.dels, 1);
+    CHECK_EQ_STR(log.last, "devices/#");
+    broker_detach(b, w, false, 0);
+    CHECK_EQ_INT(log.dels, 2);
+    broker_free(b);
+}
+
+/* Cluster-wide retained: a client's retained set or clear goes to the cluster (never into the
+ * local store directly), its ticket is handed back; when the cluster cannot take it the publish
+ * is still delivered and says so; what the cluster applies is stored whatever the limits, and
+ * charged to the identity that set it; the broker's own retained messages stay local. */
+struct retain_log {
+    int writes;
+    uint64_t next; /* ticket to return; 0 = refuse */
+    bool cleared;
+};
+
+static uint64_t cl_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    struct retain_log *r = ctx;
+    r->writes++;
+    r->cleared = m->payload_len == 0;
+    return r->next;
+}
+
+static uint64_t cl_barrier(void *ctx)
+{
+    return 42;
+}
+
+static void test_cluster_retained(void)
+{
+    struct broker *b = mkbroker(ACL);
+    CHECK_EQ_INT(broker_retained_barrier(b), 0); /* single node: nothing to wait for */
+    struct retain_log rl = {.next = 7};
+    struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier};
+    broker_set_cluster(b, &hooks);
+    int c1, c2;
+    bool present;
+    struct session *a =
+        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops =
+        broker_attach(b, "ops", NULL, "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    CHECK_EQ_INT(broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0), 1);
+    uint64_t ticket = 0;
+    struct msg *m = mk(b, "devices/dev-a/state", "on", 1, true);
+    CHECK_EQ_INT(broker_publish_wait(b, a, m, 0, &ticket), BROKER_PUB_OK);
+    CHECK_EQ_INT(ticket, 7);
+    CHECK_EQ_INT(rl.writes, 1);
+    CHECK_EQ_INT(broker_retained_count(b), 0); /* only what the cluster applies */
+    CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/state"); /* live all the same */
+    broker_retained_apply(b, m, "dev-a");
+    msg_unref(m);
+    CHECK_EQ_INT(broker_retained_count(b), 1);
+    rl.next = 0;
+    m = mk(b, "devices/dev-a/state", "", 1, true);
+    CHECK_EQ_INT(broker_publish_wait(b, a, m, 0, &ticket), BROKER_PUB_NOT_RETAINED);
+    CHECK_EQ_INT(ticket, 0);
+    CHECK(rl.cleared);
+    CHECK_EQ_INT(broker_retained_count(b), 1); /* the refused clear changed nothing */
+    broker_retained_apply(b, m, NULL);
+    msg_unref(m);
+    CHECK_EQ_INT(broker_retained_count(b), 0);
+    m = mk(b, "$SYS/broker/x", "1", 0, true);
+    broker_publish(b, NULL, m, 0);
+    msg_unref(m);
+    CHECK_EQ_INT(rl.writes, 2);
+    CHECK_EQ_INT(broker_retained_count(b), 1);
+    CHECK_EQ_INT(broker_retained_barrier(b), 42);
+    broker_detach(b, a, false, 0);
+    broker_detach(b, ops, false, 0);
     broker_free(b);
 }
 
@@ -474,10 +666,13 @@ int main(void)
     test_untrust();
     test_retained_bytes();
     test_sessions_per_identity();
+    test_connections_per_identity();
     test_retained_limit();
     test_retained_in_steps();
     test_takeover_and_expiry();
     test_acl_reload_applies();
     test_policy_connect_pairs();
+    test_cluster_hooks();
+    test_cluster_retained();
     return check_finish("broker_test");
 }

@@ -512,6 +512,52 @@ static void test_plugins(void)
     config_free(&c);
 }
 
+/* metrics_listener: off by default; ADDRESS:PORT, IPv6 in brackets, loopback known; another
+ * address only with the three TLS files and metrics_require_certificate, which come together. */
+static void test_metrics(void)
+{
+    struct config c;
+    if (accepted("", &c)) {
+        CHECK(c.metrics.address == NULL);
+        CHECK(!c.metrics.require_certificate);
+        config_free(&c);
+    }
+    if (accepted("metrics_listener 127.0.0.1:9100\n", &c)) {
+        CHECK_EQ_STR(c.metrics.address, "127.0.0.1");
+        CHECK_EQ_INT(c.metrics.port, 9100);
+        CHECK(c.metrics.loopback);
+        CHECK_EQ_INT(c.metrics.line, 6);
+        config_free(&c);
+    }
+    if (accepted("metrics_listener [::1]:0\n", &c)) {
+        CHECK_EQ_STR(c.metrics.address, "::1");
+        CHECK(c.metrics.loopback);
+        config_free(&c);
+    }
+    if (accepted("metrics_listener 0.0.0.0:9100\nmetrics_require_certificate true\n"
+                 "metrics_cafile ca\nmetrics_certfile crt\nmetrics_keyfile key\n",
+                 &c)) {
+        CHECK(!c.metrics.loopback);
+        CHECK(c.metrics.require_certificate);
+        CHECK(c.metrics.cafile && c.metrics.certfile && c.metrics.keyfile);
+        config_free(&c);
+    }
+    refused("metrics_listener 0.0.0.0:9100\n",
+            "t.conf:6: metrics_listener 0.0.0.0: not a loopback");
+    refused("metrics_listener [2001:db8::1]:9100\n", "not a loopback address");
+    refused("metrics_listener 127.0.0.1\n", "expected ADDRESS:PORT");
+    refused("metrics_listener ::1:9100\n", "expected ADDRESS:PORT");
+    refused("metrics_listener 127.0.0.1:65536\n", "expected ADDRESS:PORT");
+    refused("metrics_listener 127.0.0.1:-1\n", "expected ADDRESS:PORT");
+    refused("metrics_listener host.example:9100\n", "not a numeric IP address");
+    refused("metrics_listener 127.0.0.0/8:9100\n", "not a numeric IP address");
+    refused("metrics_listener 127.0.0.1:9100\nmetrics_require_certificate true\n",
+            "needs metrics_cafile");
+    refused("metrics_listener 127.0.0.1:9100\nmetrics_keyfile k\n",
+            "need metrics_require_certificate true");
+    refused("metrics_require_certificate true\n", "without metrics_listener");
+}
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
     char path[1024];
@@ -622,6 +668,46 @@ static void test_include_dir(void)
     rm_rf(dir);
 }
 
+/* Cluster keys: off without cluster_nats, URLs in order over lines, the keys that go together. */
+static void test_cluster(void)
+{
+    struct config c;
+    if (accepted("", &c)) {
+        CHECK(!cluster_enabled(&c.cluster));
+        CHECK_EQ_INT(c.cluster.partitions, 1);
+        CHECK_EQ_INT(c.cluster.max_subject, 4000);
+        config_free(&c);
+    }
+    if (accepted("cluster_name prod\nnode_name node-1\n"
+                 "cluster_nats nats://a:4222 tls://b:4222\ncluster_nats nats://c\n"
+                 "cluster_nats_user u\ncluster_nats_password p w\ncluster_partitions 8\n"
+                 "cluster_nats_tls_cert n.crt\ncluster_nats_tls_key n.key\n",
+                 &c)) {
+        CHECK(cluster_enabled(&c.cluster));
+        CHECK_EQ_INT(c.cluster.url_count, 3);
+        CHECK_EQ_STR(c.cluster.urls[1], "tls://b:4222");
+        CHECK_EQ_STR(c.cluster.urls[2], "nats://c");
+        CHECK_EQ_STR(c.cluster.password, "p w");
+        CHECK_EQ_INT(c.cluster.partitions, 8);
+        CHECK_EQ_STR(c.cluster.tls_cert, "n.crt");
+        config_free(&c);
+    }
+    refused("node_name x\n", "node_name is set but cluster_nats is not");
+    refused("cluster_nats nats://a\nnode_name n\n", "cluster mode needs cluster_name");
+    refused("cluster_nats nats://a\ncluster_name c\n", "cluster mode needs node_name");
+    refused("cluster_nats nats://a\ncluster_name c.d\nnode_name n\n", "needs cluster_name");
+    refused("cluster_nats http://a\n", "t.conf:6: cluster_nats: 'http://a' is not a NATS URL");
+    refused("cluster_nats nats://a\ncluster_name c\nnode_name n\ncluster_nats_user u\n",
+            "cluster_nats_user and cluster_nats_password go together");
+    refused("cluster_nats nats://a\ncluster_name c\nnode_name n\ncluster_nats_user u\n"
+            "cluster_nats_password p\ncluster_nats_creds f\n",
+            "use one way to authenticate");
+    refused("cluster_nats nats://a\ncluster_name c\nnode_name n\ncluster_nats_tls_key k\n",
+            "cluster_nats_tls_cert and cluster_nats_tls_key go together");
+    refused("cluster_partitions 0\n", "cluster_partitions: expected a whole number from 1");
+    refused("cluster_max_subject_length 10\n", "cluster_max_subject_length: expected");
+}
+
 int main(void)
 {
     test_defaults();
@@ -637,5 +723,7 @@ int main(void)
     test_logging();
     test_plugins();
     test_include_dir();
+    test_cluster();
+    test_metrics();
     return check_finish("config_test");
 }

@@ -1,11 +1,11 @@
 /* conn: the verdict path without a TLS client. The reason table rows of the trust verdicts; the
- * env's index by id (conn_env_find); conn_untrust on a connection that is not open yet (refused,
- * counted per reason, never an untrusted count, never a user callback); conn_env_recheck over
- * connections that have not finished their handshake (they are not checked: the handshake's own
- * end re-checks them). Loopback TCP peers that send a ClientHello (captured from openssl
- * s_client) and then nothing hold the connections in their handshake or on the wait list; one
- * that sends nothing holds no handshake slot at all. The server's certificate is made at start
- * with the openssl CLI. */
+ * env's index by id (conn_env_find); conn_env_untrust_cert finds no connection before it opens;
+ * conn_untrust on a connection that is not open yet (refused, counted per reason, never an
+ * untrusted count, never a user callback); conn_env_recheck over connections that have not finished
+ * their handshake (they are not checked: the handshake's own end re-checks them). Loopback TCP
+ * peers that send a ClientHello (captured from openssl s_client) and then nothing hold the
+ * connections in their handshake or on the wait list; one that sends nothing holds no handshake
+ * slot at all. The server's certificate is made at start with the openssl CLI. */
 #include "check.h"
 #include "pki_script.h"
 #include "conn.h"
@@ -216,9 +216,13 @@ static void test_verdicts(struct tls_lib *lib)
     CHECK(conn_env_find(h.env, conn_id(h.conns[3]) + 1) == NULL);
     CHECK(conn_env_find(h.env, 0) == NULL);
 
-    /* Nothing has finished a handshake: nothing to re-check, nothing dropped. */
+    /* Nothing has finished a handshake: nothing to re-check, nothing dropped; a revocation
+     * from another node finds only open connections (indexed by certificate when they open:
+     * 89-cluster-revocation covers those), so none here. */
     CHECK_EQ_INT(conn_env_recheck(h.env, &dropped), 0);
     CHECK_EQ_INT(dropped, 0);
+    struct tls_cert_id none = {.serial_len = 1};
+    CHECK_EQ_INT(conn_env_untrust_cert(h.env, &none, REASON_REVOKED_CRL, NULL), 0);
     CHECK_EQ_INT(st->refused, 0);
 
     /* Verdicts before OPEN are refusals, counted per TLS reason, and the user never hears. */

@@ -584,6 +584,20 @@ static void test_tickets(struct tls_lib *lib)
     tls_ctx_unref(ctx);
 }
 
+/* name's certificate (chain) with the private key in key_file: refused at CertificateVerify. */
+static void expect_wrong_key(struct tls_ctx *ctx, const char *name, bool chain,
+                             const char *key_file)
+{
+    struct client c;
+    client_init(&c, name, chain, NULL);
+    mbedtls_pk_free(&c.key);
+    mbedtls_pk_init(&c.key);
+    CHECK_EQ_INT(mbedx_pk_parse_keyfile(&c.key, P(key_file)), 0);
+    CHECK(handshake(&c, ctx) < 0);
+    CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
+    client_free(&c);
+}
+
 /* A live connection's peer, re-checked against a reloaded context's CRLs. */
 /* A chain verified once is not verified again (until the context is rebuilt), but everything
  * else is: possession of the key (CertificateVerify), identity, chain ids for revocation. */
@@ -602,24 +616,12 @@ static void test_chain_cache(struct tls_lib *lib)
     CHECK_EQ_INT(tls_conn_peer(c.server)->chain_len, 2); /* leaf and intermediate, as before */
     client_free(&c);
     /* The cached chain with a key that is not its own: CertificateVerify still refuses it. */
-    client_init(&c, "dev1", false, NULL);
-    mbedtls_pk_free(&c.key);
-    mbedtls_pk_init(&c.key);
-    CHECK_EQ_INT(mbedx_pk_parse_keyfile(&c.key, P("later.key")), 0);
-    CHECK(handshake(&c, ctx) < 0);
-    CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
-    client_free(&c);
+    expect_wrong_key(ctx, "dev1", false, "later.key");
     /* The CertificateVerify check borrows a shared ECDSA context per curve: the key lent for
      * the refused handshake does not stick, the right ones still pass, in any order. */
     expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
     expect(ctx, "idev", true, TLS_REJECT_NONE, "idev");
-    client_init(&c, "idev", true, NULL);
-    mbedtls_pk_free(&c.key);
-    mbedtls_pk_init(&c.key);
-    CHECK_EQ_INT(mbedx_pk_parse_keyfile(&c.key, P("dev1.key")), 0);
-    CHECK(handshake(&c, ctx) < 0);
-    CHECK_EQ_INT(tls_conn_reject(c.server), TLS_REJECT_HANDSHAKE);
-    client_free(&c);
+    expect_wrong_key(ctx, "idev", true, "dev1.key");
     expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");
     expect(ctx, "dev384", false, TLS_REJECT_NONE, "dev384");
     expect(ctx, "dev1", false, TLS_REJECT_NONE, "dev1");

@@ -508,6 +508,56 @@ static void test_tree_vs_bruteforce(void)
     topic_tree_free(t);
 }
 
+/* The watch reports a filter's (or a group's) first and last subscriber, nothing between. */
+struct watch_log {
+    char last[64];
+    int adds, dels;
+};
+
+static void on_watch(void *ctx, const char *f, size_t flen, const char *g, size_t glen, bool add)
+{
+    struct watch_log *w = ctx;
+    snprintf(w->last, sizeof(w->last), "%s%.*s%s%.*s", add ? "+" : "-", (int)flen, f, g ? "@" : "",
+             (int)glen, g ? g : "");
+    if (add)
+        w->adds++;
+    else
+        w->dels++;
+}
+
+static void test_tree_watch(void)
+{
+    struct topic_tree *t = topic_tree_new();
+    struct watch_log w = {0};
+    topic_tree_set_watch(t, on_watch, &w);
+    int a, b;
+    bool rep;
+    topic_tree_subscribe(t, S("x/#"), NULL, 0, &a, 0, 0, &rep);
+    CHECK_EQ_STR(w.last, "+x/#");
+    topic_tree_subscribe(t, S("x/#"), NULL, 0, &b, 0, 0, &rep);
+    topic_tree_subscribe(t, S("x/#"), NULL, 0, &b, 1, 0, &rep);
+    CHECK_EQ_INT(w.adds, 1);
+    topic_tree_subscribe(t, S("x/#"), S("g"), &a, 0, 0, &rep);
+    CHECK_EQ_STR(w.last, "+x/#@g");
+    topic_tree_subscribe(t, S("x/#"), S("g"), &b, 0, 0, &rep);
+    CHECK_EQ_INT(w.adds, 2);
+    CHECK(topic_tree_group(t, S("x/#"), S("g")) != NULL);
+    CHECK(topic_tree_group(t, S("x/#"), S("h")) == NULL);
+    CHECK(topic_tree_group(t, S("x/y"), S("g")) == NULL);
+    topic_tree_unsubscribe(t, S("x/#"), NULL, 0, &a);
+    CHECK_EQ_INT(w.dels, 0);
+    topic_tree_unsubscribe(t, S("x/#"), NULL, 0, &b);
+    CHECK_EQ_STR(w.last, "-x/#");
+    CHECK_EQ_INT(topic_tree_unsubscribe(t, S("x/#"), NULL, 0, &b), -1);
+    topic_tree_unsubscribe(t, S("x/#"), S("g"), &a);
+    CHECK_EQ_INT(w.dels, 1);
+    topic_tree_unsubscribe(t, S("x/#"), S("g"), &b);
+    CHECK_EQ_STR(w.last, "-x/#@g");
+    CHECK_EQ_INT(w.adds, 2);
+    CHECK_EQ_INT(w.dels, 2);
+    topic_tree_free(t);
+}
+
 int main(void)
 {
     test_validation();
@@ -521,5 +571,6 @@ int main(void)
     test_tree_pruning();
     test_tree_deep();
     test_tree_vs_bruteforce();
+    test_tree_watch();
     return check_finish("topic_test");
 }

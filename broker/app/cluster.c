@@ -1,0 +1,555 @@
+/* cluster: routing between certmq nodes over core NATS (see cluster.h for the contract).
+ *
+ * Out: broker_publish -> on_publish: the topic's subject and the envelope are written into
+ * buffers this module reuses, and nats.c copies them into its write buffer: no allocation per
+ * message. In: one NATS subscription per distinct local filter (two for "x/#": "x.>" and "x"),
+ * created on the filter's first local subscriber and dropped with its last (the broker's
+ * first/last watch, O(1)). NATS sends one copy per matching subscription, so a topic matched
+ * by several local filters arrives several times; only the copy that came through the oldest
+ * matching interest is delivered (each copy runs the full local match, so each session gets the
+ * message once, as for a local publish). Shared groups are queue subscriptions on a second
+ * connection that keeps echo on, so this node's own publishes can reach its own group members
+ * while the routing connection (NoEcho) never gets its own messages back. */
+#include "cluster_int.h"
+
+#include "envelope.h"
+#include "log.h"
+#include "subject.h"
+#include "topic.h"
+#include "utf8.h"
+#include "xmalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+/* Messages taken from NATS per loop turn before the loop serves its clients again; the rest
+ * waits in nats.c's subscription queues and the idle handle brings the loop straight back. */
+#define DRAIN_BUDGET 2048
+/* Complaints about one kind of bad input are logged once every this many. */
+#define LOG_EVERY 1000
+
+struct interest {
+    natsSubscription *sub[2]; /* the filter's subjects (the second only for "x/#") */
+    uint64_t ord;             /* creation order: the oldest matching interest delivers */
+    struct cluster_link *link;
+    const char *group, *filter; /* in key */
+    size_t glen, flen;
+    UT_hash_handle hh;
+    size_t klen;
+    char key[]; /* group NUL filter (group empty for non-shared) */
+};
+
+struct cluster {
+    struct broker *b;
+    const struct cluster_opts *o;
+    uv_loop_t *loop;
+    struct cluster_link route, share;
+    struct cluster_kv *kv;         /* retained messages (cluster_kv.c) */
+    natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
+    void (*revoked)(void *ctx, const struct envelope_revoke *r);
+    void *revoked_ctx;
+    uv_check_t drain;
+    uv_idle_t more;
+    struct interest *interests;
+    struct topic_tree *plain; /* non-shared interests by filter, for the oldest-copy rule */
+    uint64_t next_ord;
+    char prefix[48];
+    char *subj; /* max_subject + 1 bytes, reused */
+    size_t subj_cap;
+    char *topic; /* decoded topics, reused */
+    char *queue; /* queue group names, reused */
+    uint8_t *env;
+    size_t env_cap;
+    struct cluster_stats stats;
+    bool rx, stopped;
+};
+
+bool cluster_enabled(const struct cluster_opts *o)
+{
+    return o->url_count > 0;
+}
+
+/* ---- --test-config --------------------------------------------------------------------------- */
+
+static void check_file(const char *key, const char *path, struct diag *d)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (path && !f)
+        diag_add(d, NULL, 0, "%s %s: cannot be read", key, path);
+    if (f)
+        fclose(f);
+}
+
+int cluster_check(const struct cluster_opts *o, struct diag *d)
+{
+    size_t before = d->count;
+    check_file("cluster_nats_creds", o->creds, d);
+    check_file("cluster_nats_tls_ca", o->tls_ca, d);
+    check_file("cluster_nats_tls_cert", o->tls_cert, d);
+    check_file("cluster_nats_tls_key", o->tls_key, d);
+    return d->count == before ? 0 : -1;
+}
+
+void cluster_print_plan(const struct cluster_opts *o, FILE *f)
+{
+    if (!cluster_enabled(o)) {
+        fprintf(f, "cluster: off (no cluster_nats): single node, no NATS needed\n");
+        return;
+    }
+    fprintf(f, "cluster: %s, this node %s\n", o->name, o->node);
+    for (size_t i = 0; i < o->url_count; i++)
+        fprintf(f, "cluster: NATS server %zu: %s\n", i + 1, o->urls[i]);
+    fprintf(f, "cluster: authentication %s%s\n",
+            o->creds  ? "credentials file"
+            : o->user ? "user and password"
+                      : "none",
+            o->tls_cert ? ", TLS client certificate" : "");
+    fprintf(f,
+            "cluster: publishes on cmq.%s.t.QOS.PART.<topic levels> (topics starting with $: "
+            "cmq.%s.d....), at most %u bytes per subject\n",
+            o->name, o->name, o->max_subject);
+    fprintf(f, "cluster: subscribes one NATS subject per local filter; $share groups as queue "
+               "groups share.<group>.<filter>\n");
+    fprintf(f,
+            "cluster: retained messages in JetStream KV bucket cmq_ret_%s (stream KV_cmq_ret_%s, "
+            "created at start-up when missing, %u replica(s))\n",
+            o->name, o->name,
+            o->retained_replicas ? o->retained_replicas
+                                 : (unsigned)(o->url_count < 3 ? o->url_count : 3));
+    fprintf(f,
+            "cluster: planned, not created yet: %u JetStream stream(s) CMQ_Q_0..%u for QoS 1/2, "
+            "KV buckets cmq_sess and cmq_claim (sessions), cmq_nodes\n",
+            o->partitions, o->partitions - 1);
+}
+
+/* ---- out: local publishes ------------------------------------------------------------------- */
+
+/* The publisher's partition: its session key hashed (FNV-1a), so one publisher keeps order. */
+static unsigned partition(const struct cluster *c, const struct session *from)
+{
+    if (c->o->partitions <= 1)
+        return 0;
+    size_t len;
+    const char *k = session_key(from, &len);
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)k[i]) * 16777619u;
+    return h % c->o->partitions;
+}
+
+static void on_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    struct cluster *c = ctx;
+    if (c->stopped)
+        return;
+    int n = subject_from_topic(c->prefix, m->topic, m->topic_len, m->qos, partition(c, from),
+                               c->subj, c->subj_cap);
+    if (n < 0) {
+        if (c->stats.dropped_long++ % LOG_EVERY == 0)
+            log_warn("cluster: topic of %u bytes is over cluster_max_subject_length %u as a NATS "
+                     "subject: delivered on this node only (%llu so far)",
+                     m->topic_len, c->o->max_subject, (unsigned long long)c->stats.dropped_long);
+        return;
+    }
+    const char *ident = session_identity(from);
+    size_t need = envelope_size(m, c->o->node, ident);
+    if (need > c->env_cap) { /* grows to the largest message seen, then stays */
+        c->env_cap = need * 2;
+        c->env = xrealloc(c->env, c->env_cap);
+    }
+    size_t len = envelope_encode(m, now, c->o->node, ident, c->env, c->env_cap);
+    if (!len)
+        return; /* expired meanwhile */
+    natsStatus s = natsConnection_Publish(c->route.nc, c->subj, c->env, (int)len);
+    if (s == NATS_OK) {
+        c->stats.sent++;
+    } else if (c->stats.send_failed++ % LOG_EVERY == 0) {
+        log_warn("cluster: cannot send %s to NATS: %s (%llu so far)", m->topic,
+                 natsStatus_GetText(s), (unsigned long long)c->stats.send_failed);
+    }
+}
+
+/* ---- interests ------------------------------------------------------------------------------ */
+
+static struct interest *interest_find(struct cluster *c, const char *key, size_t klen)
+{
+    struct interest *i;
+    HASH_FIND(hh, c->interests, key, klen, i);
+    return i;
+}
+
+static struct interest *interest_new(const char *filter, size_t flen, const char *group,
+                                     size_t glen)
+{
+    struct interest *i = xcalloc(1, sizeof(*i) + glen + 1 + flen + 1);
+    if (group) /* memcpy from NULL, even of 0 bytes, would let the compiler assume group set */
+        memcpy(i->key, group, glen);
+    memcpy(i->key + glen + 1, filter, flen);
+    i->klen = glen + 1 + flen;
+    i->group = group ? i->key : NULL;
+    i->glen = glen;
+    i->filter = i->key + glen + 1;
+    i->flen = flen;
+    return i;
+}
+
+/* The NATS subscriptions for i; false (logged) when its subjects cannot be used. */
+static bool interest_subscribe(struct cluster *c, struct interest *i)
+{
+    size_t lens[2];
+    int n = subject_from_filter(c->prefix, i->filter, i->flen, c->subj, c->subj_cap, lens);
+    /* A SUB line carries the subject and the queue name: both within the bound together. */
+    if (n > 0 && i->group &&
+        subject_queue_name(i->group, i->glen, i->filter, i->flen, c->queue, c->subj_cap - lens[0]) <
+            0)
+        n = SUBJECT_TOO_LONG;
+    if (n < 0 && i->group) {
+        log_warn("cluster: shared subscription $share/%.*s/%.*s is too long for NATS "
+                 "(cluster_max_subject_length %u): its group gets no messages",
+                 (int)i->glen, i->group, (int)i->flen, i->filter, c->o->max_subject);
+        return false;
+    }
+    if (n < 0) {
+        log_warn("cluster: filter %.*s is too long for a NATS subject (cluster_max_subject_length "
+                 "%u): it gets messages from this node only",
+                 (int)i->flen, i->filter, c->o->max_subject);
+        return false;
+    }
+    const char *queue = c->queue;
+    const char *subj[2] = {c->subj, c->subj + lens[0] + 1};
+    for (int k = 0; k < n; k++) {
+        natsStatus s =
+            i->group ? natsConnection_QueueSubscribeSync(&i->sub[k], i->link->nc, subj[k], queue)
+                     : natsConnection_SubscribeSync(&i->sub[k], i->link->nc, subj[k]);
+        if (s != NATS_OK) {
+            log_err("cluster: cannot subscribe to %s: %s", subj[k], natsStatus_GetText(s));
+            return false;
+        }
+    }
+    return true;
+}
+
+static void interest_free(struct cluster *c, struct interest *i)
+{
+    for (int k = 0; k < 2; k++)
+        natsSubscription_Destroy(i->sub[k]); /* also unsubscribes */
+    if (!i->group && i->sub[0])
+        topic_tree_unsubscribe(c->plain, i->filter, i->flen, NULL, 0, i);
+    free(i);
+}
+
+static void on_interest(void *ctx, const char *filter, size_t flen, const char *group, size_t glen,
+                        bool add)
+{
+    struct cluster *c = ctx;
+    struct interest *key = interest_new(filter, flen, group, glen);
+    struct interest *i = interest_find(c, key->key, key->klen);
+    if (!add || i || c->stopped) {
+        free(key);
+        if (!add && i) {
+            HASH_DEL(c->interests, i);
+            interest_free(c, i);
+            c->stats.interests--;
+        }
+        return;
+    }
+    i = key;
+    i->ord = c->next_ord++;
+    i->link = group ? &c->share : &c->route;
+    HASH_ADD(hh, c->interests, key, i->klen, i);
+    c->stats.interests++;
+    if (!interest_subscribe(c, i)) {
+        for (int k = 0; k < 2; k++) {
+            natsSubscription_Destroy(i->sub[k]);
+            i->sub[k] = NULL;
+        }
+        return;
+    }
+    if (!group) {
+        bool rep;
+        topic_tree_subscribe(c->plain, filter, flen, NULL, 0, i, 0, 0, &rep);
+    }
+}
+
+/* ---- in: messages from other nodes ---------------------------------------------------------- */
+
+struct oldest {
+    const struct interest *best;
+};
+
+static void on_plain_match(void *ctx, const struct topic_sub *sub)
+{
+    struct oldest *o = ctx;
+    const struct interest *i = sub->subscriber;
+    if (!o->best || i->ord < o->best->ord)
+        o->best = i;
+}
+
+/* Does the copy that came through i deliver (see the top of this file)? */
+static bool copy_delivers(const struct cluster *c, const struct interest *i, const char *topic,
+                          size_t len)
+{
+    if (i->group)
+        return true;
+    struct oldest o = {NULL};
+    topic_tree_match(c->plain, topic, len, on_plain_match, NULL, &o);
+    return o.best == i;
+}
+
+static void bad_input(struct cluster *c, const char *subj, const char *why)
+{
+    if (c->stats.bad_received++ % LOG_EVERY == 0)
+        log_warn("cluster: message from NATS on %.200s dropped: %s (%llu so far)", subj, why,
+                 (unsigned long long)c->stats.bad_received);
+}
+
+static void receive(struct cluster *c, const struct interest *i, natsMsg *nm, int64_t now)
+{
+    const char *subj = natsMsg_GetSubject(nm);
+    int tlen = subject_to_topic(c->prefix, subj, strlen(subj), c->topic, c->subj_cap, NULL, NULL);
+    if (tlen < 0 || !broker_topic_ok(c->b, c->topic, (size_t)tlen) ||
+        !utf8_valid((const uint8_t *)c->topic, (size_t)tlen, false)) {
+        bad_input(c, subj, "not the subject of a valid topic");
+        return;
+    }
+    c->stats.received++;
+    if (!copy_delivers(c, i, c->topic, (size_t)tlen))
+        return;
+    struct envelope e;
+    int r = envelope_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
+                            &e);
+    if (r != 0) {
+        bad_input(c, subj, envelope_strerror(r));
+        return;
+    }
+    struct mqtt_publish pub;
+    envelope_publish(&e, c->topic, (size_t)tlen, &pub);
+    int64_t expiry = 0;
+    if (e.has_expiry) /* at most MQTT's largest interval: no overflow from a hostile value */
+        expiry = now +
+                 (int64_t)(e.expiry_ms < UINT32_MAX * 1000ull ? e.expiry_ms : UINT32_MAX * 1000ull);
+    struct msg *m = msg_new(c->topic, (size_t)tlen, &pub, expiry, broker_next_msg_id(c->b));
+    broker_deliver_remote(c->b, m, i->group, i->glen, i->filter, i->flen, now);
+    msg_unref(m);
+}
+
+/* ---- certificate revocations between nodes ---------------------------------------------- */
+
+void cluster_set_revoker(struct cluster *c,
+                         void (*revoked)(void *ctx, const struct envelope_revoke *r), void *ctx)
+{
+    c->revoked = revoked;
+    c->revoked_ctx = ctx;
+}
+
+static int revocation_subject(const struct cluster *c, char *out, size_t cap)
+{
+    return snprintf(out, cap, "%s.ctl.revoked", c->prefix);
+}
+
+void cluster_revoked(struct cluster *c, const struct envelope_revoke *r)
+{
+    uint8_t buf[ENVELOPE_REVOKE_MAX];
+    size_t len = envelope_revoke_encode(r, c->o->node, buf, sizeof(buf));
+    if (c->stopped || !len)
+        return;
+    char subj[sizeof(c->prefix) + 16];
+    revocation_subject(c, subj, sizeof(subj));
+    natsStatus s = natsConnection_Publish(c->route.nc, subj, buf, (int)len);
+    if (s == NATS_OK)
+        c->stats.revocations_sent++;
+    else
+        log_warn("cluster: cannot announce a revoked certificate to the other nodes: %s (each "
+                 "node still applies its own CRLs)",
+                 natsStatus_GetText(s));
+}
+
+static void drain_revocations(struct cluster *c, size_t *budget)
+{
+    natsMsg *nm;
+    while (*budget && c->revocations &&
+           natsSubscription_NextMsg(&nm, c->revocations, 0) == NATS_OK) {
+        struct envelope_revoke r;
+        int e = envelope_revoke_decode((const uint8_t *)natsMsg_GetData(nm),
+                                       (size_t)natsMsg_GetDataLength(nm), &r);
+        if (e != 0) {
+            bad_input(c, natsMsg_GetSubject(nm), envelope_strerror(e));
+        } else {
+            c->stats.revocations_received++;
+            if (c->revoked)
+                c->revoked(c->revoked_ctx, &r);
+        }
+        natsMsg_Destroy(nm);
+        (*budget)--;
+    }
+}
+
+/* Only there so that the loop does not block while messages wait: the check handle drains. */
+static void on_idle(uv_idle_t *h) {}
+
+/* Take what waits in the subscriptions, up to the turn's budget. */
+static void drain(struct cluster *c)
+{
+    if (c->stopped || !c->rx)
+        return;
+    int64_t now = (int64_t)uv_now(c->loop);
+    size_t budget = DRAIN_BUDGET;
+    cluster__kv_drain(c->kv, now, &budget);
+    drain_revocations(c, &budget);
+    struct interest *i, *tmp;
+    HASH_ITER(hh, c->interests, i, tmp)
+    {
+        for (int k = 0; k < 2 && i->sub[k] && budget; k++) {
+            natsMsg *nm;
+            /* receive() may not change the interests (it only queues on sessions). */
+            while (budget && natsSubscription_NextMsg(&nm, i->sub[k], 0) == NATS_OK) {
+                receive(c, i, nm, now);
+                natsMsg_Destroy(nm);
+                budget--;
+            }
+        }
+    }
+    c->rx = budget == 0;
+    if (c->rx)
+        uv_idle_start(&c->more, on_idle);
+    else
+        uv_idle_stop(&c->more);
+}
+
+static void on_check(uv_check_t *h)
+{
+    struct cluster *c = h->data;
+    drain(c);
+    if (!c->stopped)
+        cluster__kv_turn_end(c->kv);
+}
+
+void cluster__rx(struct cluster *c)
+{
+    c->rx = true;
+}
+
+void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
+{
+    if (l == &c->route && c->kv)
+        cluster__kv_link(c->kv, up);
+}
+
+static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+{
+    struct cluster *c = ctx;
+    return c->stopped ? 0 : cluster__kv_retain(c->kv, from, m, now);
+}
+
+static uint64_t on_barrier(void *ctx)
+{
+    struct cluster *c = ctx;
+    return c->stopped ? 0 : cluster__kv_barrier(c->kv);
+}
+
+void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                        void *ctx)
+{
+    cluster__kv_set_done(c->kv, done, ctx);
+}
+
+/* ---- life ----------------------------------------------------------------------------------- */
+
+struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct cluster_opts *o)
+{
+    struct cluster *c = xcalloc(1, sizeof(*c));
+    c->b = b;
+    c->o = o;
+    c->loop = loop;
+    c->plain = topic_tree_new();
+    snprintf(c->prefix, sizeof(c->prefix), "cmq.%s", o->name);
+    c->subj_cap = (size_t)o->max_subject + 1;
+    c->subj = xmalloc(c->subj_cap);
+    c->topic = xmalloc(c->subj_cap);
+    c->queue = xmalloc(c->subj_cap);
+    uv_check_init(loop, &c->drain);
+    c->drain.data = c;
+    uv_check_start(&c->drain, on_check);
+    uv_idle_init(loop, &c->more);
+    c->more.data = c;
+    c->kv = cluster__kv_new(loop, b, o, &c->route);
+    return c;
+}
+
+int cluster_connect(struct cluster *c)
+{
+    const struct cluster_opts *o = c->o;
+    log_notice("cluster %s: node %s, %zu NATS server(s), first %s", o->name, o->node, o->url_count,
+               o->urls[0]);
+    if (cluster__link_open(&c->route, c, "routing", c->loop, o, true) != 0 ||
+        cluster__link_open(&c->share, c, "shared", c->loop, o, false) != 0)
+        return -1;
+    char subj[sizeof(c->prefix) + 16];
+    revocation_subject(c, subj, sizeof(subj));
+    natsStatus s = natsConnection_SubscribeSync(&c->revocations, c->route.nc, subj);
+    if (s != NATS_OK)
+        log_err("cluster: cannot subscribe to %s: %s (revocations on other nodes are not "
+                "heard here; this node's own CRLs still apply)",
+                subj, natsStatus_GetText(s));
+    struct broker_cluster hooks = {c, on_publish, on_interest, true, on_retain, on_barrier};
+    broker_set_cluster(c->b, &hooks);
+    if (c->route.connected) /* otherwise when the link comes up */
+        cluster__kv_link(c->kv, true);
+    return 0;
+}
+
+void cluster_stop(struct cluster *c)
+{
+    if (!c || c->stopped)
+        return;
+    c->stopped = true;
+    struct interest *i, *tmp;
+    HASH_ITER(hh, c->interests, i, tmp)
+    {
+        HASH_DEL(c->interests, i);
+        interest_free(c, i);
+    }
+    c->stats.interests = 0;
+    natsSubscription_Destroy(c->revocations);
+    c->revocations = NULL;
+    cluster__kv_stop(c->kv);
+    cluster__link_close(&c->route);
+    cluster__link_close(&c->share);
+    uv_close((uv_handle_t *)&c->drain, NULL);
+    uv_close((uv_handle_t *)&c->more, NULL);
+}
+
+void cluster_free(struct cluster *c)
+{
+    if (!c)
+        return;
+    cluster__link_free(&c->route);
+    cluster__link_free(&c->share);
+    /* nats.c's threads may still hold the connections for a moment (callbacks under way);
+     * they must be gone before the links' memory is. */
+    nats_CloseAndWait(2000);
+    cluster__link_release(&c->route);
+    cluster__link_release(&c->share);
+    cluster__kv_free(c->kv);
+    topic_tree_free(c->plain);
+    free(c->subj);
+    free(c->topic);
+    free(c->queue);
+    free(c->env);
+    free(c);
+}
+
+const struct cluster_stats *cluster_stats(struct cluster *c)
+{
+    c->stats.connected = c->route.connected && c->share.connected;
+    c->stats.delivered = broker_stats(c->b)->remote_in;
+    const struct cluster_kv_stats *k = cluster__kv_stats(c->kv);
+    c->stats.retained_ready = cluster__kv_ready(c->kv);
+    c->stats.retained_writes = k->writes;
+    c->stats.retained_failed = k->writes_failed;
+    c->stats.retained_applied = k->applied;
+    c->stats.retained_invalid = k->bad_updates;
+    c->stats.barriers_skipped = k->barriers_skipped;
+    return &c->stats;
+}

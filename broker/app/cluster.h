@@ -1,0 +1,94 @@
+/* cluster: this node's link to the other certmq nodes through NATS (cluster mode only).
+ *
+ * Fills the broker's cluster slots: every local publish goes once to NATS on its topic's
+ * subject (subject.h) in an envelope (envelope.h); the node holds one NATS subscription per
+ * filter its sessions have (ref-counted by the subscription tree's first/last watch), so NATS
+ * forwards only what this node needs; what arrives is delivered locally through
+ * broker_deliver_remote, never sent on. Shared groups are NATS queue groups. Everything runs on
+ * the loop thread: nats.c's socket I/O through a small libuv adapter, synchronous
+ * subscriptions drained from a uv_check handle, connection events posted to the loop. No
+ * blocking nats.c call (request, JetStream, KV) is ever made here. Without cluster keys in the
+ * config nothing of this runs. */
+#ifndef CERTMQ_CLUSTER_H
+#define CERTMQ_CLUSTER_H
+
+#include "broker.h"
+#include "diag.h"
+#include "envelope.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+/* The cluster_* keys and node_name (config_cluster.c); strings owned by the config. */
+struct cluster_opts {
+    char *name;  /* cluster_name: [A-Za-z0-9_-], part of every subject */
+    char *node;  /* node_name: unique per node */
+    char **urls; /* cluster_nats, in fail-over order */
+    size_t url_count;
+    char *user, *password; /* cluster_nats_user / cluster_nats_password */
+    char *creds;           /* cluster_nats_creds (JWT + NKey seed file) */
+    char *tls_ca, *tls_cert, *tls_key;
+    uint32_t partitions;        /* cluster_partitions: JetStream streams (later) */
+    uint32_t retained_replicas; /* cluster_retained_replicas; 0 = min(3, url_count) */
+    uint32_t max_subject;       /* cluster_max_subject_length: bytes, below nats-server's
+                                   max_control_line */
+};
+
+/* Is cluster mode configured (cluster_nats given)? */
+bool cluster_enabled(const struct cluster_opts *o);
+/* --test-config: the files the link needs are readable (problems to d); returns 0 when good. */
+int cluster_check(const struct cluster_opts *o, struct diag *d);
+/* --test-config: what this node would use and create in NATS. */
+void cluster_print_plan(const struct cluster_opts *o, FILE *f);
+
+struct cluster;
+
+/* The loop handles (o must outlive c). */
+struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct cluster_opts *o);
+/* Connect (one blocking attempt per server, bounded by a short timeout; if none answers the
+ * broker starts anyway and the link keeps retrying in the background) and install the broker's
+ * cluster slots. Call before sessions are restored. -1 when the options cannot be used
+ * (logged); cluster_stop and cluster_free are still due. */
+int cluster_connect(struct cluster *c);
+/* Stop sending and receiving, close the NATS connections and the loop handles. Safe to call
+ * twice; the broker's hooks do nothing afterwards. */
+void cluster_stop(struct cluster *c);
+/* After the loop has run the closes: frees everything. */
+void cluster_free(struct cluster *c);
+/* Who hears about completed tickets (a retained write acknowledged or refused, a read barrier
+ * reached): the clients waiting for them. */
+void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                        void *ctx);
+
+/* Certificate revocations between nodes: this node learnt r (its CRL reload, a plugin's
+ * verdict) and tells the others at once (core NATS, at most once; every node still enforces its
+ * own CRLs). */
+void cluster_revoked(struct cluster *c, const struct envelope_revoke *r);
+/* Who acts on a revocation another node announced (r borrows the message). */
+void cluster_set_revoker(struct cluster *c,
+                         void (*revoked)(void *ctx, const struct envelope_revoke *r), void *ctx);
+
+/* For $SYS/broker/cluster/...: every field a uint64_t. */
+struct cluster_stats {
+    uint64_t connected; /* 1 while both NATS connections are up */
+    uint64_t interests; /* filters and shared groups this node holds NATS interest for */
+    uint64_t sent, send_failed;
+    uint64_t dropped_long;     /* topics too long for a subject: delivered on this node only */
+    uint64_t received;         /* valid messages from NATS, before the overlapping-filter rule */
+    uint64_t bad_received;     /* dropped: not a valid subject or envelope */
+    uint64_t delivered;        /* messages from other nodes delivered to at least one session */
+    uint64_t retained_ready;   /* 1 while the retained bucket feeds this node's store */
+    uint64_t retained_writes;  /* retained sets and clears sent to the bucket */
+    uint64_t retained_failed;  /* ...refused or not acknowledged (not stored anywhere) */
+    uint64_t retained_applied; /* updates from the bucket applied to this node's store */
+    uint64_t retained_invalid; /* updates ignored: not a valid key or envelope */
+    uint64_t barriers_skipped; /* subscriptions answered without the read barrier */
+    uint64_t revocations_sent; /* certificate revocations announced to the other nodes */
+    uint64_t revocations_received; /* ...announced by them (valid ones) */
+};
+const struct cluster_stats *cluster_stats(struct cluster *c);
+
+#endif

@@ -1,0 +1,79 @@
+/* cluster_int: what cluster.c (routing, interests, draining) and cluster_link.c (a NATS
+ * connection on the loop) share; private to the cluster module. */
+#ifndef CERTMQ_CLUSTER_INT_H
+#define CERTMQ_CLUSTER_INT_H
+
+#include "cluster.h"
+
+#include <nats/nats.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* One NATS connection whose socket is polled by the loop. nats.c calls the adapter (attach,
+ * read, write, detach) from the loop thread or, while reconnecting, from its own threads; it
+ * reports connection events from its threads too. Anything from another thread only updates the
+ * pending state under lock and wakes the loop (async); the loop applies it. */
+struct cluster_link {
+    struct cluster *c;
+    const char *label; /* "routing" or "shared", for logs */
+    natsConnection *nc;
+    uv_loop_t *loop;
+    uv_thread_t loop_thread;
+    uv_poll_t *poll; /* the current socket's, NULL while none */
+    uv_async_t async;
+    uv_mutex_t lock;
+    /* under lock */
+    bool closing;
+    bool pend_attach, pend_detach, pend_events;
+    natsSock pend_sock;
+    natsConnection *pend_nc;
+    int want; /* UV_READABLE | UV_WRITABLE */
+    unsigned pend_status;
+    natsStatus pend_err;
+    /* loop thread */
+    bool connected, open;
+};
+
+/* Open l (its loop handles and connection) with opts; noecho for the routing link. 0 when
+ * connected or retrying in the background, -1 when the options were refused (logged). */
+int cluster__link_open(struct cluster_link *l, struct cluster *c, const char *label,
+                       uv_loop_t *loop, const struct cluster_opts *o, bool noecho);
+/* Close the connection and the loop handles (subscriptions are to be destroyed first). */
+void cluster__link_close(struct cluster_link *l);
+/* After the loop ran the closes: drop the connection. nats.c's threads may still run its
+ * callbacks until nats_CloseAndWait returns; then cluster__link_release. */
+void cluster__link_free(struct cluster_link *l);
+void cluster__link_release(struct cluster_link *l);
+/* The loop read from the link's socket: messages may wait in its subscriptions. */
+void cluster__rx(struct cluster *c);
+/* The link is (again) connected to NATS, or lost it. */
+void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up);
+
+/* cluster_kv.c: retained messages in a JetStream KV bucket (see there). Counters are the
+ * retained_* and barriers_skipped fields of struct cluster_stats. */
+struct cluster_kv_stats {
+    uint64_t writes, writes_failed, applied, bad_updates, barriers_skipped;
+};
+struct cluster_kv;
+struct cluster_kv *cluster__kv_new(uv_loop_t *loop, struct broker *b, const struct cluster_opts *o,
+                                   struct cluster_link *link);
+const char *cluster__kv_bucket(const struct cluster_kv *k);
+void cluster__kv_set_done(struct cluster_kv *k, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                          void *ctx);
+/* The routing link came up (set up the bucket and its consumer again) or went down. */
+void cluster__kv_link(struct cluster_kv *k, bool up);
+/* The broker's retain and barrier hooks (broker_cluster). */
+uint64_t cluster__kv_retain(struct cluster_kv *k, const struct session *from, const struct msg *m,
+                            int64_t now);
+uint64_t cluster__kv_barrier(struct cluster_kv *k);
+/* Replies and updates waiting on the routing link, up to *budget messages (lowered). */
+void cluster__kv_drain(struct cluster_kv *k, int64_t now, size_t *budget);
+/* End of a loop turn: ask for the barriers that arrived in it. */
+void cluster__kv_turn_end(struct cluster_kv *k);
+bool cluster__kv_ready(const struct cluster_kv *k);
+const struct cluster_kv_stats *cluster__kv_stats(const struct cluster_kv *k);
+void cluster__kv_stop(struct cluster_kv *k);
+void cluster__kv_free(struct cluster_kv *k);
+
+#endif
