@@ -445,7 +445,9 @@ void start_tls(conn_t *c)
     mbedtls_ssl_set_verify(&c->ssl, saw_cert, c);
     const mbedtls_ssl_session *s = NULL;
     if (c->role == R_DEV)
-        s = c->sess && c->sess_ok ? c->sess : certs[c->cert].have_sess ? &certs[c->cert].sess : NULL;
+        s = c->sess && c->sess_ok      ? c->sess
+            : certs[c->cert].have_sess ? &certs[c->cert].sess
+                                       : NULL;
     else if (opt.resume && c->role == R_STORM)
         s = c->sess && c->sess_ok ? c->sess : NULL;
     else if (opt.resume)
