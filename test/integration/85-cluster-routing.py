@@ -118,7 +118,10 @@ def test_no_forwarding_without_interest():
     check(to_n1 >= n, "n2 -> n1 route carried the messages (%d of %d)" % (to_n1, n))
     check(to_n3 < n * 0.01, "n2 -> n3 route carried %d of %d messages: forwarded without interest"
           % (to_n3, n))
-    check(after_n3 == before_n3, "node 3's NATS connections got %d messages" % (after_n3 - before_n3))
+    # node 3's connections also carry JetStream traffic of their own (the retained bucket's
+    # consumer heartbeats every 2 s, read-barrier replies): a handful, never the 3,000
+    check(after_n3 - before_n3 < n * 0.01,
+          "node 3's NATS connections got %d messages" % (after_n3 - before_n3))
     drop_all(sub, pub)
 
 
