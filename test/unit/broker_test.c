@@ -53,6 +53,15 @@ static struct broker *mkbroker(const char *acl_text)
     return b;
 }
 
+/* A clean MQTT 3.1.1 session for identity/client_id, online with client as its owner. */
+static struct session *online(struct broker *b, const char *identity, const char *client_id,
+                              void *client)
+{
+    bool present;
+    return broker_attach(b, identity, NULL, client_id, client, "127.0.0.1:1", true, false, 0, 4,
+                         &present, 0);
+}
+
 static struct msg *mk(struct broker *b, const char *topic, const char *payload, uint8_t qos,
                       bool retain)
 {
@@ -93,13 +102,9 @@ static void test_isolation(void)
 {
     struct broker *b = mkbroker(ACL);
     int c1, c2, c3;
-    bool present;
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "x", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
-    struct session *bb =
-        broker_attach(b, "dev-b", NULL, "x", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "ops", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "x", &c1);
+    struct session *bb = online(b, "dev-b", "x", &c2);
+    struct session *ops = online(b, "ops", "ops", &c3);
     CHECK(a != bb); /* same client id, different identity: separate sessions */
     CHECK_EQ_INT(kicks, 0);
     CHECK_EQ_INT(broker_subscribe(b, a, "devices/#", 9, 1, 0, 0), 1);
@@ -137,15 +142,12 @@ static void test_retained_and_will(void)
 {
     struct broker *b = mkbroker(ACL);
     int c1, c2;
-    bool present;
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "a", &c1);
     struct msg *m = mk(b, "devices/dev-a/state", "on", 1, true);
     CHECK_EQ_INT(broker_publish(b, a, m, 0), BROKER_PUB_NO_MATCH);
     msg_unref(m);
     CHECK_EQ_INT(broker_retained_count(b), 1);
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops = online(b, "ops", "o", &c2);
     broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0);
     bool retain = false;
     CHECK_EQ_STR(next_topic(ops, NULL, &retain), "devices/dev-a/state");
@@ -163,7 +165,7 @@ static void test_retained_and_will(void)
     msg_unref(w);
     broker_detach(b, a, true, 0);
     CHECK_EQ_STR(next_topic(ops, NULL, NULL), "devices/dev-a/status");
-    a = broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    a = online(b, "dev-a", "a", &c1);
     w = mk(b, "devices/dev-a/status", "gone", 1, false);
     session_set_will(a, w);
     msg_unref(w);
@@ -190,8 +192,7 @@ static void test_retained_bytes(void)
     quotas = (struct broker_limits){0};
     int c1, c2;
     bool present;
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "a", &c1);
     struct session *x =
         broker_attach(b, "dev-x", NULL, "x", &c2, "127.0.0.1:2", true, false, 0, 4, &present, 0);
     /* "devices/1" + 31 bytes = 40 each */
@@ -297,8 +298,7 @@ static void test_untrust(void)
     struct broker *b = mkbroker(ACL);
     int c1, c2;
     bool present;
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "o", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops = online(b, "ops", "o", &c2);
     broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0);
     for (int discard = 0; discard <= 1; discard++) {
         struct session *a = broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, true,
@@ -316,8 +316,7 @@ static void test_untrust(void)
             broker_discard(b, left);
     }
     /* A session that is not persistent goes with its connection either way. */
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "a", &c1);
     broker_untrust(b, a, false, 0);
     CHECK(broker_find(b, "dev-a", "a") == NULL);
     broker_free(b);
@@ -331,9 +330,7 @@ static void test_retained_limit(void)
     struct broker *b = mkbroker(ACL);
     max_retained = 0;
     int c1;
-    bool present;
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "a", &c1);
     const char *topics[] = {"devices/dev-a/1", "devices/dev-a/2", "devices/dev-a/3",
                             "devices/dev-a/1", "devices/dev-a/2"};
     for (size_t i = 0; i < 5; i++) {
@@ -362,11 +359,8 @@ static void test_retained_in_steps(void)
 {
     struct broker *b = mkbroker(ACL);
     int c1, c2;
-    bool present;
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "a", &c1);
+    struct session *ops = online(b, "ops", "ops", &c2);
     char topic[64];
     for (int i = 0; i < 150; i++) {
         snprintf(topic, sizeof(topic), "devices/dev-a/%d", i);
@@ -427,8 +421,7 @@ static void test_takeover_and_expiry(void)
     CHECK(session_client(s2) == &c2);
     /* Offline: QoS 1 queued, QoS 0 not. */
     broker_detach(b, s2, false, 1000);
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "o", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops = online(b, "ops", "o", &c3);
     (void)ops;
     struct msg *m = mk(b, "devices/dev-a/cmd", "reboot", 1, false);
     /* ops may not write devices/... : denied. dev-b may not either; dev-a itself may. */
@@ -449,9 +442,7 @@ static void test_acl_reload_applies(void)
 {
     struct broker *b = mkbroker("pattern read fleet/#\n");
     int c1;
-    bool present;
-    struct session *s =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *s = online(b, "dev-a", "a", &c1);
     CHECK_EQ_INT(broker_subscribe(b, s, "fleet/#", 7, 0, 0, 0), 0);
     struct msg *m = mk(b, "fleet/news", "1", 0, false);
     broker_publish(b, NULL, m, 0);
@@ -538,13 +529,9 @@ static void test_cluster_hooks(void)
     struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL, NULL};
     broker_set_cluster(b, &hooks);
     int c1, c2, c3;
-    bool present;
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "ops", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
-    struct session *w =
-        broker_attach(b, "ops", NULL, "w", &c3, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *ops = online(b, "ops", "ops", &c1);
+    struct session *a = online(b, "dev-a", "a", &c2);
+    struct session *w = online(b, "ops", "w", &c3);
     CHECK_EQ_INT(broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0), 1);
     CHECK_EQ_STR(log.last, "devices/#");
     CHECK_EQ_INT(broker_subscribe(b, a, "devices/#", 9, 1, 0, 0), 1);
@@ -623,11 +610,8 @@ static void test_cluster_retained(void)
     struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier};
     broker_set_cluster(b, &hooks);
     int c1, c2;
-    bool present;
-    struct session *a =
-        broker_attach(b, "dev-a", NULL, "a", &c1, "127.0.0.1:1", true, false, 0, 4, &present, 0);
-    struct session *ops =
-        broker_attach(b, "ops", NULL, "ops", &c2, "127.0.0.1:1", true, false, 0, 4, &present, 0);
+    struct session *a = online(b, "dev-a", "a", &c1);
+    struct session *ops = online(b, "ops", "ops", &c2);
     CHECK_EQ_INT(broker_subscribe(b, ops, "devices/#", 9, 1, 0, 0), 1);
     uint64_t ticket = 0;
     struct msg *m = mk(b, "devices/dev-a/state", "on", 1, true);
