@@ -234,6 +234,7 @@ extern size_t nrecs, recs_cap;
 int name_cmp(const void *a, const void *b);
 void load_certs(void);
 void sample_add(uint64_t v);
+void lat_dump_write(void);
 int u64cmp(const void *a, const void *b);
 double pct_us(double p);
 int bio_send(void *ctx, const unsigned char *b, size_t n);

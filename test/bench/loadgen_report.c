@@ -197,16 +197,7 @@ void finish_stormlat(char *js, size_t cap, int *np)
         } else if (recs[i].t >= m_start_ns && recs[i].t < storm_t0)
             base[nbase++] = recs[i].lat;
     }
-    if (opt.lat_dump) {
-        /* every sample: publish time (ms from the start of publishing), latency (us), in storm */
-        FILE *f = fopen(opt.lat_dump, "w");
-        if (f) {
-            for (size_t i = 0; i < nrecs; i++)
-                fprintf(f, "%.3f %.1f %d\n", (double)(recs[i].t - m_start_ns) / 1e6,
-                        recs[i].lat / 1000.0, recs[i].t >= storm_t0 && recs[i].t <= storm_t1);
-            fclose(f);
-        }
-    }
+    lat_dump_write();
     qsort(in, nin, sizeof *in, u64cmp);
     qsort(base, nbase, sizeof *base, u64cmp);
     uint64_t lost = total_sent > total_delivered ? total_sent - total_delivered : 0;
@@ -357,4 +348,19 @@ void storm_begin_round(void)
     cpu_start = broker_cpu();
     m_start_ns = uv_hrtime();
     start_more();
+}
+
+/* --lat-dump: every sample: publish time (ms from the start of publishing), latency (us), and
+ * whether it fell in the storm (or restart) window. */
+void lat_dump_write(void)
+{
+    if (!opt.lat_dump)
+        return;
+    FILE *f = fopen(opt.lat_dump, "w");
+    if (!f)
+        return;
+    for (size_t i = 0; i < nrecs; i++)
+        fprintf(f, "%.3f %.1f %d\n", (double)(recs[i].t - m_start_ns) / 1e6, recs[i].lat / 1000.0,
+                recs[i].t >= storm_t0 && recs[i].t <= storm_t1);
+    fclose(f);
 }

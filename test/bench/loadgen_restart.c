@@ -286,15 +286,7 @@ void finish_restart(char *js, size_t cap, int *np)
         else if (recs[i].t >= m_start_ns && recs[i].t < t_drop)
             base[nbase++] = recs[i].lat;
     }
-    if (opt.lat_dump) {
-        FILE *f = fopen(opt.lat_dump, "w");
-        if (f) {
-            for (size_t i = 0; i < nrecs; i++)
-                fprintf(f, "%.3f %.1f %d\n", (double)(recs[i].t - m_start_ns) / 1e6,
-                        recs[i].lat / 1000.0, recs[i].t >= storm_t0 && recs[i].t <= storm_t1);
-            fclose(f);
-        }
-    }
+    lat_dump_write();
     qsort(in, nin, sizeof *in, u64cmp);
     qsort(base, nbase, sizeof *base, u64cmp);
     J(",\"rate_target\":%.0f,\"qos\":%d,\"size\":%d", opt.rate, opt.qos, opt.size);
