@@ -296,8 +296,33 @@ static bool topic_ok(const void *broker, const char *t, size_t len)
     return broker_topic_ok(broker, t, len);
 }
 
+/* CONNECT in a cluster: may this node have the session? true to go on now; false when the
+ * CONNECT was refused or waits for the claim (handled again when it completes). */
+static bool claim_session(struct client *c, const char *identity, bool persistent)
+{
+    struct client_env *e = c->env;
+    if (c->claim_granted == 0) {
+        uint64_t t =
+            broker_claim(e->broker, identity, c->client_id, conn_peer(c->conn)->attrs, persistent);
+        if (t == 0)
+            return true;
+        if (t != BROKER_CLAIM_REFUSED) {
+            c->claim = t;
+            client__wait_connect(c, t);
+            return false;
+        }
+        c->claim_granted = -1;
+    }
+    if (c->claim_granted < 0) {
+        broker_claimed(e->broker, NULL, c->claim);
+        refuse(c, REASON_CLUSTER_CLAIM);
+        return false;
+    }
+    return true;
+}
+
 /* CONNECT: connect_decide says what; here it happens (CONNACK, session, will, timers). */
-static void handle_connect(struct client *c, const struct mqtt_packet *p)
+void client__handle_connect(struct client *c, const struct mqtt_packet *p)
 {
     const struct mqtt_connect *k = &p->u.connect;
     struct client_env *e = c->env;
@@ -316,8 +341,10 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
     c->no_problem_info = d.no_problem_info;
     if (d.assign_id)
         e->next_auto_id++;
-    if (d.client_id.p) /* stops at a NUL, which is then refused: the log shows what it can */
+    if (d.client_id.p) {    /* stops at a NUL, which is then refused: the log shows what it can */
+        free(c->client_id); /* handled again after a cluster claim */
         c->client_id = xstrndup((const char *)d.client_id.p, d.client_id.len);
+    }
     if (r != REASON_NONE) {
         if (reason_info(r)->v3)
             refuse(c, r);
@@ -336,10 +363,14 @@ static void handle_connect(struct client *c, const struct mqtt_packet *p)
         refuse(c, REASON_IDENTITY_CONNECTIONS);
         return;
     }
+    /* Assigned ids are unique to this node's connection: nothing to claim. */
+    if (!d.assign_id && !claim_session(c, identity, d.persistent))
+        return;
     bool present;
     c->session = broker_attach(e->broker, identity, conn_peer(c->conn)->attrs, c->client_id, c,
                                conn_addr(c->conn), k->clean, d.persistent, d.expiry_s, c->version,
                                &present, client__now(c));
+    broker_claimed(e->broker, c->session, c->claim);
     if (!c->session) {
         refuse(c, REASON_SESSION_QUOTA);
         return;
@@ -576,7 +607,7 @@ static void on_packet(struct client *c, const struct mqtt_packet *p)
             return;
         }
         conn_settle(c->conn); /* no longer a pending connection of its address */
-        handle_connect(c, p);
+        client__handle_connect(c, p);
         return;
     }
     handler_fn h = dispatch[p->type & 15];

@@ -31,6 +31,8 @@ struct client {
     uint64_t timer_due;      /* ms: when the connection's timer fires; 0 = not armed */
     uint64_t refusal_logged; /* ms: last log line about a refusal to this client */
     char *client_id;
+    uint64_t claim;       /* the cluster's ticket for this CONNECT's session (0: none asked) */
+    int8_t claim_granted; /* its outcome once completed: 1 granted, -1 refused, 0 not yet */
     struct client_job *job;  /* a SUBSCRIBE / UNSUBSCRIBE still being handled (client_sub.c) */
     struct client *job_next; /* in the env's queue of clients with a deferred job */
     bool job_queued;
@@ -93,6 +95,10 @@ void client__wait_publish(struct client *c, uint8_t qos, uint16_t id, uint64_t t
 /* The acknowledgement of a QoS > 0 PUBLISH with code rc (3.1.1, which cannot refuse one
  * message: the connection is closed when the cluster could not store a retained one). */
 void client__publish_answer(struct client *c, uint8_t qos, uint16_t id, uint8_t rc);
+/* A CONNECT waits for the cluster's claim on its session (ticket); when it completes the
+ * packet is decoded again and handled by client__handle_connect. */
+void client__wait_connect(struct client *c, uint64_t ticket);
+void client__handle_connect(struct client *c, const struct mqtt_packet *p);
 /* The client is gone: unqueue and free its job, if any. */
 void client__job_drop(struct client *c);
 void client__sub_init(struct client_env *e);

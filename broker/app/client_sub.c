@@ -37,8 +37,9 @@ struct client_job {
     UT_hash_handle hh; /* env->waits, by ticket */
     uint16_t id, count;
     uint32_t sub_id;
-    struct mqtt_sub_iter it;   /* the filters left: in the read buffer, then in pkt */
-    uint8_t *pkt;              /* the packet, copied once the job outlives the read */
+    struct mqtt_sub_iter it; /* the filters left: in the read buffer, then in pkt */
+    uint8_t *pkt;            /* the packet, copied once the job outlives the read */
+    size_t pkt_len;
     uint8_t *rcs;              /* reason codes so far (count of them allocated) */
     size_t n;                  /* reason codes so far */
     struct broker_retained rw; /* the retained messages of the last filter, if still owed */
@@ -124,6 +125,19 @@ static bool job_run(struct client *c)
 {
     struct client_env *e = c->env;
     struct client_job *j = c->job;
+    if (j->type == MQTT_CONNECT) {
+        c->claim_granted = j->wait_ok ? 1 : -1;
+        uint8_t *pkt = j->pkt;
+        size_t len = j->pkt_len;
+        j->pkt = NULL;
+        job_free(c);
+        struct mqtt_packet p;
+        if (pkt && c->state == CS_WAIT_CONNECT &&
+            codec_decode(pkt, len, c->version, e->o.connect.max_packet_size, &p) > 0)
+            client__handle_connect(c, &p);
+        free(pkt);
+        return true;
+    }
     if (c->state != CS_CONNECTED || !c->session) { /* closing, or kicked off its session */
         job_free(c);
         return true;
@@ -175,6 +189,15 @@ void client__wait_publish(struct client *c, uint8_t qos, uint16_t id, uint64_t t
     j->c = c;
     j->qos = qos;
     j->id = id;
+    c->job = j;
+    job_wait(c, j, ticket);
+}
+
+void client__wait_connect(struct client *c, uint64_t ticket)
+{
+    struct client_job *j = xcalloc(1, sizeof(*j));
+    j->type = MQTT_CONNECT;
+    j->c = c;
     c->job = j;
     job_wait(c, j, ticket);
 }
@@ -239,8 +262,11 @@ void client__job_keep(struct client *c, const uint8_t *raw, size_t len)
     if (j->type != MQTT_PUBLISH) { /* a PUBLISH job needs nothing of its packet */
         j->pkt = xmalloc(len);
         memcpy(j->pkt, raw, len);
-        j->it.p = j->pkt + (j->it.p - raw);
-        j->it.end = j->pkt + (j->it.end - raw);
+        j->pkt_len = len;
+        if (j->type != MQTT_CONNECT) {
+            j->it.p = j->pkt + (j->it.p - raw);
+            j->it.end = j->pkt + (j->it.end - raw);
+        }
     }
     conn_pause(c->conn);
     if (j->waiting)

@@ -46,6 +46,7 @@ struct cluster {
     uv_loop_t *loop;
     struct cluster_link route, share;
     struct cluster_kv *kv;         /* retained messages (cluster_kv.c) */
+    struct cluster_sess *sess;     /* session ownership (cluster_sess.c) */
     natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
     void (*revoked)(void *ctx, const struct envelope_revoke *r);
     void *revoked_ctx;
@@ -118,8 +119,13 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
             o->retained_replicas ? o->retained_replicas
                                  : (unsigned)(o->url_count < 3 ? o->url_count : 3));
     fprintf(f,
+            "cluster: session ownership in JetStream stream CMQ_SESS_%s (subjects "
+            "cmq.%s.claim.<session hash>.<epoch>, one message each), takeovers on "
+            "cmq.%s.take.<node>\n",
+            o->name, o->name, o->name);
+    fprintf(f,
             "cluster: planned, not created yet: %u JetStream stream(s) CMQ_Q_0..%u for QoS 1/2, "
-            "KV buckets cmq_sess and cmq_claim (sessions), cmq_nodes\n",
+            "offline queues, node liveness\n",
             o->partitions, o->partitions - 1);
 }
 
@@ -396,6 +402,7 @@ static void drain(struct cluster *c)
     int64_t now = (int64_t)uv_now(c->loop);
     size_t budget = DRAIN_BUDGET;
     cluster__kv_drain(c->kv, now, &budget);
+    cluster__sess_drain(c->sess, &budget);
     drain_revocations(c, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
@@ -434,6 +441,8 @@ void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
 {
     if (l == &c->route && c->kv)
         cluster__kv_link(c->kv, up);
+    if (l == &c->route && c->sess)
+        cluster__sess_link(c->sess, up);
 }
 
 static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
@@ -448,10 +457,25 @@ static uint64_t on_barrier(void *ctx)
     return c->stopped ? 0 : cluster__kv_barrier(c->kv);
 }
 
+static uint64_t on_claim(void *ctx, const char *identity, const char *client_id,
+                         const struct certattrs *attrs, bool persistent)
+{
+    struct cluster *c = ctx;
+    return cluster__sess_claim(c->sess, identity, client_id, attrs, persistent);
+}
+
+static void on_claimed(void *ctx, struct session *s, uint64_t ticket)
+{
+    struct cluster *c = ctx;
+    if (!c->stopped)
+        cluster__sess_claimed(c->sess, s, ticket);
+}
+
 void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t ticket, bool ok),
                         void *ctx)
 {
     cluster__kv_set_done(c->kv, done, ctx);
+    cluster__sess_set_done(c->sess, done, ctx);
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
@@ -474,6 +498,7 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     uv_idle_init(loop, &c->more);
     c->more.data = c;
     c->kv = cluster__kv_new(loop, b, o, &c->route);
+    c->sess = cluster__sess_new(loop, b, o, &c->route);
     return c;
 }
 
@@ -492,10 +517,13 @@ int cluster_connect(struct cluster *c)
         log_err("cluster: cannot subscribe to %s: %s (revocations on other nodes are not "
                 "heard here; this node's own CRLs still apply)",
                 subj, natsStatus_GetText(s));
-    struct broker_cluster hooks = {c, on_publish, on_interest, true, on_retain, on_barrier};
+    struct broker_cluster hooks = {c,         on_publish, on_interest, true,
+                                   on_retain, on_barrier, on_claim,    on_claimed};
     broker_set_cluster(c->b, &hooks);
-    if (c->route.connected) /* otherwise when the link comes up */
+    if (c->route.connected) { /* otherwise when the link comes up */
         cluster__kv_link(c->kv, true);
+        cluster__sess_link(c->sess, true);
+    }
     return 0;
 }
 
@@ -514,6 +542,7 @@ void cluster_stop(struct cluster *c)
     natsSubscription_Destroy(c->revocations);
     c->revocations = NULL;
     cluster__kv_stop(c->kv);
+    cluster__sess_stop(c->sess);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);
     uv_close((uv_handle_t *)&c->drain, NULL);
@@ -532,6 +561,7 @@ void cluster_free(struct cluster *c)
     cluster__link_release(&c->route);
     cluster__link_release(&c->share);
     cluster__kv_free(c->kv);
+    cluster__sess_free(c->sess);
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
@@ -551,5 +581,15 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
     c->stats.retained_applied = k->applied;
     c->stats.retained_invalid = k->bad_updates;
     c->stats.barriers_skipped = k->barriers_skipped;
+    const struct cluster_sess_stats *ss = cluster__sess_stats(c->sess);
+    c->stats.sessions_ready = cluster__sess_ready(c->sess);
+    c->stats.claims = ss->claims;
+    c->stats.claims_failed = ss->claims_failed;
+    c->stats.claim_races = ss->claim_races;
+    c->stats.unclaimed = ss->unclaimed;
+    c->stats.takeovers_in = ss->takeovers_in;
+    c->stats.takeovers_out = ss->takeovers_out;
+    c->stats.handover_timeouts = ss->handover_timeouts;
+    c->stats.handover_bad = ss->handover_bad;
     return &c->stats;
 }

@@ -88,6 +88,9 @@ struct cluster_stats {
     uint64_t barriers_skipped; /* subscriptions answered without the read barrier */
     uint64_t revocations_sent; /* certificate revocations announced to the other nodes */
     uint64_t revocations_received; /* ...announced by them (valid ones) */
+    uint64_t sessions_ready;       /* 1 while session ownership works through JetStream */
+    uint64_t claims, claims_failed, claim_races, unclaimed;
+    uint64_t takeovers_in, takeovers_out, handover_timeouts, handover_bad;
 };
 const struct cluster_stats *cluster_stats(struct cluster *c);
 

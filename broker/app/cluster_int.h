@@ -76,4 +76,34 @@ const struct cluster_kv_stats *cluster__kv_stats(const struct cluster_kv *k);
 void cluster__kv_stop(struct cluster_kv *k);
 void cluster__kv_free(struct cluster_kv *k);
 
+/* cluster_sess.c: one session per (identity, client id) cluster-wide (see there). */
+struct cluster_sess_stats {
+    uint64_t claims;            /* CONNECTs that asked for their session */
+    uint64_t claims_failed;     /* ...refused: JetStream silent, or a newer connection won */
+    uint64_t claim_races;       /* epochs another node created first (retried) */
+    uint64_t unclaimed;         /* CONNECTs served without a claim (JetStream unreachable) */
+    uint64_t takeovers_in;      /* sessions handed over to this node */
+    uint64_t takeovers_out;     /* ...by this node to another */
+    uint64_t handover_timeouts; /* previous owners that did not answer in time */
+    uint64_t handover_bad;      /* malformed handovers or takeover requests */
+};
+struct cluster_sess;
+struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
+                                       const struct cluster_opts *o, struct cluster_link *link);
+const char *cluster__sess_stream(const struct cluster_sess *s);
+void cluster__sess_set_done(struct cluster_sess *s,
+                            void (*done)(void *ctx, uint64_t ticket, bool ok), void *ctx);
+/* The routing link came up (subscriptions, the stream) or went down. */
+void cluster__sess_link(struct cluster_sess *s, bool up);
+/* The broker's claim and claimed hooks (broker_cluster). */
+uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const char *client_id,
+                             const struct certattrs *attrs, bool persistent);
+void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t ticket);
+/* Replies and takeover requests waiting on the routing link, up to *budget (lowered). */
+void cluster__sess_drain(struct cluster_sess *s, size_t *budget);
+bool cluster__sess_ready(const struct cluster_sess *s);
+const struct cluster_sess_stats *cluster__sess_stats(const struct cluster_sess *s);
+void cluster__sess_stop(struct cluster_sess *s);
+void cluster__sess_free(struct cluster_sess *s);
+
 #endif

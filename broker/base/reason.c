@@ -46,6 +46,10 @@ static const struct reason_info table[REASON_COUNT] = {
                                      "too many clients connected with this identity "
                                      "(max_connections_per_identity)",
                                      "identity_connections"},
+    [REASON_CLUSTER_CLAIM] = {MQTT_RC3_SERVER_UNAVAILABLE, MQTT_RC_SERVER_UNAVAILABLE, false,
+                              "the cluster did not give this node the session (JetStream "
+                              "unreachable, or a newer connection claimed it)",
+                              "cluster_claim"},
 
     [REASON_MALFORMED] = {0, MQTT_RC_MALFORMED, false, "malformed packet", "malformed"},
     [REASON_PROTOCOL_ERROR] = {0, MQTT_RC_PROTOCOL_ERROR, false, "protocol error",

@@ -31,6 +31,7 @@ enum reason {
                            */
     REASON_MEMORY,        /* max_memory reached: no new work until memory is back down */
     REASON_IDENTITY_CONNECTIONS, /* max_connections_per_identity: that many clients connected */
+    REASON_CLUSTER_CLAIM,        /* the cluster did not give this node the session */
 
     /* Protocol errors: closed (MQTT 5 DISCONNECT once connected, nothing before). */
     REASON_MALFORMED,            /* codec: malformed packet */

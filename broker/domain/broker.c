@@ -415,6 +415,39 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
     return e ? e->s : NULL;
 }
 
+uint64_t broker_claim(struct broker *b, const char *identity, const char *client_id,
+                      const struct certattrs *attrs, bool persistent)
+{
+    return b->cluster.claim
+               ? b->cluster.claim(b->cluster.ctx, identity, client_id, attrs, persistent)
+               : 0;
+}
+
+void broker_claimed(struct broker *b, struct session *s, uint64_t ticket)
+{
+    if (b->cluster.claimed && ticket)
+        b->cluster.claimed(b->cluster.ctx, s, ticket);
+}
+
+/* The session's connection, if any, is replaced by another (here or on another node). */
+static void kick_client(struct broker *b, struct session *s, int64_t now)
+{
+    void *old = session_client(s);
+    if (old) {
+        session_set_client(s, NULL);
+        count_online(b, s, -1);
+        if (b->policy.disconnected)
+            b->policy.disconnected(b->policy.ctx, s);
+        b->ops.kick(old, REASON_TAKEN_OVER);
+        /* The old connection did not say DISCONNECT: its will goes out, unless it has a
+         * delay, which the new connection to the session cancels (MQTT 5 3.1.3.2.2). */
+        if (session_will_delay(s) == 0)
+            publish_will(b, s, now);
+    }
+    /* A delayed will still pending is cancelled by the session's new connection. */
+    msg_unref(session_take_will(s));
+}
+
 struct session *broker_attach(struct broker *b, const char *identity, const struct certattrs *attrs,
                               const char *client_id, void *client, const char *peer, bool clean,
                               bool persistent, uint32_t expiry_s, uint8_t version, bool *present,
@@ -425,20 +458,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
     if (persistent && !(s && session_persistent(s)) && !persistent_quota_ok(b, identity, client_id))
         return NULL;
     if (s) {
-        void *old = session_client(s);
-        if (old) {
-            session_set_client(s, NULL);
-            count_online(b, s, -1);
-            if (b->policy.disconnected)
-                b->policy.disconnected(b->policy.ctx, s);
-            b->ops.kick(old, REASON_TAKEN_OVER);
-            /* The old connection did not say DISCONNECT: its will goes out, unless it has a
-             * delay, which the new connection to the session cancels (MQTT 5 3.1.3.2.2). */
-            if (session_will_delay(s) == 0)
-                publish_will(b, s, now);
-        }
-        /* A delayed will still pending is cancelled by the session's new connection. */
-        msg_unref(session_take_will(s));
+        kick_client(b, s, now);
         if (clean) {
             destroy_session(b, s);
             s = NULL;
@@ -526,6 +546,54 @@ void broker_restore_sub(struct broker *b, struct session *s, const char *filter,
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
     session_sub_add(s, filter, len, options, sub_id);
+}
+
+void broker_release(struct broker *b, struct session *s, int64_t now)
+{
+    kick_client(b, s, now);
+}
+
+struct session *broker_import(struct broker *b, const char *identity, const char *client_id,
+                              const struct certattrs *attrs, bool persistent, uint32_t expiry_s,
+                              uint8_t version, int64_t now)
+{
+    struct session *s = broker_find(b, identity, client_id);
+    if (s) { /* an older copy of the session (this node's claim lost since) */
+        kick_client(b, s, now);
+        destroy_session(b, s);
+    }
+    s = add_session(b, identity, client_id);
+    if (b->store)
+        session_set_store(s, b->store->session);
+    session_set_version(s, version);
+    session_set_persistent(s, persistent, expiry_s);
+    count_persistent(b, s);
+    session_set_offline_since(s, now);
+    if (persistent)
+        BSTORE(b, session_saved, s, now);
+    session_set_attrs(s, certattrs_dup(attrs));
+    compile_acl(b, s);
+    return s;
+}
+
+bool broker_import_sub(struct broker *b, struct session *s, const char *filter, size_t len,
+                       uint8_t options, uint32_t sub_id)
+{
+    size_t glen = 0, flen = len;
+    const char *g = NULL, *f = filter;
+    if (topic_share_split(filter, len, &g, &glen, &f, &flen) < 0 || !topic_filter_valid(f, flen))
+        return false;
+    const struct acl_client *acl = session_acl(s);
+    if (!acl || !acl_check_subscribe(acl, f, flen)) {
+        b->stats.subscribe_denied++;
+        return false;
+    }
+    bool replaced;
+    topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
+    session_sub_add(s, filter, len, options, sub_id);
+    if (session_persistent(s))
+        BSTORE(b, sub, s, filter, len, options, sub_id, true);
+    return true;
 }
 
 void broker_restore_retained(struct broker *b, struct msg *m)

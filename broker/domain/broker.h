@@ -86,7 +86,17 @@ struct broker_cluster {
      * once the local store holds every retained message the cluster had accepted when it was
      * asked, or 0 when there is nothing to wait for. */
     uint64_t (*barrier)(void *ctx);
+    /* One session per (identity, client id) in the cluster (optional): a CONNECT asks for the
+     * session before it attaches (persistent: it is to outlive the connection). Returns a
+     * ticket (> 0) that completes once this node owns the session — the copy its previous
+     * owner handed over imported (broker_import) — or failed to; 0 to go on at once;
+     * BROKER_CLAIM_REFUSED to refuse the CONNECT now. */
+    uint64_t (*claim)(void *ctx, const char *identity, const char *client_id,
+                      const struct certattrs *attrs, bool persistent);
+    /* The CONNECT whose claim completed with ticket attached to s (or gave up: s NULL). */
+    void (*claimed)(void *ctx, struct session *s, uint64_t ticket);
 };
+#define BROKER_CLAIM_REFUSED UINT64_MAX
 
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
@@ -149,6 +159,11 @@ bool broker_may_publish(const struct broker *b, const struct session *s, const c
  * (same client id, still connected) is not one more. False is counted and logged. */
 bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
                           const char *client_id);
+/* CONNECT, before broker_attach: the cluster's claim on the session (broker_cluster.claim; 0
+ * without a cluster), and after it the attached session (NULL: not attached). */
+uint64_t broker_claim(struct broker *b, const char *identity, const char *client_id,
+                      const struct certattrs *attrs, bool persistent);
+void broker_claimed(struct broker *b, struct session *s, uint64_t ticket);
 /* CONNECT: find or create the session (identity, client_id) and attach client, connected from
  * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.
  * clean = clean session / clean start. persistent =
@@ -242,6 +257,19 @@ struct session *broker_restore_session(struct broker *b, const char *identity,
 void broker_restore_sub(struct broker *b, struct session *s, const char *filter, uint8_t options,
                         uint32_t sub_id);
 void broker_restore_retained(struct broker *b, struct msg *m);
+/* Cluster: the session moves to another node. Its connection, if any, is kicked (its will as
+ * for a takeover here); the caller exports it, then broker_discard. */
+void broker_release(struct broker *b, struct session *s, int64_t now);
+/* Cluster: a session handed over by another node, replacing any older copy here, offline until
+ * the device's connection attaches; subscriptions and deliveries follow (session_import).
+ * attrs: the connecting device's certificate, which the ACL is compiled for. */
+struct session *broker_import(struct broker *b, const char *identity, const char *client_id,
+                              const struct certattrs *attrs, bool persistent, uint32_t expiry_s,
+                              uint8_t version, int64_t now);
+/* ...one inherited subscription, checked against this node's ACL: false when it is dropped
+ * (denied, or not a valid filter). */
+bool broker_import_sub(struct broker *b, struct session *s, const char *filter, size_t len,
+                       uint8_t options, uint32_t sub_id);
 void broker_set_next_msg_id(struct broker *b, uint64_t next);
 
 /* The session of (identity, client_id), or NULL. */

@@ -69,6 +69,7 @@ struct session {
     uint64_t sub_batch;        /* session_sub_batch(): the SUBSCRIBE packet being handled */
 
     uint64_t match_gen;
+    uint64_t epoch;
     int64_t drop_logged;
     struct msg *out0; /* the QoS 0 message last returned by session_next_out */
     qitem_t out0_d;
@@ -185,6 +186,19 @@ void session_restore(struct session *s, const struct session_delivery *d, uint16
     f->id = id;
     f->state = released ? INF_WAIT_COMP : INF_WAIT_ACK;
     f->sent = false; /* sent again (DUP) on the next connection */
+}
+
+void session_import(struct session *s, const struct session_delivery *d, uint16_t id, bool released)
+{
+    struct session_delivery q = *d;
+    q.seq = s->next_seq;
+    uint32_t inflight = s->inf_count;
+    session_restore(s, &q, id, released);
+    if (released) /* nothing left to store but a packet id: kept in memory only */
+        return;
+    STORE(s, enqueued, &q);
+    if (s->inf_count > inflight)
+        STORE(s, sent, q.seq, id);
 }
 
 void session_set_client(struct session *s, void *client)
@@ -658,4 +672,34 @@ uint64_t *session_match_gen(struct session *s)
 int64_t *session_drop_logged(struct session *s)
 {
     return &s->drop_logged;
+}
+
+void session_foreach_delivery(const struct session *s,
+                              void (*cb)(void *ctx, const struct session_delivery *d, uint16_t id,
+                                         bool released),
+                              void *ctx)
+{
+    for (uint32_t i = 0; i < s->inf_count; i++)
+        cb(ctx, &s->inf[i].d, s->inf[i].id, s->inf[i].state == INF_WAIT_COMP);
+    for (uint32_t i = 0; i < s->q_count; i++)
+        cb(ctx, &s->q[(s->q_head + i) % s->q_cap], 0, false);
+}
+
+void session_foreach_qos2_in(const struct session *s, void (*cb)(void *ctx, uint16_t id), void *ctx)
+{
+    if (!s->qos2_in_count)
+        return;
+    for (uint32_t id = 1; id <= 65535; id++)
+        if (s->qos2_in[id >> 3] & (1u << (id & 7)))
+            cb(ctx, (uint16_t)id);
+}
+
+void session_set_epoch(struct session *s, uint64_t epoch)
+{
+    s->epoch = epoch;
+}
+
+uint64_t session_epoch(const struct session *s)
+{
+    return s->epoch;
 }

@@ -54,6 +54,9 @@ void session_set_store(struct session *s, const struct session_store *store);
 /* Restore one stored delivery: queued (id 0), in flight (id set, released = PUBREC seen). */
 void session_restore(struct session *s, const struct session_delivery *d, uint16_t id,
                      bool released);
+/* Cluster: a delivery handed over by another node, stored like a new one (persistent sessions). */
+void session_import(struct session *s, const struct session_delivery *d, uint16_t id,
+                    bool released);
 void session_set_client(struct session *s, void *client);
 void *session_client(const struct session *s);
 void session_set_acl(struct session *s, struct acl_client *acl); /* takes ownership */
@@ -169,6 +172,19 @@ const struct session_sub *session_sub_at(const struct session *s, size_t i);
 uint64_t *session_match_gen(struct session *s);
 /* When the broker last logged this session's dropped messages (ms; the broker's to use). */
 int64_t *session_drop_logged(struct session *s);
+
+/* Every delivery not yet acknowledged, in the order the client is owed them: the in-flight
+ * window (id set; released = PUBREC seen, d->msg NULL), then the queue (id 0). */
+void session_foreach_delivery(const struct session *s,
+                              void (*cb)(void *ctx, const struct session_delivery *d, uint16_t id,
+                                         bool released),
+                              void *ctx);
+/* Every incoming QoS 2 packet id awaiting PUBREL. */
+void session_foreach_qos2_in(const struct session *s, void (*cb)(void *ctx, uint16_t id),
+                             void *ctx);
+/* Cluster: the ownership epoch this node holds the session under (0: none claimed). */
+void session_set_epoch(struct session *s, uint64_t epoch);
+uint64_t session_epoch(const struct session *s);
 
 /* Drop everything queued and in flight (clean start on a resumed key). */
 void session_clear_messages(struct session *s);

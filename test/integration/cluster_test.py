@@ -108,6 +108,7 @@ class Cluster:
         b.log_wait(r"routing link connected", 10)
         b.log_wait(r"shared link connected", 10)
         b.log_wait(r"retained messages in JetStream bucket", 15)
+        b.log_wait(r"sessions owned through JetStream stream", 15)
         self.nodes.append(b)
         return b
 

@@ -526,7 +526,7 @@ static void test_cluster_hooks(void)
 {
     struct broker *b = mkbroker(ACL);
     struct cluster_log log = {0};
-    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL, NULL};
+    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL, NULL, NULL, NULL};
     broker_set_cluster(b, &hooks);
     int c1, c2, c3;
     struct session *ops = online(b, "ops", "ops", &c1);
@@ -607,7 +607,7 @@ static void test_cluster_retained(void)
     struct broker *b = mkbroker(ACL);
     CHECK_EQ_INT(broker_retained_barrier(b), 0); /* single node: nothing to wait for */
     struct retain_log rl = {.next = 7};
-    struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier};
+    struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier, NULL, NULL};
     broker_set_cluster(b, &hooks);
     int c1, c2;
     struct session *a = online(b, "dev-a", "a", &c1);

@@ -1,0 +1,786 @@
+/* cluster_sess: one session per (identity, client id) in the whole cluster, from the loop.
+ *
+ * Ownership is a chain of epochs in a JetStream stream (CMQ_SESS_<cluster>, subjects
+ * <prefix>.claim.<H>.<epoch>, H = 32 hex digits of SHA-256(identity NUL client id)) that keeps
+ * one message per subject and refuses a second one (discard new per subject): of two nodes
+ * claiming the same epoch exactly one wins, which nats-server 2.9's compare-and-set cannot
+ * promise (shared/notes/cluster-on-nats.md §2.5). A CONNECT on this node:
+ *
+ *   1. reads the key's last claim (direct get, last_by_subj <prefix>.claim.<H>.*): epoch e and
+ *      the node that made it;
+ *   2. creates <prefix>.claim.<H>.<e+1> naming this node; losing that race (someone created it
+ *      first) goes back to 1, at most CLAIM_ATTEMPTS times;
+ *   3. when e was another node's, asks it (<prefix>.take.<node>, a request with this node's
+ *      inbox) to hand the session over: it kicks its connection (MQTT 5 DISCONNECT 0x8E),
+ *      replies with the session in chunks (handover.h) and forgets it. The chunks are imported
+ *      as they come (subscriptions re-checked against this node's ACL for this device);
+ *   4. completes the CONNECT's ticket: the client attaches (session present when one came).
+ *
+ * Each node is asked only by the claimer of the next epoch, so a chain of quick takeovers
+ * passes the session along it; a node asked while its own claim is still under way answers
+ * when that claim is done (and refuses its own CONNECT: a newer one won). A node that does not
+ * answer within TAKE_TIMEOUT_MS (dead, cut off) is passed over: the device gets a new session
+ * (issue #16 is to recover it from JetStream). Nothing here blocks: every JetStream operation
+ * is a publish whose reply arrives on the inbox subscription, drained with the rest. */
+#include "cluster_int.h"
+
+#include "certattr.h"
+#include "handover.h"
+#include "jsreply.h"
+#include "log.h"
+#include "mbedx.h"
+#include "utf8.h"
+#include "xmalloc.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+/* CONNECTs waiting for a claim at once; more are refused (server unavailable). */
+#define MAX_CLAIMS 4096
+/* Claim races lost in a row before the CONNECT is refused. */
+#define CLAIM_ATTEMPTS 3
+/* Reading and creating the claim (a JetStream leader election takes ~7 s on 2.9.10; a device
+ * should not wait longer than its own connect timeout would let it). */
+#define CLAIM_TIMEOUT_MS 5000
+/* The previous owner's handover, once asked. */
+#define TAKE_TIMEOUT_MS 2000
+/* A granted claim waits this long for its CONNECT to attach (the client may have gone). */
+#define GRANTED_KEEP_MS 10000
+#define TIMER_MS 100
+#define RETRY_MS 2000
+#define LOG_EVERY 1000
+#define JS_ERR_STREAM_EXISTS 10058
+/* Room left in a NATS message for the subject, reply and headers of a handover chunk. */
+#define CHUNK_MARGIN 4096
+
+enum claim_state {
+    CL_LAST,    /* asked for the key's last claim */
+    CL_CREATE,  /* creating epoch */
+    CL_TAKE,    /* asked prev for the session */
+    CL_GRANTED, /* this node owns epoch; waiting for the CONNECT to attach */
+};
+
+struct claim {
+    uint64_t ticket;
+    enum claim_state state;
+    uint64_t epoch; /* the one tried or won; 0 before the create */
+    uint64_t deadline;
+    int attempts;
+    bool persistent;
+    bool superseded; /* a newer claim asked for the session: the CONNECT loses */
+    bool done;       /* the CONNECT's ticket has completed */
+    char key[33];    /* H */
+    char prev[64];   /* the last epoch's node, "" when none */
+    char *identity, *client_id;
+    struct certattrs *attrs;
+    /* the handover being received */
+    uint32_t next_chunk;
+    struct session *imported;
+    /* a newer claimer's request that came while this claim was under way */
+    char *succ_reply;
+    uint64_t succ_epoch;
+    UT_hash_handle hh; /* by ticket */
+    UT_hash_handle hk; /* by key: the newest claim of the key on this node */
+};
+
+struct cluster_sess {
+    struct broker *b;
+    const struct cluster_opts *o;
+    struct cluster_link *link;
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    void (*done)(void *ctx, uint64_t ticket, bool ok);
+    void *done_ctx;
+    char stream[72], prefix[64], take_subj[128];
+    char *inbox;
+    natsSubscription *replies, *takes;
+    bool ready, asked, stopped;
+    uint64_t asked_at;
+    struct claim *by_ticket, *by_key;
+    size_t nclaims;
+    uint64_t next_ticket;
+    struct cluster_sess_stats stats;
+};
+
+static uint64_t now_ms(const struct cluster_sess *s)
+{
+    return uv_now(s->loop);
+}
+
+static void key_of(const char *identity, const char *client_id, char out[33])
+{
+    size_t il = strlen(identity), cl = strlen(client_id);
+    uint8_t *in = xmalloc(il + 1 + cl), h[32];
+    memcpy(in, identity, il + 1);
+    memcpy(in + il + 1, client_id, cl);
+    mbedtls_sha256(in, il + 1 + cl, h, 0);
+    free(in);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+/* Publish body on subj with the reply <inbox>.<kind>.<ticket>. */
+static bool request(struct cluster_sess *s, const char *subj, const void *body, size_t len,
+                    char kind, uint64_t ticket)
+{
+    char reply[128];
+    snprintf(reply, sizeof(reply), "%s.%c.%" PRIu64, s->inbox, kind, ticket);
+    natsStatus st = natsConnection_PublishRequest(s->link->nc, subj, reply, body, (int)len);
+    if (st != NATS_OK)
+        log_warn("cluster: sessions: cannot send to %s: %s", subj, natsStatus_GetText(st));
+    return st == NATS_OK;
+}
+
+/* ---- the stream -------------------------------------------------------------------------- */
+
+static uint32_t replicas(const struct cluster_opts *o)
+{
+    if (o->retained_replicas)
+        return o->retained_replicas;
+    return o->url_count < 3 ? (uint32_t)o->url_count : 3;
+}
+
+/* Claims must outlive every session they order (a key with no claim left starts again at 1,
+ * which an old copy of the session elsewhere would not know to yield to). */
+static uint64_t claim_max_age_ns(const struct cluster_sess *s)
+{
+    uint32_t exp = broker_limits(s->b)->persistent_client_expiration;
+    return exp ? ((uint64_t)exp + 86400u) * 1000000000u : 0;
+}
+
+static void ask_stream(struct cluster_sess *s)
+{
+    char subj[128], body[640];
+    snprintf(subj, sizeof(subj), "$JS.API.STREAM.CREATE.%s", s->stream);
+    int n = snprintf(body, sizeof(body),
+                     "{\"name\":\"%s\",\"subjects\":[\"%s.claim.>\"],\"retention\":\"limits\","
+                     "\"max_consumers\":-1,\"max_msgs\":-1,\"max_bytes\":-1,\"max_age\":%" PRIu64
+                     ",\"max_msgs_per_subject\":1,\"max_msg_size\":1024,\"discard\":\"new\","
+                     "\"discard_new_per_subject\":true,\"storage\":\"file\",\"num_replicas\":%u,"
+                     "\"duplicate_window\":60000000000,\"deny_delete\":true,\"deny_purge\":true,"
+                     "\"allow_direct\":true}",
+                     s->stream, s->prefix, claim_max_age_ns(s), replicas(s->o));
+    s->asked = true;
+    s->asked_at = now_ms(s);
+    request(s, subj, body, (size_t)n, 's', 0);
+}
+
+static void on_stream(struct cluster_sess *s, const struct jsreply *r, bool valid)
+{
+    s->asked = false;
+    if (!valid || (r->has_error && r->err_code != JS_ERR_STREAM_EXISTS)) {
+        log_warn("cluster: sessions: cannot create the stream %s (JetStream error %" PRIu64
+                 "); retrying every %d ms, persistent sessions are refused meanwhile",
+                 s->stream, valid ? r->err_code : 0, RETRY_MS);
+        return;
+    }
+    if (!s->ready)
+        log_notice("cluster: sessions owned through JetStream stream %s", s->stream);
+    s->ready = true;
+}
+
+/* ---- claims ------------------------------------------------------------------------------ */
+
+static void claim_free(struct cluster_sess *s, struct claim *c)
+{
+    HASH_DEL(s->by_ticket, c);
+    struct claim *k;
+    HASH_FIND(hk, s->by_key, c->key, strlen(c->key), k);
+    if (k == c)
+        HASH_DELETE(hk, s->by_key, c);
+    s->nclaims--;
+    free(c->identity);
+    certattrs_free(c->attrs);
+    free(c->succ_reply);
+    free(c);
+}
+
+/* The CONNECT learns the outcome (once); the record stays for claimed() when granted. */
+static void complete(struct cluster_sess *s, struct claim *c, bool ok)
+{
+    if (c->done)
+        return;
+    c->done = true;
+    if (!ok)
+        s->stats.claims_failed++;
+    if (s->done)
+        s->done(s->done_ctx, c->ticket, ok);
+}
+
+static void fail(struct cluster_sess *s, struct claim *c, const char *why)
+{
+    if (s->stats.claims_failed % LOG_EVERY == 0)
+        log_warn("cluster: sessions: client %s (%s) refused: %s (%llu so far)", c->client_id,
+                 c->identity, why, (unsigned long long)s->stats.claims_failed + 1);
+    complete(s, c, false);
+    claim_free(s, c);
+}
+
+static void ask_last(struct cluster_sess *s, struct claim *c)
+{
+    char subj[128], body[160];
+    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", s->stream);
+    int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.claim.%s.*\"}", s->prefix, c->key);
+    c->state = CL_LAST;
+    if (!request(s, subj, body, (size_t)n, 'l', c->ticket))
+        fail(s, c, "NATS refused the request");
+}
+
+uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const char *client_id,
+                             const struct certattrs *attrs, bool persistent)
+{
+    if (s->stopped)
+        return persistent ? BROKER_CLAIM_REFUSED : 0;
+    if (!s->ready || !s->link->connected || s->nclaims >= MAX_CLAIMS) {
+        /* Without JetStream nothing can be owned: a clean session is served here alone (it
+         * loses nothing when another node has the same client id), a persistent one waits. */
+        if (s->stats.unclaimed++ % LOG_EVERY == 0)
+            log_warn("cluster: sessions: client %s (%s) not registered cluster-wide: %s (%llu "
+                     "so far)%s",
+                     client_id, identity,
+                     s->nclaims >= MAX_CLAIMS ? "too many CONNECTs waiting"
+                                              : "JetStream unreachable",
+                     (unsigned long long)s->stats.unclaimed,
+                     persistent ? "; persistent session refused" : "");
+        return persistent ? BROKER_CLAIM_REFUSED : 0;
+    }
+    size_t il = strlen(identity), cl = strlen(client_id);
+    struct claim *c = xcalloc(1, sizeof(*c));
+    c->ticket = ++s->next_ticket | 1ull << 62; /* apart from the retained store's tickets */
+    c->persistent = persistent;
+    c->identity = xmalloc(il + 1 + cl + 1);
+    memcpy(c->identity, identity, il + 1);
+    c->client_id = c->identity + il + 1;
+    memcpy(c->client_id, client_id, cl + 1);
+    c->attrs = certattrs_dup(attrs);
+    c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
+    key_of(identity, client_id, c->key);
+    struct claim *older;
+    HASH_FIND(hk, s->by_key, c->key, strlen(c->key), older);
+    if (older) { /* the same device twice on this node: the newer CONNECT is the one to serve */
+        HASH_DELETE(hk, s->by_key, older);
+        older->superseded = true;
+        if (older->state == CL_LAST)
+            fail(s, older, "a newer connection with the same client id");
+    }
+    HASH_ADD(hh, s->by_ticket, ticket, sizeof(c->ticket), c);
+    HASH_ADD(hk, s->by_key, key, strlen(c->key), c);
+    s->nclaims++;
+    s->stats.claims++;
+    ask_last(s, c);
+    return c->ticket;
+}
+
+static struct claim *find(struct cluster_sess *s, uint64_t ticket)
+{
+    struct claim *c;
+    HASH_FIND(hh, s->by_ticket, &ticket, sizeof(ticket), c);
+    return c;
+}
+
+static bool node_name_ok(const char *p, size_t len)
+{
+    if (!len || len >= 64)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-'))
+            return false;
+    return true;
+}
+
+static void ask_create(struct cluster_sess *s, struct claim *c, uint64_t last)
+{
+    char subj[160];
+    c->epoch = last + 1;
+    c->state = CL_CREATE;
+    snprintf(subj, sizeof(subj), "%s.claim.%s.%" PRIu64, s->prefix, c->key, c->epoch);
+    if (!request(s, subj, s->o->node, strlen(s->o->node), 'c', c->ticket))
+        fail(s, c, "NATS refused the request");
+}
+
+/* The key's last claim: its epoch from the subject, its node from the data. */
+static void on_last(struct cluster_sess *s, struct claim *c, natsMsg *nm)
+{
+    const char *status = NULL, *subj = NULL;
+    if (natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status) {
+        if (strcmp(status, "404") != 0) { /* 503: no stream (yet), 408: ... */
+            fail(s, c, "JetStream did not answer the session lookup");
+            return;
+        }
+        c->prev[0] = '\0';
+        ask_create(s, c, 0);
+        return;
+    }
+    const char *data = natsMsg_GetData(nm);
+    int dlen = natsMsg_GetDataLength(nm);
+    size_t pl = strlen(s->prefix) + strlen(".claim.") + 32 + 1;
+    char *end;
+    if (natsMsgHeader_Get(nm, "Nats-Subject", &subj) != NATS_OK || !subj || strlen(subj) <= pl ||
+        strncmp(subj + strlen(s->prefix) + 7, c->key, 32) != 0 ||
+        !node_name_ok(data, (size_t)dlen)) {
+        fail(s, c, "a malformed session record in JetStream");
+        return;
+    }
+    uint64_t last = strtoull(subj + pl, &end, 10);
+    if (*end || !last || last >= UINT64_MAX - 1) {
+        fail(s, c, "a malformed session record in JetStream");
+        return;
+    }
+    memcpy(c->prev, data, (size_t)dlen);
+    c->prev[dlen] = '\0';
+    ask_create(s, c, last);
+}
+
+static void serve_successor(struct cluster_sess *s, struct claim *c);
+
+static void granted(struct cluster_sess *s, struct claim *c)
+{
+    c->state = CL_GRANTED;
+    c->deadline = now_ms(s) + GRANTED_KEEP_MS;
+    if (c->imported)
+        session_set_epoch(c->imported, c->epoch);
+    if (c->succ_reply) { /* a newer claim is waiting for what this one gathered */
+        serve_successor(s, c);
+        c->superseded = true;
+    }
+    complete(s, c, !c->superseded);
+}
+
+static void ask_take(struct cluster_sess *s, struct claim *c)
+{
+    size_t il = strlen(c->identity), cl = strlen(c->client_id);
+    uint8_t *body = xmalloc(8 + 2 + il + 2 + cl), *o = body;
+    for (int i = 7; i >= 0; i--)
+        *o++ = (uint8_t)(c->epoch >> (8 * i));
+    *o++ = (uint8_t)(il >> 8);
+    *o++ = (uint8_t)il;
+    memcpy(o, c->identity, il);
+    o += il;
+    *o++ = (uint8_t)(cl >> 8);
+    *o++ = (uint8_t)cl;
+    memcpy(o, c->client_id, cl);
+    o += cl;
+    char subj[160];
+    snprintf(subj, sizeof(subj), "%s.take.%s", s->prefix, c->prev);
+    c->state = CL_TAKE;
+    c->deadline = now_ms(s) + TAKE_TIMEOUT_MS;
+    bool ok = request(s, subj, body, (size_t)(o - body), 't', c->ticket);
+    free(body);
+    if (!ok)
+        granted(s, c); /* as if the owner were gone */
+}
+
+static void on_create(struct cluster_sess *s, struct claim *c, const struct jsreply *r, bool valid)
+{
+    if (valid && !r->has_error && r->has_seq) {
+        if (!c->prev[0] || !strcmp(c->prev, s->o->node))
+            granted(s, c); /* new, or ours: broker_attach takes a local session over */
+        else
+            ask_take(s, c);
+        return;
+    }
+    if (valid && r->has_error && ++c->attempts < CLAIM_ATTEMPTS) {
+        s->stats.claim_races++;
+        ask_last(s, c); /* another node made that epoch first: the next one */
+        return;
+    }
+    fail(s, c,
+         valid && r->has_error ? "another connection kept claiming the session"
+                               : "no valid acknowledgement from JetStream");
+}
+
+/* ---- handover: receiving ----------------------------------------------------------------- */
+
+struct import {
+    struct cluster_sess *s;
+    struct claim *c;
+    int64_t now;
+};
+
+static void imp_header(void *ctx, uint8_t version, bool persistent, uint32_t expiry_s)
+{
+    struct import *x = ctx;
+    struct claim *c = x->c;
+    c->imported = broker_import(x->s->b, c->identity, c->client_id, c->attrs, persistent, expiry_s,
+                                version, x->now);
+    x->s->stats.takeovers_in++;
+}
+
+static void imp_sub(void *ctx, const char *filter, size_t len, uint8_t options, uint32_t sub_id)
+{
+    struct import *x = ctx;
+    if (!x->c->imported)
+        return;
+    char *f = xstrndup(filter, len);
+    if (!broker_import_sub(x->s->b, x->c->imported, f, len, options, sub_id))
+        log_notice("cluster: client %s (%s): subscription %s not taken over: this node's ACL "
+                   "does not allow it",
+                   x->c->client_id, x->c->identity, f);
+    free(f);
+}
+
+static void imp_delivery(void *ctx, const struct handover_delivery *d)
+{
+    struct import *x = ctx;
+    if (!x->c->imported)
+        return;
+    struct session_delivery sd = {.qos = d->qos, .retain = d->retain, .n_sub_ids = d->n_sub_ids};
+    memcpy(sd.sub_ids, d->sub_ids, sizeof(sd.sub_ids));
+    struct msg *m = NULL;
+    if (!d->released) {
+        if (!broker_topic_ok(x->s->b, d->topic, d->topic_len))
+            return;
+        struct mqtt_publish pub;
+        envelope_publish(&d->env, d->topic, d->topic_len, &pub);
+        int64_t exp = 0;
+        if (d->env.has_expiry)
+            exp =
+                x->now + (int64_t)(d->env.expiry_ms < UINT32_MAX * 1000ull ? d->env.expiry_ms
+                                                                           : UINT32_MAX * 1000ull);
+        m = msg_new(d->topic, d->topic_len, &pub, exp, broker_next_msg_id(x->s->b));
+    }
+    sd.msg = m;
+    session_import(x->c->imported, &sd, d->id, d->released);
+    msg_unref(m);
+}
+
+static void imp_qos2(void *ctx, uint16_t id)
+{
+    struct import *x = ctx;
+    if (x->c->imported)
+        session_qos2_in_add(x->c->imported, id);
+}
+
+static const struct handover_visitor importer = {imp_header, imp_sub, imp_delivery, imp_qos2};
+
+static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
+{
+    if (c->state != CL_TAKE)
+        return;
+    if (natsMsg_IsNoResponders(nm)) { /* the previous owner is gone */
+        log_info("cluster: client %s (%s): node %s holds no connection to NATS; a new session "
+                 "starts here",
+                 c->client_id, c->identity, c->prev);
+        granted(s, c);
+        return;
+    }
+    struct import x = {s, c, (int64_t)now_ms(s)};
+    uint32_t index;
+    bool last;
+    if (handover_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
+                        &importer, &x, &index, &last) != 0 ||
+        index != c->next_chunk) {
+        s->stats.handover_bad++;
+        log_warn("cluster: client %s (%s): session from node %s incomplete (a malformed or "
+                 "missing part); what arrived is kept",
+                 c->client_id, c->identity, c->prev);
+        granted(s, c);
+        return;
+    }
+    c->next_chunk++;
+    if (last)
+        granted(s, c);
+}
+
+/* ---- handover: sending ------------------------------------------------------------------- */
+
+struct export
+{
+    struct cluster_sess *s;
+    struct handover_writer w;
+    const char *reply;
+};
+
+static void exp_flush(void *ctx, const uint8_t *p, size_t len, bool last)
+{
+    struct export *x = ctx;
+    natsStatus st = natsConnection_Publish(x->s->link->nc, x->reply, p, (int)len);
+    if (st != NATS_OK)
+        log_warn("cluster: sessions: a session's handover could not be sent: %s",
+                 natsStatus_GetText(st));
+    (void)last;
+}
+
+static void exp_delivery(void *ctx, const struct session_delivery *d, uint16_t id, bool released)
+{
+    handover_delivery(&((struct export *)ctx)->w, d, id, released);
+}
+
+static void exp_qos2(void *ctx, uint16_t id)
+{
+    handover_qos2_in(&((struct export *)ctx)->w, id);
+}
+
+/* Hand the local session (NULL: none) over to reply and forget it here. */
+static void hand_over(struct cluster_sess *s, struct session *ss, const char *reply)
+{
+    int64_t now = (int64_t)now_ms(s);
+    size_t max = (size_t)natsConnection_GetMaxPayload(s->link->nc);
+    struct export x = {.s = s, .reply = reply};
+    handover_begin(&x.w, max > CHUNK_MARGIN * 2 ? max - CHUNK_MARGIN : max / 2, s->o->node, now,
+                   exp_flush, &x);
+    if (ss) {
+        broker_release(s->b, ss, now); /* kicked first: in-flight state is final */
+        handover_header(&x.w, session_version(ss), session_persistent(ss), session_expiry_s(ss));
+        for (size_t i = 0; i < session_sub_count(ss); i++) {
+            const struct session_sub *sub = session_sub_at(ss, i);
+            handover_sub(&x.w, sub->filter, sub->options, sub->sub_id);
+        }
+        session_foreach_delivery(ss, exp_delivery, &x);
+        session_foreach_qos2_in(ss, exp_qos2, &x);
+        s->stats.takeovers_out++;
+        if (x.w.dropped)
+            log_warn("cluster: client %s: %llu message(s) too large for a NATS message not "
+                     "handed over",
+                     session_client_id(ss), (unsigned long long)x.w.dropped);
+        broker_discard(s->b, ss);
+    }
+    handover_end(&x.w);
+}
+
+static void serve_successor(struct cluster_sess *s, struct claim *c)
+{
+    struct session *ss = broker_find(s->b, c->identity, c->client_id);
+    hand_over(s, ss, c->succ_reply);
+    c->imported = NULL;
+    free(c->succ_reply);
+    c->succ_reply = NULL;
+}
+
+/* Another node's request for a session: u64 epoch | u16 len + identity | u16 len + client id. */
+static bool parse_take(const uint8_t *p, size_t len, uint64_t *epoch, char *id, char *cid)
+{
+    if (len < 12)
+        return false;
+    uint64_t e = 0;
+    for (int i = 0; i < 8; i++)
+        e = e << 8 | p[i];
+    size_t il = (size_t)p[8] << 8 | p[9];
+    if (len < 10 + il + 2)
+        return false;
+    size_t cl = (size_t)p[10 + il] << 8 | p[11 + il];
+    if (len != 12 + il + cl || !il || !utf8_valid(p + 10, il, false) ||
+        !utf8_valid(p + 12 + il, cl, false))
+        return false;
+    memcpy(id, p + 10, il);
+    id[il] = '\0';
+    memcpy(cid, p + 12 + il, cl);
+    cid[cl] = '\0';
+    *epoch = e;
+    return true;
+}
+
+static void on_take(struct cluster_sess *s, natsMsg *nm)
+{
+    const char *reply = natsMsg_GetReply(nm);
+    const uint8_t *p = (const uint8_t *)natsMsg_GetData(nm);
+    size_t len = (size_t)natsMsg_GetDataLength(nm);
+    char *id = xmalloc(len + 1), *cid = xmalloc(len + 1);
+    uint64_t epoch;
+    if (!reply || !parse_take(p, len, &epoch, id, cid)) {
+        s->stats.handover_bad++;
+        log_warn("cluster: sessions: a malformed takeover request ignored");
+        goto out;
+    }
+    char key[33];
+    key_of(id, cid, key);
+    struct claim *c;
+    HASH_FIND(hk, s->by_key, key, strlen(key), c);
+    if (c && c->state != CL_GRANTED && c->epoch && c->epoch < epoch) {
+        /* This node's claim is older and not finished: it answers when it is. */
+        if (c->succ_reply) /* an even newer one supersedes that requester too */
+            hand_over(s, NULL, c->succ_reply);
+        free(c->succ_reply);
+        c->succ_reply = xstrdup(reply);
+        c->succ_epoch = epoch;
+        goto out;
+    }
+    struct session *ss = broker_find(s->b, id, cid);
+    if (ss && session_epoch(ss) > epoch) { /* a stale request: this node's claim is newer */
+        hand_over(s, NULL, reply);
+        goto out;
+    }
+    if (c && c->state == CL_GRANTED && c->epoch < epoch)
+        c->superseded = true; /* its CONNECT, not attached yet, is kicked when it does */
+    hand_over(s, ss, reply);
+out:
+    free(id);
+    free(cid);
+}
+
+void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t ticket)
+{
+    struct claim *c = find(s, ticket);
+    if (!c)
+        return;
+    if (ss) {
+        session_set_epoch(ss, c->epoch);
+        if (c->superseded) { /* the session went on to a newer claimer meanwhile */
+            broker_release(s->b, ss, (int64_t)now_ms(s));
+            broker_discard(s->b, ss);
+        }
+    }
+    claim_free(s, c);
+}
+
+/* ---- replies, time, life ----------------------------------------------------------------- */
+
+static void on_reply(struct cluster_sess *s, natsMsg *nm)
+{
+    const char *subj = natsMsg_GetSubject(nm);
+    size_t il = strlen(s->inbox);
+    if (strncmp(subj, s->inbox, il) != 0 || subj[il] != '.' || !subj[il + 1] || subj[il + 2] != '.')
+        return;
+    char kind = subj[il + 1];
+    uint64_t t = strtoull(subj + il + 3, NULL, 10);
+    struct jsreply r;
+    bool valid;
+    if (kind == 's') {
+        valid = jsreply_parse(natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm), &r) == 0;
+        on_stream(s, &r, valid);
+        return;
+    }
+    struct claim *c = find(s, t);
+    if (!c)
+        return; /* timed out or refused before */
+    if (kind == 'l' && c->state == CL_LAST) {
+        on_last(s, c, nm);
+    } else if (kind == 'c' && c->state == CL_CREATE) {
+        valid = jsreply_parse(natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm), &r) == 0;
+        on_create(s, c, &r, valid);
+    } else if (kind == 't') {
+        on_chunk(s, c, nm);
+    }
+}
+
+void cluster__sess_drain(struct cluster_sess *s, size_t *budget)
+{
+    natsMsg *nm;
+    while (*budget && s->replies && natsSubscription_NextMsg(&nm, s->replies, 0) == NATS_OK) {
+        on_reply(s, nm);
+        natsMsg_Destroy(nm);
+        (*budget)--;
+    }
+    while (*budget && s->takes && natsSubscription_NextMsg(&nm, s->takes, 0) == NATS_OK) {
+        on_take(s, nm);
+        natsMsg_Destroy(nm);
+        (*budget)--;
+    }
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    struct cluster_sess *s = h->data;
+    uint64_t now = now_ms(s);
+    if (!s->ready && s->link->connected && (!s->asked || now - s->asked_at >= RETRY_MS))
+        ask_stream(s);
+    struct claim *c, *tmp;
+    HASH_ITER(hh, s->by_ticket, c, tmp)
+    {
+        if (now < c->deadline)
+            continue;
+        if (c->state == CL_TAKE) {
+            s->stats.handover_timeouts++;
+            log_warn("cluster: client %s (%s): node %s did not hand the session over within %d "
+                     "ms; %s",
+                     c->client_id, c->identity, c->prev, TAKE_TIMEOUT_MS,
+                     c->next_chunk ? "what arrived is kept" : "a new session starts here");
+            granted(s, c);
+        } else if (c->state == CL_GRANTED) {
+            claim_free(s, c); /* its client went away before attaching */
+        } else {
+            fail(s, c, "JetStream did not answer in time");
+        }
+    }
+}
+
+struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
+                                       const struct cluster_opts *o, struct cluster_link *link)
+{
+    struct cluster_sess *s = xcalloc(1, sizeof(*s));
+    s->b = b;
+    s->o = o;
+    s->loop = loop;
+    s->link = link;
+    snprintf(s->stream, sizeof(s->stream), "CMQ_SESS_%s", o->name);
+    snprintf(s->prefix, sizeof(s->prefix), "cmq.%s", o->name);
+    snprintf(s->take_subj, sizeof(s->take_subj), "%s.take.%s", s->prefix, o->node);
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    return s;
+}
+
+const char *cluster__sess_stream(const struct cluster_sess *s)
+{
+    return s->stream;
+}
+
+void cluster__sess_set_done(struct cluster_sess *s,
+                            void (*done)(void *ctx, uint64_t ticket, bool ok), void *ctx)
+{
+    s->done = done;
+    s->done_ctx = ctx;
+}
+
+void cluster__sess_link(struct cluster_sess *s, bool up)
+{
+    if (s->stopped || !up)
+        return; /* claims under way time out; nats.c resends subscriptions on reconnection */
+    if (!s->inbox) {
+        natsStatus st = natsInbox_Create(&s->inbox);
+        char sub[128];
+        if (st == NATS_OK) {
+            snprintf(sub, sizeof(sub), "%s.>", s->inbox);
+            st = natsConnection_SubscribeSync(&s->replies, s->link->nc, sub);
+        }
+        if (st == NATS_OK)
+            st = natsConnection_SubscribeSync(&s->takes, s->link->nc, s->take_subj);
+        if (st != NATS_OK) {
+            log_err("cluster: sessions: cannot subscribe on NATS: %s (persistent sessions are "
+                    "refused)",
+                    natsStatus_GetText(st));
+            return;
+        }
+        uv_timer_start(&s->timer, on_timer, TIMER_MS, TIMER_MS);
+    }
+    ask_stream(s);
+}
+
+bool cluster__sess_ready(const struct cluster_sess *s)
+{
+    return s->ready;
+}
+
+const struct cluster_sess_stats *cluster__sess_stats(const struct cluster_sess *s)
+{
+    return &s->stats;
+}
+
+void cluster__sess_stop(struct cluster_sess *s)
+{
+    if (!s || s->stopped)
+        return;
+    s->stopped = true;
+    struct claim *c, *tmp;
+    HASH_ITER(hh, s->by_ticket, c, tmp)
+    {
+        complete(s, c, false);
+        claim_free(s, c);
+    }
+    natsSubscription_Destroy(s->replies);
+    natsSubscription_Destroy(s->takes);
+    s->replies = s->takes = NULL;
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, NULL);
+}
+
+void cluster__sess_free(struct cluster_sess *s)
+{
+    if (!s)
+        return;
+    natsInbox_Destroy(s->inbox);
+    free(s);
+}
