@@ -394,6 +394,22 @@ static void drain_revocations(struct cluster *c, size_t *budget)
 /* Only there so that the loop does not block while messages wait: the check handle drains. */
 static void on_idle(uv_idle_t *h) {}
 
+void cluster__take_pending(struct cluster *c)
+{
+    int64_t now = (int64_t)uv_now(c->loop);
+    struct interest *i, *tmp;
+    HASH_ITER(hh, c->interests, i, tmp)
+    {
+        for (int k = 0; k < 2 && i->sub[k]; k++) {
+            natsMsg *nm;
+            while (natsSubscription_NextMsg(&nm, i->sub[k], 0) == NATS_OK) {
+                receive(c, i, nm, now);
+                natsMsg_Destroy(nm);
+            }
+        }
+    }
+}
+
 /* Take what waits in the subscriptions, up to the turn's budget. */
 static void drain(struct cluster *c)
 {

@@ -47,6 +47,9 @@ void cluster__link_free(struct cluster_link *l);
 void cluster__link_release(struct cluster_link *l);
 /* The loop read from the link's socket: messages may wait in its subscriptions. */
 void cluster__rx(struct cluster *c);
+/* Deliver every message already received from other nodes now (a session about to be handed
+ * over gets what arrived for it first). */
+void cluster__take_pending(struct cluster *c);
 /* The link is (again) connected to NATS, or lost it. */
 void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up);
 

@@ -77,6 +77,7 @@ struct claim {
     struct certattrs *attrs;
     /* the handover being received */
     uint32_t next_chunk;
+    uint32_t subs, msgs; /* what was imported, for the log */
     struct session *imported;
     /* a newer claimer's request that came while this claim was under way */
     char *succ_reply;
@@ -340,8 +341,12 @@ static void granted(struct cluster_sess *s, struct claim *c)
 {
     c->state = CL_GRANTED;
     c->deadline = now_ms(s) + GRANTED_KEEP_MS;
-    if (c->imported)
+    if (c->imported) {
         session_set_epoch(c->imported, c->epoch);
+        log_info("cluster: client %s (%s): session taken over from node %s: %u subscription(s), "
+                 "%u message(s)",
+                 c->client_id, c->identity, c->prev, c->subs, c->msgs);
+    }
     if (c->succ_reply) { /* a newer claim is waiting for what this one gathered */
         serve_successor(s, c);
         c->superseded = true;
@@ -415,6 +420,7 @@ static void imp_sub(void *ctx, const char *filter, size_t len, uint8_t options, 
     if (!x->c->imported)
         return;
     char *f = xstrndup(filter, len);
+    x->c->subs++;
     if (!broker_import_sub(x->s->b, x->c->imported, f, len, options, sub_id))
         log_notice("cluster: client %s (%s): subscription %s not taken over: this node's ACL "
                    "does not allow it",
@@ -443,6 +449,7 @@ static void imp_delivery(void *ctx, const struct handover_delivery *d)
         m = msg_new(d->topic, d->topic_len, &pub, exp, broker_next_msg_id(x->s->b));
     }
     sd.msg = m;
+    x->c->msgs++;
     session_import(x->c->imported, &sd, d->id, d->released);
     msg_unref(m);
 }
@@ -523,7 +530,8 @@ static void hand_over(struct cluster_sess *s, struct session *ss, const char *re
     handover_begin(&x.w, max > CHUNK_MARGIN * 2 ? max - CHUNK_MARGIN : max / 2, s->o->node, now,
                    exp_flush, &x);
     if (ss) {
-        broker_release(s->b, ss, now); /* kicked first: in-flight state is final */
+        cluster__take_pending(s->link->c); /* what already reached this node goes along */
+        broker_release(s->b, ss, now);     /* kicked first: in-flight state is final */
         handover_header(&x.w, session_version(ss), session_persistent(ss), session_expiry_s(ss));
         for (size_t i = 0; i < session_sub_count(ss); i++) {
             const struct session_sub *sub = session_sub_at(ss, i);

@@ -2,10 +2,14 @@
 and 3 certmq nodes. A persistent session moves with its device from node 1 to node 2: session
 present, the messages queued on node 1 delivered by node 2, the subscription served there from
 then on, node 1 left with nothing. A device connected on node 1 that connects again on node 2 is
-disconnected on node 1 (MQTT 5: 0x8E) within a second. 200 rounds of two simultaneous CONNECTs
-with the same identity and client id on two nodes: exactly one connection survives every time."""
+disconnected on node 1 (MQTT 5: 0x8E) within a second, also while it receives 500 QoS 1 messages
+a second (nothing published before or after the move is missing; what was in transit between
+nodes during it may be, at most once as every cross-node message today). 200 rounds of two
+simultaneous CONNECTs with the same identity and client id on two nodes: exactly one connection
+survives every time."""
 import os
 import socket
+import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -121,6 +125,84 @@ def test_connected_device_kicked_within_a_second():
     b.close()
 
 
+class Reader(threading.Thread):
+    """Reads a raw 3.1.1 connection until it closes: PUBLISH payloads recorded, QoS 1 acked."""
+
+    def __init__(self, s):
+        super().__init__(daemon=True)
+        self.s, self.got, self.closed_at = s, [], None
+        self.start()
+
+    def run(self):
+        try:
+            while True:
+                first, body = read_packet(self.s, 30)
+                if first is None:
+                    break
+                if first & 0xF0 == 0x30:
+                    tl = int.from_bytes(body[:2], "big")
+                    qos = (first >> 1) & 3
+                    self.got.append(body[2 + tl + (2 if qos else 0):])
+                    if qos == 1:
+                        self.s.sendall(packet(0x40, body[2 + tl:4 + tl]))
+        except (OSError, socket.timeout):
+            pass
+        self.closed_at = time.time()
+
+
+def test_takeover_under_load():
+    a = connect(n1, "loaded", clean=False)
+    check(connack(a) == (0, 0), "node 1: new session")
+    a.sendall(subscribe_packet("devices/dev/load", 1, pid=1))
+    check(read_packet(a)[0] == 0x90, "SUBACK")
+    pub = h.paho(n3, pki, "any", client_id="load-pub")
+    probe = h.paho(n1, pki, "any", client_id="load-probe")
+    probe.subscribe("devices/dev/load", 0)
+    wait_routed(pub, probe, "devices/dev/load")
+    probe.disconnect()
+    ra = Reader(a)
+    time.sleep(0.5)  # the probes' tail
+    ra.got.clear()
+    infos, times, stop = [], [], threading.Event()
+
+    def publish():
+        k, t0 = 0, time.time()
+        while not stop.is_set():
+            times.append(time.time())
+            infos.append(pub.c.publish("devices/dev/load", b"%d" % k, 1))
+            k += 1
+            time.sleep(max(0, t0 + k / 500.0 - time.time()))  # 500 msg/s
+    t = threading.Thread(target=publish, daemon=True)
+    t.start()
+    time.sleep(1.5)
+    t_move = time.time()
+    b = connect(n2, "loaded", clean=False)
+    check(connack(b) == (1, 0), "node 2: session present")
+    rb = Reader(b)
+    time.sleep(2.0)
+    stop.set()
+    t.join(5)
+    wait_for(lambda: all(i.mid in pub.acks for i in infos), 15, "PUBACKs of the publisher")
+    sent = set(range(len(infos)))
+    # Messages cross nodes at most once until they go through JetStream (docs/cluster.md): one
+    # in transit to the old node while the session leaves it can be lost. Everything published
+    # before or after the move must arrive.
+    window = {k for k, t in enumerate(times) if abs(t - t_move) < 0.5}
+    try:
+        wait_for(lambda: sent - window <= {int(x) for x in ra.got + rb.got}, 10,
+                 "every acknowledged message outside the move")
+    finally:
+        got = [int(x) for x in ra.got + rb.got]
+        missing = sorted(sent - set(got))
+        print("takeover under load: %d published and acknowledged, %d missing %r, %d duplicate(s), "
+              "old connection closed %.3f s after the new CONNECT" % (
+                  len(infos), len(missing), missing[:10], len(got) - len(set(got)),
+                  (ra.closed_at or 0) - t_move))
+    check(len(missing) <= 2, "at most 2 in transit lost")
+    check(ra.closed_at is not None and ra.closed_at - t_move < 1.0, "old connection closed within 1 s")
+    b.close()
+
+
 def alive(s):
     """Does s still answer a PINGREQ? (False: closed by the broker)."""
     try:
@@ -167,4 +249,4 @@ def test_simultaneous_connects_one_survives():
 
 
 h.run(test_persistent_session_moves_with_its_device, test_connected_device_kicked_within_a_second,
-      test_simultaneous_connects_one_survives)
+      test_takeover_under_load, test_simultaneous_connects_one_survives)
