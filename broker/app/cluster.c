@@ -115,9 +115,7 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
     fprintf(f,
             "cluster: retained messages in JetStream KV bucket cmq_ret_%s (stream KV_cmq_ret_%s, "
             "created at start-up when missing, %u replica(s))\n",
-            o->name, o->name,
-            o->retained_replicas ? o->retained_replicas
-                                 : (unsigned)(o->url_count < 3 ? o->url_count : 3));
+            o->name, o->name, cluster__replicas(o));
     fprintf(f,
             "cluster: session ownership in JetStream stream CMQ_SESS_%s (subjects "
             "cmq.%s.claim.<session hash>.<epoch>, one message each), takeovers on "

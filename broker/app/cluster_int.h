@@ -47,6 +47,14 @@ void cluster__link_free(struct cluster_link *l);
 void cluster__link_release(struct cluster_link *l);
 /* The loop read from the link's socket: messages may wait in its subscriptions. */
 void cluster__rx(struct cluster *c);
+/* JetStream requests from the loop: publish body on subj with the reply <inbox>.<kind>.<n>;
+ * false (logged, naming what) when nats.c refuses. */
+bool cluster__request(struct cluster_link *l, const char *inbox, const char *what, const char *subj,
+                      const void *body, size_t len, char kind, uint64_t n);
+/* A reply's kind and number from its subject <inbox>.<kind>.<n>; false when it is not one. */
+bool cluster__reply_of(const char *subj, const char *inbox, char *kind, uint64_t *n);
+/* Replicas of the streams certmq creates: cluster_retained_replicas, else up to 3. */
+uint32_t cluster__replicas(const struct cluster_opts *o);
 /* Deliver every message already received from other nodes now (a session about to be handed
  * over gets what arrived for it first). */
 void cluster__take_pending(struct cluster *c);

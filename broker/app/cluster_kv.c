@@ -117,29 +117,16 @@ static uint64_t now_ms(const struct cluster_kv *k)
 
 /* ---- JetStream requests ---------------------------------------------------------------- */
 
-/* Publish body on subj with the reply <inbox>.<kind>.<n>; false (logged) when nats.c refuses. */
 static bool request(struct cluster_kv *k, const char *subj, const char *body, size_t len, char kind,
                     uint64_t n)
 {
-    char reply[128];
-    snprintf(reply, sizeof(reply), "%s.%c.%" PRIu64, k->inbox, kind, n);
-    natsStatus s = natsConnection_PublishRequest(k->link->nc, subj, reply, body, (int)len);
-    if (s != NATS_OK)
-        log_warn("cluster: retained: cannot send to %s: %s", subj, natsStatus_GetText(s));
-    return s == NATS_OK;
+    return cluster__request(k->link, k->inbox, "retained", subj, body, len, kind, n);
 }
 
 static void set_state(struct cluster_kv *k, enum kv_state s)
 {
     k->state = s;
     k->state_since = now_ms(k);
-}
-
-static uint32_t replicas(const struct cluster_opts *o)
-{
-    if (o->retained_replicas)
-        return o->retained_replicas;
-    return o->url_count < 3 ? (uint32_t)o->url_count : 3;
 }
 
 /* The bucket as nats.c's js_CreateKeyValue makes it (history 1, deletes as markers, rollups
@@ -154,7 +141,7 @@ static void ask_stream(struct cluster_kv *k)
                      "\"max_msgs_per_subject\":1,\"max_msg_size\":-1,\"discard\":\"new\","
                      "\"storage\":\"file\",\"num_replicas\":%u,\"duplicate_window\":120000000000,"
                      "\"allow_rollup_hdrs\":true,\"deny_delete\":true,\"allow_direct\":true}",
-                     k->stream, k->filter, replicas(k->o));
+                     k->stream, k->filter, cluster__replicas(k->o));
     set_state(k, KV_STREAM);
     request(k, subj, body, (size_t)n, 's', 0);
 }
@@ -407,13 +394,10 @@ static void on_consumer(struct cluster_kv *k, const struct jsreply *r, bool vali
 /* A reply on <inbox>.<kind>.<n>. */
 static void on_reply(struct cluster_kv *k, natsMsg *nm)
 {
-    const char *subj = natsMsg_GetSubject(nm);
-    size_t il = strlen(k->inbox);
-    if (strncmp(subj, k->inbox, il) != 0 || subj[il] != '.' || !subj[il + 1] || subj[il + 2] != '.')
+    char kind;
+    uint64_t n;
+    if (!cluster__reply_of(natsMsg_GetSubject(nm), k->inbox, &kind, &n))
         return;
-    char kind = subj[il + 1];
-    char *end;
-    uint64_t n = strtoull(subj + il + 3, &end, 10);
     struct jsreply r;
     bool valid = jsreply_parse(natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm), &r) == 0;
     if (kind == 'w')

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "xmalloc.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -347,4 +348,32 @@ void cluster__link_release(struct cluster_link *l)
     if (l->open)
         uv_mutex_destroy(&l->lock);
     l->open = false;
+}
+
+bool cluster__request(struct cluster_link *l, const char *inbox, const char *what, const char *subj,
+                      const void *body, size_t len, char kind, uint64_t n)
+{
+    char reply[128];
+    snprintf(reply, sizeof(reply), "%s.%c.%" PRIu64, inbox, kind, n);
+    natsStatus s = natsConnection_PublishRequest(l->nc, subj, reply, body, (int)len);
+    if (s != NATS_OK)
+        log_warn("cluster: %s: cannot send to %s: %s", what, subj, natsStatus_GetText(s));
+    return s == NATS_OK;
+}
+
+bool cluster__reply_of(const char *subj, const char *inbox, char *kind, uint64_t *n)
+{
+    size_t il = strlen(inbox);
+    if (strncmp(subj, inbox, il) != 0 || subj[il] != '.' || !subj[il + 1] || subj[il + 2] != '.')
+        return false;
+    *kind = subj[il + 1];
+    *n = strtoull(subj + il + 3, NULL, 10);
+    return true;
+}
+
+uint32_t cluster__replicas(const struct cluster_opts *o)
+{
+    if (o->retained_replicas)
+        return o->retained_replicas;
+    return o->url_count < 3 ? (uint32_t)o->url_count : 3;
 }

@@ -122,26 +122,13 @@ static void key_of(const char *identity, const char *client_id, char out[33])
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-/* Publish body on subj with the reply <inbox>.<kind>.<ticket>. */
 static bool request(struct cluster_sess *s, const char *subj, const void *body, size_t len,
                     char kind, uint64_t ticket)
 {
-    char reply[128];
-    snprintf(reply, sizeof(reply), "%s.%c.%" PRIu64, s->inbox, kind, ticket);
-    natsStatus st = natsConnection_PublishRequest(s->link->nc, subj, reply, body, (int)len);
-    if (st != NATS_OK)
-        log_warn("cluster: sessions: cannot send to %s: %s", subj, natsStatus_GetText(st));
-    return st == NATS_OK;
+    return cluster__request(s->link, s->inbox, "sessions", subj, body, len, kind, ticket);
 }
 
 /* ---- the stream -------------------------------------------------------------------------- */
-
-static uint32_t replicas(const struct cluster_opts *o)
-{
-    if (o->retained_replicas)
-        return o->retained_replicas;
-    return o->url_count < 3 ? (uint32_t)o->url_count : 3;
-}
 
 /* Claims must outlive every session they order (a key with no claim left starts again at 1,
  * which an old copy of the session elsewhere would not know to yield to). */
@@ -162,7 +149,7 @@ static void ask_stream(struct cluster_sess *s)
                      "\"discard_new_per_subject\":true,\"storage\":\"file\",\"num_replicas\":%u,"
                      "\"duplicate_window\":60000000000,\"deny_delete\":true,\"deny_purge\":true,"
                      "\"allow_direct\":true}",
-                     s->stream, s->prefix, claim_max_age_ns(s), replicas(s->o));
+                     s->stream, s->prefix, claim_max_age_ns(s), cluster__replicas(s->o));
     s->asked = true;
     s->asked_at = now_ms(s);
     request(s, subj, body, (size_t)n, 's', 0);
@@ -638,12 +625,10 @@ void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t 
 
 static void on_reply(struct cluster_sess *s, natsMsg *nm)
 {
-    const char *subj = natsMsg_GetSubject(nm);
-    size_t il = strlen(s->inbox);
-    if (strncmp(subj, s->inbox, il) != 0 || subj[il] != '.' || !subj[il + 1] || subj[il + 2] != '.')
+    char kind;
+    uint64_t t;
+    if (!cluster__reply_of(natsMsg_GetSubject(nm), s->inbox, &kind, &t))
         return;
-    char kind = subj[il + 1];
-    uint64_t t = strtoull(subj + il + 3, NULL, 10);
     struct jsreply r;
     bool valid;
     if (kind == 's') {
