@@ -298,12 +298,12 @@ static bool topic_ok(const void *broker, const char *t, size_t len)
 
 /* CONNECT in a cluster: may this node have the session? true to go on now; false when the
  * CONNECT was refused or waits for the claim (handled again when it completes). */
-static bool claim_session(struct client *c, const char *identity, bool persistent)
+static bool claim_session(struct client *c, const char *identity, bool persistent, bool clean)
 {
     struct client_env *e = c->env;
     if (c->claim_granted == 0) {
-        uint64_t t =
-            broker_claim(e->broker, identity, c->client_id, conn_peer(c->conn)->attrs, persistent);
+        uint64_t t = broker_claim(e->broker, identity, c->client_id, conn_peer(c->conn)->attrs,
+                                  persistent, clean);
         if (t == 0)
             return true;
         if (t != BROKER_CLAIM_REFUSED) {
@@ -364,7 +364,7 @@ void client__handle_connect(struct client *c, const struct mqtt_packet *p)
         return;
     }
     /* Assigned ids are unique to this node's connection: nothing to claim. */
-    if (!d.assign_id && !claim_session(c, identity, d.persistent))
+    if (!d.assign_id && !claim_session(c, identity, d.persistent, k->clean))
         return;
     bool present;
     c->session = broker_attach(e->broker, identity, conn_peer(c->conn)->attrs, c->client_id, c,

@@ -31,8 +31,8 @@ struct client {
     uint64_t timer_due;      /* ms: when the connection's timer fires; 0 = not armed */
     uint64_t refusal_logged; /* ms: last log line about a refusal to this client */
     char *client_id;
-    uint64_t claim;       /* the cluster's ticket for this CONNECT's session (0: none asked) */
-    int8_t claim_granted; /* its outcome once completed: 1 granted, -1 refused, 0 not yet */
+    uint64_t claim;          /* the cluster's ticket for this CONNECT's session (0: none asked) */
+    int8_t claim_granted;    /* its outcome once completed: 1 granted, -1 refused, 0 not yet */
     struct client_job *job;  /* a SUBSCRIBE / UNSUBSCRIBE still being handled (client_sub.c) */
     struct client *job_next; /* in the env's queue of clients with a deferred job */
     bool job_queued;

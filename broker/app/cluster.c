@@ -472,10 +472,10 @@ static uint64_t on_barrier(void *ctx)
 }
 
 static uint64_t on_claim(void *ctx, const char *identity, const char *client_id,
-                         const struct certattrs *attrs, bool persistent)
+                         const struct certattrs *attrs, bool persistent, bool clean)
 {
     struct cluster *c = ctx;
-    return cluster__sess_claim(c->sess, identity, client_id, attrs, persistent);
+    return cluster__sess_claim(c->sess, identity, client_id, attrs, persistent, clean);
 }
 
 static void on_claimed(void *ctx, struct session *s, uint64_t ticket)

@@ -98,6 +98,25 @@ struct cluster_sess_stats {
     uint64_t handover_timeouts; /* previous owners that did not answer in time */
     uint64_t handover_bad;      /* malformed handovers or takeover requests */
 };
+/* cluster_give.c: handing a session over to the next owner, in two parts (see there). */
+struct cluster_give;
+struct cluster_give *cluster__give_new(uv_loop_t *loop, struct broker *b, struct cluster_link *link,
+                                       const char *node);
+/* First part to reply: ss kicked, header and subscriptions sent, ss kept until the finish (ss
+ * NULL: an empty answer, there is no session). epoch: the new owner's. */
+void cluster__give_begin(struct cluster_give *g, struct session *ss, const char *key,
+                         uint64_t epoch, const char *reply, int64_t now);
+/* Second part from chunk index: the deliveries, then the session is forgotten here. */
+void cluster__give_finish(struct cluster_give *g, const char *key, uint64_t epoch, uint32_t index,
+                          const char *reply, int64_t now);
+/* Is the session with this key between the two parts? */
+bool cluster__give_leaving(const struct cluster_give *g, const char *key);
+/* Sessions whose new owner never finished: dropped here. */
+void cluster__give_sweep(struct cluster_give *g, int64_t now);
+uint64_t cluster__give_count(const struct cluster_give *g); /* sessions handed over */
+void cluster__give_stop(struct cluster_give *g);            /* closes its timer */
+void cluster__give_free(struct cluster_give *g);
+
 struct cluster_sess;
 struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
                                        const struct cluster_opts *o, struct cluster_link *link);
@@ -108,12 +127,12 @@ void cluster__sess_set_done(struct cluster_sess *s,
 void cluster__sess_link(struct cluster_sess *s, bool up);
 /* The broker's claim and claimed hooks (broker_cluster). */
 uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const char *client_id,
-                             const struct certattrs *attrs, bool persistent);
+                             const struct certattrs *attrs, bool persistent, bool clean);
 void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t ticket);
 /* Replies and takeover requests waiting on the routing link, up to *budget (lowered). */
 void cluster__sess_drain(struct cluster_sess *s, size_t *budget);
 bool cluster__sess_ready(const struct cluster_sess *s);
-const struct cluster_sess_stats *cluster__sess_stats(const struct cluster_sess *s);
+const struct cluster_sess_stats *cluster__sess_stats(struct cluster_sess *s);
 void cluster__sess_stop(struct cluster_sess *s);
 void cluster__sess_free(struct cluster_sess *s);
 

@@ -10,10 +10,10 @@
  *      the node that made it;
  *   2. creates <prefix>.claim.<H>.<e+1> naming this node; losing that race (someone created it
  *      first) goes back to 1, at most CLAIM_ATTEMPTS times;
- *   3. when e was another node's, asks it (<prefix>.take.<node>, a request with this node's
- *      inbox) to hand the session over: it kicks its connection (MQTT 5 DISCONNECT 0x8E),
- *      replies with the session in chunks (handover.h) and forgets it. The chunks are imported
- *      as they come (subscriptions re-checked against this node's ACL for this device);
+ *   3. when e was another node's, asks it (<prefix>.take.<node>) for the session, which it hands
+ *      over in two parts (cluster_give.c): the subscriptions, imported here (re-checked against
+ *      this node's ACL for this device) and subscribed; then, asked on the same NATS connection
+ *      after those subscriptions, the messages owed. A clean start only asks it to kick;
  *   4. completes the CONNECT's ticket: the client attaches (session present when one came).
  *
  * Each node is asked only by the claimer of the next epoch, so a chain of quick takeovers
@@ -68,7 +68,10 @@ struct claim {
     uint64_t epoch; /* the one tried or won; 0 before the create */
     uint64_t deadline;
     int attempts;
-    bool persistent;
+    bool persistent, clean;
+    bool finishing; /* the second part was asked for: live messages wait in `live` */
+    struct session_delivery *live;
+    size_t nlive, live_cap;
     bool superseded; /* a newer claim asked for the session: the CONNECT loses */
     bool done;       /* the CONNECT's ticket has completed */
     char key[33];    /* H */
@@ -100,6 +103,7 @@ struct cluster_sess {
     bool ready, asked, stopped;
     uint64_t asked_at;
     struct claim *by_ticket, *by_key;
+    struct cluster_give *give;
     size_t nclaims;
     uint64_t next_ticket;
     struct cluster_sess_stats stats;
@@ -182,6 +186,9 @@ static void claim_free(struct cluster_sess *s, struct claim *c)
     free(c->identity);
     certattrs_free(c->attrs);
     free(c->succ_reply);
+    for (size_t i = 0; i < c->nlive; i++)
+        msg_unref(c->live[i].msg);
+    free(c->live);
     free(c);
 }
 
@@ -217,7 +224,7 @@ static void ask_last(struct cluster_sess *s, struct claim *c)
 }
 
 uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const char *client_id,
-                             const struct certattrs *attrs, bool persistent)
+                             const struct certattrs *attrs, bool persistent, bool clean)
 {
     if (s->stopped)
         return persistent ? BROKER_CLAIM_REFUSED : 0;
@@ -238,6 +245,7 @@ uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const
     struct claim *c = xcalloc(1, sizeof(*c));
     c->ticket = ++s->next_ticket | 1ull << 62; /* apart from the retained store's tickets */
     c->persistent = persistent;
+    c->clean = clean;
     c->identity = xmalloc(il + 1 + cl + 1);
     memcpy(c->identity, identity, il + 1);
     c->client_id = c->identity + il + 1;
@@ -323,12 +331,19 @@ static void on_last(struct cluster_sess *s, struct claim *c, natsMsg *nm)
 }
 
 static void serve_successor(struct cluster_sess *s, struct claim *c);
+static void send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t index);
 
 static void granted(struct cluster_sess *s, struct claim *c)
 {
     c->state = CL_GRANTED;
     c->deadline = now_ms(s) + GRANTED_KEEP_MS;
     if (c->imported) {
+        /* What arrived here live while the second part was on its way comes after it. */
+        for (size_t i = 0; i < c->nlive; i++) {
+            session_enqueue(c->imported, &c->live[i], false);
+            msg_unref(c->live[i].msg);
+        }
+        c->nlive = 0;
         session_set_epoch(c->imported, c->epoch);
         log_info("cluster: client %s (%s): session taken over from node %s: %u subscription(s), "
                  "%u message(s)",
@@ -341,37 +356,15 @@ static void granted(struct cluster_sess *s, struct claim *c)
     complete(s, c, !c->superseded);
 }
 
-static void ask_take(struct cluster_sess *s, struct claim *c)
-{
-    size_t il = strlen(c->identity), cl = strlen(c->client_id);
-    uint8_t *body = xmalloc(8 + 2 + il + 2 + cl), *o = body;
-    for (int i = 7; i >= 0; i--)
-        *o++ = (uint8_t)(c->epoch >> (8 * i));
-    *o++ = (uint8_t)(il >> 8);
-    *o++ = (uint8_t)il;
-    memcpy(o, c->identity, il);
-    o += il;
-    *o++ = (uint8_t)(cl >> 8);
-    *o++ = (uint8_t)cl;
-    memcpy(o, c->client_id, cl);
-    o += cl;
-    char subj[160];
-    snprintf(subj, sizeof(subj), "%s.take.%s", s->prefix, c->prev);
-    c->state = CL_TAKE;
-    c->deadline = now_ms(s) + TAKE_TIMEOUT_MS;
-    bool ok = request(s, subj, body, (size_t)(o - body), 't', c->ticket);
-    free(body);
-    if (!ok)
-        granted(s, c); /* as if the owner were gone */
-}
-
 static void on_create(struct cluster_sess *s, struct claim *c, const struct jsreply *r, bool valid)
 {
     if (valid && !r->has_error && r->has_seq) {
         if (!c->prev[0] || !strcmp(c->prev, s->o->node))
             granted(s, c); /* new, or ours: broker_attach takes a local session over */
-        else
-            ask_take(s, c);
+        else {             /* a clean start needs nothing but the old connection's end */
+            c->state = CL_TAKE;
+            send_take(s, c, c->clean ? 'K' : 'T', 0);
+        }
         return;
     }
     if (valid && r->has_error && ++c->attempts < CLAIM_ATTEMPTS) {
@@ -450,6 +443,19 @@ static void imp_qos2(void *ctx, uint16_t id)
 
 static const struct handover_visitor importer = {imp_header, imp_sub, imp_delivery, imp_qos2};
 
+/* A live delivery that reached the imported session before the old owner's queue. */
+static void stash(void *ctx, const struct session_delivery *d)
+{
+    struct claim *c = ctx;
+    if (c->nlive == c->live_cap) {
+        c->live_cap = c->live_cap ? c->live_cap * 2 : 16;
+        c->live = xrealloc(c->live, c->live_cap * sizeof(*c->live));
+    }
+    c->live[c->nlive] = *d;
+    msg_ref(d->msg);
+    c->nlive++;
+}
+
 static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
 {
     if (c->state != CL_TAKE)
@@ -463,9 +469,11 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
     }
     struct import x = {s, c, (int64_t)now_ms(s)};
     uint32_t index;
-    bool last;
+    uint8_t flags;
+    if (c->finishing && c->imported && !c->nlive && session_queued(c->imported))
+        session_take_queue(c->imported, stash, c);
     if (handover_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
-                        &importer, &x, &index, &last) != 0 ||
+                        &importer, &x, &index, &flags) != 0 ||
         index != c->next_chunk) {
         s->stats.handover_bad++;
         log_warn("cluster: client %s (%s): session from node %s incomplete (a malformed or "
@@ -475,135 +483,126 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         return;
     }
     c->next_chunk++;
-    if (last)
+    if (flags & HANDOVER_LAST) {
         granted(s, c);
+    } else if (flags & HANDOVER_PART) {
+        /* The subscriptions are in: this node's interest is on its NATS connection ahead of
+         * the finish request, so the old owner lets go only after it. */
+        c->finishing = true;
+        send_take(s, c, 'F', c->next_chunk);
+    }
 }
 
-/* ---- handover: sending ------------------------------------------------------------------- */
+/* ---- requests from the next owner ------------------------------------------------------- */
 
-struct export
-{
-    struct cluster_sess *s;
-    struct handover_writer w;
-    const char *reply;
+/* A take request: u8 op | u64 epoch | u32 chunk index | u16 len + identity | u16 len + client id.
+ * op 'T': take the session (first part), 'K': kick only (the new connection starts clean),
+ * 'F': finish (second part from index). */
+struct take_req {
+    char op;
+    uint64_t epoch;
+    uint32_t index;
+    char *id, *cid; /* NUL-terminated copies */
 };
 
-static void exp_flush(void *ctx, const uint8_t *p, size_t len, bool last)
+static bool parse_take(const uint8_t *p, size_t len, struct take_req *t)
 {
-    struct export *x = ctx;
-    natsStatus st = natsConnection_Publish(x->s->link->nc, x->reply, p, (int)len);
-    if (st != NATS_OK)
-        log_warn("cluster: sessions: a session's handover could not be sent: %s",
-                 natsStatus_GetText(st));
-    (void)last;
+    if (len < 17 || (p[0] != 'T' && p[0] != 'K' && p[0] != 'F'))
+        return false;
+    t->op = (char)p[0];
+    t->epoch = 0;
+    for (int i = 1; i <= 8; i++)
+        t->epoch = t->epoch << 8 | p[i];
+    t->index = (uint32_t)p[9] << 24 | (uint32_t)p[10] << 16 | (uint32_t)p[11] << 8 | p[12];
+    size_t il = (size_t)p[13] << 8 | p[14];
+    if (len < 15 + il + 2)
+        return false;
+    size_t cl = (size_t)p[15 + il] << 8 | p[16 + il];
+    if (len != 17 + il + cl || !il || !utf8_valid(p + 15, il, false) ||
+        !utf8_valid(p + 17 + il, cl, false))
+        return false;
+    t->id = xstrndup((const char *)p + 15, il);
+    t->cid = xstrndup((const char *)p + 17 + il, cl);
+    return true;
 }
 
-static void exp_delivery(void *ctx, const struct session_delivery *d, uint16_t id, bool released)
+static void send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t index)
 {
-    handover_delivery(&((struct export *)ctx)->w, d, id, released);
-}
-
-static void exp_qos2(void *ctx, uint16_t id)
-{
-    handover_qos2_in(&((struct export *)ctx)->w, id);
-}
-
-/* Hand the local session (NULL: none) over to reply and forget it here. */
-static void hand_over(struct cluster_sess *s, struct session *ss, const char *reply)
-{
-    int64_t now = (int64_t)now_ms(s);
-    size_t max = (size_t)natsConnection_GetMaxPayload(s->link->nc);
-    struct export x = {.s = s, .reply = reply};
-    handover_begin(&x.w, max > CHUNK_MARGIN * 2 ? max - CHUNK_MARGIN : max / 2, s->o->node, now,
-                   exp_flush, &x);
-    if (ss) {
-        cluster__take_pending(s->link->c); /* what already reached this node goes along */
-        broker_release(s->b, ss, now);     /* kicked first: in-flight state is final */
-        handover_header(&x.w, session_version(ss), session_persistent(ss), session_expiry_s(ss));
-        for (size_t i = 0; i < session_sub_count(ss); i++) {
-            const struct session_sub *sub = session_sub_at(ss, i);
-            handover_sub(&x.w, sub->filter, sub->options, sub->sub_id);
-        }
-        session_foreach_delivery(ss, exp_delivery, &x);
-        session_foreach_qos2_in(ss, exp_qos2, &x);
-        s->stats.takeovers_out++;
-        if (x.w.dropped)
-            log_warn("cluster: client %s: %llu message(s) too large for a NATS message not "
-                     "handed over",
-                     session_client_id(ss), (unsigned long long)x.w.dropped);
-        broker_discard(s->b, ss);
-    }
-    handover_end(&x.w);
+    size_t il = strlen(c->identity), cl = strlen(c->client_id);
+    uint8_t *body = xmalloc(17 + il + cl), *o = body;
+    *o++ = (uint8_t)op;
+    for (int i = 7; i >= 0; i--)
+        *o++ = (uint8_t)(c->epoch >> (8 * i));
+    for (int i = 3; i >= 0; i--)
+        *o++ = (uint8_t)(index >> (8 * i));
+    *o++ = (uint8_t)(il >> 8);
+    *o++ = (uint8_t)il;
+    memcpy(o, c->identity, il);
+    o += il;
+    *o++ = (uint8_t)(cl >> 8);
+    *o++ = (uint8_t)cl;
+    memcpy(o, c->client_id, cl);
+    o += cl;
+    char subj[160];
+    snprintf(subj, sizeof(subj), "%s.take.%s", s->prefix, c->prev);
+    c->deadline = now_ms(s) + TAKE_TIMEOUT_MS;
+    bool ok = request(s, subj, body, (size_t)(o - body), 't', c->ticket);
+    free(body);
+    if (!ok)
+        granted(s, c); /* as if the owner were gone */
 }
 
 static void serve_successor(struct cluster_sess *s, struct claim *c)
 {
     struct session *ss = broker_find(s->b, c->identity, c->client_id);
-    hand_over(s, ss, c->succ_reply);
+    cluster__give_begin(s->give, ss, c->key, c->succ_epoch, c->succ_reply, (int64_t)now_ms(s));
     c->imported = NULL;
     free(c->succ_reply);
     c->succ_reply = NULL;
 }
 
-/* Another node's request for a session: u64 epoch | u16 len + identity | u16 len + client id. */
-static bool parse_take(const uint8_t *p, size_t len, uint64_t *epoch, char *id, char *cid)
-{
-    if (len < 12)
-        return false;
-    uint64_t e = 0;
-    for (int i = 0; i < 8; i++)
-        e = e << 8 | p[i];
-    size_t il = (size_t)p[8] << 8 | p[9];
-    if (len < 10 + il + 2)
-        return false;
-    size_t cl = (size_t)p[10 + il] << 8 | p[11 + il];
-    if (len != 12 + il + cl || !il || !utf8_valid(p + 10, il, false) ||
-        !utf8_valid(p + 12 + il, cl, false))
-        return false;
-    memcpy(id, p + 10, il);
-    id[il] = '\0';
-    memcpy(cid, p + 12 + il, cl);
-    cid[cl] = '\0';
-    *epoch = e;
-    return true;
-}
-
 static void on_take(struct cluster_sess *s, natsMsg *nm)
 {
     const char *reply = natsMsg_GetReply(nm);
-    const uint8_t *p = (const uint8_t *)natsMsg_GetData(nm);
-    size_t len = (size_t)natsMsg_GetDataLength(nm);
-    char *id = xmalloc(len + 1), *cid = xmalloc(len + 1);
-    uint64_t epoch;
-    if (!reply || !parse_take(p, len, &epoch, id, cid)) {
+    struct take_req t = {0};
+    if (!reply ||
+        !parse_take((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm), &t)) {
         s->stats.handover_bad++;
         log_warn("cluster: sessions: a malformed takeover request ignored");
         goto out;
     }
+    int64_t now = (int64_t)now_ms(s);
     char key[33];
-    key_of(id, cid, key);
+    key_of(t.id, t.cid, key);
+    if (t.op == 'F') {
+        cluster__give_finish(s->give, key, t.epoch, t.index, reply, now);
+        goto out;
+    }
     struct claim *c;
     HASH_FIND(hk, s->by_key, key, strlen(key), c);
-    if (c && c->state != CL_GRANTED && c->epoch && c->epoch < epoch) {
+    if (c && c->state != CL_GRANTED && c->epoch && c->epoch < t.epoch) {
         /* This node's claim is older and not finished: it answers when it is. */
         if (c->succ_reply) /* an even newer one supersedes that requester too */
-            hand_over(s, NULL, c->succ_reply);
+            cluster__give_begin(s->give, NULL, key, 0, c->succ_reply, now);
         free(c->succ_reply);
         c->succ_reply = xstrdup(reply);
-        c->succ_epoch = epoch;
+        c->succ_epoch = t.epoch;
         goto out;
     }
-    struct session *ss = broker_find(s->b, id, cid);
-    if (ss && session_epoch(ss) > epoch) { /* a stale request: this node's claim is newer */
-        hand_over(s, NULL, reply);
-        goto out;
-    }
-    if (c && c->state == CL_GRANTED && c->epoch < epoch)
+    struct session *ss = broker_find(s->b, t.id, t.cid);
+    if (ss && session_epoch(ss) > t.epoch) /* a stale request: this node's claim is newer */
+        ss = NULL;
+    else if (c && c->state == CL_GRANTED && c->epoch < t.epoch)
         c->superseded = true; /* its CONNECT, not attached yet, is kicked when it does */
-    hand_over(s, ss, reply);
+    if (ss && t.op == 'K') {  /* the device starts clean there: nothing to send */
+        broker_release(s->b, ss, now);
+        broker_discard(s->b, ss);
+        ss = NULL;
+    }
+    cluster__give_begin(s->give, ss, key, t.epoch, reply, now);
 out:
-    free(id);
-    free(cid);
+    free(t.id);
+    free(t.cid);
 }
 
 void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t ticket)
@@ -615,7 +614,8 @@ void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t 
         session_set_epoch(ss, c->epoch);
         if (c->superseded) { /* the session went on to a newer claimer meanwhile */
             broker_release(s->b, ss, (int64_t)now_ms(s));
-            broker_discard(s->b, ss);
+            if (!cluster__give_leaving(s->give, c->key))
+                broker_discard(s->b, ss);
         }
     }
     claim_free(s, c);
@@ -670,6 +670,7 @@ static void on_timer(uv_timer_t *h)
     uint64_t now = now_ms(s);
     if (!s->ready && s->link->connected && (!s->asked || now - s->asked_at >= RETRY_MS))
         ask_stream(s);
+    cluster__give_sweep(s->give, (int64_t)now);
     struct claim *c, *tmp;
     HASH_ITER(hh, s->by_ticket, c, tmp)
     {
@@ -703,6 +704,7 @@ struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
     snprintf(s->take_subj, sizeof(s->take_subj), "%s.take.%s", s->prefix, o->node);
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
+    s->give = cluster__give_new(loop, b, link, o->node);
     return s;
 }
 
@@ -747,8 +749,9 @@ bool cluster__sess_ready(const struct cluster_sess *s)
     return s->ready;
 }
 
-const struct cluster_sess_stats *cluster__sess_stats(const struct cluster_sess *s)
+const struct cluster_sess_stats *cluster__sess_stats(struct cluster_sess *s)
 {
+    s->stats.takeovers_out = cluster__give_count(s->give);
     return &s->stats;
 }
 
@@ -768,6 +771,7 @@ void cluster__sess_stop(struct cluster_sess *s)
     s->replies = s->takes = NULL;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, NULL);
+    cluster__give_stop(s->give);
 }
 
 void cluster__sess_free(struct cluster_sess *s)
@@ -775,5 +779,6 @@ void cluster__sess_free(struct cluster_sess *s)
     if (!s)
         return;
     natsInbox_Destroy(s->inbox);
+    cluster__give_free(s->give);
     free(s);
 }

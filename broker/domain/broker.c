@@ -416,10 +416,10 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
 }
 
 uint64_t broker_claim(struct broker *b, const char *identity, const char *client_id,
-                      const struct certattrs *attrs, bool persistent)
+                      const struct certattrs *attrs, bool persistent, bool clean)
 {
     return b->cluster.claim
-               ? b->cluster.claim(b->cluster.ctx, identity, client_id, attrs, persistent)
+               ? b->cluster.claim(b->cluster.ctx, identity, client_id, attrs, persistent, clean)
                : 0;
 }
 

@@ -87,12 +87,13 @@ struct broker_cluster {
      * asked, or 0 when there is nothing to wait for. */
     uint64_t (*barrier)(void *ctx);
     /* One session per (identity, client id) in the cluster (optional): a CONNECT asks for the
-     * session before it attaches (persistent: it is to outlive the connection). Returns a
+     * session before it attaches (persistent: it is to outlive the connection; clean: a clean
+     * start, nothing of an old session is wanted). Returns a
      * ticket (> 0) that completes once this node owns the session — the copy its previous
      * owner handed over imported (broker_import) — or failed to; 0 to go on at once;
      * BROKER_CLAIM_REFUSED to refuse the CONNECT now. */
     uint64_t (*claim)(void *ctx, const char *identity, const char *client_id,
-                      const struct certattrs *attrs, bool persistent);
+                      const struct certattrs *attrs, bool persistent, bool clean);
     /* The CONNECT whose claim completed with ticket attached to s (or gave up: s NULL). */
     void (*claimed)(void *ctx, struct session *s, uint64_t ticket);
 };
@@ -162,7 +163,7 @@ bool broker_connection_ok(struct broker *b, const char *identity, const struct c
 /* CONNECT, before broker_attach: the cluster's claim on the session (broker_cluster.claim; 0
  * without a cluster), and after it the attached session (NULL: not attached). */
 uint64_t broker_claim(struct broker *b, const char *identity, const char *client_id,
-                      const struct certattrs *attrs, bool persistent);
+                      const struct certattrs *attrs, bool persistent, bool clean);
 void broker_claimed(struct broker *b, struct session *s, uint64_t ticket);
 /* CONNECT: find or create the session (identity, client_id) and attach client, connected from
  * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.

@@ -23,10 +23,12 @@ static void chunk_start(struct handover_writer *w)
     w->len = HANDOVER_CHUNK_HEAD;
 }
 
-void handover_begin(struct handover_writer *w, size_t limit, const char *node, int64_t now,
-                    void (*flush)(void *ctx, const uint8_t *p, size_t len, bool last), void *ctx)
+void handover_begin(struct handover_writer *w, size_t limit, uint32_t first, const char *node,
+                    int64_t now, void (*flush)(void *ctx, const uint8_t *p, size_t len, bool last),
+                    void *ctx)
 {
     memset(w, 0, sizeof(*w));
+    w->index = first;
     w->limit = limit < 256 ? 256 : limit;
     w->cap = w->limit < 65536 ? w->limit : 65536;
     w->buf = xmalloc(w->cap);
@@ -37,11 +39,10 @@ void handover_begin(struct handover_writer *w, size_t limit, const char *node, i
     chunk_start(w);
 }
 
-static void emit(struct handover_writer *w, bool last)
+static void emit(struct handover_writer *w, uint8_t flags)
 {
-    if (last)
-        w->buf[1] = 1;
-    w->flush(w->ctx, w->buf, w->len, last);
+    w->buf[1] = flags;
+    w->flush(w->ctx, w->buf, w->len, flags & HANDOVER_LAST);
     w->index++;
     chunk_start(w);
 }
@@ -54,7 +55,7 @@ static uint8_t *reserve(struct handover_writer *w, size_t n)
         return NULL;
     }
     if (w->len + n > w->limit)
-        emit(w, false);
+        emit(w, 0);
     if (w->len + n > w->cap) {
         while (w->len + n > w->cap)
             w->cap *= 2;
@@ -132,9 +133,9 @@ void handover_qos2_in(struct handover_writer *w, uint16_t id)
     put(o, id, 2);
 }
 
-void handover_end(struct handover_writer *w)
+void handover_end(struct handover_writer *w, uint8_t how)
 {
-    emit(w, true);
+    emit(w, how);
     free(w->buf);
     w->buf = NULL;
 }
@@ -251,16 +252,16 @@ static bool walk(struct rd r, const struct handover_visitor *v, void *ctx, bool 
 }
 
 int handover_decode(const uint8_t *p, size_t len, const struct handover_visitor *v, void *ctx,
-                    uint32_t *index, bool *last)
+                    uint32_t *index, uint8_t *flags)
 {
-    if (len < HANDOVER_CHUNK_HEAD || p[0] != HANDOVER_VERSION || (p[1] & ~1u))
+    if (len < HANDOVER_CHUNK_HEAD || p[0] != HANDOVER_VERSION || (p[1] & ~3u) || p[1] == 3)
         return -1;
     uint32_t idx = (uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 8 | p[5];
     struct rd r = {p + HANDOVER_CHUNK_HEAD, p + len};
     if (!walk(r, NULL, NULL, idx == 0))
         return -1;
     *index = idx;
-    *last = p[1] & 1;
+    *flags = p[1];
     walk(r, v, ctx, idx == 0);
     return 0;
 }

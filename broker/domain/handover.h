@@ -6,7 +6,8 @@
  * awaiting PUBREL — as one or more chunks, each small enough for one NATS message. Layout,
  * integers big-endian:
  *
- *   chunk:  u8 version (1) | u8 flags (bit 0: last chunk) | u32 index (0, 1, ...) | records
+ *   chunk:  u8 version (1) | u8 flags (bit 0: last chunk; bit 1: last chunk of the first part)
+ *           | u32 index (0, 1, ...) | records
  *   record: u8 kind, then by kind
  *     'H' (once, first in chunk 0): u8 MQTT version | u8 persistent (0/1) | u32 expiry s;
  *         chunk 0 without any record: there is no session to hand over
@@ -15,6 +16,10 @@
  *         u8 n (0-4) + n × u32 subscription ids | u16 len + topic | u32 len + envelope
  *         (envelope.h; topic and envelope empty when released: only the PUBREL is owed)
  *     'Q' u16 packet id
+ *
+ * A session is handed over in two parts, so that the receiving node holds the subscriptions'
+ * interest before the sender lets go of them: the first part is the header and the
+ * subscriptions, the second (chunk indexes going on) the deliveries and QoS 2 ids.
  *
  * Chunks arrive from the network, so the decoder checks a whole chunk (lengths, kinds, UTF-8,
  * envelopes) before it reports any record of it. */
@@ -43,9 +48,11 @@ struct handover_writer {
     void *ctx;
 };
 
-/* limit: the largest chunk (a NATS message's payload), at least 256 bytes. */
-void handover_begin(struct handover_writer *w, size_t limit, const char *node, int64_t now,
-                    void (*flush)(void *ctx, const uint8_t *p, size_t len, bool last), void *ctx);
+/* limit: the largest chunk (a NATS message's payload), at least 256 bytes. The first chunk
+ * gets index first (the second part goes on from the first's). */
+void handover_begin(struct handover_writer *w, size_t limit, uint32_t first, const char *node,
+                    int64_t now, void (*flush)(void *ctx, const uint8_t *p, size_t len, bool last),
+                    void *ctx);
 void handover_header(struct handover_writer *w, uint8_t version, bool persistent,
                      uint32_t expiry_s);
 void handover_sub(struct handover_writer *w, const char *filter, uint8_t options, uint32_t sub_id);
@@ -53,8 +60,11 @@ void handover_sub(struct handover_writer *w, const char *filter, uint8_t options
 void handover_delivery(struct handover_writer *w, const struct session_delivery *d, uint16_t id,
                        bool released);
 void handover_qos2_in(struct handover_writer *w, uint16_t id);
-/* Flush the last chunk and free the buffer. */
-void handover_end(struct handover_writer *w);
+/* Chunk flags. */
+#define HANDOVER_LAST 1 /* nothing follows */
+#define HANDOVER_PART 2 /* the first part is complete: the second is to be asked for */
+/* Flush the last chunk with flags how (HANDOVER_LAST or HANDOVER_PART) and free the buffer. */
+void handover_end(struct handover_writer *w, uint8_t how);
 
 /* One decoded delivery; pointers borrow the chunk. */
 struct handover_delivery {
@@ -76,9 +86,9 @@ struct handover_visitor {
     void (*qos2_in)(void *ctx, uint16_t id);
 };
 
-/* Decode one chunk: 0 and the records reported to v (*index and *last set), or -1 when the
+/* Decode one chunk: 0 and the records reported to v (*index and *flags set), or -1 when the
  * chunk is not valid (nothing reported). */
 int handover_decode(const uint8_t *p, size_t len, const struct handover_visitor *v, void *ctx,
-                    uint32_t *index, bool *last);
+                    uint32_t *index, uint8_t *flags);
 
 #endif

@@ -703,3 +703,14 @@ uint64_t session_epoch(const struct session *s)
 {
     return s->epoch;
 }
+
+void session_take_queue(struct session *s, void (*cb)(void *ctx, const struct session_delivery *d),
+                        void *ctx)
+{
+    while (s->q_count) {
+        qitem_t it = q_pop(s);
+        cb(ctx, &it);
+        STORE(s, removed, it.seq);
+        msg_unref(it.msg);
+    }
+}

@@ -179,6 +179,10 @@ void session_foreach_delivery(const struct session *s,
                               void (*cb)(void *ctx, const struct session_delivery *d, uint16_t id,
                                          bool released),
                               void *ctx);
+/* Take every queued (not in flight) delivery out of the session, in order: cb gets each and
+ * must take its own reference to d->msg if it keeps it. */
+void session_take_queue(struct session *s, void (*cb)(void *ctx, const struct session_delivery *d),
+                        void *ctx);
 /* Every incoming QoS 2 packet id awaiting PUBREL. */
 void session_foreach_qos2_in(const struct session *s, void (*cb)(void *ctx, uint16_t id),
                              void *ctx);

@@ -81,17 +81,17 @@ static void count(void *ctx, const struct handover_delivery *d)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct again a = {0};
-    handover_begin(&a.w, 1u << 20, "fuzz", 1000, keep, &a);
+    handover_begin(&a.w, 1u << 20, 0, "fuzz", 1000, keep, &a);
     uint32_t index;
-    bool last;
-    int r = handover_decode(data, size, &visitor, &a, &index, &last);
-    handover_end(&a.w);
+    uint8_t flags;
+    int r = handover_decode(data, size, &visitor, &a, &index, &flags);
+    handover_end(&a.w, HANDOVER_LAST);
     if (r != 0 && a.records)
         abort(); /* a refused chunk reports nothing */
     if (r == 0) {
         /* The re-encoding is a valid chunk 0 of its own (header first when there was one). */
         uint32_t i2;
-        bool l2;
+        uint8_t l2;
         struct handover_visitor v2 = {0};
         v2.delivery = count;
         size_t n = 0;

@@ -3,8 +3,7 @@ and 3 certmq nodes. A persistent session moves with its device from node 1 to no
 present, the messages queued on node 1 delivered by node 2, the subscription served there from
 then on, node 1 left with nothing. A device connected on node 1 that connects again on node 2 is
 disconnected on node 1 (MQTT 5: 0x8E) within a second, also while it receives 500 QoS 1 messages
-a second (nothing published before or after the move is missing; what was in transit between
-nodes during it may be, at most once as every cross-node message today). 200 rounds of two
+a second from a third node (none missing; duplicates counted). 200 rounds of two
 simultaneous CONNECTs with the same identity and client id on two nodes: exactly one connection
 survives every time."""
 import os
@@ -163,12 +162,11 @@ def test_takeover_under_load():
     ra = Reader(a)
     time.sleep(0.5)  # the probes' tail
     ra.got.clear()
-    infos, times, stop = [], [], threading.Event()
+    infos, stop = [], threading.Event()
 
     def publish():
         k, t0 = 0, time.time()
         while not stop.is_set():
-            times.append(time.time())
             infos.append(pub.c.publish("devices/dev/load", b"%d" % k, 1))
             k += 1
             time.sleep(max(0, t0 + k / 500.0 - time.time()))  # 500 msg/s
@@ -184,21 +182,16 @@ def test_takeover_under_load():
     t.join(5)
     wait_for(lambda: all(i.mid in pub.acks for i in infos), 15, "PUBACKs of the publisher")
     sent = set(range(len(infos)))
-    # Messages cross nodes at most once until they go through JetStream (docs/cluster.md): one
-    # in transit to the old node while the session leaves it can be lost. Everything published
-    # before or after the move must arrive.
-    window = {k for k, t in enumerate(times) if abs(t - t_move) < 0.5}
     try:
-        wait_for(lambda: sent - window <= {int(x) for x in ra.got + rb.got}, 10,
-                 "every acknowledged message outside the move")
+        wait_for(lambda: sent <= {int(x) for x in ra.got + rb.got}, 10, "every acknowledged message")
     finally:
         got = [int(x) for x in ra.got + rb.got]
         missing = sorted(sent - set(got))
+        # Duplicates are allowed (QoS 1): what was published while both nodes held the interest.
         print("takeover under load: %d published and acknowledged, %d missing %r, %d duplicate(s), "
               "old connection closed %.3f s after the new CONNECT" % (
                   len(infos), len(missing), missing[:10], len(got) - len(set(got)),
                   (ra.closed_at or 0) - t_move))
-    check(len(missing) <= 2, "at most 2 in transit lost")
     check(ra.closed_at is not None and ra.closed_at - t_move < 1.0, "old connection closed within 1 s")
     b.close()
 

@@ -113,11 +113,11 @@ static void decode_all(struct chunks *c, struct seen *s)
 {
     for (size_t i = 0; i < c->n; i++) {
         uint32_t index;
-        bool last;
-        CHECK_EQ_INT(handover_decode(c->p[i], c->len[i], &visitor, s, &index, &last), 0);
+        uint8_t flags;
+        CHECK_EQ_INT(handover_decode(c->p[i], c->len[i], &visitor, s, &index, &flags), 0);
         CHECK_EQ_INT(index, i);
-        CHECK(last == (i + 1 == c->n));
-        CHECK(last == c->last[i]);
+        CHECK((flags == HANDOVER_LAST) == (i + 1 == c->n));
+        CHECK((flags == HANDOVER_LAST) == c->last[i]);
     }
 }
 
@@ -140,9 +140,9 @@ static void test_roundtrip_one_chunk(void)
     struct msg *m[3] = {mk("first", 1), mk("second", 1), mk("third", 0)};
     struct chunks c = {0};
     struct handover_writer w;
-    handover_begin(&w, 65536, "node-1", 1000, keep, &c);
+    handover_begin(&w, 65536, 0, "node-1", 1000, keep, &c);
     write_session(&w, m);
-    handover_end(&w);
+    handover_end(&w, HANDOVER_LAST);
     CHECK_EQ_INT(c.n, 1);
     struct seen s = {0};
     decode_all(&c, &s);
@@ -157,7 +157,7 @@ static void test_split_over_chunks(void)
     struct msg *m[3] = {mk("first", 1), mk("second", 1), mk("third", 0)};
     struct chunks c = {0};
     struct handover_writer w;
-    handover_begin(&w, 256, "node-1", 1000, keep, &c);
+    handover_begin(&w, 256, 0, "node-1", 1000, keep, &c);
     write_session(&w, m);
     for (int i = 0; i < 8; i++) { /* ~40 bytes each: more than one chunk's worth */
         struct session_delivery q = {.msg = m[2], .qos = 0};
@@ -170,7 +170,7 @@ static void test_split_over_chunks(void)
     struct session_delivery d = {.msg = huge, .qos = 1};
     handover_delivery(&w, &d, 0, false); /* never fits: dropped, counted */
     CHECK_EQ_INT(w.dropped, 1);
-    handover_end(&w);
+    handover_end(&w, HANDOVER_LAST);
     CHECK(c.n >= 2);
     for (size_t i = 0; i < c.n; i++)
         CHECK(c.len[i] <= 256);
@@ -188,8 +188,8 @@ static void test_no_session(void)
 {
     struct chunks c = {0};
     struct handover_writer w;
-    handover_begin(&w, 1024, "node-1", 1000, keep, &c);
-    handover_end(&w);
+    handover_begin(&w, 1024, 0, "node-1", 1000, keep, &c);
+    handover_end(&w, HANDOVER_LAST);
     CHECK_EQ_INT(c.n, 1);
     struct seen s = {0};
     decode_all(&c, &s);
@@ -202,14 +202,14 @@ static void test_refused(void)
     struct msg *m[3] = {mk("first", 1), mk("second", 1), mk("third", 0)};
     struct chunks c = {0};
     struct handover_writer w;
-    handover_begin(&w, 65536, "node-1", 1000, keep, &c);
+    handover_begin(&w, 65536, 0, "node-1", 1000, keep, &c);
     write_session(&w, m);
-    handover_end(&w);
+    handover_end(&w, HANDOVER_LAST);
     uint8_t *p = c.p[0];
     size_t n = c.len[0];
     struct seen s = {0};
     uint32_t index;
-    bool last;
+    uint8_t last;
     const struct handover_visitor none = {0};
     for (size_t k = 0; k < n; k++) /* every prefix: a whole chunk of fewer records, or refused */
         handover_decode(p, k, &none, NULL, &index, &last);
@@ -221,7 +221,7 @@ static void test_refused(void)
     q[0] = 2; /* another version */
     CHECK_EQ_INT(handover_decode(q, n, &visitor, &s, &index, &last), -1);
     memcpy(q, p, n);
-    q[1] = 2; /* unknown flag */
+    q[1] = 4; /* unknown flag */
     CHECK_EQ_INT(handover_decode(q, n, &visitor, &s, &index, &last), -1);
     memcpy(q, p, n);
     q[HANDOVER_CHUNK_HEAD] = 'Z'; /* unknown kind */
