@@ -33,6 +33,8 @@ struct cluster_opts {
     char *tls_ca, *tls_cert, *tls_key;
     uint32_t partitions;        /* cluster_partitions: JetStream streams (later) */
     uint32_t retained_replicas; /* cluster_retained_replicas; 0 = min(3, url_count) */
+    uint32_t drain_s;           /* cluster_drain_timeout: at a stop, how long persistent sessions
+                                   wait here for their devices to claim them elsewhere */
     uint32_t max_subject;       /* cluster_max_subject_length: bytes, below nats-server's
                                    max_control_line */
 };

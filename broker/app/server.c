@@ -27,6 +27,8 @@
 #define CRL_SHRINK_MIN 8
 /* Housekeeping granularity: session expiry, delayed wills and $SYS are due at most this late. */
 #define TICK_MS 1000
+/* How often a stopping cluster node looks whether its sessions have been claimed elsewhere. */
+#define DRAIN_CHECK_MS 100
 /* Time WebSocket close handshakes get at shutdown before libwebsockets is taken down. */
 #define WS_CLOSE_GRACE_MS 1000
 /* The loop clock is in milliseconds; uptime and sys_interval are in seconds. */
@@ -452,10 +454,61 @@ static void ws_shutdown(uv_timer_t *t)
     uv_close((uv_handle_t *)t, NULL);
 }
 
+static void count_session(void *ctx, struct session *ss)
+{
+    if (session_persistent(ss))
+        ++*(size_t *)ctx;
+}
+
+static size_t persistent_sessions(struct server *s)
+{
+    size_t n = 0;
+    broker_foreach_session(s->b, count_session, &n);
+    return n;
+}
+
+static void stop_rest(struct server *s);
+
+static void on_drain(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    size_t left = persistent_sessions(s);
+    if (left && uv_now(s->loop) < s->drain_end)
+        return;
+    if (left)
+        log_warn("cluster: stopping with %zu persistent session(s) not claimed by another node "
+                 "(cluster_drain_timeout)%s",
+                 left, s->cfg.persistence ? "; they are kept on disk for this node's restart" : "");
+    else
+        log_notice("cluster: every persistent session was taken over by another node");
+    stop_rest(s);
+}
+
+/* Cluster: the devices just disconnected claim their persistent sessions on other nodes; this
+ * node stays on NATS to hand them over, up to cluster_drain_timeout. */
+static bool drain(struct server *s)
+{
+    size_t n = s->cluster && s->cfg.cluster.drain_s ? persistent_sessions(s) : 0;
+    if (!n)
+        return false;
+    log_notice("cluster: %zu persistent session(s) wait here for their devices to claim them on "
+               "other nodes (at most %u s; a second signal stops at once)",
+               n, s->cfg.cluster.drain_s);
+    s->draining = true;
+    s->drain_end = uv_now(s->loop) + (uint64_t)s->cfg.cluster.drain_s * MS_PER_S;
+    uv_timer_init(s->loop, &s->drain);
+    s->drain.data = s;
+    uv_timer_start(&s->drain, on_drain, DRAIN_CHECK_MS, DRAIN_CHECK_MS);
+    return true;
+}
+
 void server_stop(struct server *s)
 {
-    if (s->stopping)
+    if (s->stopping) {
+        if (s->draining) /* asked again: no more waiting */
+            stop_rest(s);
         return;
+    }
     s->stopping = true;
     notify_stopping();
     s->ready = false;
@@ -464,8 +517,19 @@ void server_stop(struct server *s)
         listener_close(s->ls[i].l);
         s->ls[i].l = NULL;
     }
-    loop_stop(s->lp);
     client_close_all(s->clenv);
+    if (!drain(s))
+        stop_rest(s);
+}
+
+/* The rest of a stop: signals, the cluster link, plugins, WebSockets. */
+static void stop_rest(struct server *s)
+{
+    if (s->draining) {
+        s->draining = false;
+        uv_close((uv_handle_t *)&s->drain, NULL);
+    }
+    loop_stop(s->lp);
     cluster_stop(s->cluster);
     plugin_stop_all(s->plugins);
     if (s->ws) {

@@ -50,6 +50,9 @@ struct server {
     uint64_t next_vacuum_ms;
     struct loop *lp;
     uv_timer_t ws_stop;
+    uv_timer_t drain;   /* cluster: a stop waits for sessions to be claimed elsewhere */
+    uint64_t drain_end; /* ms */
+    bool draining;
     uint64_t start_ms;
     uint64_t next_sys_ms;
     struct memwatch mem;            /* max_memory */
