@@ -27,9 +27,9 @@ struct client {
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
-    uint64_t partial_since;  /* ms: a packet has been started but not finished; 0 = none */
-    uint64_t timer_due;      /* ms: when the connection's timer fires; 0 = not armed */
-    uint64_t refusal_logged; /* ms: last log line about a refusal to this client */
+    uint64_t partial_since; /* ms: a packet has been started but not finished; 0 = none */
+    uint64_t timer_due;     /* ms: when the connection's timer fires; 0 = not armed */
+    int64_t refusal_logged; /* ms: last log line about a refusal to this client */
     char *client_id;
     struct client_job *job;  /* a SUBSCRIBE / UNSUBSCRIBE still being handled (client_sub.c) */
     struct client *job_next; /* in the env's queue of clients with a deferred job */

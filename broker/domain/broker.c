@@ -54,6 +54,7 @@ struct broker {
     int64_t now; /* of the publish (or tick) being handled */
     const struct session *cur_from;
     const struct broker_store *store;
+    bool rates_on; /* some identity may have a publish rate: see broker_publish_rate */
     bool closing;
 };
 
@@ -71,6 +72,9 @@ struct broker *broker_new(const struct broker_limits *l)
 {
     struct broker *b = xcalloc(1, sizeof(*b));
     b->lim = *l;
+    if (!b->lim.rate_burst_s)
+        b->lim.rate_burst_s = 1;
+    b->rates_on = quota_rates_used(&l->per_identity, NULL);
     b->subs = topic_tree_new();
     b->retained = retain_new();
     b->idents = ident_table_new();
@@ -192,14 +196,23 @@ static void compile_acl(struct broker *b, struct session *s)
                               : NULL);
 }
 
+/* The identity's limits from this session's certificate (the latest client decides). */
+static void resolve_limits(struct broker *b, struct session *s)
+{
+    if (session_client(s))
+        quota_resolve(&session_ident(s)->lim, &b->lim.per_identity, b->acl, session_attrs(s));
+}
+
 void broker_set_acl(struct broker *b, struct acl *a)
 {
     acl_free(b->acl);
     b->acl = a;
+    b->rates_on = quota_rates_used(&b->lim.per_identity, a);
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {
         compile_acl(b, e->s);
+        resolve_limits(b, e->s);
     }
 }
 
@@ -288,6 +301,7 @@ static void destroy_session(struct broker *b, struct session *s)
     if (e) {
         HASH_DEL(b->sessions, e);
         e->id->sessions--;
+        e->id->subscriptions -= (uint32_t)session_sub_count(s);
         e->id->persistent -= e->counted;
         ident_put(b->idents, e->id);
         free(e);
@@ -326,6 +340,7 @@ static struct session *add_session(struct broker *b, const char *identity, const
     e->s = s;
     e->id = ident_get(b->idents, identity);
     e->id->sessions++;
+    session_set_ident(s, e->id);
     size_t klen;
     const char *k = session_key(s, &klen);
     HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
@@ -366,21 +381,11 @@ static bool persistent_quota_ok(struct broker *b, const char *identity, const ch
     return false;
 }
 
-/* The identity entry of a session (it exists while the session does). */
-static struct ident *session_ident(struct broker *b, const struct session *s)
-{
-    struct entry *e;
-    size_t klen;
-    const char *key = session_key(s, &klen);
-    HASH_FIND(hh, b->sessions, key, klen, e);
-    return e->id;
-}
-
 /* One more or one less client connected (the broker's count and its identity's). */
 static void count_online(struct broker *b, const struct session *s, int delta)
 {
     b->stats.clients_online += (uint64_t)(int64_t)delta;
-    session_ident(b, s)->online += (uint32_t)delta;
+    session_ident(s)->online += (uint32_t)delta;
 }
 
 bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
@@ -401,6 +406,28 @@ bool broker_connection_ok(struct broker *b, const char *identity, const struct c
                  identity, id->online, (unsigned long long)max, client_id,
                  (unsigned long long)b->stats.connections_refused);
     return false;
+}
+
+/* Rate refusals are logged once per identity per this interval; the counters are exact. */
+#define RATE_LOG_INTERVAL_MS 10000
+
+enum reason broker_publish_rate(struct broker *b, struct session *s, uint32_t payload, int64_t now)
+{
+    if (!b->rates_on)
+        return REASON_NONE;
+    struct ident *id = session_ident(s);
+    enum quota_verdict v =
+        quota_publish(&id->meter, &id->lim, b->lim.rate_burst_s, payload, (uint64_t)now);
+    if (v == QUOTA_OK)
+        return REASON_NONE;
+    bool msgs = v == QUOTA_RATE;
+    uint64_t n = msgs ? ++b->stats.rate_refused : ++b->stats.byte_rate_refused;
+    if (log_due(&id->rate_logged, now, RATE_LOG_INTERVAL_MS))
+        log_warn("identity %s publishes over %s %llu (client id %s): refused (%llu so far)",
+                 session_identity(s), acl_limit_name(msgs ? ACL_LIMIT_RATE : ACL_LIMIT_BYTE_RATE),
+                 (unsigned long long)(msgs ? id->lim.rate : id->lim.byte_rate),
+                 session_client_id(s), (unsigned long long)n);
+    return msgs ? REASON_PUBLISH_RATE : REASON_PUBLISH_BYTE_RATE;
 }
 
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
@@ -462,9 +489,10 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
     /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
     session_set_attrs(s, certattrs_dup(attrs));
     compile_acl(b, s);
+    count_online(b, s, 1);
+    resolve_limits(b, s);
     if (*present)
         session_resend_all(s);
-    count_online(b, s, 1);
     if (b->policy.connected)
         b->policy.connected(b->policy.ctx, s, peer);
     return s;
@@ -525,7 +553,8 @@ void broker_restore_sub(struct broker *b, struct session *s, const char *filter,
         return;
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
-    session_sub_add(s, filter, len, options, sub_id);
+    if (session_sub_add(s, filter, len, options, sub_id) == SESSION_SUB_NEW)
+        session_ident(s)->subscriptions++;
 }
 
 void broker_restore_retained(struct broker *b, struct msg *m)
@@ -630,10 +659,8 @@ static void on_group(void *ctx, struct topic_group *g)
 
 static void log_dropped(struct broker *b, struct session *s)
 {
-    int64_t *last = session_drop_logged(s);
-    if (*last && b->now - *last < DROP_LOG_INTERVAL_MS)
+    if (!log_due(session_drop_logged(s), b->now, DROP_LOG_INTERVAL_MS))
         return;
-    *last = b->now ? b->now : 1;
     const struct session_limits *l = &b->lim.session;
     log_warn("client %s (%s): queue full (max_queued_messages %u, max_queued_bytes %llu): "
              "%llu message(s) dropped so far",
@@ -670,6 +697,9 @@ static const char *retained_over(const struct broker *b, const struct ident *id,
         id->retained_bytes - (prev_owner == id ? prev : 0) + cost >
             l->max_retained_bytes_per_identity)
         return "max_retained_bytes_per_identity";
+    /* Replacing one of its own is not one more. */
+    if (id && id->lim.retained && id->retained >= id->lim.retained && prev_owner != id)
+        return acl_limit_name(ACL_LIMIT_RETAINED);
     return NULL;
 }
 
@@ -685,9 +715,12 @@ static bool retained_fits(struct broker *b, const char *identity, const struct m
     ident_put(b->idents, id);
     if (!limit)
         return true;
-    if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
+    /* The per-identity count has a counter of its own, so that each refusal sums once. */
+    uint64_t *n = limit == acl_limit_name(ACL_LIMIT_RETAINED) ? &b->stats.identity_retained_refused
+                                                              : &b->stats.retained_refused;
+    if ((*n)++ % QUOTA_LOG_EVERY == 0)
         log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
-                 identity ? identity : "the broker", (unsigned long long)b->stats.retained_refused);
+                 identity ? identity : "the broker", (unsigned long long)*n);
     return false;
 }
 
@@ -701,11 +734,14 @@ static void store_retained(struct broker *b, const char *identity, struct msg *m
     if (prev_owner) {
         struct ident *old = prev_owner;
         old->retained_bytes -= prev;
+        old->retained--;
         if (old != id)
             ident_put(b->idents, old);
     }
-    if (id && m->payload_len)
+    if (id && m->payload_len) {
         id->retained_bytes += retain_cost(m);
+        id->retained++;
+    }
     retain_set(b->retained, m, m->payload_len ? id : NULL);
     ident_put(b->idents, id);
     BSTORE(b, retained, m);
@@ -843,6 +879,22 @@ static bool on_retained(void *ctx, struct msg *m)
     return false;
 }
 
+/* max_subscriptions_per_identity: one more filter for s's identity? (changing the options of
+ * one it has is not one more) */
+static bool identity_subs_ok(struct broker *b, struct session *s, const char *filter, size_t len)
+{
+    struct ident *id = session_ident(s);
+    uint64_t max = id->lim.subscriptions;
+    if (!max || id->subscriptions < max || session_sub_find(s, filter, len))
+        return true;
+    if (b->stats.identity_subs_refused++ % QUOTA_LOG_EVERY == 0)
+        log_warn("identity %s already holds %u subscriptions (max_subscriptions_per_identity "
+                 "%llu): %.*s refused for client id %s (%llu so far)",
+                 session_identity(s), id->subscriptions, (unsigned long long)max, (int)len, filter,
+                 session_client_id(s), (unsigned long long)b->stats.identity_subs_refused);
+    return false;
+}
+
 uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *filter, size_t len,
                                uint8_t options, uint32_t sub_id, int64_t now,
                                struct broker_retained *rw)
@@ -864,9 +916,12 @@ uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *
         if (!session_sub_find(s, filter, len))
             return MQTT_RC_QUOTA_EXCEEDED;
     }
+    if (!identity_subs_ok(b, s, filter, len))
+        return MQTT_RC_QUOTA_EXCEEDED;
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);
     enum session_sub_added added = session_sub_add(s, filter, len, options, sub_id);
+    session_ident(s)->subscriptions += added == SESSION_SUB_NEW;
     if (session_persistent(s))
         BSTORE(b, sub, s, filter, len, options, sub_id, true);
     uint8_t qos = options & MQTT_SUBOPT_QOS_MASK;
@@ -916,6 +971,7 @@ int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, 
 {
     if (!session_sub_del(s, filter, len))
         return -1;
+    session_ident(s)->subscriptions--;
     if (session_persistent(s))
         BSTORE(b, sub, s, filter, len, 0, 0, false);
     const char *group = NULL, *f = filter;

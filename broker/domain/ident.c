@@ -56,7 +56,7 @@ struct ident *ident_get(struct ident_table *t, const char *name)
 
 void ident_put(struct ident_table *t, struct ident *i)
 {
-    if (!i || i->sessions || i->online || i->retained_bytes)
+    if (!i || i->sessions || i->online || i->retained || i->retained_bytes)
         return;
     struct entry *e = (struct entry *)i;
     HASH_DEL(t->all, e);

@@ -6,6 +6,8 @@
 #ifndef CERTMQ_IDENT_H
 #define CERTMQ_IDENT_H
 
+#include "quota.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,7 +15,14 @@ struct ident {
     uint32_t sessions;       /* online or offline (the entry lives while any exists) */
     uint32_t persistent;     /* ...of them, those that outlive their connection */
     uint32_t online;         /* ...of them, those with a client connected now */
-    uint64_t retained_bytes; /* topic + payload of the retained messages it set */
+    uint32_t subscriptions;  /* held by its sessions */
+    uint32_t retained;       /* retained messages it set */
+    uint64_t retained_bytes; /* topic + payload of those */
+    /* The limits in force, resolved from its latest client's certificate at CONNECT and on
+     * ACL reloads; the meters live as long as the entry, so reconnecting refills nothing. */
+    struct quota_limits lim;
+    struct quota_meter meter;
+    int64_t rate_logged; /* ms: the last log line about its rate */
 };
 
 struct ident_table;

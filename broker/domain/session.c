@@ -70,6 +70,7 @@ struct session {
 
     uint64_t match_gen;
     int64_t drop_logged;
+    struct ident *ident;
     struct msg *out0; /* the QoS 0 message last returned by session_next_out */
     qitem_t out0_d;
 };
@@ -658,4 +659,14 @@ uint64_t *session_match_gen(struct session *s)
 int64_t *session_drop_logged(struct session *s)
 {
     return &s->drop_logged;
+}
+
+void session_set_ident(struct session *s, struct ident *id)
+{
+    s->ident = id;
+}
+
+struct ident *session_ident(const struct session *s)
+{
+    return s->ident;
 }
