@@ -568,9 +568,17 @@ void broker_set_next_msg_id(struct broker *b, uint64_t next)
         b->msg_id = next;
 }
 
+/* An identity without sessions is forgotten once its rate meters would be full again. */
+static bool meter_rested(void *ctx, const struct ident *i)
+{
+    const struct broker *b = ctx;
+    return quota_meter_rested(&i->meter, &i->lim, b->lim.rate_burst_s, (uint64_t)b->now);
+}
+
 void broker_tick(struct broker *b, int64_t now)
 {
     b->now = now;
+    ident_sweep(b->idents, meter_rested, b);
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {

@@ -1,13 +1,15 @@
 /* ident: what each certificate identity holds across its sessions, for per-device quotas.
  *
  * One entry per identity that has a session or retained messages; it goes away when both
- * counts are back to zero. A certificate shared by a fleet is one identity: its quota is the
- * fleet's. */
+ * counts are back to zero, unless its publish-rate meters are running: then it stays until
+ * ident_sweep finds them refilled, so that a device cannot get a full bucket by reconnecting.
+ * A certificate shared by a fleet is one identity: its quota is the fleet's. */
 #ifndef CERTMQ_IDENT_H
 #define CERTMQ_IDENT_H
 
 #include "quota.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,8 +36,13 @@ void ident_table_free(struct ident_table *t);
 struct ident *ident_get(struct ident_table *t, const char *name);
 /* The entry for name, or NULL. */
 struct ident *ident_find(const struct ident_table *t, const char *name);
-/* Call after lowering a count: frees the entry when it holds nothing any more. */
+/* Call after lowering a count: frees the entry when it holds nothing any more (an entry whose
+ * meters ran is kept for ident_sweep). */
 void ident_put(struct ident_table *t, struct ident *i);
+/* Frees the entries kept only for their meters for which rested(ctx, entry) is true. Walks the
+ * table only while such entries exist. */
+void ident_sweep(struct ident_table *t, bool (*rested)(void *ctx, const struct ident *i),
+                 void *ctx);
 size_t ident_count(const struct ident_table *t);
 
 #endif

@@ -62,6 +62,21 @@ enum quota_verdict quota_publish(struct quota_meter *m, const struct quota_limit
     return QUOTA_OK;
 }
 
+static bool bucket_rested(struct quota_bucket b, uint64_t rate, uint32_t burst_s, uint64_t now)
+{
+    if (!rate || !b.at)
+        return true;
+    refill(&b, rate, burst_s, now);
+    return b.milli >= (int64_t)(rate * burst_s * 1000);
+}
+
+bool quota_meter_rested(const struct quota_meter *m, const struct quota_limits *l, uint32_t burst_s,
+                        uint64_t now)
+{
+    return bucket_rested(m->msgs, l->rate, burst_s, now) &&
+           bucket_rested(m->bytes, l->byte_rate, burst_s, now);
+}
+
 void quota_resolve(struct quota_limits *out, const struct quota_limits *defaults,
                    const struct acl *a, const struct certattrs *attrs)
 {

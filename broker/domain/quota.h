@@ -58,6 +58,10 @@ enum quota_verdict {
 enum quota_verdict quota_publish(struct quota_meter *m, const struct quota_limits *l,
                                  uint32_t burst_s, uint32_t payload, uint64_t now);
 
+/* Would both of m's buckets be full at now (nothing to remember any more)? */
+bool quota_meter_rested(const struct quota_meter *m, const struct quota_limits *l, uint32_t burst_s,
+                        uint64_t now);
+
 /* The limits for a certificate with these attributes: defaults (certmq.conf), each replaced
  * by the ACL's match blocks that set it (a may be NULL). */
 void quota_resolve(struct quota_limits *out, const struct quota_limits *defaults,

@@ -317,6 +317,21 @@ static void test_publish_rate(void)
     CHECK_EQ_INT(broker_publish_rate(b, x, 1, 3000), REASON_PUBLISH_BYTE_RATE);
     CHECK_EQ_INT(broker_stats(b)->rate_refused, 1);
     CHECK_EQ_INT(broker_stats(b)->byte_rate_refused, 2);
+    /* Reconnecting gives no fresh bucket: the identity is remembered until its meters rest. */
+    broker_detach(b, a1, false, 1400);
+    broker_detach(b, a2, false, 1400);
+    a1 = online(b, "dev-a", "a1", &c[0]);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1400), REASON_PUBLISH_RATE);
+    broker_detach(b, a1, false, 1400);
+    broker_tick(b, 1700); /* not yet full again: kept (and one more token by now) */
+    a1 = online(b, "dev-a", "a1", &c[0]);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1700), REASON_NONE);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1700), REASON_PUBLISH_RATE);
+    broker_detach(b, a1, false, 1700);
+    broker_tick(b, 9000); /* rested: forgotten, and a new entry starts full */
+    a1 = online(b, "dev-a", "a1", &c[0]);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 9000), REASON_NONE);
     struct certattrs *gw = certattrs_add(NULL, CERTATTR_OU, "gateways", 8);
     bool present;
     struct session *g = broker_attach(b, "gw", gw, "g", &c[3], "p", true, false, 0, 4, &present, 0);

@@ -93,7 +93,11 @@ static void test_publish(void)
     l = (struct quota_limits){.byte_rate = 100};
     CHECK_EQ_INT(quota_publish(&m, &l, 2, 200, 1), QUOTA_OK);
     CHECK_EQ_INT(quota_publish(&m, &l, 2, 1, 1), QUOTA_BYTE_RATE);
+    /* Rested: both buckets full again (the byte bucket refills 200 in 2 s at 100/s). */
+    CHECK(!quota_meter_rested(&m, &l, 2, 1001));
+    CHECK(quota_meter_rested(&m, &l, 2, 2001));
     l = (struct quota_limits){0};
+    CHECK(quota_meter_rested(&m, &l, 2, 1)); /* no limit: nothing to remember */
     CHECK_EQ_INT(quota_publish(&m, &l, 1, 1u << 30, 1), QUOTA_OK);
 }
 
