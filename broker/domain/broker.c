@@ -4,7 +4,7 @@
  * array (reused, so no allocation per message) where overlapping subscriptions of one session
  * merge into one delivery at the highest granted QoS, then each delivery is checked against the
  * receiver's compiled ACL and queued on its session. Never touches sockets, TLS or the clock. */
-#include "broker.h"
+#include "broker_int.h"
 
 #include "acl.h"
 #include "ident.h"
@@ -16,57 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
-
-struct entry {
-    struct session *s;
-    struct ident *id; /* the session's identity's usage */
-    bool counted;     /* in id->persistent */
-    UT_hash_handle hh;
-};
-
-struct match {
-    struct session *s;
-    struct session_delivery d;
-};
-
-/* Free message blocks kept for reuse: 8,192 x 256 bytes = 2 MiB at most, enough to absorb a
- * burst of a few thousand messages in flight without going back to malloc. */
-#define BROKER_MSG_POOL_FREE 8192
-
-struct broker {
-    struct broker_limits lim;
-    struct broker_client_ops ops;
-    struct broker_policy policy;
-    struct broker_cluster cluster;
-    struct broker_stats stats;
-    struct topic_tree *subs;
-    struct retain *retained;
-    struct ident_table *idents;
-    struct acl *acl;
-    struct msg_pool *msgs;
-    struct entry *sessions;
-    uint64_t gen;
-    uint64_t msg_id;
-    /* per-publish scratch */
-    struct match *m;
-    size_t m_count, m_cap;
-    const struct msg *cur;
-    int64_t now; /* of the publish (or tick) being handled */
-    const struct session *cur_from;
-    const struct broker_store *store;
-    bool rates_on; /* some identity may have a publish rate: see broker_publish_rate */
-    bool closing;
-};
-
-/* Refusals by a quota are logged once every this many, so a device hammering one cannot flood
- * the log; the $SYS counters have the exact numbers. */
-#define QUOTA_LOG_EVERY 1000
-
-#define BSTORE(b, fn, ...)                                                                         \
-    do {                                                                                           \
-        if ((b)->store && (b)->store->fn && !(b)->closing)                                         \
-            (b)->store->fn((b)->store->ctx, __VA_ARGS__);                                          \
-    } while (0)
 
 struct broker *broker_new(const struct broker_limits *l)
 {
@@ -196,13 +145,6 @@ static void compile_acl(struct broker *b, struct session *s)
                               : NULL);
 }
 
-/* The identity's limits from this session's certificate (the latest client decides). */
-static void resolve_limits(struct broker *b, struct session *s)
-{
-    if (session_client(s))
-        quota_resolve(&session_ident(s)->lim, &b->lim.per_identity, b->acl, session_attrs(s));
-}
-
 void broker_set_acl(struct broker *b, struct acl *a)
 {
     acl_free(b->acl);
@@ -212,7 +154,7 @@ void broker_set_acl(struct broker *b, struct acl *a)
     HASH_ITER(hh, b->sessions, e, tmp)
     {
         compile_acl(b, e->s);
-        resolve_limits(b, e->s);
+        broker__resolve_limits(b, e->s);
     }
 }
 
@@ -366,70 +308,6 @@ static void count_persistent(struct broker *b, struct session *s)
     }
 }
 
-/* max_persistent_sessions_per_identity: may this identity get one more persistent session? */
-static bool persistent_quota_ok(struct broker *b, const char *identity, const char *client_id)
-{
-    const struct ident *id = ident_find(b->idents, identity);
-    uint32_t max = b->lim.max_persistent_sessions_per_identity;
-    if (!max || !id || id->persistent < max)
-        return true;
-    if (b->stats.sessions_refused++ % QUOTA_LOG_EVERY == 0)
-        log_warn("identity %s already has %u persistent sessions "
-                 "(max_persistent_sessions_per_identity): client id %s refused (%llu so far)",
-                 identity, id->persistent, client_id,
-                 (unsigned long long)b->stats.sessions_refused);
-    return false;
-}
-
-/* One more or one less client connected (the broker's count and its identity's). */
-static void count_online(struct broker *b, const struct session *s, int delta)
-{
-    b->stats.clients_online += (uint64_t)(int64_t)delta;
-    session_ident(s)->online += (uint32_t)delta;
-}
-
-bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
-                          const char *client_id)
-{
-    uint64_t max = b->lim.max_connections_per_identity;
-    if (b->acl)
-        acl_limit(b->acl, attrs, ACL_LIMIT_CONNECTIONS, &max);
-    const struct ident *id = ident_find(b->idents, identity);
-    if (!max || !id || id->online < max)
-        return true;
-    const struct session *s = broker_find(b, identity, client_id);
-    if (s && session_client(s))
-        return true; /* a takeover: the old connection goes */
-    if (b->stats.connections_refused++ % QUOTA_LOG_EVERY == 0)
-        log_warn("identity %s already has %u clients connected (max_connections_per_identity "
-                 "%llu): client id %s refused (%llu so far)",
-                 identity, id->online, (unsigned long long)max, client_id,
-                 (unsigned long long)b->stats.connections_refused);
-    return false;
-}
-
-/* Rate refusals are logged once per identity per this interval; the counters are exact. */
-#define RATE_LOG_INTERVAL_MS 10000
-
-enum reason broker_publish_rate(struct broker *b, struct session *s, uint32_t payload, int64_t now)
-{
-    if (!b->rates_on)
-        return REASON_NONE;
-    struct ident *id = session_ident(s);
-    enum quota_verdict v =
-        quota_publish(&id->meter, &id->lim, b->lim.rate_burst_s, payload, (uint64_t)now);
-    if (v == QUOTA_OK)
-        return REASON_NONE;
-    bool msgs = v == QUOTA_RATE;
-    uint64_t n = msgs ? ++b->stats.rate_refused : ++b->stats.byte_rate_refused;
-    if (log_due(&id->rate_logged, now, RATE_LOG_INTERVAL_MS))
-        log_warn("identity %s publishes over %s %llu (client id %s): refused (%llu so far)",
-                 session_identity(s), acl_limit_name(msgs ? ACL_LIMIT_RATE : ACL_LIMIT_BYTE_RATE),
-                 (unsigned long long)(msgs ? id->lim.rate : id->lim.byte_rate),
-                 session_client_id(s), (unsigned long long)n);
-    return msgs ? REASON_PUBLISH_RATE : REASON_PUBLISH_BYTE_RATE;
-}
-
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
 {
     size_t il = strlen(identity), cl = strlen(client_id);
@@ -449,13 +327,14 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
-    if (persistent && !(s && session_persistent(s)) && !persistent_quota_ok(b, identity, client_id))
+    if (persistent && !(s && session_persistent(s)) &&
+        !broker__persistent_quota_ok(b, identity, client_id))
         return NULL;
     if (s) {
         void *old = session_client(s);
         if (old) {
             session_set_client(s, NULL);
-            count_online(b, s, -1);
+            broker__count_online(b, s, -1);
             if (b->policy.disconnected)
                 b->policy.disconnected(b->policy.ctx, s);
             b->ops.kick(old, REASON_TAKEN_OVER);
@@ -489,8 +368,8 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
     /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
     session_set_attrs(s, certattrs_dup(attrs));
     compile_acl(b, s);
-    count_online(b, s, 1);
-    resolve_limits(b, s);
+    broker__count_online(b, s, 1);
+    broker__resolve_limits(b, s);
     if (*present)
         session_resend_all(s);
     if (b->policy.connected)
@@ -501,7 +380,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
 void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
 {
     if (session_client(s)) {
-        count_online(b, s, -1);
+        broker__count_online(b, s, -1);
         if (b->policy.disconnected)
             b->policy.disconnected(b->policy.ctx, s);
     }
@@ -568,17 +447,10 @@ void broker_set_next_msg_id(struct broker *b, uint64_t next)
         b->msg_id = next;
 }
 
-/* An identity without sessions is forgotten once its rate meters would be full again. */
-static bool meter_rested(void *ctx, const struct ident *i)
-{
-    const struct broker *b = ctx;
-    return quota_meter_rested(&i->meter, &i->lim, b->lim.rate_burst_s, (uint64_t)b->now);
-}
-
 void broker_tick(struct broker *b, int64_t now)
 {
     b->now = now;
-    ident_sweep(b->idents, meter_rested, b);
+    broker__sweep_idents(b);
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {
@@ -688,50 +560,6 @@ static void deliver(struct broker *b, struct session *s, const struct session_de
         b->ops.wakeup(client);
 }
 
-/* Which retained limit storing m would break, or NULL. Clearing and replacing within the
- * limits always work; the broker's own messages ($SYS) count only toward the totals. */
-static const char *retained_over(const struct broker *b, const struct ident *id,
-                                 const struct msg *m, void *prev_owner, uint64_t prev, bool had)
-{
-    const struct broker_limits *l = &b->lim;
-    uint64_t cost = retain_cost(m);
-    if (!m->payload_len)
-        return NULL;
-    if (l->max_retained_messages && !had && retain_count(b->retained) >= l->max_retained_messages)
-        return "max_retained_messages";
-    if (l->max_retained_bytes && retain_bytes(b->retained) - prev + cost > l->max_retained_bytes)
-        return "max_retained_bytes";
-    if (id && l->max_retained_bytes_per_identity &&
-        id->retained_bytes - (prev_owner == id ? prev : 0) + cost >
-            l->max_retained_bytes_per_identity)
-        return "max_retained_bytes_per_identity";
-    /* Replacing one of its own is not one more. */
-    if (id && id->lim.retained && id->retained >= id->lim.retained && prev_owner != id)
-        return acl_limit_name(ACL_LIMIT_RETAINED);
-    return NULL;
-}
-
-/* Does storing m stay within the retained limits? Beyond them it is delivered but not
- * retained (counted, logged now and then), so the store stays bounded per device and in total. */
-static bool retained_fits(struct broker *b, const char *identity, const struct msg *m)
-{
-    void *prev_owner = NULL;
-    uint64_t prev = 0;
-    bool had = retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
-    struct ident *id = identity ? ident_get(b->idents, identity) : NULL;
-    const char *limit = retained_over(b, id, m, prev_owner, prev, had);
-    ident_put(b->idents, id);
-    if (!limit)
-        return true;
-    /* The per-identity count has a counter of its own, so that each refusal sums once. */
-    uint64_t *n = limit == acl_limit_name(ACL_LIMIT_RETAINED) ? &b->stats.identity_retained_refused
-                                                              : &b->stats.retained_refused;
-    if ((*n)++ % QUOTA_LOG_EVERY == 0)
-        log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
-                 identity ? identity : "the broker", (unsigned long long)*n);
-    return false;
-}
-
 /* Store m as the topic's retained message; usage is charged to the identity that set it. */
 static void store_retained(struct broker *b, const char *identity, struct msg *m)
 {
@@ -761,7 +589,7 @@ static enum broker_pub_result keep_retained(struct broker *b, struct session *fr
                                             int64_t now, uint64_t *ticket)
 {
     const char *identity = from ? session_identity(from) : NULL;
-    if (!retained_fits(b, identity, m))
+    if (!broker__retained_fits(b, identity, m))
         return BROKER_PUB_OK;
     if (!from || !b->cluster.retain) {
         store_retained(b, identity, m);
@@ -887,22 +715,6 @@ static bool on_retained(void *ctx, struct msg *m)
     return false;
 }
 
-/* max_subscriptions_per_identity: one more filter for s's identity? (changing the options of
- * one it has is not one more) */
-static bool identity_subs_ok(struct broker *b, struct session *s, const char *filter, size_t len)
-{
-    struct ident *id = session_ident(s);
-    uint64_t max = id->lim.subscriptions;
-    if (!max || id->subscriptions < max || session_sub_find(s, filter, len))
-        return true;
-    if (b->stats.identity_subs_refused++ % QUOTA_LOG_EVERY == 0)
-        log_warn("identity %s already holds %u subscriptions (max_subscriptions_per_identity "
-                 "%llu): %.*s refused for client id %s (%llu so far)",
-                 session_identity(s), id->subscriptions, (unsigned long long)max, (int)len, filter,
-                 session_client_id(s), (unsigned long long)b->stats.identity_subs_refused);
-    return false;
-}
-
 uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *filter, size_t len,
                                uint8_t options, uint32_t sub_id, int64_t now,
                                struct broker_retained *rw)
@@ -924,7 +736,7 @@ uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *
         if (!session_sub_find(s, filter, len))
             return MQTT_RC_QUOTA_EXCEEDED;
     }
-    if (!identity_subs_ok(b, s, filter, len))
+    if (!broker__identity_subs_ok(b, s, filter, len))
         return MQTT_RC_QUOTA_EXCEEDED;
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);
