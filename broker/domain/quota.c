@@ -14,6 +14,8 @@ static void refill(struct quota_bucket *b, uint64_t rate, uint32_t burst_s, uint
         b->at = now ? now : 1;
         return;
     }
+    if (b->milli > cap) /* the limit was lowered since (an ACL reload): no more than a bucket */
+        b->milli = cap;
     if (now <= b->at) /* the same ms, or a clock that went back: nothing to add */
         return;
     uint64_t elapsed = now - b->at, room = (uint64_t)(cap - b->milli);

@@ -33,6 +33,11 @@ static void test_burst_and_refill(void)
     CHECK(!quota_bucket_take(&b, 10, 1, 1, 9040));
     CHECK(!quota_bucket_take(&b, 10, 1, 1, 9080));
     CHECK(quota_bucket_take(&b, 10, 1, 1, 9120));
+    /* A lower rate since (an ACL reload): the bucket shrinks to its new size at once. */
+    struct quota_bucket lo = {0};
+    CHECK(quota_bucket_take(&lo, 100, 1, 1, 1000));
+    CHECK_EQ_INT(drain(&lo, 10, 1, 1000), 10);
+    CHECK_EQ_INT(drain(&lo, 10, 1, 1500), 5);
     /* rate 0 = unlimited. */
     struct quota_bucket u = {0};
     CHECK_EQ_INT(drain(&u, 0, 1, 1), 1000000);
