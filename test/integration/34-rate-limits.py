@@ -9,7 +9,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from certmq_test import BIN, Harness, check, mqtt_str, packet, read_packet, wait_for
+from certmq_test import (BIN, Harness, check, connect_packet, mqtt_str, packet, publish_packet,
+                         read_packet, wait_for)
 
 ACL = """pattern readwrite devices/%u/#
 user watch
@@ -30,7 +31,7 @@ CONF = "max_publish_rate_per_identity 100\n"
 
 h = Harness()
 pki = h.pki()
-for name in ("flood-1", "flood-2", "flood-3", "quiet-1", "subs-1", "ret-1"):
+for name in ("flood-1", "flood-2", "flood-3", "flood-4", "quiet-1", "subs-1", "ret-1"):
     pki.device(name, "--o", "Acme", "--ou", "sensors")
 pki.device("gw-1", "--o", "Acme", "--ou", "gateways")
 pki.device("watch")
@@ -144,6 +145,22 @@ def test_disconnect_policy_and_v311():
     except subprocess.TimeoutExpired:
         pass  # it may try to reconnect: the log line below is what counts
     b.log_wait(r"client mp .*disconnected: publish rate over this identity's limit", 5)
+    # A 3.1.1 client ended for its rate still gets the PUBACKs of the messages accepted before.
+    s = h.raw_tls(b, pki, "flood-4")
+    s.sendall(connect_packet("f4"))
+    check(read_packet(s)[0] == 0x20, "CONNACK")
+    s.sendall(b"".join(publish_packet("devices/flood-4/t", b"x", 1, i + 1) for i in range(60)))
+    acks = []
+    try:
+        while True:
+            first, body = read_packet(s)
+            if first is None:
+                break
+            acks.append(first)
+    except OSError:
+        pass
+    check(18 <= acks.count(0x40) <= 30 and set(acks) == {0x40}, "3.1.1 acks before the end: %r"
+          % acks)
     check(b2.stop() == 0, "clean exit")
 
 
