@@ -118,19 +118,25 @@ def test_gateway_gets_more():
     s.close()
 
 
-def test_disconnect_policy_and_v311():
-    b2 = h.broker(pki, ACL, extra=CONF + "rate_limit_action disconnect\n")
-    s = h.raw5(b2, pki, "flood-3", "f3")
-    s.sendall(b"".join(publish5("devices/flood-3/t", b"x", 1, i + 1) for i in range(60)))
-    kinds = []
+def until_closed(s):
+    """Every packet the broker sends on s until it closes it: [(first byte, body)]."""
+    got = []
     try:
         while True:
             first, body = read_packet(s)
             if first is None:
-                break
-            kinds.append((first, body[0] if first == 0xE0 and body else None))
+                return got
+            got.append((first, body))
     except (OSError, IndexError):
-        pass  # closed under the read
+        return got  # closed under the read
+
+
+def test_disconnect_policy_and_v311():
+    b2 = h.broker(pki, ACL, extra=CONF + "rate_limit_action disconnect\n")
+    s = h.raw5(b2, pki, "flood-3", "f3")
+    s.sendall(b"".join(publish5("devices/flood-3/t", b"x", 1, i + 1) for i in range(60)))
+    kinds = [(first, body[0] if first == 0xE0 and body else None)
+             for first, body in until_closed(s)]
     check(kinds and kinds[-1] == (0xE0, 0x96), "DISCONNECT 0x96 last: %r" % kinds[-3:])
     check(18 <= sum(1 for k in kinds if k[0] == 0x40) <= 30, "acked before: %d" % len(kinds))
     b2.log_wait(r"client f3 .*disconnected: publish rate over this identity's limit", 5)
@@ -150,15 +156,7 @@ def test_disconnect_policy_and_v311():
     s.sendall(connect_packet("f4"))
     check(read_packet(s)[0] == 0x20, "CONNACK")
     s.sendall(b"".join(publish_packet("devices/flood-4/t", b"x", 1, i + 1) for i in range(60)))
-    acks = []
-    try:
-        while True:
-            first, body = read_packet(s)
-            if first is None:
-                break
-            acks.append(first)
-    except OSError:
-        pass
+    acks = [first for first, _ in until_closed(s)]
     check(18 <= acks.count(0x40) <= 30 and set(acks) == {0x40}, "3.1.1 acks before the end: %r"
           % acks)
     check(b2.stop() == 0, "clean exit")
