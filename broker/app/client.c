@@ -65,12 +65,9 @@ bool client__memory_refused(struct client *c, const char *what)
     if (!e->over_memory)
         return false;
     broker_stats(e->broker)->memory_refused++;
-    uint64_t now = uv_now(e->loop);
-    if (!c->refusal_logged || now - c->refusal_logged >= REFUSAL_LOG_INTERVAL_MS) {
-        c->refusal_logged = now;
+    if (log_due(&c->refusal_logged, client__now(c), REFUSAL_LOG_INTERVAL_MS))
         log_warn("client %s from %s (%s): %s refused: %s", client__id(c), conn_addr(c->conn),
                  conn_peer(c->conn)->identity, what, reason_info(REASON_MEMORY)->text);
-    }
     return true;
 }
 
@@ -472,9 +469,15 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         client__protocol_error(c, REASON_RETAIN_UNSUPPORTED);
         return;
     }
-    if (client__memory_refused(c, "PUBLISH")) {
-        if (c->version != MQTT_V5) { /* 3.1.1 has no way to refuse one message */
-            client_end(c, REASON_MEMORY, true, reason_info(REASON_MEMORY)->text);
+    enum reason over = REASON_NONE;
+    if (client__memory_refused(c, "PUBLISH") ||
+        (over = broker_publish_rate(e->broker, c->session, pub->payload_len, client__now(c)))) {
+        over = over ? over : REASON_MEMORY;
+        /* 3.1.1 has no way to refuse one message. MQTT 5's PUBACK and PUBREC cannot carry
+         * 0x96 Message rate too high [MQTT-3.4.2-1]: a refused one gets 0x97 Quota exceeded,
+         * the DISCONNECT of rate_limit_action disconnect gets 0x96. */
+        if (c->version != MQTT_V5 || (over != REASON_MEMORY && e->o.rate_disconnect)) {
+            client_end(c, over, true, reason_info(over)->text);
             return;
         }
         rc = MQTT_RC_QUOTA_EXCEEDED;

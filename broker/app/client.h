@@ -22,6 +22,9 @@ struct client_opts {
     uint32_t message_size_limit; /* payload; 0 = none */
     bool connection_messages;
     bool discard_revoked; /* revoked_session: a revoked device's session goes with it */
+    /* rate_limit_action disconnect: a publish over its identity's rate ends an MQTT 5 client's
+     * connection (DISCONNECT 0x96) instead of being refused alone; 3.1.1 clients always are. */
+    bool rate_disconnect;
 };
 
 struct client_env;

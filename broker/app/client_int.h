@@ -27,9 +27,9 @@ struct client {
     struct out_alias *out_alias; /* topics we gave aliases to (uthash), at most out_alias_max */
     uint16_t out_alias_max, out_alias_count;
     uint64_t last_rx;
-    uint64_t partial_since;  /* ms: a packet has been started but not finished; 0 = none */
-    uint64_t timer_due;      /* ms: when the connection's timer fires; 0 = not armed */
-    uint64_t refusal_logged; /* ms: last log line about a refusal to this client */
+    uint64_t partial_since; /* ms: a packet has been started but not finished; 0 = none */
+    uint64_t timer_due;     /* ms: when the connection's timer fires; 0 = not armed */
+    int64_t refusal_logged; /* ms: last log line about a refusal to this client */
     char *client_id;
     uint64_t claim;          /* the cluster's ticket for this CONNECT's session (0: none asked) */
     int8_t claim_granted;    /* its outcome once completed: 1 granted, -1 refused, 0 not yet */

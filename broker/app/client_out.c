@@ -214,14 +214,16 @@ void client__reason_string(const struct client *c, struct mqtt_props *pr, const 
 
 void client__send_disconnect(struct client *c, uint8_t rc, const char *why)
 {
-    if (c->version != MQTT_V5 || c->state != CS_CONNECTED)
+    if (c->state != CS_CONNECTED)
         return;
     struct mqtt_packet p = {0};
     p.type = MQTT_DISCONNECT;
     p.u.disconnect.rc = rc;
     client__reason_string(c, &p.u.disconnect.props, why);
-    /* Behind the control packets still queued, and written now: the connection closes next. */
-    size_t n = codec_encode(&p, c->version, NULL, 0);
+    /* Behind the control packets still queued, and written now: the connection closes next.
+     * 3.1.1 has no server DISCONNECT, but the acknowledgements of messages already accepted
+     * still go out, so that the client does not send them again. */
+    size_t n = c->version == MQTT_V5 ? codec_encode(&p, c->version, NULL, 0) : 0;
     if (n) {
         codec_encode(&p, c->version, buf_reserve(&c->out, n), n);
         buf_commit(&c->out, n);

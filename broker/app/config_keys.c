@@ -20,6 +20,7 @@ static const struct config__enum crl_modes[] = {{"strict", 1}, {"present", 0}, {
 static const struct config__enum tls13_resumptions[] = {{"psk_dhe_ke", 0}, {"any", 1}, {NULL, 0}};
 static const struct config__enum crl_expired[] = {{"reject", 0}, {"warn", 1}, {NULL, 0}};
 static const struct config__enum clientid_policies[] = {{"any", 0}, {"match", 1}, {NULL, 0}};
+static const struct config__enum rate_actions[] = {{"refuse", 0}, {"disconnect", 1}, {NULL, 0}};
 static const struct config__enum revoked_sessions[] = {{"discard", 1}, {"keep", 0}, {NULL, 0}};
 /* Version 1 (text) is not offered: HAProxy sends v2 just as well, and one parser is less to
  * get wrong before TLS. */
@@ -169,6 +170,20 @@ const struct config__directive config__table[] = {
      * blocks may raise or lower it per kind of device). */
     {"max_connections_per_identity", T_UINT, GF(broker.max_connections_per_identity),
      .max = 10000000},
+    /* Per identity across its connections, overridable per match block like the one above:
+     * one chatty or compromised device cannot take the broker from the rest of the fleet. */
+    {"max_publish_rate_per_identity", T_UINT, GF(broker.per_identity.rate), .max = QUOTA_MAX_RATE},
+    {"max_publish_byte_rate_per_identity", T_UINT, GF(broker.per_identity.byte_rate),
+     .max = QUOTA_MAX_BYTE_RATE},
+    /* A second's worth absorbs a device's normal jitter (a reading sent late, then two at
+     * once) without letting a flood through for long. */
+    {"publish_rate_burst", T_UINT, GF(broker.rate_burst_s), .min = 1, .max = QUOTA_MAX_BURST_S,
+     .def = 1},
+    {"rate_limit_action", T_ENUM, GF(client.rate_disconnect), .names = rate_actions},
+    {"max_subscriptions_per_identity", T_UINT, GF(broker.per_identity.subscriptions),
+     .max = 10000000},
+    {"max_retained_messages_per_identity", T_UINT, GF(broker.per_identity.retained),
+     .max = 100000000},
     {"queue_qos0_messages", T_BOOL, GF(broker.session.queue_qos0_offline)},
     {"upgrade_outgoing_qos", T_BOOL, GF(broker.upgrade_outgoing_qos)},
     {"clientid_policy", T_ENUM, GF(client.connect.clientid_match), .names = clientid_policies},

@@ -5,6 +5,7 @@
 #include "explain.h"
 
 #include "acl.h"
+#include "quota.h"
 #include "tls.h"
 
 static const char *const mode_names[] = {"cn", "san_dns", "san_uri", "san_email", "subject"};
@@ -12,6 +13,29 @@ static const char *const mode_names[] = {"cn", "san_dns", "san_uri", "san_email"
 static void print_line(void *ctx, const char *line)
 {
     fprintf(ctx, "%s\n", line);
+}
+
+/* Each per-identity limit in force for this certificate, and where it comes from. */
+static void print_limits(const struct config *cfg, const struct acl *a,
+                         const struct certattrs *attrs, FILE *out)
+{
+    const struct broker_limits *l = &cfg->broker;
+    const uint64_t defaults[ACL_LIMIT_COUNT] = {
+        [ACL_LIMIT_CONNECTIONS] = l->max_connections_per_identity,
+        [ACL_LIMIT_RATE] = l->per_identity.rate,
+        [ACL_LIMIT_BYTE_RATE] = l->per_identity.byte_rate,
+        [ACL_LIMIT_SUBSCRIPTIONS] = l->per_identity.subscriptions,
+        [ACL_LIMIT_RETAINED] = l->per_identity.retained,
+    };
+    for (int k = 0; k < ACL_LIMIT_COUNT; k++) {
+        uint64_t v = defaults[k];
+        bool from_acl = acl_limit(a, attrs, (enum acl_limit)k, &v);
+        fprintf(out, "%s: %llu%s (%s)\n", acl_limit_name((enum acl_limit)k), (unsigned long long)v,
+                v ? "" : " = unlimited", from_acl ? "a match block's limit" : "certmq.conf");
+    }
+    if (quota_rates_used(&l->per_identity, a))
+        fprintf(out, "publish_rate_burst: %u s, rate_limit_action: %s\n", l->rate_burst_s,
+                cfg->client.rate_disconnect ? "disconnect" : "refuse");
 }
 
 int explain_run(const struct config *cfg, const char *cert, const char *client_id,
@@ -44,10 +68,7 @@ int explain_run(const struct config *cfg, const char *cert, const char *client_i
         fprintf(out, "client id: %s\n", client_id ? client_id : "(not given: %c rules skipped)");
         /* Without an identity no device can connect; the rules are still shown for it. */
         acl_explain(a, identity, client_id ? client_id : "", attrs, topic, print_line, out);
-        uint64_t max = cfg->broker.max_connections_per_identity;
-        bool from_acl = acl_limit(a, attrs, ACL_LIMIT_CONNECTIONS, &max);
-        fprintf(out, "max_connections_per_identity: %llu%s (%s)\n", (unsigned long long)max,
-                max ? "" : " = unlimited", from_acl ? "a match block's limit" : "certmq.conf");
+        print_limits(cfg, a, attrs, out);
         if (topic)
             fprintf(out, "(plugins may refuse further; the chain and CRLs are not checked here)\n");
     }

@@ -48,7 +48,7 @@ const struct stats_row stats_rows[] = {
     {"$SYS/broker/messages/sent", NULL, NULL, 0, NULL, NULL, NULL, BS(msgs_sent)},
     {"$SYS/broker/messages/dropped", NULL, "certmq_messages_dropped_total", PROM_COUNTER,
      "PUBLISHes dropped: a full session queue, too large for a subscriber, over "
-     "message_size_limit or max_memory",
+     "message_size_limit, max_memory or an identity's publish rate",
      NULL, NULL, BS(msgs_dropped)},
     {"$SYS/broker/bytes/received", NULL, "certmq_network_received_bytes_total", PROM_COUNTER,
      "Bytes received on device connections (TLS records included)", NULL, NULL, CS(bytes_in)},
@@ -97,6 +97,14 @@ const struct stats_row stats_rows[] = {
      "max_connections_per_identity", BS(connections_refused)},
     {"$SYS/broker/refused/retained", NULL, REFUSALS, PROM_COUNTER, NULL, "reason", "retained_limit",
      BS(retained_refused)},
+    {"$SYS/broker/refused/publish_rate", NULL, REFUSALS, PROM_COUNTER, NULL, "reason",
+     "max_publish_rate_per_identity", BS(rate_refused)},
+    {"$SYS/broker/refused/publish_byte_rate", NULL, REFUSALS, PROM_COUNTER, NULL, "reason",
+     "max_publish_byte_rate_per_identity", BS(byte_rate_refused)},
+    {"$SYS/broker/refused/identity_subscriptions", NULL, REFUSALS, PROM_COUNTER, NULL, "reason",
+     "max_subscriptions_per_identity", BS(identity_subs_refused)},
+    {"$SYS/broker/refused/identity_retained", NULL, REFUSALS, PROM_COUNTER, NULL, "reason",
+     "max_retained_messages_per_identity", BS(identity_retained_refused)},
     /* metrics only */
     {NULL, NULL, REFUSALS, PROM_COUNTER, NULL, "reason", "acl_publish", BS(publish_denied)},
     {NULL, NULL, REFUSALS, PROM_COUNTER, NULL, "reason", "acl_subscribe", BS(subscribe_denied)},

@@ -166,3 +166,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if ((L.dests & LOGD_FILE) && L.fd >= 0)
         write_all(L.fd, line, len);
 }
+
+bool log_due(int64_t *last, int64_t now, int64_t interval_ms)
+{
+    if (*last && now - *last < interval_ms)
+        return false;
+    *last = now ? now : 1; /* 0 is "never" */
+    return true;
+}

@@ -7,6 +7,7 @@
 #define CERTMQ_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Bit values match mosquitto's log_type names (see config docs). */
 enum log_level {
@@ -35,6 +36,10 @@ int log_configure(unsigned levels, unsigned dests, const char *file_path, bool t
 void log_close(void);
 bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Throttling a repeated log line: true (and *last = now) when nothing was logged within
+ * interval_ms before now (ms); a *last of 0 means never. */
+bool log_due(int64_t *last, int64_t now, int64_t interval_ms);
 
 #define log_err(...) log_msg(LOGL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOGL_WARN, __VA_ARGS__)

@@ -105,6 +105,14 @@ static const struct reason_info table[REASON_COUNT] = {
     [REASON_RETAIN_UNAVAILABLE] = {0, MQTT_RC_UNSPECIFIED, false,
                                    "the cluster's retained store is unavailable",
                                    "retain_unavailable"},
+    [REASON_PUBLISH_RATE] = {0, MQTT_RC_MESSAGE_RATE_TOO_HIGH, false,
+                             "publish rate over this identity's limit "
+                             "(max_publish_rate_per_identity)",
+                             "publish_rate"},
+    [REASON_PUBLISH_BYTE_RATE] = {0, MQTT_RC_MESSAGE_RATE_TOO_HIGH, false,
+                                  "publish byte rate over this identity's limit "
+                                  "(max_publish_byte_rate_per_identity)",
+                                  "publish_byte_rate"},
 };
 
 const struct reason_info *reason_info(enum reason r)

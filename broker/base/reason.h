@@ -59,6 +59,8 @@ enum reason {
     REASON_TAKEN_OVER,         /* another connection attached to the session */
     REASON_SHUTDOWN,           /* the server stops */
     REASON_RETAIN_UNAVAILABLE, /* 3.1.1: a retained QoS >= 1 publish the cluster could not store */
+    REASON_PUBLISH_RATE,       /* max_publish_rate_per_identity exceeded (3.1.1, or disconnect) */
+    REASON_PUBLISH_BYTE_RATE,  /* max_publish_byte_rate_per_identity exceeded */
     REASON_COUNT
 };
 
@@ -101,6 +103,7 @@ enum mqtt_rc {
     MQTT_RC_RECEIVE_MAX_EXCEEDED = 0x93,
     MQTT_RC_TOPIC_ALIAS_INVALID = 0x94,
     MQTT_RC_PACKET_TOO_LARGE = 0x95,
+    MQTT_RC_MESSAGE_RATE_TOO_HIGH = 0x96, /* DISCONNECT only: PUBACK/PUBREC cannot carry it */
     MQTT_RC_QUOTA_EXCEEDED = 0x97,
     MQTT_RC_ADMINISTRATIVE_ACTION = 0x98,
     MQTT_RC_PAYLOAD_FORMAT_INVALID = 0x99,

@@ -447,11 +447,21 @@ static int acl__parse_match(struct parser *p, char *rest)
     return 0;
 }
 
-static const char *const limit_names[ACL_LIMIT_COUNT] = {"max_connections_per_identity"};
+static const struct {
+    const char *name;
+    uint64_t max;
+} limits[ACL_LIMIT_COUNT] = {
+    [ACL_LIMIT_CONNECTIONS] = {"max_connections_per_identity", 10000000},
+    [ACL_LIMIT_RATE] = {"max_publish_rate_per_identity", 10000000},
+    /* Bytes per second: a terabyte is beyond any link, and keeps the bucket inside int64. */
+    [ACL_LIMIT_BYTE_RATE] = {"max_publish_byte_rate_per_identity", 1000000000000},
+    [ACL_LIMIT_SUBSCRIPTIONS] = {"max_subscriptions_per_identity", 10000000},
+    [ACL_LIMIT_RETAINED] = {"max_retained_messages_per_identity", 100000000},
+};
 
 const char *acl_limit_name(enum acl_limit k)
 {
-    return (unsigned)k < ACL_LIMIT_COUNT ? limit_names[k] : "?";
+    return (unsigned)k < ACL_LIMIT_COUNT ? limits[k].name : "?";
 }
 
 /* `limit NAME VALUE` in a match block: VALUE overrides certmq.conf's NAME for its devices. */
@@ -464,20 +474,20 @@ static int acl__parse_limit(struct parser *p, char *rest)
     }
     char *value = acl__word(rest);
     int k = 0;
-    while (k < ACL_LIMIT_COUNT && strcmp(rest, limit_names[k]) != 0)
+    while (k < ACL_LIMIT_COUNT && strcmp(rest, limits[k].name) != 0)
         k++;
     char *end = NULL;
     unsigned long long v = *value && isdigit((unsigned char)*value) ? strtoull(value, &end, 10) : 0;
+    _Static_assert(ACL_LIMIT_COUNT == 5, "the message below names every limit");
     if (k == ACL_LIMIT_COUNT) {
-        diag_add(p->d, p->fname, p->line, "unknown limit '%.*s' (expected %s)", ACL_SHOW, rest,
-                 limit_names[0]);
+        diag_add(p->d, p->fname, p->line, "unknown limit '%.*s' (expected %s, %s, %s, %s or %s)",
+                 ACL_SHOW, rest, limits[0].name, limits[1].name, limits[2].name, limits[3].name,
+                 limits[4].name);
         return -1;
     }
-    if (!end || *end || v > 10000000) {
-        diag_add(p->d, p->fname, p->line,
-                 "'limit %s' needs a number from 0 (unlimited) to "
-                 "10000000",
-                 limit_names[k]);
+    if (!end || *end || v > limits[k].max) { /* an overflow is ULLONG_MAX */
+        diag_add(p->d, p->fname, p->line, "'limit %s' needs a number from 0 (unlimited) to %llu",
+                 limits[k].name, (unsigned long long)limits[k].max);
         return -1;
     }
     p->blk->limits[k].set = true;
@@ -485,6 +495,14 @@ static int acl__parse_limit(struct parser *p, char *rest)
     p->blk->limits[k].v = v;
     p->blk->body = true;
     return 0;
+}
+
+bool acl_limit_used(const struct acl *a, enum acl_limit k)
+{
+    for (size_t i = 0; i < a->nblocks; i++)
+        if (a->blocks[i]->limits[k].set)
+            return true;
+    return false;
 }
 
 bool acl_limit(const struct acl *a, const struct certattrs *attrs, enum acl_limit k, uint64_t *v)

@@ -64,6 +64,10 @@ bool acl_check_subscribe(const struct acl_client *c, const char *filter, size_t 
 /* Limits a `match` block may set for the devices it selects (`limit NAME VALUE`). */
 enum acl_limit {
     ACL_LIMIT_CONNECTIONS = 0, /* max_connections_per_identity */
+    ACL_LIMIT_RATE,            /* max_publish_rate_per_identity */
+    ACL_LIMIT_BYTE_RATE,       /* max_publish_byte_rate_per_identity */
+    ACL_LIMIT_SUBSCRIPTIONS,   /* max_subscriptions_per_identity */
+    ACL_LIMIT_RETAINED,        /* max_retained_messages_per_identity */
     ACL_LIMIT_COUNT
 };
 /* The name of a limit in the file (and in certmq.conf, where it sets the default). */
@@ -72,6 +76,8 @@ const char *acl_limit_name(enum acl_limit k);
  * *v becomes the largest such value (0 = unlimited, the largest of all) and true is returned;
  * otherwise *v is left as it is (the configured default). */
 bool acl_limit(const struct acl *a, const struct certattrs *attrs, enum acl_limit k, uint64_t *v);
+/* Does any block set the limit k? (whatever its conditions) */
+bool acl_limit_used(const struct acl *a, enum acl_limit k);
 
 /* certmq --explain: what the file means for one device. print receives one line at a time: the
  * attributes, every rule that applies (file:line, substituted), every rule or match block that

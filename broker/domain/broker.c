@@ -4,7 +4,7 @@
  * array (reused, so no allocation per message) where overlapping subscriptions of one session
  * merge into one delivery at the highest granted QoS, then each delivery is checked against the
  * receiver's compiled ACL and queued on its session. Never touches sockets, TLS or the clock. */
-#include "broker.h"
+#include "broker_int.h"
 
 #include "acl.h"
 #include "ident.h"
@@ -17,60 +17,13 @@
 #include <string.h>
 #include <uthash.h>
 
-struct entry {
-    struct session *s;
-    struct ident *id; /* the session's identity's usage */
-    bool counted;     /* in id->persistent */
-    UT_hash_handle hh;
-};
-
-struct match {
-    struct session *s;
-    struct session_delivery d;
-};
-
-/* Free message blocks kept for reuse: 8,192 x 256 bytes = 2 MiB at most, enough to absorb a
- * burst of a few thousand messages in flight without going back to malloc. */
-#define BROKER_MSG_POOL_FREE 8192
-
-struct broker {
-    struct broker_limits lim;
-    struct broker_client_ops ops;
-    struct broker_policy policy;
-    struct broker_cluster cluster;
-    struct broker_stats stats;
-    struct topic_tree *subs;
-    struct retain *retained;
-    struct ident_table *idents;
-    struct acl *acl;
-    struct msg_pool *msgs;
-    struct entry *sessions;
-    uint64_t gen;
-    uint64_t msg_id;
-    /* per-publish scratch */
-    struct match *m;
-    size_t m_count, m_cap;
-    const struct msg *cur;
-    int64_t now; /* of the publish (or tick) being handled */
-    const struct session *cur_from;
-    const struct broker_store *store;
-    bool closing;
-};
-
-/* Refusals by a quota are logged once every this many, so a device hammering one cannot flood
- * the log; the $SYS counters have the exact numbers. */
-#define QUOTA_LOG_EVERY 1000
-
-#define BSTORE(b, fn, ...)                                                                         \
-    do {                                                                                           \
-        if ((b)->store && (b)->store->fn && !(b)->closing)                                         \
-            (b)->store->fn((b)->store->ctx, __VA_ARGS__);                                          \
-    } while (0)
-
 struct broker *broker_new(const struct broker_limits *l)
 {
     struct broker *b = xcalloc(1, sizeof(*b));
     b->lim = *l;
+    if (!b->lim.rate_burst_s)
+        b->lim.rate_burst_s = 1;
+    b->rates_on = quota_rates_used(&l->per_identity, NULL);
     b->subs = topic_tree_new();
     b->retained = retain_new();
     b->idents = ident_table_new();
@@ -196,10 +149,12 @@ void broker_set_acl(struct broker *b, struct acl *a)
 {
     acl_free(b->acl);
     b->acl = a;
+    b->rates_on = quota_rates_used(&b->lim.per_identity, a);
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {
         compile_acl(b, e->s);
+        broker__resolve_limits(b, e->s);
     }
 }
 
@@ -288,6 +243,7 @@ static void destroy_session(struct broker *b, struct session *s)
     if (e) {
         HASH_DEL(b->sessions, e);
         e->id->sessions--;
+        e->id->subscriptions -= (uint32_t)session_sub_count(s);
         e->id->persistent -= e->counted;
         ident_put(b->idents, e->id);
         free(e);
@@ -326,6 +282,7 @@ static struct session *add_session(struct broker *b, const char *identity, const
     e->s = s;
     e->id = ident_get(b->idents, identity);
     e->id->sessions++;
+    session_set_ident(s, e->id);
     size_t klen;
     const char *k = session_key(s, &klen);
     HASH_ADD_KEYPTR(hh, b->sessions, k, klen, e);
@@ -349,58 +306,6 @@ static void count_persistent(struct broker *b, struct session *s)
         else
             e->id->persistent--;
     }
-}
-
-/* max_persistent_sessions_per_identity: may this identity get one more persistent session? */
-static bool persistent_quota_ok(struct broker *b, const char *identity, const char *client_id)
-{
-    const struct ident *id = ident_find(b->idents, identity);
-    uint32_t max = b->lim.max_persistent_sessions_per_identity;
-    if (!max || !id || id->persistent < max)
-        return true;
-    if (b->stats.sessions_refused++ % QUOTA_LOG_EVERY == 0)
-        log_warn("identity %s already has %u persistent sessions "
-                 "(max_persistent_sessions_per_identity): client id %s refused (%llu so far)",
-                 identity, id->persistent, client_id,
-                 (unsigned long long)b->stats.sessions_refused);
-    return false;
-}
-
-/* The identity entry of a session (it exists while the session does). */
-static struct ident *session_ident(struct broker *b, const struct session *s)
-{
-    struct entry *e;
-    size_t klen;
-    const char *key = session_key(s, &klen);
-    HASH_FIND(hh, b->sessions, key, klen, e);
-    return e->id;
-}
-
-/* One more or one less client connected (the broker's count and its identity's). */
-static void count_online(struct broker *b, const struct session *s, int delta)
-{
-    b->stats.clients_online += (uint64_t)(int64_t)delta;
-    session_ident(b, s)->online += (uint32_t)delta;
-}
-
-bool broker_connection_ok(struct broker *b, const char *identity, const struct certattrs *attrs,
-                          const char *client_id)
-{
-    uint64_t max = b->lim.max_connections_per_identity;
-    if (b->acl)
-        acl_limit(b->acl, attrs, ACL_LIMIT_CONNECTIONS, &max);
-    const struct ident *id = ident_find(b->idents, identity);
-    if (!max || !id || id->online < max)
-        return true;
-    const struct session *s = broker_find(b, identity, client_id);
-    if (s && session_client(s))
-        return true; /* a takeover: the old connection goes */
-    if (b->stats.connections_refused++ % QUOTA_LOG_EVERY == 0)
-        log_warn("identity %s already has %u clients connected (max_connections_per_identity "
-                 "%llu): client id %s refused (%llu so far)",
-                 identity, id->online, (unsigned long long)max, client_id,
-                 (unsigned long long)b->stats.connections_refused);
-    return false;
 }
 
 struct session *broker_find(struct broker *b, const char *identity, const char *client_id)
@@ -435,7 +340,7 @@ static void kick_client(struct broker *b, struct session *s, int64_t now)
     void *old = session_client(s);
     if (old) {
         session_set_client(s, NULL);
-        count_online(b, s, -1);
+        broker__count_online(b, s, -1);
         if (b->policy.disconnected)
             b->policy.disconnected(b->policy.ctx, s);
         b->ops.kick(old, REASON_TAKEN_OVER);
@@ -455,7 +360,8 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
 {
     struct session *s = broker_find(b, identity, client_id);
     *present = false;
-    if (persistent && !(s && session_persistent(s)) && !persistent_quota_ok(b, identity, client_id))
+    if (persistent && !(s && session_persistent(s)) &&
+        !broker__persistent_quota_ok(b, identity, client_id))
         return NULL;
     if (s) {
         kick_client(b, s, now);
@@ -482,9 +388,10 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
     /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
     session_set_attrs(s, certattrs_dup(attrs));
     compile_acl(b, s);
+    broker__count_online(b, s, 1);
+    broker__resolve_limits(b, s);
     if (*present)
         session_resend_all(s);
-    count_online(b, s, 1);
     if (b->policy.connected)
         b->policy.connected(b->policy.ctx, s, peer);
     return s;
@@ -493,7 +400,7 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
 void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
 {
     if (session_client(s)) {
-        count_online(b, s, -1);
+        broker__count_online(b, s, -1);
         if (b->policy.disconnected)
             b->policy.disconnected(b->policy.ctx, s);
     }
@@ -545,7 +452,8 @@ void broker_restore_sub(struct broker *b, struct session *s, const char *filter,
         return;
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
-    session_sub_add(s, filter, len, options, sub_id);
+    if (session_sub_add(s, filter, len, options, sub_id) == SESSION_SUB_NEW)
+        session_ident(s)->subscriptions++;
 }
 
 void broker_release(struct broker *b, struct session *s, int64_t now)
@@ -610,6 +518,7 @@ void broker_set_next_msg_id(struct broker *b, uint64_t next)
 void broker_tick(struct broker *b, int64_t now)
 {
     b->now = now;
+    broker__sweep_idents(b);
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {
@@ -698,10 +607,8 @@ static void on_group(void *ctx, struct topic_group *g)
 
 static void log_dropped(struct broker *b, struct session *s)
 {
-    int64_t *last = session_drop_logged(s);
-    if (*last && b->now - *last < DROP_LOG_INTERVAL_MS)
+    if (!log_due(session_drop_logged(s), b->now, DROP_LOG_INTERVAL_MS))
         return;
-    *last = b->now ? b->now : 1;
     const struct session_limits *l = &b->lim.session;
     log_warn("client %s (%s): queue full (max_queued_messages %u, max_queued_bytes %llu): "
              "%llu message(s) dropped so far",
@@ -721,44 +628,6 @@ static void deliver(struct broker *b, struct session *s, const struct session_de
         b->ops.wakeup(client);
 }
 
-/* Which retained limit storing m would break, or NULL. Clearing and replacing within the
- * limits always work; the broker's own messages ($SYS) count only toward the totals. */
-static const char *retained_over(const struct broker *b, const struct ident *id,
-                                 const struct msg *m, void *prev_owner, uint64_t prev, bool had)
-{
-    const struct broker_limits *l = &b->lim;
-    uint64_t cost = retain_cost(m);
-    if (!m->payload_len)
-        return NULL;
-    if (l->max_retained_messages && !had && retain_count(b->retained) >= l->max_retained_messages)
-        return "max_retained_messages";
-    if (l->max_retained_bytes && retain_bytes(b->retained) - prev + cost > l->max_retained_bytes)
-        return "max_retained_bytes";
-    if (id && l->max_retained_bytes_per_identity &&
-        id->retained_bytes - (prev_owner == id ? prev : 0) + cost >
-            l->max_retained_bytes_per_identity)
-        return "max_retained_bytes_per_identity";
-    return NULL;
-}
-
-/* Does storing m stay within the retained limits? Beyond them it is delivered but not
- * retained (counted, logged now and then), so the store stays bounded per device and in total. */
-static bool retained_fits(struct broker *b, const char *identity, const struct msg *m)
-{
-    void *prev_owner = NULL;
-    uint64_t prev = 0;
-    bool had = retain_peek(b->retained, m->topic, m->topic_len, &prev_owner, &prev);
-    struct ident *id = identity ? ident_get(b->idents, identity) : NULL;
-    const char *limit = retained_over(b, id, m, prev_owner, prev, had);
-    ident_put(b->idents, id);
-    if (!limit)
-        return true;
-    if (b->stats.retained_refused++ % QUOTA_LOG_EVERY == 0)
-        log_warn("%s reached: %s not retained (from %s; %llu so far)", limit, m->topic,
-                 identity ? identity : "the broker", (unsigned long long)b->stats.retained_refused);
-    return false;
-}
-
 /* Store m as the topic's retained message; usage is charged to the identity that set it. */
 static void store_retained(struct broker *b, const char *identity, struct msg *m)
 {
@@ -769,11 +638,14 @@ static void store_retained(struct broker *b, const char *identity, struct msg *m
     if (prev_owner) {
         struct ident *old = prev_owner;
         old->retained_bytes -= prev;
+        old->retained--;
         if (old != id)
             ident_put(b->idents, old);
     }
-    if (id && m->payload_len)
+    if (id && m->payload_len) {
         id->retained_bytes += retain_cost(m);
+        id->retained++;
+    }
     retain_set(b->retained, m, m->payload_len ? id : NULL);
     ident_put(b->idents, id);
     BSTORE(b, retained, m);
@@ -785,7 +657,7 @@ static enum broker_pub_result keep_retained(struct broker *b, struct session *fr
                                             int64_t now, uint64_t *ticket)
 {
     const char *identity = from ? session_identity(from) : NULL;
-    if (!retained_fits(b, identity, m))
+    if (!broker__retained_fits(b, identity, m))
         return BROKER_PUB_OK;
     if (!from || !b->cluster.retain) {
         store_retained(b, identity, m);
@@ -932,9 +804,12 @@ uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *
         if (!session_sub_find(s, filter, len))
             return MQTT_RC_QUOTA_EXCEEDED;
     }
+    if (!broker__identity_subs_ok(b, s, filter, len))
+        return MQTT_RC_QUOTA_EXCEEDED;
     bool replaced;
     topic_tree_subscribe(b->subs, f, flen, group, glen, s, options, sub_id, &replaced);
     enum session_sub_added added = session_sub_add(s, filter, len, options, sub_id);
+    session_ident(s)->subscriptions += added == SESSION_SUB_NEW;
     if (session_persistent(s))
         BSTORE(b, sub, s, filter, len, options, sub_id, true);
     uint8_t qos = options & MQTT_SUBOPT_QOS_MASK;
@@ -984,6 +859,7 @@ int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, 
 {
     if (!session_sub_del(s, filter, len))
         return -1;
+    session_ident(s)->subscriptions--;
     if (session_persistent(s))
         BSTORE(b, sub, s, filter, len, 0, 0, false);
     const char *group = NULL, *f = filter;

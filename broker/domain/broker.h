@@ -8,6 +8,7 @@
 #define CERTMQ_BROKER_H
 
 #include "msg.h"
+#include "quota.h"
 #include "reason.h"
 #include "retain.h"
 #include "session.h"
@@ -32,6 +33,10 @@ struct broker_limits {
     /* Connected clients of one identity at once; 0 = unlimited. An ACL `match` block's
      * `limit max_connections_per_identity N` overrides it for the devices it selects. */
     uint32_t max_connections_per_identity;
+    /* Publish rates, subscriptions and retained messages per identity (quota.h); a match
+     * block's `limit` overrides each for the devices it selects. 0 = unlimited. */
+    struct quota_limits per_identity;
+    uint32_t rate_burst_s; /* a rate's bucket holds this many seconds' worth (>= 1) */
     bool retain_available;
     bool upgrade_outgoing_qos;
 };
@@ -108,9 +113,13 @@ struct broker_stats {
     uint64_t publish_denied, subscribe_denied;
     uint64_t retained_refused; /* retained messages not stored: a retained limit reached */
     uint64_t sessions_refused; /* CONNECTs refused: max_persistent_sessions_per_identity reached */
-    uint64_t connections_refused; /* CONNECTs refused: max_connections_per_identity reached */
-    uint64_t memory_refused;      /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
-    uint64_t retained_cut; /* subscriptions whose retained messages stopped at a full queue */
+    uint64_t connections_refused;       /* CONNECTs refused: max_connections_per_identity reached */
+    uint64_t rate_refused;              /* PUBLISHes over max_publish_rate_per_identity */
+    uint64_t byte_rate_refused;         /* PUBLISHes over max_publish_byte_rate_per_identity */
+    uint64_t identity_subs_refused;     /* filters over max_subscriptions_per_identity */
+    uint64_t identity_retained_refused; /* not retained: max_retained_messages_per_identity */
+    uint64_t memory_refused; /* CONNECTs, PUBLISHes, SUBSCRIBEs refused over max_memory */
+    uint64_t retained_cut;   /* subscriptions whose retained messages stopped at a full queue */
     uint64_t sessions;
     uint64_t clients_online;
     uint64_t remote_in; /* messages from other nodes delivered to at least one session */
@@ -165,6 +174,12 @@ bool broker_connection_ok(struct broker *b, const char *identity, const struct c
 uint64_t broker_claim(struct broker *b, const char *identity, const char *client_id,
                       const struct certattrs *attrs, bool persistent, bool clean);
 void broker_claimed(struct broker *b, struct session *s, uint64_t ticket);
+/* PUBLISH of payload bytes from s's client at now: within its identity's rates? REASON_NONE,
+ * or REASON_PUBLISH_RATE / REASON_PUBLISH_BYTE_RATE (counted, logged once per identity per
+ * 10 s; the caller refuses the message or ends the connection). Without any rate configured
+ * this is one branch. */
+enum reason broker_publish_rate(struct broker *b, struct session *s, uint32_t payload, int64_t now);
+
 /* CONNECT: find or create the session (identity, client_id) and attach client, connected from
  * peer ("ip:port", for the policy), to it. A client attached to that session before is kicked.
  * clean = clean session / clean start. persistent =
@@ -216,7 +231,8 @@ enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, co
                                              int64_t now);
 
 /* SUBSCRIBE one filter: returns the granted QoS, or the MQTT 5 failure code (enum mqtt_rc:
- * topic filter invalid, not authorized, quota exceeded = over the subscription limit). Matching
+ * topic filter invalid, not authorized, quota exceeded = over the client's or the identity's
+ * subscription limit). Matching
  * retained messages are queued per retain handling. */
 uint8_t broker_subscribe(struct broker *b, struct session *s, const char *filter, size_t len,
                          uint8_t options, uint32_t sub_id, int64_t now);

@@ -71,6 +71,7 @@ struct session {
     uint64_t match_gen;
     uint64_t epoch;
     int64_t drop_logged;
+    struct ident *ident;
     struct msg *out0; /* the QoS 0 message last returned by session_next_out */
     qitem_t out0_d;
 };
@@ -713,4 +714,14 @@ void session_take_queue(struct session *s, void (*cb)(void *ctx, const struct se
         STORE(s, removed, it.seq);
         msg_unref(it.msg);
     }
+}
+
+void session_set_ident(struct session *s, struct ident *id)
+{
+    s->ident = id;
+}
+
+struct ident *session_ident(const struct session *s)
+{
+    return s->ident;
 }

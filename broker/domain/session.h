@@ -172,6 +172,11 @@ const struct session_sub *session_sub_at(const struct session *s, size_t i);
 uint64_t *session_match_gen(struct session *s);
 /* When the broker last logged this session's dropped messages (ms; the broker's to use). */
 int64_t *session_drop_logged(struct session *s);
+/* The broker's per-identity record of the session (opaque here), so that a publish reaches its
+ * identity's meters without a lookup. */
+struct ident;
+void session_set_ident(struct session *s, struct ident *id);
+struct ident *session_ident(const struct session *s);
 
 /* Every delivery not yet acknowledged, in the order the client is owed them: the in-flight
  * window (id set; released = PUBREC seen, d->msg NULL), then the queue (id 0). */

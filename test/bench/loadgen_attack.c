@@ -17,7 +17,7 @@
 
 int atk_child, paced;
 
-static int kind; /* 0 subscribe, 1 silent, 2 memory */
+static int kind; /* 0 subscribe, 1 silent, 2 memory, 3 flood */
 static uv_timer_t atk_timer;
 static int atk_cert_idx = -1;
 
@@ -139,6 +139,11 @@ static void atk_report(void)
           ",\"silent_closed_by_broker\":%d,\"silent_open_at_end\":%d,\"silent_close_p50_s\":%.2f",
           nsil, sil_connected, sil_failed, sil_closed, open_end, ct ? pct_of(ct, m, 0.5) / 1e6 : 0);
         free(ct);
+    } else if (kind == 3) {
+        double s = t_end > t_go ? (double)(t_end - t_go) / 1e9 : 0;
+        J(",\"pubs_sent\":%" PRIu64 ",\"pubs_acked\":%" PRIu64 ",\"accepted_per_s\":%.0f"
+          ",\"reconnects\":%" PRIu64,
+          pubs_sent, pubs_acked, s > 0 ? (double)pubs_acked / s : 0, reconnects);
     } else
         J(",\"payload\":%d,\"pubs_sent\":%" PRIu64 ",\"pubs_acked\":%" PRIu64
           ",\"mb_sent\":%.1f,\"reconnects\":%" PRIu64 ",\"slow_sub_ready\":%" PRIu64,
@@ -228,7 +233,7 @@ static void atk_tick(uv_timer_t *t)
         t_go = now = uv_hrtime();
         if (kind == 0 && conns[0].st == S_READY)
             atk_subscribe_packet(&conns[0], 0);
-        if (kind == 2 && conns[0].st == S_READY)
+        if ((kind == 2 || kind == 3) && conns[0].st == S_READY)
             attack_pump(&conns[0]);
     }
     if (atk_state != 2)
@@ -306,7 +311,7 @@ void attack_on_puback(conn_t *c)
         if (stored >= (uint64_t)opt.retained)
             atk_set_ready();
     }
-    if (kind == 2 && atk_state == 2)
+    if ((kind == 2 || kind == 3) && atk_state == 2)
         pubs_acked++;
 }
 
@@ -341,6 +346,26 @@ void attack_pump(conn_t *c)
     }
     if (kind == 0 && atk_state == 0)
         return;
+    if (kind == 3) {
+        if (atk_state == 0)
+            atk_set_ready();
+        /* as fast as the broker takes them: --window unacknowledged 64-byte QoS 1 publishes,
+         * written as one TLS record whenever the socket's queue is drained */
+        while (atk_state == 2 && !c->writing && !c->cout.len && c->sent - c->acked < 64) {
+            /* the pair's topic scheme, so that a subscriber to devices/+/t gets the flood too;
+             * publisher index 0xffffffff: no latency sample */
+            uint8_t pl[64] = {0};
+            memset(pl + 8, 0xff, 4);
+            char t[256];
+            snprintf(t, sizeof t, "devices/%s/t", certs[atk_cert_idx].cn);
+            do {
+                atk_publish(c, t, pl, sizeof pl, 0);
+                pubs_sent++;
+            } while (c->sent - c->acked < 64);
+            conn_flush(c);
+        }
+        return;
+    }
     if (kind == 2) {
         if (atk_state == 0 && slow_ready)
             atk_set_ready();
@@ -411,7 +436,10 @@ static void pin_child_common(int gin, int rout)
 
 void attack_fork(void)
 {
-    kind = !strcmp(opt.attack, "subscribe") ? 0 : !strcmp(opt.attack, "silent") ? 1 : 2;
+    kind = !strcmp(opt.attack, "subscribe") ? 0
+           : !strcmp(opt.attack, "silent")  ? 1
+           : !strcmp(opt.attack, "memory")  ? 2
+                                            : 3;
     for (int i = 0; i < ncerts; i++)
         if (!strcmp(certs[i].name, opt.atk_cert))
             atk_cert_idx = i;

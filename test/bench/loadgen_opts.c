@@ -110,6 +110,8 @@ static void usage(void)
         "      --silent-rate R/s (100) from 127.0.0.2 .. 127.0.0.(1+K), --silent-src-ips K (8)\n"
         "    memory: a subscriber (QoS 1) that never reads; --payload B (1048000) QoS 1\n"
         "      publishes to it, alternating with retained ones on --ret-topics N (256) topics\n"
+        "    flood: QoS 1 64-byte publishes to devices/<cert>/t as fast as the broker\n"
+        "      acknowledges them (64 unacknowledged, pipelined); reports the accepted rate\n"
         "  restart: the latency pair (--rate 1000, --qos 0) alone for --storm-delay S, then "
         "--conns\n"
         "    N (5000) devices connect (--src-ips K, --parallel C (200) in progress; the first of\n"
@@ -238,8 +240,8 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         die("--duration must be in (0, 3600]");
     if (opt.scen == SC_ATTACK) {
         if (!opt.attack || (strcmp(opt.attack, "subscribe") && strcmp(opt.attack, "silent") &&
-                            strcmp(opt.attack, "memory")))
-            die("--attack subscribe|silent|memory");
+                            strcmp(opt.attack, "memory") && strcmp(opt.attack, "flood")))
+            die("--attack subscribe|silent|memory|flood");
         if (opt.attack_s <= 0 || opt.attack_s > 600 || opt.arrive_rate <= 0 ||
             opt.arrive_rate > 1000 || opt.arrive_timeout <= 0 || opt.arrive_timeout > 600 ||
             opt.silent_rate <= 0 || opt.silent_rate > 10000)

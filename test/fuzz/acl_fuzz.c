@@ -97,9 +97,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         last[topics[nt - 1].len] = '\0';
         for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
             struct certattrs *at = fuzz__attrs(i);
-            uint64_t lim = 7;
-            if (!acl_limit(a, at, ACL_LIMIT_CONNECTIONS, &lim) && lim != 7)
-                abort(); /* no block set it: the default stays */
+            for (int k = 0; k < ACL_LIMIT_COUNT; k++) {
+                uint64_t lim = 7;
+                bool set = acl_limit(a, at, (enum acl_limit)k, &lim);
+                if ((!set && lim != 7) || (set && !acl_limit_used(a, (enum acl_limit)k)))
+                    abort(); /* no block set it: the default stays */
+            }
             struct acl_client *c = acl_compile_cert(a, ids[i][0], ids[i][1], at);
             /* --explain over the same rules: must not crash on anything that parses. */
             acl_explain(a, ids[i][0], ids[i][1], at, last, fuzz__print, NULL);

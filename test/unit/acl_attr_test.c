@@ -2,8 +2,7 @@
  * values, URN fields), every %{attr} substitution and every `match` condition, each with a
  * missing, an ambiguous and a hostile value, match-block semantics (all conditions, consecutive
  * lines, scoping, deny wins) and the file:line errors and warnings of the new syntax. */
-#include "acl.h"
-#include "certattr.h"
+#include "acl_util.h"
 #include "check.h"
 
 #include <stdio.h>
@@ -12,39 +11,12 @@
 
 #define S(x) x, strlen(x)
 
-static struct certattrs *attrs(const char *spec)
-{
-    /* "ou=gateways;san_uri=urn:a:b" -> a set (values may not contain ';') */
-    struct certattrs *a = certattrs_new();
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", spec);
-    for (char *save = NULL, *kv = strtok_r(buf, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
-        char *eq = strchr(kv, '=');
-        int k = certattr_from_name(kv, (size_t)(eq - kv));
-        if (k < 0)
-            abort();
-        a = certattrs_add(a, k, eq + 1, strlen(eq + 1));
-    }
-    return a;
-}
-
 static bool has(const struct diag *d, const char *prefix)
 {
     for (size_t i = 0; i < d->count; i++)
         if (!strncmp(d->msgs[i], prefix, strlen(prefix)))
             return true;
     return false;
-}
-
-static struct acl *parse(const char *text)
-{
-    struct diag d;
-    diag_init(&d);
-    struct acl *a = acl_parse(text, strlen(text), "t.acl", &d, NULL);
-    for (size_t i = 0; i < d.count; i++)
-        fprintf(stderr, "unexpected: %s\n", d.msgs[i]);
-    diag_free(&d);
-    return a;
 }
 
 /* May a device with these attributes write topic under text? */
@@ -317,6 +289,39 @@ static void test_limits(void)
     CHECK(has(&d, "t.acl:9: 'limit' belongs in a 'match' block"));
     CHECK_EQ_INT(d.count, 7);
     diag_free(&d);
+
+    /* Every limit name, each with its own bound. */
+    diag_init(&d);
+    const char *more = "match ou=x\n"
+                       "limit max_publish_rate_per_identity 10000000\n"                  /* 2 ok */
+                       "limit max_publish_rate_per_identity 10000001\n"                  /* 3 */
+                       "limit max_publish_byte_rate_per_identity 1000000000000\n"        /* 4 ok */
+                       "limit max_publish_byte_rate_per_identity 1000000000001\n"        /* 5 */
+                       "limit max_subscriptions_per_identity 10000001\n"                 /* 6 */
+                       "limit max_retained_messages_per_identity 100000000\n"            /* 7 ok */
+                       "limit max_retained_messages_per_identity 99999999999999999999\n" /* 8 */
+                       "limit max_publish_rate 5\n";                                     /* 9 */
+    CHECK(acl_parse(more, strlen(more), "t.acl", &d, NULL) == NULL);
+    CHECK(has(&d, "t.acl:3: 'limit max_publish_rate_per_identity' needs a number from 0 "
+                  "(unlimited) to 10000000"));
+    CHECK(has(&d, "t.acl:5: 'limit max_publish_byte_rate_per_identity' needs a number from 0 "
+                  "(unlimited) to 1000000000000"));
+    CHECK(has(&d, "t.acl:6: 'limit max_subscriptions_per_identity' needs a number from 0 "
+                  "(unlimited) to 10000000"));
+    CHECK(has(&d, "t.acl:8: 'limit max_retained_messages_per_identity' needs a number from 0 "
+                  "(unlimited) to 100000000"));
+    CHECK(has(&d, "t.acl:9: unknown limit 'max_publish_rate' (expected "
+                  "max_connections_per_identity, max_publish_rate_per_identity, "
+                  "max_publish_byte_rate_per_identity, max_subscriptions_per_identity or "
+                  "max_retained_messages_per_identity)"));
+    CHECK_EQ_INT(d.count, 5);
+    diag_free(&d);
+    for (int k = 0; k < ACL_LIMIT_COUNT; k++)
+        CHECK(strncmp(acl_limit_name((enum acl_limit)k), "max_", 4) == 0);
+    a = parse("match ou=x\nlimit max_subscriptions_per_identity 3\n");
+    CHECK(acl_limit_used(a, ACL_LIMIT_SUBSCRIPTIONS));
+    CHECK(!acl_limit_used(a, ACL_LIMIT_RATE));
+    acl_free(a);
 }
 
 int main(void)

@@ -2,6 +2,7 @@
  * wills, takeover, session expiry and isolation between identities. */
 #include "acl.h"
 #include "broker.h"
+#include "certattr.h"
 #include "check.h"
 
 #include <stdint.h>
@@ -37,6 +38,8 @@ static struct broker *mkbroker(const char *acl_text)
         .max_retained_bytes_per_identity = quotas.max_retained_bytes_per_identity,
         .max_persistent_sessions_per_identity = quotas.max_persistent_sessions_per_identity,
         .max_connections_per_identity = quotas.max_connections_per_identity,
+        .per_identity = quotas.per_identity,
+        .rate_burst_s = quotas.rate_burst_s,
         .retain_available = true,
     };
     struct broker_client_ops ops = {.wakeup = on_wakeup, .kick = on_kick};
@@ -288,6 +291,129 @@ static void test_connections_per_identity(void)
     CHECK(!broker_connection_ok(b, "gw", gw, "g3"));
     CHECK(!broker_connection_ok(b, "gw", NULL, "g3"));
     certattrs_free(gw);
+    broker_free(b);
+}
+
+/* Publish rates per identity: shared by its clients, refilled from the publish's time, others
+ * untouched; a gateway's match block allows more; an ACL reload re-resolves the limits. */
+static void test_publish_rate(void)
+{
+    quotas = (struct broker_limits){.per_identity = {.rate = 3, .byte_rate = 1000}};
+    struct broker *b = mkbroker("pattern readwrite devices/%u/#\n"
+                                "match ou=gateways\n"
+                                "limit max_publish_rate_per_identity 10\n");
+    quotas = (struct broker_limits){0};
+    int c[4];
+    struct session *a1 = online(b, "dev-a", "a1", &c[0]), *a2 = online(b, "dev-a", "a2", &c[1]);
+    struct session *x = online(b, "dev-x", "x", &c[2]);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1000), REASON_NONE);
+    CHECK_EQ_INT(broker_publish_rate(b, a2, 10, 1000), REASON_NONE);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1000), REASON_NONE);
+    CHECK_EQ_INT(broker_publish_rate(b, a2, 10, 1000), REASON_PUBLISH_RATE); /* one bucket */
+    CHECK_EQ_INT(broker_publish_rate(b, x, 10, 1000), REASON_NONE);
+    CHECK_EQ_INT(broker_publish_rate(b, a2, 10, 1334), REASON_NONE); /* 1/3 s refills one */
+    CHECK_EQ_INT(broker_publish_rate(b, x, 1001, 1000), REASON_PUBLISH_BYTE_RATE); /* not full */
+    CHECK_EQ_INT(broker_publish_rate(b, x, 1001, 3000), REASON_NONE); /* full: may go in debt */
+    CHECK_EQ_INT(broker_publish_rate(b, x, 1, 3000), REASON_PUBLISH_BYTE_RATE);
+    CHECK_EQ_INT(broker_stats(b)->rate_refused, 1);
+    CHECK_EQ_INT(broker_stats(b)->byte_rate_refused, 2);
+    /* Reconnecting gives no fresh bucket: the identity is remembered until its meters rest. */
+    broker_detach(b, a1, false, 1400);
+    broker_detach(b, a2, false, 1400);
+    a1 = online(b, "dev-a", "a1", &c[0]);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1400), REASON_PUBLISH_RATE);
+    broker_detach(b, a1, false, 1400);
+    broker_tick(b, 1700); /* not yet full again: kept (and one more token by now) */
+    a1 = online(b, "dev-a", "a1", &c[0]);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1700), REASON_NONE);
+    CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 1700), REASON_PUBLISH_RATE);
+    broker_detach(b, a1, false, 1700);
+    broker_tick(b, 9000); /* rested: forgotten, and a new entry starts full */
+    a1 = online(b, "dev-a", "a1", &c[0]);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(broker_publish_rate(b, a1, 10, 9000), REASON_NONE);
+    struct certattrs *gw = certattrs_add(NULL, CERTATTR_OU, "gateways", 8);
+    bool present;
+    struct session *g = broker_attach(b, "gw", gw, "g", &c[3], "p", true, false, 0, 4, &present, 0);
+    int ok = 0;
+    for (int i = 0; i < 20; i++)
+        ok += broker_publish_rate(b, g, 1, 5000) == REASON_NONE;
+    CHECK_EQ_INT(ok, 10);
+    /* A reload dropping the block: certmq.conf's 3 from the next refill on. */
+    struct acl *a = acl_parse("pattern readwrite #\n", 20, "t", NULL, NULL);
+    broker_set_acl(b, a);
+    ok = 0;
+    for (int i = 0; i < 20; i++)
+        ok += broker_publish_rate(b, g, 1, 9000) == REASON_NONE;
+    CHECK_EQ_INT(ok, 3);
+    certattrs_free(gw);
+    broker_free(b);
+    /* Nothing configured: never refused. */
+    b = mkbroker(ACL);
+    struct session *u = online(b, "dev-u", "u", &c[0]);
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ_INT(broker_publish_rate(b, u, 1u << 20, 0), REASON_NONE);
+    broker_free(b);
+}
+
+/* max_subscriptions_per_identity across the identity's sessions; changing a filter's options is
+ * not one more; unsubscribing and ending a session give them back. */
+static void test_subscriptions_per_identity(void)
+{
+    quotas = (struct broker_limits){.per_identity = {.subscriptions = 3}};
+    struct broker *b = mkbroker("pattern readwrite devices/%u/#\n"
+                                "match ou=gateways\n"
+                                "limit max_subscriptions_per_identity 0\n");
+    quotas = (struct broker_limits){0};
+    int c[3];
+    struct session *a1 = online(b, "dev-a", "a1", &c[0]), *a2 = online(b, "dev-a", "a2", &c[1]);
+    CHECK_EQ_INT(broker_subscribe(b, a1, "devices/dev-a/1", 15, 1, 0, 0), 1);
+    CHECK_EQ_INT(broker_subscribe(b, a1, "devices/dev-a/2", 15, 1, 0, 0), 1);
+    CHECK_EQ_INT(broker_subscribe(b, a2, "devices/dev-a/1", 15, 0, 0, 0), 0);
+    CHECK_EQ_INT(broker_subscribe(b, a2, "devices/dev-a/3", 15, 0, 0, 0), MQTT_RC_QUOTA_EXCEEDED);
+    CHECK_EQ_INT(broker_subscribe(b, a1, "devices/dev-a/2", 15, 0, 0, 0), 0); /* options only */
+    CHECK_EQ_INT(broker_stats(b)->identity_subs_refused, 1);
+    CHECK_EQ_INT(broker_unsubscribe(b, a1, "devices/dev-a/2", 15), 0);
+    CHECK_EQ_INT(broker_subscribe(b, a2, "devices/dev-a/3", 15, 0, 0, 0), 0);
+    broker_detach(b, a2, false, 0); /* clean: its two subscriptions go with it */
+    CHECK_EQ_INT(broker_subscribe(b, a1, "devices/dev-a/4", 15, 0, 0, 0), 0);
+    CHECK_EQ_INT(broker_subscribe(b, a1, "devices/dev-a/5", 15, 0, 0, 0), 0);
+    CHECK_EQ_INT(broker_subscribe(b, a1, "devices/dev-a/6", 15, 0, 0, 0), MQTT_RC_QUOTA_EXCEEDED);
+    struct certattrs *gw = certattrs_add(NULL, CERTATTR_OU, "gateways", 8);
+    bool present;
+    struct session *g = broker_attach(b, "gw", gw, "g", &c[2], "p", true, false, 0, 4, &present, 0);
+    for (int i = 0; i < 10; i++) {
+        char f[32];
+        int n = snprintf(f, sizeof(f), "devices/gw/%d", i);
+        CHECK_EQ_INT(broker_subscribe(b, g, f, (size_t)n, 0, 0, 0), 0); /* unlimited */
+    }
+    certattrs_free(gw);
+    broker_free(b);
+}
+
+/* max_retained_messages_per_identity: counted like the bytes, refused like them (delivered,
+ * not retained), replacing its own is not one more, a clear by anyone gives one back. */
+static void test_retained_per_identity(void)
+{
+    quotas = (struct broker_limits){.per_identity = {.retained = 2}};
+    struct broker *b = mkbroker("pattern readwrite devices/#\n");
+    quotas = (struct broker_limits){0};
+    int c1, c2;
+    struct session *a = online(b, "dev-a", "a", &c1), *x = online(b, "dev-x", "x", &c2);
+    publish_retained(b, a, "devices/1", "v");
+    publish_retained(b, a, "devices/2", "v");
+    publish_retained(b, a, "devices/3", "v");
+    CHECK_EQ_INT(broker_retained_count(b), 2);
+    CHECK_EQ_INT(broker_stats(b)->identity_retained_refused, 1);
+    CHECK_EQ_INT(broker_stats(b)->retained_refused, 0);
+    publish_retained(b, a, "devices/2", "w"); /* its own */
+    publish_retained(b, x, "devices/1", "");  /* cleared by another */
+    publish_retained(b, a, "devices/3", "v");
+    CHECK_EQ_INT(broker_retained_count(b), 2);
+    CHECK_EQ_INT(broker_stats(b)->identity_retained_refused, 1);
+    publish_retained(b, x, "devices/2", "y"); /* dev-x takes over dev-a's topic */
+    publish_retained(b, a, "devices/4", "v");
+    CHECK_EQ_INT(broker_retained_count(b), 3);
     broker_free(b);
 }
 
@@ -651,6 +777,9 @@ int main(void)
     test_retained_bytes();
     test_sessions_per_identity();
     test_connections_per_identity();
+    test_publish_rate();
+    test_subscriptions_per_identity();
+    test_retained_per_identity();
     test_retained_limit();
     test_retained_in_steps();
     test_takeover_and_expiry();

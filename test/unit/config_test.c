@@ -311,6 +311,57 @@ static void test_retained_limit(void)
     diag_free(&d);
 }
 
+/* Per-identity rates, subscriptions and retained count: unlimited by default, one-second
+ * burst, refused publishes; bounds and typos refused with the exact message. */
+static void test_identity_limits(void)
+{
+    struct config c;
+    if (accepted("", &c)) {
+        const struct quota_limits *q = &c.broker.per_identity;
+        CHECK(q->rate == 0 && q->byte_rate == 0 && q->subscriptions == 0 && q->retained == 0);
+        CHECK_EQ_INT(c.broker.rate_burst_s, 1);
+        CHECK(!c.client.rate_disconnect);
+        config_free(&c);
+    }
+    if (accepted("max_publish_rate_per_identity 50\n"
+                 "max_publish_byte_rate_per_identity 1000000000000\n"
+                 "publish_rate_burst 5\nrate_limit_action disconnect\n"
+                 "max_subscriptions_per_identity 20\nmax_retained_messages_per_identity 7\n",
+                 &c)) {
+        const struct quota_limits *q = &c.broker.per_identity;
+        CHECK(q->rate == 50 && q->byte_rate == 1000000000000ULL && q->subscriptions == 20 &&
+              q->retained == 7);
+        CHECK_EQ_INT(c.broker.rate_burst_s, 5);
+        CHECK(c.client.rate_disconnect);
+        config_free(&c);
+    }
+    if (accepted("rate_limit_action refuse\n", &c)) {
+        CHECK(!c.client.rate_disconnect);
+        config_free(&c);
+    }
+    refused("max_publish_rate_per_identity 10000001\n",
+            "t.conf:6: max_publish_rate_per_identity: expected a whole number from 0 to 10000000, "
+            "not '10000001'");
+    refused("max_publish_rate_per_identity -1\n",
+            "t.conf:6: max_publish_rate_per_identity: expected a whole number from 0 to 10000000, "
+            "not '-1'");
+    refused("max_publish_byte_rate_per_identity 1000000000001\n",
+            "t.conf:6: max_publish_byte_rate_per_identity: expected a whole number from 0 to "
+            "1000000000000, not '1000000000001'");
+    refused("publish_rate_burst 0\n",
+            "t.conf:6: publish_rate_burst: expected a whole number from 1 to 3600, not '0'");
+    refused("publish_rate_burst 3601\n",
+            "t.conf:6: publish_rate_burst: expected a whole number from 1 to 3600, not '3601'");
+    refused("rate_limit_action drop\n",
+            "t.conf:6: rate_limit_action: 'drop' is not one of refuse, disconnect");
+    refused("max_subscriptions_per_identity 1k\n",
+            "t.conf:6: max_subscriptions_per_identity: expected a whole number from 0 to "
+            "10000000, not '1k'");
+    refused("max_retained_messages_per_identity 100000001\n",
+            "t.conf:6: max_retained_messages_per_identity: expected a whole number from 0 to "
+            "100000000, not '100000001'");
+}
+
 /* proxy_protocol v2 needs the proxies' networks (and they need it); several per line, spaces or
  * commas, lines accumulate; typos in a network are refused with the reason. reuse_port is off
  * by default. */
@@ -716,6 +767,7 @@ int main(void)
     test_paths();
     test_refusals();
     test_retained_limit();
+    test_identity_limits();
     test_front_door();
     test_bad_values();
     test_many_errors();

@@ -45,6 +45,8 @@ static void test_known_rows(void)
     CHECK_EQ_INT(reason_info(REASON_KEEPALIVE_TIMEOUT)->v5, 0x8D);
     CHECK_EQ_INT(reason_info(REASON_TAKEN_OVER)->v5, 0x8E);
     CHECK_EQ_INT(reason_info(REASON_SHUTDOWN)->v5, 0x8B);
+    CHECK_EQ_INT(reason_info(REASON_PUBLISH_RATE)->v5, 0x96);
+    CHECK_EQ_INT(reason_info(REASON_PUBLISH_BYTE_RATE)->v5, 0x96);
     CHECK_EQ_INT(reason_info(REASON_WILL_TOPIC_INVALID)->v5, 0x8F);
     CHECK_EQ_INT(reason_info(REASON_TOPIC_NAME_INVALID)->v5, 0x90);
     CHECK_EQ_INT(reason_info(REASON_TOPIC_ALIAS_INVALID)->v5, 0x94);
