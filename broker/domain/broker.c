@@ -57,8 +57,6 @@ void broker_set_cluster(struct broker *b, const struct broker_cluster *c)
     topic_tree_set_watch(b->subs, on_interest, b);
 }
 
-static void destroy_session(struct broker *b, struct session *s);
-
 void broker_free(struct broker *b)
 {
     if (!b)
@@ -72,7 +70,7 @@ void broker_free(struct broker *b)
     }
     HASH_ITER(hh, b->sessions, e, tmp)
     {
-        destroy_session(b, e->s);
+        broker__destroy_session(b, e->s);
     }
     topic_tree_free(b->subs);
     retain_free(b->retained);
@@ -138,7 +136,7 @@ static bool allowed(const struct broker *b, const struct session *s, const struc
            (!b->policy.acl || b->policy.acl(b->policy.ctx, s, m->topic, (int)a));
 }
 
-static void compile_acl(struct broker *b, struct session *s)
+void broker__compile_acl(struct broker *b, struct session *s)
 {
     session_set_acl(s, b->acl ? acl_compile_cert(b->acl, session_identity(s), session_client_id(s),
                                                  session_attrs(s))
@@ -153,7 +151,7 @@ void broker_set_acl(struct broker *b, struct acl *a)
     struct entry *e, *tmp;
     HASH_ITER(hh, b->sessions, e, tmp)
     {
-        compile_acl(b, e->s);
+        broker__compile_acl(b, e->s);
         broker__resolve_limits(b, e->s);
     }
 }
@@ -230,7 +228,7 @@ static void hand_over(void *ctx, const struct session_delivery *d)
         deliver(h->b, sub->subscriber, d);
 }
 
-static void destroy_session(struct broker *b, struct session *s)
+void broker__destroy_session(struct broker *b, struct session *s)
 {
     struct handover h = {b, s};
     session_take_shared(s, hand_over, &h);
@@ -255,7 +253,7 @@ static void destroy_session(struct broker *b, struct session *s)
 
 void broker_discard(struct broker *b, struct session *s)
 {
-    destroy_session(b, s);
+    broker__destroy_session(b, s);
 }
 
 void broker_untrust(struct broker *b, struct session *s, bool discard, int64_t now)
@@ -263,7 +261,7 @@ void broker_untrust(struct broker *b, struct session *s, bool discard, int64_t n
     bool survives = session_persistent(s); /* detach destroys the others */
     broker_detach(b, s, false, now);
     if (survives && discard)
-        destroy_session(b, s);
+        broker__destroy_session(b, s);
 }
 
 static void publish_will(struct broker *b, struct session *s, int64_t now)
@@ -275,7 +273,7 @@ static void publish_will(struct broker *b, struct session *s, int64_t now)
     }
 }
 
-static struct session *add_session(struct broker *b, const char *identity, const char *client_id)
+struct session *broker__add_session(struct broker *b, const char *identity, const char *client_id)
 {
     struct session *s = session_new(identity, client_id, &b->lim.session);
     struct entry *e = xcalloc(1, sizeof(*e));
@@ -292,7 +290,7 @@ static struct session *add_session(struct broker *b, const char *identity, const
 
 /* Keep the identity's count of persistent sessions in step with s (after its persistence
  * may have changed). */
-static void count_persistent(struct broker *b, struct session *s)
+void broker__count_persistent(struct broker *b, struct session *s)
 {
     struct entry *e;
     size_t klen;
@@ -320,22 +318,8 @@ struct session *broker_find(struct broker *b, const char *identity, const char *
     return e ? e->s : NULL;
 }
 
-uint64_t broker_claim(struct broker *b, const char *identity, const char *client_id,
-                      const struct certattrs *attrs, bool persistent, bool clean)
-{
-    return b->cluster.claim
-               ? b->cluster.claim(b->cluster.ctx, identity, client_id, attrs, persistent, clean)
-               : 0;
-}
-
-void broker_claimed(struct broker *b, struct session *s, uint64_t ticket)
-{
-    if (b->cluster.claimed && ticket)
-        b->cluster.claimed(b->cluster.ctx, s, ticket);
-}
-
 /* The session's connection, if any, is replaced by another (here or on another node). */
-static void kick_client(struct broker *b, struct session *s, int64_t now)
+void broker__kick_client(struct broker *b, struct session *s, int64_t now)
 {
     void *old = session_client(s);
     if (old) {
@@ -364,16 +348,16 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
         !broker__persistent_quota_ok(b, identity, client_id))
         return NULL;
     if (s) {
-        kick_client(b, s, now);
+        broker__kick_client(b, s, now);
         if (clean) {
-            destroy_session(b, s);
+            broker__destroy_session(b, s);
             s = NULL;
         } else {
             *present = true;
         }
     }
     if (!s) {
-        s = add_session(b, identity, client_id);
+        s = broker__add_session(b, identity, client_id);
         if (b->store)
             session_set_store(s, b->store->session);
     }
@@ -382,12 +366,12 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
     if (session_persistent(s) && !persistent)
         BSTORE(b, session_deleted, s); /* the new connection does not keep it */
     session_set_persistent(s, persistent, expiry_s);
-    count_persistent(b, s);
+    broker__count_persistent(b, s);
     if (persistent)
         BSTORE(b, session_saved, s, 0);
     /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
     session_set_attrs(s, certattrs_dup(attrs));
-    compile_acl(b, s);
+    broker__compile_acl(b, s);
     broker__count_online(b, s, 1);
     broker__resolve_limits(b, s);
     if (*present)
@@ -413,7 +397,7 @@ void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
     else
         publish_will(b, s, now);
     if (!stays) {
-        destroy_session(b, s);
+        broker__destroy_session(b, s);
     } else {
         session_set_offline_since(s, now);
         BSTORE(b, session_saved, s, now);
@@ -434,12 +418,12 @@ struct session *broker_restore_session(struct broker *b, const char *identity,
                                        const char *client_id, uint32_t expiry_s, uint8_t version,
                                        int64_t offline_since)
 {
-    struct session *s = add_session(b, identity, client_id);
+    struct session *s = broker__add_session(b, identity, client_id);
     session_set_version(s, version);
     session_set_persistent(s, true, expiry_s);
-    count_persistent(b, s);
+    broker__count_persistent(b, s);
     session_set_offline_since(s, offline_since);
-    compile_acl(b, s);
+    broker__compile_acl(b, s);
     return s;
 }
 
@@ -454,54 +438,6 @@ void broker_restore_sub(struct broker *b, struct session *s, const char *filter,
     topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
     if (session_sub_add(s, filter, len, options, sub_id) == SESSION_SUB_NEW)
         session_ident(s)->subscriptions++;
-}
-
-void broker_release(struct broker *b, struct session *s, int64_t now)
-{
-    kick_client(b, s, now);
-}
-
-struct session *broker_import(struct broker *b, const char *identity, const char *client_id,
-                              const struct certattrs *attrs, bool persistent, uint32_t expiry_s,
-                              uint8_t version, int64_t now)
-{
-    struct session *s = broker_find(b, identity, client_id);
-    if (s) { /* an older copy of the session (this node's claim lost since) */
-        kick_client(b, s, now);
-        destroy_session(b, s);
-    }
-    s = add_session(b, identity, client_id);
-    if (b->store)
-        session_set_store(s, b->store->session);
-    session_set_version(s, version);
-    session_set_persistent(s, persistent, expiry_s);
-    count_persistent(b, s);
-    session_set_offline_since(s, now);
-    if (persistent)
-        BSTORE(b, session_saved, s, now);
-    session_set_attrs(s, certattrs_dup(attrs));
-    compile_acl(b, s);
-    return s;
-}
-
-bool broker_import_sub(struct broker *b, struct session *s, const char *filter, size_t len,
-                       uint8_t options, uint32_t sub_id)
-{
-    size_t glen = 0, flen = len;
-    const char *g = NULL, *f = filter;
-    if (topic_share_split(filter, len, &g, &glen, &f, &flen) < 0 || !topic_filter_valid(f, flen))
-        return false;
-    const struct acl_client *acl = session_acl(s);
-    if (!acl || !acl_check_subscribe(acl, f, flen)) {
-        b->stats.subscribe_denied++;
-        return false;
-    }
-    bool replaced;
-    topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
-    session_sub_add(s, filter, len, options, sub_id);
-    if (session_persistent(s))
-        BSTORE(b, sub, s, filter, len, options, sub_id, true);
-    return true;
 }
 
 void broker_restore_retained(struct broker *b, struct msg *m)
@@ -532,7 +468,7 @@ void broker_tick(struct broker *b, int64_t now)
         if (will_at && (now >= will_at || expired))
             publish_will(b, s, now);
         if (expired)
-            destroy_session(b, s);
+            broker__destroy_session(b, s);
     }
 }
 

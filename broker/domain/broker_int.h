@@ -65,6 +65,14 @@ void broker__resolve_limits(struct broker *b, struct session *s);
 bool broker__persistent_quota_ok(struct broker *b, const char *identity, const char *client_id);
 /* One more or one less client connected (the broker's count and its identity's). */
 void broker__count_online(struct broker *b, const struct session *s, int delta);
+/* broker.c, for broker_cluster.c: a new session (in the table, counted), one destroyed (out of
+ * the tree and the store), the persistent count brought up to date, the ACL compiled for the
+ * session's certificate, and the session's connection kicked (its will as for a takeover). */
+struct session *broker__add_session(struct broker *b, const char *identity, const char *client_id);
+void broker__destroy_session(struct broker *b, struct session *s);
+void broker__count_persistent(struct broker *b, struct session *s);
+void broker__compile_acl(struct broker *b, struct session *s);
+void broker__kick_client(struct broker *b, struct session *s, int64_t now);
 /* max_subscriptions_per_identity: may s's identity hold filter as one more? */
 bool broker__identity_subs_ok(struct broker *b, struct session *s, const char *filter, size_t len);
 /* Does storing m stay within the retained limits? (counted and logged when not) */
