@@ -293,6 +293,18 @@ static bool topic_ok(const void *broker, const char *t, size_t len)
     return broker_topic_ok(broker, t, len);
 }
 
+_Static_assert(TLS_CERT_KEY_LEN == BROKER_CERT_KEY_LEN, "one certificate key for tls and broker");
+
+/* The session knows the certificate it was last used with (its revocation discards it). */
+static void session_cert(struct client *c)
+{
+    const struct tls_peer *p = conn_peer(c->conn);
+    uint8_t key[TLS_CERT_KEY_LEN];
+    if (p->chain_len)
+        tls_cert_id_key(&p->chain[0], key);
+    broker_session_cert(c->env->broker, c->session, p->chain_len ? key : NULL);
+}
+
 /* CONNECT in a cluster: may this node have the session? true to go on now; false when the
  * CONNECT was refused or waits for the claim (handled again when it completes). */
 static bool claim_session(struct client *c, const char *identity, bool persistent, bool clean)
@@ -372,6 +384,7 @@ void client__handle_connect(struct client *c, const struct mqtt_packet *p)
         refuse(c, REASON_SESSION_QUOTA);
         return;
     }
+    session_cert(c);
     session_set_window(c->session, d.receive_window);
     if (k->will && !set_will(c, k))
         return;

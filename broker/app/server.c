@@ -237,7 +237,7 @@ static bool reload_tls(struct server *s)
     struct tls_ctx **old = xcalloc(s->nls, sizeof(*old));
     for (size_t i = 0; i < s->nls; i++)
         old[i] = s->ls[i].ctx;
-    server__revoke_announce(s, old, fresh, s->nls);
+    server__revoke_new(s, old, fresh, s->nls);
     free(old);
     for (size_t i = 0; i < s->nls; i++) {
         was += s->ls[i].ctx ? tls_ctx_crl_entries(s->ls[i].ctx) : 0;

@@ -79,11 +79,12 @@ void server__metrics_stop(struct server *s);
  * force stay (logged). */
 void server__metrics_reload(struct server *s);
 
-/* server_revoke.c: revocations shared between cluster nodes (nothing without a cluster). */
-/* After a CRL reload: announce what fresh revokes and old (the contexts replaced) did not. */
-void server__revoke_announce(struct server *s, struct tls_ctx *const *old,
-                             struct tls_ctx *const *fresh, size_t n);
-/* A plugin's verdict on c: announce its certificate. */
+/* server_revoke.c: what a newly revoked certificate reaches beyond its connections. */
+/* After a CRL reload: for what fresh revokes and old (the contexts replaced) did not, discard
+ * the offline persistent sessions (revoked_session) and, in a cluster, announce it. */
+void server__revoke_new(struct server *s, struct tls_ctx *const *old, struct tls_ctx *const *fresh,
+                        size_t n);
+/* A plugin's verdict on c: the same for its certificate. */
 void server__revoke_plugin(struct server *s, struct conn *c);
 /* Another node announced r (the cluster's revoker). */
 void server__revoked_elsewhere(void *ctx, const struct envelope_revoke *r);

@@ -239,6 +239,7 @@ void broker__destroy_session(struct broker *b, struct session *s)
     const char *key = session_key(s, &klen);
     HASH_FIND(hh, b->sessions, key, klen, e);
     if (e) {
+        broker__cert_unindex(b, e);
         HASH_DEL(b->sessions, e);
         e->id->sessions--;
         e->id->subscriptions -= (uint32_t)session_sub_count(s);

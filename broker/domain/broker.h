@@ -104,6 +104,10 @@ struct broker_cluster {
 };
 #define BROKER_CLAIM_REFUSED UINT64_MAX
 
+/* A certificate as the revocation paths name it: SHA-256 of the issuer's DER name, the serial's
+ * length, the serial zero-padded to 32 bytes (tls_cert_id_key). */
+#define BROKER_CERT_KEY_LEN (32 + 1 + 32)
+
 struct broker_stats {
     uint64_t msgs_received, msgs_sent, msgs_dropped;
     uint64_t bytes_received, bytes_sent; /* topic + payload */
@@ -193,6 +197,13 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
 /* The connection ended. publish_will: the will is published (abnormal close). A session that is
  * not persistent is destroyed. */
 void broker_detach(struct broker *b, struct session *s, bool publish_will, int64_t now);
+/* The certificate of s's connection (key NULL: unknown), so that its persistent session can be
+ * found when that certificate is revoked. Call after broker_attach. */
+void broker_session_cert(struct broker *b, struct session *s, const uint8_t *key);
+/* A certificate was revoked (this node's CRLs, or another node's word): the offline persistent
+ * sessions last used with it are destroyed without their wills (online ones go through their
+ * connection's verdict). Returns how many. */
+size_t broker_revoked_cert(struct broker *b, const uint8_t key[BROKER_CERT_KEY_LEN]);
 /* Destroy a session now (whether online or not), without its will. */
 void broker_discard(struct broker *b, struct session *s);
 /* The online session of a device that is no longer trusted (revoked, expired): detached without

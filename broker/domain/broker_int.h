@@ -9,10 +9,22 @@
 
 struct entry {
     struct session *s;
-    struct ident *id; /* the session's identity's usage */
-    bool counted;     /* in id->persistent */
+    struct ident *id;      /* the session's identity's usage */
+    struct cert_ent *cert; /* persistent sessions: their certificate's index entry */
+    bool counted;          /* in id->persistent */
     UT_hash_handle hh;
 };
+
+/* broker_revoke.c: persistent sessions by the certificate of their latest connection. */
+struct cert_ent {
+    uint8_t key[BROKER_CERT_KEY_LEN];
+    struct entry **v;
+    uint32_t n, cap;
+    UT_hash_handle hh;
+};
+/* The session of e leaves the index (destroyed, or no longer persistent). */
+void broker__cert_unindex(struct broker *b, struct entry *e);
+struct entry *broker__entry(struct broker *b, const struct session *s);
 
 struct match {
     struct session *s;
@@ -35,6 +47,7 @@ struct broker {
     struct acl *acl;
     struct msg_pool *msgs;
     struct entry *sessions;
+    struct cert_ent *certs; /* broker_revoke.c */
     uint64_t gen;
     uint64_t msg_id;
     /* per-publish scratch */

@@ -51,12 +51,12 @@ uv_timer_t go_timer;
 lat_rec_t *recs;
 size_t nrecs, recs_cap;
 
-double broker_cpu(void)
+static double pid_cpu(int pid)
 {
-    if (!opt.broker_pid)
+    if (!pid)
         return 0;
     char p[64], b[1024];
-    snprintf(p, sizeof p, "/proc/%d/stat", opt.broker_pid);
+    snprintf(p, sizeof p, "/proc/%d/stat", pid);
     FILE *f = fopen(p, "r");
     if (!f)
         return 0;
@@ -71,6 +71,11 @@ double broker_cpu(void)
     if (sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double broker_cpu(void)
+{
+    return pid_cpu(opt.broker_pid) + pid_cpu(opt.broker_pid2);
 }
 long broker_rss_kb(void)
 {

@@ -62,6 +62,9 @@ struct lg_opts {
     double duration, rate, timeout, hold, settle, storm_delay, storm_post;
     uint64_t count;
     int broker_pid, verbose;
+    /* cluster benchmarks: the subscribers' node (another port) and its process, whose CPU is
+     * counted with broker_pid's */
+    int sub_port, broker_pid2;
     /* attack: the hostile device's scenario, the new devices' arrival rate */
     const char *attack, *atk_cert, *flood_filter, *flood_all;
     double attack_s, arrive_rate, arrive_timeout, silent_rate;

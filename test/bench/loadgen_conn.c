@@ -498,7 +498,7 @@ void conn_start(conn_t *c)
         }
     }
     struct sockaddr_in sa;
-    uv_ip4_addr(opt.host, opt.port, &sa);
+    uv_ip4_addr(opt.host, c->role == R_SUB && opt.sub_port ? opt.sub_port : opt.port, &sa);
     c->creq.data = c;
     int e = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&sa, on_connect);
     if (e)

@@ -92,6 +92,7 @@ static void usage(void)
         "  --parallel C (32 handshakes in progress) --resume --src-ips K --keepalive S (0)\n"
         "  --no-lean (idle: keep TLS state) --settle S (idle: 2) --hold S (idle: 3600)\n"
         "  --broker-pid PID (read broker CPU/RSS from /proc) --timeout S --servername N -v\n"
+        "  --sub-port P (subscribers on another node) --broker-pid2 PID (its CPU counted too)\n"
         "  --ws (MQTT over WebSockets inside TLS) --ws-path P (/)\n"
         "  storm-latency: the latency pair (--rate 1000, --qos 0) runs alone for --storm-delay S "
         "(1),\n"
@@ -175,6 +176,8 @@ void lg_options(int argc, char **argv, struct lg_set *set)
         {"--settle", K_DBL, &opt.settle, NULL},
         {"--hold", K_DBL, &opt.hold, NULL},
         {"--broker-pid", K_INT, &opt.broker_pid, NULL},
+        {"--broker-pid2", K_INT, &opt.broker_pid2, NULL},
+        {"--sub-port", K_INT, &opt.sub_port, NULL},
         {"--timeout", K_DBL, &opt.timeout, NULL},
         {"-v", K_ON, &opt.verbose, NULL},
         {"--attack", K_STR, &opt.attack, NULL},

@@ -1,6 +1,7 @@
 """Revocation that bites: devices whose certificate (or an issuing CA) is revoked while they are
 connected are disconnected within a second of the CRL file changing, with no signal sent; they
-cannot come back, neither by full handshake nor by session-ticket resumption. Expiry
+cannot come back, neither by full handshake nor by session-ticket resumption; a revoked device's
+offline persistent sessions are discarded at the reload. Expiry
 disconnects too. A bad CRL never replaces a good one. Server certificates rotate on SIGHUP."""
 import os
 import shutil
@@ -57,6 +58,27 @@ def test_revoked_device_will_not_published_session_discarded():
     b.log_wait("disconnecting client willer .*session discarded", 2, n)
     watcher.expect_none(1.0)  # its will is never published
     watcher.disconnect()
+
+
+def test_offline_session_discarded_at_reload():
+    """A device revoked while offline: its persistent session goes at the CRL reload (not at its
+    expiry), and only its own."""
+    pki.device("sleeper")
+    for cid in ("sleeper-a", "sleeper-b"):
+        c = h.paho(b, pki, "sleeper", client_id=cid, clean=False)
+        c.subscribe("devices/sleeper/cmd", 1)
+        c.disconnect()
+    k = h.paho(b, pki, "keep", client_id="keep-offline", clean=False)
+    k.subscribe("devices/keep/cmd", 1)
+    k.disconnect()
+    n = b.log_count()
+    pki.revoke("sleeper")
+    publish_crls()
+    b.log_wait(r"CRL reload: 2 offline persistent session\(s\) of newly revoked certificates "
+               r"discarded", 3, n)
+    k = h.paho(b, pki, "keep", client_id="keep-offline", clean=False)
+    check(k.connack == (1, 0), "another device's offline session stays: %r" % (k.connack,))
+    k.disconnect()
 
 
 def test_revoked_subscriber_and_publisher():
@@ -177,6 +199,7 @@ def test_sys_counts_every_verdict():
     adm.disconnect()
 
 
-h.run(test_revoked_device_will_not_published_session_discarded, test_revoked_subscriber_and_publisher, test_ticket_resumption_after_revocation,
+h.run(test_revoked_device_will_not_published_session_discarded, test_offline_session_discarded_at_reload,
+      test_revoked_subscriber_and_publisher, test_ticket_resumption_after_revocation,
       test_revoked_intermediate, test_garbage_crl_keeps_old, test_expiry_disconnects,
       test_server_certificate_rotation, test_sys_counts_every_verdict)

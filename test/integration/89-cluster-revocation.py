@@ -1,7 +1,9 @@
 """Revocation cluster-wide: 3 nats-server processes and 3 certmq nodes, each reading its own copy
 of the CRL. A device with a persistent session is connected to node 2; its certificate is revoked
 in node 1's CRL only. Node 1 announces it, and node 2 disconnects the device within 1 s of the
-announcement and discards its session (revoked_session discard, the default)."""
+announcement and discards its session (revoked_session discard, the default). Offline persistent
+sessions of certificates revoked in node 1's CRL go on node 1 at the reload and on node 3 at the
+announcement."""
 import os
 import shutil
 import time
@@ -11,7 +13,7 @@ from cluster_test import Cluster
 
 h = Harness()
 pki = h.pki()
-for d in ("victim", "other", "admin"):
+for d in ("victim", "other", "admin", "sleeper1", "sleeper3"):
     pki.device(d)
 ACL = "pattern readwrite devices/%u/#\nuser admin\ntopic read $SYS/#\n"
 crls = [os.path.join(h.tmp, "crl-node%d.pem" % (i + 1)) for i in range(3)]
@@ -52,6 +54,23 @@ def test_revoked_on_node1_disconnected_from_node2():
         c.disconnect()
 
 
+def test_offline_sessions_discarded_everywhere():
+    """Devices whose persistent sessions wait offline on node 1 and node 3; both certificates are
+    revoked in node 1's CRL: node 1 discards its own at the reload, node 3 at the announcement."""
+    for node, dev in ((n1, "sleeper1"), (n3, "sleeper3")):
+        c = h.paho(node, pki, dev, client_id=dev, clean=False)
+        check(c.subscribe("devices/%s/cmd" % dev, 1) == 1, "granted")
+        c.disconnect()
+    s1, s3 = n1.log_count(), n3.log_count()
+    pki.revoke("sleeper1")
+    pki.revoke("sleeper3")
+    install(pki.crl, crls[0])
+    n1.log_wait(r"CRL reload: 1 offline persistent session\(s\) of newly revoked certificates "
+                r"discarded", 5, s1)
+    n3.log_wait(r"certificate revoked on cluster node node1 .*: 0 connection\(s\) ended and 1 "
+                r"offline session\(s\) discarded here", 5, s3)
+
+
 def test_counters():
     c = h.paho(n2, pki, "admin", client_id="sys-rev")
     vals = {}
@@ -72,4 +91,4 @@ def test_nodes_stop_cleanly():
         check(b.stop() == 0, "node stops with status 0")
 
 
-h.run(test_revoked_on_node1_disconnected_from_node2, test_counters, test_nodes_stop_cleanly)
+h.run(test_revoked_on_node1_disconnected_from_node2, test_offline_sessions_discarded_everywhere, test_counters, test_nodes_stop_cleanly)

@@ -255,6 +255,41 @@ static void test_sessions_per_identity(void)
     broker_free(b);
 }
 
+/* A revoked certificate takes the offline persistent sessions last used with it: not the online
+ * ones (their connections have their own verdict), not clean ones, not those of another
+ * certificate, not one whose device came back with a renewed certificate. */
+static void test_revoked_cert(void)
+{
+    struct broker *b = mkbroker(ACL);
+    uint8_t k1[BROKER_CERT_KEY_LEN] = {1}, k2[BROKER_CERT_KEY_LEN] = {2};
+    int c[6];
+    bool present;
+    const char *ids[] = {"p1", "p2", "on", "renew", "other"};
+    struct session *s[5];
+    for (int i = 0; i < 5; i++) {
+        s[i] = broker_attach(b, "dev-a", NULL, ids[i], &c[i], "p", false, true, 60, 4, &present, 0);
+        broker_session_cert(b, s[i], i == 4 ? k2 : k1);
+    }
+    struct session *cl =
+        broker_attach(b, "dev-a", NULL, "clean", &c[5], "p", true, false, 0, 4, &present, 0);
+    broker_session_cert(b, cl, k1);
+    broker_detach(b, s[0], false, 0);
+    broker_detach(b, s[1], false, 0);
+    broker_detach(b, s[4], false, 0);
+    broker_session_cert(b, s[3], k2); /* came back with a renewed certificate */
+    broker_detach(b, s[3], false, 0);
+    CHECK_EQ_INT(broker_revoked_cert(b, k1), 2); /* p1, p2 */
+    CHECK(!broker_find(b, "dev-a", "p1") && !broker_find(b, "dev-a", "p2"));
+    CHECK(broker_find(b, "dev-a", "on") && broker_find(b, "dev-a", "clean"));
+    CHECK(broker_find(b, "dev-a", "renew") && broker_find(b, "dev-a", "other"));
+    CHECK_EQ_INT(broker_revoked_cert(b, k1), 0);
+    broker_detach(b, s[2], false, 0); /* "on" goes offline: now it goes too */
+    CHECK_EQ_INT(broker_revoked_cert(b, k1), 1);
+    CHECK_EQ_INT(broker_revoked_cert(b, k2), 2); /* renew, other */
+    CHECK_EQ_INT(broker_stats(b)->sessions, 1);  /* clean, still connected */
+    broker_free(b);
+}
+
 /* max_connections_per_identity, and a match block's limit overriding it for its devices. */
 static void test_connections_per_identity(void)
 {
@@ -774,6 +809,7 @@ int main(void)
     test_isolation();
     test_retained_and_will();
     test_untrust();
+    test_revoked_cert();
     test_retained_bytes();
     test_sessions_per_identity();
     test_connections_per_identity();
