@@ -413,11 +413,11 @@ static uint8_t route_publish(struct client *c, const struct mqtt_publish *pub, c
                                broker_next_msg_id(e->broker));
     enum broker_pub_result r = broker_publish_wait(e->broker, c->session, m, now, ticket);
     uint8_t rc = MQTT_RC_SUCCESS;
-    if (r == BROKER_PUB_NOT_RETAINED) {
+    if (r == BROKER_PUB_NOT_RETAINED || r == BROKER_PUB_NOT_DURABLE) {
         rc = MQTT_RC_UNSPECIFIED;
-        log_info("client %s: retained message on %s not stored: the cluster's retained store is "
-                 "unavailable",
-                 c->client_id, m->topic);
+        log_info("client %s: %s on %s not acknowledged: the cluster's %s is unavailable",
+                 c->client_id, r == BROKER_PUB_NOT_DURABLE ? "message" : "retained message",
+                 m->topic, r == BROKER_PUB_NOT_DURABLE ? "message stream" : "retained store");
     } else if (r == BROKER_PUB_DENIED) {
         rc = MQTT_RC_NOT_AUTHORIZED;
         log_debug("client %s: publish to %s denied by the ACL", c->client_id, m->topic);

@@ -47,6 +47,7 @@ struct cluster {
     struct cluster_link route, share;
     struct cluster_kv *kv;         /* retained messages (cluster_kv.c) */
     struct cluster_sess *sess;     /* session ownership (cluster_sess.c) */
+    struct cluster_q *q;           /* durable QoS >= 1 (cluster_q.c), persistence true only */
     natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
     void (*revoked)(void *ctx, const struct envelope_revoke *r);
     void *revoked_ctx;
@@ -121,10 +122,17 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
             "cmq.%s.claim.<session hash>.<epoch>, one message each), takeovers on "
             "cmq.%s.take.<node>\n",
             o->name, o->name, o->name);
-    fprintf(f,
-            "cluster: planned, not created yet: %u JetStream stream(s) CMQ_Q_0..%u for QoS 1/2, "
-            "offline queues, node liveness\n",
-            o->partitions, o->partitions - 1);
+    if (o->durable)
+        fprintf(f,
+                "cluster: QoS 1/2 publishes stored in JetStream stream CMQ_Q_%s (subjects "
+                "cmq.%s.[td].[12].>, %u replica(s), 15 min) before their PUBACK/PUBREC "
+                "(persistence true)\n",
+                o->name, o->name, cluster__replicas(o));
+    else
+        fprintf(f, "cluster: QoS 1/2 publishes acknowledged once this node has them "
+                   "(persistence false: nothing stored in JetStream)\n");
+    fprintf(f, "cluster: planned, not created yet: offline queues in JetStream, node liveness "
+               "and recovery of a dead node's sessions\n");
 }
 
 /* ---- out: local publishes ------------------------------------------------------------------- */
@@ -142,11 +150,11 @@ static unsigned partition(const struct cluster *c, const struct session *from)
     return h % c->o->partitions;
 }
 
-static void on_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+static uint64_t on_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
 {
     struct cluster *c = ctx;
     if (c->stopped)
-        return;
+        return 0;
     int n = subject_from_topic(c->prefix, m->topic, m->topic_len, m->qos, partition(c, from),
                                c->subj, c->subj_cap);
     if (n < 0) {
@@ -154,7 +162,7 @@ static void on_publish(void *ctx, const struct session *from, const struct msg *
             log_warn("cluster: topic of %u bytes is over cluster_max_subject_length %u as a NATS "
                      "subject: delivered on this node only (%llu so far)",
                      m->topic_len, c->o->max_subject, (unsigned long long)c->stats.dropped_long);
-        return;
+        return 0;
     }
     const char *ident = session_identity(from);
     size_t need = envelope_size(m, c->o->node, ident);
@@ -164,7 +172,13 @@ static void on_publish(void *ctx, const struct session *from, const struct msg *
     }
     size_t len = envelope_encode(m, now, c->o->node, ident, c->env, c->env_cap);
     if (!len)
-        return; /* expired meanwhile */
+        return 0;                       /* expired meanwhile */
+    if (c->q && m->qos && !m->retain) { /* retained ones are durable in their bucket */
+        uint64_t t = cluster__q_publish(c->q, c->subj, c->env, len);
+        if (t != CLUSTER_Q_FAILED)
+            c->stats.sent++;
+        return t == CLUSTER_Q_FAILED ? BROKER_TICKET_FAILED : t;
+    }
     natsStatus s = natsConnection_Publish(c->route.nc, c->subj, c->env, (int)len);
     if (s == NATS_OK) {
         c->stats.sent++;
@@ -172,6 +186,7 @@ static void on_publish(void *ctx, const struct session *from, const struct msg *
         log_warn("cluster: cannot send %s to NATS: %s (%llu so far)", m->topic,
                  natsStatus_GetText(s), (unsigned long long)c->stats.send_failed);
     }
+    return 0;
 }
 
 /* ---- interests ------------------------------------------------------------------------------ */
@@ -417,6 +432,8 @@ static void drain(struct cluster *c)
     size_t budget = DRAIN_BUDGET;
     cluster__kv_drain(c->kv, now, &budget);
     cluster__sess_drain(c->sess, &budget);
+    if (c->q)
+        cluster__q_drain(c->q, &budget);
     drain_revocations(c, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
@@ -457,6 +474,8 @@ void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
         cluster__kv_link(c->kv, up);
     if (l == &c->route && c->sess)
         cluster__sess_link(c->sess, up);
+    if (l == &c->route && c->q)
+        cluster__q_link(c->q, up);
 }
 
 static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
@@ -490,6 +509,8 @@ void cluster_set_waiter(struct cluster *c, void (*done)(void *ctx, uint64_t tick
 {
     cluster__kv_set_done(c->kv, done, ctx);
     cluster__sess_set_done(c->sess, done, ctx);
+    if (c->q)
+        cluster__q_set_done(c->q, done, ctx);
 }
 
 /* ---- life ----------------------------------------------------------------------------------- */
@@ -513,6 +534,7 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     c->more.data = c;
     c->kv = cluster__kv_new(loop, b, o, &c->route);
     c->sess = cluster__sess_new(loop, b, o, &c->route);
+    c->q = o->durable ? cluster__q_new(loop, o, &c->route) : NULL;
     return c;
 }
 
@@ -537,6 +559,8 @@ int cluster_connect(struct cluster *c)
     if (c->route.connected) { /* otherwise when the link comes up */
         cluster__kv_link(c->kv, true);
         cluster__sess_link(c->sess, true);
+        if (c->q)
+            cluster__q_link(c->q, true);
     }
     return 0;
 }
@@ -557,6 +581,7 @@ void cluster_stop(struct cluster *c)
     c->revocations = NULL;
     cluster__kv_stop(c->kv);
     cluster__sess_stop(c->sess);
+    cluster__q_stop(c->q);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);
     uv_close((uv_handle_t *)&c->drain, NULL);
@@ -576,6 +601,7 @@ void cluster_free(struct cluster *c)
     cluster__link_release(&c->share);
     cluster__kv_free(c->kv);
     cluster__sess_free(c->sess);
+    cluster__q_free(c->q);
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
@@ -605,5 +631,10 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
     c->stats.takeovers_out = ss->takeovers_out;
     c->stats.handover_timeouts = ss->handover_timeouts;
     c->stats.handover_bad = ss->handover_bad;
+    if (c->q) {
+        c->stats.durable_ready = cluster__q_ready(c->q);
+        c->stats.durable_stored = cluster__q_stats(c->q)->stored;
+        c->stats.durable_failed = cluster__q_stats(c->q)->failed;
+    }
     return &c->stats;
 }

@@ -33,10 +33,11 @@ struct cluster_opts {
     char *tls_ca, *tls_cert, *tls_key;
     uint32_t partitions;        /* cluster_partitions: JetStream streams (later) */
     uint32_t retained_replicas; /* cluster_retained_replicas; 0 = min(3, url_count) */
-    uint32_t drain_s;           /* cluster_drain_timeout: at a stop, how long persistent sessions
-                                   wait here for their devices to claim them elsewhere */
-    uint32_t max_subject;       /* cluster_max_subject_length: bytes, below nats-server's
-                                   max_control_line */
+    bool durable;         /* persistence true: QoS >= 1 acknowledged once JetStream stored it */
+    uint32_t drain_s;     /* cluster_drain_timeout: at a stop, how long persistent sessions
+                             wait here for their devices to claim them elsewhere */
+    uint32_t max_subject; /* cluster_max_subject_length: bytes, below nats-server's
+                             max_control_line */
 };
 
 /* Is cluster mode configured (cluster_nats given)? */
@@ -93,6 +94,9 @@ struct cluster_stats {
     uint64_t sessions_ready;       /* 1 while session ownership works through JetStream */
     uint64_t claims, claims_failed, claim_races, unclaimed;
     uint64_t takeovers_in, takeovers_out, handover_timeouts, handover_bad;
+    uint64_t durable_ready;  /* 1 while the QoS >= 1 stream takes messages (persistence true) */
+    uint64_t durable_stored; /* QoS >= 1 publishes sent to the stream */
+    uint64_t durable_failed; /* ...not acknowledged by it (the publisher was told) */
 };
 const struct cluster_stats *cluster_stats(struct cluster *c);
 

@@ -98,6 +98,25 @@ struct cluster_sess_stats {
     uint64_t handover_timeouts; /* previous owners that did not answer in time */
     uint64_t handover_bad;      /* malformed handovers or takeover requests */
 };
+/* cluster_q.c: QoS >= 1 publishes durable in JetStream before their acknowledgement. */
+struct cluster_q_stats {
+    uint64_t stored, failed;
+};
+#define CLUSTER_Q_FAILED UINT64_MAX
+struct cluster_q;
+struct cluster_q *cluster__q_new(uv_loop_t *loop, const struct cluster_opts *o,
+                                 struct cluster_link *link);
+void cluster__q_set_done(struct cluster_q *q, void (*done)(void *ctx, uint64_t ticket, bool ok),
+                         void *ctx);
+void cluster__q_link(struct cluster_q *q, bool up);
+/* Publish env on subj (a QoS >= 1 subject) through the stream: a ticket, or CLUSTER_Q_FAILED. */
+uint64_t cluster__q_publish(struct cluster_q *q, const char *subj, const void *env, size_t len);
+void cluster__q_drain(struct cluster_q *q, size_t *budget);
+bool cluster__q_ready(const struct cluster_q *q);
+const struct cluster_q_stats *cluster__q_stats(const struct cluster_q *q);
+void cluster__q_stop(struct cluster_q *q);
+void cluster__q_free(struct cluster_q *q);
+
 /* cluster_give.c: handing a session over to the next owner, in two parts (see there). */
 struct cluster_give;
 struct cluster_give *cluster__give_new(uv_loop_t *loop, struct broker *b, struct cluster_link *link,

@@ -504,6 +504,7 @@ static void config__derive(struct config *c)
     c->client.connect.retain_available = c->broker.retain_available;
     c->client.connect.persistent_client_expiration = c->broker.persistent_client_expiration;
     c->conn.max_backlog = CONFIG__CONN_BACKLOG;
+    c->cluster.durable = c->persistence; /* the same contract cluster-wide: durable, then acked */
 }
 
 static int config__done(struct config__parser *p, const char *main_file, bool read_ok)

@@ -103,7 +103,8 @@ static const struct reason_info table[REASON_COUNT] = {
     [REASON_SHUTDOWN] = {0, MQTT_RC_SERVER_SHUTTING_DOWN, false, "server shutting down",
                          "shutdown"},
     [REASON_RETAIN_UNAVAILABLE] = {0, MQTT_RC_UNSPECIFIED, false,
-                                   "the cluster's retained store is unavailable",
+                                   "the cluster could not store a QoS >= 1 publish (its "
+                                   "retained store or message stream is unavailable)",
                                    "retain_unavailable"},
     [REASON_PUBLISH_RATE] = {0, MQTT_RC_MESSAGE_RATE_TOO_HIGH, false,
                              "publish rate over this identity's limit "

@@ -58,7 +58,7 @@ enum reason {
     REASON_PACKET_TIMEOUT,     /* a packet started but not finished within packet_timeout */
     REASON_TAKEN_OVER,         /* another connection attached to the session */
     REASON_SHUTDOWN,           /* the server stops */
-    REASON_RETAIN_UNAVAILABLE, /* 3.1.1: a retained QoS >= 1 publish the cluster could not store */
+    REASON_RETAIN_UNAVAILABLE, /* 3.1.1: a QoS >= 1 publish the cluster could not store */
     REASON_PUBLISH_RATE,       /* max_publish_rate_per_identity exceeded (3.1.1, or disconnect) */
     REASON_PUBLISH_BYTE_RATE,  /* max_publish_byte_rate_per_identity exceeded */
     REASON_COUNT

@@ -659,7 +659,11 @@ enum broker_pub_result broker_publish_wait(struct broker *b, struct session *fro
     size_t delivered = deliver_collected(b, m);
     /* Other nodes' subscribers are unknown here: a message sent on counts as matched. */
     if (from && b->cluster.publish) {
-        b->cluster.publish(b->cluster.ctx, from, m, now);
+        uint64_t t = b->cluster.publish(b->cluster.ctx, from, m, now);
+        if (t == BROKER_TICKET_FAILED)
+            return BROKER_PUB_NOT_DURABLE;
+        if (t && !*ticket)
+            *ticket = t;
         return r;
     }
     return r != BROKER_PUB_OK || delivered ? r : BROKER_PUB_NO_MATCH;

@@ -72,8 +72,10 @@ struct broker_cluster {
     void *ctx;
     /* A message from a local client passed every check and was routed locally: send it to
      * the other nodes. Not called for the broker's own messages ($SYS) nor for messages that
-     * came from another node. */
-    void (*publish)(void *ctx, const struct session *from, const struct msg *m, int64_t now);
+     * came from another node. Returns a ticket (> 0) when the publisher's acknowledgement is to
+     * wait until the cluster has made m durable, BROKER_TICKET_FAILED when it cannot now, 0
+     * when there is nothing to wait for. */
+    uint64_t (*publish)(void *ctx, const struct session *from, const struct msg *m, int64_t now);
     /* A filter (group NULL) gained its first / lost its last non-shared subscriber on this
      * node, or a shared group on a filter its first / last member (add tells which). */
     void (*interest)(void *ctx, const char *filter, size_t flen, const char *group, size_t glen,
@@ -103,6 +105,7 @@ struct broker_cluster {
     void (*claimed)(void *ctx, struct session *s, uint64_t ticket);
 };
 #define BROKER_CLAIM_REFUSED UINT64_MAX
+#define BROKER_TICKET_FAILED UINT64_MAX
 
 /* A certificate as the revocation paths name it: SHA-256 of the issuer's DER name, the serial's
  * length, the serial zero-padded to 32 bytes (tls_cert_id_key). */
@@ -216,6 +219,7 @@ enum broker_pub_result {
     BROKER_PUB_DENIED = 1,
     BROKER_PUB_NO_MATCH = 2,
     BROKER_PUB_NOT_RETAINED = 3, /* delivered, but the cluster's retained store is unavailable */
+    BROKER_PUB_NOT_DURABLE = 4,  /* delivered here, but the cluster could not store it */
 };
 /* Route m (the caller keeps its reference). from = publishing session or NULL for the broker's
  * own messages ($SYS). */

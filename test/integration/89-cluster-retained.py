@@ -147,7 +147,7 @@ def test_v5_refused_when_jetstream_gone():
     n1.log_wait(r"JetStream unreachable", 15)
     info = c.c.publish("ret/gone", b"x", 1, True)
     wait_for(lambda: info.mid in c.acks, 5, "an answer to the retained publish")
-    n1.log_wait(r"retained message on ret/gone not stored", 5)
+    n1.log_wait(r"retained message on ret/gone not acknowledged", 5)
     c.disconnect()
 
 

@@ -76,7 +76,7 @@ class NatsServer:
 class Cluster:
     """3 NATS servers; nodes are certmq brokers made with h.broker (so the harness stops them)."""
 
-    def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None):
+    def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None, node_extra=None):
         self.h = h
         for attempt in range(4):  # tests run in parallel: a chosen port can be taken meanwhile
             ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
@@ -93,6 +93,7 @@ class Cluster:
         wait_for(lambda: all(s.get("routez")["num_routes"] >= 2 for s in self.nats), 15, "NATS routes")
         self.ports, self.pki, self.acl, self.extra = ports, pki, acl, extra
         self.crlfiles = crlfiles  # per node: its own CRL files (None: the PKI's CRL for all)
+        self.node_extra = node_extra  # per node: node_extra(i) is added to node i's config
         self.nodes = []
         for i in range(nodes):
             self.add_node()
@@ -104,7 +105,9 @@ class Cluster:
         urls = " ".join("nats://127.0.0.1:%d" % self.ports[(i + k) % 3][0] for k in range(3))
         b = self.h.broker(self.pki, acl=self.acl,
                           extra="cluster_name test\nnode_name node%d\ncluster_nats %s\n"
-                          "cluster_max_subject_length %d\n%s" % (i + 1, urls, MAX_SUBJECT, self.extra),
+                          "cluster_max_subject_length %d\n%s%s" % (
+                              i + 1, urls, MAX_SUBJECT, self.extra,
+                              self.node_extra(i) if self.node_extra else ""),
                           crlfiles=self.crlfiles[i] if self.crlfiles else None)
         b.log_wait(r"routing link connected", 10)
         b.log_wait(r"shared link connected", 10)

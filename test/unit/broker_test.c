@@ -667,9 +667,10 @@ struct cluster_log {
     char last[64];
 };
 
-static void cl_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
+static uint64_t cl_publish(void *ctx, const struct session *from, const struct msg *m, int64_t now)
 {
     ((struct cluster_log *)ctx)->published++;
+    return 0;
 }
 
 static void cl_interest(void *ctx, const char *f, size_t flen, const char *g, size_t glen, bool add)
