@@ -5,6 +5,7 @@ directory and generated PKI, drives it with real clients (paho, mosquitto_pub/su
 sockets with hand-built MQTT packets — never the broker's own codec), and stops everything it
 started by PID. Run one test: CERTMQ_BIN=build/certmq /usr/bin/python3 test/integration/10-...py
 """
+import atexit
 import os
 import re
 import shutil
@@ -324,6 +325,9 @@ class Harness:
         self.failed = 0
         signal.signal(signal.SIGALRM, self._timeout)
         signal.alarm(TEST_TIMEOUT)
+        # A test whose set-up fails before run() (a missing binary, a port taken) must not leave
+        # the servers it already started behind.
+        atexit.register(self._kill_all)
 
     def _timeout(self, *a):
         self._kill_all()
