@@ -137,6 +137,12 @@ void cluster__give_stop(struct cluster_give *g);            /* closes its timer 
 void cluster__give_free(struct cluster_give *g);
 
 struct cluster_sess;
+/* A session's key in subjects: 32 hex digits of SHA-256(identity NUL client id). */
+void cluster__session_key(const char *identity, const char *client_id, char out[33]);
+/* A direct get's answer for the last claim of key: 1 with *epoch and node (the claimer), 0
+ * when the key has none, -1 when it is not a valid answer. */
+int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64_t *epoch,
+                        char node[64]);
 struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
                                        const struct cluster_opts *o, struct cluster_link *link);
 const char *cluster__sess_stream(const struct cluster_sess *s);

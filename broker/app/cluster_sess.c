@@ -114,7 +114,7 @@ static uint64_t now_ms(const struct cluster_sess *s)
     return uv_now(s->loop);
 }
 
-static void key_of(const char *identity, const char *client_id, char out[33])
+void cluster__session_key(const char *identity, const char *client_id, char out[33])
 {
     size_t il = strlen(identity), cl = strlen(client_id);
     uint8_t *in = xmalloc(il + 1 + cl), h[32];
@@ -252,7 +252,7 @@ uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const
     memcpy(c->client_id, client_id, cl + 1);
     c->attrs = certattrs_dup(attrs);
     c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
-    key_of(identity, client_id, c->key);
+    cluster__session_key(identity, client_id, c->key);
     struct claim *older;
     HASH_FIND(hk, s->by_key, c->key, strlen(c->key), older);
     if (older) { /* the same device twice on this node: the newer CONNECT is the one to serve */
@@ -297,36 +297,39 @@ static void ask_create(struct cluster_sess *s, struct claim *c, uint64_t last)
         fail(s, c, "NATS refused the request");
 }
 
+int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64_t *epoch,
+                        char node[64])
+{
+    const char *status = NULL, *subj = NULL;
+    if (natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status)
+        return strcmp(status, "404") == 0 ? 0 : -1; /* 503: no stream (yet), 408: ... */
+    const char *data = natsMsg_GetData(nm);
+    int dlen = natsMsg_GetDataLength(nm);
+    size_t pl = strlen(prefix) + strlen(".claim.") + 32 + 1;
+    if (natsMsgHeader_Get(nm, "Nats-Subject", &subj) != NATS_OK || !subj || strlen(subj) <= pl ||
+        strncmp(subj + strlen(prefix) + 7, key, 32) != 0 || !node_name_ok(data, (size_t)dlen))
+        return -1;
+    char *end;
+    uint64_t last = strtoull(subj + pl, &end, 10);
+    if (*end || !last || last >= UINT64_MAX - 1)
+        return -1;
+    memcpy(node, data, (size_t)dlen);
+    node[dlen] = '\0';
+    *epoch = last;
+    return 1;
+}
+
 /* The key's last claim: its epoch from the subject, its node from the data. */
 static void on_last(struct cluster_sess *s, struct claim *c, natsMsg *nm)
 {
-    const char *status = NULL, *subj = NULL;
-    if (natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status) {
-        if (strcmp(status, "404") != 0) { /* 503: no stream (yet), 408: ... */
-            fail(s, c, "JetStream did not answer the session lookup");
-            return;
-        }
+    uint64_t last = 0;
+    int r = cluster__last_claim(nm, s->prefix, c->key, &last, c->prev);
+    if (r < 0) {
+        fail(s, c, "no valid answer from JetStream to the session lookup");
+        return;
+    }
+    if (r == 0)
         c->prev[0] = '\0';
-        ask_create(s, c, 0);
-        return;
-    }
-    const char *data = natsMsg_GetData(nm);
-    int dlen = natsMsg_GetDataLength(nm);
-    size_t pl = strlen(s->prefix) + strlen(".claim.") + 32 + 1;
-    char *end;
-    if (natsMsgHeader_Get(nm, "Nats-Subject", &subj) != NATS_OK || !subj || strlen(subj) <= pl ||
-        strncmp(subj + strlen(s->prefix) + 7, c->key, 32) != 0 ||
-        !node_name_ok(data, (size_t)dlen)) {
-        fail(s, c, "a malformed session record in JetStream");
-        return;
-    }
-    uint64_t last = strtoull(subj + pl, &end, 10);
-    if (*end || !last || last >= UINT64_MAX - 1) {
-        fail(s, c, "a malformed session record in JetStream");
-        return;
-    }
-    memcpy(c->prev, data, (size_t)dlen);
-    c->prev[dlen] = '\0';
     ask_create(s, c, last);
 }
 
@@ -573,7 +576,7 @@ static void on_take(struct cluster_sess *s, natsMsg *nm)
     }
     int64_t now = (int64_t)now_ms(s);
     char key[33];
-    key_of(t.id, t.cid, key);
+    cluster__session_key(t.id, t.cid, key);
     if (t.op == 'F') {
         cluster__give_finish(s->give, key, t.epoch, t.index, reply, now);
         goto out;
