@@ -104,6 +104,8 @@ static void park_sweep(uv_timer_t *t)
         if (c->io_gen != e->gen && streaming && tls_conn_park(c->tls)) {
             unmark_active(c);
             e->stats.parked++;
+            if (c->user_ready && c->cbs->on_idle)
+                c->cbs->on_idle(c->ud, c);
         } else if (c->io_gen != e->gen && !streaming)
             unmark_active(c);
         c = next;
@@ -484,7 +486,10 @@ static void release(struct conn *c)
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
-    release(req->data);
+    (void)status;
+    struct conn *c = req->data;
+    free(req);
+    release(c);
 }
 
 static void notify_user(struct conn *c)
@@ -517,10 +522,14 @@ void conn__finish_close(struct conn *c, bool graceful)
     /* uv_shutdown waits for queued writes (close_notify, last packets); the timer bounds it. */
     c->deadline = NULL;
     uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
-    c->shut.data = c;
+    /* Allocated here, not in struct conn: only a closing connection needs one. */
+    uv_shutdown_t *shut = xmalloc(sizeof(*shut));
+    shut->data = c;
     c->shutting = true;
-    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
+    if (uv_shutdown(shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+        free(shut);
         release(c);
+    }
 }
 
 void conn__begin_ending(struct conn *c)

@@ -76,7 +76,6 @@ struct conn {
     struct conn_env *env;
     uv_tcp_t tcp;
     uv_timer_t timer;
-    uv_shutdown_t shut;
     struct tls_conn *tls; /* NULL while C_HELLO: made when the ClientHello is complete */
     struct tls_ctx *ctx;
     struct buf hello; /* C_HELLO: a ClientHello that came in pieces (< TLS_HELLO_MAX bytes) */
