@@ -462,6 +462,7 @@ static void handle_closed(uv_handle_t *h)
     struct conn_env *e = c->env;
     HASH_DEL(e->by_id, c);
     conn__cert_unindex(c);
+    conn__addr_free(c);
     if (c->counted && --c->counted->n == 0) {
         HASH_DEL(e->per_ip, c->counted);
         free(c->counted);

@@ -456,6 +456,15 @@ static void admission_closing(struct conn *c)
 /* The address every log line, per-address limit and plugin sees: c->ip and c->addr from raw
  * network-order bytes. Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know
  * them as a.b.c.d. */
+static const char unknown_addr[] = "?";
+
+void conn__addr_free(struct conn *c)
+{
+    if (c->addr != unknown_addr)
+        free((char *)c->addr);
+    c->addr = c->ip = unknown_addr;
+}
+
 static void set_addr(struct conn *c, const uint8_t *ip, size_t len, uint16_t port)
 {
     static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -463,8 +472,16 @@ static void set_addr(struct conn *c, const uint8_t *ip, size_t len, uint16_t por
         ip += sizeof(v4_mapped);
         len = 4;
     }
-    inet_ntop(len == 4 ? AF_INET : AF_INET6, ip, c->ip, sizeof(c->ip));
-    snprintf(c->addr, sizeof(c->addr), len == 4 ? "%s:%u" : "[%s]:%u", c->ip, port);
+    char ipbuf[CONN_IP_MAX], addr[CONN_ADDR_MAX];
+    inet_ntop(len == 4 ? AF_INET : AF_INET6, ip, ipbuf, sizeof(ipbuf));
+    int n = snprintf(addr, sizeof(addr), len == 4 ? "%s:%u" : "[%s]:%u", ipbuf, port);
+    size_t alen = (size_t)n + 1, ilen = strlen(ipbuf) + 1;
+    char *m = xmalloc(alen + ilen);
+    memcpy(m, addr, alen);
+    memcpy(m + alen, ipbuf, ilen);
+    conn__addr_free(c);
+    c->addr = m;
+    c->ip = m + alen;
 }
 
 /* The socket's peer as bytes (4 or 16 in ip, *len), or false when the kernel does not say. */
@@ -610,7 +627,7 @@ static int proxy_input(struct conn *c, const uint8_t *p, size_t n)
         return -1;
     }
     char proxy[CONN_ADDR_MAX];
-    memcpy(proxy, c->addr, sizeof(proxy));
+    snprintf(proxy, sizeof(proxy), "%s", c->addr);
     set_addr(c, h.src.ip, h.src.len, h.src.port);
     c->env->stats.proxied++;
     log_debug("%s: connection via proxy %s", c->addr, proxy);
@@ -742,8 +759,7 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     c->handles = 3;
     e->holds++; /* until handle_closed frees c */
     uv_tcp_nodelay(&c->tcp, 1);
-    strcpy(c->addr, "?");
-    strcpy(c->ip, "?");
+    c->addr = c->ip = unknown_addr;
     c->ctx = tls_ctx_ref(ctx); /* the TLS engine itself waits for the ClientHello */
     c->id = ++e->next_id;
     HASH_ADD(hh, e->by_id, id, sizeof(c->id), c);

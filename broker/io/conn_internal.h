@@ -119,8 +119,9 @@ struct conn {
     struct ip_count *counted; /* this connection's entry in env->per_ip */
     bool pending;             /* counted in counted->pending: no conn_settle() yet */
     bool await_proxy;         /* C_HELLO: its PROXY v2 header is still to come */
-    char addr[CONN_ADDR_MAX];
-    char ip[CONN_IP_MAX];
+    /* "ip:port" and "ip" for logs, limits and plugins: "?" until known, then exact-length
+     * copies in one allocation (fixed arrays cost every connection ~110 bytes). */
+    const char *addr, *ip;
 };
 
 /* Connections per peer address, for max_connections_per_ip (n: until freed) and
@@ -186,6 +187,8 @@ void conn__stream_init(struct conn_env *e);
 void conn__env_drop(struct conn_env *e);
 /* The connection is being freed: out of the by-certificate index (conn_handshake.c). */
 void conn__cert_unindex(struct conn *c);
+/* Frees c->addr and c->ip (conn_handshake.c). */
+void conn__addr_free(struct conn *c);
 /* Closes the stream side's two env handles with cb. */
 void conn__stream_close(struct conn_env *e, uv_close_cb cb);
 void conn__update_reading(struct conn *c);
