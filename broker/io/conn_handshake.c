@@ -754,9 +754,7 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     }
     uv_timer_init(e->loop, &c->timer);
     c->timer.data = c;
-    uv_timer_init(e->loop, &c->cert_timer);
-    c->cert_timer.data = c;
-    c->handles = 3;
+    c->handles = 2;
     e->holds++; /* until handle_closed frees c */
     uv_tcp_nodelay(&c->tcp, 1);
     c->addr = c->ip = unknown_addr;
@@ -775,9 +773,8 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
 /* ---- trust verdicts -------------------------------------------------------------------------- */
 
 /* The peer's chain expires while connected: a verdict like a revocation. */
-static void cert_expired(uv_timer_t *t)
+void conn__cert_due(struct conn *c)
 {
-    struct conn *c = t->data;
     const struct tls_peer *p = tls_conn_peer(c->tls);
     int64_t now = (int64_t)time(NULL);
     if (p->not_after > now) {
@@ -802,7 +799,7 @@ static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
     /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
     int64_t ms =
         left <= 0 ? 0 : (left > SECONDS_PER_DAY ? SECONDS_PER_DAY * 1000 : left * 1000 + 1);
-    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
+    conn__cert_timer(c, (uint64_t)ms);
 }
 
 static enum tls_reject reject_for(enum reason why)

@@ -86,7 +86,10 @@ struct conn {
     UT_hash_handle hh;                  /* env->by_id */
     struct conn_cert *cert;             /* env->by_cert, once open: its leaf certificate */
     struct conn *cert_next, *cert_prev; /* the other open connections with that certificate */
-    uv_timer_t cert_timer;              /* fires when the peer's certificate chain expires */
+    /* The timer's two jobs, in loop time (ms, 0 = none): the state's deadline or the user's
+     * timer, and the next look at the peer's certificate expiry. One uv_timer_t set for the
+     * earlier of them: a second handle cost every connection 152 bytes. */
+    uint64_t due, cert_due;
     const struct conn_ops *ops;
     void *tp_ctx;       /* the transport's per-listener context (the ws_ctx) */
     void *tp;           /* the transport's per-connection state (the ws_conn) */
@@ -198,6 +201,9 @@ void conn__flush_out(struct conn *c);
 void conn__pump(struct conn *c);
 /* Arm the connection's timer with an internal deadline: fn(c) after ms. */
 void conn__deadline(struct conn *c, uint64_t ms, void (*fn)(struct conn *c));
+/* The next look at the certificate's expiry in ms (0: none); it calls conn__cert_due(). */
+void conn__cert_timer(struct conn *c, uint64_t ms);
+void conn__cert_due(struct conn *c); /* conn_handshake.c */
 /* The transport is ready: the user gets on_ready and owns the timer from now on. */
 void conn__user_ready(struct conn *c);
 /* Output grew: stop reading the peer while the backlog is over the limit. */
