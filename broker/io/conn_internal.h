@@ -192,6 +192,15 @@ void conn__env_drop(struct conn_env *e);
 void conn__cert_unindex(struct conn *c);
 /* Frees c->addr and c->ip (conn_handshake.c). */
 void conn__addr_free(struct conn *c);
+/* Refuses c before it opened: counted, logged once with what is known of the peer, closed
+ * (conn_handshake.c). */
+void conn__refuse(struct conn *c, enum tls_reject why, const char *detail);
+/* conn_trust.c: index an opening connection under its leaf certificate, and arm the look at
+ * its chain's expiry (warning when it is near). */
+void conn__cert_index(struct conn *c, const struct tls_peer *peer);
+void conn__arm_cert_timer(struct conn *c, const struct tls_peer *p);
+/* Which certificate a CRL revokes ("an issuing CA certificate was revoked" and the like). */
+#define REVOKED_WHY_MAX 96
 /* Closes the stream side's two env handles with cb. */
 void conn__stream_close(struct conn_env *e, uv_close_cb cb);
 void conn__update_reading(struct conn *c);
