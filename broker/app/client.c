@@ -142,6 +142,16 @@ void client_untrust(struct client *c, enum reason why, const char *detail)
 }
 
 /* Every trust verdict (CRL reload, plugin, expiry) arrives here through conn_untrust. */
+/* An active client keeps up to 1 KB of output buffer between writes (client__on_writable); an
+ * idle one gives it back (~270 bytes per idle connection after its CONNACK). */
+static void on_idle(void *ud, struct conn *conn)
+{
+    (void)conn;
+    struct client *c = ud;
+    buf_shrink(&c->out, 0);
+    buf_shrink(&c->in, 0);
+}
+
 static void on_untrusted(void *ud, struct conn *conn, enum reason why, const char *detail)
 {
     client_untrust(ud, why, detail);
@@ -777,4 +787,5 @@ const struct conn_cbs client_conn_cbs = {
     .on_writable = client__on_writable,
     .on_close = on_close,
     .on_untrusted = on_untrusted,
+    .on_idle = on_idle,
 };

@@ -32,6 +32,8 @@ struct certattrs *certattrs_add(struct certattrs *a, enum certattr k, const void
 {
     if (!a)
         a = certattrs_new();
+    if (a->refs)
+        abort(); /* the other holders would see it change, or keep a freed pointer */
     if (a->seen[k] < UINT8_MAX)
         a->seen[k]++;
     if (a->kept[k] >= CERTATTR_MAX_VALUES || len > CERTATTR_MAX_LEN)
@@ -51,11 +53,18 @@ struct certattrs *certattrs_add(struct certattrs *a, enum certattr k, const void
 
 struct certattrs *certattrs_dup(const struct certattrs *a)
 {
-    return a ? xmemdup(a, sizeof(*a) + a->bytes) : NULL;
+    struct certattrs *m = (struct certattrs *)a; /* every set is heap-allocated, only refs moves */
+    if (m)
+        m->refs++;
+    return m;
 }
 
 void certattrs_free(struct certattrs *a)
 {
+    if (a && a->refs) {
+        a->refs--;
+        return;
+    }
     free(a);
 }
 

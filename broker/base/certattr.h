@@ -33,6 +33,7 @@ enum certattr {
 /* One allocation: a small header and the kept values, each [attr, len (2 bytes), bytes, NUL]. */
 struct certattrs {
     uint32_t bytes;               /* used in data[] */
+    uint32_t refs;                /* holders beyond the first (certattrs_dup) */
     uint8_t seen[CERTATTR_COUNT]; /* values in the certificate, kept or not (saturates) */
     uint8_t kept[CERTATTR_COUNT]; /* values in data[] */
     unsigned char data[];
@@ -48,6 +49,8 @@ struct certattrs *certattrs_new(void);
 /* Adds one value of k (a may be NULL: a new set is made); returns the possibly moved set.
  * A value beyond the bounds is counted but not kept. */
 struct certattrs *certattrs_add(struct certattrs *a, enum certattr k, const void *p, size_t len);
+/* Another holder of the same set (a connection and its session share one, ~100 bytes each
+ * otherwise): each holder calls certattrs_free(). A shared set must not be added to. */
 struct certattrs *certattrs_dup(const struct certattrs *a);
 void certattrs_free(struct certattrs *a);
 

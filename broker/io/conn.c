@@ -104,6 +104,8 @@ static void park_sweep(uv_timer_t *t)
         if (c->io_gen != e->gen && streaming && tls_conn_park(c->tls)) {
             unmark_active(c);
             e->stats.parked++;
+            if (c->user_ready && c->cbs->on_idle)
+                c->cbs->on_idle(c->ud, c);
         } else if (c->io_gen != e->gen && !streaming)
             unmark_active(c);
         c = next;
@@ -385,9 +387,52 @@ static void flush_list_run(uv_check_t *h)
 
 /* ---- the timer and reading the stream -------------------------------------------------------- */
 
+static void timer_arm(struct conn *c)
+{
+    uint64_t next = c->due;
+    if (c->cert_due && (!next || c->cert_due < next))
+        next = c->cert_due;
+    if (!next) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = uv_now(c->env->loop);
+    uv_timer_start(&c->timer, timer_fire, next > now ? next - now : 0, 0);
+}
+
+static void timer_set(struct conn *c, uint64_t ms)
+{
+    c->due = uv_now(c->env->loop) + ms;
+    if (!c->due)
+        c->due = 1;
+    timer_arm(c);
+}
+
+void conn__cert_timer(struct conn *c, uint64_t ms)
+{
+    c->cert_due = uv_now(c->env->loop) + ms;
+    if (!c->cert_due)
+        c->cert_due = 1;
+    timer_arm(c);
+}
+
 static void timer_fire(uv_timer_t *t)
 {
     struct conn *c = t->data;
+    uint64_t now = uv_now(c->env->loop);
+    if (c->cert_due && c->cert_due <= now) {
+        c->cert_due = 0;
+        conn__cert_due(c); /* may re-arm it, or close c (which sets c->due) */
+    }
+    if (!c->due || c->due > now) {
+        if (!c->released)
+            timer_arm(c);
+        return;
+    }
+    c->due = 0;
+    /* What runs below re-arms its own deadline; the certificate's stays in force. */
+    if (c->cert_due)
+        timer_arm(c);
     if (c->state == C_CLOSING) {
         release(c); /* the peer never drained its output: stop waiting */
         return;
@@ -409,7 +454,7 @@ static void timer_fire(uv_timer_t *t)
 void conn__deadline(struct conn *c, uint64_t ms, void (*fn)(struct conn *c))
 {
     c->deadline = fn;
-    uv_timer_start(&c->timer, timer_fire, ms, 0);
+    timer_set(c, ms);
 }
 
 void conn_timer(struct conn *c, uint64_t ms, void (*cb)(void *ud, struct conn *c))
@@ -418,12 +463,13 @@ void conn_timer(struct conn *c, uint64_t ms, void (*cb)(void *ud, struct conn *c
         return;
     c->deadline = NULL;
     c->timer_cb = cb;
-    uv_timer_start(&c->timer, timer_fire, ms, 0);
+    timer_set(c, ms);
 }
 
 void conn__user_ready(struct conn *c)
 {
-    uv_timer_stop(&c->timer);
+    c->due = 0;
+    timer_arm(c);
     c->deadline = NULL;
     c->user_ready = true;
     c->cbs->on_ready(c->ud, c);
@@ -460,6 +506,7 @@ static void handle_closed(uv_handle_t *h)
     struct conn_env *e = c->env;
     HASH_DEL(e->by_id, c);
     conn__cert_unindex(c);
+    conn__addr_free(c);
     if (c->counted && --c->counted->n == 0) {
         HASH_DEL(e->per_ip, c->counted);
         free(c->counted);
@@ -479,12 +526,14 @@ static void release(struct conn *c)
     unmark_active(c);
     uv_close((uv_handle_t *)&c->tcp, handle_closed);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
-    uv_close((uv_handle_t *)&c->cert_timer, handle_closed);
 }
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
-    release(req->data);
+    (void)status;
+    struct conn *c = req->data;
+    free(req);
+    release(c);
 }
 
 static void notify_user(struct conn *c)
@@ -505,7 +554,7 @@ void conn__finish_close(struct conn *c, bool graceful)
         c->env->stats.open--;
     c->env->admission->closing(c);
     c->state = C_CLOSING;
-    uv_timer_stop(&c->cert_timer);
+    c->cert_due = 0;
     if (c->ops->release)
         c->ops->release(c);
     conn__update_reading(c);
@@ -516,11 +565,15 @@ void conn__finish_close(struct conn *c, bool graceful)
         notify_user(c);
     /* uv_shutdown waits for queued writes (close_notify, last packets); the timer bounds it. */
     c->deadline = NULL;
-    uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
-    c->shut.data = c;
+    timer_set(c, CLOSE_GRACE_MS);
+    /* Allocated here, not in struct conn: only a closing connection needs one. */
+    uv_shutdown_t *shut = xmalloc(sizeof(*shut));
+    shut->data = c;
     c->shutting = true;
-    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0)
+    if (uv_shutdown(shut, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+        free(shut);
         release(c);
+    }
 }
 
 void conn__begin_ending(struct conn *c)
@@ -529,7 +582,7 @@ void conn__begin_ending(struct conn *c)
     c->env->stats.open--;
     notify_user(c);
     c->deadline = NULL;
-    uv_timer_start(&c->timer, timer_fire, CLOSE_GRACE_MS, 0);
+    timer_set(c, CLOSE_GRACE_MS);
 }
 
 void conn__start_close(struct conn *c, bool graceful)

@@ -37,6 +37,10 @@ struct conn_cbs {
      * reload, plugin) or expired. detail is the text to log. The user ends the session
      * (conn_close) without trusting anything more the peer sent. */
     void (*on_untrusted)(void *ud, struct conn *c, enum reason why, const char *detail);
+    /* Optional: no I/O for a while (the TLS record buffers were just given back); the user may
+     * free what it keeps for a busy connection. Called from the loop, not from another
+     * callback of this conn. */
+    void (*on_idle)(void *ud, struct conn *c);
 };
 
 /* A certificate check beyond the TLS policy (plugins). It runs after the handshake and before

@@ -7,8 +7,8 @@
  * advance
  * one Mbed TLS state at a time within a CPU budget per loop turn (deferred, unread, beyond it),
  * then go through the certificate checker (plugins) before the transport opens and application
- * data may flow. Afterwards the verdicts on a connected peer (CRL reload, plugin, expiry) all go
- * through conn_untrust. This file drives conn.c's stream; conn.c reaches back only through the
+ * data may flow. The verdicts on a connected peer afterwards (CRL reload, plugin, expiry) are
+ * conn_trust.c's. This file drives conn.c's stream; conn.c reaches back only through the
  * conn_admission table given in conn_env_new. */
 #include "conn_internal.h"
 
@@ -23,15 +23,10 @@
 #include <string.h>
 #include <time.h>
 
-#define SECONDS_PER_DAY 86400
-#define SECONDS_PER_HOUR 3600
-/* Which certificate a CRL revokes ("an issuing CA certificate was revoked" and the like). */
-#define REVOKED_WHY_MAX 96
 /* A checker's refusal reason (a plugin's text, e.g. an OCSP responder's answer). */
 #define CHECK_WHY_MAX 160
 
 static void open_ready(struct conn *c);
-static void arm_cert_timer(struct conn *c, const struct tls_peer *p);
 static void undefer(struct conn *c);
 static void handshake_step(struct conn *c);
 static void leave_handshake(struct conn *c);
@@ -225,7 +220,7 @@ static void run_deferred(uv_idle_t *h)
 }
 
 /* Refuse a connection before OPEN: counted, logged once with what is known of the peer. */
-static void refuse(struct conn *c, enum tls_reject why, const char *detail)
+void conn__refuse(struct conn *c, enum tls_reject why, const char *detail)
 {
     c->env->stats.refused++;
     c->env->stats.refused_by[why]++;
@@ -258,7 +253,8 @@ static void handshake_done(struct conn *c)
     const struct tls_peer *peer = tls_conn_peer(c->tls);
     char why[REVOKED_WHY_MAX];
     if (*c->ctx_slot != c->ctx && tls_ctx_peer_revoked(*c->ctx_slot, peer, why, sizeof(why))) {
-        refuse(c, TLS_REJECT_REVOKED, why); /* the CRLs were reloaded while this handshake ran */
+        conn__refuse(c, TLS_REJECT_REVOKED,
+                     why); /* the CRLs were reloaded while this handshake ran */
         return;
     }
     leave_handshake(c);
@@ -345,7 +341,7 @@ static void check_finish(struct conn *c, bool allow, const char *why)
 {
     leave_checking(c);
     if (!allow) {
-        refuse(c, TLS_REJECT_PLUGIN, why && *why ? why : "denied");
+        conn__refuse(c, TLS_REJECT_PLUGIN, why && *why ? why : "denied");
         return;
     }
     open_ready(c);
@@ -360,66 +356,12 @@ void conn_check_done(struct conn *c, bool allow, const char *why)
         conn__pump(c); /* bytes that came with the handshake's last flight */
 }
 
-/* Index c under its leaf certificate (conn_env_untrust_cert). */
-static void cert_index(struct conn *c, const struct tls_peer *peer)
-{
-    if (!peer->chain_len)
-        return;
-    uint8_t key[CONN_CERT_KEY];
-    tls_cert_id_key(&peer->chain[0], key);
-    struct conn_env *e = c->env;
-    struct conn_cert *cc;
-    HASH_FIND(hh, e->by_cert, key, CONN_CERT_KEY, cc);
-    if (!cc) {
-        cc = xcalloc(1, sizeof(*cc));
-        memcpy(cc->key, key, CONN_CERT_KEY);
-        HASH_ADD(hh, e->by_cert, key, CONN_CERT_KEY, cc);
-    }
-    c->cert = cc;
-    c->cert_next = cc->head;
-    if (cc->head)
-        cc->head->cert_prev = c;
-    cc->head = c;
-}
-
-void conn__cert_unindex(struct conn *c)
-{
-    struct conn_cert *cc = c->cert;
-    if (!cc)
-        return;
-    if (c->cert_prev)
-        c->cert_prev->cert_next = c->cert_next;
-    else
-        cc->head = c->cert_next;
-    if (c->cert_next)
-        c->cert_next->cert_prev = c->cert_prev;
-    c->cert = NULL;
-    if (!cc->head) {
-        HASH_DEL(c->env->by_cert, cc);
-        free(cc);
-    }
-}
-
-size_t conn_env_untrust_cert(struct conn_env *e, const struct tls_cert_id *id, enum reason why,
-                             const char *detail)
-{
-    uint8_t key[CONN_CERT_KEY];
-    tls_cert_id_key(id, key);
-    struct conn_cert *cc;
-    HASH_FIND(hh, e->by_cert, key, CONN_CERT_KEY, cc);
-    size_t n = 0;
-    /* conn_untrust never frees (that waits for the handles' close callbacks): the list holds. */
-    for (struct conn *c = cc ? cc->head : NULL; c; c = c->cert_next, n++)
-        conn_untrust(c, why, detail);
-    return n;
-}
-
 /* Every certificate check passed: the transport opens, application data may flow. */
 static void open_ready(struct conn *c)
 {
     const struct tls_peer *peer = tls_conn_peer(c->tls);
-    arm_cert_timer(c, peer);
-    cert_index(c, peer);
+    conn__arm_cert_timer(c, peer);
+    conn__cert_index(c, peer);
     c->state = C_OPEN;
     c->env->stats.handshakes++;
     if (peer->resumed)
@@ -456,6 +398,15 @@ static void admission_closing(struct conn *c)
 /* The address every log line, per-address limit and plugin sees: c->ip and c->addr from raw
  * network-order bytes. Dual-stack listeners see IPv4 peers as ::ffff:a.b.c.d; operators know
  * them as a.b.c.d. */
+static const char unknown_addr[] = "?";
+
+void conn__addr_free(struct conn *c)
+{
+    if (c->addr != unknown_addr)
+        free((char *)c->addr);
+    c->addr = c->ip = unknown_addr;
+}
+
 static void set_addr(struct conn *c, const uint8_t *ip, size_t len, uint16_t port)
 {
     static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -463,8 +414,16 @@ static void set_addr(struct conn *c, const uint8_t *ip, size_t len, uint16_t por
         ip += sizeof(v4_mapped);
         len = 4;
     }
-    inet_ntop(len == 4 ? AF_INET : AF_INET6, ip, c->ip, sizeof(c->ip));
-    snprintf(c->addr, sizeof(c->addr), len == 4 ? "%s:%u" : "[%s]:%u", c->ip, port);
+    char ipbuf[CONN_IP_MAX], addr[CONN_ADDR_MAX];
+    inet_ntop(len == 4 ? AF_INET : AF_INET6, ip, ipbuf, sizeof(ipbuf));
+    int n = snprintf(addr, sizeof(addr), len == 4 ? "%s:%u" : "[%s]:%u", ipbuf, port);
+    size_t alen = (size_t)n + 1, ilen = strlen(ipbuf) + 1;
+    char *m = xmalloc(alen + ilen);
+    memcpy(m, addr, alen);
+    memcpy(m + alen, ipbuf, ilen);
+    conn__addr_free(c);
+    c->addr = m;
+    c->ip = m + alen;
 }
 
 /* The socket's peer as bytes (4 or 16 in ip, *len), or false when the kernel does not say. */
@@ -598,7 +557,7 @@ static int proxy_input(struct conn *c, const uint8_t *p, size_t n)
     if (r < 0) {
         char why[160];
         first_bytes(why, sizeof(why), proxy_v2_strerror(r), p, n);
-        refuse(c, TLS_REJECT_PROXY, why);
+        conn__refuse(c, TLS_REJECT_PROXY, why);
         return -1;
     }
     c->await_proxy = false;
@@ -610,7 +569,7 @@ static int proxy_input(struct conn *c, const uint8_t *p, size_t n)
         return -1;
     }
     char proxy[CONN_ADDR_MAX];
-    memcpy(proxy, c->addr, sizeof(proxy));
+    snprintf(proxy, sizeof(proxy), "%s", c->addr);
     set_addr(c, h.src.ip, h.src.len, h.src.port);
     c->env->stats.proxied++;
     log_debug("%s: connection via proxy %s", c->addr, proxy);
@@ -651,16 +610,16 @@ static void hello_input(struct conn *c, const uint8_t *p, size_t n)
         hello_done(c, p, n);
         return;
     case TLS_HELLO_TOO_LONG:
-        refuse(c, TLS_REJECT_HANDSHAKE,
-               "no complete ClientHello within " /* */
-               "one TLS record's worth of bytes");
+        conn__refuse(c, TLS_REJECT_HANDSHAKE,
+                     "no complete ClientHello within " /* */
+                     "one TLS record's worth of bytes");
         return;
     case TLS_HELLO_NOT_TLS:
         break;
     }
     char why[96];
     first_bytes(why, sizeof(why), "not a TLS ClientHello", p, n);
-    refuse(c, TLS_REJECT_HANDSHAKE, why);
+    conn__refuse(c, TLS_REJECT_HANDSHAKE, why);
 }
 
 /* A peer that is not one of the listener's proxies: it may not speak for others, and without a
@@ -737,13 +696,10 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     }
     uv_timer_init(e->loop, &c->timer);
     c->timer.data = c;
-    uv_timer_init(e->loop, &c->cert_timer);
-    c->cert_timer.data = c;
-    c->handles = 3;
+    c->handles = 2;
     e->holds++; /* until handle_closed frees c */
     uv_tcp_nodelay(&c->tcp, 1);
-    strcpy(c->addr, "?");
-    strcpy(c->ip, "?");
+    c->addr = c->ip = unknown_addr;
     c->ctx = tls_ctx_ref(ctx); /* the TLS engine itself waits for the ClientHello */
     c->id = ++e->next_id;
     HASH_ADD(hh, e->by_id, id, sizeof(c->id), c);
@@ -754,117 +710,4 @@ struct conn *conn_accept(struct conn_env *e, uv_stream_t *server, struct tls_ctx
     conn__deadline(c, e->o.hello_timeout_ms, admission_expired);
     conn__update_reading(c);
     return c;
-}
-
-/* ---- trust verdicts -------------------------------------------------------------------------- */
-
-/* The peer's chain expires while connected: a verdict like a revocation. */
-static void cert_expired(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    const struct tls_peer *p = tls_conn_peer(c->tls);
-    int64_t now = (int64_t)time(NULL);
-    if (p->not_after > now) {
-        /* Long timers are armed in steps; this is one of them. */
-        arm_cert_timer(c, p);
-        return;
-    }
-    conn_untrust(c, REASON_CERT_EXPIRED, NULL);
-}
-
-static void arm_cert_timer(struct conn *c, const struct tls_peer *p)
-{
-    if (!p->not_after)
-        return;
-    int64_t left = p->not_after - (int64_t)time(NULL);
-    uint32_t warn = c->env->o.cert_expiry_warning_days;
-    if (warn && left < (int64_t)warn * SECONDS_PER_DAY && c->state != C_OPEN) {
-        c->env->stats.expiring_soon++;
-        log_warn("certificate of %s (serial %s, issuer %s) expires in %lld hours", p->identity,
-                 p->serial, p->issuer, (long long)(left > 0 ? left / SECONDS_PER_HOUR : 0));
-    }
-    /* At most a day per step: the wall clock may be adjusted while the loop clock is not. */
-    int64_t ms =
-        left <= 0 ? 0 : (left > SECONDS_PER_DAY ? SECONDS_PER_DAY * 1000 : left * 1000 + 1);
-    uv_timer_start(&c->cert_timer, cert_expired, (uint64_t)ms, 0);
-}
-
-static enum tls_reject reject_for(enum reason why)
-{
-    switch (why) {
-    case REASON_REVOKED_CRL:
-        return TLS_REJECT_REVOKED;
-    case REASON_REVOKED_PLUGIN:
-        return TLS_REJECT_PLUGIN;
-    case REASON_CERT_EXPIRED:
-        return TLS_REJECT_EXPIRED;
-    default:
-        return TLS_REJECT_HANDSHAKE;
-    }
-}
-
-void conn_untrust(struct conn *c, enum reason why, const char *detail)
-{
-    if (!detail || !*detail)
-        detail = reason_info(why)->text;
-    switch (c->state) {
-    case C_CLOSING:
-        return;
-    case C_OPEN:
-    case C_ENDING:
-        c->env->stats.untrusted[why < REASON_COUNT ? why : REASON_NONE]++;
-        if (c->state == C_OPEN && c->user_ready && c->cbs->on_untrusted) {
-            c->cbs->on_untrusted(c->ud, c, why, detail);
-            return;
-        }
-        if (c->state == C_OPEN) {
-            /* No session yet (the transport is not ready): nobody else will say why. */
-            const struct tls_peer *p = tls_conn_peer(c->tls);
-            log_notice("closing %s: %s (identity %s, serial %s, issuer %s)", c->addr, detail,
-                       p->identity, p->serial, p->issuer);
-        }
-        conn__start_close(c, false);
-        return;
-    default:
-        refuse(c, reject_for(why), detail);
-    }
-}
-
-size_t conn_env_recheck(struct conn_env *e, size_t *dropped)
-{
-    size_t checked = 0, n = 0;
-    struct conn *c, *tmp;
-    /* conn_untrust never frees (that waits for the handles' close callbacks), so the hash stays
-     * as it is during the walk. */
-    HASH_ITER(hh, e->by_id, c, tmp)
-    {
-        if (c->state != C_CHECKING && c->state != C_OPEN)
-            continue; /* not verified yet (handshake_done re-checks) or already going */
-        const struct tls_ctx *now = *c->ctx_slot;
-        bool counted = c->state == C_OPEN && c->user_ready;
-        checked += counted;
-        char why[REVOKED_WHY_MAX];
-        if (now && tls_ctx_peer_revoked(now, tls_conn_peer(c->tls), why, sizeof(why))) {
-            n += counted;
-            conn_untrust(c, REASON_REVOKED_CRL, why);
-        }
-    }
-    if (dropped)
-        *dropped = n;
-    return checked;
-}
-
-void conn_env_each_open(struct conn_env *e, void (*cb)(void *ud, const struct conn *c), void *ud)
-{
-    struct conn *c, *tmp;
-    HASH_ITER(hh, e->by_id, c, tmp)
-    {
-        if (c->state == C_OPEN)
-            cb(ud, c);
-    }
-}
-
-struct tls_ctx *const *conn_ctx_slot(const struct conn *c)
-{
-    return c->ctx_slot;
 }

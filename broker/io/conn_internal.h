@@ -76,7 +76,6 @@ struct conn {
     struct conn_env *env;
     uv_tcp_t tcp;
     uv_timer_t timer;
-    uv_shutdown_t shut;
     struct tls_conn *tls; /* NULL while C_HELLO: made when the ClientHello is complete */
     struct tls_ctx *ctx;
     struct buf hello; /* C_HELLO: a ClientHello that came in pieces (< TLS_HELLO_MAX bytes) */
@@ -87,7 +86,10 @@ struct conn {
     UT_hash_handle hh;                  /* env->by_id */
     struct conn_cert *cert;             /* env->by_cert, once open: its leaf certificate */
     struct conn *cert_next, *cert_prev; /* the other open connections with that certificate */
-    uv_timer_t cert_timer;              /* fires when the peer's certificate chain expires */
+    /* The timer's two jobs, in loop time (ms, 0 = none): the state's deadline or the user's
+     * timer, and the next look at the peer's certificate expiry. One uv_timer_t set for the
+     * earlier of them: a second handle cost every connection 152 bytes. */
+    uint64_t due, cert_due;
     const struct conn_ops *ops;
     void *tp_ctx;       /* the transport's per-listener context (the ws_ctx) */
     void *tp;           /* the transport's per-connection state (the ws_conn) */
@@ -120,8 +122,9 @@ struct conn {
     struct ip_count *counted; /* this connection's entry in env->per_ip */
     bool pending;             /* counted in counted->pending: no conn_settle() yet */
     bool await_proxy;         /* C_HELLO: its PROXY v2 header is still to come */
-    char addr[CONN_ADDR_MAX];
-    char ip[CONN_IP_MAX];
+    /* "ip:port" and "ip" for logs, limits and plugins: "?" until known, then exact-length
+     * copies in one allocation (fixed arrays cost every connection ~110 bytes). */
+    const char *addr, *ip;
 };
 
 /* Connections per peer address, for max_connections_per_ip (n: until freed) and
@@ -187,6 +190,17 @@ void conn__stream_init(struct conn_env *e);
 void conn__env_drop(struct conn_env *e);
 /* The connection is being freed: out of the by-certificate index (conn_handshake.c). */
 void conn__cert_unindex(struct conn *c);
+/* Frees c->addr and c->ip (conn_handshake.c). */
+void conn__addr_free(struct conn *c);
+/* Refuses c before it opened: counted, logged once with what is known of the peer, closed
+ * (conn_handshake.c). */
+void conn__refuse(struct conn *c, enum tls_reject why, const char *detail);
+/* conn_trust.c: index an opening connection under its leaf certificate, and arm the look at
+ * its chain's expiry (warning when it is near). */
+void conn__cert_index(struct conn *c, const struct tls_peer *peer);
+void conn__arm_cert_timer(struct conn *c, const struct tls_peer *p);
+/* Which certificate a CRL revokes ("an issuing CA certificate was revoked" and the like). */
+#define REVOKED_WHY_MAX 96
 /* Closes the stream side's two env handles with cb. */
 void conn__stream_close(struct conn_env *e, uv_close_cb cb);
 void conn__update_reading(struct conn *c);
@@ -196,6 +210,9 @@ void conn__flush_out(struct conn *c);
 void conn__pump(struct conn *c);
 /* Arm the connection's timer with an internal deadline: fn(c) after ms. */
 void conn__deadline(struct conn *c, uint64_t ms, void (*fn)(struct conn *c));
+/* The next look at the certificate's expiry in ms (0: none); it calls conn__cert_due(). */
+void conn__cert_timer(struct conn *c, uint64_t ms);
+void conn__cert_due(struct conn *c); /* conn_handshake.c */
 /* The transport is ready: the user gets on_ready and owns the timer from now on. */
 void conn__user_ready(struct conn *c);
 /* Output grew: stop reading the peer while the backlog is over the limit. */

@@ -134,10 +134,12 @@ struct tls_cert_id {
 
 /* What the broker learns about a verified peer. */
 struct tls_peer {
-    char identity[TLS_IDENTITY_MAX + 1];
-    char subject[256]; /* RFC 4514-ish, for logs */
-    char issuer[256];
-    char serial[80];           /* hex, colon separated as mbedtls prints it */
+    /* "" until a handshake fills them; then exact-length copies in one allocation, because
+     * fixed arrays cost every idle connection ~850 bytes. Valid while the connection is. */
+    const char *identity; /* at most TLS_IDENTITY_MAX bytes */
+    const char *subject;  /* RFC 4514-ish, for logs */
+    const char *issuer;
+    const char *serial;        /* hex, colon separated as mbedtls prints it */
     int64_t not_after;         /* unix seconds: earliest notAfter in the chain */
     bool resumed;              /* session ticket used */
     struct tls_cert_id *chain; /* leaf first, then intermediates (not the trust anchor) */

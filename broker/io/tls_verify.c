@@ -252,6 +252,35 @@ static void add_chain(struct tls_peer *p, const mbedtls_x509_crt *c)
         p->not_after = id->not_after;
 }
 
+static const char no_name[] = "";
+
+void tls__peer_names_free(struct tls_peer *p)
+{
+    if (p->identity && p->identity != no_name)
+        free((char *)p->identity);
+    p->identity = p->subject = p->issuer = p->serial = no_name;
+}
+
+static void set_names(struct tls_peer *p, const char *identity, const mbedtls_x509_crt *crt)
+{
+    char subj[256] = "", iss[256] = "", ser[80] = "";
+    mbedtls_x509_dn_gets(subj, sizeof(subj), &crt->subject);
+    mbedtls_x509_dn_gets(iss, sizeof(iss), &crt->issuer);
+    mbedtls_x509_serial_gets(ser, sizeof(ser), &crt->serial);
+    const char *src[4] = {identity, subj, iss, ser};
+    size_t len[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += len[i] = strlen(src[i]) + 1;
+    tls__peer_names_free(p);
+    char *m = xmalloc(total), *at = m;
+    const char **dst[4] = {&p->identity, &p->subject, &p->issuer, &p->serial};
+    for (int i = 0; i < 4; i++) {
+        memcpy(at, src[i], len[i]);
+        *dst[i] = at;
+        at += len[i];
+    }
+}
+
 static void describe(struct tls_verify_state *vs, const mbedtls_x509_crt *crt, const char *what)
 {
     char subj[200] = "?", iss[200] = "?", ser[80] = "?";
@@ -294,15 +323,14 @@ static int leaf_checks(struct tls_verify_state *vs, const mbedtls_x509_crt *crt)
         return -1;
     }
     const char *why = NULL;
-    if (identity_get(crt, vs->ctx->opts.identity, p->identity, sizeof(p->identity), &why) != 0) {
+    char identity[TLS_IDENTITY_MAX + 1];
+    if (identity_get(crt, vs->ctx->opts.identity, identity, sizeof(identity), &why) != 0) {
         char what[160];
         snprintf(what, sizeof(what), "bad identity: %s", why);
         reject(vs, TLS_REJECT_BAD_IDENTITY, crt, what);
         return -1;
     }
-    mbedtls_x509_dn_gets(p->subject, sizeof(p->subject), &crt->subject);
-    mbedtls_x509_dn_gets(p->issuer, sizeof(p->issuer), &crt->issuer);
-    mbedtls_x509_serial_gets(p->serial, sizeof(p->serial), &crt->serial);
+    set_names(p, identity, crt);
     free(vs->leaf_der);
     vs->leaf_der = xmemdup(crt->raw.p, crt->raw.len);
     vs->leaf_der_len = crt->raw.len;

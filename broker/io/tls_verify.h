@@ -91,6 +91,17 @@ struct tls_verify_state {
 };
 
 int tls_verify_cb(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags);
+/* tls.c, for the ticket callbacks (tls_ctx.c): the certificate a new ticket carries (this
+ * handshake's verified leaf, else the certificate of the ticket c presented), NULL when none. */
+const uint8_t *tls__conn_ticket_der(const struct tls_conn *c, size_t *len);
+/* The ticket c presented was accepted; c takes crt, the certificate it carried. */
+void tls__conn_ticket_accepted(struct tls_conn *c, mbedtls_x509_crt *crt);
+#if MBEDTLS_VERSION_MAJOR < 3
+/* ECDHE curves in the server's order of preference (tls_ctx.c). */
+extern const mbedtls_ecp_group_id tls__curves[];
+#endif
+/* The peer's strings back to "" (also the initial state of a zeroed peer), freeing them. */
+void tls__peer_names_free(struct tls_peer *p);
 /* A ticket's certificate, re-checked against the context's current CRLs, CA set and the clock.
  * NULL when acceptable, else why not. */
 const char *tls_verify_ticket_check(const struct tls_ctx *c, const mbedtls_x509_crt *leaf);

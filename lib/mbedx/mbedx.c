@@ -130,7 +130,9 @@ int mbedx_verify(const struct mbedx_sig_alg *alg, const mbedtls_pk_context *sign
 {
     unsigned char hash[MBEDTLS_MD_MAX_SIZE];
     const mbedtls_md_info_t *mi = mbedtls_md_info_from_type(alg->md);
-    if (!mi || mbedtls_md(mi, data, len, hash) != 0)
+    /* Under MBEDTLS_USE_PSA_CRYPTO the verification runs on PSA, which must be initialised in
+     * this copy of the library: a plugin (the OCSP one) links its own. Idempotent and cheap. */
+    if (!mi || mbedx_crypto_init() != 0 || mbedtls_md(mi, data, len, hash) != 0)
         return -1;
     return mbedtls_pk_verify_ext(alg->pk, alg->opts, (mbedtls_pk_context *)signer, alg->md, hash,
                                  mbedtls_md_get_size(mi), sig, sig_len) == 0

@@ -13,7 +13,7 @@ from certmq_test import Harness, check, connect_packet
 HAVE13 = os.environ.get("CERTMQ_TLS13", "1") == "1"
 h = Harness()
 pki = h.pki()
-for d in ("dev1", "dev2", "tick", "keep"):
+for d in ("dev1", "dev2", "tick", "keep", "anyres"):
     pki.device(d)
 live_crl = os.path.join(h.tmp, "crl.pem")
 
@@ -103,6 +103,26 @@ def test_revoked_13_ticket_does_not_resume():
     b.log_wait(r"refused 127\.0\.0\.1:\d+: revoked", 3, n)
 
 
+def test_resumption_any_with_openssl():
+    """tls13_resumption any with a real peer. OpenSSL 3.0 offers psk_ke only beside psk_dhe_ke
+    (-allow_no_dhe_kex) and Mbed TLS prefers psk_dhe_ke, so the session resumes with an ECDHE;
+    a client offering psk_ke alone is tls_ticket_test's (an Mbed TLS client). A revoked
+    device's ticket does not resume on such a listener either."""
+    anyb = h.broker(pki, ACL, crlfiles=[live_crl], extra="tls13_resumption any\n")
+    sess = os.path.join(h.tmp, "anyres.sess")
+    s_client(anyb, "anyres", "-tls1_3", "-allow_no_dhe_kex", "-sess_out", sess)
+    out = s_client(anyb, "anyres", "-tls1_3", "-allow_no_dhe_kex", "-sess_in", sess)
+    check("Reused, TLSv1.3" in out, "resumes on a tls13_resumption any listener: " + out[-300:])
+    check("Server Temp Key" in out, "with an ECDHE (psk_dhe_ke preferred): " + out[-300:])
+    pki.revoke("anyres")
+    publish_crl()
+    time.sleep(0.8)
+    n = anyb.log_count()
+    out = s_client(anyb, "anyres", "-tls1_3", "-allow_no_dhe_kex", "-sess_in", sess)
+    check("Reused" not in out, "a revoked device's ticket must not resume under any")
+    anyb.log_wait(r"refused 127\.0\.0\.1:\d+: revoked", 3, n)
+
+
 def test_version_settings():
     if not HAVE13:
         r = subprocess.run([os.environ["CERTMQ_BIN"], "--test-config", "-c", write_conf("tls_version tlsv1.3\n")],
@@ -131,6 +151,7 @@ def write_conf(extra):
 if HAVE13:
     h.run(test_openssl_negotiates_13_with_a_certificate, test_no_certificate_refused_under_13,
           test_mosquitto_clients, test_paho_over_13, test_resumption_13_and_12,
-          test_revoked_13_ticket_does_not_resume, test_version_settings)
+          test_revoked_13_ticket_does_not_resume, test_resumption_any_with_openssl,
+          test_version_settings)
 else:
     h.run(test_version_settings)

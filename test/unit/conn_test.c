@@ -98,7 +98,7 @@ static void on_untrusted(void *ud, struct conn *c, enum reason why, const char *
     ((struct harness *)ud)->user_calls++;
 }
 
-static const struct conn_cbs cbs = {on_ready, on_data, on_writable, on_close, on_untrusted};
+static const struct conn_cbs cbs = {on_ready, on_data, on_writable, on_close, on_untrusted, NULL};
 
 static void on_connection(uv_stream_t *s, int status)
 {

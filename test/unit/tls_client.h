@@ -29,6 +29,9 @@ struct client {
 
 /* Set by a test to speak TLS 1.3 (Mbed TLS 3.x with it); ignored on 2.28. */
 static bool client_tls13 __attribute__((unused));
+/* With client_tls13: offer resumption without ECDHE only (psk_ke, no key share), as a
+ * constrained device may; OpenSSL clients always offer psk_dhe_ke too. */
+static bool client_psk_ke_only __attribute__((unused));
 static mbedtls_entropy_context entropy;
 static mbedtls_ctr_drbg_context drbg;
 
@@ -96,6 +99,11 @@ static void client_start(struct client *c, const char *ca_path, const char *crt_
 #if defined(MBEDTLS_SSL_PROTO_TLS1_3) && defined(MBEDTLS_SSL_SESSION_TICKETS)
     mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
         &c->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+#endif
+#if defined(MBEDTLS_SSL_PROTO_TLS1_3)
+    if (client_tls13 && client_psk_ke_only)
+        mbedtls_ssl_conf_tls13_key_exchange_modes(&c->conf,
+                                                  MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK);
 #endif
 #endif
     mbedtls_ssl_conf_authmode(&c->conf, MBEDTLS_SSL_VERIFY_REQUIRED);

@@ -67,6 +67,7 @@ static const char *P(const char *name)
 #define HAVE_TLS13 0
 #endif
 static bool tls13;
+static bool listener_psk_ke; /* start(): tls13_resumption any */
 
 static void client_init(struct client *c, const char *name, const mbedtls_ssl_session *resume)
 {
@@ -155,6 +156,7 @@ static struct proc start(const char *keys, const char *crl)
         .crlfiles = crls,
         .crlfile_count = 1,
         .verify_depth = 4,
+        .tls13_psk_ke = listener_psk_ke,
     };
     struct diag d;
     diag_init(&d);
@@ -289,6 +291,42 @@ static void test_revoked_while_down(void)
     mbedtls_ssl_session_free(&td);
 }
 
+/* tls13_resumption any: a client offering psk_ke only (no key share) resumes from its ticket
+ * alone, and the ticket is re-checked as any other: revoked while the broker was down, it does
+ * not resume (and the full handshake the client cannot do without a key share fails). The
+ * default listener (psk_dhe_ke only) gives such a client no resumption. */
+static void test_psk_ke(void)
+{
+#if HAVE_TLS13
+    bool resumed;
+    enum tls_reject why;
+    mbedtls_ssl_session tl, td;
+    tls13 = true;
+    listener_psk_ke = true;
+    struct proc p = start("A", "root.crl");
+    get_ticket(&p, "later", &tl);
+    get_ticket(&p, "dev1", &td);
+    client_psk_ke_only = true;
+    CHECK_EQ_INT(resume(&p, "dev1", &td, &resumed, &why), 0);
+    CHECK(resumed);
+    stop(&p);
+    p = start("A", "root2.crl"); /* "later" revoked */
+    CHECK(resume(&p, "later", &tl, &resumed, &why) < 0);
+    CHECK(!resumed);
+    CHECK_EQ_INT(resume(&p, "dev1", &td, &resumed, &why), 0);
+    CHECK(resumed);
+    stop(&p);
+    listener_psk_ke = false;
+    p = start("A", "root.crl");
+    CHECK(resume(&p, "dev1", &td, &resumed, &why) < 0);
+    CHECK(!resumed);
+    stop(&p);
+    client_psk_ke_only = false;
+    mbedtls_ssl_session_free(&tl);
+    mbedtls_ssl_session_free(&td);
+#endif
+}
+
 /* Loads path into lib: must fail with a message containing want. */
 static void refused(struct tls_lib *lib, const char *path, const char *want)
 {
@@ -376,6 +414,7 @@ int main(void)
         test_revoked_while_down();
         test_bad_files();
     }
+    test_psk_ke();
 
     mbedtls_ctr_drbg_free(&drbg);
     mbedtls_entropy_free(&entropy);
