@@ -48,6 +48,8 @@ struct cluster {
     struct cluster_kv *kv;         /* retained messages (cluster_kv.c) */
     struct cluster_sess *sess;     /* session ownership (cluster_sess.c) */
     struct cluster_q *q;           /* durable QoS >= 1 (cluster_q.c), persistence true only */
+    struct cluster_fence *fence;   /* after an outage (cluster_fence.c) */
+    bool route_lost;               /* the routing link went down since it last came up */
     natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
     void (*revoked)(void *ctx, const struct envelope_revoke *r);
     void *revoked_ctx;
@@ -434,6 +436,7 @@ static void drain(struct cluster *c)
     cluster__sess_drain(c->sess, &budget);
     if (c->q)
         cluster__q_drain(c->q, &budget);
+    cluster__fence_drain(c->fence, &budget);
     drain_revocations(c, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
@@ -476,6 +479,12 @@ void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
         cluster__sess_link(c->sess, up);
     if (l == &c->route && c->q)
         cluster__q_link(c->q, up);
+    if (l == &c->route && !up)
+        c->route_lost = true;
+    if (l == &c->route && up && c->route_lost) {
+        c->route_lost = false;
+        cluster__fence_start(c->fence);
+    }
 }
 
 static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
@@ -535,6 +544,7 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     c->kv = cluster__kv_new(loop, b, o, &c->route);
     c->sess = cluster__sess_new(loop, b, o, &c->route);
     c->q = o->durable ? cluster__q_new(loop, o, &c->route) : NULL;
+    c->fence = cluster__fence_new(b, o, &c->route);
     return c;
 }
 
@@ -582,6 +592,7 @@ void cluster_stop(struct cluster *c)
     cluster__kv_stop(c->kv);
     cluster__sess_stop(c->sess);
     cluster__q_stop(c->q);
+    cluster__fence_stop(c->fence);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);
     uv_close((uv_handle_t *)&c->drain, NULL);
@@ -602,6 +613,7 @@ void cluster_free(struct cluster *c)
     cluster__kv_free(c->kv);
     cluster__sess_free(c->sess);
     cluster__q_free(c->q);
+    cluster__fence_free(c->fence);
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
@@ -631,6 +643,7 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
     c->stats.takeovers_out = ss->takeovers_out;
     c->stats.handover_timeouts = ss->handover_timeouts;
     c->stats.handover_bad = ss->handover_bad;
+    c->stats.fenced = cluster__fence_count(c->fence);
     if (c->q) {
         c->stats.durable_ready = cluster__q_ready(c->q);
         c->stats.durable_stored = cluster__q_stats(c->q)->stored;

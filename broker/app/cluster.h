@@ -94,6 +94,7 @@ struct cluster_stats {
     uint64_t sessions_ready;       /* 1 while session ownership works through JetStream */
     uint64_t claims, claims_failed, claim_races, unclaimed;
     uint64_t takeovers_in, takeovers_out, handover_timeouts, handover_bad;
+    uint64_t fenced; /* sessions dropped after an outage: another node claimed them meanwhile */
     uint64_t durable_ready;  /* 1 while the QoS >= 1 stream takes messages (persistence true) */
     uint64_t durable_stored; /* QoS >= 1 publishes sent to the stream */
     uint64_t durable_failed; /* ...not acknowledged by it (the publisher was told) */

@@ -117,6 +117,16 @@ const struct cluster_q_stats *cluster__q_stats(const struct cluster_q *q);
 void cluster__q_stop(struct cluster_q *q);
 void cluster__q_free(struct cluster_q *q);
 
+/* cluster_fence.c: after a NATS outage, sessions another node claimed meanwhile are dropped. */
+struct cluster_fence;
+struct cluster_fence *cluster__fence_new(struct broker *b, const struct cluster_opts *o,
+                                         struct cluster_link *link);
+void cluster__fence_start(struct cluster_fence *f); /* the routing link is back */
+void cluster__fence_drain(struct cluster_fence *f, size_t *budget);
+uint64_t cluster__fence_count(const struct cluster_fence *f); /* sessions dropped */
+void cluster__fence_stop(struct cluster_fence *f);
+void cluster__fence_free(struct cluster_fence *f);
+
 /* cluster_give.c: handing a session over to the next owner, in two parts (see there). */
 struct cluster_give;
 struct cluster_give *cluster__give_new(uv_loop_t *loop, struct broker *b, struct cluster_link *link,

@@ -205,6 +205,9 @@ const struct stats_row stats_rows[] = {
     CLUSTER_ROW("durable/failed", "durable_failed_total", PROM_COUNTER,
                 "QoS >= 1 publishes the message stream did not acknowledge (publisher told)",
                 durable_failed),
+    CLUSTER_ROW("sessions/fenced", "sessions_fenced_total", PROM_COUNTER,
+                "Sessions dropped after a NATS outage: another node claimed them meanwhile",
+                fenced),
     CLUSTER_ROW("sessions/handover_invalid", "session_handover_invalid_total", PROM_COUNTER,
                 "Malformed session handovers or takeover requests", handover_bad),
 };

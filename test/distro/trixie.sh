@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # trixie.sh: prove the Debian 13 build. Makes a Debian 13 (trixie) root with debootstrap from
 # Debian's packages, installs trixie's libmbedtls-dev (3.6), libwebsockets-dev, libuv1-dev,
-# libsqlite3-dev, uthash-dev there, builds this tree against them (-DCERTMQ_MBEDTLS=auto picks the
+# libsqlite3-dev, uthash-dev, libnats-dev, libsystemd-dev there, builds this tree against them (-DCERTMQ_MBEDTLS=auto picks the
 # system's 3.6, nothing is fetched) and runs the unit tests and the TLS 1.3 integration test.
 #
 # usage (root): test/distro/trixie.sh [--keep]
@@ -30,7 +30,7 @@ command -v debootstrap >/dev/null || {
 
 PKGS=cmake,make,gcc,libc6-dev,pkg-config,git,ca-certificates,openssl,python3,python3-paho-mqtt,\
 mosquitto-clients,libmbedtls-dev,libwebsockets-dev,libwebsockets-evlib-uv,libuv1-dev,\
-libsqlite3-dev,uthash-dev
+libsqlite3-dev,uthash-dev,libnats-dev,libsystemd-dev
 if [ ! -x "$ROOT/usr/bin/cmake" ]; then
     echo "trixie.sh: debootstrap trixie into $ROOT from $MIRROR"
     debootstrap --variant=minbase --include="$PKGS" \
@@ -46,6 +46,11 @@ trap cleanup EXIT
 mount -t proc proc "$ROOT/proc"
 mount --bind /dev "$ROOT/dev"
 mount --bind /dev/pts "$ROOT/dev/pts"
+
+# A root made before a dependency was added gets it now.
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -c "
+    dpkg -s ${PKGS//,/ } >/dev/null 2>&1 || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${PKGS//,/ }; }"
 
 # The working tree as it is (not only what is committed), without build directories.
 rm -rf "$ROOT/src" "$ROOT/build"

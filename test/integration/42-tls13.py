@@ -113,7 +113,9 @@ def test_resumption_any_with_openssl():
     s_client(anyb, "anyres", "-tls1_3", "-allow_no_dhe_kex", "-sess_out", sess)
     out = s_client(anyb, "anyres", "-tls1_3", "-allow_no_dhe_kex", "-sess_in", sess)
     check("Reused, TLSv1.3" in out, "resumes on a tls13_resumption any listener: " + out[-300:])
-    check("Server Temp Key" in out, "with an ECDHE (psk_dhe_ke preferred): " + out[-300:])
+    # OpenSSL 3.0 prints the ECDHE as "Server Temp Key", 3.5 (Debian 13) as "Negotiated TLS1.3 group".
+    check("Server Temp Key" in out or "Negotiated TLS1.3 group" in out,
+          "with an ECDHE (psk_dhe_ke preferred): " + out[-1500:])
     pki.revoke("anyres")
     publish_crl()
     time.sleep(0.8)

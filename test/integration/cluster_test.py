@@ -24,7 +24,7 @@ class PortTaken(TestFailure):
 
 
 class NatsServer:
-    def __init__(self, h, name, port, cport, mport, route_ports):
+    def __init__(self, h, name, port, cport, mport, route_ports, extra=""):
         self.name, self.port, self.mport = name, port, mport
         store = os.path.join(h.tmp, "js-" + name)
         conf = os.path.join(h.tmp, name + ".conf")
@@ -34,6 +34,7 @@ class NatsServer:
                     "max_control_line: %d\n"
                     "jetstream { store_dir: \"%s\", max_memory_store: 64MB, max_file_store: 256MB }\n"
                     % (name, port, mport, MAX_CONTROL_LINE, store))
+            f.write(extra)
             if route_ports:
                 f.write("cluster { name: certmq-test, listen: 127.0.0.1:%d, routes: [%s] }\n"
                         % (cport, routes))
@@ -76,7 +77,7 @@ class NatsServer:
 class Cluster:
     """3 NATS servers; nodes are certmq brokers made with h.broker (so the harness stops them)."""
 
-    def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None, node_extra=None):
+    def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None, node_extra=None, nats_extra=""):
         self.h = h
         for attempt in range(4):  # tests run in parallel: a chosen port can be taken meanwhile
             ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
@@ -84,7 +85,7 @@ class Cluster:
             try:
                 for i, (p, cp, mp) in enumerate(ports):
                     others = [ports[k][1] for k in range(3) if k != i]
-                    self.nats.append(NatsServer(h, "n%d" % (i + 1), p, cp, mp, others))
+                    self.nats.append(NatsServer(h, "n%d" % (i + 1), p, cp, mp, others, nats_extra))
                 break
             except PortTaken:
                 self.stop_nats()

@@ -1,0 +1,78 @@
+"""A node cut off from NATS gives up what another node took meanwhile: 3 nats-server processes
+(pinging their clients every second) and 3 certmq nodes. A device holds a persistent session on
+node 3; node 3 is stopped (SIGSTOP) until the NATS servers drop its connections; the device
+connects to node 1, which claims the session and, finding nobody to ask, starts it anew. When node
+3 runs again (SIGCONT), its link to NATS comes back, it sees the newer claim, closes the old
+connection (MQTT 5: DISCONNECT 0x8E) and drops its copy; the device's connection on node 1
+stays."""
+import os
+import signal
+import socket
+import time
+
+from certmq_test import Harness, TestFailure, check, mqtt_str, packet, read_packet
+from cluster_test import Cluster
+
+h = Harness()
+pki = h.pki()
+pki.device("dev")
+cl = Cluster(h, pki, "pattern readwrite devices/%u/#\n", nats_extra='ping_interval: "1s"\nping_max: 2\n')
+n1, n2, n3 = cl.nodes
+
+EXPIRY = b"\x05\x11\x00\x00\x0e\x10"  # properties: session expiry 3600 s
+
+
+def connect(node):
+    s = h.raw_tls(node, pki, "dev")
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(packet(0x10, mqtt_str("MQTT") + b"\x05\x00\x00\x3c" + EXPIRY + mqtt_str("outage")))
+    first, body = read_packet(s, 10)
+    check(first == 0x20, "CONNACK")
+    return s, body[1]
+
+
+def alive(s):
+    s.sendall(b"\xc0\x00")
+    first, _ = read_packet(s, 5)
+    return first == 0xD0
+
+
+def node3_on_nats():
+    return sum(1 for c in cl.nats[2].get("connz")["connections"] if "node3" in (c.get("name") or ""))
+
+
+def test_cut_off_node_closes_what_it_lost():
+    old, rc = connect(n3)
+    check(rc == 0, "node 3 accepts the session")
+    start = n3.log_count()
+    os.kill(n3.proc.pid, signal.SIGSTOP)
+    try:
+        end = time.time() + 20
+        while node3_on_nats():  # the server drops a client that misses two pings
+            check(time.time() < end, "NATS dropped the stopped node")
+            time.sleep(0.2)
+        end, new = time.time() + 30, None
+        while new is None:
+            s, rc = connect(n1)
+            if rc == 0:
+                new = s
+            else:
+                s.close()
+                check(time.time() < end, "node 1 gets the session within 30 s")
+                time.sleep(0.5)
+    finally:
+        os.kill(n3.proc.pid, signal.SIGCONT)
+    t0 = time.time()
+    try:
+        first, body = read_packet(old, 20)
+    except socket.timeout:
+        raise TestFailure("node 3 kept the connection node 1 took over")
+    check(first == 0xE0 and body[0] == 0x8E, "DISCONNECT 0x8E, got %r %r" % (first, body))
+    print("info old connection closed %.2f s after node 3 woke up" % (time.time() - t0))
+    n3.log_wait(r"client outage \(dev\): node node1 took the session over while this node was cut "
+                r"off from NATS", 5, start)
+    check(alive(new), "the device's connection on node 1 stays")
+    new.close()
+
+
+h.run(test_cut_off_node_closes_what_it_lost)
