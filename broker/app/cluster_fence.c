@@ -67,13 +67,8 @@ static void collect(void *ctx, struct session *s)
         f->todo = xrealloc(f->todo, f->cap * sizeof(*f->todo));
     }
     struct fence_check *c = &f->todo[f->n++];
-    const char *id = session_identity(s), *cid = session_client_id(s);
-    size_t il = strlen(id), cl = strlen(cid);
-    c->identity = xmalloc(il + 1 + cl + 1);
-    memcpy(c->identity, id, il + 1);
-    c->client_id = c->identity + il + 1;
-    memcpy(c->client_id, cid, cl + 1);
-    cluster__session_key(id, cid, c->key);
+    cluster__id_pair(session_identity(s), session_client_id(s), &c->identity, &c->client_id);
+    cluster__session_key(c->identity, c->client_id, c->key);
     c->epoch = session_epoch(s);
 }
 

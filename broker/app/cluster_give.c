@@ -134,12 +134,7 @@ void cluster__give_begin(struct cluster_give *g, struct session *ss, const char 
     memcpy(l->key, key, sizeof(l->key));
     l->epoch = epoch;
     l->deadline = (uint64_t)now + FINISH_TIMEOUT_MS;
-    const char *id = session_identity(ss), *cid = session_client_id(ss);
-    size_t il = strlen(id), cl = strlen(cid);
-    l->identity = xmalloc(il + 1 + cl + 1);
-    memcpy(l->identity, id, il + 1);
-    l->client_id = l->identity + il + 1;
-    memcpy(l->client_id, cid, cl + 1);
+    cluster__id_pair(session_identity(ss), session_client_id(ss), &l->identity, &l->client_id);
     HASH_ADD(hh, g->leaving, key, strlen(l->key), l);
 }
 

@@ -147,6 +147,9 @@ void cluster__give_stop(struct cluster_give *g);            /* closes its timer 
 void cluster__give_free(struct cluster_give *g);
 
 struct cluster_sess;
+/* identity and client id copied into one allocation (*identity, freed alone); *client_id
+ * points into it. */
+void cluster__id_pair(const char *identity, const char *client_id, char **id_out, char **cid_out);
 /* A session's key in subjects: 32 hex digits of SHA-256(identity NUL client id). */
 void cluster__session_key(const char *identity, const char *client_id, char out[33]);
 /* A direct get's answer for the last claim of key: 1 with *epoch and node (the claimer), 0

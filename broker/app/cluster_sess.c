@@ -114,6 +114,16 @@ static uint64_t now_ms(const struct cluster_sess *s)
     return uv_now(s->loop);
 }
 
+void cluster__id_pair(const char *identity, const char *client_id, char **id_out, char **cid_out)
+{
+    size_t il = strlen(identity), cl = strlen(client_id);
+    char *p = xmalloc(il + 1 + cl + 1);
+    memcpy(p, identity, il + 1);
+    memcpy(p + il + 1, client_id, cl + 1);
+    *id_out = p;
+    *cid_out = p + il + 1;
+}
+
 void cluster__session_key(const char *identity, const char *client_id, char out[33])
 {
     size_t il = strlen(identity), cl = strlen(client_id);
@@ -241,15 +251,11 @@ uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const
                      persistent ? "; persistent session refused" : "");
         return persistent ? BROKER_CLAIM_REFUSED : 0;
     }
-    size_t il = strlen(identity), cl = strlen(client_id);
     struct claim *c = xcalloc(1, sizeof(*c));
     c->ticket = ++s->next_ticket | 1ull << 62; /* apart from the retained store's tickets */
     c->persistent = persistent;
     c->clean = clean;
-    c->identity = xmalloc(il + 1 + cl + 1);
-    memcpy(c->identity, identity, il + 1);
-    c->client_id = c->identity + il + 1;
-    memcpy(c->client_id, client_id, cl + 1);
+    cluster__id_pair(identity, client_id, &c->identity, &c->client_id);
     c->attrs = certattrs_dup(attrs);
     c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
     cluster__session_key(identity, client_id, c->key);

@@ -116,8 +116,6 @@ def test_in_place_writer_never_loads_a_prefix():
         print("round %d: rule counts seen %r" % (attempt, sorted(set(counts))))
     check(False, "only whole files are loaded: rule counts seen %r, want %d"
           % (sorted(set(counts)), FULL_RULES))
-    dev.disconnect()
-    pub.disconnect()
 
 
 def test_stream_of_changes_reloads_within_max_wait():

@@ -22,7 +22,7 @@ import ssl
 import subprocess
 import time
 
-from certmq_test import (SRC, Harness, TestFailure, check, closed_by_broker, connect_packet, free_port,
+from certmq_test import (SRC, HAProxy, Harness, TestFailure, check, closed_by_broker, connect_packet,
                          read_packet, wait_for)
 
 h = Harness()
@@ -173,65 +173,6 @@ def loud_lines_since(start, needle):
 
 # ---- HAProxy ------------------------------------------------------------------------------------
 
-class HAProxy:
-    """haproxy -db (foreground) with a generated configuration; stopped by its PID."""
-
-    CONF = """global
-    nbthread 1
-    maxconn 200
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-frontend mqtts
-    bind 127.0.0.1:%d
-    default_backend certmq
-backend certmq
-    balance source
-    hash-type consistent
-    option redispatch
-    retries 2
-    default-server send-proxy-v2 check check-send-proxy inter 300ms fall 2 rise 1 on-marked-down shutdown-sessions
-    server certmq1 127.0.0.1:%d
-"""
-
-    def __init__(self, backend_port):
-        self.path = os.path.join(h.tmp, "haproxy.cfg")
-        for _ in range(3):  # the free port may be taken between the probe and haproxy's bind
-            self.port = free_port()
-            with open(self.path, "w") as f:
-                f.write(self.CONF % (self.port, backend_port))
-            self.log = os.path.join(h.tmp, "haproxy.log")
-            with open(self.log, "wb") as out:
-                self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.path], stdout=out,
-                                             stderr=subprocess.STDOUT)
-            h.procs.append(self.proc)
-            if self._wait_listening(10):
-                return
-            self.stop()
-        raise TestFailure("haproxy did not start: %s" % open(self.log).read()[-800:])
-
-    def _wait_listening(self, timeout):
-        end = time.time() + timeout
-        while time.time() < end and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 def mosquitto(tool, port, source, *args):
     crt, key = pki.cert("dev")
     return [tool, "-h", "127.0.0.1", "-p", str(port), "-A", source, "--cafile", pki.ca, "--insecure",
@@ -248,7 +189,9 @@ def test_example_config_is_valid():
 
 def test_through_haproxy():
     start = b.log_count()
-    hap = HAProxy(PROXY_PORT)
+    hap = HAProxy(h, [PROXY_PORT], backend="    balance source\n    hash-type consistent\n    option redispatch\n"
+                  "    retries 2\n", server="send-proxy-v2 check check-send-proxy inter 300ms fall 2 rise 1 "
+                  "on-marked-down shutdown-sessions")
     try:
         sub = subprocess.Popen(mosquitto("mosquitto_sub", hap.port, "127.0.0.5", "-i", "hap-sub", "-t",
                                          "devices/dev/#", "-C", "1", "-W", "20"),

@@ -7,10 +7,7 @@ reconnecting); QoS 0 still flows between local clients."""
 import os
 import socket
 
-import paho.mqtt.client as mqtt
-
-from certmq_test import (Harness, check, mqtt_str, packet, publish_packet, read_packet, subscribe_packet,
-                         wait_for)
+from certmq_test import Harness, check, mqtt_str, packet, publish_packet, read_packet, wait_for
 from cluster_test import Cluster, wait_routed
 
 h = Harness()

@@ -9,10 +9,8 @@ import threading
 import time
 import types
 
-import paho.mqtt.client as mqtt
-
-from certmq_test import Harness, check, wait_for
-from cluster_test import Cluster, HAProxy
+from certmq_test import HAProxy, Harness, check, wait_for
+from cluster_test import Cluster
 
 N = 6
 RATE = 50

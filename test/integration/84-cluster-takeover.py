@@ -11,8 +11,6 @@ import socket
 import threading
 import time
 
-import paho.mqtt.client as mqtt
-
 from certmq_test import (Harness, check, connect_packet, mqtt_str, packet, read_packet, subscribe_packet,
                          wait_for)
 from cluster_test import Cluster, wait_routed

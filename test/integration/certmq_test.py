@@ -315,6 +315,64 @@ class Client:
         self.c.socket().close()
 
 
+class HAProxy:
+    """haproxy -db (foreground, TCP passthrough) in front of backend ports with a generated
+    configuration; stopped by its PID. backend: the backend section's balancing lines; server:
+    options of every server (health checks, PROXY protocol)."""
+
+    CONF = """global
+    nbthread 1
+    maxconn 2000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend mqtts
+    bind 127.0.0.1:%d
+    default_backend certmq
+backend certmq
+%s    default-server %s
+%s"""
+
+    def __init__(self, h, ports, backend="    balance roundrobin\n    option redispatch\n    retries 3\n",
+                 server="check inter 300ms fall 1 rise 2 on-marked-down shutdown-sessions"):
+        self.path = os.path.join(h.tmp, "haproxy.cfg")
+        self.log = os.path.join(h.tmp, "haproxy.log")
+        servers = "".join("    server certmq%d 127.0.0.1:%d\n" % (i + 1, p) for i, p in enumerate(ports))
+        for _ in range(3):  # the free port may be taken between the probe and haproxy's bind
+            self.port = free_port()
+            with open(self.path, "w") as f:
+                f.write(self.CONF % (self.port, backend, server, servers))
+            with open(self.log, "wb") as out:
+                self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.path], stdout=out,
+                                             stderr=subprocess.STDOUT)
+            h.procs.append(self.proc)
+            try:
+                wait_for(self._listening, 10, "haproxy listening")
+                return
+            except TestFailure:
+                self.stop()
+        raise TestFailure("haproxy did not start: %s" % open(self.log).read()[-800:])
+
+    def _listening(self):
+        check(self.proc.poll() is None, "haproxy exited: %s" % open(self.log).read()[-800:])
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
 class Harness:
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="certmq-test-")

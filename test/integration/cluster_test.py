@@ -5,7 +5,6 @@ started and stopped by PID through the Harness; every wait is bounded."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -138,61 +137,3 @@ def wait_routed(pub, sub, topic, timeout=10):
             pass
     raise TestFailure("interest in %s never reached the publishing node" % topic)
 
-
-class HAProxy:
-    """haproxy -db in TCP passthrough in front of ports (round robin, health checks every 300 ms,
-    a refused connection retried on another backend); stopped by its PID."""
-
-    CONF = """global
-    nbthread 1
-    maxconn 2000
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-frontend mqtts
-    bind 127.0.0.1:%d
-    default_backend certmq
-backend certmq
-    balance roundrobin
-    option redispatch
-    retries 3
-    default-server check inter 300ms fall 1 rise 2 on-marked-down shutdown-sessions
-%s"""
-
-    def __init__(self, h, ports):
-        self.path = os.path.join(h.tmp, "haproxy.cfg")
-        self.log = os.path.join(h.tmp, "haproxy.log")
-        servers = "".join("    server n%d 127.0.0.1:%d\n" % (i + 1, p) for i, p in enumerate(ports))
-        for _ in range(3):  # the free port may be taken between the probe and haproxy's bind
-            self.port = free_port()
-            with open(self.path, "w") as f:
-                f.write(self.CONF % (self.port, servers))
-            with open(self.log, "wb") as out:
-                self.proc = subprocess.Popen(["haproxy", "-db", "-f", self.path], stdout=out,
-                                             stderr=subprocess.STDOUT)
-            h.procs.append(self.proc)
-            try:
-                wait_for(self._listening, 10, "haproxy listening")
-                return
-            except TestFailure:
-                self.stop()
-        raise TestFailure("haproxy did not start: %s" % open(self.log).read()[-800:])
-
-    def _listening(self):
-        check(self.proc.poll() is None, "haproxy exited: %s" % open(self.log).read()[-800:])
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
