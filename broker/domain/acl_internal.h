@@ -82,5 +82,9 @@ void acl__who(struct acl_who *w, const char *identity, const char *client_id,
 long acl__expand(const struct rule *r, const struct acl_who *w, char *out, const char **why);
 /* Do all of b's conditions hold for these attributes? */
 bool acl__block_applies(const struct block *b, const struct certattrs *attrs);
+/* At t[i] == '%': the length of the substitution token there (%u, %c, %{attr}, %{attr:N}), 0
+ * when the '%' is a literal character (followed by neither a letter nor '{', as in mosquitto),
+ * or -1 with *why. *attr is the attribute, -'u' or -'c'. */
+long acl__token(const char *t, size_t len, size_t i, int *attr, int *field, const char **why);
 
 #endif
