@@ -17,6 +17,13 @@ int mbedx_crypto_init(void)
 #endif
 }
 
+void mbedx_crypto_free(void)
+{
+#if MBEDTLS_VERSION_MAJOR >= 3
+    mbedtls_psa_crypto_free();
+#endif
+}
+
 int mbedx_pk_parse_keyfile(mbedtls_pk_context *key, const char *path)
 {
 #if MBEDTLS_VERSION_MAJOR >= 3

@@ -28,6 +28,9 @@
 /* psa_crypto_init() where Mbed TLS is 3.x (TLS 1.3 and key parsing need it); idempotent. 0 or
  * -1. */
 int mbedx_crypto_init(void);
+/* The PSA state mbedx_crypto_init made, freed: only for a copy of Mbed TLS of one's own (a
+ * plugin linked statically), never for the one the broker uses. */
+void mbedx_crypto_free(void);
 /* mbedtls_pk_parse_keyfile without a password, with PSA's generator for 3.x's blinding. */
 int mbedx_pk_parse_keyfile(mbedtls_pk_context *key, const char *path);
 

@@ -19,6 +19,7 @@
  * responder outage does not drop the fleet. */
 #include "certmq_plugin.h"
 #include "ocsp_codec.h"
+#include "mbedx.h"
 #include "ocsp_http.h"
 
 #include <mbedtls/x509_crt.h>
@@ -632,6 +633,9 @@ static void free_ocsp(struct ocsp *x)
     }
     free(x->responder);
     free(x);
+#ifdef CERTMQ_PLUGIN_OWN_MBEDTLS
+    mbedx_crypto_free(); /* the plugin's own Mbed TLS: its PSA state goes before dlclose */
+#endif
 }
 
 static void recheck_closed(uv_handle_t *h)
