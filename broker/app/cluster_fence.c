@@ -93,12 +93,7 @@ static void pump(struct cluster_fence *f)
 void cluster__fence_start(struct cluster_fence *f)
 {
     if (!f->inbox) {
-        char sub[128];
-        natsStatus s = natsInbox_Create(&f->inbox);
-        if (s == NATS_OK) {
-            snprintf(sub, sizeof(sub), "%s.>", f->inbox);
-            s = natsConnection_SubscribeSync(&f->replies, f->link->nc, sub);
-        }
+        natsStatus s = cluster__reply_inbox(f->link, &f->inbox, &f->replies);
         if (s != NATS_OK) {
             log_err("cluster: sessions: cannot check them after the reconnection: %s",
                     natsStatus_GetText(s));

@@ -51,6 +51,8 @@ void cluster__rx(struct cluster *c);
  * false (logged, naming what) when nats.c refuses. */
 bool cluster__request(struct cluster_link *l, const char *inbox, const char *what, const char *subj,
                       const void *body, size_t len, char kind, uint64_t n);
+/* A new inbox and a subscription to every reply under it (<inbox>.>), for cluster__request. */
+natsStatus cluster__reply_inbox(struct cluster_link *l, char **inbox, natsSubscription **sub);
 /* A reply's kind and number from its subject <inbox>.<kind>.<n>; false when it is not one. */
 bool cluster__reply_of(const char *subj, const char *inbox, char *kind, uint64_t *n);
 /* Replicas of the streams certmq creates: cluster_retained_replicas, else up to 3. */

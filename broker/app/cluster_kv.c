@@ -615,12 +615,7 @@ void cluster__kv_link(struct cluster_kv *k, bool up)
         return;
     }
     if (!k->inbox) {
-        natsStatus s = natsInbox_Create(&k->inbox);
-        if (s == NATS_OK) {
-            char sub[128];
-            snprintf(sub, sizeof(sub), "%s.>", k->inbox);
-            s = natsConnection_SubscribeSync(&k->replies, k->link->nc, sub);
-        }
+        natsStatus s = cluster__reply_inbox(k->link, &k->inbox, &k->replies);
         if (s != NATS_OK) {
             log_err("cluster: retained: cannot subscribe for JetStream's replies: %s",
                     natsStatus_GetText(s));

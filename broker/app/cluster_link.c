@@ -361,6 +361,17 @@ bool cluster__request(struct cluster_link *l, const char *inbox, const char *wha
     return s == NATS_OK;
 }
 
+natsStatus cluster__reply_inbox(struct cluster_link *l, char **inbox, natsSubscription **sub)
+{
+    natsStatus s = natsInbox_Create(inbox);
+    if (s == NATS_OK) {
+        char subj[128];
+        snprintf(subj, sizeof(subj), "%s.>", *inbox);
+        s = natsConnection_SubscribeSync(sub, l->nc, subj);
+    }
+    return s;
+}
+
 bool cluster__reply_of(const char *subj, const char *inbox, char *kind, uint64_t *n)
 {
     size_t il = strlen(inbox);

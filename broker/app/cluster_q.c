@@ -217,12 +217,7 @@ void cluster__q_link(struct cluster_q *q, bool up)
     if (q->stopped || !up)
         return; /* waits time out; nats.c resends the subscription on reconnection */
     if (!q->inbox) {
-        char sub[128];
-        natsStatus s = natsInbox_Create(&q->inbox);
-        if (s == NATS_OK) {
-            snprintf(sub, sizeof(sub), "%s.>", q->inbox);
-            s = natsConnection_SubscribeSync(&q->replies, q->link->nc, sub);
-        }
+        natsStatus s = cluster__reply_inbox(q->link, &q->inbox, &q->replies);
         if (s != NATS_OK) {
             log_err("cluster: cannot subscribe for JetStream's acknowledgements: %s (QoS >= 1 "
                     "publishes are refused)",

@@ -734,12 +734,7 @@ void cluster__sess_link(struct cluster_sess *s, bool up)
     if (s->stopped || !up)
         return; /* claims under way time out; nats.c resends subscriptions on reconnection */
     if (!s->inbox) {
-        natsStatus st = natsInbox_Create(&s->inbox);
-        char sub[128];
-        if (st == NATS_OK) {
-            snprintf(sub, sizeof(sub), "%s.>", s->inbox);
-            st = natsConnection_SubscribeSync(&s->replies, s->link->nc, sub);
-        }
+        natsStatus st = cluster__reply_inbox(s->link, &s->inbox, &s->replies);
         if (st == NATS_OK)
             st = natsConnection_SubscribeSync(&s->takes, s->link->nc, s->take_subj);
         if (st != NATS_OK) {
