@@ -58,6 +58,7 @@ struct cluster {
     struct interest *interests;
     struct topic_tree *plain; /* non-shared interests by filter, for the oldest-copy rule */
     uint64_t next_ord;
+    uint64_t next_ticket; /* cluster__ticket */
     char prefix[48];
     char *subj; /* max_subject + 1 bytes, reused */
     size_t subj_cap;
@@ -68,6 +69,17 @@ struct cluster {
     struct cluster_stats stats;
     bool rx, stopped;
 };
+
+bool cluster_name_ok(const char *p, size_t len, size_t max)
+{
+    if (!len || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-'))
+            return false;
+    return true;
+}
 
 bool cluster_enabled(const struct cluster_opts *o)
 {
@@ -466,6 +478,11 @@ static void on_check(uv_check_t *h)
         cluster__kv_turn_end(c->kv);
 }
 
+uint64_t cluster__ticket(struct cluster *c)
+{
+    return ++c->next_ticket;
+}
+
 void cluster__rx(struct cluster *c)
 {
     c->rx = true;
@@ -633,21 +650,12 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
     c->stats.retained_applied = k->applied;
     c->stats.retained_invalid = k->bad_updates;
     c->stats.barriers_skipped = k->barriers_skipped;
-    const struct cluster_sess_stats *ss = cluster__sess_stats(c->sess);
     c->stats.sessions_ready = cluster__sess_ready(c->sess);
-    c->stats.claims = ss->claims;
-    c->stats.claims_failed = ss->claims_failed;
-    c->stats.claim_races = ss->claim_races;
-    c->stats.unclaimed = ss->unclaimed;
-    c->stats.takeovers_in = ss->takeovers_in;
-    c->stats.takeovers_out = ss->takeovers_out;
-    c->stats.handover_timeouts = ss->handover_timeouts;
-    c->stats.handover_bad = ss->handover_bad;
+    c->stats.sess = *cluster__sess_stats(c->sess);
     c->stats.fenced = cluster__fence_count(c->fence);
     if (c->q) {
         c->stats.durable_ready = cluster__q_ready(c->q);
-        c->stats.durable_stored = cluster__q_stats(c->q)->stored;
-        c->stats.durable_failed = cluster__q_stats(c->q)->failed;
+        c->stats.durable = *cluster__q_stats(c->q);
     }
     return &c->stats;
 }

@@ -40,6 +40,11 @@ struct cluster_opts {
                              max_control_line */
 };
 
+/* A cluster or node name: 1 to max bytes of [A-Za-z0-9_-] (a NATS subject token, plain in logs);
+ * p need not be NUL-terminated (names read back from JetStream). */
+bool cluster_name_ok(const char *p, size_t len, size_t max);
+#define CLUSTER_NAME_MAX 32 /* cluster_name */
+#define CLUSTER_NODE_MAX 64 /* node_name */
 /* Is cluster mode configured (cluster_nats given)? */
 bool cluster_enabled(const struct cluster_opts *o);
 /* --test-config: the files the link needs are readable (problems to d); returns 0 when good. */
@@ -74,6 +79,22 @@ void cluster_revoked(struct cluster *c, const struct envelope_revoke *r);
 void cluster_set_revoker(struct cluster *c,
                          void (*revoked)(void *ctx, const struct envelope_revoke *r), void *ctx);
 
+/* Session ownership (cluster_sess.c) and durable QoS >= 1 (cluster_q.c) counters. */
+struct cluster_sess_stats {
+    uint64_t claims;            /* CONNECTs that asked for their session */
+    uint64_t claims_failed;     /* ...refused: JetStream silent, or a newer connection won */
+    uint64_t claim_races;       /* epochs another node created first (retried) */
+    uint64_t unclaimed;         /* CONNECTs served without a claim (JetStream unreachable) */
+    uint64_t takeovers_in;      /* sessions handed over to this node */
+    uint64_t takeovers_out;     /* ...by this node to another */
+    uint64_t handover_timeouts; /* previous owners that did not answer in time */
+    uint64_t handover_bad;      /* malformed handovers or takeover requests */
+};
+struct cluster_q_stats {
+    uint64_t stored; /* QoS >= 1 publishes sent to the stream */
+    uint64_t failed; /* ...not acknowledged by it (the publisher was told) */
+};
+
 /* For $SYS/broker/cluster/...: every field a uint64_t. */
 struct cluster_stats {
     uint64_t connected; /* 1 while both NATS connections are up */
@@ -92,12 +113,10 @@ struct cluster_stats {
     uint64_t revocations_sent; /* certificate revocations announced to the other nodes */
     uint64_t revocations_received; /* ...announced by them (valid ones) */
     uint64_t sessions_ready;       /* 1 while session ownership works through JetStream */
-    uint64_t claims, claims_failed, claim_races, unclaimed;
-    uint64_t takeovers_in, takeovers_out, handover_timeouts, handover_bad;
+    struct cluster_sess_stats sess;
     uint64_t fenced; /* sessions dropped after an outage: another node claimed them meanwhile */
-    uint64_t durable_ready;  /* 1 while the QoS >= 1 stream takes messages (persistence true) */
-    uint64_t durable_stored; /* QoS >= 1 publishes sent to the stream */
-    uint64_t durable_failed; /* ...not acknowledged by it (the publisher was told) */
+    uint64_t durable_ready; /* 1 while the QoS >= 1 stream takes messages (persistence true) */
+    struct cluster_q_stats durable;
 };
 const struct cluster_stats *cluster_stats(struct cluster *c);
 

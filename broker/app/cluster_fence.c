@@ -121,7 +121,7 @@ static void on_reply(struct cluster_fence *f, natsMsg *nm)
     f->progress_at = uv_now(f->link->loop);
     struct fence_check *c = &f->todo[t & 0xffffffffu];
     uint64_t epoch = 0;
-    char node[64];
+    char node[CLUSTER_NODE_MAX + 1];
     if (cluster__last_claim(nm, f->prefix, c->key, &epoch, node) == 1 && epoch > c->epoch &&
         strcmp(node, f->o->node) != 0) {
         struct session *s = broker_find(f->b, c->identity, c->client_id);

@@ -47,6 +47,8 @@ void cluster__link_free(struct cluster_link *l);
 void cluster__link_release(struct cluster_link *l);
 /* The loop read from the link's socket: messages may wait in its subscriptions. */
 void cluster__rx(struct cluster *c);
+/* A ticket for the client waiter, unique among all the cluster's modules (they share it). */
+uint64_t cluster__ticket(struct cluster *c);
 /* JetStream requests from the loop: publish body on subj with the reply <inbox>.<kind>.<n>;
  * false (logged, naming what) when nats.c refuses. */
 bool cluster__request(struct cluster_link *l, const char *inbox, const char *what, const char *subj,
@@ -90,20 +92,7 @@ void cluster__kv_stop(struct cluster_kv *k);
 void cluster__kv_free(struct cluster_kv *k);
 
 /* cluster_sess.c: one session per (identity, client id) cluster-wide (see there). */
-struct cluster_sess_stats {
-    uint64_t claims;            /* CONNECTs that asked for their session */
-    uint64_t claims_failed;     /* ...refused: JetStream silent, or a newer connection won */
-    uint64_t claim_races;       /* epochs another node created first (retried) */
-    uint64_t unclaimed;         /* CONNECTs served without a claim (JetStream unreachable) */
-    uint64_t takeovers_in;      /* sessions handed over to this node */
-    uint64_t takeovers_out;     /* ...by this node to another */
-    uint64_t handover_timeouts; /* previous owners that did not answer in time */
-    uint64_t handover_bad;      /* malformed handovers or takeover requests */
-};
 /* cluster_q.c: QoS >= 1 publishes durable in JetStream before their acknowledgement. */
-struct cluster_q_stats {
-    uint64_t stored, failed;
-};
 #define CLUSTER_Q_FAILED UINT64_MAX
 struct cluster_q;
 struct cluster_q *cluster__q_new(uv_loop_t *loop, const struct cluster_opts *o,
@@ -157,7 +146,7 @@ void cluster__session_key(const char *identity, const char *client_id, char out[
 /* A direct get's answer for the last claim of key: 1 with *epoch and node (the claimer), 0
  * when the key has none, -1 when it is not a valid answer. */
 int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64_t *epoch,
-                        char node[64]);
+                        char node[CLUSTER_NODE_MAX + 1]);
 struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
                                        const struct cluster_opts *o, struct cluster_link *link);
 const char *cluster__sess_stream(const struct cluster_sess *s);

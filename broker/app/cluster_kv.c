@@ -88,7 +88,7 @@ struct cluster_kv {
     uint64_t applied;    /* stream sequence of the last applied update */
     uint64_t last_cseq;  /* consumer sequence of the last delivery */
     uint64_t last_heard; /* ms: the consumer's last delivery or heartbeat */
-    uint64_t next_ticket, next_batch;
+    uint64_t next_batch;
     struct kv_write *writes;
     size_t nwrites;
     struct kv_barrier *barriers;
@@ -238,9 +238,9 @@ uint64_t cluster__kv_barrier(struct cluster_kv *k)
         return 0;
     }
     k->barriers[k->nbarriers++] = (struct kv_barrier){
-        .ticket = ++k->next_ticket, .deadline = now_ms(k) + KV_BARRIER_TIMEOUT_MS};
+        .ticket = cluster__ticket(k->link->c), .deadline = now_ms(k) + KV_BARRIER_TIMEOUT_MS};
     k->barrier_unsent = true;
-    return k->next_ticket;
+    return k->barriers[k->nbarriers - 1].ticket;
 }
 
 static void on_info(struct cluster_kv *k, uint64_t batch, const struct jsreply *r, bool valid)
@@ -319,7 +319,7 @@ uint64_t cluster__kv_retain(struct cluster_kv *k, const struct session *from, co
     if (!clear && !len)
         return 0; /* expired on the way: nothing to keep */
     char reply[128];
-    uint64_t t = ++k->next_ticket;
+    uint64_t t = cluster__ticket(k->link->c);
     snprintf(reply, sizeof(reply), "%s.w.%" PRIu64, k->inbox, t);
     natsStatus s = put(k, reply, len, clear);
     if (s != NATS_OK) {

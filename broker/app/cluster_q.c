@@ -3,7 +3,7 @@
  *
  * The stream CMQ_Q_<cluster> captures the QoS 1 and 2 subjects of the routing layout
  * (subject.h: <prefix>.t.1.>, .t.2.>, .d.1.>, .d.2.>). A durable publish is the routing publish
- * itself, sent with a reply inbox and a Nats-Msg-Id header: NATS delivers it to the nodes with
+ * itself, sent with a reply inbox: NATS delivers it to the nodes with
  * interest and the stream stores it (replicated), in one message (shared/notes/cluster-on-nats.md
  * §2.6). The device's PUBACK/PUBREC waits for the stream's acknowledgement (a ticket the client
  * waits on); a refusal, or no answer within Q_ACK_TIMEOUT_MS, and the device is told the
@@ -25,7 +25,6 @@
 #define Q_MAX_PENDING 65536
 #define Q_ACK_TIMEOUT_MS 5000
 #define Q_MAX_AGE_S 900
-#define Q_DUPLICATE_WINDOW_S 120
 #define Q_TIMER_MS 100
 #define Q_RETRY_MS 2000
 #define Q_LOG_EVERY 1000
@@ -34,6 +33,7 @@
 struct q_wait {
     uint64_t ticket;
     uint64_t deadline;
+    struct q_wait *next; /* in the spare list */
     UT_hash_handle hh;
 };
 
@@ -51,8 +51,7 @@ struct cluster_q {
     uint64_t asked_at;
     struct q_wait *waits;
     size_t nwaits;
-    uint64_t next_ticket, next_id;
-    uint64_t boot; /* ms: makes message ids unique across this node's restarts */
+    struct q_wait *spare; /* finished waits, reused: nothing allocated per message */
     struct cluster_q_stats stats;
 };
 
@@ -71,9 +70,9 @@ static void ask_stream(struct cluster_q *q)
                      "\"%s.d.2.>\"],\"retention\":\"limits\",\"max_consumers\":-1,"
                      "\"max_msgs\":-1,\"max_bytes\":-1,\"max_age\":%" PRIu64 ","
                      "\"max_msgs_per_subject\":-1,\"max_msg_size\":-1,\"discard\":\"old\","
-                     "\"storage\":\"file\",\"num_replicas\":%u,\"duplicate_window\":%" PRIu64 "}",
+                     "\"storage\":\"file\",\"num_replicas\":%u}",
                      q->stream, p, p, p, p, (uint64_t)Q_MAX_AGE_S * 1000000000u,
-                     cluster__replicas(q->o), (uint64_t)Q_DUPLICATE_WINDOW_S * 1000000000u);
+                     cluster__replicas(q->o));
     q->asked = true;
     q->asked_at = now_ms(q);
     cluster__request(q->link, q->inbox, "durable messages", subj, body, (size_t)n, 's', 0);
@@ -84,19 +83,19 @@ static void finish(struct cluster_q *q, struct q_wait *w, bool ok)
     uint64_t t = w->ticket;
     HASH_DEL(q->waits, w);
     q->nwaits--;
-    free(w);
-    if (!ok)
-        q->stats.failed++;
+    w->next = q->spare;
+    q->spare = w;
     if (q->done)
         q->done(q->done_ctx, t, ok);
 }
 
+/* Counted, and logged once every Q_LOG_EVERY. */
 static void refused(struct cluster_q *q, const char *why)
 {
-    if (q->stats.failed % Q_LOG_EVERY == 0)
+    if (q->stats.failed++ % Q_LOG_EVERY == 0)
         log_warn("cluster: a QoS >= 1 message was not acknowledged to its publisher: %s (%llu so "
                  "far)",
-                 why, (unsigned long long)q->stats.failed + 1);
+                 why, (unsigned long long)q->stats.failed);
 }
 
 uint64_t cluster__q_publish(struct cluster_q *q, const char *subj, const void *env, size_t len)
@@ -104,26 +103,21 @@ uint64_t cluster__q_publish(struct cluster_q *q, const char *subj, const void *e
     if (q->stopped || !q->ready || !q->link->connected || q->nwaits >= Q_MAX_PENDING) {
         refused(q, q->nwaits >= Q_MAX_PENDING ? "too many waiting for JetStream"
                                               : "JetStream's message stream is not reachable");
-        q->stats.failed++;
         return CLUSTER_Q_FAILED;
     }
-    uint64_t t = ++q->next_ticket | 1ull << 61; /* apart from the other modules' tickets */
-    char reply[128], id[96];
+    uint64_t t = cluster__ticket(q->link->c);
+    char reply[128];
     snprintf(reply, sizeof(reply), "%s.q.%" PRIu64, q->inbox, t);
-    snprintf(id, sizeof(id), "%s.%" PRIu64 ".%" PRIu64, q->o->node, q->boot, ++q->next_id);
-    natsMsg *nm = NULL;
-    natsStatus s = natsMsg_Create(&nm, subj, reply, env, (int)len);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(nm, "Nats-Msg-Id", id);
-    if (s == NATS_OK)
-        s = natsConnection_PublishMsg(q->link->nc, nm);
-    natsMsg_Destroy(nm);
+    natsStatus s = natsConnection_PublishRequest(q->link->nc, subj, reply, env, (int)len);
     if (s != NATS_OK) {
         refused(q, natsStatus_GetText(s));
-        q->stats.failed++;
         return CLUSTER_Q_FAILED;
     }
-    struct q_wait *w = xmalloc(sizeof(*w));
+    struct q_wait *w = q->spare;
+    if (w)
+        q->spare = w->next;
+    else
+        w = xmalloc(sizeof(*w));
     w->ticket = t;
     w->deadline = now_ms(q) + Q_ACK_TIMEOUT_MS;
     HASH_ADD(hh, q->waits, ticket, sizeof(w->ticket), w);
@@ -197,7 +191,6 @@ struct cluster_q *cluster__q_new(uv_loop_t *loop, const struct cluster_opts *o,
     q->loop = loop;
     q->o = o;
     q->link = link;
-    q->boot = uv_now(loop) ^ (uint64_t)uv_hrtime();
     snprintf(q->stream, sizeof(q->stream), "CMQ_Q_%s", o->name);
     snprintf(q->prefix, sizeof(q->prefix), "cmq.%s", o->name);
     uv_timer_init(loop, &q->timer);
@@ -258,5 +251,10 @@ void cluster__q_free(struct cluster_q *q)
     if (!q)
         return;
     natsInbox_Destroy(q->inbox);
+    while (q->spare) {
+        struct q_wait *w = q->spare;
+        q->spare = w->next;
+        free(w);
+    }
     free(q);
 }

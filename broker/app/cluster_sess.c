@@ -72,10 +72,10 @@ struct claim {
     bool finishing; /* the second part was asked for: live messages wait in `live` */
     struct session_delivery *live;
     size_t nlive, live_cap;
-    bool superseded; /* a newer claim asked for the session: the CONNECT loses */
-    bool done;       /* the CONNECT's ticket has completed */
-    char key[33];    /* H */
-    char prev[64];   /* the last epoch's node, "" when none */
+    bool superseded;                 /* a newer claim asked for the session: the CONNECT loses */
+    bool done;                       /* the CONNECT's ticket has completed */
+    char key[33];                    /* H */
+    char prev[CLUSTER_NODE_MAX + 1]; /* the last epoch's node, "" when none */
     char *identity, *client_id;
     struct certattrs *attrs;
     /* the handover being received */
@@ -105,7 +105,6 @@ struct cluster_sess {
     struct claim *by_ticket, *by_key;
     struct cluster_give *give;
     size_t nclaims;
-    uint64_t next_ticket;
     struct cluster_sess_stats stats;
 };
 
@@ -126,12 +125,14 @@ void cluster__id_pair(const char *identity, const char *client_id, char **id_out
 
 void cluster__session_key(const char *identity, const char *client_id, char out[33])
 {
-    size_t il = strlen(identity), cl = strlen(client_id);
-    uint8_t *in = xmalloc(il + 1 + cl), h[32];
-    memcpy(in, identity, il + 1);
-    memcpy(in + il + 1, client_id, cl);
-    mbedtls_sha256(in, il + 1 + cl, h, 0);
-    free(in);
+    uint8_t h[32];
+    mbedtls_sha256_context ctx;
+    mbedtls_sha256_init(&ctx);
+    mbedtls_sha256_starts(&ctx, 0);
+    mbedtls_sha256_update(&ctx, (const unsigned char *)identity, strlen(identity) + 1);
+    mbedtls_sha256_update(&ctx, (const unsigned char *)client_id, strlen(client_id));
+    mbedtls_sha256_finish(&ctx, h);
+    mbedtls_sha256_free(&ctx);
     for (int i = 0; i < 16; i++)
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
@@ -252,7 +253,7 @@ uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const
         return persistent ? BROKER_CLAIM_REFUSED : 0;
     }
     struct claim *c = xcalloc(1, sizeof(*c));
-    c->ticket = ++s->next_ticket | 1ull << 62; /* apart from the retained store's tickets */
+    c->ticket = cluster__ticket(s->link->c);
     c->persistent = persistent;
     c->clean = clean;
     cluster__id_pair(identity, client_id, &c->identity, &c->client_id);
@@ -282,17 +283,6 @@ static struct claim *find(struct cluster_sess *s, uint64_t ticket)
     return c;
 }
 
-static bool node_name_ok(const char *p, size_t len)
-{
-    if (!len || len >= 64)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
-              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-'))
-            return false;
-    return true;
-}
-
 static void ask_create(struct cluster_sess *s, struct claim *c, uint64_t last)
 {
     char subj[160];
@@ -304,7 +294,7 @@ static void ask_create(struct cluster_sess *s, struct claim *c, uint64_t last)
 }
 
 int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64_t *epoch,
-                        char node[64])
+                        char node[CLUSTER_NODE_MAX + 1])
 {
     const char *status = NULL, *subj = NULL;
     if (natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status)
@@ -313,7 +303,8 @@ int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64
     int dlen = natsMsg_GetDataLength(nm);
     size_t pl = strlen(prefix) + strlen(".claim.") + 32 + 1;
     if (natsMsgHeader_Get(nm, "Nats-Subject", &subj) != NATS_OK || !subj || strlen(subj) <= pl ||
-        strncmp(subj + strlen(prefix) + 7, key, 32) != 0 || !node_name_ok(data, (size_t)dlen))
+        strncmp(subj + strlen(prefix) + 7, key, 32) != 0 ||
+        !cluster_name_ok(data, (size_t)dlen, CLUSTER_NODE_MAX))
         return -1;
     char *end;
     uint64_t last = strtoull(subj + pl, &end, 10);

@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Node and cluster names become NATS subject tokens and appear in logs: keep them plain. */
-#define NAME_MAX_CLUSTER 32
-#define NAME_MAX_NODE 64
 #define MAX_URLS 32
 
 static bool config__url_ok(const char *u)
@@ -46,16 +43,7 @@ void config__cluster_nats(struct config__parser *p, const struct config__directi
 
 static bool config__name_ok(const char *s, size_t max)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return cluster_name_ok(s, strlen(s), max);
 }
 
 /* Any key but cluster_nats given: which one (for the message), or NULL. */
@@ -90,16 +78,16 @@ void config__cluster_finish(struct config__parser *p)
                         k);
         return;
     }
-    if (!o->name || !config__name_ok(o->name, NAME_MAX_CLUSTER))
+    if (!o->name || !config__name_ok(o->name, CLUSTER_NAME_MAX))
         config__err(p,
                     "cluster mode needs cluster_name: 1 to %d characters of A-Z a-z 0-9 _ - "
                     "(the same on every node)",
-                    NAME_MAX_CLUSTER);
-    if (!o->node || !config__name_ok(o->node, NAME_MAX_NODE))
+                    CLUSTER_NAME_MAX);
+    if (!o->node || !config__name_ok(o->node, CLUSTER_NODE_MAX))
         config__err(p,
                     "cluster mode needs node_name: 1 to %d characters of A-Z a-z 0-9 _ - "
                     "(different on every node)",
-                    NAME_MAX_NODE);
+                    CLUSTER_NODE_MAX);
     if (!o->user != !o->password)
         config__err(p, "cluster_nats_user and cluster_nats_password go together");
     if (o->creds && o->user)
