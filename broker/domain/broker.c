@@ -405,53 +405,6 @@ void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
     }
 }
 
-void broker_set_store(struct broker *b, const struct broker_store *st)
-{
-    b->store = st;
-    struct entry *e, *tmp;
-    HASH_ITER(hh, b->sessions, e, tmp)
-    {
-        session_set_store(e->s, st ? st->session : NULL);
-    }
-}
-
-struct session *broker_restore_session(struct broker *b, const char *identity,
-                                       const char *client_id, uint32_t expiry_s, uint8_t version,
-                                       int64_t offline_since)
-{
-    struct session *s = broker__add_session(b, identity, client_id);
-    session_set_version(s, version);
-    session_set_persistent(s, true, expiry_s);
-    broker__count_persistent(b, s);
-    session_set_offline_since(s, offline_since);
-    broker__compile_acl(b, s);
-    return s;
-}
-
-void broker_restore_sub(struct broker *b, struct session *s, const char *filter, uint8_t options,
-                        uint32_t sub_id)
-{
-    size_t len = strlen(filter), glen = 0, flen = len;
-    const char *g = NULL, *f = filter;
-    if (topic_share_split(filter, len, &g, &glen, &f, &flen) < 0 || !topic_filter_valid(f, flen))
-        return;
-    bool replaced;
-    topic_tree_subscribe(b->subs, f, flen, g, glen, s, options, sub_id, &replaced);
-    if (session_sub_add(s, filter, len, options, sub_id) == SESSION_SUB_NEW)
-        session_ident(s)->subscriptions++;
-}
-
-void broker_restore_retained(struct broker *b, struct msg *m)
-{
-    retain_set(b->retained, m, NULL); /* the store does not keep who set it */
-}
-
-void broker_set_next_msg_id(struct broker *b, uint64_t next)
-{
-    if (next > b->msg_id)
-        b->msg_id = next;
-}
-
 void broker_tick(struct broker *b, int64_t now)
 {
     b->now = now;

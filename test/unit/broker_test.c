@@ -426,6 +426,31 @@ static void test_subscriptions_per_identity(void)
     broker_free(b);
 }
 
+/* A session handed over by another node: its subscriptions are re-checked against this node's
+ * ACL and count towards the identity's limit like any others, and give the count back when the
+ * session goes (a count not taken would wrap when it is given back). */
+static void test_imported_subscriptions_counted(void)
+{
+    quotas = (struct broker_limits){.per_identity = {.subscriptions = 3}};
+    struct broker *b = mkbroker("pattern readwrite devices/%u/#\n");
+    quotas = (struct broker_limits){0};
+    struct session *s = broker_import(b, "dev-a", "moved", NULL, true, 60, 4, 0);
+    CHECK(broker_import_sub(b, s, "devices/dev-a/1", 15, 1, 0));
+    CHECK(broker_import_sub(b, s, "devices/dev-a/2", 15, 1, 0));
+    CHECK(!broker_import_sub(b, s, "devices/dev-b/1", 15, 1, 0)); /* not this device's */
+    CHECK(!broker_import_sub(b, s, "devices/#/x", 11, 1, 0));     /* not a filter */
+    CHECK_EQ_INT(session_sub_count(s), 2);
+    int c[2];
+    struct session *o = online(b, "dev-a", "other", &c[0]);
+    CHECK_EQ_INT(broker_subscribe(b, o, "devices/dev-a/3", 15, 0, 0, 0), 0);
+    CHECK_EQ_INT(broker_subscribe(b, o, "devices/dev-a/4", 15, 0, 0, 0), MQTT_RC_QUOTA_EXCEEDED);
+    broker_discard(b, s);
+    CHECK_EQ_INT(broker_subscribe(b, o, "devices/dev-a/4", 15, 0, 0, 0), 0);
+    CHECK_EQ_INT(broker_subscribe(b, o, "devices/dev-a/5", 15, 0, 0, 0), 0);
+    CHECK_EQ_INT(broker_subscribe(b, o, "devices/dev-a/6", 15, 0, 0, 0), MQTT_RC_QUOTA_EXCEEDED);
+    broker_free(b);
+}
+
 /* max_retained_messages_per_identity: counted like the bytes, refused like them (delivered,
  * not retained), replacing its own is not one more, a clear by anyone gives one back. */
 static void test_retained_per_identity(void)
@@ -811,6 +836,7 @@ int main(void)
     test_retained_and_will();
     test_untrust();
     test_revoked_cert();
+    test_imported_subscriptions_counted();
     test_retained_bytes();
     test_sessions_per_identity();
     test_connections_per_identity();
