@@ -295,6 +295,7 @@ static bool set_will(struct client *c, const struct mqtt_connect *k)
     msg_unref(w);
     if (k->will_props.present & MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY))
         session_set_will_delay(s, k->will_props.will_delay);
+    broker_changed(e->broker, s);
     return true;
 }
 

@@ -49,7 +49,10 @@ struct cluster {
     struct cluster_sess *sess;     /* session ownership (cluster_sess.c) */
     struct cluster_q *q;           /* durable QoS >= 1 (cluster_q.c), persistence true only */
     struct cluster_fence *fence;   /* after an outage (cluster_fence.c) */
+    struct cluster_replay *replay; /* messages read back after failures, persistence true only */
+    struct cluster_rec *rec;       /* session records, heartbeats, adoption (cluster_rec.c) */
     bool route_lost;               /* the routing link went down since it last came up */
+    int64_t route_lost_at;         /* wall ms: when it went down */
     natsSubscription *revocations; /* <prefix>.ctl.revoked, on the routing link (no echo) */
     void (*revoked)(void *ctx, const struct envelope_revoke *r);
     void *revoked_ctx;
@@ -449,6 +452,9 @@ static void drain(struct cluster *c)
     if (c->q)
         cluster__q_drain(c->q, &budget);
     cluster__fence_drain(c->fence, &budget);
+    cluster__rec_drain(c->rec, &budget);
+    if (c->replay)
+        cluster__replay_drain(c->replay, &budget);
     drain_revocations(c, &budget);
     struct interest *i, *tmp;
     HASH_ITER(hh, c->interests, i, tmp)
@@ -474,8 +480,10 @@ static void on_check(uv_check_t *h)
 {
     struct cluster *c = h->data;
     drain(c);
-    if (!c->stopped)
+    if (!c->stopped) {
         cluster__kv_turn_end(c->kv);
+        cluster__rec_flush(c->rec);
+    }
 }
 
 uint64_t cluster__ticket(struct cluster *c)
@@ -496,12 +504,45 @@ void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
         cluster__sess_link(c->sess, up);
     if (l == &c->route && c->q)
         cluster__q_link(c->q, up);
-    if (l == &c->route && !up)
+    if (l == &c->route && c->replay)
+        cluster__replay_link(c->replay, up);
+    if (l == &c->route)
+        cluster__rec_link(c->rec, up);
+    if (l == &c->route && !up && !c->route_lost) {
         c->route_lost = true;
+        c->route_lost_at = cluster__wall_ms();
+    }
     if (l == &c->route && up && c->route_lost) {
         c->route_lost = false;
         cluster__fence_start(c->fence);
+        /* What other nodes published for this node's filters while it was away. */
+        if (c->replay)
+            cluster__replay(c->replay, NULL, NULL, c->route_lost_at, cluster__wall_ms());
     }
+}
+
+void cluster__stalled(struct cluster *c)
+{
+    cluster__fence_start(c->fence);
+}
+
+void cluster__recovered(struct cluster *c, const char *identity, const char *client_id,
+                        int64_t since, const char *prev)
+{
+    c->stats.rec_recovered++;
+    log_notice("cluster: client %s (%s): session rebuilt from the record of node %s%s", client_id,
+               identity, prev,
+               c->replay ? "; its messages since then are read back from JetStream"
+                         : " (persistence false: messages it was owed there are lost)");
+    if (c->replay)
+        cluster__replay(c->replay, identity, client_id, since, cluster__wall_ms());
+}
+
+static void on_changed(void *ctx, const struct session *s)
+{
+    struct cluster *c = ctx;
+    if (!c->stopped)
+        cluster__rec_changed(c->rec, s);
 }
 
 static uint64_t on_retain(void *ctx, const struct session *from, const struct msg *m, int64_t now)
@@ -562,6 +603,9 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     c->sess = cluster__sess_new(loop, b, o, &c->route);
     c->q = o->durable ? cluster__q_new(loop, o, &c->route) : NULL;
     c->fence = cluster__fence_new(b, o, &c->route);
+    c->replay = o->durable ? cluster__replay_new(loop, b, o, &c->route) : NULL;
+    c->rec = cluster__rec_new(loop, b, o, &c->route, c->replay);
+    cluster__sess_set_replay(c->sess, c->replay);
     return c;
 }
 
@@ -580,14 +624,17 @@ int cluster_connect(struct cluster *c)
         log_err("cluster: cannot subscribe to %s: %s (revocations on other nodes are not "
                 "heard here; this node's own CRLs still apply)",
                 subj, natsStatus_GetText(s));
-    struct broker_cluster hooks = {c,         on_publish, on_interest, true,
-                                   on_retain, on_barrier, on_claim,    on_claimed};
+    struct broker_cluster hooks = {c,        on_publish, on_interest, true,      on_retain,
+                                   on_barrier, on_claim,  on_claimed,  on_changed};
     broker_set_cluster(c->b, &hooks);
     if (c->route.connected) { /* otherwise when the link comes up */
         cluster__kv_link(c->kv, true);
         cluster__sess_link(c->sess, true);
         if (c->q)
             cluster__q_link(c->q, true);
+        if (c->replay)
+            cluster__replay_link(c->replay, true);
+        cluster__rec_link(c->rec, true);
     }
     return 0;
 }
@@ -610,6 +657,8 @@ void cluster_stop(struct cluster *c)
     cluster__sess_stop(c->sess);
     cluster__q_stop(c->q);
     cluster__fence_stop(c->fence);
+    cluster__rec_stop(c->rec);
+    cluster__replay_stop(c->replay);
     cluster__link_close(&c->route);
     cluster__link_close(&c->share);
     uv_close((uv_handle_t *)&c->drain, NULL);
@@ -631,6 +680,8 @@ void cluster_free(struct cluster *c)
     cluster__sess_free(c->sess);
     cluster__q_free(c->q);
     cluster__fence_free(c->fence);
+    cluster__rec_free(c->rec);
+    cluster__replay_free(c->replay);
     topic_tree_free(c->plain);
     free(c->subj);
     free(c->topic);
@@ -656,6 +707,10 @@ const struct cluster_stats *cluster_stats(struct cluster *c)
     if (c->q) {
         c->stats.durable_ready = cluster__q_ready(c->q);
         c->stats.durable = *cluster__q_stats(c->q);
+        c->stats.replay = *cluster__replay_stats(c->replay);
     }
+    uint64_t recovered = c->stats.rec_recovered;
+    c->stats.rec = *cluster__rec_stats(c->rec);
+    c->stats.rec.recovered = recovered;
     return &c->stats;
 }

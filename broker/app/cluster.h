@@ -36,6 +36,7 @@ struct cluster_opts {
     bool durable;         /* persistence true: QoS >= 1 acknowledged once JetStream stored it */
     uint32_t drain_s;     /* cluster_drain_timeout: at a stop, how long persistent sessions
                              wait here for their devices to claim them elsewhere */
+    bool dead_wills;      /* cluster_dead_node_wills: a dead node's devices' wills published */
     uint32_t max_subject; /* cluster_max_subject_length: bytes, below nats-server's
                              max_control_line */
 };
@@ -90,6 +91,23 @@ struct cluster_sess_stats {
     uint64_t handover_timeouts; /* previous owners that did not answer in time */
     uint64_t handover_bad;      /* malformed handovers or takeover requests */
 };
+struct cluster_replay_stats {
+    uint64_t replays;      /* sessions (or the whole node) that had messages read back */
+    uint64_t replays_done; /* ...finished */
+    uint64_t replayed;     /* deliveries queued from the stream (duplicates included) */
+    uint64_t restarts;     /* consumers recreated after a lost delivery */
+    uint64_t bad;          /* stored messages not valid (skipped) */
+};
+struct cluster_rec_stats {
+    uint64_t records;         /* session records written */
+    uint64_t records_bad;     /* records or heartbeats read back that were not valid */
+    uint64_t records_retried; /* writes JetStream did not acknowledge, made again */
+    uint64_t recovered;       /* sessions rebuilt here from a dead owner's record */
+    uint64_t nodes_dead;      /* other nodes found dead (heartbeat stopped, no answer) */
+    uint64_t adoptions;       /* ...whose offline sessions this node took */
+    uint64_t adopted;         /* sessions taken that way */
+    uint64_t stalls;          /* this node's loop stopped long enough to be taken for dead */
+};
 struct cluster_q_stats {
     uint64_t stored; /* QoS >= 1 publishes sent to the stream */
     uint64_t failed; /* ...not acknowledged by it (the publisher was told) */
@@ -117,6 +135,9 @@ struct cluster_stats {
     uint64_t fenced; /* sessions dropped after an outage: another node claimed them meanwhile */
     uint64_t durable_ready; /* 1 while the QoS >= 1 stream takes messages (persistence true) */
     struct cluster_q_stats durable;
+    struct cluster_rec_stats rec;
+    struct cluster_replay_stats replay;
+    uint64_t rec_recovered; /* counted here, reported in rec.recovered */
 };
 const struct cluster_stats *cluster_stats(struct cluster *c);
 

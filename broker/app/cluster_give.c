@@ -120,11 +120,7 @@ void cluster__give_begin(struct cluster_give *g, struct session *ss, const char 
         return;
     }
     broker_release(g->b, ss, now); /* kicked: nothing more goes out from here */
-    handover_header(&x.w, session_version(ss), session_persistent(ss), session_expiry_s(ss));
-    for (size_t i = 0; i < session_sub_count(ss); i++) {
-        const struct session_sub *sub = session_sub_at(ss, i);
-        handover_sub(&x.w, sub->filter, sub->options, sub->sub_id);
-    }
+    handover_session(&x.w, ss);
     handover_end(&x.w, HANDOVER_PART);
     struct leaving *l;
     HASH_FIND(hh, g->leaving, key, strlen(key), l);

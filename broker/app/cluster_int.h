@@ -4,6 +4,7 @@
 #define CERTMQ_CLUSTER_INT_H
 
 #include "cluster.h"
+#include "handover.h"
 
 #include <nats/nats.h>
 #include <stdbool.h>
@@ -108,6 +109,48 @@ const struct cluster_q_stats *cluster__q_stats(const struct cluster_q *q);
 void cluster__q_stop(struct cluster_q *q);
 void cluster__q_free(struct cluster_q *q);
 
+/* A session was rebuilt here from the record of its dead owner prev: read back what it is owed
+ * from since (wall clock ms) on. */
+void cluster__recovered(struct cluster *c, const char *identity, const char *client_id,
+                        int64_t since, const char *prev);
+
+/* cluster_replay.c: QoS >= 1 messages read back from CMQ_Q after a failure (see there). */
+/* Replays start this much before the bound they are given and go on this much after (clocks,
+ * messages in transit). */
+#define REPLAY_SLACK_MS 2000
+int64_t cluster__wall_ms(void);
+struct cluster_replay;
+struct cluster_replay *cluster__replay_new(uv_loop_t *loop, struct broker *b,
+                                           const struct cluster_opts *o, struct cluster_link *link);
+void cluster__replay_link(struct cluster_replay *r, bool up);
+/* Deliver again what the stream stored between start_ms and end_ms (wall clock) to the session
+ * (identity, client id), or with identity NULL to every local session. */
+void cluster__replay(struct cluster_replay *r, const char *identity, const char *client_id,
+                     int64_t start_ms, int64_t end_ms);
+/* Is a replay for this session still under way? */
+bool cluster__replay_busy(const struct cluster_replay *r, const char *identity,
+                          const char *client_id);
+void cluster__replay_drain(struct cluster_replay *r, size_t *budget);
+const struct cluster_replay_stats *cluster__replay_stats(const struct cluster_replay *r);
+void cluster__replay_stop(struct cluster_replay *r);
+void cluster__replay_free(struct cluster_replay *r);
+
+/* cluster_rec.c: session records, heartbeats, a dead node's sessions adopted (see there). */
+struct cluster_rec;
+struct cluster_rec *cluster__rec_new(uv_loop_t *loop, struct broker *b,
+                                     const struct cluster_opts *o, struct cluster_link *link,
+                                     struct cluster_replay *replay);
+void cluster__rec_link(struct cluster_rec *r, bool up);
+/* The broker's changed hook: s's record is written at the end of the turn. */
+void cluster__rec_changed(struct cluster_rec *r, const struct session *s);
+void cluster__rec_flush(struct cluster_rec *r); /* end of a loop turn */
+void cluster__rec_drain(struct cluster_rec *r, size_t *budget);
+const struct cluster_rec_stats *cluster__rec_stats(const struct cluster_rec *r);
+void cluster__rec_stop(struct cluster_rec *r);
+void cluster__rec_free(struct cluster_rec *r);
+/* This node's loop stood still: others may have taken its sessions (cluster_fence). */
+void cluster__stalled(struct cluster *c);
+
 /* cluster_fence.c: after a NATS outage, sessions another node claimed meanwhile are dropped. */
 struct cluster_fence;
 struct cluster_fence *cluster__fence_new(struct broker *b, const struct cluster_opts *o,
@@ -137,6 +180,23 @@ uint64_t cluster__give_count(const struct cluster_give *g); /* sessions handed o
 void cluster__give_stop(struct cluster_give *g);            /* closes its timer */
 void cluster__give_free(struct cluster_give *g);
 
+/* cluster_import.c: a session arriving from another node, built by handover_decode with
+ * cluster__importer and a struct cluster_import as its context (see there). */
+struct cluster_import {
+    struct broker *b;
+    const char *identity, *client_id;
+    const struct certattrs *attrs; /* the connecting device's; NULL when none is connected */
+    int64_t now;
+    struct session *imported; /* once the header came */
+    uint32_t subs, msgs;      /* what was imported, for the log */
+};
+extern const struct handover_visitor cluster__importer;
+/* The will in r of a session whose node died while its device was connected, for s rebuilt from
+ * r: published now, or set to be published after its delay (persistent sessions). true when r
+ * had one. */
+struct sessrec;
+bool cluster__dead_will(struct broker *b, struct session *s, const struct sessrec *r, int64_t now);
+
 struct cluster_sess;
 /* identity and client id copied into one allocation (*identity, freed alone); *client_id
  * points into it. */
@@ -150,6 +210,8 @@ int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64
 struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
                                        const struct cluster_opts *o, struct cluster_link *link);
 const char *cluster__sess_stream(const struct cluster_sess *s);
+/* Takeover requests for a session still replaying wait for the replay (r may be NULL). */
+void cluster__sess_set_replay(struct cluster_sess *s, struct cluster_replay *r);
 void cluster__sess_set_done(struct cluster_sess *s,
                             void (*done)(void *ctx, uint64_t ticket, bool ok), void *ctx);
 /* The routing link came up (subscriptions, the stream) or went down. */

@@ -29,6 +29,7 @@
 #include "jsreply.h"
 #include "log.h"
 #include "mbedx.h"
+#include "sessrec.h"
 #include "utf8.h"
 #include "xmalloc.h"
 
@@ -46,6 +47,10 @@
 #define CLAIM_TIMEOUT_MS 5000
 /* The previous owner's handover, once asked. */
 #define TAKE_TIMEOUT_MS 2000
+/* A takeover request waits for a replay under way here at most this long (below the asker's
+ * TAKE_TIMEOUT_MS: a late answer is no answer). */
+#define DEFER_MS 1500
+#define DEFER_MAX 64
 /* A granted claim waits this long for its CONNECT to attach (the client may have gone). */
 #define GRANTED_KEEP_MS 10000
 #define TIMER_MS 100
@@ -59,6 +64,8 @@ enum claim_state {
     CL_LAST,    /* asked for the key's last claim */
     CL_CREATE,  /* creating epoch */
     CL_TAKE,    /* asked prev for the session */
+    CL_REC,     /* prev is gone: asked for its record of the session */
+    CL_BEAT,    /* ...and for its last heartbeat (the record says a device was connected) */
     CL_GRANTED, /* this node owns epoch; waiting for the CONNECT to attach */
 };
 
@@ -72,6 +79,8 @@ struct claim {
     bool finishing; /* the second part was asked for: live messages wait in `live` */
     struct session_delivery *live;
     size_t nlive, live_cap;
+    int64_t since;                   /* CL_BEAT: the record's bound of what the session is owed */
+    bool from_record;                /* rebuilt from the dead previous owner's record */
     bool superseded;                 /* a newer claim asked for the session: the CONNECT loses */
     bool done;                       /* the CONNECT's ticket has completed */
     char key[33];                    /* H */
@@ -80,8 +89,7 @@ struct claim {
     struct certattrs *attrs;
     /* the handover being received */
     uint32_t next_chunk;
-    uint32_t subs, msgs; /* what was imported, for the log */
-    struct session *imported;
+    struct cluster_import imp;
     /* a newer claimer's request that came while this claim was under way */
     char *succ_reply;
     uint64_t succ_epoch;
@@ -104,6 +112,12 @@ struct cluster_sess {
     uint64_t asked_at;
     struct claim *by_ticket, *by_key;
     struct cluster_give *give;
+    struct cluster_replay *replay;
+    char rec_stream[72];
+    /* takeover requests for sessions still replaying here: answered when the replay is done */
+    natsMsg *deferred[DEFER_MAX];
+    uint64_t deferred_at[DEFER_MAX];
+    size_t ndeferred;
     size_t nclaims;
     struct cluster_sess_stats stats;
 };
@@ -258,6 +272,8 @@ uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const
     c->clean = clean;
     cluster__id_pair(identity, client_id, &c->identity, &c->client_id);
     c->attrs = certattrs_dup(attrs);
+    c->imp = (struct cluster_import){
+        .b = s->b, .identity = c->identity, .client_id = c->client_id, .attrs = c->attrs};
     c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
     cluster__session_key(identity, client_id, c->key);
     struct claim *older;
@@ -332,22 +348,25 @@ static void on_last(struct cluster_sess *s, struct claim *c, natsMsg *nm)
 
 static void serve_successor(struct cluster_sess *s, struct claim *c);
 static void send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t index);
+static void ask_record(struct cluster_sess *s, struct claim *c);
 
 static void granted(struct cluster_sess *s, struct claim *c)
 {
     c->state = CL_GRANTED;
     c->deadline = now_ms(s) + GRANTED_KEEP_MS;
-    if (c->imported) {
+    if (c->imp.imported) {
         /* What arrived here live while the second part was on its way comes after it. */
         for (size_t i = 0; i < c->nlive; i++) {
-            session_enqueue(c->imported, &c->live[i], false);
+            session_enqueue(c->imp.imported, &c->live[i], false);
             msg_unref(c->live[i].msg);
         }
         c->nlive = 0;
-        session_set_epoch(c->imported, c->epoch);
+        session_set_epoch(c->imp.imported, c->epoch);
+        if (!c->from_record)
+            s->stats.takeovers_in++;
         log_info("cluster: client %s (%s): session taken over from node %s: %u subscription(s), "
                  "%u message(s)",
-                 c->client_id, c->identity, c->prev, c->subs, c->msgs);
+                 c->client_id, c->identity, c->prev, c->imp.subs, c->imp.msgs);
     }
     if (c->succ_reply) { /* a newer claim is waiting for what this one gathered */
         serve_successor(s, c);
@@ -379,70 +398,6 @@ static void on_create(struct cluster_sess *s, struct claim *c, const struct jsre
 
 /* ---- handover: receiving ----------------------------------------------------------------- */
 
-struct import {
-    struct cluster_sess *s;
-    struct claim *c;
-    int64_t now;
-};
-
-static void imp_header(void *ctx, uint8_t version, bool persistent, uint32_t expiry_s)
-{
-    struct import *x = ctx;
-    struct claim *c = x->c;
-    c->imported = broker_import(x->s->b, c->identity, c->client_id, c->attrs, persistent, expiry_s,
-                                version, x->now);
-    x->s->stats.takeovers_in++;
-}
-
-static void imp_sub(void *ctx, const char *filter, size_t len, uint8_t options, uint32_t sub_id)
-{
-    struct import *x = ctx;
-    if (!x->c->imported)
-        return;
-    char *f = xstrndup(filter, len);
-    x->c->subs++;
-    if (!broker_import_sub(x->s->b, x->c->imported, f, len, options, sub_id))
-        log_notice("cluster: client %s (%s): subscription %s not taken over: this node's ACL "
-                   "does not allow it",
-                   x->c->client_id, x->c->identity, f);
-    free(f);
-}
-
-static void imp_delivery(void *ctx, const struct handover_delivery *d)
-{
-    struct import *x = ctx;
-    if (!x->c->imported)
-        return;
-    struct session_delivery sd = {.qos = d->qos, .retain = d->retain, .n_sub_ids = d->n_sub_ids};
-    memcpy(sd.sub_ids, d->sub_ids, sizeof(sd.sub_ids));
-    struct msg *m = NULL;
-    if (!d->released) {
-        if (!broker_topic_ok(x->s->b, d->topic, d->topic_len))
-            return;
-        struct mqtt_publish pub;
-        envelope_publish(&d->env, d->topic, d->topic_len, &pub);
-        int64_t exp = 0;
-        if (d->env.has_expiry)
-            exp =
-                x->now + (int64_t)(d->env.expiry_ms < UINT32_MAX * 1000ull ? d->env.expiry_ms
-                                                                           : UINT32_MAX * 1000ull);
-        m = msg_new(d->topic, d->topic_len, &pub, exp, broker_next_msg_id(x->s->b));
-    }
-    sd.msg = m;
-    x->c->msgs++;
-    session_import(x->c->imported, &sd, d->id, d->released);
-    msg_unref(m);
-}
-
-static void imp_qos2(void *ctx, uint16_t id)
-{
-    struct import *x = ctx;
-    if (x->c->imported)
-        session_qos2_in_add(x->c->imported, id);
-}
-
-static const struct handover_visitor importer = {imp_header, imp_sub, imp_delivery, imp_qos2};
-
 /* A live delivery that reached the imported session before the old owner's queue. */
 static void stash(void *ctx, const struct session_delivery *d)
 {
@@ -461,19 +416,19 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
     if (c->state != CL_TAKE)
         return;
     if (natsMsg_IsNoResponders(nm)) { /* the previous owner is gone */
-        log_info("cluster: client %s (%s): node %s holds no connection to NATS; a new session "
-                 "starts here",
+        log_info("cluster: client %s (%s): node %s holds no connection to NATS; the session is "
+                 "rebuilt from its record",
                  c->client_id, c->identity, c->prev);
-        granted(s, c);
+        ask_record(s, c);
         return;
     }
-    struct import x = {s, c, (int64_t)now_ms(s)};
+    c->imp.now = (int64_t)now_ms(s);
     uint32_t index;
     uint8_t flags;
-    if (c->finishing && c->imported && !c->nlive && session_queued(c->imported))
-        session_take_queue(c->imported, stash, c);
+    if (c->finishing && c->imp.imported && !c->nlive && session_queued(c->imp.imported))
+        session_take_queue(c->imp.imported, stash, c);
     if (handover_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
-                        &importer, &x, &index, &flags) != 0 ||
+                        &cluster__importer, &c->imp, &index, &flags) != 0 ||
         index != c->next_chunk) {
         s->stats.handover_bad++;
         log_warn("cluster: client %s (%s): session from node %s incomplete (a malformed or "
@@ -491,6 +446,101 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         c->finishing = true;
         send_take(s, c, 'F', c->next_chunk);
     }
+}
+
+/* ---- a dead previous owner: the session from its record ---------------------------------- */
+
+static void ask_direct(struct cluster_sess *s, struct claim *c, enum claim_state st, char kind,
+                       const char *what)
+{
+    char subj[128], body[256];
+    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", s->rec_stream);
+    int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", what);
+    c->state = st;
+    c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
+    if (!request(s, subj, body, (size_t)n, kind, c->ticket))
+        granted(s, c);
+}
+
+/* The previous owner did not answer: its record of the session (the epoch before ours). A clean
+ * start wants nothing of it. */
+static void ask_record(struct cluster_sess *s, struct claim *c)
+{
+    if (c->epoch < 2) {
+        granted(s, c);
+        return;
+    }
+    char what[160];
+    snprintf(what, sizeof(what), "%s.rec.%s.%" PRIu64, s->prefix, c->key, c->epoch - 1);
+    ask_direct(s, c, CL_REC, 'r', what);
+}
+
+/* Rebuild the session from the record and read back from the stream what it is owed since
+ * since. */
+static void recover(struct cluster_sess *s, struct claim *c, int64_t since)
+{
+    if (c->imp.imported) {
+        cluster__recovered(s->link->c, c->identity, c->client_id, since, c->prev);
+        c->from_record = true;
+    }
+    granted(s, c);
+}
+
+static void on_record(struct cluster_sess *s, struct claim *c, natsMsg *nm)
+{
+    struct sessrec r;
+    const char *status = NULL;
+    bool found = !(natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status);
+    if (found && (sessrec_decode((const uint8_t *)natsMsg_GetData(nm),
+                                 (size_t)natsMsg_GetDataLength(nm), &r) != 0 ||
+                  r.epoch != c->epoch - 1 || r.identity_len != strlen(c->identity) ||
+                  memcmp(r.identity, c->identity, r.identity_len) ||
+                  r.client_id_len != strlen(c->client_id) ||
+                  memcmp(r.client_id, c->client_id, r.client_id_len))) {
+        s->stats.handover_bad++;
+        found = false;
+    }
+    if (!found || (r.flags & SESSREC_GONE) || !r.chunk) {
+        log_info("cluster: client %s (%s): no record of the session at node %s; a new session "
+                 "starts here",
+                 c->client_id, c->identity, c->prev);
+        granted(s, c);
+        return;
+    }
+    c->imp.now = (int64_t)now_ms(s);
+    uint32_t index;
+    uint8_t flags;
+    if (handover_decode(r.chunk, r.chunk_len, &cluster__importer, &c->imp, &index, &flags) != 0) {
+        s->stats.handover_bad++;
+        granted(s, c);
+        return;
+    }
+    /* The device is back: a will with a delay is not owed (it reconnected in time). */
+    if (c->imp.imported && s->o->dead_wills && !r.will_delay_s)
+        cluster__dead_will(s->b, c->imp.imported, &r, c->imp.now);
+    if (c->clean) { /* only the will was wanted: attaching drops the rest */
+        granted(s, c);
+        return;
+    }
+    if (!(r.flags & SESSREC_ONLINE)) {
+        recover(s, c, r.since_ms);
+        return;
+    }
+    /* A device was connected: the owner's last heartbeat may bound the replay closer. */
+    c->since = r.since_ms;
+    char what[160];
+    snprintf(what, sizeof(what), "%s.node.%s", s->prefix, c->prev);
+    ask_direct(s, c, CL_BEAT, 'b', what);
+}
+
+static void on_beat(struct cluster_sess *s, struct claim *c, natsMsg *nm)
+{
+    int64_t started, ckpt;
+    if (sessrec_beat_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
+                            &started, &ckpt) == 0 &&
+        ckpt > c->since)
+        c->since = ckpt;
+    recover(s, c, c->since);
 }
 
 /* ---- requests from the next owner ------------------------------------------------------- */
@@ -556,12 +606,14 @@ static void serve_successor(struct cluster_sess *s, struct claim *c)
 {
     struct session *ss = broker_find(s->b, c->identity, c->client_id);
     cluster__give_begin(s->give, ss, c->key, c->succ_epoch, c->succ_reply, (int64_t)now_ms(s));
-    c->imported = NULL;
+    c->imp.imported = NULL;
     free(c->succ_reply);
     c->succ_reply = NULL;
 }
 
-static void on_take(struct cluster_sess *s, natsMsg *nm)
+/* false when nm was kept to be answered later (a replay for its session is under way here:
+ * what the replay still brings would not go along). */
+static bool on_take(struct cluster_sess *s, natsMsg *nm, bool may_defer)
 {
     const char *reply = natsMsg_GetReply(nm);
     struct take_req t = {0};
@@ -570,6 +622,14 @@ static void on_take(struct cluster_sess *s, natsMsg *nm)
         s->stats.handover_bad++;
         log_warn("cluster: sessions: a malformed takeover request ignored");
         goto out;
+    }
+    if (may_defer && t.op == 'T' && s->replay && s->ndeferred < DEFER_MAX &&
+        cluster__replay_busy(s->replay, t.id, t.cid)) {
+        s->deferred[s->ndeferred] = nm;
+        s->deferred_at[s->ndeferred++] = now_ms(s);
+        free(t.id);
+        free(t.cid);
+        return false;
     }
     int64_t now = (int64_t)now_ms(s);
     char key[33];
@@ -603,6 +663,31 @@ static void on_take(struct cluster_sess *s, natsMsg *nm)
 out:
     free(t.id);
     free(t.cid);
+    return true;
+}
+
+/* Deferred takeover requests whose replay is done, or that waited long enough. */
+static void serve_deferred(struct cluster_sess *s)
+{
+    uint64_t now = now_ms(s);
+    for (size_t i = 0; i < s->ndeferred;) {
+        natsMsg *nm = s->deferred[i];
+        struct take_req t = {0};
+        bool due = now - s->deferred_at[i] >= DEFER_MS ||
+                   !parse_take((const uint8_t *)natsMsg_GetData(nm),
+                               (size_t)natsMsg_GetDataLength(nm), &t) ||
+                   !cluster__replay_busy(s->replay, t.id, t.cid);
+        free(t.id);
+        free(t.cid);
+        if (!due) {
+            i++;
+            continue;
+        }
+        s->deferred[i] = s->deferred[--s->ndeferred];
+        s->deferred_at[i] = s->deferred_at[s->ndeferred];
+        on_take(s, nm, false);
+        natsMsg_Destroy(nm);
+    }
 }
 
 void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t ticket)
@@ -646,6 +731,10 @@ static void on_reply(struct cluster_sess *s, natsMsg *nm)
         on_create(s, c, &r, valid);
     } else if (kind == 't') {
         on_chunk(s, c, nm);
+    } else if (kind == 'r' && c->state == CL_REC) {
+        on_record(s, c, nm);
+    } else if (kind == 'b' && c->state == CL_BEAT) {
+        on_beat(s, c, nm);
     }
 }
 
@@ -658,10 +747,12 @@ void cluster__sess_drain(struct cluster_sess *s, size_t *budget)
         (*budget)--;
     }
     while (*budget && s->takes && natsSubscription_NextMsg(&nm, s->takes, 0) == NATS_OK) {
-        on_take(s, nm);
-        natsMsg_Destroy(nm);
+        if (on_take(s, nm, true))
+            natsMsg_Destroy(nm);
         (*budget)--;
     }
+    if (s->ndeferred)
+        serve_deferred(s);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -681,7 +772,18 @@ static void on_timer(uv_timer_t *h)
             log_warn("cluster: client %s (%s): node %s did not hand the session over within %d "
                      "ms; %s",
                      c->client_id, c->identity, c->prev, TAKE_TIMEOUT_MS,
-                     c->next_chunk ? "what arrived is kept" : "a new session starts here");
+                     c->next_chunk ? "what arrived is kept"
+                                   : "the session is rebuilt from its record");
+            if (c->next_chunk)
+                granted(s, c);
+            else
+                ask_record(s, c);
+        } else if (c->state == CL_REC || c->state == CL_BEAT) {
+            log_warn("cluster: client %s (%s): JetStream did not answer for the session's record; "
+                     "%s",
+                     c->client_id, c->identity,
+                     c->imp.imported ? "its messages are not read back"
+                                     : "a new session starts here");
             granted(s, c);
         } else if (c->state == CL_GRANTED) {
             claim_free(s, c); /* its client went away before attaching */
@@ -702,10 +804,16 @@ struct cluster_sess *cluster__sess_new(uv_loop_t *loop, struct broker *b,
     snprintf(s->stream, sizeof(s->stream), "CMQ_SESS_%s", o->name);
     snprintf(s->prefix, sizeof(s->prefix), "cmq.%s", o->name);
     snprintf(s->take_subj, sizeof(s->take_subj), "%s.take.%s", s->prefix, o->node);
+    snprintf(s->rec_stream, sizeof(s->rec_stream), "CMQ_REC_%s", o->name);
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     s->give = cluster__give_new(loop, b, link, o->node);
     return s;
+}
+
+void cluster__sess_set_replay(struct cluster_sess *s, struct cluster_replay *r)
+{
+    s->replay = r;
 }
 
 const char *cluster__sess_stream(const struct cluster_sess *s)
@@ -761,6 +869,8 @@ void cluster__sess_stop(struct cluster_sess *s)
         complete(s, c, false);
         claim_free(s, c);
     }
+    while (s->ndeferred)
+        natsMsg_Destroy(s->deferred[--s->ndeferred]);
     natsSubscription_Destroy(s->replies);
     natsSubscription_Destroy(s->takes);
     s->replies = s->takes = NULL;

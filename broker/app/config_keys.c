@@ -249,6 +249,9 @@ const struct config__directive config__table[] = {
     /* A stopping node stays on NATS this long (at most) while the devices it disconnected
      * claim their persistent sessions on other nodes, so none is lost with it. */
     {"cluster_drain_timeout", T_UINT, GF(cluster.drain_s), .min = 0, .max = 3600, .def = 10},
+    /* Devices connected to a node that died never said goodbye: the node that rebuilds their
+     * sessions publishes the wills they had set. */
+    {"cluster_dead_node_wills", T_BOOL, GF(cluster.dead_wills), .def = 1},
     /* nats-server refuses protocol lines over its max_control_line (4 KB by default) and drops
      * the connection: topics whose subject would be longer stay on this node. */
     {"cluster_max_subject_length", T_UINT, GF(cluster.max_subject), .min = 256, .max = 16 << 20,

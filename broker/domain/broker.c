@@ -233,7 +233,9 @@ void broker__destroy_session(struct broker *b, struct session *s)
     struct handover h = {b, s};
     session_take_shared(s, hand_over, &h);
     if (session_persistent(s))
-        BSTORE(b, session_deleted, s);
+        BDELETED(b, s);
+    else if (session_recorded(s)) /* a clean session's will was recorded: withdrawn */
+        BCHANGED(b, s);
     struct entry *e;
     size_t klen;
     const char *key = session_key(s, &klen);
@@ -365,11 +367,11 @@ struct session *broker_attach(struct broker *b, const char *identity, const stru
     session_set_client(s, client);
     session_set_version(s, version);
     if (session_persistent(s) && !persistent)
-        BSTORE(b, session_deleted, s); /* the new connection does not keep it */
+        BDELETED(b, s); /* the new connection does not keep it */
     session_set_persistent(s, persistent, expiry_s);
     broker__count_persistent(b, s);
     if (persistent)
-        BSTORE(b, session_saved, s, 0);
+        BSESS(b, session_saved, s, 0);
     /* This connection's certificate (maybe renewed with other attributes) decides from now on. */
     session_set_attrs(s, certattrs_dup(attrs));
     broker__compile_acl(b, s);
@@ -401,7 +403,7 @@ void broker_detach(struct broker *b, struct session *s, bool will, int64_t now)
         broker__destroy_session(b, s);
     } else {
         session_set_offline_since(s, now);
-        BSTORE(b, session_saved, s, now);
+        BSESS(b, session_saved, s, now);
     }
 }
 
@@ -648,6 +650,23 @@ enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, co
     return delivered ? BROKER_PUB_OK : BROKER_PUB_NO_MATCH;
 }
 
+static void on_match_only(void *ctx, const struct topic_sub *sub)
+{
+    struct broker *b = ctx;
+    if (sub->subscriber == b->cur_only)
+        on_match(ctx, sub);
+}
+
+size_t broker_deliver_replay(struct broker *b, struct msg *m, const struct session *only,
+                             int64_t now)
+{
+    b->now = now;
+    collect_begin(b, NULL, m);
+    b->cur_only = only;
+    topic_tree_match(b->subs, m->topic, m->topic_len, only ? on_match_only : on_match, NULL, b);
+    return deliver_collected(b, m);
+}
+
 struct retained_ctx {
     struct broker *b;
     struct session *s;
@@ -705,7 +724,7 @@ uint8_t broker_subscribe_begin(struct broker *b, struct session *s, const char *
     enum session_sub_added added = session_sub_add(s, filter, len, options, sub_id);
     session_ident(s)->subscriptions += added == SESSION_SUB_NEW;
     if (session_persistent(s))
-        BSTORE(b, sub, s, filter, len, options, sub_id, true);
+        BSESS(b, sub, s, filter, len, options, sub_id, true);
     uint8_t qos = options & MQTT_SUBOPT_QOS_MASK;
     unsigned rh = (options & MQTT_SUBOPT_RETAIN_HANDLING_MASK) >> MQTT_SUBOPT_RETAIN_HANDLING_SHIFT;
     /* A filter repeated within one SUBSCRIBE gets its retained messages once. */
@@ -755,7 +774,7 @@ int broker_unsubscribe(struct broker *b, struct session *s, const char *filter, 
         return -1;
     session_ident(s)->subscriptions--;
     if (session_persistent(s))
-        BSTORE(b, sub, s, filter, len, 0, 0, false);
+        BSESS(b, sub, s, filter, len, 0, 0, false);
     const char *group = NULL, *f = filter;
     size_t glen = 0, flen = len;
     if (topic_share_split(filter, len, &group, &glen, &f, &flen) < 0)

@@ -103,6 +103,9 @@ struct broker_cluster {
                       const struct certattrs *attrs, bool persistent, bool clean);
     /* The CONNECT whose claim completed with ticket attached to s (or gave up: s NULL). */
     void (*claimed)(void *ctx, struct session *s, uint64_t ticket);
+    /* A persistent session was saved, changed its subscriptions or is being deleted (optional;
+     * s is valid only during the call): its cluster-wide record is due again. */
+    void (*changed)(void *ctx, const struct session *s);
 };
 #define BROKER_CLAIM_REFUSED UINT64_MAX
 #define BROKER_TICKET_FAILED UINT64_MAX
@@ -245,6 +248,12 @@ enum broker_pub_result broker_deliver_remote(struct broker *b, struct msg *m, co
                                              size_t glen, const char *filter, size_t flen,
                                              int64_t now);
 
+/* A message replayed from the cluster's stream after a failure (cluster): as
+ * broker_deliver_remote to the non-shared subscriptions it matches, of session only (NULL: of
+ * every local session). Returns the number of sessions it was queued for. */
+size_t broker_deliver_replay(struct broker *b, struct msg *m, const struct session *only,
+                             int64_t now);
+
 /* SUBSCRIBE one filter: returns the granted QoS, or the MQTT 5 failure code (enum mqtt_rc:
  * topic filter invalid, not authorized, quota exceeded = over the client's or the identity's
  * subscription limit). Matching
@@ -289,6 +298,9 @@ struct session *broker_restore_session(struct broker *b, const char *identity,
 void broker_restore_sub(struct broker *b, struct session *s, const char *filter, uint8_t options,
                         uint32_t sub_id);
 void broker_restore_retained(struct broker *b, struct msg *m);
+/* The session's will was set (cluster: its record carries it, so that the will is published if
+ * this node dies). */
+void broker_changed(struct broker *b, struct session *s);
 /* Cluster: the session moves to another node. Its connection, if any, is kicked (its will as
  * for a takeover here); the caller exports it, then broker_discard. */
 void broker_release(struct broker *b, struct session *s, int64_t now);

@@ -21,3 +21,8 @@ void broker_release(struct broker *b, struct session *s, int64_t now)
 {
     broker__kick_client(b, s, now);
 }
+
+void broker_changed(struct broker *b, struct session *s)
+{
+    BCHANGED(b, s);
+}

@@ -56,6 +56,7 @@ struct broker {
     const struct msg *cur;
     int64_t now; /* of the publish (or tick) being handled */
     const struct session *cur_from;
+    const struct session *cur_only; /* broker_deliver_replay: the one session matched */
     const struct broker_store *store;
     bool rates_on; /* some identity may have a publish rate: see broker_publish_rate */
     bool closing;
@@ -69,6 +70,25 @@ struct broker {
     do {                                                                                           \
         if ((b)->store && (b)->store->fn && !(b)->closing)                                         \
             (b)->store->fn((b)->store->ctx, __VA_ARGS__);                                          \
+    } while (0)
+/* A persistent session changed (saved, subscriptions, deleted): the store and the cluster's
+ * session record hear of it. */
+#define BCHANGED(b, s)                                                                             \
+    do {                                                                                           \
+        if ((b)->cluster.changed && !(b)->closing) {                                               \
+            session_set_recorded(s);                                                               \
+            (b)->cluster.changed((b)->cluster.ctx, (s));                                           \
+        }                                                                                          \
+    } while (0)
+#define BSESS(b, fn, s, ...)                                                                       \
+    do {                                                                                           \
+        BSTORE(b, fn, s, __VA_ARGS__);                                                             \
+        BCHANGED(b, s);                                                                            \
+    } while (0)
+#define BDELETED(b, s)                                                                             \
+    do {                                                                                           \
+        BSTORE(b, session_deleted, s);                                                             \
+        BCHANGED(b, s);                                                                            \
     } while (0)
 
 /* broker_quota.c */

@@ -93,7 +93,7 @@ struct session *broker_import(struct broker *b, const char *identity, const char
     if (b->store)
         session_set_store(s, b->store->session);
     if (persistent)
-        BSTORE(b, session_saved, s, now);
+        BSESS(b, session_saved, s, now);
     session_set_attrs(s, certattrs_dup(attrs));
     broker__compile_acl(b, s);
     return s;
@@ -110,6 +110,6 @@ bool broker_import_sub(struct broker *b, struct session *s, const char *filter, 
     if (!add_sub(b, s, filter, len, options, sub_id, acl))
         return false;
     if (session_persistent(s))
-        BSTORE(b, sub, s, filter, len, options, sub_id, true);
+        BSESS(b, sub, s, filter, len, options, sub_id, true);
     return true;
 }

@@ -265,3 +265,12 @@ int handover_decode(const uint8_t *p, size_t len, const struct handover_visitor 
     walk(r, v, ctx, idx == 0);
     return 0;
 }
+
+void handover_session(struct handover_writer *w, const struct session *s)
+{
+    handover_header(w, session_version(s), session_persistent(s), session_expiry_s(s));
+    for (size_t i = 0; i < session_sub_count(s); i++) {
+        const struct session_sub *sub = session_sub_at(s, i);
+        handover_sub(w, sub->filter, sub->options, sub->sub_id);
+    }
+}

@@ -56,6 +56,8 @@ void handover_begin(struct handover_writer *w, size_t limit, uint32_t first, con
 void handover_header(struct handover_writer *w, uint8_t version, bool persistent,
                      uint32_t expiry_s);
 void handover_sub(struct handover_writer *w, const char *filter, uint8_t options, uint32_t sub_id);
+/* The header and every subscription of s: the first part of a handover, a session record. */
+void handover_session(struct handover_writer *w, const struct session *s);
 /* A delivery of the session (session_foreach_delivery); shared-group ones are not sent. */
 void handover_delivery(struct handover_writer *w, const struct session_delivery *d, uint16_t id,
                        bool released);

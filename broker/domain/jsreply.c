@@ -14,7 +14,7 @@ struct walk {
 };
 
 /* Where a value sits, as far as the wanted paths go. */
-enum slot { S_NONE, S_TOP, S_SEQ, S_STATE, S_LAST_SEQ, S_ERROR, S_ERR_CODE, S_CODE };
+enum slot { S_NONE, S_TOP, S_SEQ, S_STATE, S_LAST_SEQ, S_ERROR, S_ERR_CODE, S_CODE, S_NUM_PENDING };
 
 static void skip_ws(struct walk *w)
 {
@@ -131,6 +131,8 @@ static enum slot child_slot(enum slot parent, const char *k, size_t n)
             return S_STATE;
         if (key_is(k, n, "error"))
             return S_ERROR;
+        if (key_is(k, n, "num_pending"))
+            return S_NUM_PENDING;
     } else if (parent == S_STATE && key_is(k, n, "last_seq")) {
         return S_LAST_SEQ;
     } else if (parent == S_ERROR) {
@@ -156,6 +158,10 @@ static void store_number(struct jsreply *r, enum slot s, uint64_t v)
         break;
     case S_ERR_CODE:
         r->err_code = v;
+        break;
+    case S_NUM_PENDING:
+        r->num_pending = v;
+        r->has_num_pending = true;
         break;
     case S_CODE:
         r->code = v;
@@ -287,7 +293,7 @@ static bool token_u64(const char *t, size_t n, uint64_t *v)
 
 #define ACK_MAX_TOKENS 12
 
-int jsreply_ack_seqs(const char *subj, size_t len, uint64_t *sseq, uint64_t *cseq)
+int jsreply_ack_meta(const char *subj, size_t len, struct jsack *a)
 {
     const char *tok[ACK_MAX_TOKENS];
     size_t tlen[ACK_MAX_TOKENS], n = 0;
@@ -307,6 +313,20 @@ int jsreply_ack_seqs(const char *subj, size_t len, uint64_t *sseq, uint64_t *cse
         !key_is(tok[1], tlen[1], "ACK"))
         return -1;
     size_t at = n == 9 ? 5 : 7; /* the stream sequence's token */
-    return token_u64(tok[at], tlen[at], sseq) && token_u64(tok[at + 1], tlen[at + 1], cseq) ? 0
-                                                                                            : -1;
+    return token_u64(tok[at], tlen[at], &a->sseq) &&
+                   token_u64(tok[at + 1], tlen[at + 1], &a->cseq) &&
+                   token_u64(tok[at + 2], tlen[at + 2], &a->ts_ns) &&
+                   token_u64(tok[at + 3], tlen[at + 3], &a->pending)
+               ? 0
+               : -1;
+}
+
+int jsreply_ack_seqs(const char *subj, size_t len, uint64_t *sseq, uint64_t *cseq)
+{
+    struct jsack a;
+    if (jsreply_ack_meta(subj, len, &a) != 0)
+        return -1;
+    *sseq = a.sseq;
+    *cseq = a.cseq;
+    return 0;
 }

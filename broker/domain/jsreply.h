@@ -17,11 +17,12 @@
 #define JSREPLY_MAX_DEPTH 16
 
 struct jsreply {
-    bool has_seq, has_last_seq, has_error;
-    uint64_t seq;      /* top-level "seq": a publish ack's stream sequence */
-    uint64_t last_seq; /* "state"."last_seq": a stream info's last sequence */
-    uint64_t err_code; /* "error"."err_code" (JetStream's own code), 0 when absent */
-    uint64_t code;     /* "error"."code" (HTTP-like), 0 when absent */
+    bool has_seq, has_last_seq, has_error, has_num_pending;
+    uint64_t seq;         /* top-level "seq": a publish ack's stream sequence */
+    uint64_t last_seq;    /* "state"."last_seq": a stream info's last sequence */
+    uint64_t err_code;    /* "error"."err_code" (JetStream's own code), 0 when absent */
+    uint64_t code;        /* "error"."code" (HTTP-like), 0 when absent */
+    uint64_t num_pending; /* top-level "num_pending": a new consumer's messages to come */
 };
 
 /* Parse a JSON reply of len bytes (not NUL-terminated). 0, or -1 when it is not one complete,
@@ -33,5 +34,11 @@ int jsreply_parse(const char *p, size_t len, struct jsreply *r);
  * with domain and account hash before the stream, 11 or 12 tokens). 0, or -1 when it is not
  * such a subject. */
 int jsreply_ack_seqs(const char *subj, size_t len, uint64_t *sseq, uint64_t *cseq);
+/* All of such a subject's numbers: the stream and consumer sequences, the message's time in the
+ * stream (ns since the epoch) and how many messages the consumer has still to deliver. */
+struct jsack {
+    uint64_t sseq, cseq, ts_ns, pending;
+};
+int jsreply_ack_meta(const char *subj, size_t len, struct jsack *a);
 
 #endif

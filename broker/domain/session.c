@@ -41,6 +41,7 @@ struct session {
     struct session_limits lim;
     uint8_t version;
     bool persistent;
+    bool recorded; /* the cluster was told of it (session_set_recorded) */
     uint32_t expiry_s;
     int64_t offline_since;
     struct msg *will;
@@ -278,6 +279,21 @@ void session_set_will(struct session *s, struct msg *will)
     s->will_delay_s = 0;
 }
 
+const struct msg *session_will(const struct session *s)
+{
+    return s->will;
+}
+
+void session_set_recorded(struct session *s)
+{
+    s->recorded = true;
+}
+
+bool session_recorded(const struct session *s)
+{
+    return s->recorded;
+}
+
 struct msg *session_take_will(struct session *s)
 {
     struct msg *w = s->will;
@@ -406,6 +422,17 @@ size_t session_queued(const struct session *s)
 size_t session_inflight(const struct session *s)
 {
     return s->inf_count;
+}
+
+uint64_t session_oldest_msg_id(const struct session *s)
+{
+    uint64_t id = UINT64_MAX;
+    for (uint32_t i = 0; i < s->inf_count; i++)
+        if (s->inf[i].d.msg && s->inf[i].d.msg->id < id)
+            id = s->inf[i].d.msg->id;
+    if (s->q_count && s->q[s->q_head].msg && s->q[s->q_head].msg->id < id)
+        id = s->q[s->q_head].msg->id;
+    return id;
 }
 
 uint64_t session_dropped(const struct session *s)

@@ -83,7 +83,11 @@ uint32_t session_will_delay(const struct session *s);
 /* When a delayed will is due (absolute ms), 0 when none is pending. */
 void session_set_will_at(struct session *s, int64_t at_ms);
 int64_t session_will_at(const struct session *s);
-struct msg *session_take_will(struct session *s); /* caller owns the returned reference */
+struct msg *session_take_will(struct session *s);        /* caller owns the returned reference */
+const struct msg *session_will(const struct session *s); /* NULL: none (or taken) */
+/* Cluster: the session has a cluster-wide record (its end must be recorded too). */
+void session_set_recorded(struct session *s);
+bool session_recorded(const struct session *s);
 
 /* One message on its way to this session. MQTT 5 lets one delivery carry the identifiers of
  * every matching subscription; more than SESSION_MAX_SUB_IDS are not kept. */
@@ -114,6 +118,10 @@ void session_take_shared(struct session *s, void (*cb)(void *ctx, const struct s
                          void *ctx);
 size_t session_queued(const struct session *s);
 size_t session_inflight(const struct session *s);
+/* The smallest msg id among the messages the session still owes (in flight, then the queue's
+ * head: the queue is in arrival order); UINT64_MAX when it owes none. Scans the in-flight
+ * window, which the device's receive maximum bounds. */
+uint64_t session_oldest_msg_id(const struct session *s);
 uint64_t session_dropped(const struct session *s);
 
 /* The next packet the connection should send. */

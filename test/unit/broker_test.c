@@ -713,7 +713,8 @@ static void test_cluster_hooks(void)
 {
     struct broker *b = mkbroker(ACL);
     struct cluster_log log = {0};
-    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL, NULL, NULL, NULL};
+    struct broker_cluster hooks = {&log, cl_publish, cl_interest, true, NULL,
+                                   NULL, NULL,       NULL,        NULL};
     broker_set_cluster(b, &hooks);
     int c1, c2, c3;
     struct session *ops = online(b, "ops", "ops", &c1);
@@ -794,7 +795,7 @@ static void test_cluster_retained(void)
     struct broker *b = mkbroker(ACL);
     CHECK_EQ_INT(broker_retained_barrier(b), 0); /* single node: nothing to wait for */
     struct retain_log rl = {.next = 7};
-    struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier, NULL, NULL};
+    struct broker_cluster hooks = {&rl, NULL, NULL, false, cl_retain, cl_barrier, NULL, NULL, NULL};
     broker_set_cluster(b, &hooks);
     int c1, c2;
     struct session *a = online(b, "dev-a", "a", &c1);
@@ -830,6 +831,47 @@ static void test_cluster_retained(void)
     broker_free(b);
 }
 
+static int changed_calls;
+static void cl_changed(void *ctx, const struct session *s)
+{
+    (void)ctx;
+    (void)s;
+    changed_calls++;
+}
+
+/* The cluster hears of every change of a persistent session (its record), and a replayed
+ * message reaches only the session it is replayed for. */
+static void test_cluster_records_and_replay(void)
+{
+    struct broker *b = mkbroker(ACL);
+    struct broker_cluster hooks = {NULL, NULL, NULL, false, NULL, NULL, NULL, NULL, cl_changed};
+    broker_set_cluster(b, &hooks);
+    int c1, c2;
+    bool present;
+    struct session *p =
+        broker_attach(b, "ops", NULL, "p", &c1, "p", false, true, 60, 4, &present, 0);
+    CHECK(p && changed_calls == 1);
+    CHECK(broker_subscribe(b, p, "devices/a/x", 11, 1, 0, 0) == 1);
+    CHECK_EQ_INT(changed_calls, 2);
+    struct session *o = online(b, "ops", "o", &c2); /* clean: no record */
+    CHECK(broker_subscribe(b, o, "devices/a/x", 11, 1, 0, 0) == 1);
+    CHECK_EQ_INT(changed_calls, 2);
+    struct msg *m = mk(b, "devices/a/x", "r", 1, false);
+    CHECK_EQ_INT((int)broker_deliver_replay(b, m, p, 0), 1);
+    CHECK(session_queued(p) + session_inflight(p) == 1 &&
+          session_queued(o) + session_inflight(o) == 0);
+    CHECK_EQ_INT((int)broker_deliver_replay(b, m, NULL, 0), 2);
+    msg_unref(m);
+    CHECK(session_oldest_msg_id(p) != UINT64_MAX && session_oldest_msg_id(o) != UINT64_MAX);
+    broker_detach(b, p, false, 0); /* stays offline: record again */
+    CHECK_EQ_INT(changed_calls, 3);
+    broker_unsubscribe(b, p, "devices/a/x", 11);
+    CHECK_EQ_INT(changed_calls, 4);
+    broker_discard(b, p);
+    CHECK_EQ_INT(changed_calls, 5);
+    broker_free(b);
+}
+
 int main(void)
 {
     test_isolation();
@@ -849,6 +891,7 @@ int main(void)
     test_acl_reload_applies();
     test_policy_connect_pairs();
     test_cluster_hooks();
+    test_cluster_records_and_replay();
     test_cluster_retained();
     return check_finish("broker_test");
 }

@@ -104,6 +104,22 @@ static void test_ack_subjects(void)
                          ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_EQ_INT(jsreply_ack_seqs(bad[i], strlen(bad[i]), &s, &c), -1);
+    struct jsack k;
+    CHECK_EQ_INT(jsreply_ack_meta(b, strlen(b), &k), 0);
+    CHECK(k.sseq == 43 && k.cseq == 8 && k.ts_ns == 1700000000000000000ull && k.pending == 0);
+    const char *p = "$JS.ACK.CMQ_Q_x.c.1.9.3.1700000000000000001.17";
+    CHECK_EQ_INT(jsreply_ack_meta(p, strlen(p), &k), 0);
+    CHECK(k.sseq == 9 && k.ts_ns == 1700000000000000001ull && k.pending == 17);
+}
+
+static void test_consumer_created(void)
+{
+    struct jsreply r;
+    const char *j =
+        "{\"type\":\"io.nats.jetstream.api.v1.consumer_create_response\",\"stream_name\":"
+        "\"S\",\"config\":{\"num_pending\":5},\"num_pending\":12,\"num_ack_pending\":0}";
+    CHECK_EQ_INT(jsreply_parse(j, strlen(j), &r), 0);
+    CHECK(r.has_num_pending && r.num_pending == 12); /* only the top-level one */
 }
 
 int main(void)
@@ -113,5 +129,6 @@ int main(void)
     test_error();
     test_invalid();
     test_ack_subjects();
+    test_consumer_created();
     return check_finish("jsreply");
 }
