@@ -148,8 +148,14 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
     else
         fprintf(f, "cluster: QoS 1/2 publishes acknowledged once this node has them "
                    "(persistence false: nothing stored in JetStream)\n");
-    fprintf(f, "cluster: planned, not created yet: offline queues in JetStream, node liveness "
-               "and recovery of a dead node's sessions\n");
+    fprintf(f,
+            "cluster: session records and heartbeats in JetStream stream CMQ_REC_%s (subjects "
+            "cmq.%s.rec.<session hash>.<epoch>, cmq.%s.node.<node>, one message each): a node "
+            "silent for 5 s is dead; its sessions are rebuilt elsewhere%s; dead nodes' wills "
+            "%s\n",
+            o->name, o->name, o->name,
+            o->durable ? " and what they were owed is read back from CMQ_Q" : "",
+            o->dead_wills ? "published (cluster_dead_node_wills true)" : "dropped");
 }
 
 /* ---- out: local publishes ------------------------------------------------------------------- */
