@@ -19,18 +19,17 @@
  * Each node is asked only by the claimer of the next epoch, so a chain of quick takeovers
  * passes the session along it; a node asked while its own claim is still under way answers
  * when that claim is done (and refuses its own CONNECT: a newer one won). A node that does not
- * answer within TAKE_TIMEOUT_MS (dead, cut off) is passed over: the device gets a new session
- * (issue #16 is to recover it from JetStream). Nothing here blocks: every JetStream operation
- * is a publish whose reply arrives on the inbox subscription, drained with the rest. */
-#include "cluster_int.h"
+ * answer within TAKE_TIMEOUT_MS (dead, cut off), or that NATS says has no connection, is passed
+ * over: the session is rebuilt from its record (cluster_sess_rec.c). Takeover requests from
+ * the next owner are answered in cluster_sess_take.c. Nothing here blocks: every JetStream
+ * operation is a publish whose reply arrives on the inbox subscription, drained with the rest. */
+#include "cluster_sess_int.h"
 
 #include "certattr.h"
 #include "handover.h"
 #include "jsreply.h"
 #include "log.h"
 #include "mbedx.h"
-#include "sessrec.h"
-#include "utf8.h"
 #include "xmalloc.h"
 
 #include <inttypes.h>
@@ -38,91 +37,7 @@
 #include <string.h>
 #include <uthash.h>
 
-/* CONNECTs waiting for a claim at once; more are refused (server unavailable). */
-#define MAX_CLAIMS 4096
-/* Claim races lost in a row before the CONNECT is refused. */
-#define CLAIM_ATTEMPTS 3
-/* Reading and creating the claim (a JetStream leader election takes ~7 s on 2.9.10; a device
- * should not wait longer than its own connect timeout would let it). */
-#define CLAIM_TIMEOUT_MS 5000
-/* The previous owner's handover, once asked. */
-#define TAKE_TIMEOUT_MS 2000
-/* A takeover request waits for a replay under way here at most this long (below the asker's
- * TAKE_TIMEOUT_MS: a late answer is no answer). */
-#define DEFER_MS 1500
-#define DEFER_MAX 64
-/* A granted claim waits this long for its CONNECT to attach (the client may have gone). */
-#define GRANTED_KEEP_MS 10000
-#define TIMER_MS 100
-#define RETRY_MS 2000
-#define LOG_EVERY 1000
-#define JS_ERR_STREAM_EXISTS 10058
-/* Room left in a NATS message for the subject, reply and headers of a handover chunk. */
-#define CHUNK_MARGIN 4096
-
-enum claim_state {
-    CL_LAST,    /* asked for the key's last claim */
-    CL_CREATE,  /* creating epoch */
-    CL_TAKE,    /* asked prev for the session */
-    CL_REC,     /* prev is gone: asked for its record of the session */
-    CL_BEAT,    /* ...and for its last heartbeat (the record says a device was connected) */
-    CL_GRANTED, /* this node owns epoch; waiting for the CONNECT to attach */
-};
-
-struct claim {
-    uint64_t ticket;
-    enum claim_state state;
-    uint64_t epoch; /* the one tried or won; 0 before the create */
-    uint64_t deadline;
-    int attempts;
-    bool persistent, clean;
-    bool finishing; /* the second part was asked for: live messages wait in `live` */
-    struct session_delivery *live;
-    size_t nlive, live_cap;
-    int64_t since;                   /* CL_BEAT: the record's bound of what the session is owed */
-    bool from_record;                /* rebuilt from the dead previous owner's record */
-    bool superseded;                 /* a newer claim asked for the session: the CONNECT loses */
-    bool done;                       /* the CONNECT's ticket has completed */
-    char key[33];                    /* H */
-    char prev[CLUSTER_NODE_MAX + 1]; /* the last epoch's node, "" when none */
-    char *identity, *client_id;
-    struct certattrs *attrs;
-    /* the handover being received */
-    uint32_t next_chunk;
-    struct cluster_import imp;
-    /* a newer claimer's request that came while this claim was under way */
-    char *succ_reply;
-    uint64_t succ_epoch;
-    UT_hash_handle hh; /* by ticket */
-    UT_hash_handle hk; /* by key: the newest claim of the key on this node */
-};
-
-struct cluster_sess {
-    struct broker *b;
-    const struct cluster_opts *o;
-    struct cluster_link *link;
-    uv_loop_t *loop;
-    uv_timer_t timer;
-    void (*done)(void *ctx, uint64_t ticket, bool ok);
-    void *done_ctx;
-    char stream[72], prefix[64], take_subj[128];
-    char *inbox;
-    natsSubscription *replies, *takes;
-    bool ready, asked, stopped;
-    uint64_t asked_at;
-    struct claim *by_ticket, *by_key;
-    struct cluster_give *give;
-    struct cluster_replay *replay;
-    char rec_stream[72];
-    /* takeover requests for sessions still replaying here: answered when the replay is done */
-    natsMsg *deferred[DEFER_MAX];
-    uint64_t deferred_at[DEFER_MAX];
-    size_t ndeferred;
-    size_t nclaims;
-    struct cluster_sess_stats stats;
-};
-
-static uint64_t now_ms(const struct cluster_sess *s)
+uint64_t sess__now(const struct cluster_sess *s)
 {
     return uv_now(s->loop);
 }
@@ -151,8 +66,8 @@ void cluster__session_key(const char *identity, const char *client_id, char out[
         snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-static bool request(struct cluster_sess *s, const char *subj, const void *body, size_t len,
-                    char kind, uint64_t ticket)
+bool sess__request(struct cluster_sess *s, const char *subj, const void *body, size_t len,
+                   char kind, uint64_t ticket)
 {
     return cluster__request(s->link, s->inbox, "sessions", subj, body, len, kind, ticket);
 }
@@ -180,8 +95,8 @@ static void ask_stream(struct cluster_sess *s)
                      "\"allow_direct\":true}",
                      s->stream, s->prefix, claim_max_age_ns(s), cluster__replicas(s->o));
     s->asked = true;
-    s->asked_at = now_ms(s);
-    request(s, subj, body, (size_t)n, 's', 0);
+    s->asked_at = sess__now(s);
+    sess__request(s, subj, body, (size_t)n, 's', 0);
 }
 
 static void on_stream(struct cluster_sess *s, const struct jsreply *r, bool valid)
@@ -244,7 +159,7 @@ static void ask_last(struct cluster_sess *s, struct claim *c)
     snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", s->stream);
     int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.claim.%s.*\"}", s->prefix, c->key);
     c->state = CL_LAST;
-    if (!request(s, subj, body, (size_t)n, 'l', c->ticket))
+    if (!sess__request(s, subj, body, (size_t)n, 'l', c->ticket))
         fail(s, c, "NATS refused the request");
 }
 
@@ -274,7 +189,7 @@ uint64_t cluster__sess_claim(struct cluster_sess *s, const char *identity, const
     c->attrs = certattrs_dup(attrs);
     c->imp = (struct cluster_import){
         .b = s->b, .identity = c->identity, .client_id = c->client_id, .attrs = c->attrs};
-    c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
+    c->deadline = sess__now(s) + CLAIM_TIMEOUT_MS;
     cluster__session_key(identity, client_id, c->key);
     struct claim *older;
     HASH_FIND(hk, s->by_key, c->key, strlen(c->key), older);
@@ -305,7 +220,7 @@ static void ask_create(struct cluster_sess *s, struct claim *c, uint64_t last)
     c->epoch = last + 1;
     c->state = CL_CREATE;
     snprintf(subj, sizeof(subj), "%s.claim.%s.%" PRIu64, s->prefix, c->key, c->epoch);
-    if (!request(s, subj, s->o->node, strlen(s->o->node), 'c', c->ticket))
+    if (!sess__request(s, subj, s->o->node, strlen(s->o->node), 'c', c->ticket))
         fail(s, c, "NATS refused the request");
 }
 
@@ -346,14 +261,10 @@ static void on_last(struct cluster_sess *s, struct claim *c, natsMsg *nm)
     ask_create(s, c, last);
 }
 
-static void serve_successor(struct cluster_sess *s, struct claim *c);
-static void send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t index);
-static void ask_record(struct cluster_sess *s, struct claim *c);
-
-static void granted(struct cluster_sess *s, struct claim *c)
+void sess__granted(struct cluster_sess *s, struct claim *c)
 {
     c->state = CL_GRANTED;
-    c->deadline = now_ms(s) + GRANTED_KEEP_MS;
+    c->deadline = sess__now(s) + GRANTED_KEEP_MS;
     if (c->imp.imported) {
         /* What arrived here live while the second part was on its way comes after it. */
         for (size_t i = 0; i < c->nlive; i++) {
@@ -369,7 +280,7 @@ static void granted(struct cluster_sess *s, struct claim *c)
                  c->client_id, c->identity, c->prev, c->imp.subs, c->imp.msgs);
     }
     if (c->succ_reply) { /* a newer claim is waiting for what this one gathered */
-        serve_successor(s, c);
+        sess__serve_successor(s, c);
         c->superseded = true;
     }
     complete(s, c, !c->superseded);
@@ -379,10 +290,10 @@ static void on_create(struct cluster_sess *s, struct claim *c, const struct jsre
 {
     if (valid && !r->has_error && r->has_seq) {
         if (!c->prev[0] || !strcmp(c->prev, s->o->node))
-            granted(s, c); /* new, or ours: broker_attach takes a local session over */
-        else {             /* a clean start needs nothing but the old connection's end */
+            sess__granted(s, c); /* new, or ours: broker_attach takes a local session over */
+        else {                   /* a clean start needs nothing but the old connection's end */
             c->state = CL_TAKE;
-            send_take(s, c, c->clean ? 'K' : 'T', 0);
+            sess__send_take(s, c, c->clean ? 'K' : 'T', 0);
         }
         return;
     }
@@ -419,10 +330,10 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         log_info("cluster: client %s (%s): node %s holds no connection to NATS; the session is "
                  "rebuilt from its record",
                  c->client_id, c->identity, c->prev);
-        ask_record(s, c);
+        sess__ask_record(s, c);
         return;
     }
-    c->imp.now = (int64_t)now_ms(s);
+    c->imp.now = (int64_t)sess__now(s);
     uint32_t index;
     uint8_t flags;
     if (c->finishing && c->imp.imported && !c->nlive && session_queued(c->imp.imported))
@@ -434,259 +345,17 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         log_warn("cluster: client %s (%s): session from node %s incomplete (a malformed or "
                  "missing part); what arrived is kept",
                  c->client_id, c->identity, c->prev);
-        granted(s, c);
+        sess__granted(s, c);
         return;
     }
     c->next_chunk++;
     if (flags & HANDOVER_LAST) {
-        granted(s, c);
+        sess__granted(s, c);
     } else if (flags & HANDOVER_PART) {
         /* The subscriptions are in: this node's interest is on its NATS connection ahead of
          * the finish request, so the old owner lets go only after it. */
         c->finishing = true;
-        send_take(s, c, 'F', c->next_chunk);
-    }
-}
-
-/* ---- a dead previous owner: the session from its record ---------------------------------- */
-
-static void ask_direct(struct cluster_sess *s, struct claim *c, enum claim_state st, char kind,
-                       const char *what)
-{
-    char subj[128], body[256];
-    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", s->rec_stream);
-    int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s\"}", what);
-    c->state = st;
-    c->deadline = now_ms(s) + CLAIM_TIMEOUT_MS;
-    if (!request(s, subj, body, (size_t)n, kind, c->ticket))
-        granted(s, c);
-}
-
-/* The previous owner did not answer: its record of the session (the epoch before ours). A clean
- * start wants nothing of it. */
-static void ask_record(struct cluster_sess *s, struct claim *c)
-{
-    if (c->epoch < 2) {
-        granted(s, c);
-        return;
-    }
-    char what[160];
-    snprintf(what, sizeof(what), "%s.rec.%s.%" PRIu64, s->prefix, c->key, c->epoch - 1);
-    ask_direct(s, c, CL_REC, 'r', what);
-}
-
-/* Rebuild the session from the record and read back from the stream what it is owed since
- * since. */
-static void recover(struct cluster_sess *s, struct claim *c, int64_t since)
-{
-    if (c->imp.imported) {
-        cluster__recovered(s->link->c, c->identity, c->client_id, since, c->prev);
-        c->from_record = true;
-    }
-    granted(s, c);
-}
-
-static void on_record(struct cluster_sess *s, struct claim *c, natsMsg *nm)
-{
-    struct sessrec r;
-    const char *status = NULL;
-    bool found = !(natsMsgHeader_Get(nm, "Status", &status) == NATS_OK && status);
-    if (found && (sessrec_decode((const uint8_t *)natsMsg_GetData(nm),
-                                 (size_t)natsMsg_GetDataLength(nm), &r) != 0 ||
-                  r.epoch != c->epoch - 1 || r.identity_len != strlen(c->identity) ||
-                  memcmp(r.identity, c->identity, r.identity_len) ||
-                  r.client_id_len != strlen(c->client_id) ||
-                  memcmp(r.client_id, c->client_id, r.client_id_len))) {
-        s->stats.handover_bad++;
-        found = false;
-    }
-    if (!found || (r.flags & SESSREC_GONE) || !r.chunk) {
-        log_info("cluster: client %s (%s): no record of the session at node %s; a new session "
-                 "starts here",
-                 c->client_id, c->identity, c->prev);
-        granted(s, c);
-        return;
-    }
-    c->imp.now = (int64_t)now_ms(s);
-    uint32_t index;
-    uint8_t flags;
-    if (handover_decode(r.chunk, r.chunk_len, &cluster__importer, &c->imp, &index, &flags) != 0) {
-        s->stats.handover_bad++;
-        granted(s, c);
-        return;
-    }
-    /* The device is back: a will with a delay is not owed (it reconnected in time). */
-    if (c->imp.imported && s->o->dead_wills && !r.will_delay_s)
-        cluster__dead_will(s->b, c->imp.imported, &r, c->imp.now);
-    if (c->clean) { /* only the will was wanted: attaching drops the rest */
-        granted(s, c);
-        return;
-    }
-    if (!(r.flags & SESSREC_ONLINE)) {
-        recover(s, c, r.since_ms);
-        return;
-    }
-    /* A device was connected: the owner's last heartbeat may bound the replay closer. */
-    c->since = r.since_ms;
-    char what[160];
-    snprintf(what, sizeof(what), "%s.node.%s", s->prefix, c->prev);
-    ask_direct(s, c, CL_BEAT, 'b', what);
-}
-
-static void on_beat(struct cluster_sess *s, struct claim *c, natsMsg *nm)
-{
-    int64_t started, ckpt;
-    if (sessrec_beat_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
-                            &started, &ckpt) == 0 &&
-        ckpt > c->since)
-        c->since = ckpt;
-    recover(s, c, c->since);
-}
-
-/* ---- requests from the next owner ------------------------------------------------------- */
-
-/* A take request: u8 op | u64 epoch | u32 chunk index | u16 len + identity | u16 len + client id.
- * op 'T': take the session (first part), 'K': kick only (the new connection starts clean),
- * 'F': finish (second part from index). */
-struct take_req {
-    char op;
-    uint64_t epoch;
-    uint32_t index;
-    char *id, *cid; /* NUL-terminated copies */
-};
-
-static bool parse_take(const uint8_t *p, size_t len, struct take_req *t)
-{
-    if (len < 17 || (p[0] != 'T' && p[0] != 'K' && p[0] != 'F'))
-        return false;
-    t->op = (char)p[0];
-    t->epoch = 0;
-    for (int i = 1; i <= 8; i++)
-        t->epoch = t->epoch << 8 | p[i];
-    t->index = (uint32_t)p[9] << 24 | (uint32_t)p[10] << 16 | (uint32_t)p[11] << 8 | p[12];
-    size_t il = (size_t)p[13] << 8 | p[14];
-    if (len < 15 + il + 2)
-        return false;
-    size_t cl = (size_t)p[15 + il] << 8 | p[16 + il];
-    if (len != 17 + il + cl || !il || !utf8_valid(p + 15, il, false) ||
-        !utf8_valid(p + 17 + il, cl, false))
-        return false;
-    t->id = xstrndup((const char *)p + 15, il);
-    t->cid = xstrndup((const char *)p + 17 + il, cl);
-    return true;
-}
-
-static void send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t index)
-{
-    size_t il = strlen(c->identity), cl = strlen(c->client_id);
-    uint8_t *body = xmalloc(17 + il + cl), *o = body;
-    *o++ = (uint8_t)op;
-    for (int i = 7; i >= 0; i--)
-        *o++ = (uint8_t)(c->epoch >> (8 * i));
-    for (int i = 3; i >= 0; i--)
-        *o++ = (uint8_t)(index >> (8 * i));
-    *o++ = (uint8_t)(il >> 8);
-    *o++ = (uint8_t)il;
-    memcpy(o, c->identity, il);
-    o += il;
-    *o++ = (uint8_t)(cl >> 8);
-    *o++ = (uint8_t)cl;
-    memcpy(o, c->client_id, cl);
-    o += cl;
-    char subj[160];
-    snprintf(subj, sizeof(subj), "%s.take.%s", s->prefix, c->prev);
-    c->deadline = now_ms(s) + TAKE_TIMEOUT_MS;
-    bool ok = request(s, subj, body, (size_t)(o - body), 't', c->ticket);
-    free(body);
-    if (!ok)
-        granted(s, c); /* as if the owner were gone */
-}
-
-static void serve_successor(struct cluster_sess *s, struct claim *c)
-{
-    struct session *ss = broker_find(s->b, c->identity, c->client_id);
-    cluster__give_begin(s->give, ss, c->key, c->succ_epoch, c->succ_reply, (int64_t)now_ms(s));
-    c->imp.imported = NULL;
-    free(c->succ_reply);
-    c->succ_reply = NULL;
-}
-
-/* false when nm was kept to be answered later (a replay for its session is under way here:
- * what the replay still brings would not go along). */
-static bool on_take(struct cluster_sess *s, natsMsg *nm, bool may_defer)
-{
-    const char *reply = natsMsg_GetReply(nm);
-    struct take_req t = {0};
-    if (!reply ||
-        !parse_take((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm), &t)) {
-        s->stats.handover_bad++;
-        log_warn("cluster: sessions: a malformed takeover request ignored");
-        goto out;
-    }
-    if (may_defer && t.op == 'T' && s->replay && s->ndeferred < DEFER_MAX &&
-        cluster__replay_busy(s->replay, t.id, t.cid)) {
-        s->deferred[s->ndeferred] = nm;
-        s->deferred_at[s->ndeferred++] = now_ms(s);
-        free(t.id);
-        free(t.cid);
-        return false;
-    }
-    int64_t now = (int64_t)now_ms(s);
-    char key[33];
-    cluster__session_key(t.id, t.cid, key);
-    if (t.op == 'F') {
-        cluster__give_finish(s->give, key, t.epoch, t.index, reply, now);
-        goto out;
-    }
-    struct claim *c;
-    HASH_FIND(hk, s->by_key, key, strlen(key), c);
-    if (c && c->state != CL_GRANTED && c->epoch && c->epoch < t.epoch) {
-        /* This node's claim is older and not finished: it answers when it is. */
-        if (c->succ_reply) /* an even newer one supersedes that requester too */
-            cluster__give_begin(s->give, NULL, key, 0, c->succ_reply, now);
-        free(c->succ_reply);
-        c->succ_reply = xstrdup(reply);
-        c->succ_epoch = t.epoch;
-        goto out;
-    }
-    struct session *ss = broker_find(s->b, t.id, t.cid);
-    if (ss && session_epoch(ss) > t.epoch) /* a stale request: this node's claim is newer */
-        ss = NULL;
-    else if (c && c->state == CL_GRANTED && c->epoch < t.epoch)
-        c->superseded = true; /* its CONNECT, not attached yet, is kicked when it does */
-    if (ss && t.op == 'K') {  /* the device starts clean there: nothing to send */
-        broker_release(s->b, ss, now);
-        broker_discard(s->b, ss);
-        ss = NULL;
-    }
-    cluster__give_begin(s->give, ss, key, t.epoch, reply, now);
-out:
-    free(t.id);
-    free(t.cid);
-    return true;
-}
-
-/* Deferred takeover requests whose replay is done, or that waited long enough. */
-static void serve_deferred(struct cluster_sess *s)
-{
-    uint64_t now = now_ms(s);
-    for (size_t i = 0; i < s->ndeferred;) {
-        natsMsg *nm = s->deferred[i];
-        struct take_req t = {0};
-        bool due = now - s->deferred_at[i] >= DEFER_MS ||
-                   !parse_take((const uint8_t *)natsMsg_GetData(nm),
-                               (size_t)natsMsg_GetDataLength(nm), &t) ||
-                   !cluster__replay_busy(s->replay, t.id, t.cid);
-        free(t.id);
-        free(t.cid);
-        if (!due) {
-            i++;
-            continue;
-        }
-        s->deferred[i] = s->deferred[--s->ndeferred];
-        s->deferred_at[i] = s->deferred_at[s->ndeferred];
-        on_take(s, nm, false);
-        natsMsg_Destroy(nm);
+        sess__send_take(s, c, 'F', c->next_chunk);
     }
 }
 
@@ -698,7 +367,7 @@ void cluster__sess_claimed(struct cluster_sess *s, struct session *ss, uint64_t 
     if (ss) {
         session_set_epoch(ss, c->epoch);
         if (c->superseded) { /* the session went on to a newer claimer meanwhile */
-            broker_release(s->b, ss, (int64_t)now_ms(s));
+            broker_release(s->b, ss, (int64_t)sess__now(s));
             if (!cluster__give_leaving(s->give, c->key))
                 broker_discard(s->b, ss);
         }
@@ -732,9 +401,9 @@ static void on_reply(struct cluster_sess *s, natsMsg *nm)
     } else if (kind == 't') {
         on_chunk(s, c, nm);
     } else if (kind == 'r' && c->state == CL_REC) {
-        on_record(s, c, nm);
+        sess__on_record(s, c, nm);
     } else if (kind == 'b' && c->state == CL_BEAT) {
-        on_beat(s, c, nm);
+        sess__on_beat(s, c, nm);
     }
 }
 
@@ -747,18 +416,18 @@ void cluster__sess_drain(struct cluster_sess *s, size_t *budget)
         (*budget)--;
     }
     while (*budget && s->takes && natsSubscription_NextMsg(&nm, s->takes, 0) == NATS_OK) {
-        if (on_take(s, nm, true))
+        if (sess__on_take(s, nm, true))
             natsMsg_Destroy(nm);
         (*budget)--;
     }
     if (s->ndeferred)
-        serve_deferred(s);
+        sess__serve_deferred(s);
 }
 
 static void on_timer(uv_timer_t *h)
 {
     struct cluster_sess *s = h->data;
-    uint64_t now = now_ms(s);
+    uint64_t now = sess__now(s);
     if (!s->ready && s->link->connected && (!s->asked || now - s->asked_at >= RETRY_MS))
         ask_stream(s);
     cluster__give_sweep(s->give, (int64_t)now);
@@ -775,16 +444,16 @@ static void on_timer(uv_timer_t *h)
                      c->next_chunk ? "what arrived is kept"
                                    : "the session is rebuilt from its record");
             if (c->next_chunk)
-                granted(s, c);
+                sess__granted(s, c);
             else
-                ask_record(s, c);
+                sess__ask_record(s, c);
         } else if (c->state == CL_REC || c->state == CL_BEAT) {
             log_warn("cluster: client %s (%s): JetStream did not answer for the session's record; "
                      "%s",
                      c->client_id, c->identity,
                      c->imp.imported ? "its messages are not read back"
                                      : "a new session starts here");
-            granted(s, c);
+            sess__granted(s, c);
         } else if (c->state == CL_GRANTED) {
             claim_free(s, c); /* its client went away before attaching */
         } else {
