@@ -235,12 +235,13 @@ def scenario(kind, rnd):
 def run(kind, rnd, scope, cl, hap, devs):
     front = types.SimpleNamespace(port=hap.port)
     tag = "%s-%d" % (kind, rnd)
-    subs = [Device(scope, front, "chaos-%s-sub-%d" % (tag, i), True) for i in range(SUBS)]
-    devs += subs
-    for d in subs:
-        check(d.c.subscribe(FILTER, 1, timeout=10) == 1, "QoS 1 granted")
-    pubs = [Device(scope, front, "chaos-%s-pub-%d" % (tag, i), False) for i in range(PUBS)]
-    devs += pubs
+    for i in range(SUBS):  # each in devs as soon as it exists: the teardown disconnects it
+        devs.append(Device(scope, front, "chaos-%s-sub-%d" % (tag, i), True))
+        check(devs[-1].c.subscribe(FILTER, 1, timeout=10) == 1, "QoS 1 granted")
+    subs = list(devs)
+    for i in range(PUBS):
+        devs.append(Device(scope, front, "chaos-%s-pub-%d" % (tag, i), False))
+    pubs = devs[len(subs):]
     # Interest travels between nodes: wait until a probe from every publisher reaches everyone.
     for p in pubs:
         p.c.publish("load/probe", b"x", 1, timeout=10)

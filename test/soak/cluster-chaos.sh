@@ -14,7 +14,7 @@
 # environment: CERTMQ_BIN (default build/certmq), and any CHAOS_* of the test to override a
 #   size, e.g. CHAOS_SCENARIOS=node_kill CHAOS_ROUNDS=3. CERTMQ_KEEP_TMP=1 keeps the logs.
 # Stops at the first round with a loss (or any other failed check) and exits non-zero; about
-# 10-15 minutes when nothing fails.
+# 15-20 minutes when nothing fails (a round of the three: about 100 s).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 export CERTMQ_BIN=${CERTMQ_BIN:-$SRC/build/certmq}
