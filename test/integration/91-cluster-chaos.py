@@ -16,17 +16,18 @@ Then:
   stopped process still completes TCP handshakes (the kernel does), so HAProxy's health check here
   waits for a TLS ServerHello: the node is marked down and its connections are cut, its devices
   reconnect to the others while it sleeps (its NATS server drops it after two missed pings);
-* none: nothing happens (the harness checking itself).
+* none, node_stop: nothing happens, the node holding the most devices is stopped gracefully
+  (SIGTERM: it hands its sessions over); the harness checking itself, not run by default.
 
 Every (publisher, sequence number) that got a PUBACK reaches every subscriber (0 missing;
-duplicates counted). node_kill: every device of the dead node is back within 5 s (p99), its
+duplicates counted). node_kill (and node_stop): every device of the dead node is back within 5 s (p99), its
 persistent sessions kept (session present), no PUBACK later than 5 s after its publish. nats_kill:
 no PUBACK later than 10 s, every node still running. zombie: every device of the stopped node
 reconnects elsewhere while it is stopped, nothing arrives on their old connections after it wakes,
 and the woken node drops every session another node took meanwhile (its log says so).
 
 Sizes (environment): CHAOS_PUBS (6), CHAOS_SUBS (6), CHAOS_RATE (20 msg/s per publisher),
-CHAOS_SCENARIOS (node_kill,nats_kill,zombie; also none), CHAOS_ROUNDS (1), CHAOS_RUN (10 s of load
+CHAOS_SCENARIOS (node_kill,nats_kill,zombie; also none, node_stop), CHAOS_ROUNDS (1), CHAOS_RUN (10 s of load
 after the event), CHAOS_DELIVERY_WAIT (30 s at most for the last deliveries), CHAOS_QUIET (10: that
 wait ends once nothing has arrived for this long), CHAOS_KEEPALIVE (3 s: how fast a device notices
 a dead connection nobody closed), CHAOS_FAIL_FAST (1: stop at the first failed scenario).
@@ -55,7 +56,7 @@ FAIL_FAST = os.environ.get("CHAOS_FAIL_FAST") == "1"
 # The harness's alarm: every wait of a scenario at its bound (set-up, load, event, PUBACKs,
 # deliveries, teardown), for all of them (about 360 s by default, while a run takes about 120 s;
 # CMakeLists.txt gives ctest's timeout room for it).
-EVENT = {"none": 0, "node_kill": 0, "nats_kill": 0, "zombie": ZOMBIE_STOP}
+EVENT = {"none": 0, "node_stop": 0, "node_kill": 0, "nats_kill": 0, "zombie": ZOMBIE_STOP}
 os.environ.setdefault("CERTMQ_TEST_TIMEOUT", str(int(20 + ROUNDS * sum(
     45 + 0.3 * (PUBS + SUBS) + WARMUP + EVENT.get(s, 0) + RUN + ACK_WAIT + DELIVERY_WAIT
     for s in SCENARIOS))))
@@ -166,6 +167,10 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))] if xs else float("nan")
 
 
+def secs(x):
+    return "-" if x != x else "%.2f s" % x
+
+
 def names(cids, n=4):
     return ", ".join(cids[:n]) + (" and %d more" % (len(cids) - n) if len(cids) > n else "")
 
@@ -210,7 +215,7 @@ def scenario(kind, rnd):
         d = os.path.join(scope.tmp, "db%d" % i)
         os.makedirs(d, exist_ok=True)
         return "persistence true\npersistence_location %s\n" % d
-    cl = Cluster(scope, pki, ACL, extra="max_queued_messages 100000\ncluster_drain_timeout 1\n",
+    cl = Cluster(scope, pki, ACL, extra="max_queued_messages 100000\n",
                  node_extra=node_extra, nats_extra='ping_interval: "1s"\nping_max: 2\n')
     hap, devs = None, []
     try:
@@ -268,7 +273,7 @@ def run(kind, rnd, scope, cl, hap, devs):
 
     # ---- the event
     victims, victim, t_event, t_wake = [], None, time.time(), None
-    if kind in ("node_kill", "zombie"):
+    if kind in ("node_kill", "node_stop", "zombie"):
         # the node holding the most devices, subscribers first
         victim = max(cl.nodes, key=lambda n: (len([d for d in on[n] if d.sub]), len(on[n])))
         victims = on[victim]
@@ -282,6 +287,9 @@ def run(kind, rnd, scope, cl, hap, devs):
             victim.proc.kill()
             victim.proc.wait(5)
             h.brokers.remove(victim)  # dead by design: not an exit status to check
+            time.sleep(RUN)
+        elif kind == "node_stop":
+            victim.proc.terminate()  # hands its sessions over (Harness.finish: exit status 0)
             time.sleep(RUN)
         else:
             log_mark = len(victim.log())
@@ -364,10 +372,10 @@ def run(kind, rnd, scope, cl, hap, devs):
                     back.append(t - lost[0])
     lost_sessions = [d.cid for d in victims if d.back_after(t_event) and not d.back_after(t_event)[1]]
     print("%s: %d published, %d acknowledged (%d never), %d missing, %d duplicate(s), "
-          "reconnect p50 %.2f s p99 %.2f s (%d of %d), max PUBACK stall %.2f s "
+          "reconnect p50 %s p99 %s (%d of %d), max PUBACK stall %.2f s "
           "(longest gap without any PUBACK %.2f s), %d session(s) lost, %d resubscription(s); "
           "acks %.1f s, deliveries %.1f s after the load" % (
-              tag, sent, len(acked), unacked, n_missing, dups, pct(back, 50), pct(back, 99),
+              tag, sent, len(acked), unacked, n_missing, dups, secs(pct(back, 50)), secs(pct(back, 99)),
               len(back), len(victims) if victims else len(back), stall, gap, len(lost_sessions),
               sum(d.resubscribed for d in subs),
               t_acked - t_stop, t_delivered - t_acked))
@@ -388,13 +396,13 @@ def run(kind, rnd, scope, cl, hap, devs):
     for n in cl.nodes:
         if n is not victim or kind == "zombie":
             need(n.proc.poll() is None, "node%d still running" % (cl.nodes.index(n) + 1))
-    if kind in ("none", "node_kill"):
+    if kind in ("none", "node_kill", "node_stop"):
         need(stall <= 5, "PUBACK stall %.2f s > 5 s" % stall)
     if kind == "nats_kill":
         need(stall <= 10, "PUBACK stall %.2f s > 10 s" % stall)
         need(any("routing link reconnected to NATS" in l for l in moved.log()[log_mark:]),
              "node%d moved to another NATS server" % (cl.nodes.index(moved) + 1))
-    if kind == "node_kill":
+    if kind in ("node_kill", "node_stop"):
         need(len(back) == len(victims), "%d of %d devices of the dead node back" % (len(back), len(victims)))
         need(pct(back, 99) < 5, "devices of the dead node back in p99 %.2f s (>= 5 s)" % pct(back, 99))
         need(not lost_sessions, "%d persistent session(s) of the dead node lost (session present 0): %s"
@@ -441,9 +449,11 @@ def teardown(cl, hap, devs):
             pass
     for d in devs:
         d.c.c.loop_stop()
-    for n in cl.nodes:
-        if n.proc.poll() is None:
-            n.proc.send_signal(signal.SIGTERM)
+    for n in cl.nodes:  # a second SIGTERM: no waiting for the devices to claim their sessions
+        for _ in range(2):
+            if n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGTERM)
+                time.sleep(0.1)
     for n in cl.nodes:
         if n in h.brokers:
             try:
