@@ -54,7 +54,7 @@ QUIET = float(os.environ.get("CHAOS_QUIET", "10"))
 KEEPALIVE = int(os.environ.get("CHAOS_KEEPALIVE", "3"))
 FAIL_FAST = os.environ.get("CHAOS_FAIL_FAST") == "1"
 # The harness's alarm: every wait of a scenario at its bound (set-up, load, event, PUBACKs,
-# deliveries, teardown), for all of them (about 360 s by default, while a run takes about 120 s;
+# deliveries, teardown), for all of them (about 370 s by default, while a run takes about 95 s;
 # CMakeLists.txt gives ctest's timeout room for it).
 EVENT = {"none": 0, "node_stop": 0, "node_kill": 0, "nats_kill": 0, "zombie": ZOMBIE_STOP}
 os.environ.setdefault("CERTMQ_TEST_TIMEOUT", str(int(20 + ROUNDS * sum(

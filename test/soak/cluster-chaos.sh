@@ -10,7 +10,7 @@
 # the broker's (CHAOS_RATE overrides it).
 #
 # usage: test/soak/cluster-chaos.sh [--short]
-#   --short   the CI size instead (6 + 6 devices, 1 round: what ctest runs, about 2 minutes)
+#   --short   the CI size instead (6 + 6 devices, 1 round: what ctest runs, about 95 s)
 # environment: CERTMQ_BIN (default build/certmq), and any CHAOS_* of the test to override a
 #   size, e.g. CHAOS_SCENARIOS=node_kill CHAOS_ROUNDS=3. CERTMQ_KEEP_TMP=1 keeps the logs.
 # Stops at the first round with a loss (or any other failed check) and exits non-zero; about
