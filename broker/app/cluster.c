@@ -527,6 +527,11 @@ void cluster__link_event(struct cluster *c, struct cluster_link *l, bool up)
     }
 }
 
+bool cluster__node_silent(struct cluster *c, const char *node)
+{
+    return cluster__rec_silent(c->rec, node);
+}
+
 void cluster__stalled(struct cluster *c)
 {
     cluster__fence_start(c->fence);

@@ -146,6 +146,9 @@ void cluster__rec_changed(struct cluster_rec *r, const struct session *s);
 void cluster__rec_flush(struct cluster_rec *r); /* end of a loop turn */
 void cluster__rec_drain(struct cluster_rec *r, size_t *budget);
 const struct cluster_rec_stats *cluster__rec_stats(const struct cluster_rec *r);
+/* Has node missed its last heartbeats (seen from a link that has been up long enough)? */
+bool cluster__rec_silent(const struct cluster_rec *r, const char *node);
+bool cluster__node_silent(struct cluster *c, const char *node);
 void cluster__rec_stop(struct cluster_rec *r);
 void cluster__rec_free(struct cluster_rec *r);
 /* This node's loop stood still: others may have taken its sessions (cluster_fence). */

@@ -35,6 +35,8 @@
 
 #define BEAT_MS 1000
 #define DEAD_MS 5000
+/* Two heartbeats missed: not asked for its sessions (it would not answer in time). */
+#define SILENT_MS 2500
 #define STALL_MS 3000
 #define RETRY_MS 2000
 #define ADOPT_TIMEOUT_MS 30000
@@ -716,6 +718,14 @@ void cluster__rec_link(struct cluster_rec *r, bool up)
         uv_timer_start(&r->timer, on_timer, BEAT_MS, BEAT_MS);
     }
     ask_stream(r);
+}
+
+bool cluster__rec_silent(const struct cluster_rec *r, const char *node)
+{
+    const struct peer *p;
+    HASH_FIND_STR(r->peers, node, p);
+    uint64_t now = now_ms(r);
+    return p && r->link->connected && now - r->up_since >= SILENT_MS && now - p->seen >= SILENT_MS;
 }
 
 const struct cluster_rec_stats *cluster__rec_stats(const struct cluster_rec *r)

@@ -289,9 +289,14 @@ void sess__granted(struct cluster_sess *s, struct claim *c)
 static void on_create(struct cluster_sess *s, struct claim *c, const struct jsreply *r, bool valid)
 {
     if (valid && !r->has_error && r->has_seq) {
-        if (!c->prev[0] || !strcmp(c->prev, s->o->node))
+        if (!c->prev[0] || !strcmp(c->prev, s->o->node)) {
             sess__granted(s, c); /* new, or ours: broker_attach takes a local session over */
-        else {                   /* a clean start needs nothing but the old connection's end */
+        } else if (cluster__node_silent(s->link->c, c->prev)) { /* dead, or stopped */
+            log_info("cluster: client %s (%s): node %s sends no heartbeat; the session is rebuilt "
+                     "from its record",
+                     c->client_id, c->identity, c->prev);
+            sess__ask_record(s, c);
+        } else { /* a clean start needs nothing but the old connection's end */
             c->state = CL_TAKE;
             sess__send_take(s, c, c->clean ? 'K' : 'T', 0);
         }
