@@ -9,7 +9,7 @@
  * waits on); a refusal, or no answer within Q_ACK_TIMEOUT_MS, and the device is told the
  * message was not accepted (MQTT 5: 0x80; 3.1.1: disconnected, it sends it again). Local
  * subscribers get the message at once, as on a single node. The stream keeps messages
- * Q_MAX_AGE_S: it is the log a recovery replays (issue #16), not read on the happy path.
+ * Q_MAX_AGE_S: it is the log a recovery replays (cluster_replay.c), not read on the happy path.
  * Retained publishes are made durable by the retained bucket instead (cluster_kv.c). */
 #include "cluster_int.h"
 

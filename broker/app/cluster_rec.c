@@ -88,8 +88,8 @@ struct cluster_rec {
     char stream[72], prefix[64], beat_subj[128], claims[72];
     char *inbox;
     natsSubscription *replies, *beats;
-    bool ready, asked, stopped;
-    uint64_t asked_at, last_tick, up_since;
+    bool ready, asked, stopped, cut_off;
+    uint64_t asked_at, last_tick, up_since, beat_acked;
     int64_t started;
     struct dirty *dirty, *writing;
     uint64_t next_write;
@@ -351,7 +351,23 @@ static void beat(struct cluster_rec *r)
     broker_foreach_session(r->b, lowest, &k);
     uint8_t b[SESSREC_BEAT_LEN];
     sessrec_beat_encode(r->started, k.at, b);
-    natsConnection_Publish(r->link->nc, r->beat_subj, b, sizeof(b));
+    request(r, r->beat_subj, b, sizeof(b), 'h', 0);
+}
+
+/* JetStream acknowledged a heartbeat. After a stretch without (this node, or its NATS server,
+ * cut off from the JetStream quorum: the others may have taken it for dead and adopted its
+ * sessions although its link never dropped) its claims are checked again. */
+static void on_beat_ack(struct cluster_rec *r, bool ok)
+{
+    if (!ok)
+        return;
+    r->beat_acked = now_ms(r);
+    if (r->cut_off) {
+        r->cut_off = false;
+        log_notice("cluster: JetStream acknowledges this node's heartbeats again: checking which "
+                   "sessions other nodes took meanwhile");
+        cluster__stalled(r->link->c);
+    }
 }
 
 static void on_beat(struct cluster_rec *r, natsMsg *nm)
@@ -585,11 +601,17 @@ static void on_reply(struct cluster_rec *r, natsMsg *nm)
         if (!r->ready)
             log_notice("cluster: session records and node heartbeats in JetStream stream %s",
                        r->stream);
+        if (!r->ready)
+            r->beat_acked = now_ms(r);
         r->ready = true;
         return;
     }
-    if (kind == 'w') {
-        on_written(r, n, valid && !jr.has_error && jr.has_seq);
+    if (kind == 'w' || kind == 'h') {
+        bool ok = valid && !jr.has_error && jr.has_seq;
+        if (kind == 'w')
+            on_written(r, n, ok);
+        else
+            on_beat_ack(r, ok);
         return;
     }
     struct adopt *a = r->adopt;
@@ -663,6 +685,12 @@ static void on_timer(uv_timer_t *h)
         cluster__stalled(r->link->c);
         return;
     }
+    if (r->ready && !r->cut_off && now - r->beat_acked >= DEAD_MS) {
+        r->cut_off = true;
+        log_warn("cluster: JetStream has not acknowledged this node's heartbeats for %d ms: the "
+                 "other nodes may take it for dead",
+                 DEAD_MS);
+    }
     if (r->adopt && now >= r->adopt->deadline)
         adopt_end(r, "no end within the time allowed");
     if (r->adopt || !r->ready || now - r->up_since < DEAD_MS)
@@ -700,7 +728,7 @@ void cluster__rec_link(struct cluster_rec *r, bool up)
 {
     if (r->stopped || !up)
         return;
-    r->up_since = now_ms(r);
+    r->up_since = r->beat_acked = now_ms(r);
     struct peer *p, *tmp;
     HASH_ITER(hh, r->peers, p, tmp)
     p->seen = r->up_since; /* heard nothing while away: everyone gets DEAD_MS again */

@@ -96,7 +96,8 @@ def test_config_check_prints_plan():
     r = subprocess.run([BIN, "--test-config", "-c", b.conf], capture_output=True, text=True, timeout=30)
     check(r.returncode == 0, "--test-config: " + r.stderr)
     check("cluster: test, this node lonely" in r.stdout and "cmq.test.t." in r.stdout, r.stdout)
-    check("planned, not created yet" in r.stdout, "JetStream plan is shown")
+    check("JetStream stream CMQ_REC_test" in r.stdout and "a node silent for 5 s is dead" in r.stdout,
+          "the records stream is shown")
     check("KV bucket cmq_ret_test" in r.stdout and "1 replica(s)" in r.stdout, "retained bucket shown")
     bad = os.path.join(h.tmp, "bad.conf")
     with open(bad, "w") as f:
