@@ -160,9 +160,7 @@ static void reply_to(const struct cluster_q *q, const struct q_wait *w, char *re
 static natsStatus resend(struct cluster_q *q, struct q_wait *w)
 {
     char reply[160], id[128];
-    if (w->attempt)
-        q->stats.retried++;
-    w->attempt++;
+    bool again = w->attempt++ > 0;
     w->sent_at = now_ms(q);
     reply_to(q, w, reply, sizeof(reply));
     snprintf(id, sizeof(id), "%s.%" PRIu64 ".%" PRIu64, q->o->node, q->boot, w->ticket);
@@ -173,6 +171,8 @@ static natsStatus resend(struct cluster_q *q, struct q_wait *w)
     if (s == NATS_OK)
         s = natsConnection_PublishMsg(q->link->nc, nm);
     natsMsg_Destroy(nm);
+    if (s == NATS_OK && again)
+        q->stats.retried++;
     return s;
 }
 
