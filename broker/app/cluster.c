@@ -142,9 +142,9 @@ void cluster_print_plan(const struct cluster_opts *o, FILE *f)
     if (o->durable)
         fprintf(f,
                 "cluster: QoS 1/2 publishes stored in JetStream stream CMQ_Q_%s (subjects "
-                "cmq.%s.[td].[12].>, %u replica(s), 15 min) before their PUBACK/PUBREC "
-                "(persistence true)\n",
-                o->name, o->name, cluster__replicas(o));
+                "cmq.%s.[td].[12].>, %u replica(s), 15 min) before their PUBACK/PUBREC, "
+                "sent again until stored for up to %u s (persistence true)\n",
+                o->name, o->name, cluster__replicas(o), o->ack_timeout_s);
     else
         fprintf(f, "cluster: QoS 1/2 publishes acknowledged once this node has them "
                    "(persistence false: nothing stored in JetStream)\n");

@@ -33,12 +33,14 @@ struct cluster_opts {
     char *tls_ca, *tls_cert, *tls_key;
     uint32_t partitions;        /* cluster_partitions: JetStream streams (later) */
     uint32_t retained_replicas; /* cluster_retained_replicas; 0 = min(3, url_count) */
-    bool durable;         /* persistence true: QoS >= 1 acknowledged once JetStream stored it */
-    uint32_t drain_s;     /* cluster_drain_timeout: at a stop, how long persistent sessions
-                             wait here for their devices to claim them elsewhere */
-    bool dead_wills;      /* cluster_dead_node_wills: a dead node's devices' wills published */
-    uint32_t max_subject; /* cluster_max_subject_length: bytes, below nats-server's
-                             max_control_line */
+    bool durable;           /* persistence true: QoS >= 1 acknowledged once JetStream stored it */
+    uint32_t drain_s;       /* cluster_drain_timeout: at a stop, how long persistent sessions
+                               wait here for their devices to claim them elsewhere */
+    bool dead_wills;        /* cluster_dead_node_wills: a dead node's devices' wills published */
+    uint32_t max_subject;   /* cluster_max_subject_length: bytes, below nats-server's
+                               max_control_line */
+    uint32_t ack_timeout_s; /* cluster_ack_timeout: a durable publish is sent again until
+                               JetStream stores it, at most this long */
 };
 
 /* A cluster or node name: 1 to max bytes of [A-Za-z0-9_-] (a NATS subject token, plain in logs);
@@ -109,8 +111,9 @@ struct cluster_rec_stats {
     uint64_t stalls;          /* this node's loop stopped long enough to be taken for dead */
 };
 struct cluster_q_stats {
-    uint64_t stored; /* QoS >= 1 publishes sent to the stream */
-    uint64_t failed; /* ...not acknowledged by it (the publisher was told) */
+    uint64_t stored;  /* QoS >= 1 publishes sent to the stream */
+    uint64_t failed;  /* ...not acknowledged by it (the publisher was told) */
+    uint64_t retried; /* attempts sent again: no answer, or JetStream briefly unavailable */
 };
 
 /* For $SYS/broker/cluster/...: every field a uint64_t. */

@@ -256,6 +256,9 @@ const struct config__directive config__table[] = {
      * the connection: topics whose subject would be longer stay on this node. */
     {"cluster_max_subject_length", T_UINT, GF(cluster.max_subject), .min = 256, .max = 16 << 20,
      .def = 4000},
+    /* How long a QoS >= 1 publish's PUBACK/PUBREC waits for JetStream to store it (persistence
+     * true), sending it again meanwhile: covers a stream leader's election (measured up to 7 s). */
+    {"cluster_ack_timeout", T_UINT, GF(cluster.ack_timeout_s), .min = 1, .max = 300, .def = 15},
 };
 const size_t config__table_len = sizeof(config__table) / sizeof(config__table[0]);
 

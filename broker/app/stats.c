@@ -207,6 +207,10 @@ const struct stats_row stats_rows[] = {
     CLUSTER_ROW("durable/failed", "durable_failed_total", PROM_COUNTER,
                 "QoS >= 1 publishes the message stream did not acknowledge (publisher told)",
                 durable.failed),
+    CLUSTER_ROW("durable/retried", "durable_retried_total", PROM_COUNTER,
+                "QoS >= 1 publishes sent to the message stream again: no answer, or JetStream "
+                "briefly unavailable (subscribers on other nodes may get them twice)",
+                durable.retried),
     CLUSTER_ROW("sessions/fenced", "sessions_fenced_total", PROM_COUNTER,
                 "Sessions dropped after a NATS outage: another node claimed them meanwhile",
                 fenced),

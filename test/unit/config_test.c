@@ -727,6 +727,7 @@ static void test_cluster(void)
         CHECK(!cluster_enabled(&c.cluster));
         CHECK_EQ_INT(c.cluster.partitions, 1);
         CHECK_EQ_INT(c.cluster.max_subject, 4000);
+        CHECK_EQ_INT(c.cluster.ack_timeout_s, 15);
         config_free(&c);
     }
     if (accepted("cluster_name prod\nnode_name node-1\n"
@@ -757,6 +758,8 @@ static void test_cluster(void)
             "cluster_nats_tls_cert and cluster_nats_tls_key go together");
     refused("cluster_partitions 0\n", "cluster_partitions: expected a whole number from 1");
     refused("cluster_max_subject_length 10\n", "cluster_max_subject_length: expected");
+    refused("cluster_ack_timeout 0\n", "cluster_ack_timeout: expected a whole number from 1");
+    refused("cluster_ack_timeout 301\n", "cluster_ack_timeout: expected a whole number from 1");
 }
 
 int main(void)
