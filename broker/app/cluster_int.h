@@ -154,6 +154,20 @@ void cluster__rec_free(struct cluster_rec *r);
 /* This node's loop stood still: others may have taken its sessions (cluster_fence). */
 void cluster__stalled(struct cluster *c);
 
+/* cluster_adopt.c: a dead node's offline sessions adopted by one survivor (see there). */
+struct cluster_adopt;
+struct cluster_adopt *cluster__adopt_new(struct broker *b, const struct cluster_opts *o,
+                                         struct cluster_link *link, struct cluster_replay *replay,
+                                         struct cluster_rec *rec, struct cluster_rec_stats *stats);
+void cluster__adopt_link(struct cluster_adopt *a); /* the routing link is up */
+/* node was taken for dead: try to become the adopter of its sessions (one node at a time). */
+void cluster__adopt_start(struct cluster_adopt *a, const char *node, uint64_t now);
+/* Deadlines; true while an adoption is under way. */
+bool cluster__adopt_tick(struct cluster_adopt *a, uint64_t now);
+void cluster__adopt_drain(struct cluster_adopt *a, size_t *budget);
+void cluster__adopt_stop(struct cluster_adopt *a);
+void cluster__adopt_free(struct cluster_adopt *a);
+
 /* cluster_fence.c: after a NATS outage, sessions another node claimed meanwhile are dropped. */
 struct cluster_fence;
 struct cluster_fence *cluster__fence_new(struct broker *b, const struct cluster_opts *o,

@@ -12,11 +12,8 @@
  *    arrival times through a ring of (id, time) taken at every beat).
  *  - Death: a node whose heartbeats stopped for DEAD_MS (seen on core NATS) is dead to this
  *    one. Its devices reconnect elsewhere and get their sessions from its records
- *    (cluster_sess.c); its offline sessions are adopted by one surviving node — the one that
- *    creates <prefix>.claim.adopt.<node>.<heartbeat seq> first (create-only, as every claim) —
- *    which lists the dead node's records, claims each session's next epoch (a device that came
- *    back meanwhile already has: skipped), rebuilds it offline and replays what it is owed from
- *    the stream of QoS >= 1 messages (cluster_replay.c).
+ *    (cluster_sess_rec.c); its offline sessions are adopted by one surviving node
+ *    (cluster_adopt.c).
  *  - A stall: when this node's own loop stood still for STALL_MS (SIGSTOP, swapping) others may
  *    have taken it for dead: it checks its sessions' claims at once (cluster_fence.c) and gives
  *    every other node a fresh DEAD_MS before it judges them. */
@@ -39,7 +36,6 @@
 #define SILENT_MS 2500
 #define STALL_MS 3000
 #define RETRY_MS 2000
-#define ADOPT_TIMEOUT_MS 30000
 #define WRITE_TIMEOUT_MS 3000
 /* Arrival times kept for msg ids: one per beat, an hour's worth. */
 #define RING 3600
@@ -64,20 +60,6 @@ struct peer {
     UT_hash_handle hh;
 };
 
-enum adopt_state { A_BEAT, A_CLAIM, A_LIST, A_TAKE };
-
-/* One dead node's offline sessions being adopted (one node at a time). */
-struct adopt {
-    char node[CLUSTER_NODE_MAX + 1];
-    enum adopt_state state;
-    uint64_t deadline, beat_seq;
-    int64_t ckpt;
-    char *deliver;
-    natsSubscription *feed;
-    natsMsg **items; /* its records, kept until their claims are answered */
-    size_t nitems, cap, answered;
-};
-
 struct cluster_rec {
     struct broker *b;
     const struct cluster_opts *o;
@@ -85,7 +67,7 @@ struct cluster_rec {
     struct cluster_replay *replay;
     uv_loop_t *loop;
     uv_timer_t timer;
-    char stream[72], prefix[64], beat_subj[128], claims[72];
+    char stream[72], prefix[64], beat_subj[128];
     char *inbox;
     natsSubscription *replies, *beats;
     bool ready, asked, stopped, cut_off;
@@ -94,7 +76,7 @@ struct cluster_rec {
     struct dirty *dirty, *writing;
     uint64_t next_write;
     struct peer *peers;
-    struct adopt *adopt;
+    struct cluster_adopt *adopt;
     struct {
         uint64_t id;
         int64_t at;
@@ -396,190 +378,6 @@ static void on_beat(struct cluster_rec *r, natsMsg *nm)
     p->seen = now_ms(r);
 }
 
-/* ---- adoption ---------------------------------------------------------------------------- */
-
-static void adopt_end(struct cluster_rec *r, const char *why)
-{
-    struct adopt *a = r->adopt;
-    if (why)
-        log_warn("cluster: adopting the sessions of node %s: %s", a->node, why);
-    natsSubscription_Destroy(a->feed);
-    natsInbox_Destroy(a->deliver);
-    for (size_t i = 0; i < a->nitems; i++)
-        natsMsg_Destroy(a->items[i]);
-    free(a->items);
-    free(a);
-    r->adopt = NULL;
-}
-
-static void adopt_start(struct cluster_rec *r, struct peer *p)
-{
-    p->dead = true;
-    r->stats.nodes_dead++;
-    log_warn("cluster: node %s is silent for %d ms: taken for dead", p->name, DEAD_MS);
-    struct adopt *a = xcalloc(1, sizeof(*a));
-    snprintf(a->node, sizeof(a->node), "%s", p->name);
-    a->state = A_BEAT;
-    a->deadline = now_ms(r) + ADOPT_TIMEOUT_MS;
-    r->adopt = a;
-    char subj[128], body[200];
-    snprintf(subj, sizeof(subj), "$JS.API.DIRECT.GET.%s", r->stream);
-    int n = snprintf(body, sizeof(body), "{\"last_by_subj\":\"%s.node.%s\"}", r->prefix, a->node);
-    if (!request(r, subj, body, (size_t)n, 'b', 0))
-        adopt_end(r, "NATS refused the request");
-}
-
-/* Its last heartbeat: the claim that makes one survivor the adopter names it. */
-static void adopt_on_beat(struct cluster_rec *r, natsMsg *nm)
-{
-    struct adopt *a = r->adopt;
-    const char *seq = NULL;
-    int64_t started;
-    if (natsMsgHeader_Get(nm, "Nats-Sequence", &seq) != NATS_OK || !seq ||
-        sessrec_beat_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
-                            &started, &a->ckpt) != 0) {
-        adopt_end(r, "no valid last heartbeat in JetStream");
-        return;
-    }
-    a->beat_seq = strtoull(seq, NULL, 10);
-    a->state = A_CLAIM;
-    char subj[192];
-    snprintf(subj, sizeof(subj), "%s.adopt.%s.%" PRIu64, r->claims, a->node, a->beat_seq);
-    if (!request(r, subj, r->o->node, strlen(r->o->node), 'a', 0))
-        adopt_end(r, "NATS refused the request");
-}
-
-static void adopt_list(struct cluster_rec *r)
-{
-    struct adopt *a = r->adopt;
-    a->state = A_LIST;
-    natsStatus s = natsInbox_Create(&a->deliver);
-    if (s == NATS_OK)
-        s = natsConnection_SubscribeSync(&a->feed, r->link->nc, a->deliver);
-    if (s == NATS_OK)
-        s = natsSubscription_SetPendingLimits(a->feed, -1, 256 * 1024 * 1024);
-    if (s != NATS_OK) {
-        adopt_end(r, natsStatus_GetText(s));
-        return;
-    }
-    char subj[128], body[640];
-    snprintf(subj, sizeof(subj), "$JS.API.CONSUMER.CREATE.%s", r->stream);
-    int n = snprintf(body, sizeof(body),
-                     "{\"stream_name\":\"%s\",\"config\":{\"deliver_subject\":\"%s\","
-                     "\"deliver_policy\":\"last_per_subject\",\"filter_subject\":\"%s.rec.>\","
-                     "\"ack_policy\":\"none\",\"replay_policy\":\"instant\","
-                     "\"idle_heartbeat\":1000000000,\"mem_storage\":true,\"num_replicas\":1}}",
-                     r->stream, a->deliver, r->prefix);
-    if (!request(r, subj, body, (size_t)n, 'l', 0))
-        adopt_end(r, "NATS refused the request");
-}
-
-/* The records listed: claim the next epoch of each of the dead node's sessions. */
-static void adopt_claim_all(struct cluster_rec *r)
-{
-    struct adopt *a = r->adopt;
-    natsSubscription_Destroy(a->feed);
-    a->feed = NULL;
-    a->state = A_TAKE;
-    log_notice("cluster: adopting %zu session(s) of dead node %s", a->nitems, a->node);
-    if (!a->nitems) {
-        adopt_end(r, NULL);
-        return;
-    }
-    r->stats.adoptions++;
-    for (size_t i = 0; i < a->nitems; i++) {
-        struct sessrec rec;
-        sessrec_decode((const uint8_t *)natsMsg_GetData(a->items[i]),
-                       (size_t)natsMsg_GetDataLength(a->items[i]), &rec);
-        const char *subj = natsMsg_GetSubject(a->items[i]);
-        size_t pl = strlen(r->prefix) + strlen(".rec.");
-        char claim[192];
-        snprintf(claim, sizeof(claim), "%s.%.32s.%" PRIu64, r->claims, subj + pl, rec.epoch + 1);
-        if (!request(r, claim, r->o->node, strlen(r->o->node), 'e', i))
-            a->answered++;
-    }
-}
-
-static void adopt_on_record(struct cluster_rec *r, natsMsg *nm, bool *keep)
-{
-    struct adopt *a = r->adopt;
-    const char *ack = natsMsg_GetReply(nm);
-    struct jsack k;
-    if (!ack || jsreply_ack_meta(ack, strlen(ack), &k) != 0) {
-        adopt_claim_all(r); /* idle heartbeat: every record was delivered */
-        return;
-    }
-    struct sessrec rec;
-    const char *subj = natsMsg_GetSubject(nm);
-    size_t pl = strlen(r->prefix) + strlen(".rec.");
-    if (sessrec_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
-                       &rec) != 0 ||
-        strlen(subj) < pl + 33) {
-        r->stats.records_bad++;
-    } else if (!(rec.flags & SESSREC_GONE) && rec.chunk && rec.node_len == strlen(a->node) &&
-               !memcmp(rec.node, a->node, rec.node_len)) {
-        if (a->nitems == a->cap) {
-            a->cap = a->cap ? a->cap * 2 : 16;
-            a->items = xrealloc(a->items, a->cap * sizeof(*a->items));
-        }
-        a->items[a->nitems++] = nm;
-        *keep = true;
-    }
-    if (!k.pending)
-        adopt_claim_all(r);
-}
-
-/* The claim of one session's next epoch was answered: ours (rebuild it) or not (skip). */
-static void adopt_on_claim(struct cluster_rec *r, size_t i, natsMsg *nm)
-{
-    struct adopt *a = r->adopt;
-    struct jsreply jr;
-    if (i >= a->nitems)
-        return;
-    a->answered++;
-    if (jsreply_parse(natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm), &jr) == 0 &&
-        !jr.has_error && jr.has_seq) {
-        struct sessrec rec;
-        sessrec_decode((const uint8_t *)natsMsg_GetData(a->items[i]),
-                       (size_t)natsMsg_GetDataLength(a->items[i]), &rec);
-        char *id = xmalloc(rec.identity_len + 1 + rec.client_id_len + 1);
-        char *cid = id + rec.identity_len + 1;
-        memcpy(id, rec.identity, rec.identity_len);
-        id[rec.identity_len] = '\0';
-        memcpy(cid, rec.client_id, rec.client_id_len);
-        cid[rec.client_id_len] = '\0';
-        struct cluster_import x = {
-            .b = r->b, .identity = id, .client_id = cid, .now = (int64_t)now_ms(r)};
-        uint32_t index;
-        uint8_t flags;
-        if (handover_decode(rec.chunk, rec.chunk_len, &cluster__importer, &x, &index, &flags) ==
-                0 &&
-            x.imported) {
-            session_set_epoch(x.imported, rec.epoch + 1);
-            if (r->o->dead_wills)
-                cluster__dead_will(r->b, x.imported, &rec, x.now);
-            if (!session_persistent(x.imported)) { /* only its will was owed */
-                broker_discard(r->b, x.imported);
-            } else {
-                cluster__rec_changed(r, x.imported);
-                int64_t since = rec.since_ms;
-                if ((rec.flags & SESSREC_ONLINE) && a->ckpt > since)
-                    since = a->ckpt;
-                if (r->replay)
-                    cluster__replay(r->replay, id, cid, since, cluster__wall_ms());
-                r->stats.adopted++;
-            }
-        } else {
-            r->stats.records_bad++;
-        }
-        free(id);
-    }
-    if (a->answered == a->nitems) {
-        log_notice("cluster: adopted the sessions of dead node %s", a->node);
-        adopt_end(r, NULL);
-    }
-}
-
 /* ---- replies, time, life ----------------------------------------------------------------- */
 
 static void on_reply(struct cluster_rec *r, natsMsg *nm)
@@ -614,24 +412,6 @@ static void on_reply(struct cluster_rec *r, natsMsg *nm)
             on_beat_ack(r, ok);
         return;
     }
-    struct adopt *a = r->adopt;
-    if (!a)
-        return;
-    if (kind == 'b' && a->state == A_BEAT) {
-        adopt_on_beat(r, nm);
-    } else if (kind == 'a' && a->state == A_CLAIM) {
-        if (valid && !jr.has_error && jr.has_seq)
-            adopt_list(r);
-        else
-            adopt_end(r, valid && jr.has_error ? NULL : "no valid answer to the claim");
-    } else if (kind == 'l' && a->state == A_LIST) {
-        if (!valid || jr.has_error)
-            adopt_end(r, "JetStream refused to list the records");
-        else if (jr.has_num_pending && !jr.num_pending)
-            adopt_claim_all(r);
-    } else if (kind == 'e' && a->state == A_TAKE) {
-        adopt_on_claim(r, (size_t)n, nm);
-    }
 }
 
 void cluster__rec_drain(struct cluster_rec *r, size_t *budget)
@@ -647,14 +427,7 @@ void cluster__rec_drain(struct cluster_rec *r, size_t *budget)
         natsMsg_Destroy(nm);
         (*budget)--;
     }
-    while (*budget && r->adopt && r->adopt->state == A_LIST && r->adopt->feed &&
-           natsSubscription_NextMsg(&nm, r->adopt->feed, 0) == NATS_OK) {
-        bool keep = false;
-        adopt_on_record(r, nm, &keep);
-        if (!keep)
-            natsMsg_Destroy(nm);
-        (*budget)--;
-    }
+    cluster__adopt_drain(r->adopt, budget);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -691,14 +464,15 @@ static void on_timer(uv_timer_t *h)
                  "other nodes may take it for dead",
                  DEAD_MS);
     }
-    if (r->adopt && now >= r->adopt->deadline)
-        adopt_end(r, "no end within the time allowed");
-    if (r->adopt || !r->ready || now - r->up_since < DEAD_MS)
+    if (cluster__adopt_tick(r->adopt, now) || !r->ready || now - r->up_since < DEAD_MS)
         return; /* one adoption at a time; only with a link that has been up long enough */
     HASH_ITER(hh, r->peers, p, tmp)
     {
         if (!p->dead && now - p->seen >= DEAD_MS) {
-            adopt_start(r, p);
+            p->dead = true;
+            r->stats.nodes_dead++;
+            log_warn("cluster: node %s is silent for %d ms: taken for dead", p->name, DEAD_MS);
+            cluster__adopt_start(r->adopt, p->name, now);
             break;
         }
     }
@@ -715,9 +489,10 @@ struct cluster_rec *cluster__rec_new(uv_loop_t *loop, struct broker *b,
     r->link = link;
     r->replay = replay;
     r->started = cluster__wall_ms();
+    ring_add(r, broker_next_msg_id(b), r->started); /* what arrives from now on is bounded */
+    r->adopt = cluster__adopt_new(b, o, link, replay, r, &r->stats);
     snprintf(r->stream, sizeof(r->stream), "CMQ_REC_%s", o->name);
     snprintf(r->prefix, sizeof(r->prefix), "cmq.%s", o->name);
-    snprintf(r->claims, sizeof(r->claims), "cmq.%s.claim", o->name);
     snprintf(r->beat_subj, sizeof(r->beat_subj), "%s.node.%s", r->prefix, o->node);
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
@@ -745,6 +520,7 @@ void cluster__rec_link(struct cluster_rec *r, bool up)
         }
         uv_timer_start(&r->timer, on_timer, BEAT_MS, BEAT_MS);
     }
+    cluster__adopt_link(r->adopt);
     ask_stream(r);
 }
 
@@ -767,8 +543,7 @@ void cluster__rec_stop(struct cluster_rec *r)
         return;
     cluster__rec_flush(r); /* what the last turn changed (sessions handed over at a stop) */
     r->stopped = true;
-    if (r->adopt)
-        adopt_end(r, "the node stops");
+    cluster__adopt_stop(r->adopt);
     natsSubscription_Destroy(r->replies);
     natsSubscription_Destroy(r->beats);
     r->replies = r->beats = NULL;
@@ -797,6 +572,7 @@ void cluster__rec_free(struct cluster_rec *r)
         HASH_DEL(r->peers, p);
         free(p);
     }
+    cluster__adopt_free(r->adopt);
     natsInbox_Destroy(r->inbox);
     free(r->chunk);
     free(r->buf);

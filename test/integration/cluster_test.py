@@ -2,6 +2,7 @@
 routes (JetStream on, stores in the test's temp dir, monitoring ports for the checks), and certmq
 nodes each connected first to its own NATS server (the others as fail-over). Every process is
 started and stopped by PID through the Harness; every wait is bounded."""
+import http.client
 import json
 import os
 import shutil
@@ -51,7 +52,9 @@ class NatsServer:
         try:
             self.get("varz")
             return True
-        except OSError:
+        except (OSError, http.client.HTTPException):
+            # Not answering yet, or the port is another server's (free_port() can hand a port out
+            # again once its probe socket is closed): the log says "address already in use".
             return False
 
     def get(self, path):
@@ -79,7 +82,11 @@ class Cluster:
     def __init__(self, h, pki, acl, nodes=3, extra="", crlfiles=None, node_extra=None, nats_extra=""):
         self.h = h
         for attempt in range(4):  # tests run in parallel: a chosen port can be taken meanwhile
-            ports = [(free_port(), free_port(), free_port()) for _ in range(3)]
+            picked = set()
+            while len(picked) < 9:  # nine different ports, whatever the kernel hands out again
+                picked.add(free_port())
+            picked = list(picked)
+            ports = [tuple(picked[3 * i:3 * i + 3]) for i in range(3)]
             self.nats = []
             try:
                 for i, (p, cp, mp) in enumerate(ports):
