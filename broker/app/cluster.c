@@ -73,17 +73,6 @@ struct cluster {
     bool rx, stopped;
 };
 
-bool cluster_name_ok(const char *p, size_t len, size_t max)
-{
-    if (!len || len > max)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
-              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-'))
-            return false;
-    return true;
-}
-
 bool cluster_enabled(const struct cluster_opts *o)
 {
     return o->url_count > 0;

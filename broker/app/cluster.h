@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "diag.h"
 #include "envelope.h"
+#include "subject.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,9 +44,7 @@ struct cluster_opts {
                                JetStream stores it, at most this long */
 };
 
-/* A cluster or node name: 1 to max bytes of [A-Za-z0-9_-] (a NATS subject token, plain in logs);
- * p need not be NUL-terminated (names read back from JetStream). */
-bool cluster_name_ok(const char *p, size_t len, size_t max);
+/* Cluster and node names: subject_name_ok (subject.h). */
 #define CLUSTER_NAME_MAX 32 /* cluster_name */
 #define CLUSTER_NODE_MAX 64 /* node_name */
 /* Is cluster mode configured (cluster_nats given)? */

@@ -130,6 +130,10 @@ void cluster__replay(struct cluster_replay *r, const char *identity, const char 
 /* Is a replay for this session still under way? */
 bool cluster__replay_busy(const struct cluster_replay *r, const char *identity,
                           const char *client_id);
+/* The earliest start of the replays under way for the session (INT64_MAX: none): what they
+ * have not delivered yet is owed from then (r may be NULL). */
+int64_t cluster__replay_since(const struct cluster_replay *r, const char *identity,
+                              const char *client_id);
 void cluster__replay_drain(struct cluster_replay *r, size_t *budget);
 const struct cluster_replay_stats *cluster__replay_stats(const struct cluster_replay *r);
 void cluster__replay_stop(struct cluster_replay *r);

@@ -256,6 +256,9 @@ static bool write_record(struct cluster_rec *r, struct dirty *d, int64_t wall)
     rec.flags = session_client(s) ? SESSREC_ONLINE : 0;
     rec.epoch = d->epoch = session_epoch(s);
     rec.since_ms = owed_since(r, s, wall);
+    int64_t replaying = cluster__replay_since(r->replay, d->identity, d->client_id);
+    if (replaying < rec.since_ms)
+        rec.since_ms = replaying;
     rec.chunk = r->chunk;
     rec.chunk_len = r->chunk_len;
     size_t need = will ? envelope_size(will, r->o->node, d->identity) : 0;
@@ -357,7 +360,7 @@ static void on_beat(struct cluster_rec *r, natsMsg *nm)
     const char *subj = natsMsg_GetSubject(nm);
     size_t pl = strlen(r->prefix) + strlen(".node.");
     int64_t started, ckpt;
-    if (strlen(subj) <= pl || !cluster_name_ok(subj + pl, strlen(subj + pl), CLUSTER_NODE_MAX) ||
+    if (strlen(subj) <= pl || !subject_name_ok(subj + pl, strlen(subj + pl), CLUSTER_NODE_MAX) ||
         sessrec_beat_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
                             &started, &ckpt) != 0) {
         r->stats.records_bad++;

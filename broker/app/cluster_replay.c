@@ -189,6 +189,17 @@ bool cluster__replay_busy(const struct cluster_replay *r, const char *identity,
     return false;
 }
 
+int64_t cluster__replay_since(const struct cluster_replay *r, const char *identity,
+                              const char *client_id)
+{
+    int64_t since = INT64_MAX;
+    for (const struct job *j = r ? r->jobs : NULL; j; j = j->next)
+        if (j->identity && !strcmp(j->identity, identity) && !strcmp(j->client_id, client_id) &&
+            j->start_ms < since)
+            since = j->start_ms;
+    return since;
+}
+
 static struct job *find(struct cluster_replay *r, uint64_t n)
 {
     struct job *j = r->jobs;
@@ -212,9 +223,8 @@ static void on_reply(struct cluster_replay *r, natsMsg *nm)
         job_end(r, j, "JetStream refused the consumer");
         return;
     }
-    j->state = J_FEEDING;
-    if (jr.has_num_pending && jr.num_pending == 0 && !j->last_sseq)
-        job_end(r, j, NULL); /* nothing stored since the start */
+    j->state = J_FEEDING; /* ends at a message stored after the end time, or at the first idle
+                             heartbeat after it */
 }
 
 enum step { GO, END, RESTART };
@@ -223,8 +233,9 @@ enum step { GO, END, RESTART };
 static enum step replay_one(struct cluster_replay *r, struct job *j, natsMsg *nm, int64_t now)
 {
     const char *ack = natsMsg_GetReply(nm);
-    if (!ack) /* idle heartbeat: nothing more is pending */
-        return END;
+    if (!ack) /* idle heartbeat: nothing stored is left; done once the end time has passed (a
+                 message routed before it may be stored a little after it) */
+        return cluster__wall_ms() > j->end_ms ? END : GO;
     struct jsack a;
     if (jsreply_ack_meta(ack, strlen(ack), &a) != 0)
         return GO;
@@ -247,13 +258,13 @@ static enum step replay_one(struct cluster_replay *r, struct job *j, natsMsg *nm
         envelope_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
                         &e) != 0) {
         r->stats.bad++;
-        return a.pending ? GO : END;
+        return GO;
     }
     size_t nl = strlen(r->o->node);
     bool own = e.node.len == nl && !memcmp(e.node.p, r->o->node, nl);
     int64_t age = cluster__wall_ms() - at, expiry = 0;
     if (e.has_expiry && age >= 0 && (uint64_t)age >= e.expiry_ms)
-        return a.pending ? GO : END; /* expired while stored */
+        return GO; /* expired while stored */
     if (e.has_expiry) {
         uint64_t left = e.expiry_ms - (uint64_t)(age > 0 ? age : 0);
         expiry = now + (int64_t)(left < UINT32_MAX * 1000ull ? left : UINT32_MAX * 1000ull);
@@ -267,7 +278,7 @@ static enum step replay_one(struct cluster_replay *r, struct job *j, natsMsg *nm
         j->queued += got;
         r->stats.replayed += got;
     }
-    return a.pending ? GO : END;
+    return GO;
 }
 
 void cluster__replay_drain(struct cluster_replay *r, size_t *budget)

@@ -235,7 +235,7 @@ int cluster__last_claim(natsMsg *nm, const char *prefix, const char *key, uint64
     size_t pl = strlen(prefix) + strlen(".claim.") + 32 + 1;
     if (natsMsgHeader_Get(nm, "Nats-Subject", &subj) != NATS_OK || !subj || strlen(subj) <= pl ||
         strncmp(subj + strlen(prefix) + 7, key, 32) != 0 ||
-        !cluster_name_ok(data, (size_t)dlen, CLUSTER_NODE_MAX))
+        !subject_name_ok(data, (size_t)dlen, CLUSTER_NODE_MAX))
         return -1;
     char *end;
     uint64_t last = strtoull(subj + pl, &end, 10);

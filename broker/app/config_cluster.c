@@ -43,7 +43,7 @@ void config__cluster_nats(struct config__parser *p, const struct config__directi
 
 static bool config__name_ok(const char *s, size_t max)
 {
-    return cluster_name_ok(s, strlen(s), max);
+    return subject_name_ok(s, strlen(s), max);
 }
 
 /* Any key but cluster_nats given: which one (for the message), or NULL. */

@@ -1,6 +1,7 @@
 /* sessrec: session records and node heartbeats (see sessrec.h). */
 #include "sessrec.h"
 
+#include "subject.h"
 #include "utf8.h"
 
 #include <string.h>
@@ -80,17 +81,6 @@ static bool get_str(const uint8_t **p, size_t *left, const char **s, size_t *len
     return true;
 }
 
-static bool node_ok(const char *p, size_t len)
-{
-    if (!len || len > NODE_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
-              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-'))
-            return false;
-    return true;
-}
-
 int sessrec_decode(const uint8_t *p, size_t len, struct sessrec *r)
 {
     if (len < 18 || p[0] != SESSREC_VERSION || (p[1] & ~(SESSREC_ONLINE | SESSREC_GONE)))
@@ -106,7 +96,7 @@ int sessrec_decode(const uint8_t *p, size_t len, struct sessrec *r)
     size_t left = len - 18;
     if (!get_str(&q, &left, &r->node, &r->node_len) ||
         !get_str(&q, &left, &r->identity, &r->identity_len) ||
-        !get_str(&q, &left, &r->client_id, &r->client_id_len) || !node_ok(r->node, r->node_len) ||
+        !get_str(&q, &left, &r->client_id, &r->client_id_len) || !subject_name_ok(r->node, r->node_len, NODE_MAX) ||
         !r->identity_len || !utf8_valid((const uint8_t *)r->identity, r->identity_len, false) ||
         !utf8_valid((const uint8_t *)r->client_id, r->client_id_len, false))
         return -1;

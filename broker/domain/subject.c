@@ -268,3 +268,14 @@ int subject_to_topic(const char *prefix, const char *subj, size_t slen, char *ou
         *part = pt;
     return (int)n;
 }
+
+bool subject_name_ok(const char *p, size_t len, size_t max)
+{
+    if (!len || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+              (p[i] >= '0' && p[i] <= '9') || p[i] == '_' || p[i] == '-'))
+            return false;
+    return true;
+}

@@ -35,6 +35,10 @@ int subject_from_topic(const char *prefix, const char *topic, size_t len, unsign
 int subject_from_filter(const char *prefix, const char *filter, size_t len, char *out, size_t cap,
                         size_t lens[2]);
 
+/* A cluster or node name: 1 to max bytes of [A-Za-z0-9_-] (one subject token, plain in logs); p
+ * need not be NUL-terminated (names read back from JetStream). */
+bool subject_name_ok(const char *p, size_t len, size_t max);
+
 /* The topic of a subject produced by subject_from_topic with the same prefix, written to out (not
  * NUL-terminated; a topic is never longer than its subject). Returns its length and sets qos and
  * part (either may be NULL), or SUBJECT_INVALID for anything not in canonical form. */

@@ -4,11 +4,10 @@ holds it: 300 QoS 1 and 100 QoS 2 publishes on node 1 are all acknowledged, all 
 2, and all in the stream (NATS monitoring and $SYS). With JetStream gone, a QoS 1 publish is not
 acknowledged: MQTT 5 gets PUBACK 0x80, MQTT 3.1.1 is disconnected (it sends it again after
 reconnecting); QoS 0 still flows between local clients."""
-import os
 import socket
 
 from certmq_test import Harness, check, mqtt_str, packet, publish_packet, read_packet, wait_for
-from cluster_test import Cluster, wait_routed
+from cluster_test import Cluster, durable_nodes, wait_routed
 
 h = Harness()
 pki = h.pki()
@@ -17,11 +16,8 @@ for d in ("any", "admin"):
 ACL = "user any\ntopic readwrite #\nuser admin\ntopic read $SYS/#\n"
 
 
-def node_extra(i):
-    d = os.path.join(h.tmp, "db%d" % i)
-    os.makedirs(d, exist_ok=True)
-    # A publish waits for JetStream (sent again meanwhile) this long before it is refused.
-    return "persistence true\npersistence_location %s\ncluster_ack_timeout 5\n" % d
+# A publish waits for JetStream (sent again meanwhile) this long before it is refused.
+node_extra = durable_nodes(h.tmp, "cluster_ack_timeout 5\n")
 
 
 cl = Cluster(h, pki, ACL, node_extra=node_extra)

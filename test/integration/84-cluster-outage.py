@@ -12,7 +12,7 @@ import socket
 import time
 
 from certmq_test import Harness, TestFailure, check, mqtt_str, packet, read_packet, wait_for
-from cluster_test import Cluster
+from cluster_test import Cluster, stream_leader
 
 h = Harness()
 pki = h.pki()
@@ -39,18 +39,9 @@ def alive(s):
     return first == 0xD0
 
 
-def records_stream_led():
-    for ns in cl.nats:
-        for a in ns.get("jsz?streams=true&accounts=true").get("account_details", []):
-            for st in a.get("stream_detail", []):
-                if st["name"] == "CMQ_REC_test" and st.get("cluster", {}).get("leader"):
-                    return True
-    return False
-
-
 def test_cut_off_node_closes_what_it_lost():
     # A stream just created has no leader for a moment: a record written then waits for a retry.
-    wait_for(records_stream_led, 10, "the session records' stream has a leader")
+    wait_for(lambda: stream_leader(cl.nats, "CMQ_REC_test"), 10, "the session records' stream has a leader")
     old, rc = connect(n3)
     check(rc == 0, "node 3 accepts the session")
     start = n3.log_count()

@@ -62,7 +62,7 @@ os.environ.setdefault("CERTMQ_TEST_TIMEOUT", str(int(20 + ROUNDS * sum(
     for s in SCENARIOS))))
 
 from certmq_test import HAProxy, Harness, TestFailure, check, wait_for  # noqa: E402
-from cluster_test import Cluster  # noqa: E402
+from cluster_test import Cluster, durable_nodes, stream_leader  # noqa: E402
 
 FILTER = "load/#"
 check(all(s in EVENT for s in SCENARIOS), "CHAOS_SCENARIOS: each one of %s" % ", ".join(EVENT))
@@ -192,31 +192,11 @@ def client_hello():
     return out.read().hex()
 
 
-def stream_leader(cl, stream="CMQ_Q_test"):
-    """server_name of the NATS server leading the stream (from the monitoring port's /jsz)."""
-    for s in cl.nats:
-        if s.proc.poll() is not None:
-            continue
-        try:
-            j = s.get("jsz?streams=true")
-        except OSError:
-            continue
-        for acc in j.get("account_details", []):
-            for st in acc.get("stream_detail", []):
-                if st["name"] == stream and st.get("cluster", {}).get("leader"):
-                    return st["cluster"]["leader"]
-    return None
-
-
 def scenario(kind, rnd):
     scope = Scope("%s-%d" % (kind, rnd))
 
-    def node_extra(i):
-        d = os.path.join(scope.tmp, "db%d" % i)
-        os.makedirs(d, exist_ok=True)
-        return "persistence true\npersistence_location %s\n" % d
     cl = Cluster(scope, pki, ACL, extra="max_queued_messages 100000\n",
-                 node_extra=node_extra, nats_extra='ping_interval: "1s"\nping_max: 2\n')
+                 node_extra=durable_nodes(scope.tmp), nats_extra='ping_interval: "1s"\nping_max: 2\n')
     hap, devs = None, []
     try:
         for n in cl.nodes:
@@ -301,8 +281,8 @@ def run(kind, rnd, scope, cl, hap, devs):
             t_wake = time.time()
             time.sleep(RUN)
     elif kind == "nats_kill":
-        wait_for(lambda: stream_leader(cl) is not None, 10, "a leader of CMQ_Q_test")
-        leader = stream_leader(cl)
+        wait_for(lambda: stream_leader(cl.nats) is not None, 10, "a leader of CMQ_Q_test")
+        leader = stream_leader(cl.nats)
         srv = [s for s in cl.nats if s.name == leader][0]
         # the node that was first connected to that server (cluster_test: node i to server i)
         moved = cl.nodes[cl.nats.index(srv)]
@@ -312,7 +292,7 @@ def run(kind, rnd, scope, cl, hap, devs):
         srv.proc.kill()
         srv.proc.wait(5)
         time.sleep(RUN)
-        print("info %s: CMQ_Q_test now led by %s" % (tag, stream_leader(cl)))
+        print("info %s: CMQ_Q_test now led by %s" % (tag, stream_leader(cl.nats)))
     else:
         time.sleep(RUN)
     stop.set()

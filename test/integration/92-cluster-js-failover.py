@@ -9,13 +9,12 @@ that will not pass are not retried: a message over NATS's max_payload or over th
 max_msg_size (JetStream error 10054) gets 0x80 at once, and one for a stream someone deleted gets
 0x80 well before cluster_ack_timeout (the stream is made again)."""
 import json
-import os
 import socket
 import threading
 import time
 
 from certmq_test import Harness, check, mqtt_str, packet, publish_packet, read_packet, wait_for
-from cluster_test import Cluster, wait_routed
+from cluster_test import Cluster, durable_nodes, stream_leader, wait_routed
 
 RATE = 20
 RUN_AFTER_KILL = 10
@@ -28,30 +27,14 @@ for d in ("any", "admin"):
 ACL = "user any\ntopic readwrite #\nuser admin\ntopic read $SYS/#\n"
 
 
-def node_extra(i):
-    d = os.path.join(h.tmp, "db%d" % i)
-    os.makedirs(d, exist_ok=True)
-    # MQTT takes packets larger than NATS's max_payload (1 MB): those are refused by nats.c.
-    return "persistence true\npersistence_location %s\nmax_packet_size 2097152\n" % d
+# MQTT takes packets larger than NATS's max_payload (1 MB): those are refused by nats.c.
+node_extra = durable_nodes(h.tmp, "max_packet_size 2097152\n")
 
 
 cl = Cluster(h, pki, ACL, node_extra=node_extra)
 for n in cl.nodes:
     n.log_wait(r"QoS >= 1 messages made durable in JetStream stream CMQ_Q_test", 15)
 alive = list(cl.nats)
-
-
-def stream_leader():
-    for s in alive:
-        try:
-            j = s.get("jsz?accounts=true&streams=true")
-        except OSError:
-            continue
-        for acc in j.get("account_details", []):
-            for st in acc.get("stream_detail", []):
-                if st["name"] == "CMQ_Q_test" and st.get("cluster", {}).get("leader"):
-                    return st["cluster"]["leader"]
-    return None
 
 
 def js_api(server, subject, body=b""):
@@ -175,8 +158,8 @@ def test_final_refusals_are_not_retried():
 
 def test_leader_failover_refuses_nothing():
     leader = None
-    wait_for(lambda: stream_leader() is not None, 15, "a leader for CMQ_Q_test")
-    leader = stream_leader()
+    wait_for(lambda: stream_leader(alive) is not None, 15, "a leader for CMQ_Q_test")
+    leader = stream_leader(alive)
     li = [s.name for s in cl.nats].index(leader)
     # Node i is linked first to NATS server i: the MQTT 5 publisher loses its own link too.
     n5, n3, ns = cl.nodes[li], cl.nodes[(li + 1) % 3], cl.nodes[(li + 2) % 3]
@@ -213,7 +196,7 @@ def test_leader_failover_refuses_nothing():
         t.join()
     for p in pubs:
         wait_for(lambda: len(p.acks) >= p.count or p.closed, 30, "every PUBACK on %s" % p.topic)
-    new_leader = stream_leader()
+    new_leader = stream_leader(alive)
     for p in pubs:
         check(not p.closed, "%s: not disconnected" % p.topic)
         lats = sorted(p.acks[pid][0] - p.sent[pid] for pid in p.acks)

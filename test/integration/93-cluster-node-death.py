@@ -9,12 +9,11 @@ stream; its device comes back later on node 1 and gets every message published s
 Every message node 1 acknowledged reaches both subscribers (duplicates counted, none missing).
 A device with a clean session and a will, connected to node 3 and never back: its will is
 published by the node that adopts node 3's sessions (cluster_dead_node_wills, on by default)."""
-import os
 import threading
 import time
 
 from certmq_test import Harness, check, wait_for
-from cluster_test import Cluster, wait_routed
+from cluster_test import Cluster, durable_nodes, wait_routed
 
 h = Harness()
 pki = h.pki()
@@ -22,10 +21,7 @@ pki.device("any")
 ACL = "user any\ntopic readwrite #\n"
 
 
-def node_extra(i):
-    d = os.path.join(h.tmp, "db%d" % i)
-    os.makedirs(d, exist_ok=True)
-    return "persistence true\npersistence_location %s\nmax_queued_messages 100000\n" % d
+node_extra = durable_nodes(h.tmp, "max_queued_messages 100000\n")
 
 
 cl = Cluster(h, pki, ACL, node_extra=node_extra)

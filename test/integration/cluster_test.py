@@ -128,6 +128,38 @@ class Cluster:
             s.stop()
 
 
+def stream_detail(servers, stream="CMQ_Q_test", led=True):
+    """A JetStream stream's /jsz details from the first live server among servers that knows it
+    (led: only once it has a leader; st["cluster"]["leader"] names its server), or None."""
+    for s in servers:
+        if s.proc.poll() is not None:
+            continue
+        try:
+            j = s.get("jsz?accounts=true&streams=true")
+        except (OSError, http.client.HTTPException):
+            continue
+        for acc in j.get("account_details", []):
+            for st in acc.get("stream_detail", []):
+                if st["name"] == stream and (not led or st.get("cluster", {}).get("leader")):
+                    return st
+    return None
+
+
+def stream_leader(servers, stream="CMQ_Q_test"):
+    """server_name of the NATS server leading the stream, or None."""
+    st = stream_detail(servers, stream)
+    return st["cluster"]["leader"] if st else None
+
+
+def durable_nodes(tmp, extra=""):
+    """node_extra for Cluster: persistence true, each node in its own directory under tmp."""
+    def node_extra(i):
+        d = os.path.join(tmp, "db%d" % i)
+        os.makedirs(d, exist_ok=True)
+        return "persistence true\npersistence_location %s\n%s" % (d, extra)
+    return node_extra
+
+
 def wait_routed(pub, sub, topic, timeout=10):
     """Interest travels from a node through NATS routes after its SUBACK: publish probes on topic
     from pub until sub gets one, then forget the probes."""

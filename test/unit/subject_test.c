@@ -190,8 +190,21 @@ static void test_wildcards_vs_topic_matches(void)
     CHECK(encoded_match("+/+", "/"));
 }
 
+/* Cluster and node names are one subject token each. */
+static void test_names(void)
+{
+    CHECK(subject_name_ok("node-1_A", 8, 64));
+    CHECK(!subject_name_ok("", 0, 64));
+    CHECK(!subject_name_ok("node.1", 6, 64));
+    CHECK(!subject_name_ok("node 1", 6, 64));
+    CHECK(!subject_name_ok("n*", 2, 64));
+    CHECK(!subject_name_ok("abc", 3, 2));
+    CHECK(subject_name_ok("ab", 2, 2));
+}
+
 int main(void)
 {
+    test_names();
     test_roundtrip();
     test_layout();
     test_bounds();
