@@ -624,8 +624,8 @@ int cluster_connect(struct cluster *c)
         log_err("cluster: cannot subscribe to %s: %s (revocations on other nodes are not "
                 "heard here; this node's own CRLs still apply)",
                 subj, natsStatus_GetText(s));
-    struct broker_cluster hooks = {c,        on_publish, on_interest, true,      on_retain,
-                                   on_barrier, on_claim,  on_claimed,  on_changed};
+    struct broker_cluster hooks = {c,          on_publish, on_interest, true,      on_retain,
+                                   on_barrier, on_claim,   on_claimed,  on_changed};
     broker_set_cluster(c->b, &hooks);
     if (c->route.connected) { /* otherwise when the link comes up */
         cluster__kv_link(c->kv, true);

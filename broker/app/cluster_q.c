@@ -7,7 +7,8 @@
  * stores it (replicated), in one message (shared/notes/cluster-on-nats.md §2.6). The device's
  * PUBACK/PUBREC waits for the stream's acknowledgement (a ticket the client waits on); local
  * subscribers get the message at once. The stream keeps messages Q_MAX_AGE_S: it is the log a
- * recovery replays (cluster_replay.c). Retained publishes are made durable by their bucket (cluster_kv.c).
+ * recovery replays (cluster_replay.c). Retained publishes are made durable by their bucket
+ * (cluster_kv.c).
  *
  * While the stream elects a new leader (up to ~9 s after its server dies) a publish gets no
  * answer, no responders or a 503, and this node's own link may move to another server (nats.c

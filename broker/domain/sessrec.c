@@ -96,8 +96,9 @@ int sessrec_decode(const uint8_t *p, size_t len, struct sessrec *r)
     size_t left = len - 18;
     if (!get_str(&q, &left, &r->node, &r->node_len) ||
         !get_str(&q, &left, &r->identity, &r->identity_len) ||
-        !get_str(&q, &left, &r->client_id, &r->client_id_len) || !subject_name_ok(r->node, r->node_len, NODE_MAX) ||
-        !r->identity_len || !utf8_valid((const uint8_t *)r->identity, r->identity_len, false) ||
+        !get_str(&q, &left, &r->client_id, &r->client_id_len) ||
+        !subject_name_ok(r->node, r->node_len, NODE_MAX) || !r->identity_len ||
+        !utf8_valid((const uint8_t *)r->identity, r->identity_len, false) ||
         !utf8_valid((const uint8_t *)r->client_id, r->client_id_len, false))
         return -1;
     if (left < 4)
