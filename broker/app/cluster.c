@@ -62,6 +62,7 @@ struct cluster {
     struct topic_tree *plain; /* non-shared interests by filter, for the oldest-copy rule */
     uint64_t next_ord;
     uint64_t next_ticket; /* cluster__ticket */
+    uint64_t next_id;     /* the envelope id of the last durable publish (from the boot's µs) */
     char prefix[48];
     char *subj; /* max_subject + 1 bytes, reused */
     size_t subj_cap;
@@ -177,12 +178,14 @@ static uint64_t on_publish(void *ctx, const struct session *from, const struct m
         return 0;
     }
     const char *ident = session_identity(from);
-    size_t need = envelope_size(m, c->o->node, ident);
+    /* Durable ones are named for replays to skip what routing delivered (seen.h). */
+    uint64_t id = c->q && m->qos && !m->retain ? ++c->next_id : 0;
+    size_t need = envelope_size(m, c->o->node, ident, id);
     if (need > c->env_cap) { /* grows to the largest message seen, then stays */
         c->env_cap = need * 2;
         c->env = xrealloc(c->env, c->env_cap);
     }
-    size_t len = envelope_encode(m, now, c->o->node, ident, c->env, c->env_cap);
+    size_t len = envelope_encode(m, now, c->o->node, ident, id, c->env, c->env_cap);
     if (!len)
         return 0;                       /* expired meanwhile */
     if (c->q && m->qos && !m->retain) { /* retained ones are durable in their bucket */
@@ -363,6 +366,8 @@ static void receive(struct cluster *c, const struct interest *i, natsMsg *nm, in
     struct msg *m = msg_new(c->topic, (size_t)tlen, &pub, expiry, broker_next_msg_id(c->b));
     broker_deliver_remote(c->b, m, i->group, i->glen, i->filter, i->flen, now);
     msg_unref(m);
+    if (c->replay && !i->group)
+        cluster__replay_routed(c->replay, &e, now);
 }
 
 /* ---- certificate revocations between nodes ---------------------------------------------- */
@@ -443,11 +448,13 @@ static void drain(struct cluster *c)
     int64_t now = (int64_t)uv_now(c->loop);
     size_t budget = DRAIN_BUDGET;
     cluster__kv_drain(c->kv, now, &budget);
+    /* Records first: an adoption's claim acknowledged in this turn makes the session exist
+     * here before a takeover request for it, in the same turn, is answered. */
+    cluster__rec_drain(c->rec, &budget);
     cluster__sess_drain(c->sess, &budget);
     if (c->q)
         cluster__q_drain(c->q, &budget);
     cluster__fence_drain(c->fence, &budget);
-    cluster__rec_drain(c->rec, &budget);
     if (c->replay)
         cluster__replay_drain(c->replay, &budget);
     drain_revocations(c, &budget);
@@ -599,6 +606,8 @@ struct cluster *cluster_new(uv_loop_t *loop, struct broker *b, const struct clus
     uv_check_start(&c->drain, on_check);
     uv_idle_init(loop, &c->more);
     c->more.data = c;
+    /* Unique per node name across restarts, unless a run averaged a message per µs. */
+    c->next_id = (uint64_t)cluster__wall_ms() * 1000u;
     c->kv = cluster__kv_new(loop, b, o, &c->route);
     c->sess = cluster__sess_new(loop, b, o, &c->route);
     c->q = o->durable ? cluster__q_new(loop, o, &c->route) : NULL;

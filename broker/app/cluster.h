@@ -96,6 +96,7 @@ struct cluster_replay_stats {
     uint64_t replays;      /* sessions (or the whole node) that had messages read back */
     uint64_t replays_done; /* ...finished */
     uint64_t replayed;     /* deliveries queued from the stream (duplicates included) */
+    uint64_t skipped;      /* stored messages not replayed: routing had delivered them here */
     uint64_t restarts;     /* consumers recreated after a lost delivery */
     uint64_t bad;          /* stored messages not valid (skipped) */
 };

@@ -141,6 +141,8 @@ static void adopt_claim_all(struct cluster_adopt *r)
         if (!request(r, claim, r->o->node, strlen(r->o->node), 'e', i))
             a->answered++;
     }
+    if (a->answered == a->nitems)
+        adopt_end(r, "NATS refused every claim");
 }
 
 static void adopt_on_record(struct cluster_adopt *r, natsMsg *nm, bool *keep)
@@ -191,13 +193,21 @@ static void adopt_on_claim(struct cluster_adopt *r, size_t i, natsMsg *nm)
         id[rec.identity_len] = '\0';
         memcpy(cid, rec.client_id, rec.client_id_len);
         cid[rec.client_id_len] = '\0';
+        if (broker_find(r->b, id, cid)) {
+            /* A newer claim got here first (this node's own CONNECT, which rebuilt the session
+             * from the record itself): importing would replace it. */
+            log_info("cluster: client %s (%s): not adopted: the session is here already", cid, id);
+            rec.chunk = NULL;
+        }
         struct cluster_import x = {
             .b = r->b, .identity = id, .client_id = cid, .now = (int64_t)uv_now(r->link->loop)};
         uint32_t index;
         uint8_t flags;
-        if (handover_decode(rec.chunk, rec.chunk_len, &cluster__importer, &x, &index, &flags) ==
-                0 &&
-            x.imported) {
+        if (!rec.chunk) {
+            /* skipped above */
+        } else if (handover_decode(rec.chunk, rec.chunk_len, &cluster__importer, &x, &index,
+                                   &flags) == 0 &&
+                   x.imported) {
             session_set_epoch(x.imported, rec.epoch + 1);
             if (r->o->dead_wills)
                 cluster__dead_will(r->b, x.imported, &rec, x.now);

@@ -111,7 +111,7 @@ struct cluster_give *cluster__give_new(uv_loop_t *loop, struct broker *b, struct
 }
 
 void cluster__give_begin(struct cluster_give *g, struct session *ss, const char *key,
-                         uint64_t epoch, const char *reply, int64_t now)
+                         uint64_t epoch, const char *reply, int64_t now, int64_t replay_since)
 {
     struct export x;
     start(g, &x, reply, 0, now);
@@ -121,6 +121,8 @@ void cluster__give_begin(struct cluster_give *g, struct session *ss, const char 
     }
     broker_release(g->b, ss, now); /* kicked: nothing more goes out from here */
     handover_session(&x.w, ss);
+    if (replay_since != INT64_MAX)
+        handover_replay(&x.w, replay_since);
     handover_end(&x.w, HANDOVER_PART);
     struct leaving *l;
     HASH_FIND(hh, g->leaving, key, strlen(key), l);

@@ -67,7 +67,15 @@ static void imp_qos2(void *ctx, uint16_t id)
         session_qos2_in_add(x->imported, id);
 }
 
-const struct handover_visitor cluster__importer = {imp_header, imp_sub, imp_delivery, imp_qos2};
+static void imp_replay(void *ctx, int64_t since_ms)
+{
+    struct cluster_import *x = ctx;
+    x->replaying = true;
+    x->replay_since = since_ms;
+}
+
+const struct handover_visitor cluster__importer = {imp_header, imp_sub, imp_delivery, imp_qos2,
+                                                   imp_replay};
 
 bool cluster__dead_will(struct broker *b, struct session *s, const struct sessrec *r, int64_t now)
 {

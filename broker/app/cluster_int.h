@@ -135,6 +135,8 @@ bool cluster__replay_busy(const struct cluster_replay *r, const char *identity,
 int64_t cluster__replay_since(const struct cluster_replay *r, const char *identity,
                               const char *client_id);
 void cluster__replay_drain(struct cluster_replay *r, size_t *budget);
+/* Routing delivered e (every local subscription matching it, no shared group) at loop ms now. */
+void cluster__replay_routed(struct cluster_replay *r, const struct envelope *e, int64_t now);
 const struct cluster_replay_stats *cluster__replay_stats(const struct cluster_replay *r);
 void cluster__replay_stop(struct cluster_replay *r);
 void cluster__replay_free(struct cluster_replay *r);
@@ -187,9 +189,10 @@ struct cluster_give;
 struct cluster_give *cluster__give_new(uv_loop_t *loop, struct broker *b, struct cluster_link *link,
                                        const char *node);
 /* First part to reply: ss kicked, header and subscriptions sent, ss kept until the finish (ss
- * NULL: an empty answer, there is no session). epoch: the new owner's. */
+ * NULL: an empty answer, there is no session). epoch: the new owner's. replay_since: the start
+ * of a replay for ss still under way here (INT64_MAX: none), for the new owner to go on with. */
 void cluster__give_begin(struct cluster_give *g, struct session *ss, const char *key,
-                         uint64_t epoch, const char *reply, int64_t now);
+                         uint64_t epoch, const char *reply, int64_t now, int64_t replay_since);
 /* Second part from chunk index: the deliveries, then the session is forgotten here. */
 void cluster__give_finish(struct cluster_give *g, const char *key, uint64_t epoch, uint32_t index,
                           const char *reply, int64_t now);
@@ -209,6 +212,8 @@ struct cluster_import {
     const struct certattrs *attrs; /* the connecting device's; NULL when none is connected */
     int64_t now;
     struct session *imported; /* once the header came */
+    bool replaying;           /* the sender was replaying its messages... */
+    int64_t replay_since;     /* ...from then on (wall ms) */
     uint32_t subs, msgs;      /* what was imported, for the log */
 };
 extern const struct handover_visitor cluster__importer;

@@ -277,12 +277,12 @@ static size_t value_of(struct cluster_kv *k, const struct session *from, const s
                        int64_t now)
 {
     const char *ident = session_identity(from);
-    size_t need = envelope_size(m, k->o->node, ident);
+    size_t need = envelope_size(m, k->o->node, ident, 0);
     if (need > k->env_cap) {
         k->env_cap = need * 2;
         k->env = xrealloc(k->env, k->env_cap);
     }
-    return envelope_encode(m, now, k->o->node, ident, k->env, k->env_cap);
+    return envelope_encode(m, now, k->o->node, ident, 0, k->env, k->env_cap);
 }
 
 /* Publish the value (or a delete marker for an empty payload) on k->subj with a reply. */

@@ -261,14 +261,14 @@ static bool write_record(struct cluster_rec *r, struct dirty *d, int64_t wall)
         rec.since_ms = replaying;
     rec.chunk = r->chunk;
     rec.chunk_len = r->chunk_len;
-    size_t need = will ? envelope_size(will, r->o->node, d->identity) : 0;
+    size_t need = will ? envelope_size(will, r->o->node, d->identity, 0) : 0;
     if (need > r->wcap) {
         r->wcap = need;
         r->wbuf = xrealloc(r->wbuf, need);
     }
-    size_t elen =
-        will ? envelope_encode(will, (int64_t)now_ms(r), r->o->node, d->identity, r->wbuf, r->wcap)
-             : 0;
+    size_t elen = will ? envelope_encode(will, (int64_t)now_ms(r), r->o->node, d->identity, 0,
+                                         r->wbuf, r->wcap)
+                       : 0;
     if (elen) {
         rec.has_will = true;
         rec.will_delay_s = session_will_delay(s);

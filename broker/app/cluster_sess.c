@@ -218,6 +218,7 @@ static void ask_create(struct cluster_sess *s, struct claim *c, uint64_t last)
 {
     char subj[160];
     c->epoch = last + 1;
+    c->prev_epoch = last;
     c->state = CL_CREATE;
     snprintf(subj, sizeof(subj), "%s.claim.%s.%" PRIu64, s->prefix, c->key, c->epoch);
     if (!sess__request(s, subj, s->o->node, strlen(s->o->node), 'c', c->ticket))
@@ -261,8 +262,19 @@ static void on_last(struct cluster_sess *s, struct claim *c, natsMsg *nm)
     ask_create(s, c, last);
 }
 
+/* The session being imported was replaced meanwhile (a newer claim or an adoption on this
+ * node): the claim lets go of it. */
+static bool imported_gone(struct cluster_sess *s, struct claim *c)
+{
+    if (!c->imp.imported || broker_find(s->b, c->identity, c->client_id) == c->imp.imported)
+        return false;
+    c->imp.imported = NULL;
+    return true;
+}
+
 void sess__granted(struct cluster_sess *s, struct claim *c)
 {
+    imported_gone(s, c);
     c->state = CL_GRANTED;
     c->deadline = sess__now(s) + GRANTED_KEEP_MS;
     if (c->imp.imported) {
@@ -275,6 +287,13 @@ void sess__granted(struct cluster_sess *s, struct claim *c)
         session_set_epoch(c->imp.imported, c->epoch);
         if (!c->from_record)
             s->stats.takeovers_in++;
+        if (c->imp.replaying && s->replay) {
+            log_info("cluster: client %s (%s): node %s had not finished reading back the "
+                     "session's messages; they are read back here",
+                     c->client_id, c->identity, c->prev);
+            cluster__replay(s->replay, c->identity, c->client_id, c->imp.replay_since,
+                            cluster__wall_ms());
+        }
         log_info("cluster: client %s (%s): session taken over from node %s: %u subscription(s), "
                  "%u message(s)",
                  c->client_id, c->identity, c->prev, c->imp.subs, c->imp.msgs);
@@ -289,17 +308,14 @@ void sess__granted(struct cluster_sess *s, struct claim *c)
 static void on_create(struct cluster_sess *s, struct claim *c, const struct jsreply *r, bool valid)
 {
     if (valid && !r->has_error && r->has_seq) {
-        if (!c->prev[0] || !strcmp(c->prev, s->o->node)) {
-            sess__granted(s, c); /* new, or ours: broker_attach takes a local session over */
-        } else if (cluster__node_silent(s->link->c, c->prev)) { /* dead, or stopped */
-            log_info("cluster: client %s (%s): node %s sends no heartbeat; the session is rebuilt "
-                     "from its record",
-                     c->client_id, c->identity, c->prev);
-            sess__ask_record(s, c);
-        } else { /* a clean start needs nothing but the old connection's end */
-            c->state = CL_TAKE;
-            sess__send_take(s, c, c->clean ? 'K' : 'T', 0);
-        }
+        if (!c->prev[0])
+            sess__granted(s, c); /* new */
+        else if (strcmp(c->prev, s->o->node))
+            sess__ask_prev(s, c);
+        else if (c->clean || broker_find(s->b, c->identity, c->client_id))
+            sess__granted(s, c); /* ours: broker_attach takes the local session over */
+        else /* ours, but not here: ended, or this node restarted, or a claim of ours failed */
+            sess__verify(s, c);
         return;
     }
     if (valid && r->has_error && ++c->attempts < CLAIM_ATTEMPTS) {
@@ -327,10 +343,24 @@ static void stash(void *ctx, const struct session_delivery *d)
     c->nlive++;
 }
 
+int sess__import(struct cluster_sess *s, struct claim *c, const uint8_t *p, size_t n,
+                 uint32_t *index, uint8_t *flags)
+{
+    c->imp.now = (int64_t)sess__now(s);
+    if (handover_decode(p, n, &cluster__importer, &c->imp, index, flags) == 0)
+        return 0;
+    s->stats.handover_bad++;
+    return -1;
+}
+
 static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
 {
     if (c->state != CL_TAKE)
         return;
+    if (imported_gone(s, c)) { /* what a newer claim or an adoption put here is kept */
+        sess__granted(s, c);
+        return;
+    }
     if (natsMsg_IsNoResponders(nm)) { /* the previous owner is gone */
         log_info("cluster: client %s (%s): node %s holds no connection to NATS; the session is "
                  "rebuilt from its record",
@@ -338,15 +368,15 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         sess__ask_record(s, c);
         return;
     }
-    c->imp.now = (int64_t)sess__now(s);
     uint32_t index;
     uint8_t flags;
     if (c->finishing && c->imp.imported && !c->nlive && session_queued(c->imp.imported))
         session_take_queue(c->imp.imported, stash, c);
-    if (handover_decode((const uint8_t *)natsMsg_GetData(nm), (size_t)natsMsg_GetDataLength(nm),
-                        &cluster__importer, &c->imp, &index, &flags) != 0 ||
-        index != c->next_chunk) {
-        s->stats.handover_bad++;
+    int bad = sess__import(s, c, (const uint8_t *)natsMsg_GetData(nm),
+                           (size_t)natsMsg_GetDataLength(nm), &index, &flags);
+    if (bad || index != c->next_chunk) {
+        if (!bad)
+            s->stats.handover_bad++;
         log_warn("cluster: client %s (%s): session from node %s incomplete (a malformed or "
                  "missing part); what arrived is kept",
                  c->client_id, c->identity, c->prev);
@@ -354,7 +384,9 @@ static void on_chunk(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         return;
     }
     c->next_chunk++;
-    if (flags & HANDOVER_LAST) {
+    if (flags & HANDOVER_LAST && index == 0 && !c->imp.imported && !c->clean) {
+        sess__verify(s, c); /* prev has no session: did it ever have this one? */
+    } else if (flags & HANDOVER_LAST) {
         sess__granted(s, c);
     } else if (flags & HANDOVER_PART) {
         /* The subscriptions are in: this node's interest is on its NATS connection ahead of
@@ -409,6 +441,8 @@ static void on_reply(struct cluster_sess *s, natsMsg *nm)
         sess__on_record(s, c, nm);
     } else if (kind == 'b' && c->state == CL_BEAT) {
         sess__on_beat(s, c, nm);
+    } else if (kind == 'w' && c->state == CL_WALK) {
+        sess__on_walk(s, c, nm);
     }
 }
 
@@ -452,7 +486,7 @@ static void on_timer(uv_timer_t *h)
                 sess__granted(s, c);
             else
                 sess__ask_record(s, c);
-        } else if (c->state == CL_REC || c->state == CL_BEAT) {
+        } else if (c->state == CL_REC || c->state == CL_BEAT || c->state == CL_WALK) {
             log_warn("cluster: client %s (%s): JetStream did not answer for the session's record; "
                      "%s",
                      c->client_id, c->identity,

@@ -21,6 +21,8 @@
  * TAKE_TIMEOUT_MS: a late answer is no answer). */
 #define DEFER_MS 1500
 #define DEFER_MAX 64
+/* Epochs walked back when the previous owner turns out never to have had the session. */
+#define WALK_MAX 4
 /* A granted claim waits this long for its CONNECT to attach (the client may have gone). */
 #define GRANTED_KEEP_MS 10000
 #define TIMER_MS 100
@@ -36,13 +38,17 @@ enum claim_state {
     CL_TAKE,    /* asked prev for the session */
     CL_REC,     /* prev is gone: asked for its record of the session */
     CL_BEAT,    /* ...and for its last heartbeat (the record says a device was connected) */
+    CL_WALK,    /* prev never had it: asked for the claim of the epoch before prev's */
     CL_GRANTED, /* this node owns epoch; waiting for the CONNECT to attach */
 };
 
 struct claim {
     uint64_t ticket;
     enum claim_state state;
-    uint64_t epoch; /* the one tried or won; 0 before the create */
+    uint64_t epoch;      /* the one tried or won; 0 before the create */
+    uint64_t prev_epoch; /* prev's: epoch - 1, or earlier after a walk back */
+    int walks;
+    bool prev_alive; /* prev answered without the session: its heartbeat is a later run's */
     uint64_t deadline;
     int attempts;
     bool persistent, clean;
@@ -97,6 +103,9 @@ bool sess__request(struct cluster_sess *s, const char *subj, const void *body, s
                    char kind, uint64_t ticket);
 /* This node owns c's epoch: c's CONNECT goes on (with what was imported). */
 void sess__granted(struct cluster_sess *s, struct claim *c);
+/* Import one handover chunk into c's session; -1 (counted) when it is malformed. */
+int sess__import(struct cluster_sess *s, struct claim *c, const uint8_t *p, size_t n,
+                 uint32_t *index, uint8_t *flags);
 
 /* cluster_sess_take.c */
 void sess__send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t index);
@@ -110,5 +119,11 @@ void sess__serve_deferred(struct cluster_sess *s);
 void sess__ask_record(struct cluster_sess *s, struct claim *c);
 void sess__on_record(struct cluster_sess *s, struct claim *c, natsMsg *nm);
 void sess__on_beat(struct cluster_sess *s, struct claim *c, natsMsg *nm);
+void sess__on_walk(struct cluster_sess *s, struct claim *c, natsMsg *nm);
+/* prev (maybe this node) has no copy of the session a persistent CONNECT wants: find out from
+ * the records and the claims before whether anything was lost on the way. */
+void sess__verify(struct cluster_sess *s, struct claim *c);
+/* Ask prev for the session, or its record when prev is silent. */
+void sess__ask_prev(struct cluster_sess *s, struct claim *c);
 
 #endif

@@ -71,7 +71,8 @@ void sess__send_take(struct cluster_sess *s, struct claim *c, char op, uint32_t 
 void sess__serve_successor(struct cluster_sess *s, struct claim *c)
 {
     struct session *ss = broker_find(s->b, c->identity, c->client_id);
-    cluster__give_begin(s->give, ss, c->key, c->succ_epoch, c->succ_reply, (int64_t)sess__now(s));
+    cluster__give_begin(s->give, ss, c->key, c->succ_epoch, c->succ_reply, (int64_t)sess__now(s),
+                        cluster__replay_since(s->replay, c->identity, c->client_id));
     c->imp.imported = NULL;
     free(c->succ_reply);
     c->succ_reply = NULL;
@@ -109,7 +110,7 @@ bool sess__on_take(struct cluster_sess *s, natsMsg *nm, bool may_defer)
     if (c && c->state != CL_GRANTED && c->epoch && c->epoch < t.epoch) {
         /* This node's claim is older and not finished: it answers when it is. */
         if (c->succ_reply) /* an even newer one supersedes that requester too */
-            cluster__give_begin(s->give, NULL, key, 0, c->succ_reply, now);
+            cluster__give_begin(s->give, NULL, key, 0, c->succ_reply, now, INT64_MAX);
         free(c->succ_reply);
         c->succ_reply = xstrdup(reply);
         c->succ_epoch = t.epoch;
@@ -125,7 +126,8 @@ bool sess__on_take(struct cluster_sess *s, natsMsg *nm, bool may_defer)
         broker_discard(s->b, ss);
         ss = NULL;
     }
-    cluster__give_begin(s->give, ss, key, t.epoch, reply, now);
+    cluster__give_begin(s->give, ss, key, t.epoch, reply, now,
+                        cluster__replay_since(s->replay, t.id, t.cid));
 out:
     free(t.id);
     free(t.cid);

@@ -234,6 +234,10 @@ const struct stats_row stats_rows[] = {
                 "Replays of QoS >= 1 messages from JetStream after a failure", replay.replays),
     CLUSTER_ROW("replay/messages", "replayed_messages_total", PROM_COUNTER,
                 "Deliveries queued again from JetStream (duplicates included)", replay.replayed),
+    CLUSTER_ROW("replay/skipped", "replay_skipped_total", PROM_COUNTER,
+                "Messages read back from JetStream but not delivered again: routing had delivered "
+                "them on this node",
+                replay.skipped),
 };
 const size_t stats_row_count = sizeof(stats_rows) / sizeof(stats_rows[0]);
 

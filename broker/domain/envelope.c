@@ -14,7 +14,8 @@ enum {
     F_HAS_PFI = 0x08,
     F_PFI = 0x10,
     F_HAS_EXPIRY = 0x20,
-    F_KNOWN = 0x3f,
+    F_HAS_ID = 0x40,
+    F_KNOWN = 0x7f,
 };
 
 /* Fixed part: version, flags, node length, identity/content type/response topic/correlation
@@ -45,10 +46,10 @@ static size_t user_pairs(const struct msg *m, uint8_t *out)
     return n;
 }
 
-size_t envelope_size(const struct msg *m, const char *node, const char *identity)
+size_t envelope_size(const struct msg *m, const char *node, const char *identity, uint64_t id)
 {
-    return FIXED + (m->expiry_at ? 8 : 0) + strlen(node) + strlen(identity) + m->content_type.len +
-           m->response_topic.len + m->correlation_data.len +
+    return FIXED + (m->expiry_at ? 8 : 0) + (id ? 8 : 0) + strlen(node) + strlen(identity) +
+           m->content_type.len + m->response_topic.len + m->correlation_data.len +
            (m->user_props_len ? user_pairs(m, NULL) : 0) + m->payload_len;
 }
 
@@ -68,20 +69,24 @@ static uint8_t *put_str(uint8_t *o, const void *p, size_t len, int lenbytes)
 }
 
 size_t envelope_encode(const struct msg *m, int64_t now, const char *node, const char *identity,
-                       uint8_t *out, size_t cap)
+                       uint64_t id, uint8_t *out, size_t cap)
 {
-    size_t need = envelope_size(m, node, identity), nlen = strlen(node), ilen = strlen(identity);
+    size_t need = envelope_size(m, node, identity, id), nlen = strlen(node),
+           ilen = strlen(identity);
     if (need > cap || nlen > 255 || ilen > 65535 || (m->expiry_at && m->expiry_at <= now))
         return 0;
     uint8_t flags = (uint8_t)(m->qos & F_QOS);
     flags |= m->retain ? F_RETAIN : 0;
     flags |= m->has_payload_format ? F_HAS_PFI | (m->payload_format ? F_PFI : 0) : 0;
     flags |= m->expiry_at ? F_HAS_EXPIRY : 0;
+    flags |= id ? F_HAS_ID : 0;
     uint8_t *o = out;
     *o++ = ENVELOPE_VERSION;
     *o++ = flags;
     if (m->expiry_at)
         o = put_be(o, (uint64_t)(m->expiry_at - now), 8);
+    if (id)
+        o = put_be(o, id, 8);
     o = put_str(o, node, nlen, 1);
     o = put_str(o, identity, ilen, 2);
     o = put_str(o, m->content_type.p, m->content_type.len, 2);
@@ -166,7 +171,8 @@ int envelope_decode(const uint8_t *p, size_t len, struct envelope *e)
     e->has_payload_format = flags & F_HAS_PFI;
     e->payload_format = (flags & F_PFI) ? 1 : 0;
     e->has_expiry = flags & F_HAS_EXPIRY;
-    if (e->has_expiry && !get_be(&c, 8, &e->expiry_ms))
+    e->has_id = flags & F_HAS_ID;
+    if ((e->has_expiry && !get_be(&c, 8, &e->expiry_ms)) || (e->has_id && !get_be(&c, 8, &e->id)))
         return ENVELOPE_SHORT;
     if (!get_bin(&c, 1, &e->node) || !get_bin(&c, 2, &e->identity) ||
         !get_bin(&c, 2, &e->content_type) || !get_bin(&c, 2, &e->response_topic) ||

@@ -7,9 +7,16 @@
  * node and identity, and the payload. Version 1 layout, integers big-endian:
  *
  *   u8 version (1) | u8 flags: qos (bits 0-1), retain (2), has payload format (3), payload
- *   format (4), has expiry (5); other bits 0 | [u64 remaining expiry ms] | u8 len + node |
+ *   format (4), has expiry (5), has id (6); bit 7 0 | [u64 remaining expiry ms] | [u64 id] |
+ *   u8 len + node |
  *   u16 len + identity | u16 len + content type | u16 len + response topic | u16 len +
  *   correlation data | u32 len + user properties (only 0x26 key value pairs) | payload (the rest)
+ *
+ * The id is the publishing node's number for the message (unique per node name, across its
+ * restarts): with the node it names one message cluster-wide, so a replay from the stream can
+ * skip what live routing delivered already (cluster_replay.c). Bit 6 came after the first
+ * release of version 1: a node older than it refuses such envelopes as malformed, so a cluster
+ * with persistence true is upgraded all at once.
  *
  * A node parses envelopes from the network, so the decoder checks everything (lengths, UTF-8,
  * the response topic, each user property) and a message it accepts is as valid as one decoded
@@ -29,9 +36,10 @@
 /* A decoded envelope; every pointer borrows the decoded bytes. */
 struct envelope {
     uint8_t version, qos;
-    bool retain, has_payload_format, has_expiry;
+    bool retain, has_payload_format, has_expiry, has_id;
     uint8_t payload_format;
     uint64_t expiry_ms; /* time left when it was sent, if has_expiry */
+    uint64_t id;        /* if has_id */
     struct mqtt_bin node, identity;
     struct mqtt_bin content_type, response_topic, correlation_data; /* len 0 = absent */
     const uint8_t *user_props;
@@ -46,12 +54,13 @@ enum envelope_err {
     ENVELOPE_MALFORMED = -3,   /* flags, lengths or text invalid */
 };
 
-/* Bytes envelope_encode needs for m from node/identity. */
-size_t envelope_size(const struct msg *m, const char *node, const char *identity);
-/* Encode m (now = the clock of m->expiry_at) into out. Returns the length, or 0 when cap is too
- * small or m has already expired. node must be shorter than 256 bytes. */
+/* Bytes envelope_encode needs for m from node/identity (with an id when id is not 0). */
+size_t envelope_size(const struct msg *m, const char *node, const char *identity, uint64_t id);
+/* Encode m (now = the clock of m->expiry_at) into out, with id unless it is 0. Returns the
+ * length, or 0 when cap is too small or m has already expired. node must be shorter than 256
+ * bytes. */
 size_t envelope_encode(const struct msg *m, int64_t now, const char *node, const char *identity,
-                       uint8_t *out, size_t cap);
+                       uint64_t id, uint8_t *out, size_t cap);
 /* 0, or an enum envelope_err. */
 int envelope_decode(const uint8_t *p, size_t len, struct envelope *e);
 /* A publish view of e on topic (for msg_new); borrows e's bytes. */

@@ -99,7 +99,7 @@ void handover_delivery(struct handover_writer *w, const struct session_delivery 
     if (d->group)
         return; /* the group's other members on this node get it (the session is destroyed) */
     size_t tl = released ? 0 : d->msg->topic_len;
-    size_t el = released ? 0 : envelope_size(d->msg, w->node, "");
+    size_t el = released ? 0 : envelope_size(d->msg, w->node, "", 0);
     uint8_t n = d->n_sub_ids > SESSION_MAX_SUB_IDS ? SESSION_MAX_SUB_IDS : d->n_sub_ids;
     uint8_t *o = reserve(w, 1 + 2 + 1 + 1 + 4u * n + 2 + tl + 4 + el);
     if (!o)
@@ -117,7 +117,7 @@ void handover_delivery(struct handover_writer *w, const struct session_delivery 
     o += tl;
     uint8_t *lenp = o;
     o += 4;
-    size_t got = released ? 0 : envelope_encode(d->msg, w->now, w->node, "", o, el);
+    size_t got = released ? 0 : envelope_encode(d->msg, w->now, w->node, "", 0, o, el);
     if (!released && !got) { /* expired meanwhile: not owed any more */
         w->len = (size_t)(start - w->buf);
         return;
@@ -131,6 +131,13 @@ void handover_qos2_in(struct handover_writer *w, uint16_t id)
     uint8_t *o = reserve(w, 3);
     *o++ = 'Q';
     put(o, id, 2);
+}
+
+void handover_replay(struct handover_writer *w, int64_t since_ms)
+{
+    uint8_t *o = reserve(w, 9);
+    *o++ = 'R';
+    put(o, (uint64_t)(since_ms > 0 ? since_ms : 0), 8);
 }
 
 void handover_end(struct handover_writer *w, uint8_t how)
@@ -244,6 +251,12 @@ static bool walk(struct rd r, const struct handover_visitor *v, void *ctx, bool 
                 return false;
             if (v && v->qos2_in)
                 v->qos2_in(ctx, (uint16_t)id);
+        } else if (kind == 'R') {
+            uint64_t ms;
+            if (!get(&r, 8, &ms) || ms > INT64_MAX)
+                return false;
+            if (v && v->replay)
+                v->replay(ctx, (int64_t)ms);
         } else {
             return false;
         }

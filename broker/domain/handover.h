@@ -16,6 +16,8 @@
  *         u8 n (0-4) + n × u32 subscription ids | u16 len + topic | u32 len + envelope
  *         (envelope.h; topic and envelope empty when released: only the PUBREL is owed)
  *     'Q' u16 packet id
+ *     'R' u64 ms (wall clock): the sender was still replaying the session's messages from the
+ *         stream from then on (cluster_replay.c); the receiver goes on with it
  *
  * A session is handed over in two parts, so that the receiving node holds the subscriptions'
  * interest before the sender lets go of them: the first part is the header and the
@@ -62,6 +64,7 @@ void handover_session(struct handover_writer *w, const struct session *s);
 void handover_delivery(struct handover_writer *w, const struct session_delivery *d, uint16_t id,
                        bool released);
 void handover_qos2_in(struct handover_writer *w, uint16_t id);
+void handover_replay(struct handover_writer *w, int64_t since_ms);
 /* Chunk flags. */
 #define HANDOVER_LAST 1 /* nothing follows */
 #define HANDOVER_PART 2 /* the first part is complete: the second is to be asked for */
@@ -86,6 +89,7 @@ struct handover_visitor {
     void (*sub)(void *ctx, const char *filter, size_t len, uint8_t options, uint32_t sub_id);
     void (*delivery)(void *ctx, const struct handover_delivery *d);
     void (*qos2_in)(void *ctx, uint16_t id);
+    void (*replay)(void *ctx, int64_t since_ms);
 };
 
 /* Decode one chunk: 0 and the records reported to v (*index and *flags set), or -1 when the

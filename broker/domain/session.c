@@ -724,7 +724,8 @@ void session_foreach_qos2_in(const struct session *s, void (*cb)(void *ctx, uint
 
 void session_set_epoch(struct session *s, uint64_t epoch)
 {
-    s->epoch = epoch;
+    if (epoch > s->epoch) /* a late, older claim must not take the session back */
+        s->epoch = epoch;
 }
 
 uint64_t session_epoch(const struct session *s)

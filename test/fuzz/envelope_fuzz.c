@@ -36,9 +36,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     node[e.node.len] = '\0';
     memcpy(ident, e.identity.p, e.identity.len);
     ident[e.identity.len] = '\0';
-    size_t need = envelope_size(m, node, ident);
+    uint64_t id = e.has_id ? e.id : 0; /* id 0 is "none" on the way out */
+    size_t need = envelope_size(m, node, ident, id);
     uint8_t *out = malloc(need);
-    size_t n = envelope_encode(m, now, node, ident, out, need);
+    size_t n = envelope_encode(m, now, node, ident, id, out, need);
     /* Pairs only in, pairs only out: the re-encoding is byte-identical unless the expiry was
      * clamped above (or absent) or a NUL in node/identity was cut by the C strings. */
     struct envelope e2;
@@ -47,8 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (e2.payload_len != e.payload_len || memcmp(e2.payload, e.payload, e.payload_len) != 0 ||
         e2.user_props_len != e.user_props_len ||
         memcmp(e2.user_props, e.user_props, e.user_props_len) != 0 || e2.qos != e.qos ||
-        e2.retain != e.retain || e2.has_payload_format != e.has_payload_format ||
-        e2.payload_format != e.payload_format || e2.content_type.len != e.content_type.len ||
+        e2.retain != e.retain || e2.id != id || e2.has_id != (id != 0) ||
+        e2.has_payload_format != e.has_payload_format || e2.payload_format != e.payload_format ||
+        e2.content_type.len != e.content_type.len ||
         e2.response_topic.len != e.response_topic.len ||
         e2.correlation_data.len != e.correlation_data.len)
         abort();

@@ -70,7 +70,14 @@ static void on_q2(void *ctx, uint16_t id)
     a->records++;
 }
 
-static const struct handover_visitor visitor = {on_header, on_sub, on_delivery, on_q2};
+static void on_replay(void *ctx, int64_t since)
+{
+    struct again *a = ctx;
+    handover_replay(&a->w, since);
+    a->records++;
+}
+
+static const struct handover_visitor visitor = {on_header, on_sub, on_delivery, on_q2, on_replay};
 
 static void count(void *ctx, const struct handover_delivery *d)
 {

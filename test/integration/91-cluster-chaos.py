@@ -33,6 +33,7 @@ wait ends once nothing has arrived for this long), CHAOS_KEEPALIVE (3 s: how fas
 a dead connection nobody closed), CHAOS_FAIL_FAST (1: stop at the first failed scenario).
 test/soak/cluster-chaos.sh runs the issue's acceptance size (30 + 30, 10 rounds)."""
 import os
+import re
 import signal
 import ssl
 import threading
@@ -364,6 +365,10 @@ def run(kind, rnd, scope, cl, hap, devs):
             print("info %s: %s misses %d, e.g. %r" % (tag, cid, len(m), m[:8]))
     reconnects = sum(len([u for u in d.ups if u[0] > t_start]) for d in devs)
     print("info %s: %d reconnection(s) of all devices during the load" % (tag, reconnects))
+    done = [m for n in cl.nodes for line in n.log()
+            for m in [re.search(r"replay for .* done: (\d+) message\(s\) queued again, (\d+) skipped", line)] if m]
+    print("info %s: %d replay(s): %d deliveries queued again, %d message(s) skipped (delivered live already)" % (
+        tag, len(done), sum(int(m.group(1)) for m in done), sum(int(m.group(2)) for m in done)))
 
     # ---- the checks (all of them, then one failure naming each that failed)
     fails = []

@@ -36,14 +36,16 @@ static void test_roundtrip(void)
 {
     struct msg *m = sample(1000 + 5000);
     uint8_t buf[512];
-    size_t n = envelope_encode(m, 1000, "node-1", "device-7", buf, sizeof(buf));
+    size_t n =
+        envelope_encode(m, 1000, "node-1", "device-7", 0x0102030405060708ull, buf, sizeof(buf));
     CHECK(n > 0);
-    CHECK_EQ_INT(n, envelope_size(m, "node-1", "device-7"));
+    CHECK_EQ_INT(n, envelope_size(m, "node-1", "device-7", 1));
     struct envelope e;
     CHECK_EQ_INT(envelope_decode(buf, n, &e), 0);
     CHECK_EQ_INT(e.qos, 1);
     CHECK(e.retain && e.has_payload_format && e.payload_format == 1);
     CHECK(e.has_expiry && e.expiry_ms == 5000);
+    CHECK(e.has_id && e.id == 0x0102030405060708ull);
     CHECK(e.node.len == 6 && memcmp(e.node.p, "node-1", 6) == 0);
     CHECK(e.identity.len == 8 && memcmp(e.identity.p, "device-7", 8) == 0);
     CHECK(e.payload_len == 5 && memcmp(e.payload, "hello", 5) == 0);
@@ -61,14 +63,18 @@ static void test_roundtrip(void)
 
     /* The same message encoded again from the decoded copy is the same bytes. */
     uint8_t buf2[512];
-    size_t n2 = envelope_encode(r, 2000, "node-1", "device-7", buf2, sizeof(buf2));
+    size_t n2 = envelope_encode(r, 2000, "node-1", "device-7", e.id, buf2, sizeof(buf2));
     CHECK(n2 == n && memcmp(buf, buf2, n) == 0);
 
     /* Every truncation is refused. */
     for (size_t cut = 0; cut < n - 5; cut++)
         CHECK(envelope_decode(buf, cut, &e) < 0);
-    CHECK_EQ_INT(envelope_encode(m, 1000, "node-1", "device-7", buf, n - 1), 0);
-    CHECK_EQ_INT(envelope_encode(m, 6000, "node-1", "device-7", buf, sizeof(buf)), 0);
+    CHECK_EQ_INT(envelope_encode(m, 1000, "node-1", "device-7", 1, buf, n - 1), 0);
+    CHECK_EQ_INT(envelope_encode(m, 6000, "node-1", "device-7", 1, buf, sizeof(buf)), 0);
+    /* Without an id: 8 bytes fewer, and none decoded. */
+    CHECK_EQ_INT(envelope_encode(m, 1000, "node-1", "device-7", 0, buf, sizeof(buf)), n - 8);
+    CHECK_EQ_INT(envelope_decode(buf, n - 8, &e), 0);
+    CHECK(!e.has_id && e.id == 0 && e.payload_len == 5);
     msg_unref(r);
     msg_unref(m);
 }
@@ -78,7 +84,7 @@ static void test_minimal_and_bad(void)
     struct mqtt_publish pub = {.qos = 0};
     struct msg *m = msg_new("x", 1, &pub, 0, 1);
     uint8_t buf[64];
-    size_t n = envelope_encode(m, 0, "", "", buf, sizeof(buf));
+    size_t n = envelope_encode(m, 0, "", "", 0, buf, sizeof(buf));
     CHECK_EQ_INT(n, 15);
     struct envelope e;
     CHECK_EQ_INT(envelope_decode(buf, n, &e), 0);
@@ -86,8 +92,10 @@ static void test_minimal_and_bad(void)
     buf[0] = 2;
     CHECK_EQ_INT(envelope_decode(buf, n, &e), ENVELOPE_VERSION_BAD);
     buf[0] = 1;
-    buf[1] = 0x40;
+    buf[1] = 0x80;
     CHECK_EQ_INT(envelope_decode(buf, n, &e), ENVELOPE_MALFORMED);
+    buf[1] = 0x40; /* an id, but 13 bytes cannot hold it and the rest */
+    CHECK_EQ_INT(envelope_decode(buf, n, &e), ENVELOPE_SHORT);
     buf[1] = 3;
     CHECK_EQ_INT(envelope_decode(buf, n, &e), ENVELOPE_MALFORMED);
     buf[1] = 0x10;

@@ -1,8 +1,8 @@
 /* handover: a session's subscriptions, in-flight (with ids, one released) and queued deliveries
  * and incoming QoS 2 ids survive write -> chunks -> decode in order; a small chunk limit splits
  * them over several chunks, each valid on its own; a record larger than a chunk is dropped and
- * counted; every truncation, a bad kind, version or flag, a record before the header and a
- * second header are refused whole. */
+ * counted; a replay under way is passed on; every truncation, a bad kind, version or flag, a record
+ * before the header and a second header are refused whole. */
 #include "check.h"
 #include "handover.h"
 #include "msg.h"
@@ -42,6 +42,7 @@ struct seen {
     bool released[16];
     char payloads[16][16];
     uint16_t q2ids[4];
+    int64_t replay;
 };
 
 static void on_header(void *ctx, uint8_t v, bool p, uint32_t e)
@@ -79,7 +80,13 @@ static void on_q2(void *ctx, uint16_t id)
     s->q2ids[s->q2++] = id;
 }
 
-static const struct handover_visitor visitor = {on_header, on_sub, on_delivery, on_q2};
+static void on_replay(void *ctx, int64_t since)
+{
+    struct seen *s = ctx;
+    s->replay = since;
+}
+
+static const struct handover_visitor visitor = {on_header, on_sub, on_delivery, on_q2, on_replay};
 
 static struct msg *mk(const char *payload, uint8_t qos)
 {
@@ -95,6 +102,7 @@ static void write_session(struct handover_writer *w, struct msg *m[3])
     handover_header(w, 5, true, 3600);
     handover_sub(w, "x/#", 1, 1);
     handover_sub(w, "$share/g/y", 1, 2);
+    handover_replay(w, 1764800000123);
     struct session_delivery d = {.msg = m[0], .qos = 1, .n_sub_ids = 1, .sub_ids = {1}};
     handover_delivery(w, &d, 7, false);
     struct session_delivery r = {.msg = NULL, .qos = 2};
@@ -127,6 +135,7 @@ static void check_session(const struct seen *s)
     CHECK_EQ_INT(s->subs, 2);
     CHECK_EQ_STR(s->filters[0], "x/#");
     CHECK_EQ_STR(s->filters[1], "$share/g/y");
+    CHECK(s->replay == 1764800000123);
     CHECK_EQ_INT(s->deliveries, 4);
     CHECK(s->ids[0] == 7 && !s->released[0] && !strcmp(s->payloads[0], "first"));
     CHECK(s->ids[1] == 8 && s->released[1]);
