@@ -222,7 +222,7 @@ static void check_deadlines(void *ud, struct conn *conn)
     if (c->keepalive) {
         /* A client whose packet we are still working on is not idle (it is not being read). */
         uint64_t limit = connect_keepalive_limit_ms(c->keepalive);
-        uint64_t idle = c->job ? 0 : now - c->last_rx;
+        uint64_t idle = c->job || c->ack_full ? 0 : now - c->last_rx;
         if (idle >= limit) {
             client_end(c, REASON_KEEPALIVE_TIMEOUT, true,
                        reason_info(REASON_KEEPALIVE_TIMEOUT)->text);
@@ -476,8 +476,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         return;
     }
     if (pub->qos == 2 && session_qos2_in_has(c->session, pub->id)) {
-        client__send_ack(c, MQTT_PUBREC, pub->id,
-                         MQTT_RC_SUCCESS); /* duplicate: already routed once */
+        client__publish_answer(c, 2, pub->id, MQTT_RC_SUCCESS); /* duplicate: routed once */
         return;
     }
     if (pub->qos > 0 && c->version == MQTT_V5 && pub->qos == 2 &&
@@ -517,7 +516,7 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
         uint64_t ticket;
         rc = route_publish(c, pub, topic, topic_len, &ticket);
         if (ticket && pub->qos > 0) { /* acknowledged once the cluster stored it */
-            client__wait_publish(c, pub->qos, pub->id, ticket);
+            client__ack_wait(c, pub->qos, pub->id, ticket);
             return;
         }
     }
@@ -525,6 +524,12 @@ static void handle_publish(struct client *c, const struct mqtt_packet *p)
 }
 
 void client__publish_answer(struct client *c, uint8_t qos, uint16_t id, uint8_t rc)
+{
+    if (qos && !client__ack_later(c, qos, id, rc))
+        client__publish_send(c, qos, id, rc);
+}
+
+void client__publish_send(struct client *c, uint8_t qos, uint16_t id, uint8_t rc)
 {
     if (qos && rc == MQTT_RC_UNSPECIFIED && c->version != MQTT_V5) {
         /* 3.1.1 cannot refuse one message: without an acknowledgement the device sends it
@@ -675,6 +680,10 @@ static long decode_all(struct client *c, const uint8_t *data, size_t len)
             break;
         }
         off += (size_t)r;
+        if (c->ack_full) { /* too many acknowledgements wait: the rest is kept */
+            conn_pause(c->conn);
+            break;
+        }
     }
     return (long)off;
 }
@@ -688,7 +697,7 @@ void client__input_resume(struct client *c)
             buf_consume(&c->in, (size_t)used);
         buf_shrink(&c->in, 0);
     }
-    if (!c->job && c->state != CS_CLOSING)
+    if (!c->job && !c->ack_full && c->state != CS_CLOSING)
         conn_resume(c->conn);
 }
 
@@ -699,7 +708,7 @@ static void on_data(void *ud, struct conn *conn, const uint8_t *p, size_t n)
         return;
     uint64_t now = uv_now(c->env->loop);
     c->last_rx = now;
-    if (c->job) { /* bytes conn had in hand when it paused: kept for after the job */
+    if (c->job || c->ack_full) { /* bytes conn had in hand when it paused: kept for after */
         buf_append(&c->in, p, n);
         return;
     }
@@ -764,6 +773,7 @@ static void on_close(void *ud, struct conn *conn)
         c->next->prev = c->prev;
     e->count--;
     client__job_drop(c);
+    client__acks_drop(c);
     buf_free(&c->in);
     buf_free(&c->out);
     if (c->in_alias) {

@@ -36,6 +36,10 @@ struct client {
     struct client_job *job;  /* a SUBSCRIBE / UNSUBSCRIBE still being handled (client_sub.c) */
     struct client *job_next; /* in the env's queue of clients with a deferred job */
     bool job_queued;
+    struct client_acks *acks; /* publish acknowledgements waiting for the cluster (client_ack.c) */
+    struct client *ack_next;  /* in the env's list of clients with acknowledgements due */
+    bool ack_queued;
+    bool ack_full; /* CLIENT_ACK_MAX wait: nothing more is decoded until the oldest is answered */
 };
 
 struct out_alias {
@@ -60,6 +64,9 @@ struct client_env {
     uint64_t sub_spent_ns;
     struct client *job_head, *job_tail;
     struct client_job *waits; /* jobs waiting for a cluster ticket, by ticket */
+    /* client_ack.c */
+    struct client_ack *ack_waits; /* acknowledgements waiting for a cluster ticket, by ticket */
+    struct client *ack_head;      /* clients with acknowledgements due */
 };
 
 /* What the broker asks of a client (wake up, kick); client_env_new registers it. */
@@ -89,18 +96,29 @@ void client__handle_subscribe(struct client *c, const struct mqtt_packet *p);
 void client__handle_unsubscribe(struct client *c, const struct mqtt_packet *p);
 /* c->job outlives this read: copy its packet (raw, len bytes), pause reading, queue it. */
 void client__job_keep(struct client *c, const uint8_t *raw, size_t len);
-/* A retained QoS >= 1 PUBLISH waits for the cluster's ticket: the acknowledgement (qos, packet
- * id) goes out when it completes; nothing more from c is decoded before. */
-void client__wait_publish(struct client *c, uint8_t qos, uint16_t id, uint64_t ticket);
-/* The acknowledgement of a QoS > 0 PUBLISH with code rc (3.1.1, which cannot refuse one
- * message: the connection is closed when the cluster could not store a retained one). */
+/* The acknowledgement of a QoS > 0 PUBLISH with code rc, behind those still waiting. */
 void client__publish_answer(struct client *c, uint8_t qos, uint16_t id, uint8_t rc);
+/* ...sent now (3.1.1, which cannot refuse one message: the connection is closed when the
+ * cluster could not store it). */
+void client__publish_send(struct client *c, uint8_t qos, uint16_t id, uint8_t rc);
 /* A CONNECT waits for the cluster's claim on its session (ticket); when it completes the
  * packet is decoded again and handled by client__handle_connect. */
 void client__wait_connect(struct client *c, uint64_t ticket);
 void client__handle_connect(struct client *c, const struct mqtt_packet *p);
 /* The client is gone: unqueue and free its job, if any. */
 void client__job_drop(struct client *c);
+/* client_ack.c. Publishes whose acknowledgement waits for the cluster, per client; more
+ * pause reading. */
+#define CLIENT_ACK_MAX 256
+/* The acknowledgement (qos, packet id) of a publish goes out once ticket completes. */
+void client__ack_wait(struct client *c, uint8_t qos, uint16_t id, uint64_t ticket);
+/* An acknowledgement due now, queued when others wait (true) to keep their order. */
+bool client__ack_later(struct client *c, uint8_t qos, uint16_t id, uint8_t rc);
+/* A ticket completed: true when an acknowledgement waited for it (then client__acks_flush). */
+bool client__ack_done(struct client_env *e, uint64_t ticket, bool ok);
+/* Send what is due, and read again clients that had filled their ring. */
+void client__acks_flush(struct client_env *e);
+void client__acks_drop(struct client *c);
 void client__sub_init(struct client_env *e);
 void client__sub_close(struct client_env *e);
 /* The write slot: control packets, then publishes pulled from the session. */

@@ -12,8 +12,8 @@
  *
  * In cluster mode a job may also wait, unqueued and costing nothing, for a cluster ticket
  * (client_env_wait_done): a SUBSCRIBE for the read barrier (the local retained store has caught
- * up with the cluster's), a retained QoS >= 1 PUBLISH for the cluster store's acknowledgement.
- * The connection stays paused meanwhile, so acknowledgements keep the order of the packets. */
+ * up with the cluster's), a CONNECT for its session's claim. The connection stays paused
+ * meanwhile. (Publishes waiting for the cluster do not pause it: client_ack.c.) */
 #include "client_int.h"
 
 #include "log.h"
@@ -28,8 +28,7 @@
 #define CLIENT_SUB_WALK_CHUNK 256
 
 struct client_job {
-    uint8_t type; /* MQTT_SUBSCRIBE, MQTT_UNSUBSCRIBE or MQTT_PUBLISH (waiting for its ack) */
-    uint8_t qos;  /* MQTT_PUBLISH */
+    uint8_t type; /* MQTT_SUBSCRIBE, MQTT_UNSUBSCRIBE or MQTT_CONNECT (waiting for its claim) */
     bool waiting; /* for ticket: in the env's wait table, not in its run queue */
     bool wait_ok; /* how the ticket completed */
     uint64_t ticket;
@@ -142,12 +141,6 @@ static bool job_run(struct client *c)
         job_free(c);
         return true;
     }
-    if (j->type == MQTT_PUBLISH) {
-        client__publish_answer(c, j->qos, j->id,
-                               j->wait_ok ? MQTT_RC_SUCCESS : MQTT_RC_UNSPECIFIED);
-        job_free(c);
-        return true;
-    }
     uint64_t t0 = uv_hrtime(), t = t0;
     bool more = true;
     while (e->sub_spent_ns + (t - t0) < CLIENT_SUB_BUDGET_NS) {
@@ -180,17 +173,6 @@ static void job_wait(struct client *c, struct client_job *j, uint64_t ticket)
     j->ticket = ticket;
     j->waiting = true;
     HASH_ADD(hh, c->env->waits, ticket, sizeof(j->ticket), j);
-}
-
-void client__wait_publish(struct client *c, uint8_t qos, uint16_t id, uint64_t ticket)
-{
-    struct client_job *j = xcalloc(1, sizeof(*j));
-    j->type = MQTT_PUBLISH;
-    j->c = c;
-    j->qos = qos;
-    j->id = id;
-    c->job = j;
-    job_wait(c, j, ticket);
 }
 
 void client__wait_connect(struct client *c, uint64_t ticket)
@@ -259,14 +241,12 @@ static struct client *queue_pop(struct client_env *e)
 void client__job_keep(struct client *c, const uint8_t *raw, size_t len)
 {
     struct client_job *j = c->job;
-    if (j->type != MQTT_PUBLISH) { /* a PUBLISH job needs nothing of its packet */
-        j->pkt = xmalloc(len);
-        memcpy(j->pkt, raw, len);
-        j->pkt_len = len;
-        if (j->type != MQTT_CONNECT) {
-            j->it.p = j->pkt + (j->it.p - raw);
-            j->it.end = j->pkt + (j->it.end - raw);
-        }
+    j->pkt = xmalloc(len);
+    memcpy(j->pkt, raw, len);
+    j->pkt_len = len;
+    if (j->type != MQTT_CONNECT) {
+        j->it.p = j->pkt + (j->it.p - raw);
+        j->it.end = j->pkt + (j->it.end - raw);
     }
     conn_pause(c->conn);
     if (j->waiting)
@@ -277,6 +257,10 @@ void client__job_keep(struct client *c, const uint8_t *raw, size_t len)
 
 void client_env_wait_done(struct client_env *e, uint64_t ticket, bool ok)
 {
+    if (client__ack_done(e, ticket, ok)) {
+        uv_idle_start(&e->sub_idle, run_jobs);
+        return;
+    }
     struct client_job *j;
     HASH_FIND(hh, e->waits, &ticket, sizeof(ticket), j);
     if (!j) /* its client went away meanwhile */
@@ -311,6 +295,7 @@ void client__job_drop(struct client *c)
 static void run_jobs(uv_idle_t *h)
 {
     struct client_env *e = h->data;
+    client__acks_flush(e);
     while (e->job_head && e->sub_spent_ns < CLIENT_SUB_BUDGET_NS) {
         struct client *c = queue_pop(e);
         if (!job_run(c)) {
@@ -320,6 +305,6 @@ static void run_jobs(uv_idle_t *h)
         if (c->state != CS_CLOSING)
             client__input_resume(c); /* what came after the packet, then reading again */
     }
-    if (!e->job_head)
+    if (!e->job_head && !e->ack_head)
         uv_idle_stop(h);
 }

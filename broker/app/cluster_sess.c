@@ -480,12 +480,10 @@ static void on_timer(uv_timer_t *h)
             log_warn("cluster: client %s (%s): node %s did not hand the session over within %d "
                      "ms; %s",
                      c->client_id, c->identity, c->prev, TAKE_TIMEOUT_MS,
-                     c->next_chunk ? "what arrived is kept"
+                     c->next_chunk ? "what arrived is kept, its messages are read back"
                                    : "the session is rebuilt from its record");
-            if (c->next_chunk)
-                sess__granted(s, c);
-            else
-                sess__ask_record(s, c);
+            c->partial = c->next_chunk > 0;
+            sess__ask_record(s, c);
         } else if (c->state == CL_REC || c->state == CL_BEAT || c->state == CL_WALK) {
             log_warn("cluster: client %s (%s): JetStream did not answer for the session's record; "
                      "%s",

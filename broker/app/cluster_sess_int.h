@@ -49,6 +49,7 @@ struct claim {
     uint64_t prev_epoch; /* prev's: epoch - 1, or earlier after a walk back */
     int walks;
     bool prev_alive; /* prev answered without the session: its heartbeat is a later run's */
+    bool partial;    /* prev sent the first part only: its record bounds what to read back */
     uint64_t deadline;
     int attempts;
     bool persistent, clean;

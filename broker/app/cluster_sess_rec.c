@@ -129,6 +129,13 @@ void sess__on_record(struct cluster_sess *s, struct claim *c, natsMsg *nm)
         s->stats.handover_bad++;
         found = false;
     }
+    if (c->partial) { /* the subscriptions came: only the record's bound is wanted */
+        if (found && !(r.flags & SESSREC_GONE))
+            recover(s, c, r.since_ms);
+        else
+            sess__granted(s, c);
+        return;
+    }
     if (!found) {
         walk(s, c);
         return;

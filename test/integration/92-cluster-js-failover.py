@@ -4,7 +4,9 @@ node whose NATS server leads the stream CMQ_Q_test (its own link goes down with 
 3.1.1 one on another node; a persistent subscriber is on the third. The leader is killed (SIGKILL)
 and publishing goes on for 10 s: no publish is refused (no PUBACK 0x80, no disconnection), every
 PUBACK comes, none later than 10 s after its PUBLISH, and every acknowledged message reaches the
-subscriber (duplicates from attempts sent again are counted and allowed). Before that: refusals
+subscriber (duplicates from attempts sent again are counted and allowed). While PUBACKs are held
+the publishers are still served: a PINGREQ sent every second is answered within a second (a
+device's keep-alive must not run out during an election). Before that: refusals
 that will not pass are not retried: a message over NATS's max_payload or over the stream's
 max_msg_size (JetStream error 10054) gets 0x80 at once, and one for a stream someone deleted gets
 0x80 well before cluster_ack_timeout (the stream is made again)."""
@@ -83,6 +85,7 @@ class RawPub:
         first, body = read_packet(self.s)
         check(first == 0x20 and body[1] == 0, "CONNACK ok")
         self.sent, self.acks, self.closed = {}, {}, None
+        self.pings, self.pongs = [], []
         self.lock = threading.Lock()
         self.s.settimeout(None)
         threading.Thread(target=self._read, daemon=True).start()
@@ -96,6 +99,8 @@ class RawPub:
             if first is None:
                 self.closed = time.time()
                 return
+            if first >> 4 == 13:
+                self.pongs.append(time.time())
             if first >> 4 == 4:
                 pid = int.from_bytes(body[:2], "big")
                 with self.lock:
@@ -112,6 +117,10 @@ class RawPub:
             self.sent[pid] = time.time()
         self.s.sendall(pkt)
         return pid
+
+    def ping(self):
+        self.pings.append(time.time())
+        self.s.sendall(b"\xc0\x00")
 
     def ack(self, pid, timeout):
         wait_for(lambda: pid in self.acks or self.closed, timeout, "PUBACK %d" % pid)
@@ -178,6 +187,8 @@ def test_leader_failover_refuses_nothing():
         while not stop.is_set():
             p.publish(k)
             k += 1
+            if k % RATE == 0:
+                p.ping()
             time.sleep(1.0 / RATE)
         p.count = k
 
@@ -209,6 +220,12 @@ def test_leader_failover_refuses_nothing():
         check(len(p.acks) == p.count, "%s: every PUBACK" % p.topic)
         check(not refused, "%s: nothing refused" % p.topic)
         check(lats[-1] <= MAX_STALL, "%s: longest publish->PUBACK %.2f s" % (p.topic, lats[-1]))
+        # PINGRESPs come in order: the k-th answers the k-th PINGREQ.
+        waits = [b - a for a, b in zip(p.pings, p.pongs)]
+        print("%s: %d PINGREQ, %d PINGRESP, longest wait %.2f s" % (p.topic, len(p.pings), len(p.pongs),
+                                                                   max(waits or [0])))
+        check(len(p.pongs) == len(p.pings) and max(waits) < 1.0,
+              "%s: every PINGREQ answered within 1 s while PUBACKs were held" % p.topic)
 
     def received(topic):
         return [int(m[1]) for m in list(sub.messages) if m[0] == topic]
