@@ -357,6 +357,10 @@ static void receive(struct cluster *c, const struct interest *i, natsMsg *nm, in
         bad_input(c, subj, envelope_strerror(r));
         return;
     }
+    if (c->replay && !i->group && !cluster__replay_routed(c->replay, &e, now)) {
+        c->stats.repeated++;
+        return;
+    }
     struct mqtt_publish pub;
     envelope_publish(&e, c->topic, (size_t)tlen, &pub);
     int64_t expiry = 0;
@@ -366,8 +370,6 @@ static void receive(struct cluster *c, const struct interest *i, natsMsg *nm, in
     struct msg *m = msg_new(c->topic, (size_t)tlen, &pub, expiry, broker_next_msg_id(c->b));
     broker_deliver_remote(c->b, m, i->group, i->glen, i->filter, i->flen, now);
     msg_unref(m);
-    if (c->replay && !i->group)
-        cluster__replay_routed(c->replay, &e, now);
 }
 
 /* ---- certificate revocations between nodes ---------------------------------------------- */

@@ -124,6 +124,7 @@ struct cluster_stats {
     uint64_t dropped_long;     /* topics too long for a subject: delivered on this node only */
     uint64_t received;         /* valid messages from NATS, before the overlapping-filter rule */
     uint64_t bad_received;     /* dropped: not a valid subject or envelope */
+    uint64_t repeated;         /* dropped: delivered here already (a durable publish sent again) */
     uint64_t delivered;        /* messages from other nodes delivered to at least one session */
     uint64_t retained_ready;   /* 1 while the retained bucket feeds this node's store */
     uint64_t retained_writes;  /* retained sets and clears sent to the bucket */

@@ -135,8 +135,9 @@ bool cluster__replay_busy(const struct cluster_replay *r, const char *identity,
 int64_t cluster__replay_since(const struct cluster_replay *r, const char *identity,
                               const char *client_id);
 void cluster__replay_drain(struct cluster_replay *r, size_t *budget);
-/* Routing delivered e (every local subscription matching it, no shared group) at loop ms now. */
-void cluster__replay_routed(struct cluster_replay *r, const struct envelope *e, int64_t now);
+/* Routing is about to deliver e (to every local subscription matching it, no shared group) at
+ * loop ms now: false when it did already (a publish sent again during a JetStream fail-over). */
+bool cluster__replay_routed(struct cluster_replay *r, const struct envelope *e, int64_t now);
 const struct cluster_replay_stats *cluster__replay_stats(const struct cluster_replay *r);
 void cluster__replay_stop(struct cluster_replay *r);
 void cluster__replay_free(struct cluster_replay *r);

@@ -384,10 +384,15 @@ void cluster__replay_link(struct cluster_replay *r, bool up)
     start_waiting(r);
 }
 
-void cluster__replay_routed(struct cluster_replay *r, const struct envelope *e, int64_t now)
+bool cluster__replay_routed(struct cluster_replay *r, const struct envelope *e, int64_t now)
 {
-    if (e->has_id)
-        seen_add(r->seen, seen_origin(e->node.p, e->node.len), e->id, now);
+    if (!e->has_id)
+        return true;
+    uint64_t origin = seen_origin(e->node.p, e->node.len);
+    if (seen_when(r->seen, origin, e->id) >= 0)
+        return false;
+    seen_add(r->seen, origin, e->id, now);
+    return true;
 }
 
 const struct cluster_replay_stats *cluster__replay_stats(const struct cluster_replay *r)

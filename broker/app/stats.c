@@ -160,6 +160,10 @@ const struct stats_row stats_rows[] = {
                 "Valid messages received from other nodes", received),
     CLUSTER_ROW("messages/invalid", "messages_invalid_total", PROM_COUNTER,
                 "Messages from NATS dropped: not a valid subject or envelope", bad_received),
+    CLUSTER_ROW("messages/repeated", "messages_repeated_total", PROM_COUNTER,
+                "Messages from NATS dropped: delivered here already (a durable publish sent "
+                "again during a JetStream fail-over)",
+                repeated),
     CLUSTER_ROW("messages/delivered", "messages_delivered_total", PROM_COUNTER,
                 "Messages from other nodes delivered to at least one session here", delivered),
     CLUSTER_ROW("retained/ready", "retained_ready", PROM_GAUGE,
