@@ -656,7 +656,7 @@ static long decode_all(struct client *c, const uint8_t *data, size_t len)
 {
     size_t off = 0;
     uint32_t max = c->env->o.connect.max_packet_size;
-    while (off < len && c->state != CS_CLOSING) {
+    while (off < len && c->state != CS_CLOSING && !c->ack_full) {
         struct mqtt_packet p;
         long r = codec_decode(data + off, len - off, c->version, max, &p);
         if (r == 0)

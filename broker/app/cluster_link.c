@@ -199,6 +199,15 @@ static void log_up(struct cluster_link *l, const char *how)
 }
 
 /* Loop thread: apply the adapter's pending state, then say what happened to the link. */
+static void link_down(struct cluster_link *l)
+{
+    l->connected = false;
+    cluster__link_event(l->c, l, false);
+    log_warn("cluster: %s link to NATS lost; reconnecting (local delivery goes on, messages to "
+             "and from other nodes wait or are lost meanwhile)",
+             l->label);
+}
+
 static void on_async(uv_async_t *h)
 {
     struct cluster_link *l = h->data;
@@ -209,19 +218,19 @@ static void on_async(uv_async_t *h)
     l->pend_status = 0;
     l->pend_err = NATS_OK;
     uv_mutex_unlock(&l->lock);
-    if (ev & EV_DISCONNECTED) {
-        l->connected = false;
-        cluster__link_event(l->c, l, false);
-        log_warn("cluster: %s link to NATS lost; reconnecting (local delivery goes on, messages "
-                 "to and from other nodes wait or are lost meanwhile)",
-                 l->label);
-    }
+    /* Events coalesced since the last wake-up: the link's state now says which came last. */
+    bool up_last = !(ev & EV_DISCONNECTED) ||
+                   (l->nc && natsConnection_Status(l->nc) == NATS_CONN_STATUS_CONNECTED);
+    if ((ev & EV_DISCONNECTED) && up_last)
+        link_down(l);
     if (ev & EV_CONNECTED)
         log_up(l, "connected");
     if (ev & EV_RECONNECTED)
         log_up(l, "reconnected");
     if (ev & (EV_CONNECTED | EV_RECONNECTED))
         cluster__link_event(l->c, l, true);
+    if ((ev & EV_DISCONNECTED) && !up_last)
+        link_down(l);
     if (ev & EV_ERROR)
         log_warn("cluster: %s link: NATS reports %s", l->label, natsStatus_GetText(err));
     if (ev & EV_CLOSED) {
