@@ -223,6 +223,14 @@ static void write_again(struct cluster_rec *r, struct dirty *d)
     HASH_ADD(hh, r->dirty, key, 32, d);
 }
 
+/* The epoch's record says the session ended, so no node rebuilds an older state of it. */
+static bool withdraw(struct cluster_rec *r, struct dirty *d, struct sessrec *rec)
+{
+    rec->flags = SESSREC_GONE;
+    rec->epoch = d->epoch;
+    return publish(r, d, rec);
+}
+
 /* false when d is not to be kept (nothing to write, or not sent). */
 static bool write_record(struct cluster_rec *r, struct dirty *d, int64_t wall)
 {
@@ -237,9 +245,7 @@ static bool write_record(struct cluster_rec *r, struct dirty *d, int64_t wall)
     if (!s || !session_epoch(s) || (!session_persistent(s) && !will)) {
         if (!d->epoch)
             return false; /* never owned through a claim here: nothing to withdraw */
-        rec.flags = SESSREC_GONE;
-        rec.epoch = d->epoch;
-        return publish(r, d, &rec);
+        return withdraw(r, d, &rec);
     }
     size_t max = (size_t)natsConnection_GetMaxPayload(r->link->nc);
     r->chunks = 0;
@@ -248,10 +254,13 @@ static bool write_record(struct cluster_rec *r, struct dirty *d, int64_t wall)
     handover_session(&r->w, s);
     handover_end(&r->w, HANDOVER_LAST);
     if (r->chunks != 1) {
+        /* The record written while it still fitted would bring back a past state: the
+         * device is told session present 0 instead. */
         log_warn("cluster: client %s (%s): too many subscriptions for one session record; "
                  "another node cannot rebuild the session if this one dies",
                  d->client_id, d->identity);
-        return false;
+        d->epoch = session_epoch(s);
+        return withdraw(r, d, &rec);
     }
     rec.flags = session_client(s) ? SESSREC_ONLINE : 0;
     rec.epoch = d->epoch = session_epoch(s);

@@ -6,7 +6,11 @@ it is started again under the same name before the others could take it for dead
 comes back on node 2, which asks node 3 (alive, with no such session): its record in JetStream
 says it had one, so node 2 rebuilds it and reads its messages back from the stream. The other
 device comes back on node 3 itself, which finds its own record the same way. Both get their
-session (session present) and every acknowledged message."""
+session (session present) and every acknowledged message.
+
+A session that outgrows one record (NATS max_payload 64 KB here) must not come back as the state
+its last record that fitted described: its node writes a record saying the session ended, and
+when that node dies the device gets a new session (session present 0)."""
 import glob
 import os
 import time
@@ -19,7 +23,7 @@ pki = h.pki()
 pki.device("any")
 ACL = "user any\ntopic readwrite #\n"
 
-cl = Cluster(h, pki, ACL, node_extra=durable_nodes(h.tmp))
+cl = Cluster(h, pki, ACL, node_extra=durable_nodes(h.tmp), nats_extra="max_payload: 65536\n")
 n1, n2, n3 = cl.nodes
 for n in cl.nodes:
     n.log_wait(r"session records and node heartbeats in JetStream stream", 15)
@@ -66,4 +70,20 @@ def test_restarted_node_without_its_files():
         print("node 2: %d of 40, restarted node 3: %d of 40" % (len(received(a) & want), len(received(b) & want)))
 
 
-h.run(test_restarted_node_without_its_files)
+def test_session_outgrowing_its_record():
+    c = h.paho(n2, pki, "any", client_id="outgrown", clean=False)
+    check(c.subscribe("outgrown/small", 1) == 1, "QoS 1 granted")
+    time.sleep(1.5)  # a record that fits, acknowledged
+    for batch in range(6):  # 300 filters of ~250 bytes: over 64 KB
+        r, mid = c.c.subscribe([("outgrown/%d/%d/%s" % (batch, k, "x" * 240), 1) for k in range(50)])
+        wait_for(lambda: mid in c.subacks, 5, "SUBACK of batch %d" % batch)
+    n2.log_wait(r"client outgrown \(any\): too many subscriptions for one session record", 5)
+    time.sleep(1.5)  # the record saying it ended, acknowledged
+    n2.kill()
+    c.c.loop_stop()  # paho may have seen the connection close already
+    again = h.paho(n1, pki, "any", client_id="outgrown", clean=False)
+    check(again.connack == (0, 0), "a new session (session present 0), got %r" % (again.connack,))
+    n1.log_wait(r"outgrown .*the session at node node2 had ended; a new session starts here", 5)
+
+
+h.run(test_restarted_node_without_its_files, test_session_outgrowing_its_record)
