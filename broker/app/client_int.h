@@ -104,7 +104,12 @@ void client__publish_send(struct client *c, uint8_t qos, uint16_t id, uint8_t rc
 /* A CONNECT waits for the cluster's claim on its session (ticket); when it completes the
  * packet is decoded again and handled by client__handle_connect. */
 void client__wait_connect(struct client *c, uint64_t ticket);
+/* client_connect.c */
 void client__handle_connect(struct client *c, const struct mqtt_packet *p);
+/* Refuse a CONNECT: CONNACK with r's code for the client's version, then close. */
+void client__refuse(struct client *c, enum reason r);
+/* (Re)arm the connection's timer for the keep-alive and packet_timeout deadlines. */
+void client__arm_deadlines(struct client *c);
 /* The client is gone: unqueue and free its job, if any. */
 void client__job_drop(struct client *c);
 /* client_ack.c. Publishes whose acknowledgement waits for the cluster, per client; more
