@@ -25,6 +25,9 @@
 #include "utf8.h"
 #include "xmalloc.h"
 
+#include <uthash.h>
+#include <utlist.h>
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,18 +46,29 @@
 
 enum job_state { J_WAITING, J_CREATING, J_FEEDING };
 
+/* The replays of one session (usually one), found by its session key: the record writer and
+ * takeovers ask for them once per session change, so they must not walk every job. */
+struct target {
+    char key[33];
+    struct job *jobs; /* by same_next */
+    UT_hash_handle hh;
+};
+
 struct job {
     uint64_t n;
     enum job_state state;
     int64_t start_ms, end_ms;
     char *identity, *client_id; /* NULL: every local session */
+    struct target *t;           /* NULL: every local session */
+    struct job *same_next;
     const struct session *only; /* identity's session, once found here */
     int64_t attach_ms;          /* loop ms: when it was, or later (routing delivered to it after) */
     char *deliver;
     natsSubscription *feed;
     uint64_t last_cseq, last_sseq, deadline;
     uint64_t queued, skipped;
-    struct job *next;
+    bool running;
+    struct job *prev, *next; /* in waiting or running (utlist) */
 };
 
 struct cluster_replay {
@@ -66,8 +80,11 @@ struct cluster_replay {
     char stream[72], prefix[64];
     char *inbox;
     natsSubscription *replies;
-    struct job *jobs; /* newest first */
-    size_t running;
+    /* A mass adoption queues thousands of jobs: the loop turn and the timer walk only the
+     * running ones (at most MAX_JOBS); the others wait in arrival order. */
+    struct job *waiting, *running;
+    size_t running_n;
+    struct target *targets;
     uint64_t next_n;
     char *topic; /* max_subject + 1, reused */
     struct seen *seen;
@@ -89,12 +106,22 @@ int64_t cluster__wall_ms(void)
 
 static void job_free(struct cluster_replay *r, struct job *j)
 {
-    struct job **p = &r->jobs;
-    while (*p != j)
-        p = &(*p)->next;
-    *p = j->next;
-    if (j->state != J_WAITING)
-        r->running--;
+    if (j->running) {
+        DL_DELETE(r->running, j);
+        r->running_n--;
+    } else {
+        DL_DELETE(r->waiting, j);
+    }
+    if (j->t) {
+        struct job **p = &j->t->jobs;
+        while (*p != j)
+            p = &(*p)->same_next;
+        *p = j->same_next;
+        if (!j->t->jobs) {
+            HASH_DEL(r->targets, j->t);
+            free(j->t);
+        }
+    }
     natsSubscription_Destroy(j->feed); /* the server drops the consumer with its interest */
     natsInbox_Destroy(j->deliver);
     free(j->identity);
@@ -162,15 +189,27 @@ static void ask_consumer(struct cluster_replay *r, struct job *j, uint64_t after
 
 static void start_waiting(struct cluster_replay *r)
 {
-    struct job *j = r->jobs, *next;
-    for (; j && r->running < MAX_JOBS && r->link->connected && r->inbox; j = next) {
-        next = j->next;
-        if (j->state != J_WAITING)
-            continue;
-        r->running++;
+    while (r->waiting && r->running_n < MAX_JOBS && r->link->connected && r->inbox) {
+        struct job *j = r->waiting;
+        DL_DELETE(r->waiting, j);
+        DL_APPEND(r->running, j);
+        j->running = true;
+        r->running_n++;
         j->deadline = now_ms(r) + JOB_TIMEOUT_MS;
         ask_consumer(r, j, 0);
     }
+}
+
+static struct target *target_of(const struct cluster_replay *r, const char *identity,
+                                const char *client_id)
+{
+    if (!r || !r->targets)
+        return NULL;
+    char key[33];
+    cluster__session_key(identity, client_id, key);
+    struct target *t;
+    HASH_FIND(hh, r->targets, key, 32, t);
+    return t;
 }
 
 void cluster__replay(struct cluster_replay *r, const char *identity, const char *client_id,
@@ -182,10 +221,19 @@ void cluster__replay(struct cluster_replay *r, const char *identity, const char 
     j->n = ++r->next_n;
     j->start_ms = start_ms > REPLAY_SLACK_MS ? start_ms - REPLAY_SLACK_MS : 0;
     j->end_ms = end_ms + REPLAY_SLACK_MS;
-    if (identity)
+    if (identity) {
         cluster__id_pair(identity, client_id, &j->identity, &j->client_id);
-    j->next = r->jobs;
-    r->jobs = j;
+        struct target *t = target_of(r, identity, client_id);
+        if (!t) {
+            t = xcalloc(1, sizeof(*t));
+            cluster__session_key(identity, client_id, t->key);
+            HASH_ADD(hh, r->targets, key, 32, t);
+        }
+        j->t = t;
+        j->same_next = t->jobs;
+        t->jobs = j;
+    }
+    DL_APPEND(r->waiting, j);
     r->stats.replays++;
     start_waiting(r);
 }
@@ -193,26 +241,23 @@ void cluster__replay(struct cluster_replay *r, const char *identity, const char 
 bool cluster__replay_busy(const struct cluster_replay *r, const char *identity,
                           const char *client_id)
 {
-    for (const struct job *j = r->jobs; j; j = j->next)
-        if (j->identity && !strcmp(j->identity, identity) && !strcmp(j->client_id, client_id))
-            return true;
-    return false;
+    return target_of(r, identity, client_id) != NULL;
 }
 
 int64_t cluster__replay_since(const struct cluster_replay *r, const char *identity,
                               const char *client_id)
 {
     int64_t since = INT64_MAX;
-    for (const struct job *j = r ? r->jobs : NULL; j; j = j->next)
-        if (j->identity && !strcmp(j->identity, identity) && !strcmp(j->client_id, client_id) &&
-            j->start_ms < since)
+    const struct target *t = target_of(r, identity, client_id);
+    for (const struct job *j = t ? t->jobs : NULL; j; j = j->same_next)
+        if (j->start_ms < since)
             since = j->start_ms;
     return since;
 }
 
 static struct job *find(struct cluster_replay *r, uint64_t n)
 {
-    struct job *j = r->jobs;
+    struct job *j = r->running;
     while (j && j->n != n)
         j = j->next;
     return j;
@@ -317,9 +362,11 @@ void cluster__replay_drain(struct cluster_replay *r, size_t *budget)
         (*budget)--;
     }
     int64_t now = (int64_t)now_ms(r);
-    struct job *j = r->jobs, *next;
-    for (; j && *budget; j = next) {
-        next = j->next;
+    struct job *j, *next;
+    DL_FOREACH_SAFE(r->running, j, next)
+    {
+        if (!*budget)
+            break;
         enum step st = GO;
         while (st == GO && *budget && j->feed && j->state == J_FEEDING &&
                natsSubscription_NextMsg(&nm, j->feed, 0) == NATS_OK) {
@@ -341,10 +388,10 @@ static void on_timer(uv_timer_t *h)
 {
     struct cluster_replay *r = h->data;
     uint64_t now = now_ms(r);
-    struct job *j = r->jobs, *next;
-    for (; j; j = next) {
-        next = j->next;
-        if (j->state != J_WAITING && now >= j->deadline)
+    struct job *j, *next;
+    DL_FOREACH_SAFE(r->running, j, next)
+    {
+        if (now >= j->deadline)
             job_end(r, j, "no end within the time allowed");
     }
     start_waiting(r);
@@ -405,8 +452,10 @@ void cluster__replay_stop(struct cluster_replay *r)
     if (!r || r->stopped)
         return;
     r->stopped = true;
-    while (r->jobs)
-        job_free(r, r->jobs);
+    while (r->running)
+        job_free(r, r->running);
+    while (r->waiting)
+        job_free(r, r->waiting);
     natsSubscription_Destroy(r->replies);
     r->replies = NULL;
     uv_timer_stop(&r->timer);
