@@ -112,19 +112,6 @@ class Device:
         p.on_disconnect = lambda *a: self.downs.append(time.time())
         p.on_message = self._message
         p.on_publish = self._puback
-        # paho 1.6 catches ConnectionError on its socket, not an SSL error such as SSLEOFError
-        # (a peer gone in the middle of a write), which ends its thread: no reconnection ever.
-        for name in ("_sock_send", "_sock_recv"):
-            setattr(p, name, self._ssl_as_reset(getattr(p, name)))
-
-    @staticmethod
-    def _ssl_as_reset(f):
-        def call(*a):
-            try:
-                return f(*a)
-            except ssl.SSLError as e:
-                raise ConnectionResetError(str(e))
-        return call
 
     def _connected(self, c, u, flags, rc, props=None):
         if rc != 0:

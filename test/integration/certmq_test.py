@@ -239,6 +239,15 @@ class Broker:
         return self.exit_code
 
 
+def _ssl_as_reset(f):
+    def call(*a):
+        try:
+            return f(*a)
+        except ssl.SSLError as e:
+            raise ConnectionResetError(str(e))
+    return call
+
+
 class Client:
     """A connected paho client that records what it receives."""
 
@@ -253,6 +262,10 @@ class Client:
         if protocol != mqtt.MQTTv5:
             kw["clean_session"] = clean
         self.c = mqtt.Client(**kw)
+        # paho 1.6 catches ConnectionError on its socket, not an SSL error such as SSLEOFError
+        # (a peer gone in the middle of a write), which ends its thread: no reconnection ever.
+        for name in ("_sock_send", "_sock_recv"):
+            setattr(self.c, name, _ssl_as_reset(getattr(self.c, name)))
         crt, key = pki.cert(device)
         self.c.tls_set(ca_certs=pki.ca, certfile=crt, keyfile=key)
         self.c.on_message = self._on_message
